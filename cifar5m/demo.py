@@ -1,0 +1,162 @@
+"""The demo's models and data on scikit-learn's real handwritten digits (`make demo-models`).
+
+    python -m cifar5m.demo train-models --out cifar5m/demo_models   # a few minutes on 2 CPU cores
+    python -m cifar5m.demo real-digits --out out/real-digits        # the real split as shards
+    python -m cifar5m.demo quality --data out/demo/synthetic        # synthetic-vs-real check
+
+`train-models` trains, on the real train split (70%, seeded), a diffusion model saved as a diffusers
+DDPMPipeline folder (`digits-ddpm/`) and a labeler saved in timm's format (`digits-labeler/`, loaded
+with `local-dir:`), then measures both from the saved folders: the labeler's accuracy on the real
+holdout; for the diffusion model, digits sampled with DPM-Solver++ (20 steps) and labelled by that
+labeler (mean confidence, class balance) and the synthetic-vs-real classifier check. Each folder gets
+`training.json` (config, split, versions, wall time) and `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cifar5m.demo_data import CLASS_NAMES, DEFAULT_SPLIT_SEED, DigitsSplit, load_digits_split, write_real_digits
+from cifar5m.demo_diffusion import DiffusionConfig, load_pipeline, sample_digits, save_pipeline, train_diffusion
+from cifar5m.demo_labeler import LabelerConfig, load_labeler, predict_proba, save_labeler, train_labeler
+from cifar5m.demo_quality import DEFAULT_SIZES, generator_quality, label_stats, synthetic_vs_real
+from cifar5m.errors import Cifar5mError
+
+log = logging.getLogger(__name__)
+
+DDPM_DIR = "digits-ddpm"
+LABELER_DIR = "digits-labeler"
+
+
+@dataclass(frozen=True)
+class DemoModelsConfig:
+    """Everything that decides the demo's models and how they are measured."""
+
+    split_seed: int = DEFAULT_SPLIT_SEED
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    labeler: LabelerConfig = field(default_factory=LabelerConfig)
+    quality_samples: int = 1000
+    quality_steps: int = 20
+    quality_seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        checks = [("--diffusion-steps", self.diffusion.steps), ("--diffusion-batch-size", self.diffusion.batch_size),
+                  ("--labeler-epochs", self.labeler.epochs), ("--quality-samples", self.quality_samples),
+                  ("--quality-steps", self.quality_steps)]
+        for flag, value in checks:
+            if value < 1:
+                raise Cifar5mError(f"{flag}={value}: must be >= 1")
+
+
+def _versions() -> dict:
+    import diffusers
+    import sklearn
+    import timm
+    import torch
+
+    return {"torch": torch.__version__, "diffusers": diffusers.__version__, "timm": timm.__version__,
+            "scikit-learn": sklearn.__version__}
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def _fresh_dir(out_dir: Path, name: str, overwrite: bool) -> Path:
+    """A temporary sibling of `out_dir/name`, renamed into place when complete (no half-written model)."""
+    final = out_dir / name
+    if final.exists() and not overwrite:
+        raise Cifar5mError(f"{final}: already exists; pass --overwrite to retrain and replace it")
+    tmp = out_dir / f".tmp-{name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _commit_dir(tmp: Path, final: Path) -> None:
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+
+
+def _train_labeler_folder(split: DigitsSplit, cfg: DemoModelsConfig, out_dir: Path, overwrite: bool) -> dict:
+    tmp = _fresh_dir(out_dir, LABELER_DIR, overwrite)
+    start = time.perf_counter()
+    model = train_labeler(split.train_images, split.train_labels, cfg.labeler, device=cfg.device)
+    wall_s = time.perf_counter() - start
+    save_labeler(model.cpu(), tmp, CLASS_NAMES)
+    model, data_config = load_labeler(tmp)  # measure what was saved, through timm's own loader
+    probs = predict_proba(model, split.holdout_images, data_config)
+    metrics = {
+        "holdout_accuracy": float((probs.argmax(axis=1) == split.holdout_labels).mean()),
+        "train_accuracy": float((predict_proba(model, split.train_images, data_config).argmax(axis=1)
+                                 == split.train_labels).mean()),
+        "holdout": label_stats(probs),
+    }
+    _write_json(tmp / "metrics.json", metrics)
+    _write_json(tmp / "training.json", {"config": asdict(cfg.labeler), "device": cfg.device, "data": split.describe(),
+                                        "versions": _versions(), "wall_s": round(wall_s, 1)})
+    _commit_dir(tmp, out_dir / LABELER_DIR)
+    log.info("labeler: holdout accuracy %.4f (%d digits), trained in %.0f s",
+             metrics["holdout_accuracy"], len(probs), wall_s)
+    return metrics
+
+
+def _train_ddpm_folder(split: DigitsSplit, cfg: DemoModelsConfig, out_dir: Path, overwrite: bool) -> dict:
+    tmp = _fresh_dir(out_dir, DDPM_DIR, overwrite)
+    start = time.perf_counter()
+    unet, scheduler = train_diffusion(split.train_images, cfg.diffusion, device=cfg.device)
+    wall_s = time.perf_counter() - start
+    save_pipeline(unet.cpu(), scheduler, tmp)
+    metrics = measure_generator(tmp, out_dir / LABELER_DIR, split, cfg)
+    _write_json(tmp / "metrics.json", metrics)
+    _write_json(tmp / "training.json", {"config": asdict(cfg.diffusion), "device": cfg.device,
+                                        "parameters": sum(p.numel() for p in unet.parameters()),
+                                        "data": split.describe(), "versions": _versions(),
+                                        "wall_s": round(wall_s, 1)})
+    _commit_dir(tmp, out_dir / DDPM_DIR)
+    return metrics
+
+
+def measure_generator(ddpm_dir: Path, labeler_dir: Path, split: DigitsSplit, cfg: DemoModelsConfig) -> dict:
+    """Sample digits from a saved pipeline folder, label them with the saved labeler, and compare a
+    classifier trained on them with one trained on real digits (both tested on the real holdout)."""
+    unet, scheduler = load_pipeline(ddpm_dir)
+    start = time.perf_counter()
+    images = sample_digits(unet.to(cfg.device), scheduler, cfg.quality_samples, steps=cfg.quality_steps,
+                           seed=cfg.quality_seed)
+    sample_s = time.perf_counter() - start
+    labeler, data_config = load_labeler(labeler_dir)
+    probs = predict_proba(labeler, images, data_config)
+    sizes = tuple(n for n in DEFAULT_SIZES if n <= cfg.quality_samples) or (cfg.quality_samples,)
+    check = synthetic_vs_real(images, probs.argmax(axis=1), split, sizes=sizes, seed=cfg.quality_seed)
+    stats = label_stats(probs)
+    log.info("diffusion: %d samples in %.0f s; labeler mean confidence %.3f, class counts %s",
+             len(images), sample_s, stats["mean_confidence"], stats["class_counts"])
+    for row in check["rows"]:
+        log.info("  n=%d: trained on synthetic %.4f vs on real %.4f (real holdout accuracy)",
+                 row["n"], row["synthetic_to_real_accuracy"], row["real_to_real_accuracy"])
+    return {"sampler": f"DPMSolverMultistepScheduler, {cfg.quality_steps} steps, seed {cfg.quality_seed}",
+            "samples_per_s": round(len(images) / sample_s, 1), "labels": stats, "synthetic_vs_real": check}
+
+
+def train_models(out_dir: str | Path, cfg: DemoModelsConfig, overwrite: bool = False) -> dict:
+    """Train and measure both demo models into `out_dir`/{digits-labeler, digits-ddpm}."""
+    cfg.validate()
+    out_dir = Path(out_dir)
+    for name in (LABELER_DIR, DDPM_DIR):
+        if (out_dir / name).exists() and not overwrite:
+            raise Cifar5mError(f"{out_dir / name}: already exists; pass --overwrite to retrain and replace it")
+    split = load_digits_split(cfg.split_seed)
+    log.info("real digits: %d train, %d holdout (split seed %d)",
+             len(split.train_labels), len(split.holdout_labels), split.seed)
+    labeler = _train_labeler_folder(split, cfg, out_dir, overwrite)
+    ddpm = _train_ddpm_folder(split, cfg, out_dir, overwrite)
+    return {LABELER_DIR: labeler, DDPM_DIR: ddpm}

@@ -1,0 +1,94 @@
+"""`python -m shards {verify,info,fetch,publish}`: check, describe, download and publish datasets."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from shards.errors import ShardsError
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from shards.verify import verify_dataset
+
+    report = verify_dataset(args.dir, decode=not args.no_decode, progress=True)
+    for problem in report.problems:
+        print(f"FAIL {problem}")
+    status = "OK" if report.ok else f"FAILED ({len(report.problems)} problems)"
+    print(f"{status}: {report.root}: {report.shards_checked} shards, {report.samples_checked:,} samples checked")
+    return 0 if report.ok else 1
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from shards.manifest import load_manifest
+
+    root = Path(args.dir)
+    m = load_manifest(root)
+    size = sum(p.stat().st_size for p in (root / "data").glob("*.tar"))
+    info = {
+        "dataset": str(root),
+        "classes": m.class_names,
+        "image": {"format": m.image_ext, "shape": m.image_shape},
+        "splits": {s: {"samples": i.count, "shards": len(i.shards), "label_histogram": i.label_histogram}
+                   for s, i in m.splits.items()},
+        "bytes_on_disk": size,
+        "config_hash": m.config_hash,
+    }
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print(f"{root}: {size / 1e6:,.1f} MB on disk, {m.image_ext} images of shape {m.image_shape}")
+    for split, s in info["splits"].items():
+        print(f"  {split}: {s['samples']:,} samples in {s['shards']} shards")
+        for name, count in zip(m.class_names, s["label_histogram"]):
+            print(f"    {name:>16}: {count:,}")
+    return 0
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from shards.remote import resolve_dataset
+
+    print(resolve_dataset(args.url))
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from shards.remote import publish
+
+    print(publish(args.dir, args.repo, private=args.private, revision=args.revision))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shards", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("verify", help="re-hash, count and decode every shard against the manifest")
+    p.add_argument("dir", help="dataset folder")
+    p.add_argument("--no-decode", action="store_true", help="check sizes and hashes only (fast)")
+    p.set_defaults(func=cmd_verify)
+    p = sub.add_parser("info", help="counts, classes, label histogram and size on disk")
+    p.add_argument("dir", help="dataset folder")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+    p = sub.add_parser("fetch", help="download a dataset URL (http(s)://, hf://datasets/...) into the cache")
+    p.add_argument("url")
+    p.set_defaults(func=cmd_fetch)
+    p = sub.add_parser("publish", help="verify, then upload a dataset to a Hugging Face Hub dataset repo")
+    p.add_argument("dir", help="dataset folder")
+    p.add_argument("--repo", required=True, help="Hub dataset repo id, e.g. me/cifar5m")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--revision", default=None, help="branch to push to (default: main)")
+    p.set_defaults(func=cmd_publish)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ShardsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,93 @@
+"""Encoding samples into tar members and decoding them back.
+
+A sample is three members sharing its key, in this order: the image (`png` or `jpg`), `cls` (ASCII
+integer) and `json` (sorted keys, no spaces). Encoding is deterministic: the same sample, the same bytes.
+"""
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from shards.errors import ShardsError
+
+IMAGE_EXTS = ("png", "jpg")
+JPEG_QUALITY = 95
+
+
+def encode_image(image: np.ndarray | bytes, ext: str) -> bytes:
+    """uint8 HxWxC (C = 1 or 3) -> PNG/JPEG bytes; bytes pass through unchanged (already encoded)."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return bytes(image)
+    array = np.asarray(image)
+    if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (1, 3):
+        raise ShardsError(
+            f"image of dtype {array.dtype} and shape {array.shape}: must be uint8 HxWxC with C = 1 or 3"
+        )
+    pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    buffer = io.BytesIO()
+    if ext == "png":
+        pil.save(buffer, format="PNG")
+    else:
+        pil.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def decode_image(data: bytes, channels: int | None = None) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 HxWxC; C follows the file (L -> 1, else RGB) unless `channels` is given."""
+    pil = Image.open(io.BytesIO(data))
+    mode = {1: "L", 3: "RGB"}.get(channels) or ("L" if pil.mode in ("L", "1", "I;16", "I") else "RGB")
+    if pil.mode != mode:
+        pil = pil.convert(mode)
+    array = np.asarray(pil)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def encode_json(meta: dict[str, Any]) -> bytes:
+    return json.dumps(meta, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def json_schema(meta: dict[str, Any]) -> dict[str, str]:
+    """The JSON type of every field: the same in every sample of a dataset (HF infers from 5 samples)."""
+    def kind(value: Any) -> str:
+        if isinstance(value, bool):
+            return "bool"
+        if isinstance(value, int):
+            return "int"
+        if isinstance(value, float):
+            return "float"
+        if isinstance(value, str):
+            return "str"
+        if isinstance(value, list):
+            inner = {kind(v) for v in value} or {"float"}
+            if inner == {"int", "float"}:
+                inner = {"float"}
+            if len(inner) != 1:
+                raise ShardsError(f"json list {value!r}: mixed element types; use one type per list")
+            return f"list[{inner.pop()}]"
+        if value is None:
+            return "null"
+        raise ShardsError(f"json value {value!r} of type {type(value).__name__}: use int, float, str, bool or lists")
+    return {name: kind(value) for name, value in sorted(meta.items())}
+
+
+def group_samples(members: Iterable[tuple[str, bytes]], source: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(name, bytes) members -> (key, {ext: bytes}) samples; members of a key must be consecutive."""
+    key, fields = None, {}
+    for name, data in members:
+        base = name.rsplit("/", 1)[-1]
+        member_key, dot, ext = base.partition(".")
+        if not dot:
+            continue
+        if member_key != key:
+            if key is not None:
+                yield key, fields
+            key, fields = member_key, {}
+        if ext in fields:
+            raise ValueError(f"{source}: duplicate member {name!r}")
+        fields[ext] = data
+    if key is not None:
+        yield key, fields

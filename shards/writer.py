@@ -1,0 +1,353 @@
+"""Write a dataset as WebDataset shards, one atomic shard at a time, resumable by anyone.
+
+    w = DatasetWriter(out_dir, config, class_names, splits={"train": 50_000}, samples_per_shard=10_000)
+    w.prepare()
+    for spec in w.pending():
+        w.write_shard(spec, samples_for(spec))
+    w.finalize()
+
+A shard is written under `.shards/tmp/`, fsynced, hashed and renamed into `data/`; then its stats file
+`.shards/{split}-{NNNNNN}.json` is written. Workers sharing only the output folder (processes, Ray tasks,
+Slurm array jobs) commit shards independently; `finalize` assembles `manifest.json` from the stats files.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from shards import __version__
+from shards.codec import IMAGE_EXTS, encode_image, encode_json, json_schema
+from shards.errors import ShardsError
+from shards.manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    Manifest,
+    ShardEntry,
+    SplitInfo,
+    config_hash,
+    write_json_atomic,
+)
+from shards.naming import sample_key, shard_relpath, shard_stem, validate_name
+from shards.tario import tar_end, tar_member
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = ".shards"
+OURS = {"data", STATE_DIR, MANIFEST, "README.md", "_info.json", "extras", ".cache"}
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One unit of work: `count` samples of `split` starting at `first_index`."""
+
+    split: str
+    shard_index: int
+    first_index: int
+    count: int
+
+    @property
+    def relpath(self) -> str:
+        return shard_relpath(self.split, self.shard_index)
+
+    @property
+    def stem(self) -> str:
+        return shard_stem(self.split, self.shard_index)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class DatasetWriter:
+    """Plans the shards of a dataset, commits them atomically and assembles the manifest."""
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike,
+        config: dict[str, Any],
+        class_names: list[str],
+        splits: dict[str, int],
+        samples_per_shard: int,
+        image_ext: str = "png",
+        card: Any = None,
+        overwrite: bool = False,
+    ):
+        self.out_dir = Path(out_dir)
+        self.config = json.loads(json.dumps(config))  # JSON round trip: what is hashed is what is stored
+        self.class_names = list(class_names)
+        self.splits = dict(splits)
+        self.samples_per_shard = samples_per_shard
+        self.image_ext = image_ext
+        self.card = card
+        self.overwrite = overwrite
+        self._validate()
+        self.config_hash = config_hash(self._identity())
+
+    def _validate(self) -> None:
+        if not isinstance(self.samples_per_shard, int) or self.samples_per_shard < 1:
+            raise ShardsError(f"samples_per_shard={self.samples_per_shard!r}: must be an integer >= 1")
+        if self.image_ext not in IMAGE_EXTS:
+            raise ShardsError(f"image_ext={self.image_ext!r}: must be one of {', '.join(IMAGE_EXTS)}")
+        if not self.class_names:
+            raise ShardsError("class_names is empty: a labelled dataset needs at least one class name")
+        if not self.splits:
+            raise ShardsError("splits is empty: give at least one split, e.g. {'train': 50000}")
+        for split, count in self.splits.items():
+            validate_name("split", split)
+            if not isinstance(count, int) or count < 0:
+                raise ShardsError(f"split {split!r} count={count!r}: must be an integer >= 0")
+
+    def _identity(self) -> dict[str, Any]:
+        """Everything that decides the bytes of the dataset."""
+        return {
+            "config": self.config,
+            "class_names": self.class_names,
+            "splits": self.splits,
+            "samples_per_shard": self.samples_per_shard,
+            "image_ext": self.image_ext,
+        }
+
+    @property
+    def state_dir(self) -> Path:
+        return self.out_dir / STATE_DIR
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.state_dir / "tmp"
+
+    # --- setting up -------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the folder, or check that it holds this same dataset; refuse another config."""
+        existing = self._existing_hash()
+        if existing is not None and existing != self.config_hash:
+            if not self.overwrite:
+                raise ShardsError(
+                    f"{self.out_dir}: holds a dataset built with another config (hash {existing[:12]}, "
+                    f"this one {self.config_hash[:12]}); use another --out, the same settings, or --overwrite"
+                )
+            self._wipe()
+        elif existing is None and self.out_dir.exists():
+            foreign = sorted(p.name for p in self.out_dir.iterdir() if p.name not in OURS)
+            ours = [p for p in self.out_dir.iterdir() if p.name in OURS - {"extras"}]
+            if foreign or (ours and not self.overwrite):
+                raise ShardsError(
+                    f"{self.out_dir}: not empty and not a dataset being built by this toolkit "
+                    f"(found {', '.join(foreign or [p.name for p in ours])}); choose an empty or new --out"
+                )
+            self._wipe()
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "data").mkdir(exist_ok=True)
+        write_json_atomic(self.state_dir / "config.json", {**self._identity(), "hash": self.config_hash})
+
+    def _existing_hash(self) -> str | None:
+        path = self.state_dir / "config.json"
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text()).get("hash")
+
+    def _wipe(self) -> None:
+        for name in ("data", STATE_DIR, ".cache"):
+            shutil.rmtree(self.out_dir / name, ignore_errors=True)
+        for name in (MANIFEST, "README.md", "_info.json"):
+            (self.out_dir / name).unlink(missing_ok=True)
+
+    # --- planning ---------------------------------------------------------------------------------------
+    def plan(self) -> list[ShardSpec]:
+        """Every shard of every split, in order."""
+        specs = []
+        for split, count in self.splits.items():
+            for shard_index, first in enumerate(range(0, count, self.samples_per_shard)):
+                specs.append(ShardSpec(split, shard_index, first, min(self.samples_per_shard, count - first)))
+        return specs
+
+    def pending(self, shard_range: tuple[int, int] | None = None) -> list[ShardSpec]:
+        """Shards not yet complete (within `shard_range`, an [A, B) range over `plan()` positions).
+
+        Deletes the stray temporary files of those shards: with disjoint ranges no two workers touch
+        the same shard, so this never removes a file another worker is writing.
+        """
+        specs = self.plan()
+        if shard_range is not None:
+            start, stop = shard_range
+            if not 0 <= start < stop:
+                raise ShardsError(f"--shards {start}:{stop}: need 0 <= A < B")
+            specs = specs[start:stop]
+        todo = [s for s in specs if not self.is_complete(s)]
+        stems = {s.stem for s in todo}
+        if self.tmp_dir.is_dir():
+            for tmp in self.tmp_dir.iterdir():
+                if tmp.name.split(".", 1)[0] in stems:
+                    log.info("removing stray temporary file %s", tmp)
+                    tmp.unlink(missing_ok=True)
+        return todo
+
+    def stats_path(self, spec: ShardSpec) -> Path:
+        return self.state_dir / f"{spec.stem}.json"
+
+    def read_stats(self, spec: ShardSpec) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.stats_path(spec).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def is_complete(self, spec: ShardSpec) -> bool:
+        """True when the shard's stats exist and its file has the recorded size and sha256."""
+        stats = self.read_stats(spec)
+        path = self.out_dir / spec.relpath
+        if not stats or stats.get("config_hash") != self.config_hash or not path.is_file():
+            return False
+        return path.stat().st_size == stats["bytes"] and _sha256_file(path) == stats["sha256"]
+
+    # --- writing ----------------------------------------------------------------------------------------
+    def write_shard(
+        self, spec: ShardSpec, samples: Iterable[dict[str, Any]], extra: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Write, fsync, hash and commit one shard; return its stats. Nothing is left behind on error."""
+        tmp = self.tmp_dir / f"{spec.stem}.{socket.gethostname()}-{os.getpid()}.tar"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            stats = self._write_tmp(tmp, spec, samples)
+            os.replace(tmp, self.out_dir / spec.relpath)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        stats.update(config_hash=self.config_hash, extra=extra or {})
+        write_json_atomic(self.stats_path(spec), stats)
+        return stats
+
+    def _write_tmp(self, tmp: Path, spec: ShardSpec, samples: Iterable[dict[str, Any]]) -> dict[str, Any]:
+        digest, size, count = hashlib.sha256(), 0, 0
+        labels = np.zeros(len(self.class_names), dtype=np.int64)
+        fields = schema = shape = None
+        with open(tmp, "wb") as f:
+            for count, sample in enumerate(samples, start=1):
+                if count > spec.count:
+                    raise ShardsError(f"{spec.relpath}: more than the planned {spec.count} samples were given")
+                key = sample_key(spec.first_index + count - 1)
+                members, cls, sample_schema, sample_shape = self._members(key, sample, spec)
+                if fields is None:
+                    fields, schema, shape = sorted(sample), sample_schema, sample_shape
+                elif sorted(sample) != fields or sample_schema != schema:
+                    raise ShardsError(
+                        f"{spec.relpath} sample {key}: fields {sorted(sample)} / json {sample_schema} differ "
+                        f"from the first sample's {fields} / {schema}; every sample needs the same fields"
+                    )
+                elif shape != sample_shape:
+                    shape = None
+                labels[cls] += 1
+                for chunk in members:
+                    f.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+            end = tar_end()
+            f.write(end)
+            digest.update(end)
+            size += len(end)
+            f.flush()
+            os.fsync(f.fileno())
+        if count != spec.count:
+            raise ShardsError(f"{spec.relpath}: got {count} samples, planned {spec.count}")
+        return {
+            "split": spec.split,
+            "shard_index": spec.shard_index,
+            "file": spec.relpath,
+            "samples": count,
+            "bytes": size,
+            "sha256": digest.hexdigest(),
+            "first_index": spec.first_index,
+            "label_counts": labels.tolist(),
+            "json_schema": schema or {},
+            "image_shape": list(shape) if shape else None,
+        }
+
+    def _members(self, key: str, sample: dict[str, Any], spec: ShardSpec):
+        where = f"{spec.relpath} sample {key}"
+        if "image" not in sample or "cls" not in sample:
+            raise ShardsError(f"{where}: a sample needs 'image' and 'cls' (got {sorted(sample)})")
+        cls = sample["cls"]
+        if isinstance(cls, (bool, np.bool_)) or not isinstance(cls, (int, np.integer)) or not (
+            0 <= cls < len(self.class_names)
+        ):
+            raise ShardsError(f"{where}: cls={cls!r} must be an integer in [0, {len(self.class_names)})")
+        image = sample["image"]
+        shape = tuple(np.shape(image)) if not isinstance(image, (bytes, bytearray)) else None
+        members = [
+            tar_member(f"{key}.{self.image_ext}", encode_image(image, self.image_ext)),
+            tar_member(f"{key}.cls", str(int(cls)).encode()),
+        ]
+        meta = sample.get("json")
+        schema = None
+        if meta is not None:
+            if not isinstance(meta, dict):
+                raise ShardsError(f"{where}: 'json' must be a dict, got {type(meta).__name__}")
+            schema = json_schema(meta)
+            members.append(tar_member(f"{key}.json", encode_json(meta)))
+        for name in sorted(set(sample) - {"image", "cls", "json"}):
+            validate_name("field", name)
+            value = sample[name]
+            if not isinstance(value, (bytes, bytearray)):
+                raise ShardsError(f"{where}: extra field {name!r} must be bytes")
+            members.append(tar_member(f"{key}.{name}", bytes(value)))
+        return members, int(cls), schema, shape
+
+    # --- finishing --------------------------------------------------------------------------------------
+    def finalize(self) -> Manifest | None:
+        """Assemble manifest.json (+ card and timm `_info.json`) once every shard is committed."""
+        specs = self.plan()
+        stats = [self.read_stats(s) for s in specs]
+        missing = [s.relpath for s, st in zip(specs, stats) if not st or st.get("config_hash") != self.config_hash]
+        if missing:
+            log.info("%d of %d shards still missing (e.g. %s): manifest not written yet",
+                     len(missing), len(specs), missing[0])
+            return None
+        manifest = self._assemble(specs, stats)
+        from shards.card import write_card, write_timm_info
+
+        write_timm_info(self.out_dir, manifest)
+        write_card(self.out_dir, manifest, self.card)
+        write_json_atomic(self.out_dir / MANIFEST, manifest.to_dict())
+        return manifest
+
+    def _assemble(self, specs: list[ShardSpec], stats: list[dict[str, Any]]) -> Manifest:
+        schemas = {json.dumps(st["json_schema"], sort_keys=True) for st in stats if st["samples"]}
+        if len(schemas) > 1:
+            raise ShardsError(
+                f"{self.out_dir}: shards disagree on the json fields ({' vs '.join(sorted(schemas))}); "
+                "rebuild with --overwrite"
+            )
+        shapes = {tuple(st["image_shape"]) if st["image_shape"] else None for st in stats if st["samples"]}
+        splits = {}
+        for split, count in self.splits.items():
+            entries = [
+                ShardEntry(st["file"], st["samples"], st["bytes"], st["sha256"], st["first_index"], st["label_counts"])
+                for s, st in zip(specs, stats)
+                if s.split == split
+            ]
+            histogram = np.sum([e.label_counts for e in entries], axis=0).astype(int).tolist() if entries else [
+                0] * len(self.class_names)
+            splits[split] = SplitInfo(count=count, shards=entries, label_histogram=histogram)
+        return Manifest(
+            format_version=FORMAT_VERSION,
+            toolkit_version=__version__,
+            config=self.config,
+            config_hash=self.config_hash,
+            class_names=self.class_names,
+            image_ext=self.image_ext,
+            image_shape=list(next(iter(shapes))) if len(shapes) == 1 and None not in shapes else None,
+            samples_per_shard=self.samples_per_shard,
+            json_schema=json.loads(schemas.pop()) if schemas else {},
+            splits=splits,
+        )

@@ -1,0 +1,243 @@
+"""Reports from hand-written run folders: golden figures (T(n), gaps, means) computed by hand."""
+import json
+import math
+
+import pytest
+
+from train.errors import TrainError
+from train.report import SMALL_GAP, detect_kind, format_headline, render, render_bootstrap
+from train.results import align, compare_worlds, load_run, mean_std
+from train.sweep_report import render_sweep
+
+STEPS = [0, 10, 20, 40, 80]
+# Real: train error reaches <= 1% first at step 40 -> T(n) = 40.
+REAL = {
+    "test/soft_error": [0.90, 0.60, 0.45, 0.40, 0.42],
+    "test/error": [0.90, 0.50, 0.35, 0.30, 0.31],
+    "test/loss": [2.30, 1.50, 1.20, 1.10, 1.40],
+    "train/soft_error": [0.90, 0.40, 0.10, 0.05, 0.01],
+    "train/error": [0.90, 0.30, 0.05, 0.008, 0.0],
+    "train/loss": [2.30, 1.00, 0.30, 0.10, 0.02],
+    "digits/soft_error": [0.90, 0.70, 0.55, 0.50, 0.52],
+    "digits/error": [0.90, 0.60, 0.45, 0.40, 0.41],
+    "digits/loss": [2.30, 1.80, 1.50, 1.40, 1.60],
+}
+IDEAL = {
+    "test/soft_error": [0.90, 0.58, 0.42, 0.38, 0.30],
+    "test/error": [0.90, 0.49, 0.33, 0.29, 0.22],
+    "test/loss": [2.30, 1.45, 1.15, 1.05, 0.80],
+    "train/soft_error": [0.90, 0.58, 0.42, 0.38, 0.30],
+    "train/error": [0.90, 0.49, 0.33, 0.29, 0.22],
+    "train/loss": [2.30, 1.45, 1.15, 1.05, 0.80],
+    "digits/soft_error": [0.90, 0.69, 0.54, 0.49, 0.40],
+    "digits/error": [0.90, 0.59, 0.44, 0.39, 0.30],
+    "digits/loss": [2.30, 1.79, 1.49, 1.39, 1.10],
+}
+LEDGER_REAL = {"unique_samples": 100, "total_draws": 800, "pool_size": 5000, "passes": 8.0,
+               "no_reuse": False, "subset_hash": "abc123"}
+LEDGER_IDEAL = {"unique_samples": 800, "total_draws": 800, "pool_size": 5000, "passes": 0.16,
+                "no_reuse": True, "subset_hash": None}
+
+
+def write_run(run_dir, series, steps=STEPS, mode="real", n=100, summary=True, fit_step="auto", **config):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = {"data": "tiny", "mode": mode, "n": n if mode == "real" else None, "steps": steps[-1],
+           "batch_size": 10, "model": "mcnn", "seed": 0, "fit_threshold": 0.01, "out_dir": str(run_dir),
+           **config}
+    (run_dir / "config.json").write_text(json.dumps(cfg))
+    rows = [{"step": s, "lr": 0.1, **{k: v[i] for k, v in series.items()}} for i, s in enumerate(steps)]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    if summary:
+        if fit_step == "auto":
+            fit_step = next((s for s, e in zip(steps, series["train/error"]) if e <= 0.01), None)
+        summ = {"mode": mode, "n": cfg["n"], "steps": steps[-1], "steps_done": steps[-1], "batch_size": 10,
+                "model": "mcnn", "fit_threshold": 0.01, "fit_step": fit_step, "final": rows[-1],
+                "ledger": LEDGER_REAL if mode == "real" else LEDGER_IDEAL, "img_per_s": 1234.0,
+                "wall_s": 5.0, "config_hash": f"hash-{mode}"}
+        (run_dir / "summary.json").write_text(json.dumps(summ))
+    return run_dir
+
+
+def write_bootstrap(exp, real=REAL, ideal=IDEAL, ideal_steps=STEPS, **kw):
+    write_run(exp / "real", real, **kw)
+    write_run(exp / "ideal", ideal, steps=ideal_steps, mode="ideal", **kw)
+    (exp / "experiment.json").write_text(json.dumps(
+        {"kind": "bootstrap", "config": {"data": "tiny", "n": 100, "model": "mcnn", "steps": 80,
+                                         "batch_size": 10, "seed": 0},
+         "runs": {"real": "real", "ideal": "ideal"}}))
+    return exp
+
+
+def test_golden_bootstrap_figures(tmp_path):
+    exp = write_bootstrap(tmp_path / "exp")
+    cmp = compare_worlds(load_run(exp / "real"), load_run(exp / "ideal"))
+    assert cmp["fit_step"] == 40 and cmp["ref_step"] == 40
+    soft = cmp["sets"]["test"]["soft_error"]
+    # gaps 0, .02, .03, .02, .12: the largest for t <= 40 is .03 at step 20; the .12 at 80 is after T(n)
+    assert soft["real_at_fit"] == pytest.approx(0.40)
+    assert soft["ideal_at_fit"] == pytest.approx(0.38)
+    assert soft["gap_at_fit"] == pytest.approx(0.02)
+    assert soft["max_abs_gap"] == pytest.approx(0.03) and soft["max_gap_step"] == 20
+    assert soft["gap_end"] == pytest.approx(0.12) and soft["real_end_step"] == 80
+    loss = cmp["sets"]["test"]["loss"]
+    assert loss["max_abs_gap"] == pytest.approx(0.05) and loss["max_gap_step"] == 10  # .05, .05, .05: first
+    digits = cmp["sets"]["digits"]["soft_error"]
+    assert digits["gap_at_fit"] == pytest.approx(0.01) and digits["gap_end"] == pytest.approx(0.12)
+    gen = cmp["generalisation"]["soft_error"]
+    assert gen["real_gap"] == pytest.approx(0.40 - 0.05)
+    assert cmp["interpolated"] is False
+
+
+def test_bootstrap_report_files_and_text(tmp_path):
+    exp = write_bootstrap(tmp_path / "exp")
+    headline = render(exp)
+    assert headline["kind"] == "bootstrap" and headline["fit_step"] == 40
+    assert headline["gap"] == pytest.approx(0.02) and headline["max_abs_gap"] == pytest.approx(0.03)
+    assert headline["gap_is_small"] is False  # .03 > SMALL_GAP = .02: said plainly
+    assert headline["extra"]["digits"]["gap"] == pytest.approx(0.01)
+    for name in ("report.md", "soft_error.png", "gap.png", "results.json"):
+        assert (exp / name).stat().st_size > 0
+    assert (exp / "soft_error.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (exp / "report.md").read_text()
+    assert "T(n) = 40" in text and "The bootstrap gap is not small" in text
+    assert "| test | soft-error | 0.4000 | 0.3800 | +0.0200 | 0.0300 (20) | 0.4200 | 0.3000 | +0.1200 |" in text
+    assert "| digits | soft-error |" in text
+    assert "| Real | 100 | 800 | 5,000 | 8.000 | False | `abc123` |" in text
+    assert "Warning" not in text
+    results = json.loads((exp / "results.json").read_text())
+    assert results["headline"]["max_gap_step"] == 20
+    console = format_headline(headline)
+    assert str(exp / "report.md") in console and "NOT small" in console and "digits" in console
+
+
+def test_small_gap_is_called_small(tmp_path):
+    ideal = {k: [v - 0.005 if k.startswith("test/soft") else v for v in vals] for k, vals in REAL.items()}
+    headline = render_bootstrap(write_bootstrap(tmp_path / "exp", ideal=ideal))
+    assert headline["max_abs_gap"] == pytest.approx(0.005) and headline["max_abs_gap"] <= SMALL_GAP
+    assert "The bootstrap gap is small" in (tmp_path / "exp" / "report.md").read_text()
+
+
+def test_real_never_fits_uses_all_steps(tmp_path):
+    real = {**REAL, "train/error": [0.9, 0.5, 0.4, 0.3, 0.2]}
+    exp = write_bootstrap(tmp_path / "exp", real=real)
+    headline = render(exp)
+    assert headline["fit_step"] is None and headline["ref_step"] == 80
+    assert headline["max_abs_gap"] == pytest.approx(0.12) and headline["max_gap_step"] == 80
+    text = (exp / "report.md").read_text()
+    assert "never reached train error <= 1%" in text and "T(n) is undefined" in text
+    assert "never reached" in format_headline(headline)
+
+
+def test_fit_step_from_metrics_when_no_summary(tmp_path):
+    run = load_run(write_run(tmp_path / "r", REAL, summary=False))
+    assert not run.finished and run.fit_step() == 40
+    # the summary is the trainer's record and wins when present
+    assert load_run(write_run(tmp_path / "s", REAL, fit_step=20)).fit_step() == 20
+
+
+def test_interpolates_when_schedules_differ(tmp_path):
+    ideal = {k: [v[0], v[2], v[4]] for k, v in IDEAL.items()}  # evaluated at 0, 20, 80 only
+    exp = write_bootstrap(tmp_path / "exp", ideal=ideal, ideal_steps=[0, 20, 80])
+    aligned = align(load_run(exp / "real"), load_run(exp / "ideal"), "test/soft_error")
+    assert list(aligned.steps) == STEPS and aligned.interpolated
+    assert aligned.ideal[1] == pytest.approx((0.90 + 0.42) / 2)  # step 10, halfway from 0 to 20
+    assert aligned.ideal[3] == pytest.approx(0.42 + (0.30 - 0.42) * 20 / 60)  # step 40
+    render(exp)
+    assert "linearly interpolated" in (exp / "report.md").read_text()
+
+
+def test_partial_last_line_and_repeated_steps(tmp_path):
+    run_dir = write_run(tmp_path / "r", REAL, summary=False)
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 40, "test/soft_error": 0.41}) + "\n" + '{"step": 16')
+    run = load_run(run_dir)
+    assert [r["step"] for r in run.rows] == STEPS
+    assert run.series("test/soft_error")[1][3] == pytest.approx(0.41)  # a resumed run's later row wins
+
+
+def test_config_mismatch_is_warned(tmp_path):
+    exp = write_bootstrap(tmp_path / "exp")
+    cfg = json.loads((exp / "ideal" / "config.json").read_text())
+    (exp / "ideal" / "config.json").write_text(json.dumps({**cfg, "batch_size": 20}))
+    render(exp)
+    assert "Warning: the two runs' configs differ" in (exp / "report.md").read_text()
+
+
+def test_single_run_report(tmp_path):
+    run_dir = write_run(tmp_path / "r", REAL)
+    assert detect_kind(run_dir) == "run"
+    headline = render(run_dir)
+    assert headline["fit_step"] == 40
+    assert headline["metrics"]["test/soft_error"] == {"at_fit": pytest.approx(0.40), "end": pytest.approx(0.42)}
+    text = (run_dir / "report.md").read_text()
+    assert "T(n) = 40" in text and "| digits | soft-error | 0.5000 | 0.5200 |" in text
+    assert (run_dir / "soft_error.png").is_file()
+
+
+def test_detect_kind_errors(tmp_path):
+    with pytest.raises(TrainError, match="no such folder"):
+        render(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TrainError, match="neither a run folder"):
+        render(tmp_path / "empty")
+    write_run(tmp_path / "bare" / "real", REAL)
+    write_run(tmp_path / "bare" / "ideal", IDEAL, mode="ideal")
+    assert detect_kind(tmp_path / "bare") == "bootstrap"  # no experiment.json: recognised by its folders
+
+
+def shift(series, by):
+    return {k: [v + by if k.startswith("test/") else v for v in vals] for k, vals in series.items()}
+
+
+def test_sweep_report_golden_means(tmp_path):
+    exp = tmp_path / "sweep"
+    runs = []
+    # Ideal per seed; Real per (n, seed) with a test soft-error offset so the gaps at T(n)=40 are known
+    offsets = {(100, 0): 0.01, (100, 1): 0.03, (200, 0): 0.00, (200, 1): -0.02}
+    for seed in (0, 1):
+        write_run(exp / f"runs/mcnn-s{seed}/ideal", IDEAL, mode="ideal")
+        for n in (100, 200):
+            real = shift({**IDEAL, "train/error": REAL["train/error"]}, offsets[(n, seed)])
+            write_run(exp / f"runs/mcnn-s{seed}/real-n{n}", real, n=n)
+            runs.append({"model": "mcnn", "n": n, "seed": seed, "real": f"runs/mcnn-s{seed}/real-n{n}",
+                         "ideal": f"runs/mcnn-s{seed}/ideal"})
+    runs.append({"model": "mcnn", "n": 400, "seed": 0, "real": "runs/mcnn-s0/real-n400",
+                 "ideal": "runs/mcnn-s0/ideal"})  # not run yet
+    (exp / "experiment.json").write_text(json.dumps({
+        "kind": "sweep", "config": {"data": "tiny", "steps": 80, "batch_size": 10},
+        "models": ["mcnn"], "ns": [100, 200, 400], "seeds": [0, 1], "runs": runs}))
+    headline = render(exp)
+    assert headline["runs_total"] == 5 and headline["runs_done"] == 4
+    assert headline["mean_abs_gap"] == pytest.approx((0.01 + 0.03 + 0.0 + 0.02) / 4)
+    assert headline["max_abs_gap"] == pytest.approx(0.03)
+    assert headline["worst"] == {"model": "mcnn", "n": 100, "seed": 1, "gap": pytest.approx(0.03)}
+    assert headline["runs_small"] == 3
+    g100 = headline["groups"][0]
+    assert g100["n"] == 100 and g100["gap"] == pytest.approx(0.02)
+    assert g100["real"] == pytest.approx(0.38 + 0.02) and g100["ideal"] == pytest.approx(0.38)
+    results = json.loads((exp / "results.json").read_text())
+    std = results["groups"][0]["gap"]["std"]
+    assert std == pytest.approx(math.sqrt(2 * 0.01 ** 2))  # sample std of .01 and .03
+    text = (exp / "report.md").read_text()
+    assert "4 of 5 runs finished" in text and "## Not finished" in text and "real-n400" in text
+    assert "| mcnn | 100 | 2 (2) | 40 ± 0 | 0.4000 ± 0.0141 | 0.3800 ± 0.0000 | 0.0200 ± 0.0141 |" in text
+    for name in ("scatter.png", "learning_curve.png"):
+        assert (exp / name).read_bytes()[:4] == b"\x89PNG"
+    assert "L(n)" in format_headline(headline)
+
+
+def test_sweep_report_with_nothing_finished(tmp_path):
+    exp = tmp_path / "sweep"
+    exp.mkdir()
+    (exp / "experiment.json").write_text(json.dumps({
+        "kind": "sweep", "config": {}, "models": ["mcnn"], "ns": [100], "seeds": [0],
+        "runs": [{"model": "mcnn", "n": 100, "seed": 0, "real": "a", "ideal": "b"}]}))
+    headline = render_sweep(exp)
+    assert headline["runs_done"] == 0
+    assert "No run of the grid has finished yet" in (exp / "report.md").read_text()
+
+
+def test_mean_std():
+    assert mean_std([1.0, 3.0, None, math.nan]) == (2.0, pytest.approx(math.sqrt(2)), 2)
+    mean, std, count = mean_std([5.0])
+    assert mean == 5.0 and math.isnan(std) and count == 1

@@ -1,0 +1,211 @@
+"""RunConfig: every setting of one Real World or Ideal World run, its presets and its validation.
+
+    cfg = RunConfig(data="datasets/digits", mode="real", n=500, steps=2000, out_dir="runs/r500")
+    ideal = dataclasses.replace(cfg, mode="ideal", out_dir="runs/ideal")
+    validate(cfg)            # TrainError naming the field, the value and the rule
+    cfg.to_dict()            # JSON-able; RunConfig.from_dict(d) reads it back
+    config_hash(cfg)         # what a run folder must match to be resumed
+
+Both worlds share every field but `mode` (and `n`, which only the Real World uses): model and init seed,
+optimizer, schedule over total steps, batch size, augmentation, precision and evaluation schedule.
+Defaults reproduce the paper code's CIFAR-5m sweep (FACTS.md 1); presets are plain dicts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from train.errors import TrainError
+
+MODES = ("real", "ideal")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "constant", "step")
+AUGS = ("none", "flip", "crop-flip", "rrc-flip")
+PRECISIONS = ("auto", "fp32", "bf16")
+DATA_PATHS = ("auto", "memory", "stream")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run. `n` is the Real World's train-set size; the Ideal World ignores it."""
+
+    data: str = ""
+    mode: str = "real"
+    n: int | None = None
+    steps: int = 39_000
+    batch_size: int = 128
+    lr: float = 0.1
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    schedule: str = "cosine"
+    # The paper code steps its cosine once every 390 batches (one epoch of 50K); 1 = a smooth cosine.
+    lr_update_every_steps: int = 1
+    lr_milestones: tuple[float, ...] = (0.5, 0.75)
+    lr_gamma: float = 0.1
+    warmup_steps: int = 0
+    label_smoothing: float = 0.0
+    aug: str = "none"
+    crop_padding: int = 4
+    image_size: int | None = None
+    model: str = "preact-resnet18"
+    width: int = 64
+    mlp_widths: tuple[int, ...] = (128, 128, 128)
+    pretrained: bool = False
+    seed: int = 0
+    device: str = "auto"
+    out_dir: str = ""
+    train_split: str = "train"
+    test_split: str = "test"
+    test_samples: int | None = None
+    eval_schedule: str = "log:64"
+    eval_train_samples: int = 10_000
+    eval_batch_size: int = 1024
+    fit_threshold: float = 0.01
+    stop_at_fit: bool = False
+    extra_test: tuple[str, ...] = ()
+    allow_reuse: bool = False
+    precision: str = "auto"
+    compile: bool = False
+    data_path: str = "auto"
+    num_workers: int = 4
+    checkpoint_every_steps: int = 2000
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise TrainError(f"config has unknown fields {unknown}; it was written by another version of "
+                             "the trainer: start a new run folder or pass --overwrite")
+        tuples = {f.name for f in dataclasses.fields(cls) if str(f.type).startswith("tuple")}
+        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in data.items()})
+
+
+# Fields that do not change what a run computes: a run folder may be resumed with other values.
+_NOT_IDENTITY = ("out_dir", "device", "num_workers", "checkpoint_every_steps")
+
+
+def identity_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The fields that define the run's result (the Ideal World has no n, so n is left out there)."""
+    d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IDENTITY}
+    if cfg.mode == "ideal":
+        d.pop("n")
+    return d
+
+
+def config_hash(cfg: RunConfig) -> str:
+    return hashlib.sha256(json.dumps(identity_dict(cfg), sort_keys=True).encode()).hexdigest()[:16]
+
+
+_PAPER_CIFAR5M = dict(
+    optimizer="sgd", lr=0.1, schedule="cosine", lr_update_every_steps=390, momentum=0.0,
+    weight_decay=0.0, nesterov=False, batch_size=128, steps=39_000, aug="none",
+)
+# The paper code's CIFAR-5m sweep (inftrain/sample_sweep.json, FACTS.md 1) and its DogBird defaults
+# (inftrain/train_imgnet.py: torchvision ResNet-50, SGD momentum 0.9, lr 0.1, cosine, batch 128, 224 px,
+# centre crop 224 without augmentation unless asked).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper-cifar5m": _PAPER_CIFAR5M,
+    "paper-cifar5m-aug": {**_PAPER_CIFAR5M, "aug": "crop-flip"},
+    "paper-dogbird": dict(
+        optimizer="sgd", lr=0.1, schedule="cosine", lr_update_every_steps=1, momentum=0.9,
+        weight_decay=0.0, batch_size=128, image_size=224, model="timm:resnet50", aug="none",
+    ),
+}
+
+
+def apply_preset(name: str | None, overrides: dict[str, Any]) -> RunConfig:
+    """Defaults <- preset <- overrides (explicit flags)."""
+    values: dict[str, Any] = {}
+    if name:
+        if name not in PRESETS:
+            raise TrainError(f"--preset {name!r}: unknown preset; known presets: {', '.join(sorted(PRESETS))}")
+        values.update(PRESETS[name])
+    values.update(overrides)
+    return RunConfig(**values)
+
+
+def parse_extra_test(spec: str) -> tuple[str, str]:
+    """`name=path` or `path` -> (name, path); the name defaults to the dataset folder's basename."""
+    head, sep, tail = spec.partition("=")
+    if sep and head and _is_name(head):
+        name, path = head, tail
+    else:
+        path = spec
+        name = path.rstrip("/").rsplit("/", 1)[-1]
+    if not name or not path or not _is_name(name):
+        raise TrainError(f"--extra-test {spec!r}: give NAME=PATH or PATH with a name of letters, digits, "
+                         "'-', '_', '.' (e.g. cifar10=/data/cifar10-test)")
+    if name in ("test", "train"):
+        raise TrainError(f"--extra-test {spec!r}: the name {name!r} is taken by the run's own sets; "
+                         "name it explicitly with NAME=PATH")
+    return name, path
+
+
+def _is_name(text: str) -> bool:
+    return all(c.isalnum() or c in "-_." for c in text)
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise TrainError on the first bad setting; cheap, runs before any data or model loads."""
+    from train.schedule import parse_eval_schedule
+
+    def need(ok: bool, flag: str, value: Any, rule: str) -> None:
+        if not ok:
+            raise TrainError(f"--{flag}={value}: {rule}")
+
+    need(bool(cfg.data), "data", repr(cfg.data), "give a dataset folder or URL")
+    need(bool(cfg.out_dir), "out", repr(cfg.out_dir), "give a run folder")
+    need(cfg.mode in MODES, "mode", cfg.mode, f"must be one of {', '.join(MODES)}")
+    if cfg.mode == "real":
+        need(cfg.n is not None and cfg.n >= 1, "n", cfg.n, "the Real World needs a train-set size >= 1")
+    need(cfg.steps >= 1, "steps", cfg.steps, "must be >= 1")
+    need(cfg.batch_size >= 1, "batch-size", cfg.batch_size, "must be >= 1")
+    need(cfg.lr > 0, "lr", cfg.lr, "must be > 0")
+    need(cfg.optimizer in OPTIMIZERS, "optimizer", cfg.optimizer, f"must be one of {', '.join(OPTIMIZERS)}")
+    need(0 <= cfg.momentum < 1, "momentum", cfg.momentum, "must be in [0, 1)")
+    need(cfg.weight_decay >= 0, "weight-decay", cfg.weight_decay, "must be >= 0")
+    need(not cfg.nesterov or (cfg.optimizer == "sgd" and cfg.momentum > 0), "nesterov", cfg.nesterov,
+         "Nesterov needs --optimizer sgd and --momentum > 0")
+    need(cfg.schedule in SCHEDULES, "schedule", cfg.schedule, f"must be one of {', '.join(SCHEDULES)}")
+    need(cfg.lr_update_every_steps >= 1, "lr-update-every-steps", cfg.lr_update_every_steps, "must be >= 1")
+    need(all(0 < m < 1 for m in cfg.lr_milestones) and list(cfg.lr_milestones) == sorted(cfg.lr_milestones),
+         "lr-milestones", ",".join(map(str, cfg.lr_milestones)), "fractions of the steps in (0, 1), increasing")
+    need(0 < cfg.lr_gamma <= 1, "lr-gamma", cfg.lr_gamma, "must be in (0, 1]")
+    need(0 <= cfg.warmup_steps < cfg.steps, "warmup-steps", cfg.warmup_steps, "must be in [0, steps)")
+    need(0 <= cfg.label_smoothing < 1, "label-smoothing", cfg.label_smoothing, "must be in [0, 1)")
+    need(cfg.aug in AUGS, "aug", cfg.aug, f"must be one of {', '.join(AUGS)}")
+    need(cfg.crop_padding >= 0, "crop-padding", cfg.crop_padding, "must be >= 0")
+    need(cfg.image_size is None or cfg.image_size >= 1, "image-size", cfg.image_size, "must be >= 1")
+    need(bool(cfg.model), "model", repr(cfg.model), "give a model name")
+    need(cfg.width >= 1, "width", cfg.width, "must be >= 1")
+    need(len(cfg.mlp_widths) >= 1 and all(w >= 1 for w in cfg.mlp_widths), "mlp-widths",
+         ",".join(map(str, cfg.mlp_widths)), "one or more widths >= 1, e.g. 2048,2048,2048")
+    need(cfg.test_samples is None or cfg.test_samples >= 1, "test-samples", cfg.test_samples, "must be >= 1")
+    need(cfg.eval_train_samples >= 1, "eval-train-samples", cfg.eval_train_samples, "must be >= 1")
+    need(cfg.eval_batch_size >= 1, "eval-batch-size", cfg.eval_batch_size, "must be >= 1")
+    need(0 <= cfg.fit_threshold <= 1, "fit-threshold", cfg.fit_threshold, "must be in [0, 1]")
+    need(cfg.precision in PRECISIONS, "precision", cfg.precision, f"must be one of {', '.join(PRECISIONS)}")
+    need(cfg.data_path in DATA_PATHS, "data-path", cfg.data_path, f"must be one of {', '.join(DATA_PATHS)}")
+    need(cfg.num_workers >= 0, "num-workers", cfg.num_workers, "must be >= 0")
+    need(cfg.checkpoint_every_steps >= 1, "checkpoint-every-steps", cfg.checkpoint_every_steps, "must be >= 1")
+    parse_eval_schedule(cfg.eval_schedule, cfg.steps)
+    names = [parse_extra_test(s)[0] for s in cfg.extra_test]
+    need(len(names) == len(set(names)), "extra-test", ",".join(cfg.extra_test),
+         "two extra test sets share a name; name them with NAME=PATH")
+    if cfg.model.startswith("timm:"):
+        need(len(cfg.model) > 5, "model", cfg.model, "give a timm model name after 'timm:'")
+    else:
+        from train.models import known_models
+
+        need(cfg.model in known_models(), "model", cfg.model,
+             f"unknown model; known: {', '.join(known_models())}, or timm:NAME for any timm model")
+        need(not cfg.pretrained, "pretrained", cfg.pretrained, "only timm:NAME models have pretrained weights")

@@ -1,0 +1,101 @@
+# The front door. `make help` lists every target and the variables it reads.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Datasets and runs (override on the command line: make train-real DATA=out/cifar5m N=10000)
+OUT ?= out/cifar5m
+DATA ?= $(OUT)
+LABELER ?=
+MODEL ?= google/ddpm-cifar10-32
+SAMPLER ?= ddim
+STEPS ?=
+TRAIN ?= 5000000
+TEST ?= 1000000
+SHARD_SIZE ?= 10000
+SEED ?= 0
+REPO ?=
+N ?= 50000
+NS ?= 5000,10000,25000,50000
+MODELS ?= preact-resnet18
+SEEDS ?= 3
+PRESET ?= paper-cifar5m
+RUN ?= runs/$(PRESET)-$(MODE)-n$(N)
+EXP ?= runs/bootstrap-n$(N)
+SWEEP ?= runs/sweep
+ARGS ?=
+VARS := OUT DATA LABELER MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS PRESET RUN EXP SWEEP ARGS
+
+.PHONY: help install test demo demo-models cifar5m verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
+
+help: ## list targets and variables
+	@echo "Targets:"
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  %-12s %s\n", $$1, $$2}'
+	@echo "Variables (current value):"
+	@$(foreach v,$(VARS),printf "  %-11s %s\n" "$(v)" "$($(v))";)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch/torchvision pinned first (the builds on this machine's disk); pyproject states ranges
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the toolkit (done automatically by every target)
+
+test: $(STAMP) ## run the offline test suite
+	$(PY) -m pytest -q $(ARGS)
+
+demo: $(STAMP) ## the whole pipeline on scikit-learn's digits, offline, on a laptop (< 10 min)
+	$(PY) -m cifar5m.demo run $(ARGS)
+
+demo-models: $(STAMP) ## retrain the demo's digits diffusion model and labeler (cifar5m/demo_models)
+	$(PY) -m cifar5m.demo train-models --out cifar5m/demo_models $(ARGS)
+
+cifar5m: $(STAMP) ## generate a CIFAR-5m-like dataset: make cifar5m LABELER=hf-hub:ORG/NAME OUT=out/cifar5m
+	@if [ -z "$(LABELER)" ]; then echo "error: LABELER is not set: give the 10-way CIFAR-10 labeler, e.g." \
+	  "make cifar5m LABELER=hf-hub:ORG/NAME or LABELER=local-dir:/path/to/timm-model" >&2; exit 2; fi
+	$(PY) -m cifar5m generate --model $(MODEL) --labeler $(LABELER) --sampler $(SAMPLER) $(if $(STEPS),--steps $(STEPS)) \
+	  --train $(TRAIN) --test $(TEST) --shard-size $(SHARD_SIZE) --seed $(SEED) --out $(OUT) $(ARGS)
+
+verify: $(STAMP) ## re-hash, count and decode every shard of DATA
+	$(PY) -m shards verify $(DATA)
+
+info: $(STAMP) ## counts, classes and label histogram of DATA
+	$(PY) -m shards info $(DATA)
+
+publish: $(STAMP) ## verify DATA, then upload it to the Hub: make publish DATA=out/cifar5m REPO=me/cifar5m
+	@if [ -z "$(REPO)" ]; then echo "error: REPO is not set: make publish DATA=$(DATA) REPO=me/my-dataset" >&2; exit 2; fi
+	$(PY) -m shards publish $(DATA) --repo $(REPO) $(ARGS)
+
+train-real: MODE=real
+train-real: $(STAMP) ## Real World run on n samples: make train-real DATA=out/cifar5m N=50000
+	$(PY) -m train run --data $(DATA) --preset $(PRESET) --mode real --n $(N) --out $(RUN) $(ARGS)
+
+train-ideal: MODE=ideal
+train-ideal: $(STAMP) ## Ideal World run (fresh samples every step): make train-ideal DATA=out/cifar5m
+	$(PY) -m train run --data $(DATA) --preset $(PRESET) --mode ideal --out $(RUN) $(ARGS)
+
+bootstrap: $(STAMP) ## Real (N) vs Ideal with one config, then report.md + plots in EXP
+	$(PY) -m train bootstrap --data $(DATA) --preset $(PRESET) --n $(N) --out $(EXP) $(ARGS)
+
+sweep: $(STAMP) ## grid over NS x MODELS x SEEDS (resumable), then the Real vs Ideal scatter and L(n)
+	$(PY) -m train sweep --data $(DATA) --preset $(PRESET) --n $(NS) --model $(MODELS) --seeds $(SEEDS) --out $(SWEEP) $(ARGS)
+
+report: $(STAMP) ## re-render plots and tables of a run, bootstrap or sweep folder: make report EXP=runs/...
+	$(PY) -m train report $(EXP)
+
+bench: $(STAMP) ## CPU benchmarks (ratios against named baselines, same run)
+	$(PY) bench/bench_shards.py
+	$(PY) bench/bench_sampler.py
+	$(PY) bench/bench_train.py
+
+bench-gpu: $(STAMP) ## GPU benchmarks (needs CUDA)
+	$(PY) bench/gpu_sampler.py
+	$(PY) bench/gpu_train.py
+
+clean: ## remove the virtual environment and caches (not datasets or runs)
+	rm -rf $(VENV) .pytest_cache

@@ -160,3 +160,103 @@ def train_models(out_dir: str | Path, cfg: DemoModelsConfig, overwrite: bool = F
     labeler = _train_labeler_folder(split, cfg, out_dir, overwrite)
     ddpm = _train_ddpm_folder(split, cfg, out_dir, overwrite)
     return {LABELER_DIR: labeler, DDPM_DIR: ddpm}
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise Cifar5mError(f"--sizes={text!r}: must be comma-separated integers >= 1, e.g. 500,1000")
+    return sizes
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise Cifar5mError(f"--device={name}: no CUDA device is visible; use --device cpu")
+    return name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cifar5m.demo", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    d_diff, d_lab = DiffusionConfig(), LabelerConfig()
+
+    tm = sub.add_parser("train-models", help="train and measure the demo's diffusion model and labeler")
+    tm.add_argument("--out", required=True, help="folder for digits-ddpm/ and digits-labeler/")
+    tm.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED, help="seed of the 70/30 real split")
+    tm.add_argument("--seed", type=int, default=0, help="seed of both trainings")
+    tm.add_argument("--diffusion-steps", type=int, default=d_diff.steps)
+    tm.add_argument("--diffusion-batch-size", type=int, default=d_diff.batch_size)
+    tm.add_argument("--labeler-epochs", type=int, default=d_lab.epochs)
+    tm.add_argument("--quality-samples", type=int, default=1000, help="digits sampled to measure the model")
+    tm.add_argument("--quality-steps", type=int, default=20, help="DPM-Solver++ steps for those samples")
+    tm.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cuda if present); default cpu, "
+                                                    "the device the committed models were trained on")
+    tm.add_argument("--overwrite", action="store_true", help="replace existing model folders")
+    tm.add_argument("--dry-run", action="store_true", help="print the config and stop")
+
+    rd = sub.add_parser("real-digits", help="write the real train/holdout split as a shards dataset")
+    rd.add_argument("--out", required=True, help="dataset folder (splits: train, test = holdout)")
+    rd.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED)
+    rd.add_argument("--samples-per-shard", type=int, default=500)
+    rd.add_argument("--overwrite", action="store_true", help="replace a dataset built with another config")
+
+    qu = sub.add_parser("quality", help="synthetic-vs-real check of a generated digits dataset")
+    qu.add_argument("--data", required=True, help="generated shards dataset (folder or URL)")
+    qu.add_argument("--split", default="train", help="its split to train the classifier on")
+    qu.add_argument("--split-seed", type=int, default=DEFAULT_SPLIT_SEED,
+                    help="the real split the demo models were trained with")
+    qu.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="training set sizes n")
+    qu.add_argument("--out", help="also write the result to this JSON file")
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace) -> DemoModelsConfig:
+    return DemoModelsConfig(
+        split_seed=args.split_seed,
+        diffusion=DiffusionConfig(steps=args.diffusion_steps, batch_size=args.diffusion_batch_size, seed=args.seed),
+        labeler=LabelerConfig(epochs=args.labeler_epochs, seed=args.seed),
+        quality_samples=args.quality_samples, quality_steps=args.quality_steps, device=resolve_device(args.device),
+    )
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.command == "train-models":
+        cfg = _config_from_args(args)
+        cfg.validate()
+        log.info("config: %s", json.dumps(asdict(cfg)))
+        if not args.dry_run:
+            train_models(args.out, cfg, overwrite=args.overwrite)
+            log.info("wrote %s and %s", Path(args.out) / LABELER_DIR, Path(args.out) / DDPM_DIR)
+    elif args.command == "real-digits":
+        manifest = write_real_digits(args.out, args.split_seed, args.samples_per_shard, args.overwrite)
+        counts = {name: split.count for name, split in manifest.splits.items()}
+        log.info("wrote %s: %s", args.out, counts)
+    elif args.command == "quality":
+        result = generator_quality(args.data, args.split, args.split_seed, _sizes(args.sizes))
+        print(json.dumps(result, indent=2))
+        if args.out:
+            _write_json(Path(args.out), result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from shards import ShardsError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (Cifar5mError, ShardsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,7 +34,7 @@ IDEAL = {
     "digits/loss": [2.30, 1.79, 1.49, 1.39, 1.10],
 }
 LEDGER_REAL = {"unique_samples": 100, "total_draws": 800, "pool_size": 5000, "passes": 8.0,
-               "no_reuse": False, "subset_hash": "abc123"}
+               "no_reuse": False, "within_subset": True, "subset_hash": "abc123"}
 LEDGER_IDEAL = {"unique_samples": 800, "total_draws": 800, "pool_size": 5000, "passes": 0.16,
                 "no_reuse": True, "subset_hash": None}
 
@@ -102,7 +102,7 @@ def test_bootstrap_report_files_and_text(tmp_path):
     assert "T(n) = 40" in text and "The bootstrap gap is not small" in text
     assert "| test | soft-error | 0.4000 | 0.3800 | +0.0200 | 0.0300 (20) | 0.4200 | 0.3000 | +0.1200 |" in text
     assert "| digits | soft-error |" in text
-    assert "| Real | 100 | 800 | 5,000 | 8.000 | False | `abc123` |" in text
+    assert "| Real | 100 | 800 | 5,000 | 8.000 | False | True | `abc123` |" in text
     assert "Warning" not in text
     results = json.loads((exp / "results.json").read_text())
     assert results["headline"]["max_gap_step"] == 20

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,6 +196,8 @@ def validate(cfg: RunConfig) -> None:
     need(0 <= cfg.fit_threshold <= 1, "fit-threshold", cfg.fit_threshold, "must be in [0, 1]")
     need(cfg.precision in PRECISIONS, "precision", cfg.precision, f"must be one of {', '.join(PRECISIONS)}")
     need(cfg.data_path in DATA_PATHS, "data-path", cfg.data_path, f"must be one of {', '.join(DATA_PATHS)}")
+    need(cfg.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", cfg.device) is not None, "device",
+         cfg.device, "use auto, cpu, cuda or cuda:N")
     need(cfg.num_workers >= 0, "num-workers", cfg.num_workers, "must be >= 0")
     need(cfg.checkpoint_every_steps >= 1, "checkpoint-every-steps", cfg.checkpoint_every_steps, "must be >= 1")
     parse_eval_schedule(cfg.eval_schedule, cfg.steps)

@@ -47,6 +47,7 @@ class Panel:
     vline_label: str = ""
     zero_line: bool = False  # for gaps: where Real == Ideal
     diagonal: bool = False  # for scatters: the y = x line
+    xticks: tuple | None = None  # label exactly these x values (e.g. the swept n)
 
 
 def _pyplot():
@@ -94,7 +95,7 @@ def _draw_panel(ax, panel: Panel) -> None:
     if panel.zero_line:
         ax.axhline(0.0, color="0.5", linewidth=0.8)
     if panel.logx:
-        ax.set_xscale("log")
+        _log_x_axis(ax, panel.xticks)
     ax.set_xlabel(panel.xlabel)
     ax.set_ylabel(panel.ylabel)
     if panel.title:
@@ -102,6 +103,24 @@ def _draw_panel(ax, panel: Panel) -> None:
     ax.grid(True, which="major", alpha=0.3)
     if any(line.label for line in panel.lines) or panel.vline_label:
         ax.legend(fontsize=7, frameon=False)
+
+
+def _log_x_axis(ax, ticks: tuple | None = None) -> None:
+    """Log x with plain numbers (1,000 rather than 10^3); on short ranges label 2x and 5x ticks too."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(plain)
+    low, high = ax.get_xlim()
+    if ticks:
+        ax.xaxis.set_major_locator(FixedLocator(list(ticks)))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    elif low > 0 and high / low < 100:  # under two decades a log axis would show one or two labels
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(plain)
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _draw_diagonal(ax) -> None:

@@ -26,6 +26,11 @@ from train.results import (METRIC_NAMES, METRICS, RunRecord, align, compare_worl
 SMALL_GAP = 0.02
 
 
+def is_small(gap: float) -> bool:
+    """|gap| <= SMALL_GAP, judged at 6 decimals so float noise (0.40 - 0.38) cannot flip a verdict."""
+    return math.isfinite(gap) and round(abs(gap), 6) <= SMALL_GAP
+
+
 def fmt(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
@@ -157,7 +162,7 @@ def bootstrap_headline(exp_dir: Path, config: dict, cmp: dict) -> dict:
         "max_gap_step": soft["max_gap_step"],
         "generalisation_gap": gen_gap,
         "small_gap": SMALL_GAP,
-        "gap_is_small": bool(soft["max_abs_gap"] <= SMALL_GAP),
+        "gap_is_small": is_small(soft["max_abs_gap"]),
         "extra": {name: {"real": m["soft_error"]["real_at_fit"], "ideal": m["soft_error"]["ideal_at_fit"],
                          "gap": m["soft_error"]["gap_at_fit"]}
                   for name, m in cmp["sets"].items() if name != "test" and "soft_error" in m},
@@ -177,7 +182,7 @@ def bootstrap_verdict(cmp: dict) -> str:
     else:
         first = f"T(n) = {fit:,}: the first evaluated step with Real train error <= {thr:.0%}."
         window = "for t <= T(n)"
-    small = soft["max_abs_gap"] <= SMALL_GAP
+    small = is_small(soft["max_abs_gap"])
     gen = cmp["generalisation"]["soft_error"]["real_gap"]
     return " ".join([
         first,
@@ -197,8 +202,9 @@ def bootstrap_markdown(exp_dir, real, ideal, cmp, config, figures, headline) -> 
     lines += _notes(real, ideal, cmp)
     lines += ["## Figures", ""]
     lines += [f"![{fig.stem}]({fig.relative_to(exp_dir).as_posix()})" for fig in figures] + [""]
-    lines += ["Left: test soft-error of both worlds (solid), train soft-error (dashed), extra test sets "
-              "(dash-dot); dotted vertical line: T(n). Right: Real - Ideal on each test set.", ""]
+    lines += ["`soft_error.png`: test soft-error of both worlds (solid), train soft-error (dashed), extra "
+              "test sets (dash-dot), T(n) dotted. `gap.png`: Real - Ideal on each test set, for "
+              "soft-error, error and loss.", ""]
     lines += comparison_table(cmp) + generalisation_table(cmp)
     lines += ledger_table([("Real", real), ("Ideal", ideal)]) + runs_table(exp_dir, [("Real", real), ("Ideal", ideal)])
     return "\n".join(lines)
@@ -260,19 +266,19 @@ def generalisation_table(cmp: dict) -> list[str]:
 
 def ledger_table(runs: list[tuple[str, RunRecord]]) -> list[str]:
     lines = ["## Sample ledger", "",
-             "| run | unique samples | total draws | pool size | passes | no reuse | subset hash |",
-             "|---|---|---|---|---|---|---|"]
+             "| run | unique samples | total draws | pool size | passes | no reuse | within subset | subset hash |",
+             "|---|---|---|---|---|---|---|---|"]
     for label, run in runs:
         led = (run.summary or {}).get("ledger")
         if not led:
-            lines.append(f"| {label} | run not finished | | | | | |")
+            lines.append(f"| {label} | run not finished | | | | | | |")
             continue
         passes = led.get("passes")
         lines.append(f"| {label} | {fmt_int(led.get('unique_samples'))} | {fmt_int(led.get('total_draws'))} | "
                      f"{fmt_int(led.get('pool_size'))} | {fmt(passes, 3) if passes is not None else 'n/a'} | "
-                     f"{led.get('no_reuse')} | `{led.get('subset_hash') or '-'}` |")
-    return lines + ["", "Real draws from its n samples many times (passes > 1 expected); Ideal must "
-                    "show no reuse.", ""]
+                     f"{led.get('no_reuse')} | {led.get('within_subset', '-')} | `{led.get('subset_hash') or '-'}` |")
+    return lines + ["", "Passes are over the n-subset for Real (many expected) and over the pool for Ideal, "
+                    "which must show no reuse.", ""]
 
 
 def runs_table(base: Path, runs: list[tuple[str, RunRecord]]) -> list[str]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from train.plots import IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
-from train.report import SMALL_GAP, fmt, fmt_gap, fmt_int
+from train.report import SMALL_GAP, fmt, fmt_gap, fmt_int, is_small
 from train.results import compare_worlds, json_safe, load_run, mean_std
 
 NS_CMAP = "viridis"
@@ -113,21 +113,20 @@ def scatter_figure(path: Path, points: list[dict]) -> Path:
 
 
 def learning_curve_figure(path: Path, groups: list[dict]) -> Path:
-    """L(n) (Real, solid) beside L~(T(n)) (Ideal read at T(n), dashed), mean +- std over seeds."""
-    lines = []
-    models = sorted({g["model"] for g in groups})
-    for mi, model in enumerate(models):
+    """Per model: L(n) (Real, solid) beside L~(T(n)) (Ideal read at T(n), dashed), mean +- std."""
+    panels = []
+    for model in sorted({g["model"] for g in groups}):
         cell = [g for g in groups if g["model"] == model]
         ns = np.array([g["n"] for g in cell], dtype=float)
-        marker = MARKERS[mi % len(MARKERS)]
-        suffix = f" ({model})" if len(models) > 1 else ""
-        for world, color, style, label in (("real", REAL_COLOR, "-", "L(n): Real"),
-                                           ("ideal", IDEAL_COLOR, "--", "L~(T(n)): Ideal at T(n)")):
-            lines.append(Line(ns, np.array([g[world]["mean"] for g in cell]), label + suffix, color, style,
-                              marker, yerr=np.array([g[world]["std"] for g in cell])))
-    panel = Panel(tuple(lines), "test soft-error", xlabel="n (Real World train samples)",
-                  title="Deep Bootstrap: L(n) vs L~(T(n))")
-    return save_panels(path, [panel])
+        lines = tuple(
+            Line(ns, np.array([g[world]["mean"] for g in cell]), label, color, style, marker,
+                 yerr=np.array([g[world]["std"] for g in cell]))
+            for world, color, style, marker, label in (
+                ("real", REAL_COLOR, "-", "o", "$L(n)$: Real at T(n)"),
+                ("ideal", IDEAL_COLOR, "--", "s", r"$\tilde L(T(n))$: Ideal at T(n)")))
+        panels.append(Panel(lines, "test soft-error", xlabel="n (Real World train samples)",
+                            title=rf"{model}: $L(n)$ vs $\tilde L(T(n))$", xticks=tuple(ns)))
+    return save_panels(path, panels)
 
 
 def sweep_headline(exp_dir: Path, spec: dict, points: list[dict], groups: list[dict]) -> dict:
@@ -141,7 +140,7 @@ def sweep_headline(exp_dir: Path, spec: dict, points: list[dict], groups: list[d
         "max_abs_gap": max(gaps) if gaps else math.nan,
         "worst": None if worst is None else {k: worst[k] for k in ("model", "n", "seed", "gap")},
         "small_gap": SMALL_GAP,
-        "runs_small": sum(g <= SMALL_GAP for g in gaps),
+        "runs_small": sum(is_small(g) for g in gaps),
         "groups": [{"model": g["model"], "n": g["n"], "real": g["real"]["mean"], "ideal": g["ideal"]["mean"],
                     "gap": g["gap"]["mean"]} for g in groups],
     }
@@ -165,8 +164,9 @@ def sweep_verdict(headline: dict) -> str:
             f"(model {worst['model']}, n = {worst['n']:,}, seed {worst['seed']}); "
             f"{headline['runs_small']} of {done} runs are within the {SMALL_GAP} we call small.")
     if headline["never_fit"]:
-        text += (f" {headline['never_fit']} runs never reached the fit threshold (T(n) undefined): their "
-                 "points use the last common step.")
+        count = headline["never_fit"]
+        text += (f" {count} {'run' if count == 1 else 'runs'} never reached the fit threshold (T(n) "
+                 "undefined): those points use the last common step.")
     return text
 
 

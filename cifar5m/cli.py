@@ -1,0 +1,204 @@
+"""`python -m cifar5m generate`: the command line. Parse -> config -> validate -> print -> run -> summary.
+
+    python -m cifar5m generate --labeler local-dir:/models/cifar10-labeler --out out/cifar5m
+    python -m cifar5m generate --labeler hf-hub:ORG/NAME --sampler dpmpp --train 50000 --test 10000 --out out/small
+    python -m cifar5m generate ... --shards 0:100     # one Slurm array task; a final run without --shards
+    python -m cifar5m generate ... --ray              # all GPUs of a Ray cluster
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from cifar5m.config import DEFAULT_MODEL, DTYPES, PRESETS, GenerateConfig, parse_class_names, parse_shard_range
+
+log = logging.getLogger("cifar5m")
+
+GENERATE_DESCRIPTION = f"""\
+Make a CIFAR-5m-like dataset: unconditional samples of a pretrained diffusion model, each labelled
+by a classifier, written as WebDataset shards. Resumable: re-run the same command to finish or repair.
+
+--model: a Hub id or a local diffusers pipeline folder (model_index.json, unet/, scheduler/).
+  The default, {DEFAULT_MODEL}, holds the NON-EMA DDPM weights (FID ~12.4 at 1000 steps
+  against ~3.2 for the EMA weights): a pipeline folder converted from the EMA checkpoint is
+  accepted and recommended. The image shape comes from the UNet (in_channels, sample_size).
+--sampler:
+{chr(10).join(f"  {name:6} {p.about}" for name, p in PRESETS.items())}
+  Each image's noise follows from (--seed, split, index) alone: the same image comes out whatever
+  the batch size, shard range, worker count or resume.
+--labeler: a timm classifier with one output per class: hf-hub:ORG/NAME, local-dir:/path (a folder
+  saved by timm), or a timm name with --labeler-checkpoint FILE. It sees each image as stored
+  (uint8), resized to its own input size with its own mean/std. Class names: --class-names, else
+  the labeler's label_names, else CIFAR-10's.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cifar5m", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="diffusion samples -> labels -> shards", description=GENERATE_DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    g.add_argument("--out", required=True, help="output dataset folder (created; resumed if it holds this run)")
+    g.add_argument("--labeler", help="timm labeler: hf-hub:ORG/NAME, local-dir:/path, or a timm name")
+    g.add_argument("--labeler-checkpoint", help="weights file for a plain timm --labeler name")
+    g.add_argument("--class-names", type=parse_class_names,
+                   help="comma-separated class names in label order (default: labeler's, else CIFAR-10's)")
+    g.add_argument("--model", default=DEFAULT_MODEL, help=f"Hub id or pipeline folder (default {DEFAULT_MODEL}, "
+                   "the non-EMA weights; an EMA pipeline folder is accepted)")
+    g.add_argument("--sampler", default="ddpm", choices=list(PRESETS), help="sampler preset (default ddpm)")
+    g.add_argument("--steps", type=int, help="sampling steps (default: ddpm all the model's training steps, "
+                   "ddim 100, dpmpp 20)")
+    g.add_argument("--train", type=int, default=5_000_000, help="train images (default 5,000,000)")
+    g.add_argument("--test", type=int, default=1_000_000, help="test images (default 1,000,000)")
+    g.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
+    g.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
+    g.add_argument("--batch-size", type=int, default=GenerateConfig.batch_size,
+                   help=f"images per UNet batch (default {GenerateConfig.batch_size}; does not change the images)")
+    g.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
+    g.add_argument("--dtype", default="auto", choices=DTYPES,
+                   help="UNet/labeler autocast dtype (auto: bf16 on CUDA, fp32 on CPU); scheduler math stays fp32")
+    g.add_argument("--compile", action="store_true", help="torch.compile the UNet (GPU; first batch is slow)")
+    g.add_argument("--shards", type=parse_shard_range, dest="shard_range", metavar="A:B",
+                   help="only shard positions A..B-1 (train shards first), e.g. for a Slurm job array")
+    g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="run on a Ray cluster (ADDRESS, else RAY_ADDRESS or a new local one)")
+    g.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
+    g.add_argument("--dry-run", action="store_true", help="check and print the plan, then stop")
+    g.set_defaults(func=cmd_generate)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> GenerateConfig:
+    return GenerateConfig(
+        out_dir=args.out, labeler=args.labeler, labeler_checkpoint=args.labeler_checkpoint,
+        class_names=args.class_names, model=args.model, sampler=args.sampler, steps=args.steps,
+        train=args.train, test=args.test, samples_per_shard=args.shard_size, seed=args.seed,
+        batch_size=args.batch_size, device=args.device, dtype=args.dtype, compile=args.compile,
+        shard_range=args.shard_range, ray=args.ray is not None, ray_address=args.ray or None,
+        overwrite=args.overwrite, dry_run=args.dry_run,
+    ).validate()
+
+
+class ProgressBar:
+    """The CLI's tqdm bar over images (images/s and ETA); runners call start(total) then update(n)."""
+
+    def __init__(self):
+        self.bar = None
+
+    def start(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="img", desc="generate", smoothing=0.05, dynamic_ncols=True)
+
+    def update(self, n: int) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from cifar5m.generate import plan_run
+    from cifar5m.sample import resolve_device
+
+    cfg = config_from_args(args)
+    if cfg.ray and not cfg.dry_run:
+        from cifar5m.ray_run import connect
+
+        device_type = connect(cfg.ray_address)
+    else:
+        device_type = resolve_device(cfg.device).type
+    plan = plan_run(cfg, device_type)
+    print(json.dumps(describe(plan), indent=1))
+    if cfg.dry_run:
+        writer = plan.writer()
+        committed = sum(writer.stats_path(s).is_file() for s in writer.plan())
+        print(f"dry run: {len(writer.plan())} shards planned, {committed} with stats files in {cfg.out_dir}; "
+              "nothing written")
+        return 0
+    return run_and_report(plan)
+
+
+def describe(plan) -> dict:
+    cfg = plan.cfg
+    return {"out": cfg.out_dir, "dataset_config": plan.dataset_config(), "class_names": list(plan.class_names),
+            "image_shape": list(plan.pipeline.image_shape), "splits": cfg.splits(),
+            "samples_per_shard": cfg.samples_per_shard,
+            "run": {"batch_size": cfg.batch_size, "device": cfg.device, "compile": cfg.compile,
+                    "shards": cfg.shard_range, "ray": cfg.ray_address if cfg.ray else None}}
+
+
+def run_and_report(plan) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from cifar5m.errors import Cifar5mError
+
+    bar = ProgressBar()
+    try:
+        with logging_redirect_tqdm():
+            if plan.cfg.ray:
+                from cifar5m.ray_run import run_ray
+
+                result = run_ray(plan, bar)
+            else:
+                from cifar5m.generate import run_local
+
+                result = run_local(plan, bar)
+    finally:
+        bar.close()
+    print_summary(plan, result)
+    if result.failed:
+        raise Cifar5mError(f"{len(result.failed)} shards failed (first: {result.failed[0]}); "
+                           "re-run the same command to retry them")
+    return 0
+
+
+def print_summary(plan, result) -> None:
+    from cifar5m.extras import write_extras
+    from cifar5m.generate import complete_stats
+
+    cfg, writer = plan.cfg, plan.writer()
+    stats = complete_stats(writer)
+    rate = result.images_written / result.wall_s if result.wall_s > 0 else 0.0
+    print(f"this run: {len(result.written)} shards, {result.images_written:,} images in "
+          f"{time.strftime('%H:%M:%S', time.gmtime(result.wall_s))} ({rate:,.1f} images/s); "
+          f"{result.planned_shards - result.pending_shards} shards were already complete")
+    for failure in result.failed[:10]:
+        print(f"FAILED {failure}")
+    done = sum(s["samples"] for s in stats)
+    total = sum(cfg.splits().values())
+    print(f"dataset {cfg.out_dir}: {len(stats)}/{result.planned_shards} shards, {done:,}/{total:,} images")
+    counts = [sum(s["label_counts"][k] for s in stats) for k in range(len(plan.class_names))]
+    print("classes: " + ", ".join(f"{name} {c / max(done, 1):.1%}" for name, c in zip(plan.class_names, counts)))
+    if done:
+        print(f"mean labeler confidence (max prob): {sum(s['extra']['max_prob_sum'] for s in stats) / done:.3f}")
+    if result.manifest is None:
+        print(f"manifest.json not written yet: {result.planned_shards - len(stats)} shards missing; run the same "
+              "command without --shards (or wait for the other jobs) to finish")
+        return
+    extras = write_extras(cfg.out_dir, result.manifest, stats)
+    print(f"complete: {cfg.out_dir}/manifest.json written, pictures in {extras}; "
+          f"check it with `python -m shards verify {cfg.out_dir}`")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cifar5m.errors import Cifar5mError
+    from shards.errors import ShardsError
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    for name in ("cifar5m", "shards"):  # ours at INFO; the libraries' INFO chatter (timm, diffusers) stays off
+        logging.getLogger(name).setLevel(logging.INFO)
+    try:
+        args = build_parser().parse_args(argv)  # inside: --shards parsing raises Cifar5mError
+        return args.func(args)
+    except (Cifar5mError, ShardsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: committed shards are kept and no partial shard is; re-run the same command to "
+              "resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,145 @@
+"""The `generate` command's settings: one frozen dataclass, the sampler presets, and their checks.
+
+Defaults reproduce the paper's CIFAR-5m: 5,000,000 train and 1,000,000 test images from the CIFAR-10
+DDPM with 1000-step ancestral sampling (FACTS.md sections 2-3), in shards of 10,000.
+Only what decides the bytes of the dataset goes into `dataset_config()` (and so into the config hash a
+resumed run must match); how the work is run (batch size, device, compile, Ray, shard range) does not.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from cifar5m.errors import Cifar5mError
+
+# The diffusers port of Ho et al.'s CIFAR-10 DDPM. It holds the non-EMA weights (FID ~12.4 at 1000
+# steps against ~3.2 for the EMA ones; FACTS.md 3): pass a pipeline folder converted from the EMA
+# checkpoint as --model for the better generator.
+DEFAULT_MODEL = "google/ddpm-cifar10-32"
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# Version of the per-image noise scheme (cifar5m/noise.py): part of the dataset identity.
+NOISE_SCHEME = "lowbias32x2-erfinv-v1"
+DTYPES = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class SamplerPreset:
+    """A diffusers scheduler and the settings that make it a sampler for a DDPM-trained UNet."""
+
+    scheduler_class: str
+    default_steps: int
+    scheduler_kwargs: tuple[tuple[str, object], ...] = ()
+    ancestral: bool = False  # draws fresh noise at every step (cifar5m/noise.py gives it per image)
+    about: str = ""
+
+
+PRESETS = {
+    "ddpm": SamplerPreset("DDPMScheduler", 1000, ancestral=True,
+                          about="ancestral, all 1000 training steps: the faithful CIFAR-5m setting (slow)"),
+    # eta = 0 is the deterministic DDIM of Song et al. 2021 (FID 4.16 at 100 steps, FACTS.md 3).
+    "ddim": SamplerPreset("DDIMScheduler", 100, about="deterministic (eta 0), 100 steps"),
+    "dpmpp": SamplerPreset("DPMSolverMultistepScheduler", 20,
+                           (("algorithm_type", "dpmsolver++"), ("solver_order", 2)),
+                           about="DPM-Solver++ (2M), 20 steps: fastest"),
+}
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Everything `python -m cifar5m generate` was asked to do, resolved and checked."""
+
+    out_dir: str
+    labeler: str | None = None
+    labeler_checkpoint: str | None = None
+    class_names: tuple[str, ...] | None = None  # None: the labeler's label_names, else CIFAR-10's
+    model: str = DEFAULT_MODEL
+    sampler: str = "ddpm"
+    steps: int | None = None  # None: the preset's default (see with_model_steps)
+    train: int = 5_000_000
+    test: int = 1_000_000
+    samples_per_shard: int = 10_000
+    seed: int = 0
+    # 512 x 3x32x32 keeps the H200 busy with the 35.7M-parameter UNet; see bench/RESULTS.md.
+    batch_size: int = 512
+    device: str = "auto"
+    dtype: str = "auto"
+    compile: bool = False
+    shard_range: tuple[int, int] | None = None
+    ray: bool = False
+    ray_address: str | None = None
+    overwrite: bool = False
+    dry_run: bool = False
+
+    @property
+    def preset(self) -> SamplerPreset:
+        return PRESETS[self.sampler]
+
+    def validate(self) -> "GenerateConfig":
+        """Check every setting that needs no model; return the config with defaults filled in."""
+        if self.sampler not in PRESETS:
+            raise Cifar5mError(f"--sampler {self.sampler!r}: unknown; choose one of {', '.join(PRESETS)}")
+        if not self.labeler:
+            raise Cifar5mError(
+                "--labeler is required (until the fine-tuned BiT labeler exists): a timm 10-way classifier, "
+                "e.g. --labeler hf-hub:ORG/NAME, --labeler local-dir:/path/to/timm-model, or a timm "
+                "name with --labeler-checkpoint FILE"
+            )
+        for flag, value, low in [("--train", self.train, 0), ("--test", self.test, 0),
+                                 ("--shard-size", self.samples_per_shard, 1), ("--batch-size", self.batch_size, 1),
+                                 ("--seed", self.seed, 0)]:
+            if value < low:
+                raise Cifar5mError(f"{flag}={value}: must be >= {low}")
+        if self.train + self.test == 0:
+            raise Cifar5mError("--train 0 --test 0: nothing to generate; give at least one image")
+        if self.steps is not None and self.steps < 1:
+            raise Cifar5mError(f"--steps={self.steps}: must be >= 1")
+        if self.dtype not in DTYPES:
+            raise Cifar5mError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        if self.class_names is not None:
+            if len(self.class_names) < 2 or any(not n.strip() for n in self.class_names):
+                raise Cifar5mError(f"--class-names {','.join(self.class_names)!r}: give at least two non-empty "
+                                   "names separated by commas, e.g. --class-names cat,dog")
+            if len(set(self.class_names)) != len(self.class_names):
+                raise Cifar5mError(f"--class-names {','.join(self.class_names)!r}: names must be distinct")
+        if self.ray and self.device not in ("auto",):
+            raise Cifar5mError(f"--device {self.device} with --ray: each Ray actor uses its own GPU (or CPU); "
+                               "leave --device at auto")
+        return self
+
+    def with_model_steps(self, train_steps: int) -> "GenerateConfig":
+        """Fill in the preset's step count: ddpm takes every training timestep, the others their default."""
+        if self.steps is not None:
+            return self
+        default = train_steps if self.preset.ancestral else min(self.preset.default_steps, train_steps)
+        return dataclasses.replace(self, steps=default)
+
+    def splits(self) -> dict[str, int]:
+        return {name: count for name, count in (("train", self.train), ("test", self.test)) if count > 0}
+
+    def dataset_config(self, model_source: str, labeler_source: str, dtype: str) -> dict:
+        """What decides the bytes of every sample: the config hash a resumed run must match."""
+        return {
+            "generator": {"model": model_source, "sampler": self.sampler, "steps": self.steps,
+                          "scheduler_kwargs": dict(self.preset.scheduler_kwargs), "dtype": dtype,
+                          "noise": NOISE_SCHEME, "seed": self.seed},
+            "labeler": {"model": labeler_source, "checkpoint": self.labeler_checkpoint},
+        }
+
+
+def parse_shard_range(text: str) -> tuple[int, int]:
+    """`A:B` -> (A, B): shard positions [A, B) over all splits, train shards first."""
+    start, sep, stop = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        a, b = int(start), int(stop)
+    except ValueError:
+        raise Cifar5mError(f"--shards {text!r}: write it as A:B (shard positions A..B-1, train shards first), "
+                           "e.g. --shards 0:100") from None
+    if not 0 <= a < b:
+        raise Cifar5mError(f"--shards {text}: need 0 <= A < B")
+    return a, b
+
+
+def parse_class_names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(","))

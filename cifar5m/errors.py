@@ -1,0 +1,5 @@
+"""The one exception type for user mistakes in `cifar5m` (bad flags, models, labelers, folders)."""
+
+
+class Cifar5mError(Exception):
+    """A user-facing error: the message names the thing, the value, the rule and what to do next."""

@@ -1,0 +1,142 @@
+"""`train bootstrap` on a tiny learnable dataset: both worlds, one config, a report that matches the runs."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from shards import DatasetWriter
+from shards.card import CardInfo
+from train.__main__ import main
+from train.config import RunConfig
+from train.errors import TrainError
+from train.experiment import bootstrap
+from train.results import load_run
+
+torch.set_num_threads(1)
+
+
+def build_protos(out, train=400, test=100, seed=0, size=8, noise=60.0):
+    """4 classes, each a fixed random 1x8x8 prototype plus noise: an MLP fits 40 of them in ~15 steps."""
+    protos = np.random.default_rng(seed).integers(0, 256, size=(4, size, size, 1))
+
+    def samples(spec):
+        rng = np.random.default_rng([seed, len(spec.split), spec.first_index])
+        for i in range(spec.first_index, spec.first_index + spec.count):
+            c = int(rng.integers(4))
+            image = np.clip(protos[c] + rng.normal(0, noise, protos[c].shape), 0, 255).astype(np.uint8)
+            yield {"image": image, "cls": c, "json": {"index": i}}
+
+    writer = DatasetWriter(out, config={"kind": "protos", "seed": seed, "noise": noise},
+                           class_names=["a", "b", "c", "d"], splits={"train": train, "test": test},
+                           samples_per_shard=200, card=CardInfo(pretty_name="protos"))
+    writer.prepare()
+    for spec in writer.pending():
+        writer.write_shard(spec, samples(spec))
+    assert writer.finalize() is not None
+    return out
+
+
+@pytest.fixture(scope="module")
+def datasets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return build_protos(root / "protos"), build_protos(root / "shifted", seed=0, noise=90.0, train=10)
+
+
+def tiny_cfg(data, out, **kw):
+    values = dict(data=str(data), n=40, steps=24, batch_size=16, model="mlp", mlp_widths=(32,), lr=0.05,
+                  eval_schedule="every:4", eval_train_samples=40, device="cpu", num_workers=0, out_dir=str(out))
+    values.update(kw)
+    return RunConfig(**values)
+
+
+def test_bootstrap_runs_both_worlds_with_one_config(datasets, tmp_path):
+    data, shifted = datasets
+    exp = tmp_path / "boot"
+    cfg = tiny_cfg(data, exp, extra_test=(f"shifted={shifted}",))
+    headline = bootstrap(cfg, progress=False)
+
+    real_cfg = json.loads((exp / "real" / "config.json").read_text())
+    ideal_cfg = json.loads((exp / "ideal" / "config.json").read_text())
+    differ = {k for k in real_cfg if real_cfg[k] != ideal_cfg[k]}
+    assert differ == {"mode", "n", "out_dir"}
+    assert (real_cfg["mode"], real_cfg["n"], ideal_cfg["mode"], ideal_cfg["n"]) == ("real", 40, "ideal", None)
+
+    real, ideal = load_run(exp / "real"), load_run(exp / "ideal")
+    assert [r["step"] for r in real.rows] == [r["step"] for r in ideal.rows] == list(range(0, 25, 4))
+    assert real.rows[0]["test/soft_error"] == pytest.approx(ideal.rows[0]["test/soft_error"])  # same init
+    assert real.summary["ledger"]["within_subset"] and ideal.summary["ledger"]["no_reuse"]
+
+    # the headline is read off the saved runs
+    fit = real.summary["fit_step"]
+    assert fit is not None and headline["fit_step"] == fit  # 40 prototype images are fitted quickly
+    at_fit = {r["step"]: r for r in ideal.rows}[fit]
+    assert headline["real_test_soft_error"] == pytest.approx(real.summary["at_fit"]["test/soft_error"])
+    assert headline["ideal_test_soft_error"] == pytest.approx(at_fit["test/soft_error"])
+    assert headline["gap"] == pytest.approx(headline["real_test_soft_error"] - headline["ideal_test_soft_error"])
+    gaps = [r["test/soft_error"] - i["test/soft_error"] for r, i in zip(real.rows, ideal.rows) if r["step"] <= fit]
+    assert headline["max_abs_gap"] == pytest.approx(max(abs(g) for g in gaps))
+    assert set(headline["extra"]) == {"shifted"}
+
+    spec = json.loads((exp / "experiment.json").read_text())
+    assert spec["kind"] == "bootstrap" and spec["runs"] == {"real": "real", "ideal": "ideal"}
+    text = (exp / "report.md").read_text()
+    assert "| shifted | soft-error |" in text and "| Ideal | 384 | 384 | 400 |" in text
+    for name in ("soft_error.png", "gap.png", "results.json"):
+        assert (exp / name).is_file()
+
+    # re-running skips both finished runs and gives the same figures
+    stamps = [(exp / w / "summary.json").stat().st_mtime_ns for w in ("real", "ideal")]
+    again = bootstrap(cfg, progress=False)
+    assert [(exp / w / "summary.json").stat().st_mtime_ns for w in ("real", "ideal")] == stamps
+    assert again == headline
+
+
+def test_bootstrap_refuses_another_experiment(datasets, tmp_path):
+    data, _ = datasets
+    exp = tmp_path / "boot"
+    exp.mkdir()
+    (exp / "experiment.json").write_text(json.dumps({"kind": "bootstrap", "config_hash": "other"}))
+    with pytest.raises(TrainError, match="holds another bootstrap experiment"):
+        bootstrap(tiny_cfg(data, exp), progress=False)
+    assert not (exp / "real").exists()
+
+
+def test_bootstrap_checks_the_pool_before_training(datasets, tmp_path):
+    data, _ = datasets
+    exp = tmp_path / "boot"
+    with pytest.raises(TrainError, match="exceed the train pool of 400"):
+        bootstrap(tiny_cfg(data, exp, steps=30), progress=False)  # 30 x 16 = 480 > 400 Ideal draws
+    with pytest.raises(TrainError, match="--n=500: larger than the train pool"):
+        bootstrap(tiny_cfg(data, exp, n=500), progress=False)
+    assert not exp.exists()
+
+
+def test_bootstrap_and_report_cli(datasets, tmp_path, capsys):
+    data, _ = datasets
+    exp = tmp_path / "boot"
+    flags = ["--data", str(data), "--n", "40", "--steps", "12", "--batch-size", "16", "--model", "mlp",
+             "--mlp-widths", "32", "--eval-schedule", "every:4", "--eval-train-samples", "40", "--device", "cpu",
+             "--num-workers", "0", "--out", str(exp), "--no-progress"]
+    assert main(["bootstrap", *flags]) == 0
+    out = capsys.readouterr().out
+    assert f"report: {exp / 'report.md'}" in out and "test soft-error at" in out
+    (exp / "report.md").unlink()
+    assert main(["report", str(exp), str(exp / "real")]) == 0
+    out = capsys.readouterr().out
+    assert (exp / "report.md").is_file() and (exp / "real" / "report.md").is_file()
+    assert out.count("report: ") == 2
+
+    assert main(["bootstrap", "--mode", "ideal", *flags]) == 2
+    assert "bootstrap runs both worlds" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_bootstrap_dry_run_prints_both_worlds(datasets, tmp_path, capsys):
+    data, _ = datasets
+    assert main(["bootstrap", "--data", str(data), "--n", "40", "--model", "mlp", "--dry-run",
+                 "--out", str(tmp_path / "boot")]) == 0
+    out = capsys.readouterr().out
+    assert '"mode": "real"' in out and '"mode": "ideal"' in out
+    assert not (tmp_path / "boot").exists()

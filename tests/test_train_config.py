@@ -1,0 +1,123 @@
+"""RunConfig, presets, CLI flag resolution, evaluation schedule and learning-rate schedule."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+
+import pytest
+
+from train.cli import add_run_flags, build_parser, config_from_args
+from train.config import PRESETS, RunConfig, config_hash, parse_extra_test, validate
+from train.errors import TrainError
+from train.schedule import lr_at, parse_eval_schedule
+
+
+def _args(*flags: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_run_flags(parser)
+    return parser.parse_args(list(flags))
+
+
+def test_preset_then_explicit_flags_override():
+    cfg = config_from_args(_args("--preset", "paper-cifar5m", "--data", "d", "--n", "5000", "--lr", "0.05"))
+    assert (cfg.optimizer, cfg.schedule, cfg.momentum, cfg.weight_decay) == ("sgd", "cosine", 0.0, 0.0)
+    assert (cfg.batch_size, cfg.steps, cfg.aug, cfg.lr_update_every_steps) == (128, 39_000, "none", 390)
+    assert cfg.lr == 0.05  # explicit flag beats the preset's 0.1
+    assert config_from_args(_args("--preset", "paper-cifar5m-aug", "--data", "d")).aug == "crop-flip"
+    dog = config_from_args(_args("--preset", "paper-dogbird", "--data", "d"))
+    assert (dog.momentum, dog.image_size) == (0.9, 224)
+
+
+def test_overrides_and_default_out_dir():
+    args = _args("--data", "d", "--n", "10", "--extra-test", "a=x/y", "--extra-test", "z", "--mlp-widths", "8,4")
+    cfg = config_from_args(args, seed=3)
+    assert cfg.out_dir.endswith("real-n10-preact-resnet18-seed3")
+    assert cfg.extra_test == ("a=x/y", "z") and cfg.mlp_widths == (8, 4)
+    assert config_from_args(args, out_dir="o", mode="ideal").out_dir == "o"
+
+
+def test_replace_to_ideal_is_valid_and_json_round_trips():
+    cfg = RunConfig(data="d", mode="real", n=100, out_dir="o", extra_test=("x",), model="mlp")
+    ideal = dataclasses.replace(cfg, mode="ideal", out_dir="o2")
+    validate(ideal)
+    text = json.dumps(ideal.to_dict())
+    assert RunConfig.from_dict(json.loads(text)) == ideal
+    # The Ideal World has no n: runs that differ only in n are the same Ideal run.
+    assert config_hash(ideal) == config_hash(dataclasses.replace(ideal, n=5000))
+    assert config_hash(cfg) != config_hash(dataclasses.replace(cfg, n=5000))
+    assert config_hash(cfg) == config_hash(dataclasses.replace(cfg, out_dir="elsewhere", device="cpu"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(model="resnet9000"), "unknown model; known: mcnn, mlp, preact-resnet18, vgg11-bn"),
+    (dict(mode="half"), "--mode=half: must be one of real, ideal"),
+    (dict(n=None), "--n=None: the Real World needs a train-set size"),
+    (dict(nesterov=True), "Nesterov needs --optimizer sgd and --momentum > 0"),
+    (dict(eval_schedule="log:x"), "--eval-schedule part 'log:x'"),
+    (dict(device="tpu"), "--device=tpu: use auto, cpu, cuda or cuda:N"),
+    (dict(extra_test=("a=p", "a=q")), "two extra test sets share a name"),
+    (dict(pretrained=True), "only timm:NAME models have pretrained weights"),
+])
+def test_validate_names_the_flag_and_rule(change, message):
+    cfg = dataclasses.replace(RunConfig(data="d", n=10, out_dir="o"), **change)
+    with pytest.raises(TrainError) as err:
+        validate(cfg)
+    assert message in str(err.value)
+
+
+def test_unknown_preset_lists_known():
+    with pytest.raises(TrainError, match="paper-cifar5m"):
+        config_from_args(argparse.Namespace(preset="nope", data="d"))
+    assert set(PRESETS) == {"paper-cifar5m", "paper-cifar5m-aug", "paper-dogbird"}
+
+
+def test_extra_test_names():
+    assert parse_extra_test("cifar10=/data/c10") == ("cifar10", "/data/c10")
+    assert parse_extra_test("/data/cifar10-test/") == ("cifar10-test", "/data/cifar10-test/")
+    assert parse_extra_test("https://host/data/c10") == ("c10", "https://host/data/c10")
+    assert parse_extra_test("hf://datasets/org/c10")[0] == "c10"
+    with pytest.raises(TrainError, match="taken by the run's own sets"):
+        parse_extra_test("/data/test")
+
+
+def test_eval_schedule_log_is_dense_early_and_includes_ends():
+    steps = parse_eval_schedule("log:64", 39_000)
+    assert steps[0] == 0 and steps[-1] == 39_000
+    assert steps[1:6] == [1, 2, 3, 4, 5]
+    gaps = [b - a for a, b in zip(steps, steps[1:])]
+    assert max(gaps[:10]) < min(gaps[-10:])
+    assert 40 <= len(steps) <= 66
+
+
+def test_eval_schedule_paper_and_union():
+    paper = parse_eval_schedule("paper", 39_000)
+    # every 4 below 1024 (256), every 8 in [1024, 2048) (128), every 64 from 2048 to 38,976 (578), + end
+    assert len(paper) == 256 + 128 + 578 + 1
+    assert parse_eval_schedule("every:10+steps:3,7", 25) == [0, 3, 7, 10, 20, 25]
+    with pytest.raises(TrainError, match="within 0..25"):
+        parse_eval_schedule("steps:30", 25)
+
+
+def test_lr_cosine_stepped_like_the_paper_code():
+    cfg = RunConfig(lr=0.1, steps=39_000, schedule="cosine", lr_update_every_steps=390)
+    # CosineAnnealingLR(T_max=100) stepped every 390 batches
+    for step in (0, 389, 390, 19_500, 38_999):
+        expected = 0.1 * 0.5 * (1 + math.cos(math.pi * (step // 390) / 100))
+        assert lr_at(cfg, step) == pytest.approx(expected)
+    assert lr_at(cfg, 0) == lr_at(cfg, 389) == 0.1
+
+
+def test_lr_step_constant_warmup():
+    step_cfg = RunConfig(lr=1.0, steps=100, schedule="step", lr_milestones=(0.5, 0.75), lr_gamma=0.1)
+    assert [lr_at(step_cfg, s) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
+    warm = RunConfig(lr=1.0, steps=100, schedule="constant", warmup_steps=4)
+    assert [lr_at(warm, s) for s in range(6)] == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1])
+
+
+def test_cli_parser_has_run_and_help():
+    parser = build_parser()
+    args = parser.parse_args(["run", "--data", "d", "--n", "3", "--dry-run"])
+    assert args.func.__name__ == "cmd_run" and args.dry_run
+    assert "--extra-test" in parser._subparsers._group_actions[0].choices["run"].format_help()

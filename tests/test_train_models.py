@@ -1,0 +1,108 @@
+"""Metric definitions on hand-made logits, GPU-style augmentation on index-coded images, and the models."""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from train import ddp
+from train.augment import EvalView, TrainAugment, fit_size, normalise
+from train.config import RunConfig
+from train.errors import TrainError
+from train.metrics import evaluate, metrics_from_logits
+from train.models import build_model, known_models
+
+torch.set_num_threads(1)
+
+
+def test_metrics_on_hand_made_logits():
+    logits = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0], [0.0, math.log(4.0)]])
+    labels = torch.tensor([0, 1, 0])
+    # p_true: 3/4, 1/2 (tie: argmax picks class 0, wrong), 1/5
+    m = metrics_from_logits(logits, labels)
+    assert m["error"] == pytest.approx(2 / 3)
+    assert m["soft_error"] == pytest.approx(1 - (0.75 + 0.5 + 0.2) / 3)
+    assert m["loss"] == pytest.approx(-(math.log(0.75) + math.log(0.5) + math.log(0.2)) / 3)
+
+
+def test_evaluate_batches_add_up_and_empty_set_is_nan():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    images = torch.randint(0, 256, (10, 2, 2, 1), dtype=torch.uint8)
+    labels = torch.randint(0, 3, (10,))
+    view = EvalView(2)
+    whole = metrics_from_logits(model(view(images)), labels)
+    batched = evaluate(model, images, labels, view, batch_size=3, dist=ddp.Dist())
+    assert batched == pytest.approx(whole)
+    empty = evaluate(model, images[:0], labels[:0], view, batch_size=3, dist=ddp.Dist())
+    assert all(math.isnan(v) for v in empty.values())
+
+
+def _coded(batch: int, size: int) -> torch.Tensor:
+    # pixel value = 1 + row * size + col (< 256), so every output pixel names its source position
+    grid = 1 + torch.arange(size * size, dtype=torch.uint8).reshape(size, size)
+    return grid[None, :, :, None].expand(batch, size, size, 1).contiguous()
+
+
+def test_crop_flip_takes_shifted_windows_of_the_zero_padded_image():
+    size, pad = 6, 2
+    x = _coded(64, size)
+    out = TrainAugment("crop-flip", pad, size)(x, torch.Generator().manual_seed(0))
+    assert out.shape == (64, 1, size, size)
+    values = ((out[:, 0] + 1) * 127.5).round().long()
+    padded = torch.nn.functional.pad(x[0, :, :, 0].long(), (pad, pad, pad, pad))
+    seen_flip = seen_shift = False
+    for img in values:
+        ok = False
+        for dy in range(2 * pad + 1):
+            for dx in range(2 * pad + 1):
+                window = padded[dy:dy + size, dx:dx + size]
+                if torch.equal(img, window) or torch.equal(img, window.flip(1)):
+                    ok = True
+                    seen_flip |= torch.equal(img, window.flip(1)) and not torch.equal(img, window)
+                    seen_shift |= (dy, dx) != (pad, pad)
+        assert ok
+    assert seen_flip and seen_shift
+
+
+def test_augment_is_reproducible_from_the_generator_and_views_normalise():
+    x = _coded(8, 8)
+    aug = TrainAugment("rrc-flip", 0, 5)
+    a = aug(x, torch.Generator().manual_seed(3))
+    assert a.shape == (8, 1, 5, 5) and torch.equal(a, aug(x, torch.Generator().manual_seed(3)))
+    assert normalise(torch.tensor([[[[0, 255]]]], dtype=torch.uint8)).flatten().tolist() == [-1.0, 1.0]
+    assert fit_size(torch.zeros(1, 3, 256, 256), 224).shape[-1] == 224  # centre crop
+    assert fit_size(torch.zeros(1, 3, 8, 8), 32).shape[-1] == 32  # resize
+    assert torch.equal(TrainAugment("none", 4, 8)(x, torch.Generator()), EvalView(8)(x))
+
+
+@pytest.mark.parametrize("name", ["preact-resnet18", "mcnn", "vgg11-bn", "mlp"])
+@pytest.mark.parametrize("chans, size", [(1, 8), (3, 32)])
+def test_builtin_models_take_any_size_and_channels(name, chans, size):
+    cfg = RunConfig(model=name, width=4, mlp_widths=(16, 8))
+    model = build_model(cfg, num_classes=7, in_chans=chans, image_size=size)
+    model.train()
+    assert model(torch.zeros(2, chans, size, size)).shape == (2, 7)
+
+
+def test_paper_widths():
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    # PreAct ResNet-18 at width 64 on CIFAR-10: ~11.2M parameters; mcnn width 64: ~1.5M
+    assert 11.0e6 < count(build_model(RunConfig(), 10, 3, 32)) < 11.3e6
+    assert 1.4e6 < count(build_model(RunConfig(model="mcnn"), 10, 3, 32)) < 1.6e6
+
+
+def test_unknown_models_are_named():
+    with pytest.raises(TrainError, match="known: " + ", ".join(known_models())):
+        build_model(RunConfig(model="resnet9000"), 10, 3, 32)
+    with pytest.raises(TrainError, match="timm has no such model"):
+        build_model(RunConfig(model="timm:no_such_net_xyz"), 10, 3, 32)
+
+
+def test_timm_models_get_channels_classes_and_size():
+    model = build_model(RunConfig(model="timm:test_vit"), num_classes=4, in_chans=1, image_size=16)
+    assert model(torch.zeros(2, 1, 16, 16)).shape == (2, 4)
+    cnn = build_model(dataclasses.replace(RunConfig(), model="timm:test_resnet"), 3, 3, 8)
+    assert cnn(torch.zeros(2, 3, 8, 8)).shape == (2, 3)

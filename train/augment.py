@@ -1,0 +1,104 @@
+"""Batch transforms on the device: uint8 NHWC batches in, normalised float NCHW model inputs out.
+
+    view = EvalView(size=32)                  # eval: centre crop / resize to `size`, normalise
+    x = view(images_u8)                       # float (B, C, size, size), channels_last strides
+    aug = TrainAugment("crop-flip", padding=4, size=32)
+    x = aug(images_u8, generator)             # random crop with zero padding + flip, per sample
+
+Every op is batched tensor work (one gather for crop+flip, one roi_align for random-resized-crop):
+no per-sample Python, so it runs at GPU speed. Normalisation: uint8 / 255, then (x - 0.5) / 0.5
+(FACTS.md 1). Randomness comes only from the generator passed in, so a step's batch is reproducible.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# torchvision's RandomResizedCrop defaults.
+_RRC_SCALE = (0.08, 1.0)
+_RRC_RATIO = (3 / 4, 4 / 3)
+# The usual "resize 256, centre crop 224" ratio: a stored image up to size / 0.875 is centre-cropped.
+_CROP_PCT = 0.875
+
+
+def normalise(x_u8_nhwc: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [-1, 1]; the permuted view keeps NHWC memory (channels_last)."""
+    return (x_u8_nhwc.float() / 127.5 - 1.0).permute(0, 3, 1, 2)
+
+
+def fit_size(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Float NCHW -> size x size: centre crop when the image is a little larger, else an area-aware resize."""
+    h, w = x.shape[-2:]
+    if h == size and w == size:
+        return x
+    if size <= min(h, w) <= math.ceil(size / _CROP_PCT):
+        top, left = (h - size) // 2, (w - size) // 2
+        return x[..., top:top + size, left:left + size]
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+class EvalView:
+    """Deterministic view for evaluation (and for training without augmentation)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, x_u8: torch.Tensor) -> torch.Tensor:
+        return fit_size(normalise(x_u8), self.size)
+
+
+def _crop_flip(x_u8: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:
+    # torchvision RandomCrop(padding=p) pads with zeros, then takes a window at a uniform offset in
+    # [0, 2p]; both the crop and the mirror become one gather of rows and columns per sample.
+    b, h, w, c = x_u8.shape
+    dev = x_u8.device
+    if padding:
+        x_u8 = F.pad(x_u8, (0, 0, padding, padding, padding, padding))
+    dy = torch.randint(0, 2 * padding + 1, (b, 1), device=dev, generator=gen)
+    dx = torch.randint(0, 2 * padding + 1, (b, 1), device=dev, generator=gen)
+    rows = dy + torch.arange(h, device=dev)
+    cols = torch.arange(w, device=dev).expand(b, w)
+    mirrored = torch.rand(b, 1, device=dev, generator=gen) < 0.5
+    cols = dx + torch.where(mirrored, cols.flip(1), cols)
+    batch = torch.arange(b, device=dev)[:, None, None]
+    return x_u8[batch, rows[:, :, None], cols[:, None, :]]
+
+
+def _random_resized_crop(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    # One box per sample drawn like torchvision's RandomResizedCrop (area scale, log-uniform aspect);
+    # instead of its 10 retries, a box larger than the image is clamped to it. Bilinear resampling of
+    # all boxes at once with roi_align.
+    from torchvision.ops import roi_align
+
+    b, _, h, w = x.shape
+    dev = x.device
+    area = h * w * torch.empty(b, device=dev).uniform_(*_RRC_SCALE, generator=gen)
+    log_ratio = torch.empty(b, device=dev).uniform_(math.log(_RRC_RATIO[0]), math.log(_RRC_RATIO[1]),
+                                                    generator=gen)
+    ratio = log_ratio.exp()
+    bw = (area * ratio).sqrt().clamp(1, w)
+    bh = (area / ratio).sqrt().clamp(1, h)
+    x0 = torch.rand(b, device=dev, generator=gen) * (w - bw)
+    y0 = torch.rand(b, device=dev, generator=gen) * (h - bh)
+    boxes = torch.stack([torch.arange(b, device=dev, dtype=x.dtype), x0, y0, x0 + bw, y0 + bh], dim=1)
+    out = roi_align(x.contiguous(), boxes, (size, size),
+                    spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    mirrored = torch.rand(b, device=dev, generator=gen) < 0.5
+    return torch.where(mirrored[:, None, None, None], out.flip(3), out)
+
+
+class TrainAugment:
+    """Training view: `none`, `flip`, `crop-flip` (random crop with zero padding + flip), `rrc-flip`."""
+
+    def __init__(self, aug: str, padding: int, size: int):
+        self.aug, self.padding, self.size = aug, padding, size
+        self.eval_view = EvalView(size)
+
+    def __call__(self, x_u8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if self.aug == "rrc-flip":
+            return _random_resized_crop(normalise(x_u8), self.size, gen)
+        if self.aug in ("flip", "crop-flip"):
+            x_u8 = _crop_flip(x_u8, self.padding if self.aug == "crop-flip" else 0, gen)
+        return self.eval_view(x_u8)

@@ -1,0 +1,164 @@
+"""The `python -m train` command line: flags -> RunConfig -> validate -> print -> run.
+
+    python -m train run --data DATASET --mode real --n 50000 --preset paper-cifar5m --out runs/real-50k
+    python -m train run --data DATASET --mode ideal --preset paper-cifar5m --out runs/ideal --dry-run
+    torchrun --nproc_per_node=8 -m train run ...      # DDP: the global batch is split over the ranks
+
+Other commands reuse the flags: `add_run_flags(parser)` adds every trainer setting and
+`config_from_args(args, **overrides)` builds the RunConfig (defaults <- --preset <- explicit flags <-
+overrides). Every flag defaults to None here, so "not given" is distinguishable from a default value.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import importlib.util
+import json
+import logging
+import os
+
+from train.config import AUGS, DATA_PATHS, MODES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, RunConfig, \
+    apply_preset, validate
+
+log = logging.getLogger("train")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def _flag(group, name: str, help: str, **kw) -> None:
+    group.add_argument(f"--{name}", default=None, help=help, **kw)
+
+
+def _add_data_flags(g) -> None:
+    _flag(g, "data", "dataset folder, http(s):// URL or hf://datasets/ORG/NAME (required)")
+    _flag(g, "mode", "real: train on a seeded subset of n; ideal: fresh samples every step", choices=MODES)
+    _flag(g, "n", "Real World train-set size (ignored by the Ideal World)", type=int)
+    _flag(g, "train-split", "split forming the train pool (default train)")
+    _flag(g, "test-split", "split evaluated as the test set (default test)")
+    _flag(g, "test-samples", "evaluate only the first N test samples (the paper: 10,000)", type=int)
+    _flag(g, "extra-test", "another dataset (folder or URL) whose test split is evaluated too; NAME=PATH to "
+          "name it (default: the folder's name); repeatable", action="append")
+    _flag(g, "data-path", "memory: decoded cache on the GPU/pinned RAM; stream: read shards as they are; auto "
+          "streams an Ideal pool that fits nowhere (default auto)", choices=DATA_PATHS)
+    _flag(g, "num-workers", "streaming reader processes (default 4)", type=int)
+    _flag(g, "allow-reuse", "let the Ideal World make more than one pass over its pool (passes are reported)",
+          action=argparse.BooleanOptionalAction)
+
+
+def _add_optim_flags(g) -> None:
+    _flag(g, "steps", "optimizer steps (default 39,000)", type=int)
+    _flag(g, "batch-size", "global batch size, split over DDP ranks (default 128)", type=int)
+    _flag(g, "lr", "peak learning rate (default 0.1)", type=float)
+    _flag(g, "optimizer", "default sgd", choices=OPTIMIZERS)
+    _flag(g, "momentum", "SGD momentum (default 0, as in the paper's CIFAR-5m runs)", type=float)
+    _flag(g, "weight-decay", "default 0", type=float)
+    _flag(g, "nesterov", "Nesterov momentum (SGD)", action=argparse.BooleanOptionalAction)
+    _flag(g, "schedule", "learning-rate schedule over the total steps (default cosine)", choices=SCHEDULES)
+    _flag(g, "lr-update-every-steps", "update the lr every K steps (paper preset: 390) (default 1)", type=int)
+    _flag(g, "lr-milestones", "step schedule: fractions of the steps, e.g. 0.5,0.75", type=_floats)
+    _flag(g, "lr-gamma", "step schedule: factor at each milestone (default 0.1)", type=float)
+    _flag(g, "warmup-steps", "linear warm-up steps (default 0)", type=int)
+    _flag(g, "label-smoothing", "default 0 (off)", type=float)
+    _flag(g, "aug", "augmentation on the GPU (default none)", choices=AUGS)
+    _flag(g, "crop-padding", "zero padding of crop-flip (default 4)", type=int)
+
+
+def _add_model_flags(g) -> None:
+    _flag(g, "model", "preact-resnet18, mcnn, vgg11-bn, mlp or timm:NAME (default preact-resnet18)")
+    _flag(g, "width", "base width of preact-resnet18/mcnn/vgg11-bn (default 64)", type=int)
+    _flag(g, "mlp-widths", "hidden widths of mlp, e.g. 2048,2048,2048 (default 128,128,128)", type=_ints)
+    _flag(g, "pretrained", "load timm's pretrained weights (timm:NAME only)", action=argparse.BooleanOptionalAction)
+    _flag(g, "image-size", "model input size: eval centre-crops/resizes to it (default: the data's size)", type=int)
+    _flag(g, "seed", "seed of the subset, data order, init and augmentation (default 0)", type=int)
+    _flag(g, "device", "auto, cpu, cuda or cuda:N (default auto)")
+    _flag(g, "precision", "auto = bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS)
+    _flag(g, "compile", "torch.compile the model", action=argparse.BooleanOptionalAction)
+
+
+def _add_eval_flags(g) -> None:
+    _flag(g, "out", "run folder (default runs/MODE[-nN]-MODEL-seedS)", dest="out_dir")
+    _flag(g, "eval-schedule", "when to evaluate: log:POINTS, every:K, paper, steps:A,B; join with + "
+          "(default log:64)")
+    _flag(g, "eval-train-samples", "size of the fixed train-evaluation subset (default 10,000)", type=int)
+    _flag(g, "eval-batch-size", "default 1024", type=int)
+    _flag(g, "fit-threshold", "T(n) = first evaluated step with train error <= this (default 0.01)", type=float)
+    _flag(g, "stop-at-fit", "stop at T(n)", action=argparse.BooleanOptionalAction)
+    _flag(g, "checkpoint-every-steps", "default 2000", type=int)
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """Every trainer setting as a flag (all default None), plus --preset."""
+    parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                        help="paper settings; explicit flags override them")
+    _add_data_flags(parser.add_argument_group("data"))
+    _add_optim_flags(parser.add_argument_group("optimisation"))
+    _add_model_flags(parser.add_argument_group("model and device"))
+    _add_eval_flags(parser.add_argument_group("evaluation and outputs"))
+
+
+def add_control_flags(parser: argparse.ArgumentParser) -> None:
+    """How to treat the run folder, and output verbosity."""
+    g = parser.add_argument_group("run control")
+    g.add_argument("--resume", action="store_true", help="continue an unfinished run from its checkpoint")
+    g.add_argument("--overwrite", action="store_true", help="replace a run folder holding another config")
+    g.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def default_out_dir(cfg: RunConfig) -> str:
+    size = f"-n{cfg.n}" if cfg.mode == "real" else ""
+    return os.path.join("runs", f"{cfg.mode}{size}-{cfg.model.replace(':', '-').replace('/', '-')}-seed{cfg.seed}")
+
+
+def config_from_args(args: argparse.Namespace, **overrides) -> RunConfig:
+    """RunConfig from parsed flags: defaults <- preset <- flags given <- overrides."""
+    values = {}
+    for f in dataclasses.fields(RunConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    values.update(overrides)
+    cfg = apply_preset(getattr(args, "preset", None), values)
+    if not cfg.out_dir:
+        cfg = dataclasses.replace(cfg, out_dir=default_out_dir(cfg))
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    validate(cfg)
+    log.info("config: %s", json.dumps(cfg.to_dict()))
+    if args.dry_run:
+        print(json.dumps(cfg.to_dict(), indent=1))
+        return 0
+    from train.loop import run_training
+
+    summary = run_training(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    final = summary["final"]
+    log.info("%s: %s steps; T(n) = %s; final test error %.4f, soft-error %.4f; %s img/s; resume/inspect: %s",
+             cfg.out_dir, f"{summary['steps_done']:,}", summary["fit_step"], final["test/error"],
+             final["test/soft_error"], f"{summary['img_per_s'] or 0:,.0f}", os.path.join(cfg.out_dir, "summary.json"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train", description="Real World vs Ideal World trainer "
+                                     "(Deep Bootstrap) on shards datasets.")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", help="train one Real World or Ideal World run",
+                         description="Train one run into its folder (config.json, metrics.jsonl, summary.json, "
+                         "checkpoints/last.pt). Re-running a finished run returns at once.")
+    add_run_flags(run)
+    add_control_flags(run)
+    run.set_defaults(func=cmd_run)
+    if importlib.util.find_spec("train.experiment_cli") is not None:
+        importlib.import_module("train.experiment_cli").add_subcommands(sub)
+    return parser

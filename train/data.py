@@ -1,0 +1,215 @@
+"""Datasets for training: open and check a `shards` dataset, and hold its uint8 images on the device.
+
+    ds = open_dataset("datasets/digits")               # or an http(s):// / hf://datasets/... URL
+    images, labels = read_split(ds, "test", size=None, limit=10_000, stream=False)
+    store = TrainStore.build(images, labels, rows=subset, device=device)   # GPU if it fits, else pinned RAM
+    x_u8, y = store.gather(global_indices)             # one batch, uint8 NHWC on the device
+
+The fast path reads the decoded uint8 cache (`shards.load_split`, memory-mapped) and copies the rows a
+run needs (the Real World's n, or the whole pool for the Ideal World) to the GPU when they fit, else to
+pinned host memory, from where each batch is gathered and copied asynchronously. The streaming path
+(`train.streaming`) reads the shard files themselves.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import shards
+from train.errors import TrainError
+
+log = logging.getLogger(__name__)
+
+# Keep this much GPU memory free for the model, activations and the allocator (H200: 139 GiB).
+_GPU_RESERVE_FRACTION = 0.25
+_GPU_RESERVE_MIN_BYTES = 8 << 30
+_COPY_CHUNK_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset as the trainer sees it: where it is (`root`: folder or URL) and its manifest."""
+
+    location: str
+    root: str
+    manifest: shards.Manifest
+
+    @property
+    def name(self) -> str:
+        return self.location.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def channels(self) -> int:
+        shape = self.manifest.image_shape
+        return shape[2] if shape else 3
+
+    def split(self, split: str) -> shards.manifest.SplitInfo:
+        if split not in self.manifest.splits:
+            raise TrainError(f"{self.location}: no split {split!r} (it has {', '.join(self.manifest.splits)}); "
+                             "pass --train-split/--test-split or use another dataset")
+        return self.manifest.splits[split]
+
+    def shard_urls(self, split: str) -> list[str]:
+        return [f"{self.root.rstrip('/')}/{e.file}" for e in self.split(split).shards]
+
+
+def is_url(location: str) -> bool:
+    return location.startswith(("http://", "https://", "hf://"))
+
+
+def open_dataset(location: str, stream: bool = False, verify: bool = True) -> Dataset:
+    """Resolve (download a URL unless streaming), read the manifest and check every shard's sha256.
+
+    Raises shards.ShardsError for a missing, incomplete or corrupt dataset.
+    """
+    if stream and is_url(location):
+        # Streaming reads the shards where they are: fetch only the manifest.
+        from shards.read import open_url
+
+        with open_url(f"{location.rstrip('/')}/manifest.json") as f:
+            manifest = shards.Manifest.from_dict(json.loads(f.read()))
+        return Dataset(location, location, manifest)
+    root = shards.resolve_dataset(location)
+    manifest = shards.load_manifest(root)
+    if verify:
+        from shards.verify import verify_dataset
+
+        report = verify_dataset(root, decode=False)
+        if not report.ok:
+            raise shards.ShardsError(
+                f"{location}: {len(report.problems)} problem(s), first: {report.problems[0]}; run "
+                f"`python -m shards verify {root}` for all, then rebuild or re-download the dataset")
+    return Dataset(location, str(root), manifest)
+
+
+def cache_size(ds: Dataset, image_size: int | None) -> int | None:
+    """Size to decode variable-size images to: the model size / 0.875 (256 for 224), None if fixed."""
+    if ds.manifest.image_shape is not None:
+        return None
+    if image_size is None:
+        raise TrainError(f"{ds.location}: its images differ in size; pass --image-size (e.g. 224)")
+    return math.ceil(image_size / 0.875)
+
+
+def read_split(ds: Dataset, split: str, size: int | None, limit: int | None, stream: bool,
+               progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (N, H, W, C) images and int64 labels of the first `limit` samples of a split.
+
+    Fast path: the memory-mapped decoded cache (built once). Streaming: read the shards in order.
+    """
+    count = ds.split(split).count if limit is None else min(limit, ds.split(split).count)
+    if not stream:
+        arrays = shards.load_split(ds.root, split, size=size, progress=progress)
+        return arrays.images[:count], arrays.labels[:count]
+    if ds.manifest.image_shape is None:
+        raise TrainError(f"{ds.location}: streaming needs images of one size; this dataset's differ: "
+                         "use --data-path memory")
+    h, w, c = ds.manifest.image_shape
+    images = np.empty((count, h, w, c), dtype=np.uint8)
+    labels = np.empty(count, dtype=np.int64)
+    for i, (_, image, cls, _) in zip(range(count), shards.iter_samples(ds.shard_urls(split), channels=c)):
+        images[i], labels[i] = image, cls
+    return images, labels
+
+
+def gpu_budget_bytes(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 0
+    free, total = torch.cuda.mem_get_info(device)
+    return max(0, free - max(_GPU_RESERVE_MIN_BYTES, int(total * _GPU_RESERVE_FRACTION)))
+
+
+def host_budget_bytes() -> int:
+    try:
+        return int(0.8 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError):
+        return 1 << 62
+
+
+def copy_rows(images: np.ndarray, rows: np.ndarray | None, target: torch.Tensor) -> torch.Tensor:
+    """Copy `images[rows]` (a memmap) into `target` in chunks, never holding the whole set twice."""
+    count = len(images) if rows is None else len(rows)
+    per_row = max(1, int(np.prod(images.shape[1:])))
+    step = max(1, _COPY_CHUNK_BYTES // per_row)
+    for start in range(0, count, step):
+        stop = min(count, start + step)
+        chunk = images[start:stop] if rows is None else images[rows[start:stop]]
+        # np.require copies read-only memmap slices: torch wants writable arrays.
+        target[start:stop].copy_(torch.from_numpy(np.require(chunk, requirements=["C", "W"])))
+    return target
+
+
+def to_device(images: np.ndarray, labels: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """A small set (evaluation) straight onto the device."""
+    x = copy_rows(images, None, torch.empty(images.shape, dtype=torch.uint8, device=device))
+    return x, torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
+
+
+class TrainStore:
+    """The train rows a run draws from, as uint8 NHWC, on the GPU or in pinned host memory.
+
+    `rows` (sorted global indices) says which pool samples are held; None means the whole pool.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, rows: np.ndarray | None,
+                 device: torch.device):
+        self.images, self.labels, self.rows, self.device = images, labels, rows, device
+        self.on_device = images.device.type == device.type
+        self._buffers: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
+        self._turn = 0
+
+    @classmethod
+    def build(cls, images: np.ndarray, labels: np.ndarray, device: torch.device, rows: np.ndarray | None = None,
+              held: np.ndarray | None = None) -> "TrainStore":
+        """Copy `images[rows]` (all when None) to the device or pinned memory; `held` names the global
+        pool index of each copied row (default: `rows`)."""
+        count = len(images) if rows is None else len(rows)
+        shape = (count, *images.shape[1:])
+        nbytes = int(np.prod(shape))
+        if device.type == "cuda" and nbytes <= gpu_budget_bytes(device):
+            target = torch.empty(shape, dtype=torch.uint8, device=device)
+            where = "GPU"
+        else:
+            target = torch.empty(shape, dtype=torch.uint8, pin_memory=device.type == "cuda")
+            where = "pinned host memory" if device.type == "cuda" else "host memory"
+        log.info("holding %s train images (%.2f GB) in %s", f"{count:,}", nbytes / 1e9, where)
+        copy_rows(images, rows, target)
+        chosen = labels if rows is None else labels[rows]
+        y = torch.from_numpy(np.asarray(chosen, dtype=np.int64)).to(device)
+        return cls(target, y, rows if held is None else held, device)
+
+    def local(self, indices: np.ndarray) -> np.ndarray:
+        return indices if self.rows is None else np.searchsorted(self.rows, indices)
+
+    def gather(self, indices: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (uint8 NHWC, on the device) and labels of the given global pool indices."""
+        local = torch.from_numpy(self.local(indices))
+        if self.on_device:
+            local = local.to(self.device, non_blocking=True)
+            return self.images[local], self.labels[local]
+        if self.device.type != "cuda":
+            return self.images[local], self.labels[local]
+        return self._gather_pinned(local), self.labels[local.to(self.device, non_blocking=True)]
+
+    def _gather_pinned(self, local: torch.Tensor) -> torch.Tensor:
+        # Two pinned staging buffers used in turn; an event marks when the GPU has finished copying out
+        # of one, so the CPU may fill it again while the other batch is in flight.
+        shape = (len(local), *self.images.shape[1:])
+        if not self._buffers or self._buffers[0][0].shape != shape:
+            self._buffers = [(torch.empty(shape, dtype=torch.uint8, pin_memory=True), None) for _ in range(2)]
+        buf, done = self._buffers[self._turn]
+        if done is not None:
+            done.synchronize()
+        torch.index_select(self.images, 0, local, out=buf)
+        out = buf.to(self.device, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self._buffers[self._turn] = (buf, event)
+        self._turn ^= 1
+        return out

@@ -1,0 +1,90 @@
+"""Distributed helpers: one process per device under torchrun, or a single process without it.
+
+    torchrun --nproc_per_node=2 -m train run ...   # nccl on GPUs, gloo on CPU
+
+`init_distributed` reads torchrun's RANK/WORLD_SIZE/LOCAL_RANK; with WORLD_SIZE unset it returns a
+single-process Dist and every helper here is a no-op, so the loop has one code path.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.distributed as tdist
+
+from train.errors import TrainError
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    owns_group: bool = False  # we created the process group, so we destroy it
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(use_cuda: bool) -> Dist:
+    if tdist.is_available() and tdist.is_initialized():
+        return Dist(tdist.get_rank(), tdist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0))
+    if use_cuda:
+        torch.cuda.set_device(local)
+    tdist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Dist(rank, world, local, owns_group=True)
+
+
+def shutdown(dist: Dist) -> None:
+    if dist.owns_group and tdist.is_initialized():
+        tdist.destroy_process_group()
+
+
+def all_reduce_sum(tensor: torch.Tensor, dist: Dist) -> torch.Tensor:
+    if dist.active:
+        tdist.all_reduce(tensor, op=tdist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_buffers(module: torch.nn.Module, dist: Dist) -> None:
+    """BatchNorm running stats drift apart across ranks between forwards: use rank 0's everywhere."""
+    if dist.active:
+        for buf in module.buffers():
+            tdist.broadcast(buf, src=0)
+
+
+def run_on_main(dist: Dist, fn: Callable[[], Any]) -> Any:
+    """Run fn on rank 0 and share its result; a TrainError there is raised on every rank (no hang)."""
+    if not dist.active:
+        return fn()
+    box: list[Any] = [None]
+    if dist.is_main:
+        try:
+            box[0] = ("ok", fn())
+        except TrainError as exc:
+            box[0] = ("error", str(exc))
+    tdist.broadcast_object_list(box, src=0)
+    status, value = box[0]
+    if status == "error":
+        raise TrainError(value)
+    return value
+
+
+def agree(dist: Dist, flag: bool) -> bool:
+    """True on every rank when any rank says True (e.g. 'my data ran out')."""
+    if not dist.active:
+        return flag
+    t = torch.tensor([int(flag)], device="cuda" if tdist.get_backend() == "nccl" else "cpu")
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return bool(t.item())

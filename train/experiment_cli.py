@@ -1,0 +1,134 @@
+"""The experiment commands of `python -m train`: bootstrap, sweep and report.
+
+    python -m train bootstrap --data DATASET --n 50000 --preset paper-cifar5m --out experiments/boot
+    python -m train sweep --data DATASET --n 5000,10000 --model mcnn,preact-resnet18 --seeds 3 \
+        --preset paper-cifar5m --out experiments/sweep [--ray]
+    python -m train report experiments/boot        # re-render report.md and PNGs from saved metrics
+
+`bootstrap` and `sweep` take every trainer flag of `train run` (they share one config); the sweep's
+`--n` and `--model` take comma lists and `--seeds K` runs seeds --seed .. --seed+K-1.
+`train.cli.build_parser` calls `add_subcommands`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+
+from train.cli import add_control_flags, add_run_flags, config_from_args
+from train.errors import TrainError
+
+log = logging.getLogger("train")
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give integers separated by commas, e.g. 5000,10000")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more sizes >= 1, e.g. 5000,10000")
+    return values
+
+
+def _str_list(text: str) -> list[str]:
+    values = [x.strip() for x in text.split(",") if x.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more model names separated by commas")
+    return values
+
+
+def add_subcommands(sub) -> None:
+    """Add `bootstrap`, `sweep` and `report` to the `python -m train` subparsers."""
+    boot = sub.add_parser(
+        "bootstrap", help="Real World (n) vs Ideal World with identical settings, then a report",
+        description="Run the Real World on n samples and the Ideal World with one shared config into "
+        "OUT/real and OUT/ideal, then write OUT/report.md with figures (default OUT: "
+        "experiments/bootstrap-nN-MODEL-seedS).")
+    add_run_flags(boot)
+    add_control_flags(boot)
+    boot.set_defaults(func=cmd_bootstrap)
+
+    # "resolve": the sweep's --n and --model (comma lists) replace the run flags of the same name.
+    sweep = sub.add_parser(
+        "sweep", conflict_handler="resolve", help="the grid n x models x seeds of bootstrap comparisons",
+        description="Run Real and Ideal for every (model, n, seed) into OUT/runs/ (one Ideal run per "
+        "(model, seed) serves every n), skipping finished runs, then write OUT/report.md with the "
+        "Real-vs-Ideal scatter and the learning curves (default OUT: experiments/sweep).")
+    add_run_flags(sweep)
+    grid = sweep.add_argument_group("sweep grid")
+    grid.add_argument("--n", dest="n_list", type=_int_list, required=True,
+                      help="Real World sizes, comma-separated, e.g. 5000,10000,25000,50000")
+    grid.add_argument("--model", dest="model_list", type=_str_list, default=None,
+                      help="models, comma-separated (default: the preset's or preact-resnet18)")
+    grid.add_argument("--seeds", type=int, default=1, help="number of seeds: --seed, --seed+1, ... (default 1)")
+    grid.add_argument("--ray", action="store_true", help="spread the runs over a Ray cluster (RAY_ADDRESS, "
+                      "or a local one): one GPU per run when the cluster has GPUs, else one CPU")
+    control = sweep.add_argument_group("run control")
+    control.add_argument("--overwrite", action="store_true", help="start every run of the grid again")
+    control.add_argument("--dry-run", action="store_true", help="print the runs of the grid and stop")
+    control.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sweep.set_defaults(func=cmd_sweep)
+
+    report = sub.add_parser(
+        "report", help="re-render report.md and figures from saved metrics",
+        description="Re-render report.md, PNGs and results.json of a bootstrap experiment, a sweep or a "
+        "single run folder from its saved metrics, and print the headline figures.")
+    report.add_argument("dirs", nargs="+", metavar="DIR", help="run, bootstrap or sweep folder")
+    report.set_defaults(func=cmd_report)
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from train.experiment import bootstrap, folder_name, world_configs
+    from train.report import format_headline
+
+    if args.mode is not None:
+        raise TrainError(f"--mode={args.mode}: bootstrap runs both worlds; drop --mode (use `train run` for one)")
+    cfg = config_from_args(args, mode="real")
+    if args.out_dir is None:
+        cfg = dataclasses.replace(cfg, out_dir=os.path.join(
+            "experiments", f"bootstrap-n{cfg.n}-{folder_name(cfg.model)}-seed{cfg.seed}"))
+    log.info("shared config:\n%s", json.dumps(cfg.to_dict(), indent=1))
+    if args.dry_run:
+        for world in world_configs(cfg, Path(cfg.out_dir)):
+            print(json.dumps(world.to_dict(), indent=1))
+        return 0
+    headline = bootstrap(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    if headline:  # empty on torchrun ranks other than 0
+        print(format_headline(headline))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from train.experiment import plan_sweep, sweep
+    from train.report import format_headline
+
+    if args.mode is not None:
+        raise TrainError(f"--mode={args.mode}: a sweep runs both worlds; drop --mode")
+    if args.seeds < 1:
+        raise TrainError(f"--seeds={args.seeds}: must be >= 1")
+    base = config_from_args(args, mode="real")
+    if args.out_dir is None:
+        base = dataclasses.replace(base, out_dir=os.path.join("experiments", "sweep"))
+    models = args.model_list or [base.model]
+    seeds = [base.seed + i for i in range(args.seeds)]
+    if args.dry_run:
+        for cfg in plan_sweep(base, args.n_list, models, seeds)[1]:
+            print(json.dumps(cfg.to_dict()))
+        return 0
+    headline = sweep(base, ns=args.n_list, models=models, seeds=seeds, use_ray=args.ray,
+                     overwrite=args.overwrite, progress=not args.no_progress)
+    if headline:
+        print(format_headline(headline))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from train.report import format_headline, render
+
+    for path in args.dirs:
+        print(format_headline(render(path)))
+    return 0

@@ -1,0 +1,273 @@
+"""One Real World or Ideal World run, start to finish, into cfg.out_dir.
+
+    from train.loop import run_training
+    summary = run_training(cfg, resume=False, overwrite=False, progress=True)
+
+1. validate the config; set up the device (and DDP under torchrun);
+2. decide: fresh, resume from checkpoints/last.pt, refuse (another config), or return a finished summary;
+3. load the data (sampler, batch source, resident evaluation sets);
+4. build the model from the init seed (identical in both worlds) and the optimizer; restore a checkpoint;
+5. loop: evaluate at scheduled steps, checkpoint, one optimizer step on an augmented batch;
+6. final evaluation, global ledger, summary.json.
+
+Every random draw is a function of (seed, step, rank): the sampler's indices, the augmentation generator
+and torch's global RNG (dropout) are re-derived each step, so a resumed run repeats an uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from train import ddp, runfolder
+from train.augment import EvalView, TrainAugment
+from train.config import RunConfig, config_hash, validate
+from train.errors import TrainError
+from train.metrics import evaluate
+from train.models import build_model
+from train.samplers import Ledger, derive_seed
+from train.schedule import lr_at, parse_eval_schedule
+from train.sources import RunData, build_run_data
+
+log = logging.getLogger(__name__)
+
+
+def run_training(cfg: RunConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+    """Run one run into cfg.out_dir and return its summary (also written to summary.json)."""
+    validate(cfg)
+    dist = ddp.init_distributed(_wants_cuda(cfg.device))
+    try:
+        device = _device(cfg.device, dist)
+        start = ddp.run_on_main(dist, lambda: runfolder.prepare_run_dir(cfg, resume, overwrite))
+        if start.kind == "finished":
+            log.info("%s: finished already, returning its summary", cfg.out_dir)
+            return start.summary
+        return _Run(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
+    finally:
+        ddp.shutdown(dist)
+
+
+def _wants_cuda(spec: str) -> bool:
+    return spec.startswith("cuda") or (spec == "auto" and torch.cuda.is_available())
+
+
+def _device(spec: str, dist: ddp.Dist) -> torch.device:
+    if not _wants_cuda(spec):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise TrainError(f"--device={spec}: no CUDA device here; use --device cpu or auto")
+    if dist.active:
+        return torch.device("cuda", dist.local_rank)
+    return torch.device(spec) if ":" in spec else torch.device("cuda", torch.cuda.current_device())
+
+
+@dataclass
+class _Clock:
+    """Wall and training time across sessions (a resumed run continues the counts of its checkpoint)."""
+
+    wall_before: float = 0.0
+    train_s: float = 0.0
+    session_start: float = field(default_factory=time.perf_counter)
+    segment_start: float = field(default_factory=time.perf_counter)
+    row_samples: int = 0
+    row_train_s: float = 0.0
+
+    def wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self.session_start
+
+    def pause(self) -> None:
+        self.train_s += time.perf_counter() - self.segment_start
+
+    def go(self) -> None:
+        self.segment_start = time.perf_counter()
+
+    def rate(self, samples: int) -> float | None:
+        """img/s of training since the last row (None when nothing was trained)."""
+        done, took = samples - self.row_samples, self.train_s - self.row_train_s
+        self.row_samples, self.row_train_s = samples, self.train_s
+        return done / took if done and took > 0 else None
+
+
+class _Run:
+    def __init__(self, cfg: RunConfig, dist: ddp.Dist, device: torch.device, progress: bool):
+        self.cfg, self.dist, self.device, self.progress = cfg, dist, device, progress
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.data: RunData = build_run_data(cfg, dist, device, progress)
+        bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+        self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        self.model = self._model()
+        self.optimizer = self._optimizer()
+        self.ledger = Ledger(self.data.sampler.pool_size)
+        self.augment = TrainAugment(cfg.aug, cfg.crop_padding, self.data.image_size)
+        self.view = EvalView(self.data.image_size)
+        self.generator = torch.Generator(device)
+        self.eval_steps = set(parse_eval_schedule(cfg.eval_schedule, cfg.steps))
+        self.rows: list[dict[str, Any]] = []
+        self.clock = _Clock()
+        self.step = 0
+
+    def _model(self) -> torch.nn.Module:
+        # Same init seed in both worlds: the Real and Ideal runs of a seed start from one network.
+        torch.manual_seed(derive_seed(self.cfg.seed, "init"))
+        model = build_model(self.cfg, self.data.num_classes, self.data.in_chans, self.data.image_size)
+        model = model.to(self.device)
+        if self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        cfg, params = self.cfg, self.model.parameters()
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                   nesterov=cfg.nesterov, **fused)
+        cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
+        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+
+    def _restore(self) -> None:
+        state = runfolder.load_checkpoint(self.cfg.out_dir)
+        if state.get("config_hash") != config_hash(self.cfg) or state.get("sampler") != self.data.sampler.state_dict():
+            raise TrainError(f"{self.cfg.out_dir}: its checkpoint belongs to another config or dataset; pass "
+                             "--overwrite to start again")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        if self.dist.is_main:  # the checkpoint holds the global ledger; other ranks add from zero
+            self.ledger = Ledger(self.data.sampler.pool_size, state["ledger"].numpy())
+        self.clock = _Clock(wall_before=state["wall_s"], train_s=state["train_s"],
+                            row_samples=self.step * self.cfg.batch_size, row_train_s=state["train_s"])
+        # Rank 0 drops the rows after the checkpoint; every rank needs them (T(n), what is logged).
+        self.rows = ddp.run_on_main(self.dist, lambda: runfolder.truncate_metrics(self.cfg.out_dir, self.step))
+        log.info("resuming %s at step %s", self.cfg.out_dir, f"{self.step:,}")
+
+    def _global_ledger(self) -> Ledger:
+        counts = ddp.all_reduce_sum(torch.from_numpy(self.ledger.counts.copy()), self.dist)
+        return Ledger(self.data.sampler.pool_size, counts.numpy())
+
+    def _checkpoint(self) -> None:
+        ledger = self._global_ledger()
+        if self.dist.is_main:
+            runfolder.save_checkpoint(self.cfg.out_dir, {
+                "step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "sampler": self.data.sampler.state_dict(), "ledger": torch.from_numpy(ledger.counts),
+                "rng": {"scheme": "derive_seed(seed, purpose, step, rank) each step", "seed": self.cfg.seed},
+                "config": self.cfg.to_dict(), "config_hash": config_hash(self.cfg),
+                "wall_s": self.clock.wall(), "train_s": self.clock.train_s,
+            })
+
+    def _evaluate(self) -> dict[str, Any]:
+        cfg, step = self.cfg, self.step
+        samples = step * cfg.batch_size
+        row = {"step": step, "epoch": samples / self.data.sampler.epoch_size, "samples_seen": samples,
+               "lr": lr_at(cfg, max(step - 1, 0)), "wall_s": self.clock.wall(), "img_per_s": self.clock.rate(samples)}
+        ddp.broadcast_buffers(self.model, self.dist)
+        sets = [("test", self.data.eval_sets[0].images, self.data.eval_sets[0].labels),
+                ("train", *self.data.source.train_eval(step))]
+        sets += [(s.name, s.images, s.labels) for s in self.data.eval_sets[1:]]
+        for name, images, labels in sets:
+            result = evaluate(self.model, images, labels, self.view, cfg.eval_batch_size, self.dist, self.autocast)
+            row.update({f"{name}/{k}": v for k, v in result.items()})
+        return row
+
+    def _train_step(self, model: torch.nn.Module) -> None:
+        cfg, step, rank = self.cfg, self.step, self.dist.rank
+        lr = lr_at(cfg, step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(derive_seed(cfg.seed, "step", step, rank))
+        self.generator.manual_seed(derive_seed(cfg.seed, "aug", step, rank))
+        images, labels, indices = self.data.source.batch(step)
+        self.ledger.record(indices)
+        x = self.augment(images, self.generator)
+        with self.autocast:
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+
+    def _wrapped(self) -> torch.nn.Module:
+        model = self.model
+        if self.dist.active:
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return torch.compile(model) if self.cfg.compile else model
+
+    def _log_row(self, bar) -> bool:
+        """Evaluate now, write the row; True when the run should stop here (fitted, --stop-at-fit)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.clock.pause()
+        row = self._evaluate()
+        self.rows.append(row)
+        if self.dist.is_main:
+            runfolder.append_metrics(self.cfg.out_dir, row)
+        bar.set_postfix_str(f"img/s {row['img_per_s'] or 0:,.0f} test soft-err {row['test/soft_error']:.4f}")
+        self.clock.go()
+        return self.cfg.stop_at_fit and _fit_step(self.rows, self.cfg.fit_threshold) is not None
+
+    def train(self, resumed: bool) -> dict:
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        if resumed:
+            self._restore()
+        else:
+            ddp.run_on_main(self.dist, lambda: runfolder.start_fresh(cfg))
+        self.data.source.skip_to(self.step)
+        model = self._wrapped()
+        model.train()
+        stopped, first = False, self.step
+        with tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, unit="step",
+                  desc=f"{cfg.mode} {cfg.model}", dynamic_ncols=True) as bar:
+            self.clock.go()
+            while True:
+                logged = self.rows and self.rows[-1]["step"] == self.step
+                if self.step in self.eval_steps and not logged:
+                    stopped = self._log_row(bar)
+                if stopped or self.step >= cfg.steps:
+                    break
+                if self.step % cfg.checkpoint_every_steps == 0 and self.step != first:
+                    self.clock.pause()
+                    self._checkpoint()
+                    self.clock.go()
+                self._train_step(model)
+                bar.update(1)
+        self._checkpoint()
+        return self._finish(stopped)
+
+    def _finish(self, stopped: bool) -> dict:
+        cfg = self.cfg
+        fit = _fit_step(self.rows, cfg.fit_threshold)
+        summary = {
+            "mode": cfg.mode, "n": cfg.n if cfg.mode == "real" else None, "steps": cfg.steps,
+            "steps_done": self.step, "batch_size": cfg.batch_size, "model": cfg.model, "seed": cfg.seed,
+            "data": cfg.data, "fit_threshold": cfg.fit_threshold, "fit_step": fit,
+            "at_fit": next((r for r in self.rows if r["step"] == fit), None), "final": self.rows[-1],
+            "stopped_at_fit": stopped,
+            "ledger": self._global_ledger().summary(self.data.sampler.subset, self.data.sampler.subset_hash),
+            "img_per_s": self.step * cfg.batch_size / self.clock.train_s if self.clock.train_s > 0 else None,
+            "wall_s": self.clock.wall(), "world_size": self.dist.world, "config_hash": config_hash(cfg),
+        }
+        if self.dist.is_main:
+            runfolder.write_summary(cfg.out_dir, summary)
+            log.info("%s: done at step %s; T(n) = %s; final test error %.4f", cfg.out_dir, f"{self.step:,}",
+                     fit, summary["final"]["test/error"])
+        return summary
+
+
+def _fit_step(rows: list[dict[str, Any]], threshold: float) -> int | None:
+    """T(n): the first evaluated step whose train error is at most the threshold."""
+    for row in rows:
+        err = row.get("train/error")
+        if err is not None and np.isfinite(err) and err <= threshold:
+            return row["step"]
+    return None

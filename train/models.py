@@ -1,0 +1,156 @@
+"""Models under the paper code's names, for any input size and 1 or 3 channels, plus any timm model.
+
+    build_model(cfg, num_classes=10, in_chans=3, image_size=32)   # cfg.model: a name below or timm:NAME
+    known_models()                                                # the built-in names
+
+Built in (common/models32.py and common/models/small/ of the paper code): `preact-resnet18` (PreAct
+ResNet-18, widths k, 2k, 4k, 8k with k = --width, 64 in the paper), `mcnn` (the 4-layer CNN, width 64),
+`vgg11-bn`, `mlp` (Linear + BatchNorm + ReLU per width in --mlp-widths). `timm:NAME` builds a timm model
+with the dataset's channels and classes (ViTs get the image size); `--pretrained` loads its weights.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from train.errors import TrainError
+
+Builder = Callable[..., nn.Module]
+_REGISTRY: dict[str, Builder] = {}
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    def wrap(fn: Builder) -> Builder:
+        _REGISTRY[name] = fn
+        return fn
+    return wrap
+
+
+def known_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_model(cfg, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
+    """The model named by cfg.model, for inputs of shape (in_chans, image_size, image_size)."""
+    if cfg.model.startswith("timm:"):
+        return _timm_model(cfg.model[5:], cfg.pretrained, num_classes, in_chans, image_size)
+    if cfg.model not in _REGISTRY:
+        raise TrainError(f"--model={cfg.model}: unknown model; known: {', '.join(known_models())}, "
+                         "or timm:NAME for any timm model")
+    return _REGISTRY[cfg.model](cfg, num_classes, in_chans, image_size)
+
+
+class PreActBlock(nn.Module):
+    """BN-ReLU-conv twice, with the shortcut taken after the first BN-ReLU when it must project."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.shortcut = (nn.Conv2d(in_planes, planes, 1, stride, bias=False)
+                         if stride != 1 or in_planes != planes else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet18(nn.Module):
+    """The paper code's preresnet18: no final BN-ReLU, global average pool (4x4 at 32 px), linear head."""
+
+    def __init__(self, width: int, num_classes: int, in_chans: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_chans, width, 3, 1, 1, bias=False)
+        layers, in_planes = [], width
+        for i, stride in enumerate((1, 2, 2, 2)):
+            planes = width * 2 ** i
+            layers += [PreActBlock(in_planes, planes, stride), PreActBlock(planes, planes, 1)]
+            in_planes = planes
+        self.layers = nn.Sequential(*layers)
+        self.linear = nn.Linear(in_planes, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layers(self.conv1(x))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+@register("preact-resnet18")
+def _preact_resnet18(cfg, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
+    return PreActResNet18(cfg.width, num_classes, in_chans)
+
+
+@register("mcnn")
+def _mcnn(cfg, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
+    # The paper code's mcnn: 4 conv-BN-ReLU layers of width c, 2c, 4c, 8c, max-pool after layers 1 and 2,
+    # global max-pool, linear head.
+    c = cfg.width
+    layers: list[nn.Module] = []
+    for i, (cin, cout) in enumerate(((in_chans, c), (c, 2 * c), (2 * c, 4 * c), (4 * c, 8 * c))):
+        layers += [nn.Conv2d(cin, cout, 3, 1, 1, bias=True), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        if i in (1, 2):
+            layers.append(nn.MaxPool2d(2) if image_size >= 2 ** i else nn.Identity())
+    return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8 * c, num_classes))
+
+
+_VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+
+@register("vgg11-bn")
+def _vgg11_bn(cfg, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
+    # Channels scale with --width (64 = the standard VGG-11); a max-pool that would shrink the map below
+    # 1x1 is dropped, so small inputs (8x8 digits) work.
+    layers: list[nn.Module] = []
+    cin, size = in_chans, image_size
+    for item in _VGG11:
+        if item == "M":
+            if size >= 2:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            continue
+        cout = item * cfg.width // 64
+        layers += [nn.Conv2d(cin, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        cin = cout
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+
+
+@register("mlp")
+def _mlp(cfg, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
+    layers: list[nn.Module] = [nn.Flatten()]
+    indim = in_chans * image_size * image_size
+    for w in cfg.mlp_widths:
+        layers += [nn.Linear(indim, w), nn.BatchNorm1d(w), nn.ReLU(inplace=True)]
+        indim = w
+    return nn.Sequential(*layers, nn.Linear(indim, num_classes))
+
+
+def _timm_model(name: str, pretrained: bool, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
+    import timm
+
+    if not timm.is_model(name) and not name.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
+        raise TrainError(f"--model=timm:{name}: timm has no such model; list them with "
+                         f"python -c \"import timm; print(timm.list_models('*{name[:6]}*'))\"")
+    kwargs = dict(pretrained=pretrained, num_classes=num_classes, in_chans=in_chans)
+    try:
+        try:
+            # ViT-like models fix their position embeddings to an image size: give them ours.
+            model = timm.create_model(name, img_size=image_size, **kwargs)
+        except TypeError:
+            model = timm.create_model(name, **kwargs)
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, in_chans, image_size, image_size))
+    except TrainError:
+        raise
+    except Exception as exc:  # timm and the Hub raise many types; all mean "cannot use this model here"
+        raise TrainError(f"--model=timm:{name}: cannot build it for {in_chans}x{image_size}x{image_size} "
+                         f"inputs with {num_classes} classes ({type(exc).__name__}: {exc}); pick another "
+                         "model or set --image-size") from exc
+    return model.train()

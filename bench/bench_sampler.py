@@ -1,17 +1,16 @@
 """Our sampling loop (cifar5m.sample.Sampler) against diffusers' DDPMPipeline, same UNet/scheduler/steps/batch.
 
-    python bench/bench_sampler.py                      # CPU, small random UNet, DDPM over 100 steps
+    python bench/bench_sampler.py                      # CPU, small random UNet, DDPM over 50 steps
     python bench/bench_sampler.py --device cuda --compile --dtype bf16 --batch-size 256
 
 Both sample a batch of ancestral DDPM images from random weights (speed does not depend on them). The
 baseline is `DDPMPipeline(batch_size, num_inference_steps, output_type="np")`: fp32, one noise tensor
 per batch. Ours draws per-image noise (cifar5m/noise.py), may run the UNet under autocast and compile,
-and returns uint8. Prints images/s of each and the ratio ours / baseline (median of --repeats runs).
+and returns uint8. Prints images/s of each and the ratio ours / baseline (best of --repeats interleaved runs).
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,19 +31,24 @@ def build(channels: tuple[int, ...], size: int, train_steps: int, device: str):
     return unet.to(device), scheduler
 
 
-def timed(fn, repeats: int, device: str) -> float:
-    """Median seconds of `repeats` calls after one warm-up call."""
+def seconds(fn, device: str) -> float:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
     fn()
-    times = []
-    for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def timed_pair(first, second, repeats: int, device: str) -> tuple[float, float]:
+    """Best seconds of each over `repeats` interleaved calls, after one warm-up call each.
+
+    Interleaving and the minimum keep a shared machine's load bursts from favouring either side.
+    """
+    first(), second()
+    times = [(seconds(first, device), seconds(second, device)) for _ in range(repeats)]
+    return min(t[0] for t in times), min(t[1] for t in times)
 
 
 def main() -> None:
@@ -56,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=100, help="DDPM training = sampling steps")
+    parser.add_argument("--steps", type=int, default=50, help="DDPM training = sampling steps")
     parser.add_argument("--channels", default="32,64", help="UNet block_out_channels")
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
@@ -82,8 +86,7 @@ def main() -> None:
     def ours():
         sampler.sample(seeds).cpu()
 
-    t_base = timed(baseline, args.repeats, args.device)
-    t_ours = timed(ours, args.repeats, args.device)
+    t_base, t_ours = timed_pair(baseline, ours, args.repeats, args.device)
     b = args.batch_size
     print(f"UNet {channels} ({params / 1e6:.2f}M params) {args.size}x{args.size}, DDPM {args.steps} steps, "
           f"batch {b}, {args.device}, {torch.get_num_threads()} threads")

@@ -22,8 +22,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """Training settings. FACTS.md section 8: 2,000 steps at batch 256 give good digits in ~6.5 min on
-    2 busy cores; the defaults here spend about a third of that (see the report of `make demo-models`)."""
+    """Training settings, chosen by a sweep (same seeds, 1,000 samples, DPM-Solver++ 20 steps, labelled by
+    the demo labeler; an SVM trained on 500 of them, tested on the real holdout, vs 97.6% from 500 real):
+    1,000 x 128: confidence 0.91, 93.1%; 1,500 x 128: 0.94, 95.4%; 3,000 x 128: 0.97, 96.1%;
+    2,000 x 256 (FACTS.md section 8): 0.97, 97.0%; 4,000 x 256: 0.98, 97.2%. EMA decay made no difference.
+    1,500 x 128 is what fits `make demo-models` into ~5 minutes on two CPU cores (0.125 s/step idle)."""
 
     block_out_channels: tuple[int, ...] = (32, 64)
     steps: int = 1500

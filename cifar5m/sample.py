@@ -117,7 +117,7 @@ class Sampler:
         """One UNet evaluation in the compute dtype; the result back in fp32 for the scheduler."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        timestep = t.to(self.device).expand(len(x))  # a tensor, so a compiled UNet is not re-traced per t
+        timestep = t.to(self.device).expand(len(x))  # a tensor: a compiled UNet is not re-traced per t
         enabled = self.autocast_dtype != torch.float32
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=enabled):
             out = self.unet(x, timestep).sample
@@ -131,9 +131,11 @@ class Sampler:
         # 1. x_T: each image's own noise (noise step 0), scaled as the scheduler starts
         x = gaussian_noise(words, 0, self.image_shape) * scheduler.init_noise_sigma
         ancestral = PRESETS[self.sampler].ancestral
+        # one copy up front: a per-step host-to-device copy would stall the host behind the GPU
+        device_timesteps = scheduler.timesteps.to(self.device)
         for i, t in enumerate(scheduler.timesteps):
             # 2. predict the noise (or x_0 / v) at timestep t
-            model_output = self._predict(scheduler.scale_model_input(x, t), t)
+            model_output = self._predict(scheduler.scale_model_input(x, t), device_timesteps[i])
             # 3. step to the previous timestep in fp32; ancestral steps take fresh per-image noise
             if ancestral:
                 t_int = int(t)

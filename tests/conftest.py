@@ -59,7 +59,7 @@ def make_tiny_labeler(folder: Path, num_classes: int = 10, in_chans: int = 3, in
     model_config = dict(config)
     if label_names:
         model_config["label_names"] = list(label_names)
-    save_for_hf(model, folder, model_config=model_config, data_config=data_config, safe_serialization=True)
+    save_for_hf(model, folder, model_config=model_config, safe_serialization=True)  # data config: pretrained_cfg
     return Path(folder)
 
 

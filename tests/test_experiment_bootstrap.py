@@ -13,7 +13,14 @@ from train.errors import TrainError
 from train.experiment import bootstrap
 from train.results import load_run
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on 2 shared cores: one thread each avoids oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def build_protos(out, train=400, test=100, seed=0, size=8, noise=60.0):

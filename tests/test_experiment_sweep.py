@@ -10,7 +10,14 @@ from train.errors import TrainError
 from train.experiment import plan_sweep, sweep
 from train.results import load_run
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on 2 shared cores: one thread each avoids oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

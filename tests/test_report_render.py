@@ -110,6 +110,17 @@ def test_bootstrap_report_files_and_text(tmp_path):
     assert str(exp / "report.md") in console and "NOT small" in console and "digits" in console
 
 
+def test_sections_are_appended_and_survive_rerendering(tmp_path):
+    exp = write_bootstrap(tmp_path / "exp")
+    (exp / "sections").mkdir()
+    (exp / "sections" / "b.md").write_text("## Second\n\nlater\n")
+    (exp / "sections" / "a.md").write_text("## Generator quality\n\nlabeler accuracy 0.99\n")
+    render(exp)
+    render(exp)
+    text = (exp / "report.md").read_text()
+    assert text.count("## Generator quality") == 1 and text.index("Generator quality") < text.index("## Second")
+
+
 def test_small_gap_is_called_small(tmp_path):
     ideal = {k: [v - 0.005 if k.startswith("test/soft") else v for v in vals] for k, vals in REAL.items()}
     headline = render_bootstrap(write_bootstrap(tmp_path / "exp", ideal=ideal))

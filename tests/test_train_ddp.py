@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -38,9 +39,15 @@ def test_two_gloo_ranks_keep_real_and_ideal_semantics(tmp_path):
     script = tmp_path / "ddp_runs.py"
     script.write_text(SCRIPT.format(configs=_configs(ds, tmp_path / "ddp")))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the ranks too, not only torchrun
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
     for cfg in _configs(ds, tmp_path / "single"):
         run_training(RunConfig(**cfg), progress=False)
     for mode in ("real", "ideal"):

@@ -76,14 +76,14 @@ def test_resume_matches_an_uninterrupted_run(dataset, tmp_path, monkeypatch):
     kw = dict(model="mcnn", width=4, aug="flip", momentum=0.9, eval_schedule="every:10+steps:42")
     whole = run_training(make_cfg(dataset, tmp_path / "whole", **kw), progress=False)
     cfg = make_cfg(dataset, tmp_path / "killed", **kw)
-    step_once = loop._Run._train_step
+    step_once = loop.Trainer.train_step
 
     def killed_at_45(self, model):
         if self.step == 45:
             raise KeyboardInterrupt
         step_once(self, model)
 
-    monkeypatch.setattr(loop._Run, "_train_step", killed_at_45)
+    monkeypatch.setattr(loop.Trainer, "train_step", killed_at_45)
     with pytest.raises(KeyboardInterrupt):
         run_training(cfg, progress=False)
     monkeypatch.undo()

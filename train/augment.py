@@ -25,7 +25,8 @@ _CROP_PCT = 0.875
 
 def normalise(x_u8_nhwc: torch.Tensor) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [-1, 1]; the permuted view keeps NHWC memory (channels_last)."""
-    return (x_u8_nhwc.float() / 127.5 - 1.0).permute(0, 3, 1, 2)
+    # In place after the one float copy: fewer 1.5 MB allocations per batch (they page-fault on CPU).
+    return x_u8_nhwc.float().div_(127.5).sub_(1.0).permute(0, 3, 1, 2)
 
 
 def fit_size(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -51,19 +52,21 @@ class EvalView:
 
 def _crop_flip(x_u8: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:
     # torchvision RandomCrop(padding=p) pads with zeros, then takes a window at a uniform offset in
-    # [0, 2p]; both the crop and the mirror become one gather of rows and columns per sample.
+    # [0, 2p]; crop and mirror become one index_select of pixels from the padded batch (measured on
+    # CPU, batch 128 at 32x32: 3x faster than advanced indexing with three index tensors).
     b, h, w, c = x_u8.shape
     dev = x_u8.device
     if padding:
         x_u8 = F.pad(x_u8, (0, 0, padding, padding, padding, padding))
+    hp, wp = h + 2 * padding, w + 2 * padding
     dy = torch.randint(0, 2 * padding + 1, (b, 1), device=dev, generator=gen)
     dx = torch.randint(0, 2 * padding + 1, (b, 1), device=dev, generator=gen)
-    rows = dy + torch.arange(h, device=dev)
-    cols = torch.arange(w, device=dev).expand(b, w)
     mirrored = torch.rand(b, 1, device=dev, generator=gen) < 0.5
+    cols = torch.arange(w, device=dev).expand(b, w)
     cols = dx + torch.where(mirrored, cols.flip(1), cols)
-    batch = torch.arange(b, device=dev)[:, None, None]
-    return x_u8[batch, rows[:, :, None], cols[:, None, :]]
+    rows = dy + torch.arange(h, device=dev) + torch.arange(b, device=dev)[:, None] * hp
+    pixels = rows[:, :, None] * wp + cols[:, None, :]
+    return x_u8.reshape(b * hp * wp, c).index_select(0, pixels.view(-1)).view(b, h, w, c)
 
 
 def _random_resized_crop(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:

@@ -3,10 +3,13 @@
     torchrun --nproc_per_node=2 -m train run ...   # nccl on GPUs, gloo on CPU
 
 `init_distributed` reads torchrun's RANK/WORLD_SIZE/LOCAL_RANK; with WORLD_SIZE unset it returns a
-single-process Dist and every helper here is a no-op, so the loop has one code path.
+single-process Dist and every helper here is a no-op, so the loop has one code path. The process group
+is created once per process and kept for its lifetime: several runs in one torchrun process (sweeps)
+share it, because re-creating a group on torchrun's store can hang (measured: gloo, 2 ranks).
 """
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -22,7 +25,6 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
-    owns_group: bool = False  # we created the process group, so we destroy it
 
     @property
     def active(self) -> bool:
@@ -43,11 +45,12 @@ def init_distributed(use_cuda: bool) -> Dist:
     if use_cuda:
         torch.cuda.set_device(local)
     tdist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return Dist(rank, world, local, owns_group=True)
+    atexit.register(_destroy)
+    return Dist(rank, world, local)
 
 
-def shutdown(dist: Dist) -> None:
-    if dist.owns_group and tdist.is_initialized():
+def _destroy() -> None:
+    if tdist.is_initialized():
         tdist.destroy_process_group()
 
 
@@ -80,11 +83,3 @@ def run_on_main(dist: Dist, fn: Callable[[], Any]) -> Any:
         raise TrainError(value)
     return value
 
-
-def agree(dist: Dist, flag: bool) -> bool:
-    """True on every rank when any rank says True (e.g. 'my data ran out')."""
-    if not dist.active:
-        return flag
-    t = torch.tensor([int(flag)], device="cuda" if tdist.get_backend() == "nccl" else "cpu")
-    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
-    return bool(t.item())

@@ -36,13 +36,13 @@ from train.errors import TrainError
 
 log = logging.getLogger(__name__)
 
+# Fields a sweep varies or a world sets: the rest of the config must match a sweep already on disk.
+_GRID_FIELDS = ("mode", "n", "model", "seed", "out_dir")
+
 
 def is_main_process() -> bool:
     """Under torchrun every rank trains, but only rank 0 writes experiment files and reports."""
     return os.environ.get("RANK", "0") == "0"
-
-# Fields a sweep varies or a world sets: the rest of the config must match a sweep already on disk.
-_GRID_FIELDS = ("mode", "n", "model", "seed", "out_dir")
 
 
 def world_configs(cfg: RunConfig, exp_dir: Path) -> tuple[RunConfig, RunConfig]:
@@ -205,8 +205,10 @@ def run_many(runs: list[RunConfig], use_ray: bool = False, overwrite: bool = Fal
 def run_on_ray(runs: list[RunConfig], overwrite: bool = False, progress: bool = True) -> list[tuple[str, str]]:
     """One Ray task per run: a whole GPU each when the cluster has GPUs, else one CPU each.
 
-    Connects to the cluster in RAY_ADDRESS, or starts a local one. A failed run does not stop the
-    others; the failures are returned for the caller to report.
+    Connects to the cluster in RAY_ADDRESS, or starts a local one. Tasks run in this process's
+    working directory, so relative --data and --out mean the same there (on a multi-node cluster
+    they must be on a shared filesystem). A failed run does not stop the others; the failures are
+    returned for the caller to report.
     """
     import ray
     from tqdm.auto import tqdm
@@ -215,7 +217,7 @@ def run_on_ray(runs: list[RunConfig], overwrite: bool = False, progress: bool = 
         ray.init()
     options = {"num_gpus": 1} if ray.cluster_resources().get("GPU", 0) else {"num_cpus": 1}
     task = ray.remote(_run_one).options(**options)
-    folders = {task.remote(cfg.to_dict(), overwrite): cfg.out_dir for cfg in runs}
+    folders = {task.remote(cfg.to_dict(), overwrite, os.getcwd()): cfg.out_dir for cfg in runs}
     log.info("%d runs on Ray, each with %s", len(folders), options)
     failures, pending = [], list(folders)
     with tqdm(total=len(folders), desc="sweep runs", unit="run", disable=not progress) as bar:
@@ -229,9 +231,10 @@ def run_on_ray(runs: list[RunConfig], overwrite: bool = False, progress: bool = 
     return failures
 
 
-def _run_one(cfg_dict: dict, overwrite: bool):
+def _run_one(cfg_dict: dict, overwrite: bool, cwd: str):
     """A Ray task: one run, resumed if a checkpoint exists; returns its T(n)."""
     from train.loop import run_training
 
+    os.chdir(cwd)  # Ray starts workers elsewhere: relative paths are the driver's
     summary = run_training(RunConfig.from_dict(cfg_dict), resume=True, overwrite=overwrite, progress=False)
     return summary.get("fit_step")

@@ -41,24 +41,33 @@ def _str_list(text: str) -> list[str]:
     return values
 
 
+def _hide_mode(parser: argparse.ArgumentParser) -> None:
+    """Both worlds run, so --mode means nothing here: kept (to name it in the error) but not shown."""
+    parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)
+
+
 def add_subcommands(sub) -> None:
     """Add `bootstrap`, `sweep` and `report` to the `python -m train` subparsers."""
+    # conflict_handler "resolve" lets a command re-declare a run flag (--mode here; --n, --model below).
     boot = sub.add_parser(
-        "bootstrap", help="Real World (n) vs Ideal World with identical settings, then a report",
+        "bootstrap", conflict_handler="resolve",
+        help="Real World (n) vs Ideal World with identical settings, then a report",
         description="Run the Real World on n samples and the Ideal World with one shared config into "
         "OUT/real and OUT/ideal, then write OUT/report.md with figures (default OUT: "
         "experiments/bootstrap-nN-MODEL-seedS).")
     add_run_flags(boot)
+    _hide_mode(boot)
     add_control_flags(boot)
     boot.set_defaults(func=cmd_bootstrap)
 
-    # "resolve": the sweep's --n and --model (comma lists) replace the run flags of the same name.
+    # The sweep's --n and --model (comma lists) replace the run flags of the same name.
     sweep = sub.add_parser(
         "sweep", conflict_handler="resolve", help="the grid n x models x seeds of bootstrap comparisons",
         description="Run Real and Ideal for every (model, n, seed) into OUT/runs/ (one Ideal run per "
         "(model, seed) serves every n), skipping finished runs, then write OUT/report.md with the "
         "Real-vs-Ideal scatter and the learning curves (default OUT: experiments/sweep).")
     add_run_flags(sweep)
+    _hide_mode(sweep)
     grid = sweep.add_argument_group("sweep grid")
     grid.add_argument("--n", dest="n_list", type=_int_list, required=True,
                       help="Real World sizes, comma-separated, e.g. 5000,10000,25000,50000")

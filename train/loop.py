@@ -42,15 +42,12 @@ def run_training(cfg: RunConfig, resume: bool = False, overwrite: bool = False, 
     """Run one run into cfg.out_dir and return its summary (also written to summary.json)."""
     validate(cfg)
     dist = ddp.init_distributed(_wants_cuda(cfg.device))
-    try:
-        device = _device(cfg.device, dist)
-        start = ddp.run_on_main(dist, lambda: runfolder.prepare_run_dir(cfg, resume, overwrite))
-        if start.kind == "finished":
-            log.info("%s: finished already, returning its summary", cfg.out_dir)
-            return start.summary
-        return _Run(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
-    finally:
-        ddp.shutdown(dist)
+    device = _device(cfg.device, dist)
+    start = ddp.run_on_main(dist, lambda: runfolder.prepare_run_dir(cfg, resume, overwrite))
+    if start.kind == "finished":
+        log.info("%s: finished already, returning its summary", cfg.out_dir)
+        return start.summary
+    return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
 
 
 def _wants_cuda(spec: str) -> bool:
@@ -94,12 +91,16 @@ class _Clock:
         return done / took if done and took > 0 else None
 
 
-class _Run:
-    def __init__(self, cfg: RunConfig, dist: ddp.Dist, device: torch.device, progress: bool):
+class Trainer:
+    """One run's state: data, model, optimizer, ledger, clock. `train()` runs it; benchmarks may pass
+    prebuilt `data` and call `train_step` directly."""
+
+    def __init__(self, cfg: RunConfig, dist: ddp.Dist, device: torch.device, progress: bool,
+                 data: RunData | None = None):
         self.cfg, self.dist, self.device, self.progress = cfg, dist, device, progress
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.data: RunData = build_run_data(cfg, dist, device, progress)
+        self.data: RunData = data or build_run_data(cfg, dist, device, progress)
         bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         self.model = self._model()
@@ -176,7 +177,8 @@ class _Run:
             row.update({f"{name}/{k}": v for k, v in result.items()})
         return row
 
-    def _train_step(self, model: torch.nn.Module) -> None:
+    def train_step(self, model: torch.nn.Module) -> None:
+        """One optimizer step of `model` (the wrapped one) on this step's batch."""
         cfg, step, rank = self.cfg, self.step, self.dist.rank
         lr = lr_at(cfg, step)
         for group in self.optimizer.param_groups:
@@ -194,7 +196,8 @@ class _Run:
         self.optimizer.step()
         self.step += 1
 
-    def _wrapped(self) -> torch.nn.Module:
+    def wrapped(self) -> torch.nn.Module:
+        """The model to train: DDP under torchrun, compiled when asked."""
         model = self.model
         if self.dist.active:
             model = torch.nn.parallel.DistributedDataParallel(
@@ -223,7 +226,7 @@ class _Run:
         else:
             ddp.run_on_main(self.dist, lambda: runfolder.start_fresh(cfg))
         self.data.source.skip_to(self.step)
-        model = self._wrapped()
+        model = self.wrapped()
         model.train()
         stopped, first = False, self.step
         with tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, unit="step",
@@ -239,7 +242,7 @@ class _Run:
                     self.clock.pause()
                     self._checkpoint()
                     self.clock.go()
-                self._train_step(model)
+                self.train_step(model)
                 bar.update(1)
         self._checkpoint()
         return self._finish(stopped)

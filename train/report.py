@@ -5,6 +5,8 @@
 - a sweep: `experiment.json` with kind "sweep" (see train/experiment.py for the layout);
 - a single run folder: `metrics.jsonl`.
 Each writes `report.md`, its PNGs and `results.json` (every number in the report) into DIR.
+Markdown files in `DIR/sections/` (e.g. the demo's generator-quality figures) are appended to a
+bootstrap report in name order, so they survive re-rendering.
 
 A bootstrap report states T(n), both worlds' test soft-error/error/loss at T(n) and at the end, the
 largest |Real - Ideal| for t <= T(n), the generalisation gap at T(n), the ledgers, and says in plain
@@ -207,6 +209,8 @@ def bootstrap_markdown(exp_dir, real, ideal, cmp, config, figures, headline) -> 
               "soft-error, error and loss.", ""]
     lines += comparison_table(cmp) + generalisation_table(cmp)
     lines += ledger_table([("Real", real), ("Ideal", ideal)]) + runs_table(exp_dir, [("Real", real), ("Ideal", ideal)])
+    for section in sorted((exp_dir / "sections").glob("*.md")):
+        lines += [section.read_text().rstrip(), ""]
     return "\n".join(lines)
 
 

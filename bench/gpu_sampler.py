@@ -1,0 +1,177 @@
+"""GPU benchmark of the CIFAR-10 DDPM UNet and our sampling loop (bf16 + torch.compile); ~3-4 min on an H200.
+
+    python bench/gpu_sampler.py               # figures for bench/RESULTS.md
+    python bench/gpu_sampler.py --smoke       # tiny sizes on the CPU: checks that the script runs
+
+Self-contained (the GPU machine has no internet): builds the architecture of `google/ddpm-cifar10-32`
+(UNet2DModel, block_out_channels (128, 256, 256, 256), 2 layers per block, attention at 16x16; 35,746,307
+parameters) with random weights, which cost the same to run as the trained ones. Reports:
+1. UNet evaluations/s (= image-steps/s) at batches 256/1024/4096, eager and compiled, bf16 autocast +
+   channels_last, and the fraction of the bf16 peak (790 TFLOP/s measured on an H200) at 12.4 GFLOP per
+   image per step (FACTS.md 3);
+2. images/s of our Sampler for each preset at batch 1024 and the projected hours for 6M images;
+3. our loop vs diffusers.DDPMPipeline (fp32, its default) on the same UNet/scheduler/steps/batch;
+4. determinism: the same seeds twice (bytes), and one batch vs four (rounding only).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+GFLOP_PER_IMAGE_STEP = 12.4  # one UNet forward at 32x32 (FACTS.md 3; torch's FlopCounter says 12.1)
+PEAK_TFLOPS = 790.0  # bf16 dense matmul measured on an H200 (8192^3, random data)
+IMAGES = 6_002_688  # CIFAR-5m's size
+
+
+def build_unet(smoke: bool):
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    if smoke:
+        return UNet2DModel(sample_size=32, block_out_channels=(32, 64), layers_per_block=1,
+                           down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                           up_block_types=("AttnUpBlock2D", "UpBlock2D"))
+    return UNet2DModel(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(128, 256, 256, 256),
+                       layers_per_block=2, down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D",
+                                                             "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+                       downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6)
+
+
+def ddpm_scheduler_config() -> dict:
+    from diffusers import DDPMScheduler
+
+    return dict(DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, variance_type="fixed_large",
+                              clip_sample=True).config)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def best_seconds(fn, device: torch.device, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def unet_throughput(sampler, batches, device, repeats: int, label: str) -> None:
+    t = torch.tensor(500)
+    for batch in batches:
+        x = torch.randn(batch, *sampler.image_shape, device=device)
+        start = time.perf_counter()
+        sampler._predict(x, t)  # warm-up (and compilation for this shape)
+        sync(device)
+        warm = time.perf_counter() - start
+        seconds = best_seconds(lambda: sampler._predict(x, t), device, repeats)
+        evals = batch / seconds
+        tflops = evals * GFLOP_PER_IMAGE_STEP / 1e3
+        print(f"  {label:22} batch {batch:5}: {evals:9,.0f} UNet evals/s  {tflops:6.1f} TFLOP/s  "
+              f"{tflops / PEAK_TFLOPS:6.1%} of peak  (first call {warm:5.1f} s)", flush=True)
+
+
+def sampler_throughput(unet, device, dtype, batch: int, presets, compiled_unet=None) -> dict:
+    from cifar5m.sample import Sampler
+    from shards import derive_seed
+
+    seeds = [derive_seed(0, "bench", i) for i in range(batch)]
+    rates = {}
+    for name, steps in presets:
+        sampler = Sampler(compiled_unet or unet, ddpm_scheduler_config(), name, steps, device, dtype)
+        sampler.sample(seeds[:batch])  # warm-up
+        seconds = best_seconds(lambda: sampler.sample(seeds).cpu(), device, 1)
+        rates[name] = batch / seconds
+        hours = IMAGES / rates[name] / 3600 * (1000 / steps if name == "ddpm" else 1)
+        print(f"  ours {name:5} {steps:4} steps batch {batch}: {rates[name]:9,.1f} images/s "
+              f"({rates[name] * steps * GFLOP_PER_IMAGE_STEP / 1e3:5.1f} TFLOP/s); 6M images "
+              f"{'at 1000 steps ' if name == 'ddpm' else ''}in {hours:6.2f} h", flush=True)
+    return rates
+
+
+def versus_pipeline(unet, compiled, device, batch: int, steps: int) -> None:
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    from cifar5m.sample import Sampler
+    from shards import derive_seed
+
+    scheduler = DDPMScheduler.from_config(ddpm_scheduler_config())
+    pipe = DDPMPipeline(unet=unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    gen = torch.Generator(device).manual_seed(0)
+    run = lambda: pipe(batch_size=batch, num_inference_steps=steps, output_type="np", generator=gen)  # noqa: E731
+    run()
+    base = batch / best_seconds(run, device, 1)
+    seeds = [derive_seed(0, "bench", i) for i in range(batch)]
+    print(f"  baseline DDPMPipeline fp32 (its default), batch {batch}, {steps} steps: {base:9,.1f} images/s")
+    for label, module, dtype in [("ours fp32 eager", unet, "fp32"), ("ours bf16 eager", unet, "bf16"),
+                                 ("ours bf16 compiled", compiled, "bf16")]:
+        sampler = Sampler(module, ddpm_scheduler_config(), "ddpm", steps, device, dtype)
+        sampler.sample(seeds)
+        rate = batch / best_seconds(lambda: sampler.sample(seeds).cpu(), device, 1)
+        print(f"  {label:26}: {rate:9,.1f} images/s = {rate / base:5.2f}x baseline", flush=True)
+
+
+def determinism(unet, compiled, device, batch: int, big_batch: int) -> None:
+    from cifar5m.sample import Sampler
+    from shards import derive_seed
+
+    seeds = [derive_seed(0, "det", i) for i in range(big_batch)]
+    fast = Sampler(compiled, ddpm_scheduler_config(), "dpmpp", 20, device, "bf16" if device.type == "cuda" else "fp32")
+    same = torch.equal(fast.sample(seeds), fast.sample(seeds))
+    eager = Sampler(unet, ddpm_scheduler_config(), "dpmpp", 20, device, "bf16" if device.type == "cuda" else "fp32")
+    whole = eager.sample(seeds[:batch])
+    quarters = torch.cat([eager.sample(seeds[i:i + batch // 4]) for i in range(0, batch, batch // 4)])
+    diff = (quarters.int() - whole.int()).abs()
+    print(f"  compiled, same {big_batch} seeds twice: {'byte-identical' if same else 'DIFFERENT'}; eager batch "
+          f"{batch} vs 4 x {batch // 4}: max |diff| {diff.max().item()} levels, "
+          f"{(diff > 0).float().mean().item():.4%} of values differ (rounding)", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, no compile")
+    args = parser.parse_args()
+    device = torch.device("cpu" if args.smoke else "cuda")
+    batches = (4, 8) if args.smoke else (256, 1024, 4096)
+    dtype = "fp32" if args.smoke else "bf16"
+    import diffusers
+
+    from cifar5m.sample import Sampler
+
+    unet = build_unet(args.smoke)
+    params = sum(p.numel() for p in unet.parameters())
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    print(f"{name}; torch {torch.__version__}, diffusers {diffusers.__version__}; UNet {params:,} parameters"
+          f"{'' if args.smoke or params == 35_746_307 else ' (EXPECTED 35,746,307)'}", flush=True)
+    torch.backends.cudnn.benchmark = False  # the generator's setting: same algorithms every run
+    start = time.perf_counter()
+    print("1. UNet throughput (bf16 autocast, channels_last)")
+    eager = Sampler(unet, ddpm_scheduler_config(), "dpmpp", 20, device, dtype)
+    unet_throughput(eager, batches, device, 3, "eager")
+    compiled = torch.compile(eager.unet) if not args.smoke else eager.unet
+    fast = Sampler(compiled, ddpm_scheduler_config(), "dpmpp", 20, device, dtype)
+    unet_throughput(fast, batches, device, 3, "compiled" if not args.smoke else "eager (smoke)")
+    print("2. our sampler, compiled UNet")
+    presets = [("dpmpp", 20), ("ddim", 100 if not args.smoke else 4), ("ddpm", 50 if not args.smoke else 4)]
+    sampler_throughput(unet, device, dtype, batches[1], presets, compiled)
+    print("3. our loop vs diffusers.DDPMPipeline (same UNet, DDPMScheduler, steps, batch)")
+    versus_pipeline(unet, compiled, device, batches[0], 50 if not args.smoke else 4)
+    print("4. determinism")
+    determinism(unet, compiled, device, batches[0], batches[1])
+    print(f"total {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

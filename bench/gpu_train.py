@@ -1,0 +1,272 @@
+"""GPU training throughput of the trainer: ResNet-18 bf16 + channels_last + compile, against the bf16 peak.
+
+    python bench/gpu_train.py                  # all parts, ~3 min on one H200; no downloads
+    python bench/gpu_train.py --parts speed,worlds --batch-size 512 --steps 200
+
+Parts (each prints its table as soon as it is done):
+  speed      PreAct ResNet-18 (width 64) at --batch-size (512) with the trainer's own step: GPU-resident
+             synthetic uint8 pool, Ideal sampler, GPU crop+flip, bf16 autocast, channels_last,
+             torch.compile, fused SGD. img/s and the fraction of the bf16 peak (--peak-tflops 790,
+             measured on an H200) at 3.33 GFLOP per training image (FACTS.md 7).
+  reference  the same compiled model fed by a torchvision-style Dataset of PIL images + transforms +
+             DataLoader (--ref-workers 16, pinned memory): img/s and ours / reference (target >= 3x).
+  worlds     the paper's batch 128: Real (n = 50K held on the GPU) and Ideal (a 5M pool on the GPU, 15.4 GB,
+             and from pinned host memory) steps/s, evaluation img/s, and the projected wall time of a
+             39,000-step run with 65 evaluations of 30K images.
+  trainer    `run_training` end to end on CUDA (compile, crop-flip) on a tiny shards dataset written to a
+             temporary folder: a Real and an Ideal run, their T(n), ledger and throughput.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from train.config import RunConfig
+from train.data import TrainStore
+from train.ddp import Dist
+from train.loop import Trainer, run_training
+from train.samplers import IdealSampler, RealSampler
+from train.sources import MemorySource, RunData
+
+GFLOP_PER_IMAGE = 3.33
+RESULTS: dict[str, dict] = {}
+
+
+def synthetic_pool(count: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator(device).manual_seed(seed)
+    images = torch.empty((count, 32, 32, 3), dtype=torch.uint8, device=device)
+    for start in range(0, count, 1 << 20):  # chunks: randint's int64 temporaries stay small
+        stop = min(count, start + (1 << 20))
+        images[start:stop] = torch.randint(0, 256, (stop - start, 32, 32, 3), device=device, generator=gen)
+    labels = torch.randint(0, 10, (count,), device=device, generator=gen)
+    return images, labels
+
+
+def run_data(sampler, images: torch.Tensor, labels: torch.Tensor, cfg: RunConfig, device: torch.device) -> RunData:
+    rows = sampler.subset
+    if rows is not None:
+        picked = torch.from_numpy(rows).to(images.device)
+        images, labels = images.index_select(0, picked), labels.index_select(0, picked)
+    store = TrainStore(images, labels.to(device), rows, device)
+    return RunData(sampler, MemorySource(sampler, store, cfg.batch_size, Dist(), 1024), [], 10, 3, 32)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def rate(trainer: Trainer, model: torch.nn.Module, warmup: int, steps: int) -> float:
+    """Training img/s of the trainer's own step, after `warmup` steps (compilation, cudnn autotune)."""
+    for _ in range(warmup):
+        trainer.train_step(model)
+    sync(trainer.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step(model)
+    sync(trainer.device)
+    return steps * trainer.cfg.batch_size / (time.perf_counter() - start)
+
+
+def base_cfg(args, **kw) -> RunConfig:
+    values = dict(data="synthetic", mode="ideal", steps=1_000_000, batch_size=args.batch_size, aug="crop-flip",
+                  model="preact-resnet18", compile=not args.no_compile, device=args.device, out_dir=args.tmp)
+    return RunConfig(**{**values, **kw})
+
+
+def part_speed(args, device) -> None:
+    cfg = base_cfg(args)
+    images, labels = synthetic_pool(args.pool, device)
+    trainer = Trainer(cfg, Dist(), device, False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg,
+                                                                device))
+    model = trainer.wrapped()
+    start = time.perf_counter()
+    trainer.train_step(model)
+    sync(device)
+    compile_s = time.perf_counter() - start
+    ips = rate(trainer, model, args.warmup, args.steps)
+    tflops = ips * GFLOP_PER_IMAGE / 1e3
+    RESULTS["speed"] = dict(img_per_s=ips, tflops=tflops, peak_fraction=tflops / args.peak_tflops,
+                            first_step_s=compile_s, batch_size=cfg.batch_size, compile=cfg.compile)
+    print(f"| ResNet-18 bf16 channels_last{' compile' if cfg.compile else ''}, batch {cfg.batch_size} | "
+          f"{ips:,.0f} img/s | {tflops:,.0f} TFLOP/s | {100 * tflops / args.peak_tflops:.1f}% of "
+          f"{args.peak_tflops:.0f} | first step (compile) {compile_s:.0f} s |", flush=True)
+    args.trainer = (trainer, model)
+
+
+class PILDataset(torch.utils.data.Dataset):
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        from PIL import Image
+        from torchvision import transforms
+
+        self.images = [Image.fromarray(a) for a in images]
+        self.labels = labels
+        self.transform = transforms.Compose([
+            transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+            transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return self.transform(self.images[i]), int(self.labels[i])
+
+
+def part_reference(args, device) -> None:
+    if not getattr(args, "trainer", None):
+        part_speed(args, device)
+    trainer, model = args.trainer
+    rng = np.random.default_rng(0)
+    data = PILDataset(rng.integers(0, 256, (args.ref_images, 32, 32, 3), dtype=np.uint8),
+                      rng.integers(0, 10, args.ref_images))
+    loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=args.ref_workers, pin_memory=device.type == "cuda",
+                                         persistent_workers=args.ref_workers > 0,
+                                         prefetch_factor=4 if args.ref_workers else None)
+
+    def batches():
+        while True:
+            yield from loader
+
+    it = batches()
+
+    def step():
+        x, y = next(it)
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        y = y.to(device, non_blocking=True)
+        with trainer.autocast:
+            loss = F.cross_entropy(model(x).float(), y)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        trainer.optimizer.step()
+
+    for _ in range(args.warmup):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    steps = max(1, args.ref_steps)
+    for _ in range(steps):
+        step()
+    sync(device)
+    ref = steps * args.batch_size / (time.perf_counter() - start)
+    ours = RESULTS["speed"]["img_per_s"]
+    RESULTS["reference"] = dict(img_per_s=ref, workers=args.ref_workers, ratio=ours / ref)
+    print(f"| reference: PIL Dataset + transforms + DataLoader({args.ref_workers} workers) | {ref:,.0f} img/s | "
+          f"ours / reference {ours / ref:.2f}x (target >= 3x) |", flush=True)
+
+
+def part_worlds(args, device) -> None:
+    from train.metrics import evaluate
+
+    images, labels = synthetic_pool(args.ideal_pool, device, seed=1)
+    out = {}
+    worlds = [("real n=50K, GPU", RealSampler(args.ideal_pool, 50_000, 0), images, labels),
+              (f"ideal {args.ideal_pool:,} pool, GPU", IdealSampler(args.ideal_pool, 0), images, labels)]
+    host = min(args.ideal_pool, args.pinned_pool)
+    if device.type == "cuda":
+        pinned = images[:host].cpu().pin_memory()
+        worlds.append((f"ideal {host:,} pool, pinned host", IdealSampler(host, 0), pinned, labels[:host]))
+    for name, sampler, imgs, labs in worlds:
+        cfg = base_cfg(args, batch_size=128, mode=sampler.kind, n=50_000)
+        trainer = Trainer(cfg, Dist(), device, False, data=run_data(sampler, imgs, labs, cfg, device))
+        model = trainer.wrapped()
+        out[name] = rate(trainer, model, args.warmup, args.world_steps)
+        print(f"| {name}, batch 128 | {out[name]:,.0f} img/s | {out[name] / 128:,.0f} steps/s |", flush=True)
+    evals = images[:30_000]
+    evaluate(trainer.model, evals[:1024], labels[:1024], trainer.view, 1024, Dist(), trainer.autocast)
+    sync(device)
+    start = time.perf_counter()
+    evaluate(trainer.model, evals, labels[:30_000], trainer.view, 1024, Dist(), trainer.autocast)
+    eval_ips = len(evals) / (time.perf_counter() - start)
+    for name, ips in out.items():
+        hours = (39_000 * 128 / ips + 65 * 30_000 / eval_ips) / 3600
+        print(f"| projected 39,000 steps + 65 evaluations, {name} | {hours:.2f} h |", flush=True)
+    RESULTS["worlds"] = dict(train_img_per_s=out, eval_img_per_s=eval_ips)
+    print(f"| evaluation (bf16, batch 1024, eager) | {eval_ips:,.0f} img/s |", flush=True)
+
+
+def template_dataset(root: Path, train: int, test: int) -> Path:
+    """Label-coded 32x32 RGB images (a fixed template per class + noise): a model can fit them."""
+    from shards import DatasetWriter
+
+    templates = (np.random.default_rng(7).random((10, 32, 32, 3)) < 0.5).astype(np.int64) * 120
+    writer = DatasetWriter(root, {"bench": "gpu-trainer"}, [f"c{i}" for i in range(10)],
+                           {"train": train, "test": test}, samples_per_shard=1000)
+    writer.prepare()
+    for spec in writer.pending():
+        rng = np.random.default_rng([spec.shard_index, spec.split == "test"])
+        labels = rng.integers(0, 10, spec.count)
+        noise = rng.integers(0, 136, (spec.count, 32, 32, 3))
+        writer.write_shard(spec, ({"image": (templates[y] + z).astype(np.uint8), "cls": int(y), "json": {"i": i}}
+                                  for i, (y, z) in enumerate(zip(labels, noise))))
+    writer.finalize()
+    return root
+
+
+def part_trainer(args, device) -> None:
+    root = template_dataset(Path(args.tmp) / "templates", 4000, 1000)
+    common = dict(data=str(root), steps=300, batch_size=128, model="mcnn", width=16, aug="crop-flip",
+                  compile=not args.no_compile, device=args.device, eval_schedule="log:16", eval_train_samples=1000)
+    out = {}
+    for mode in ("real", "ideal"):
+        cfg = RunConfig(mode=mode, n=1000, out_dir=str(Path(args.tmp) / mode), **common,
+                        allow_reuse=mode == "ideal")
+        start = time.perf_counter()
+        summary = run_training(cfg, progress=False)
+        out[mode] = dict(wall_s=time.perf_counter() - start, fit_step=summary["fit_step"],
+                         ledger=summary["ledger"], img_per_s=summary["img_per_s"],
+                         final_test_error=summary["final"]["test/error"])
+        print(f"| run_training {mode} on CUDA | {json.dumps(out[mode])} |", flush=True)
+    RESULTS["trainer"] = out
+
+
+PARTS = {"speed": part_speed, "reference": part_reference, "worlds": part_worlds, "trainer": part_trainer}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--parts", default="speed,reference,worlds,trainer")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--pool", type=int, default=1_000_000, help="synthetic pool of the speed part")
+    parser.add_argument("--ideal-pool", type=int, default=5_000_000, help="Ideal pool of the worlds part")
+    parser.add_argument("--pinned-pool", type=int, default=1_000_000, help="pool held in pinned host memory")
+    parser.add_argument("--world-steps", type=int, default=300)
+    parser.add_argument("--ref-workers", type=int, default=16)
+    parser.add_argument("--ref-images", type=int, default=50_000)
+    parser.add_argument("--ref-steps", type=int, default=40)
+    parser.add_argument("--peak-tflops", type=float, default=790.0, help="bf16 dense peak (H200 measured)")
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--device", default="cuda", help="cpu only to check this script with tiny sizes")
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: no CUDA device; this benchmark needs a GPU (bench/bench_train.py runs on CPU)")
+    device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"{name}, torch {torch.__version__}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        args.tmp = tmp
+        for name in args.parts.split(","):
+            try:
+                PARTS[name](args, device)
+            except Exception:  # report and go on: one failing part must not hide the others' figures
+                traceback.print_exc()
+                RESULTS[name] = {"error": traceback.format_exc(limit=3)}
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    if args.json:
+        Path(args.json).write_text(json.dumps(RESULTS, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -89,7 +89,7 @@ def sampler_throughput(unet, device, dtype, batch: int, presets, compiled_unet=N
     seeds = [derive_seed(0, "bench", i) for i in range(batch)]
     rates = {}
     for name, steps in presets:
-        sampler = Sampler(compiled_unet or unet, ddpm_scheduler_config(), name, steps, device, dtype)
+        sampler = Sampler(unet if compiled_unet is None else compiled_unet, ddpm_scheduler_config(), name, steps, device, dtype)
         sampler.sample(seeds[:batch])  # warm-up
         seconds = best_seconds(lambda: sampler.sample(seeds).cpu(), device, 1)
         rates[name] = batch / seconds
@@ -142,6 +142,7 @@ def determinism(unet, compiled, device, batch: int, big_batch: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, no compile")
+    parser.add_argument("--skip-unet", action="store_true", help="skip section 1 (UNet throughput)")
     args = parser.parse_args()
     device = torch.device("cpu" if args.smoke else "cuda")
     batches = (4, 8) if args.smoke else (256, 1024, 4096)
@@ -159,10 +160,11 @@ def main() -> None:
     start = time.perf_counter()
     print("1. UNet throughput (bf16 autocast, channels_last)")
     eager = Sampler(unet, ddpm_scheduler_config(), "dpmpp", 20, device, dtype)
-    unet_throughput(eager, batches, device, 3, "eager")
     compiled = torch.compile(eager.unet) if not args.smoke else eager.unet
-    fast = Sampler(compiled, ddpm_scheduler_config(), "dpmpp", 20, device, dtype)
-    unet_throughput(fast, batches, device, 3, "compiled" if not args.smoke else "eager (smoke)")
+    if not args.skip_unet:
+        unet_throughput(eager, batches, device, 3, "eager")
+        fast = Sampler(compiled, ddpm_scheduler_config(), "dpmpp", 20, device, dtype)
+        unet_throughput(fast, batches, device, 3, "compiled" if not args.smoke else "eager (smoke)")
     print("2. our sampler, compiled UNet")
     presets = [("dpmpp", 20), ("ddim", 100 if not args.smoke else 4), ("ddpm", 50 if not args.smoke else 4)]
     sampler_throughput(unet, device, dtype, batches[1], presets, compiled)

@@ -78,7 +78,8 @@ def rate(trainer: Trainer, model: torch.nn.Module, warmup: int, steps: int) -> f
 
 def base_cfg(args, **kw) -> RunConfig:
     values = dict(data="synthetic", mode="ideal", steps=1_000_000, batch_size=args.batch_size, aug="crop-flip",
-                  model="preact-resnet18", compile=not args.no_compile, device=args.device, out_dir=args.tmp)
+                  model=args.model, width=args.width, compile=not args.no_compile, device=args.device,
+                  out_dir=args.tmp)
     return RunConfig(**{**values, **kw})
 
 
@@ -96,7 +97,8 @@ def part_speed(args, device) -> None:
     tflops = ips * GFLOP_PER_IMAGE / 1e3
     RESULTS["speed"] = dict(img_per_s=ips, tflops=tflops, peak_fraction=tflops / args.peak_tflops,
                             first_step_s=compile_s, batch_size=cfg.batch_size, compile=cfg.compile)
-    print(f"| ResNet-18 bf16 channels_last{' compile' if cfg.compile else ''}, batch {cfg.batch_size} | "
+    print(f"| {cfg.model} width {cfg.width}, {trainer.autocast.fast_dtype if hasattr(trainer.autocast, 'fast_dtype') else 'fp32'}"
+          f"{', channels_last' if device.type == 'cuda' else ''}{', compile' if cfg.compile else ''}, batch {cfg.batch_size} | "
           f"{ips:,.0f} img/s | {tflops:,.0f} TFLOP/s | {100 * tflops / args.peak_tflops:.1f}% of "
           f"{args.peak_tflops:.0f} | first step (compile) {compile_s:.0f} s |", flush=True)
     args.trainer = (trainer, model)
@@ -180,11 +182,11 @@ def part_worlds(args, device) -> None:
         model = trainer.wrapped()
         out[name] = rate(trainer, model, args.warmup, args.world_steps)
         print(f"| {name}, batch 128 | {out[name]:,.0f} img/s | {out[name] / 128:,.0f} steps/s |", flush=True)
-    evals = images[:30_000]
+    evals = images[:args.eval_images]
     evaluate(trainer.model, evals[:1024], labels[:1024], trainer.view, 1024, Dist(), trainer.autocast)
     sync(device)
     start = time.perf_counter()
-    evaluate(trainer.model, evals, labels[:30_000], trainer.view, 1024, Dist(), trainer.autocast)
+    evaluate(trainer.model, evals, labels[:len(evals)], trainer.view, 1024, Dist(), trainer.autocast)
     eval_ips = len(evals) / (time.perf_counter() - start)
     for name, ips in out.items():
         hours = (39_000 * 128 / ips + 65 * 30_000 / eval_ips) / 3600
@@ -213,7 +215,7 @@ def template_dataset(root: Path, train: int, test: int) -> Path:
 
 def part_trainer(args, device) -> None:
     root = template_dataset(Path(args.tmp) / "templates", 4000, 1000)
-    common = dict(data=str(root), steps=300, batch_size=128, model="mcnn", width=16, aug="crop-flip",
+    common = dict(data=str(root), steps=args.trainer_steps, batch_size=128, model="mcnn", width=16, aug="crop-flip",
                   compile=not args.no_compile, device=args.device, eval_schedule="log:16", eval_train_samples=1000)
     out = {}
     for mode in ("real", "ideal"):
@@ -246,6 +248,10 @@ def main() -> None:
     parser.add_argument("--ref-steps", type=int, default=40)
     parser.add_argument("--peak-tflops", type=float, default=790.0, help="bf16 dense peak (H200 measured)")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--model", default="preact-resnet18", help="model of speed/reference/worlds")
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--eval-images", type=int, default=30_000)
+    parser.add_argument("--trainer-steps", type=int, default=300)
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--device", default="cuda", help="cpu only to check this script with tiny sizes")
     args = parser.parse_args()

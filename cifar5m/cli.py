@@ -15,8 +15,6 @@ import time
 
 from cifar5m.config import DEFAULT_MODEL, DTYPES, PRESETS, GenerateConfig, parse_class_names, parse_shard_range
 
-log = logging.getLogger("cifar5m")
-
 GENERATE_DESCRIPTION = f"""\
 Make a CIFAR-5m-like dataset: unconditional samples of a pretrained diffusion model, each labelled
 by a classifier, written as WebDataset shards. Resumable: re-run the same command to finish or repair.

@@ -46,11 +46,14 @@ class DemoModelsConfig:
     quality_steps: int = 20
     quality_seed: int = 0
     device: str = "cpu"
+    # One thread: these models are so small that on a shared 2-core machine OpenMP threads stall waiting
+    # for each other (measured with another job running: 0.5 s/step with 1 thread, 6-8 s/step with 2).
+    threads: int = 1
 
     def validate(self) -> None:
         checks = [("--diffusion-steps", self.diffusion.steps), ("--diffusion-batch-size", self.diffusion.batch_size),
                   ("--labeler-epochs", self.labeler.epochs), ("--quality-samples", self.quality_samples),
-                  ("--quality-steps", self.quality_steps)]
+                  ("--quality-steps", self.quality_steps), ("--threads", self.threads)]
         for flag, value in checks:
             if value < 1:
                 raise Cifar5mError(f"{flag}={value}: must be >= 1")
@@ -101,8 +104,9 @@ def _train_labeler_folder(split: DigitsSplit, cfg: DemoModelsConfig, out_dir: Pa
         "holdout": label_stats(probs),
     }
     _write_json(tmp / "metrics.json", metrics)
-    _write_json(tmp / "training.json", {"config": asdict(cfg.labeler), "device": cfg.device, "data": split.describe(),
-                                        "versions": _versions(), "wall_s": round(wall_s, 1)})
+    _write_json(tmp / "training.json", {"config": asdict(cfg.labeler), "device": cfg.device, "threads": cfg.threads,
+                                        "data": split.describe(), "versions": _versions(),
+                                        "wall_s": round(wall_s, 1)})
     _commit_dir(tmp, out_dir / LABELER_DIR)
     log.info("labeler: holdout accuracy %.4f (%d digits), trained in %.0f s",
              metrics["holdout_accuracy"], len(probs), wall_s)
@@ -117,7 +121,7 @@ def _train_ddpm_folder(split: DigitsSplit, cfg: DemoModelsConfig, out_dir: Path,
     save_pipeline(unet.cpu(), scheduler, tmp)
     metrics = measure_generator(tmp, out_dir / LABELER_DIR, split, cfg)
     _write_json(tmp / "metrics.json", metrics)
-    _write_json(tmp / "training.json", {"config": asdict(cfg.diffusion), "device": cfg.device,
+    _write_json(tmp / "training.json", {"config": asdict(cfg.diffusion), "device": cfg.device, "threads": cfg.threads,
                                         "parameters": sum(p.numel() for p in unet.parameters()),
                                         "data": split.describe(), "versions": _versions(),
                                         "wall_s": round(wall_s, 1)})
@@ -149,6 +153,8 @@ def measure_generator(ddpm_dir: Path, labeler_dir: Path, split: DigitsSplit, cfg
 
 def train_models(out_dir: str | Path, cfg: DemoModelsConfig, overwrite: bool = False) -> dict:
     """Train and measure both demo models into `out_dir`/{digits-labeler, digits-ddpm}."""
+    import torch
+
     cfg.validate()
     out_dir = Path(out_dir)
     for name in (LABELER_DIR, DDPM_DIR):
@@ -157,8 +163,13 @@ def train_models(out_dir: str | Path, cfg: DemoModelsConfig, overwrite: bool = F
     split = load_digits_split(cfg.split_seed)
     log.info("real digits: %d train, %d holdout (split seed %d)",
              len(split.train_labels), len(split.holdout_labels), split.seed)
-    labeler = _train_labeler_folder(split, cfg, out_dir, overwrite)
-    ddpm = _train_ddpm_folder(split, cfg, out_dir, overwrite)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        labeler = _train_labeler_folder(split, cfg, out_dir, overwrite)
+        ddpm = _train_ddpm_folder(split, cfg, out_dir, overwrite)
+    finally:
+        torch.set_num_threads(threads_before)
     return {LABELER_DIR: labeler, DDPM_DIR: ddpm}
 
 
@@ -198,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     tm.add_argument("--quality-steps", type=int, default=20, help="DPM-Solver++ steps for those samples")
     tm.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cuda if present); default cpu, "
                                                     "the device the committed models were trained on")
+    tm.add_argument("--threads", type=int, default=1,
+                    help="CPU threads (default 1: faster than 2 on a shared machine for models this small)")
     tm.add_argument("--overwrite", action="store_true", help="replace existing model folders")
     tm.add_argument("--dry-run", action="store_true", help="print the config and stop")
 
@@ -223,6 +236,7 @@ def _config_from_args(args: argparse.Namespace) -> DemoModelsConfig:
         diffusion=DiffusionConfig(steps=args.diffusion_steps, batch_size=args.diffusion_batch_size, seed=args.seed),
         labeler=LabelerConfig(epochs=args.labeler_epochs, seed=args.seed),
         quality_samples=args.quality_samples, quality_steps=args.quality_steps, device=resolve_device(args.device),
+        threads=args.threads,
     )
 
 

@@ -9,14 +9,11 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
 
 from cifar5m.generate import CONFIDENCE_BINS
-
-log = logging.getLogger(__name__)
 
 GRID_PER_CLASS = 10
 GRID_MAX_SHARDS = 3  # enough for 10 of every class unless one is very rare
@@ -120,5 +117,4 @@ def write_extras(root: str | Path, manifest, stats: list[dict]) -> Path:
     _plot_grid(collect_grid(root, manifest), manifest.class_names, out / "samples_per_class.png")
     _plot_classes(numbers, out / "class_histogram.png")
     _plot_confidence(numbers, out / "confidence_histogram.png")
-    log.info("wrote %s", out)
     return out

@@ -134,7 +134,7 @@ class ShardMaker:
             samples += sample_dicts(images.cpu().numpy(), probs, seeds, first)
             if progress:
                 progress.update(len(seeds))
-        return samples, shard_extra(samples, timing, str(self.device))
+        return samples, shard_extra(samples, timing, str(self.device), self.cfg.batch_size)
 
     def run_shard(self, spec, progress: Progress | None = None) -> dict:
         samples, extra = self.make_samples(spec, progress)
@@ -157,12 +157,16 @@ def sample_dicts(images: np.ndarray, probs: torch.Tensor, seeds: list[int], firs
     ]
 
 
-def shard_extra(samples: list[dict], timing: dict, device: str) -> dict:
-    """Per-shard numbers kept in its stats file: confidence histogram and sum, timings, device."""
+def shard_extra(samples: list[dict], timing: dict, device: str, batch_size: int) -> dict:
+    """Per-shard numbers kept in its stats file: confidence histogram and sum, timings, and how it was made.
+
+    The batch size is recorded because it changes float rounding (not the images' seeds): with bf16 on a
+    GPU about 0.5% of pixel values differ between batch sizes (bench/gpu_sampler.py).
+    """
     max_probs = np.array([s["json"]["max_prob"] for s in samples], dtype=np.float64)
     hist = np.histogram(max_probs, bins=CONFIDENCE_BINS, range=(0.0, 1.0))[0]
     return {"max_prob_sum": float(max_probs.sum()), "max_prob_hist": hist.tolist(), "device": device,
-            **{k: round(v, 3) for k, v in timing.items()}}
+            "batch_size": batch_size, **{k: round(v, 3) for k, v in timing.items()}}
 
 
 @dataclass

@@ -16,7 +16,6 @@ before any weights load; `Labeler` loads the weights.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +23,6 @@ import torch
 import torch.nn.functional as F
 
 from cifar5m.errors import Cifar5mError
-
-log = logging.getLogger(__name__)
 
 LUMA = (0.299, 0.587, 0.114)
 INTERPOLATIONS = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}

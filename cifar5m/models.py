@@ -7,15 +7,12 @@ every later step reads a local folder. Everything here reads JSON only; `load_un
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cifar5m.config import PRESETS
 from cifar5m.errors import Cifar5mError
-
-log = logging.getLogger(__name__)
 
 PIPELINE_PARTS = ["model_index.json", "unet/*", "scheduler/*"]
 # Schedulers whose config is a discrete beta schedule over `num_train_timesteps` (DDPM-style training):

@@ -65,6 +65,7 @@ def test_each_bad_input_gets_one_clear_line(tmp_path, tiny_pipeline, tiny_labele
     assert "--labeler is required" in error_of(base + ["--model", str(tiny_pipeline)], capsys)
     assert "write it as A:B" in error_of(base + good + ["--shards", "7"], capsys)
     assert "need 0 <= A < B" in error_of(base + good + ["--shards", "5:5"], capsys)
+    assert "this dataset has 1 shards" in error_of(base + good + ["--shards", "3:9"], capsys)
     assert "--batch-size=0: must be >= 1" in error_of(base + good + ["--batch-size", "0"], capsys)
     assert "no such folder" in error_of(base + ["--model", "./missing", "--labeler", "x"], capsys)
     assert "not a diffusers pipeline folder" in error_of(

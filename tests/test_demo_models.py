@@ -151,8 +151,10 @@ def test_label_stats():
 
 def test_train_models_writes_measured_folders_and_refuses_to_clobber(tmp_path):
     cfg = demo.DemoModelsConfig(diffusion=TINY_DIFFUSION, labeler=LabelerConfig(epochs=1),
-                                quality_samples=12, quality_steps=2)
+                                quality_samples=12, quality_steps=2, threads=1)
+    threads_before = torch.get_num_threads()
     metrics = demo.train_models(tmp_path, cfg)
+    assert torch.get_num_threads() == threads_before
     labeler_dir, ddpm_dir = tmp_path / demo.LABELER_DIR, tmp_path / demo.DDPM_DIR
     saved = json.loads((labeler_dir / "metrics.json").read_text())
     assert saved == metrics[demo.LABELER_DIR] and 0.0 <= saved["holdout_accuracy"] <= 1.0

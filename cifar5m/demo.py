@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     from shards import ShardsError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("timm").setLevel(logging.WARNING)  # one line per checkpoint load is noise here
     args = build_parser().parse_args(argv)
     try:
         run(args)

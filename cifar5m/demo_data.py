@@ -136,6 +136,5 @@ def _real_card(seed: int):
         ),
         license="cc-by-4.0",
         annotations_creators=("expert-generated",),
-        source_datasets=("extended|other-uci-optical-recognition-of-handwritten-digits",),
         tags=("deep-bootstrap", "webdataset", "digits"),
     )

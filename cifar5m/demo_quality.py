@@ -41,11 +41,12 @@ def holdout_accuracy(train_images: np.ndarray, train_labels: np.ndarray, real: D
 def synthetic_vs_real(synth_images: np.ndarray, synth_labels: np.ndarray, real: DigitsSplit,
                       sizes: tuple[int, ...] = DEFAULT_SIZES, seed: int = 0) -> dict:
     """For each n: holdout accuracy when trained on the first n synthetic digits vs on n real ones
-    (a seeded subset of the real train split). Sizes larger than either pool are skipped."""
+    (a seeded subset of the real train split). Sizes larger than either pool are skipped and listed."""
     rng = np.random.default_rng(seed)
-    rows = []
+    rows, skipped = [], []
     for n in sizes:
         if n > len(synth_images) or n > len(real.train_images):
+            skipped.append(int(n))
             continue
         real_idx = np.sort(rng.choice(len(real.train_images), size=n, replace=False))
         rows.append({
@@ -56,7 +57,7 @@ def synthetic_vs_real(synth_images: np.ndarray, synth_labels: np.ndarray, real: 
         })
     return {"classifier": "sklearn SVC(rbf, gamma=scale, C=10) on raw pixels / 255",
             "test_set": f"real holdout ({len(real.holdout_labels)} digits, split seed {real.seed})",
-            "rows": rows}
+            "rows": rows, "skipped_sizes": skipped}
 
 
 def label_stats(probs: np.ndarray) -> dict:

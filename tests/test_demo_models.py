@@ -136,7 +136,7 @@ def test_diffusion_training_is_repeatable(split):
 
 def test_synthetic_vs_real_on_real_digits_and_on_one_class(split):
     result = synthetic_vs_real(split.train_images, split.train_labels, split, sizes=(500, 5000))
-    assert [row["n"] for row in result["rows"]] == [500]  # 5000 exceeds both pools: skipped
+    assert [row["n"] for row in result["rows"]] == [500] and result["skipped_sizes"] == [5000]
     assert result["rows"][0]["synthetic_to_real_accuracy"] > 0.95
     ones = np.ones(20, np.int64)
     assert holdout_accuracy(split.train_images[:20], ones, split) == pytest.approx(

@@ -181,3 +181,24 @@ def test_cli_prints_one_line_and_exits_2(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (f"error: {tmp_path / 'nowhere'}: no such dataset folder; give "
                                                     "a dataset folder, http(s):// URL or hf://datasets/ORG/NAME")
     assert not (tmp_path / "o").exists()  # nothing written for a run that never started
+
+
+def test_streaming_ideal_resumes_like_an_uninterrupted_run(dataset, tmp_path, monkeypatch):
+    kw = dict(mode="ideal", steps=24, data_path="stream", num_workers=2, checkpoint_every_steps=8,
+              eval_schedule="every:4")
+    run_training(make_cfg(dataset, tmp_path / "whole", **kw), progress=False)
+    cfg = make_cfg(dataset, tmp_path / "killed", **kw)
+    step_once = loop.Trainer.train_step
+
+    def killed_at_13(self, model):
+        if self.step == 13:
+            raise KeyboardInterrupt
+        step_once(self, model)
+
+    monkeypatch.setattr(loop.Trainer, "train_step", killed_at_13)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, progress=False)
+    monkeypatch.undo()
+    resumed = run_training(cfg, resume=True, progress=False)
+    assert rows_of(Path(cfg.out_dir)) == rows_of(tmp_path / "whole")
+    assert resumed["ledger"]["no_reuse"] and resumed["ledger"]["unique_samples"] == 24 * 16

@@ -151,6 +151,43 @@ def to_device(images: np.ndarray, labels: np.ndarray, device: torch.device) -> t
     return x, torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(device)
 
 
+class PinnedStaging:
+    """Host -> GPU copies that never stall the CPU: each batch goes through one of a few pinned buffers,
+    copied with non_blocking=True. (A copy from pageable memory first waits for all queued GPU work, which
+    would stop the CPU from preparing the next step while the GPU runs this one.) An event per buffer
+    says when the GPU has finished reading it, so the CPU never overwrites a buffer still in flight."""
+
+    def __init__(self, device: torch.device, slots: int = 4):
+        self.device = device
+        self._slots: list[tuple[torch.Tensor | None, torch.cuda.Event | None]] = [(None, None)] * slots
+        self._turn = 0
+
+    def buffer(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """The next pinned buffer of this shape, free to be written."""
+        buf, done = self._slots[self._turn]
+        if done is not None:
+            done.synchronize()
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = torch.empty(shape, dtype=dtype, pin_memory=True)
+            self._slots[self._turn] = (buf, None)
+        return buf
+
+    def send(self, buf: torch.Tensor) -> torch.Tensor:
+        """Copy the buffer just returned by `buffer` to the device, asynchronously."""
+        out = buf.to(self.device, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self._slots[self._turn] = (buf, event)
+        self._turn = (self._turn + 1) % len(self._slots)
+        return out
+
+    def copy(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A host tensor on the device, through a pinned buffer."""
+        buf = self.buffer(tuple(tensor.shape), tensor.dtype)
+        buf.copy_(tensor)
+        return self.send(buf)
+
+
 class TrainStore:
     """The train rows a run draws from, as uint8 NHWC, on the GPU or in pinned host memory.
 
@@ -161,8 +198,9 @@ class TrainStore:
                  device: torch.device):
         self.images, self.labels, self.rows, self.device = images, labels, rows, device
         self.on_device = images.device.type == device.type
-        self._buffers: list[tuple[torch.Tensor, torch.cuda.Event | None]] = []
-        self._turn = 0
+        if device.type == "cuda":
+            self._indices = PinnedStaging(device)
+            self._images = PinnedStaging(device)
 
     @classmethod
     def build(cls, images: np.ndarray, labels: np.ndarray, device: torch.device, rows: np.ndarray | None = None,
@@ -191,24 +229,11 @@ class TrainStore:
         """Images (uint8 NHWC, on the device) and labels of the given global pool indices."""
         # index_select, not images[local]: a plain row copy, ~10x faster on CPU (measured, batch 128).
         local = torch.from_numpy(self.local(indices))
-        if self.on_device or self.device.type != "cuda":
-            local = local.to(self.device, non_blocking=True)
+        if self.device.type != "cuda":
             return self.images.index_select(0, local), self.labels.index_select(0, local)
-        return self._gather_pinned(local), self.labels.index_select(0, local.to(self.device, non_blocking=True))
-
-    def _gather_pinned(self, local: torch.Tensor) -> torch.Tensor:
-        # Two pinned staging buffers used in turn; an event marks when the GPU has finished copying out
-        # of one, so the CPU may fill it again while the other batch is in flight.
-        shape = (len(local), *self.images.shape[1:])
-        if not self._buffers or self._buffers[0][0].shape != shape:
-            self._buffers = [(torch.empty(shape, dtype=torch.uint8, pin_memory=True), None) for _ in range(2)]
-        buf, done = self._buffers[self._turn]
-        if done is not None:
-            done.synchronize()
+        on_gpu = self._indices.copy(local)
+        if self.on_device:
+            return self.images.index_select(0, on_gpu), self.labels.index_select(0, on_gpu)
+        buf = self._images.buffer((len(local), *self.images.shape[1:]), torch.uint8)
         torch.index_select(self.images, 0, local, out=buf)
-        out = buf.to(self.device, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        self._buffers[self._turn] = (buf, event)
-        self._turn ^= 1
-        return out
+        return self._images.send(buf), self.labels.index_select(0, on_gpu)

@@ -126,7 +126,11 @@ def _open_all(cfg: RunConfig, dist: ddp.Dist, stream: bool, progress: bool):
 
     if not dist.active:
         return prepare(first=True)
-    ddp.run_on_main(dist, lambda: prepare(first=True) and None)
+
+    def check_and_cache() -> None:  # run_on_main shares the return value: share nothing
+        prepare(first=True)
+
+    ddp.run_on_main(dist, check_and_cache)
     return prepare(first=False)
 
 

@@ -19,7 +19,7 @@ import torch
 
 import shards
 from train import ddp
-from train.data import Dataset
+from train.data import Dataset, PinnedStaging
 from train.errors import TrainError
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class StreamSource:
         self.keep = torch.empty((keep, h, w, c), dtype=torch.uint8, device=device)
         self.keep_labels = torch.empty(keep, dtype=torch.int64, device=device)
         self.kept = 0
+        self._staging = (PinnedStaging(device), PinnedStaging(device)) if device.type == "cuda" else None
 
     def _dataset(self, epoch: int):
         return shards.StreamingBatches(self.urls, self.batch_size, seed=self.seed, epoch=epoch,
@@ -135,8 +136,9 @@ class StreamSource:
         images, labels, index = self._take()
         self._remember(images, labels)
         self.step += 1
-        return (images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True),
-                index.numpy())
+        if self._staging is None:
+            return images, labels, index.numpy()
+        return self._staging[0].copy(images), self._staging[1].copy(labels), index.numpy()
 
     def skip_to(self, step: int) -> None:
         """Fast-forward a fresh stream to `step` (resume): read and drop what was trained on."""

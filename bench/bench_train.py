@@ -8,8 +8,8 @@ Real sampler -> batched crop(pad 4)+flip -> normalise, no per-sample Python.
 Reference (baseline, measured in the same run on the same images): a torchvision-style `Dataset` holding
 PIL images with transforms.Compose([RandomCrop(32, padding=4), RandomHorizontalFlip(), ToTensor(),
 Normalize(0.5, 0.5)]) in a shuffling `DataLoader`.
-Reported per pipeline: the data path alone (augmented, normalised batches per second) and end to end (data
-+ forward + backward + SGD step) for each model; and the ratios ours / reference.
+Reported per pipeline: the data path alone (augmented, normalised batches per second; median of interleaved
+rounds) and end to end (data + forward + backward + SGD step) for each model; and the ratios ours / reference.
 Targets (issue 4, CPU): data path >= 20x; end to end >= 1.1x (compute dominates on a CPU).
 """
 from __future__ import annotations
@@ -101,11 +101,18 @@ def reference_batches(images, labels, batch_size: int, workers: int):
         yield from loader
 
 
-def data_rate(batches, count: int) -> float:
-    next(batches)  # start-up (workers, first epoch) is not throughput
-    start = time.perf_counter()
-    n = sum(len(next(batches)[1]) for _ in range(count))
-    return n / (time.perf_counter() - start)
+def data_rates(pipelines: list, counts: list[int], rounds: int) -> list[float]:
+    """Median img/s of each batch iterator over `rounds` interleaved rounds (the machine is shared:
+    interleaving exposes every pipeline to the same background load)."""
+    for batches in pipelines:
+        next(batches)  # start-up (workers, first epoch) is not throughput
+    rates = [[] for _ in pipelines]
+    for _ in range(rounds):
+        for batches, count, out in zip(pipelines, counts, rates):
+            start = time.perf_counter()
+            n = sum(len(next(batches)[1]) for _ in range(count))
+            out.append(n / (time.perf_counter() - start))
+    return [float(np.median(r)) for r in rates]
 
 
 def train_rate(batches, model: torch.nn.Module, steps: int) -> float:
@@ -132,7 +139,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--models", default="preact-resnet18:64,mcnn:16", help="NAME:WIDTH,... to train")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per model and pipeline")
-    parser.add_argument("--data-batches", type=int, default=20, help="timed batches of the reference data path")
+    parser.add_argument("--data-batches", type=int, default=10, help="timed reference batches per round (ours: 20x)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds of the data paths")
     parser.add_argument("--ref-workers", type=int, default=0, help="DataLoader workers of the reference")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     args = parser.parse_args()
@@ -146,8 +154,8 @@ def main() -> None:
         root = write_dataset(Path(tmp) / "ds", images, labels)
         ours = Ours(root, args.batch_size)
         ref = reference_batches(images, labels, args.batch_size, args.ref_workers)
-        ours_data = data_rate(ours.batches(), 20 * args.data_batches)
-        ref_data = data_rate(ref, args.data_batches)
+        ours_data, ref_data = data_rates([ours.batches(), ref], [20 * args.data_batches, args.data_batches],
+                                         args.rounds)
         print(f"{args.samples:,} 32x32 RGB images, batch {args.batch_size}, {args.threads} torch thread(s), "
               f"reference with {args.ref_workers} DataLoader workers")
         print(f"| pipeline | ours img/s | reference img/s | ratio | target |\n|---|---:|---:|---:|---|")

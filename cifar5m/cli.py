@@ -26,7 +26,9 @@ by a classifier, written as WebDataset shards. Resumable: re-run the same comman
 --sampler:
 {chr(10).join(f"  {name:6} {p.about}" for name, p in PRESETS.items())}
   Each image's noise follows from (--seed, split, index) alone: the same image comes out whatever
-  the batch size, shard range, worker count or resume.
+  the shard range, worker count, Ray or local, or resume (byte for byte, for the same settings). Another
+  --batch-size gives the same images up to float rounding (fp32: within 1 level; bf16 differs more),
+  so it is part of the dataset's config and a resume must use the same one.
 --labeler: a timm classifier with one output per class: hf-hub:ORG/NAME, local-dir:/path (a folder
   saved by timm), or a timm name with --labeler-checkpoint FILE. It sees each image as stored
   (uint8), resized to its own input size with its own mean/std. Class names: --class-names, else
@@ -54,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
     g.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
     g.add_argument("--batch-size", type=int, default=GenerateConfig.batch_size,
-                   help=f"images per UNet batch (default {GenerateConfig.batch_size}; does not change the images)")
+                   help=f"images per UNet batch (default {GenerateConfig.batch_size}; part of the config: float rounding depends on it)")
     g.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
     g.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="UNet/labeler autocast dtype (auto: bf16 on CUDA, fp32 on CPU); scheduler math stays fp32")

@@ -71,6 +71,16 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value)
+    return flat
+
+
 class DatasetWriter:
     """Plans the shards of a dataset, commits them atomically and assembles the manifest."""
 
@@ -135,8 +145,8 @@ class DatasetWriter:
         if existing is not None and existing != self.config_hash:
             if not self.overwrite:
                 raise ShardsError(
-                    f"{self.out_dir}: holds a dataset built with another config (hash {existing[:12]}, "
-                    f"this one {self.config_hash[:12]}); use another --out, the same settings, or --overwrite"
+                    f"{self.out_dir}: holds a dataset built with another config ({self._differences()}); "
+                    "use another --out, the same settings, or --overwrite to replace it"
                 )
             self._wipe()
         elif existing is None and self.out_dir.exists():
@@ -151,6 +161,14 @@ class DatasetWriter:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "data").mkdir(exist_ok=True)
         write_json_atomic(self.state_dir / "config.json", {**self._identity(), "hash": self.config_hash})
+
+    def _differences(self) -> str:
+        """`config.generator.steps: 100 -> 20, ...`: what changed against the folder's config."""
+        old = _flatten(json.loads((self.state_dir / "config.json").read_text()))
+        new = _flatten(self._identity())
+        changed = [f"{k}: {old.get(k, '(none)')} -> {new.get(k, '(none)')}"
+                   for k in sorted(set(old) | set(new)) if k != "hash" and old.get(k) != new.get(k)]
+        return "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
 
     def _existing_hash(self) -> str | None:
         path = self.state_dir / "config.json"

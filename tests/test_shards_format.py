@@ -99,7 +99,7 @@ def test_bad_split_names(tmp_path, split):
 def test_other_config_refused_unless_overwrite(tmp_path):
     build(tmp_path / "ds")
     other = make_writer(tmp_path / "ds", train=300)
-    with pytest.raises(ShardsError, match="another config"):
+    with pytest.raises(ShardsError, match=r"another config \(splits.train: 250 -> 300\)"):
         other.prepare()
     make_writer(tmp_path / "ds", train=300, overwrite=True).prepare()
     assert not (tmp_path / "ds/manifest.json").exists()

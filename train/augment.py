@@ -59,12 +59,14 @@ def _crop_flip(x_u8: torch.Tensor, padding: int, gen: torch.Generator) -> torch.
     if padding:
         x_u8 = F.pad(x_u8, (0, 0, padding, padding, padding, padding))
     hp, wp = h + 2 * padding, w + 2 * padding
-    dy = torch.randint(0, 2 * padding + 1, (b, 1), device=dev, generator=gen)
-    dx = torch.randint(0, 2 * padding + 1, (b, 1), device=dev, generator=gen)
+    dy = torch.randint(0, 2 * padding + 1, (b, 1), device=dev, generator=gen, dtype=torch.int32)
+    dx = torch.randint(0, 2 * padding + 1, (b, 1), device=dev, generator=gen, dtype=torch.int32)
     mirrored = torch.rand(b, 1, device=dev, generator=gen) < 0.5
-    cols = torch.arange(w, device=dev).expand(b, w)
+    # int32 pixel indices: half the memory of int64, measurably faster on CPU (< 2**31 pixels per batch).
+    cols = torch.arange(w, device=dev, dtype=torch.int32).expand(b, w)
     cols = dx + torch.where(mirrored, cols.flip(1), cols)
-    rows = dy + torch.arange(h, device=dev) + torch.arange(b, device=dev)[:, None] * hp
+    first_rows = torch.arange(b, device=dev, dtype=torch.int32)[:, None] * hp
+    rows = first_rows + dy + torch.arange(h, device=dev, dtype=torch.int32)
     pixels = rows[:, :, None] * wp + cols[:, None, :]
     return x_u8.reshape(b * hp * wp, c).index_select(0, pixels.view(-1)).view(b, h, w, c)
 

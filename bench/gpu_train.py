@@ -97,9 +97,10 @@ def part_speed(args, device) -> None:
     tflops = ips * GFLOP_PER_IMAGE / 1e3
     RESULTS["speed"] = dict(img_per_s=ips, tflops=tflops, peak_fraction=tflops / args.peak_tflops,
                             first_step_s=compile_s, batch_size=cfg.batch_size, compile=cfg.compile)
-    print(f"| {cfg.model} width {cfg.width}, {trainer.autocast.fast_dtype if hasattr(trainer.autocast, 'fast_dtype') else 'fp32'}"
-          f"{', channels_last' if device.type == 'cuda' else ''}{', compile' if cfg.compile else ''}, batch {cfg.batch_size} | "
-          f"{ips:,.0f} img/s | {tflops:,.0f} TFLOP/s | {100 * tflops / args.peak_tflops:.1f}% of "
+    precision = "bf16" if device.type == "cuda" else "fp32"
+    layout = ", channels_last" if device.type == "cuda" else ""
+    print(f"| {cfg.model} width {cfg.width}, {precision}{layout}{', compile' if cfg.compile else ''}, "
+          f"batch {cfg.batch_size} | {ips:,.0f} img/s | {tflops:,.0f} TFLOP/s | {100 * tflops / args.peak_tflops:.1f}% of "
           f"{args.peak_tflops:.0f} | first step (compile) {compile_s:.0f} s |", flush=True)
     args.trainer = (trainer, model)
 

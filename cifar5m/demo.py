@@ -3,6 +3,7 @@
     python -m cifar5m.demo train-models --out cifar5m/demo_models   # a few minutes on 2 CPU cores
     python -m cifar5m.demo real-digits --out out/real-digits        # the real split as shards
     python -m cifar5m.demo quality --data out/demo/synthetic        # synthetic-vs-real check
+    python -m cifar5m.demo run                                      # `make demo`: see cifar5m/demo_run.py
 
 `train-models` trains, on the real train split (70%, seeded), a diffusion model saved as a diffusers
 DDPMPipeline folder (`digits-ddpm/`) and a labeler saved in timm's format (`digits-labeler/`, loaded
@@ -227,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the real split the demo models were trained with")
     qu.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="training set sizes n")
     qu.add_argument("--out", help="also write the result to this JSON file")
+
+    from cifar5m.demo_run import add_run_parser
+
+    add_run_parser(sub)
     return parser
 
 
@@ -257,19 +262,27 @@ def run(args: argparse.Namespace) -> None:
         print(json.dumps(result, indent=2))
         if args.out:
             _write_json(Path(args.out), result)
+    elif args.command == "run":
+        from cifar5m.demo_run import config_from_args, run_demo
+
+        run_demo(config_from_args(args))
 
 
 def main(argv: list[str] | None = None) -> int:
     from shards import ShardsError
+    from train.errors import TrainError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("timm").setLevel(logging.WARNING)  # one line per checkpoint load is noise here
     args = build_parser().parse_args(argv)
     try:
         run(args)
-    except (Cifar5mError, ShardsError) as err:
+    except (Cifar5mError, ShardsError, TrainError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished shards and runs are kept; re-run the same command to resume", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -55,8 +55,15 @@ def _destroy() -> None:
 
 
 def all_reduce_sum(tensor: torch.Tensor, dist: Dist) -> torch.Tensor:
-    if dist.active:
-        tdist.all_reduce(tensor, op=tdist.ReduceOp.SUM)
+    """The sum over ranks (a new tensor on the input's device; the input itself when not distributed)."""
+    if not dist.active:
+        return tensor
+    if tdist.get_backend() == "nccl" and tensor.device.type != "cuda":
+        # nccl reduces GPU tensors only (the ledger lives on the host).
+        on_gpu = tensor.to(torch.device("cuda", dist.local_rank))
+        tdist.all_reduce(on_gpu, op=tdist.ReduceOp.SUM)
+        return on_gpu.to(tensor.device)
+    tdist.all_reduce(tensor, op=tdist.ReduceOp.SUM)
     return tensor
 
 

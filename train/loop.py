@@ -21,7 +21,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -167,7 +166,8 @@ class Trainer:
         cfg, step = self.cfg, self.step
         samples = step * cfg.batch_size
         row = {"step": step, "epoch": samples / self.data.sampler.epoch_size, "samples_seen": samples,
-               "lr": lr_at(cfg, max(step - 1, 0)), "wall_s": self.clock.wall(), "img_per_s": self.clock.rate(samples)}
+               "lr": lr_at(cfg, max(step - 1, 0)), "wall_s": self.clock.wall(),
+               "img_per_s": self.clock.rate(samples)}
         ddp.broadcast_buffers(self.model, self.dist)
         sets = [("test", self.data.eval_sets[0].images, self.data.eval_sets[0].labels),
                 ("train", *self.data.source.train_eval(step))]
@@ -271,6 +271,6 @@ def _fit_step(rows: list[dict[str, Any]], threshold: float) -> int | None:
     """T(n): the first evaluated step whose train error is at most the threshold."""
     for row in rows:
         err = row.get("train/error")
-        if err is not None and np.isfinite(err) and err <= threshold:
+        if err is not None and err <= threshold:
             return row["step"]
     return None

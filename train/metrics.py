@@ -10,6 +10,7 @@ of a set and the per-rank sums are added, so every rank gets the metrics of the 
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
@@ -37,10 +38,10 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str,
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, view, batch_size: int,
-             dist: ddp.Dist, autocast: contextlib.AbstractContextManager | None = None) -> dict[str, float]:
+             dist: ddp.Dist, autocast: contextlib.AbstractContextManager | None = None) -> dict[str, float | None]:
     """Metrics of `model` (in eval mode) on uint8 NHWC `images` (this rank's share), summed over ranks.
 
-    `view` maps a uint8 NHWC batch to the model's float input. Returns NaNs for an empty set.
+    `view` maps a uint8 NHWC batch to the model's float input.
     """
     was_training = model.training
     model.eval()
@@ -55,4 +56,5 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     model.train(was_training)
     total = ddp.all_reduce_sum(sums, dist).tolist()
     count = total[3]
-    return {name: (v / count if count else float("nan")) for name, v in zip(NAMES, total[:3])}
+    # None (JSON null) for an empty set, and for a diverged model's NaN/inf (JSON has no NaN).
+    return {name: (v / count if count and math.isfinite(v) else None) for name, v in zip(NAMES, total[:3])}

@@ -10,7 +10,6 @@ Every file is written to a temporary name and renamed, so a killed run leaves ol
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -38,13 +37,9 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _clean(value: Any) -> Any:
-    # JSON has no NaN: an empty evaluation set gives null.
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def dumps(obj: dict[str, Any], indent: int | None = None) -> str:
-    return json.dumps({k: _clean(v) for k, v in obj.items()}, indent=indent)
+    # allow_nan=False: a NaN (a diverged run) must not write a file other JSON readers reject.
+    return json.dumps(obj, indent=indent, allow_nan=False)
 
 
 def _differences(old: dict[str, Any], new: RunConfig) -> str:

@@ -1,0 +1,395 @@
+"""`make demo`: the whole Deep Bootstrap pipeline at miniature scale on scikit-learn's real digits.
+
+    python -m cifar5m.demo run                        # out/demo; ~6-7 min on 2 idle CPU cores, offline
+    python -m cifar5m.demo run --train 8000 --steps 250 --out out/demo-small   # a quicker look
+
+Stages, each logged with its wall time; re-running the same command resumes (committed shards and
+finished runs are kept, a killed run continues from its checkpoint):
+1. models: the shipped digits diffusion model and labeler (cifar5m/demo_models), trained if missing;
+2. real digits -> <out>/real-digits (train = the models' 70% train split, test = the 30% holdout);
+3. synthetic digits -> <out>/synthetic, through `cifar5m generate`'s own code path (plan_run, run_local);
+4. generator quality: the labeler on the real holdout, and a classifier trained on synthetic digits
+   vs one trained on real digits, both tested on the real holdout -> <out>/quality.json;
+5. bootstrap: Real World (n) vs Ideal World on the synthetic pool, the real holdout as an extra test
+   set -> <out>/bootstrap/report.md (its generator section comes from stage 4);
+6. a summary of the headline figures.
+The trainer settings are fixed defaults chosen for speed and so that the Ideal World never reuses a
+sample; they are not tuned to make the bootstrap gap small, and the report states it as it comes out.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cifar5m.demo_data import CLASS_NAMES, DEFAULT_SPLIT_SEED
+from cifar5m.errors import Cifar5mError
+
+log = logging.getLogger(__name__)
+
+SHIPPED_MODELS = Path(__file__).resolve().parent / "demo_models"
+REAL_TEST_NAME = "real-digits"  # the extra test set's name in the bootstrap report
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Every setting of `python -m cifar5m.demo run`."""
+
+    out_dir: str = "out/demo"
+    models_dir: str = str(SHIPPED_MODELS)
+    split_seed: int = DEFAULT_SPLIT_SEED
+    seed: int = 0
+    # Generation: DPM-Solver++ at the step count the shipped model was measured with (metrics.json).
+    # About 130 images/s on 2 idle cores (66/s with other jobs on them): 20,000 train images take ~2.5 min.
+    train: int = 20_000
+    test: int = 2_000
+    samples_per_shard: int = 2_000
+    gen_steps: int = 20
+    gen_batch_size: int = 500
+    # Bootstrap: steps x batch_size must stay within the train pool (the Ideal World never reuses a sample).
+    n: int = 1_000
+    steps: int = 600
+    batch_size: int = 32
+    model: str = "mcnn"
+    width: int = 16
+    lr: float = 0.05
+    momentum: float = 0.9
+    eval_points: int = 24
+    quality_sizes: tuple[int, ...] = (500, 1000)
+    device: str = "auto"
+    threads: int = 2
+
+    def validate(self) -> "DemoConfig":
+        for flag, value, low in [("--train", self.train, 1), ("--test", self.test, 1),
+                                 ("--shard-size", self.samples_per_shard, 1), ("--gen-steps", self.gen_steps, 1),
+                                 ("--gen-batch-size", self.gen_batch_size, 1), ("--n", self.n, 1),
+                                 ("--steps", self.steps, 1), ("--batch-size", self.batch_size, 1),
+                                 ("--width", self.width, 1), ("--eval-points", self.eval_points, 2),
+                                 ("--threads", self.threads, 1)]:
+            if value < low:
+                raise Cifar5mError(f"{flag}={value}: must be >= {low}")
+        if self.n > self.train:
+            raise Cifar5mError(f"--n={self.n:,}: larger than the synthetic train pool (--train={self.train:,}); "
+                               "choose n <= --train")
+        if self.steps * self.batch_size > self.train:
+            raise Cifar5mError(
+                f"--steps={self.steps:,} x --batch-size={self.batch_size} = {self.steps * self.batch_size:,} "
+                f"draws > --train={self.train:,}: the Ideal World would reuse samples; lower --steps or "
+                f"--batch-size, or raise --train to at least {self.steps * self.batch_size:,}")
+        return self
+
+    @property
+    def out(self) -> Path:
+        return Path(self.out_dir)
+
+
+class Stages:
+    """Numbered stages, each announced and then logged with its wall time; the times kept for the summary."""
+
+    def __init__(self, total: int):
+        self.total, self.times, self.start = total, [], time.perf_counter()
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        number = len(self.times) + 1
+        log.info("[%d/%d] %s ...", number, self.total, name)
+        start = time.perf_counter()
+        yield
+        wall_s = time.perf_counter() - start
+        self.times.append((name, wall_s))
+        log.info("[%d/%d] %s: done in %.1f s", number, self.total, name, wall_s)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """Run (or finish) every stage into cfg.out_dir; return the figures the summary prints."""
+    import torch
+
+    cfg.validate()
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    stages = Stages(total=6)
+    try:
+        with stages.stage("models"):
+            models = resolve_models(cfg)
+        with stages.stage("real digits"):
+            real_dir = write_real(cfg)
+        with stages.stage(f"synthetic digits ({cfg.train:,} train + {cfg.test:,} test)"):
+            synthetic_dir = generate_synthetic(cfg, models)
+        with stages.stage("generator quality"):
+            quality = measure_quality(cfg, models, synthetic_dir)
+        with stages.stage(f"bootstrap: Real (n = {cfg.n:,}) vs Ideal, {cfg.steps:,} steps each"):
+            headline = run_bootstrap(cfg, synthetic_dir, real_dir, quality)
+    finally:
+        torch.set_num_threads(threads_before)
+    with stages.stage("summary"):
+        result = {"headline": headline, "quality": quality, "models": models["recorded"],
+                  "stages": [{"name": n, "wall_s": round(s, 1)} for n, s in stages.times]}
+        (cfg.out / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
+    result["total_s"] = round(stages.elapsed(), 1)
+    print(format_summary(cfg, result))
+    return result
+
+
+def resolve_models(cfg: DemoConfig) -> dict:
+    """The model folders to use: cfg.models_dir if both are there, else both trained into <out>/models."""
+    from cifar5m.demo import DDPM_DIR, LABELER_DIR, DemoModelsConfig, train_models
+
+    folder = Path(cfg.models_dir)
+    complete = (folder / DDPM_DIR / "model_index.json").is_file() and (folder / LABELER_DIR / "config.json").is_file()
+    if not complete:
+        folder = cfg.out / "models"
+        log.warning("demo models not found in %s (%s/, %s/): training them into %s first; this takes ~10 "
+                    "minutes on 2 CPU cores (`make demo-models` writes them where the demo looks)",
+                    cfg.models_dir, DDPM_DIR, LABELER_DIR, folder)
+        if not ((folder / DDPM_DIR).is_dir() and (folder / LABELER_DIR).is_dir()):
+            train_models(folder, DemoModelsConfig(split_seed=cfg.split_seed, threads=cfg.threads), overwrite=True)
+    ddpm, labeler = folder / DDPM_DIR, folder / LABELER_DIR
+    recorded = {"ddpm": _read_json(ddpm / "metrics.json"), "labeler": _read_json(labeler / "metrics.json"),
+                "ddpm_training": _training_brief(ddpm), "labeler_training": _training_brief(labeler)}
+    _check_split(cfg, ddpm, labeler)
+    log.info("models from %s: labeler holdout accuracy %s (recorded); diffusion model %s parameters, "
+             "%s training steps; recorded synthetic->real vs real->real accuracy: %s", folder,
+             _pct(recorded["labeler"].get("holdout_accuracy")), f"{recorded['ddpm_training'].get('parameters', 0):,}",
+             recorded["ddpm_training"].get("steps"), _rows_text(recorded["ddpm"].get("synthetic_vs_real", {})))
+    return {"ddpm": ddpm, "labeler": labeler, "recorded": recorded}
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _training_brief(model_dir: Path) -> dict:
+    training = _read_json(model_dir / "training.json")
+    return {"steps": training.get("config", {}).get("steps"), "epochs": training.get("config", {}).get("epochs"),
+            "parameters": training.get("parameters"), "wall_s": training.get("wall_s"),
+            "split_seed": training.get("data", {}).get("split_seed")}
+
+
+def _check_split(cfg: DemoConfig, *model_dirs: Path) -> None:
+    """The real holdout is only a fair test if the models never saw it: same split seed as training."""
+    for model_dir in model_dirs:
+        seed = _training_brief(model_dir)["split_seed"]
+        if seed is not None and seed != cfg.split_seed:
+            raise Cifar5mError(f"{model_dir}: trained on the real split of seed {seed}, the demo uses "
+                               f"--split-seed {cfg.split_seed}; pass --split-seed {seed} so its holdout stays unseen")
+
+
+def write_real(cfg: DemoConfig) -> Path:
+    from cifar5m.demo_data import write_real_digits
+
+    out = cfg.out / "real-digits"
+    manifest = write_real_digits(out, cfg.split_seed, samples_per_shard=500)
+    log.info("real digits in %s: %s", out, {name: s.count for name, s in manifest.splits.items()})
+    return out
+
+
+def generate_synthetic(cfg: DemoConfig, models: dict) -> Path:
+    """The synthetic digits dataset, made exactly as `python -m cifar5m generate` makes CIFAR-5m."""
+    from cifar5m.cli import run_and_report
+    from cifar5m.config import GenerateConfig
+    from cifar5m.generate import plan_run
+    from cifar5m.sample import resolve_device
+
+    out = cfg.out / "synthetic"
+    gen = GenerateConfig(out_dir=str(out), labeler=f"local-dir:{models['labeler']}", class_names=tuple(CLASS_NAMES),
+                         model=str(models["ddpm"]), sampler="dpmpp", steps=cfg.gen_steps, train=cfg.train,
+                         test=cfg.test, samples_per_shard=cfg.samples_per_shard, seed=cfg.seed,
+                         batch_size=cfg.gen_batch_size, device=cfg.device).validate()
+    log.info("same as: python -m cifar5m generate --model %s --labeler %s --class-names %s --sampler dpmpp "
+             "--steps %d --train %d --test %d --shard-size %d --seed %d --out %s", gen.model, gen.labeler,
+             ",".join(CLASS_NAMES), gen.steps, gen.train, gen.test, gen.samples_per_shard, gen.seed, out)
+    run_and_report(plan_run(gen, resolve_device(cfg.device).type))
+    return out
+
+
+def measure_quality(cfg: DemoConfig, models: dict, synthetic_dir: Path) -> dict:
+    """Labeler accuracy on the real holdout (through the generator's labelling path) and the
+    synthetic-vs-real classifier check on this run's synthetic train split."""
+    from cifar5m.demo_quality import generator_quality
+
+    path = cfg.out / "quality.json"
+    quality = {"labeler_holdout": labeler_holdout_accuracy(models["labeler"], cfg.split_seed),
+               "synthetic_vs_real": generator_quality(synthetic_dir, "train", cfg.split_seed, cfg.quality_sizes,
+                                                      seed=cfg.seed),
+               "synthetic_labels": _label_summary(synthetic_dir)}
+    path.write_text(json.dumps(quality, indent=2) + "\n")
+    log.info("labeler on the real holdout: %s; synthetic->real vs real->real: %s",
+             _pct(quality["labeler_holdout"]["accuracy"]), _rows_text(quality["synthetic_vs_real"]))
+    return quality
+
+
+def labeler_holdout_accuracy(labeler_dir: Path, split_seed: int) -> dict:
+    """The labeler as the generator applies it (cifar5m.label.Labeler) on the real digits it never saw."""
+    import torch
+
+    from cifar5m.demo_data import load_digits_split
+    from cifar5m.label import Labeler, create_labeler_model, read_labeler_info
+
+    split = load_digits_split(split_seed)
+    info = read_labeler_info(f"local-dir:{labeler_dir}", None)
+    labeler = Labeler(create_labeler_model(info, len(CLASS_NAMES)), "cpu")
+    with torch.no_grad():
+        probs = labeler(torch.from_numpy(split.holdout_images)).numpy()
+    correct = probs.argmax(axis=1) == split.holdout_labels
+    return {"accuracy": float(correct.mean()), "count": int(len(correct)), "errors": int((~correct).sum()),
+            "mean_confidence": float(probs.max(axis=1).mean())}
+
+
+def _label_summary(synthetic_dir: Path) -> dict:
+    """Class histogram of the synthetic train split (manifest) and the labeler's mean confidence (extras)."""
+    from shards import load_manifest
+
+    extras = _read_json(synthetic_dir / "extras" / "summary.json")  # written with the manifest
+    return {"mean_confidence": extras.get("mean_max_prob"),
+            "train_histogram": load_manifest(synthetic_dir).splits["train"].label_histogram}
+
+
+def run_bootstrap(cfg: DemoConfig, synthetic_dir: Path, real_dir: Path, quality: dict) -> dict:
+    """Real (n) vs Ideal on the synthetic pool with one config; the generator section goes in the report."""
+    from train.config import RunConfig
+    from train.experiment import bootstrap
+
+    exp = cfg.out / "bootstrap"
+    run_cfg = RunConfig(
+        data=str(synthetic_dir), n=cfg.n, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+        optimizer="sgd", momentum=cfg.momentum, schedule="cosine", model=cfg.model, width=cfg.width,
+        seed=cfg.seed, device=cfg.device, out_dir=str(exp), eval_schedule=f"log:{cfg.eval_points}",
+        eval_train_samples=cfg.n, extra_test=(f"{REAL_TEST_NAME}={real_dir}",), num_workers=0,
+        data_path="memory", checkpoint_every_steps=max(1, cfg.steps // 4),
+    )
+    sections = exp / "sections"
+    sections.mkdir(parents=True, exist_ok=True)
+    (sections / "generator.md").write_text(generator_markdown(cfg, quality, synthetic_dir))
+    headline = bootstrap(run_cfg, resume=True, progress=True)
+    headline["real_digits_error"] = _real_digits_error(exp)
+    return headline
+
+
+def _real_digits_error(exp: Path) -> dict:
+    """Hard error on the real holdout at T(n) for both worlds (results.json of the rendered report)."""
+    results = json.loads((exp / "results.json").read_text())
+    entry = results["comparison"]["sets"].get(REAL_TEST_NAME, {}).get("error", {})
+    return {"real": entry.get("real_at_fit"), "ideal": entry.get("ideal_at_fit")}
+
+
+def generator_markdown(cfg: DemoConfig, quality: dict, synthetic_dir: Path) -> str:
+    """The report's generator section: what the synthetic digits are and how far from real ones."""
+    lab, check, labels = quality["labeler_holdout"], quality["synthetic_vs_real"], quality["synthetic_labels"]
+    hist = labels["train_histogram"]
+    conf = labels["mean_confidence"]
+    lines = [
+        "## The generator: how close are the synthetic digits to real ones?", "",
+        f"The pool (`{synthetic_dir}`: {cfg.train:,} train + {cfg.test:,} test digits) was sampled from the "
+        f"demo's diffusion model (DPM-Solver++, {cfg.gen_steps} steps, seed {cfg.seed}) and labelled by the "
+        "demo's labeler, both trained on the real train split of scikit-learn's digits (split seed "
+        f"{cfg.split_seed}). The {lab['count']} real held-out digits were seen by neither model: they are "
+        f"the `{REAL_TEST_NAME}` test set above. The Real and Ideal Worlds both live inside the synthetic "
+        f"distribution; `{REAL_TEST_NAME}` shows how what they learn carries over to real digits.", "",
+        "| check | result |", "|---|---|",
+        f"| labeler accuracy on the real holdout (as the generator applies it) | {_pct(lab['accuracy'])} "
+        f"({lab['errors']} errors of {lab['count']}; mean confidence {lab['mean_confidence']:.3f}) |",
+        f"| labeler mean confidence on the synthetic digits | {'n/a' if conf is None else f'{conf:.3f}'} |",
+        f"| synthetic train digits per class (0-9) | {', '.join(f'{c:,}' for c in hist)} |", "",
+        f"Synthetic vs real training data: {check['classifier']}, trained on n digits, tested on the "
+        f"{check['test_set']}.", "",
+        "| n | trained on synthetic | trained on real | synthetic - real |", "|---|---|---|---|",
+    ]
+    for row in check["rows"]:
+        diff = 100 * (row["synthetic_to_real_accuracy"] - row["real_to_real_accuracy"])
+        lines.append(f"| {row['n']:,} | {_pct(row['synthetic_to_real_accuracy'])} | "
+                     f"{_pct(row['real_to_real_accuracy'])} | {diff:+.1f} points |")
+    lines += ["", _quality_sentence(check), ""]
+    return "\n".join(lines)
+
+
+def _quality_sentence(check: dict) -> str:
+    if not check["rows"]:
+        return f"No size fitted both pools (skipped: {check['skipped_sizes']}); the check did not run."
+    row = check["rows"][-1]
+    diff = 100 * (row["synthetic_to_real_accuracy"] - row["real_to_real_accuracy"])
+    if abs(diff) < 0.05:
+        compare = "as accurate on real digits as the same classifier trained on real ones"
+    else:
+        compare = (f"{abs(diff):.1f} points {'less' if diff < 0 else 'more'} accurate on real digits than the "
+                   "same classifier trained on real ones")
+    return (f"At n = {row['n']:,}, a classifier trained on synthetic digits is {compare}: that is the price "
+            "of learning from this generator instead of from real digits.")
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _rows_text(check: dict) -> str:
+    rows = check.get("rows") or []
+    return ", ".join(f"n={r['n']}: {_pct(r['synthetic_to_real_accuracy'])} vs {_pct(r['real_to_real_accuracy'])}"
+                     for r in rows) or "n/a"
+
+
+def format_summary(cfg: DemoConfig, result: dict) -> str:
+    """The console summary: total and stage times, the report's headline, the generator's quality."""
+    from train.report import fmt, format_headline
+
+    headline, quality = result["headline"], result["quality"]
+    minutes, seconds = divmod(round(result["total_s"]), 60)
+    at = "T(n)" if headline.get("fit_step") is not None else f"step {headline.get('ref_step')}"
+    real_err = headline["real_digits_error"]
+    lines = [
+        "", f"demo finished in {minutes} min {seconds:02d} s; everything is in {cfg.out}/",
+        "stages: " + " | ".join(f"{s['name'].split(' (')[0].split(':')[0]} {s['wall_s']:.1f} s"
+                                for s in result["stages"]),
+        format_headline(headline),
+        f"  {REAL_TEST_NAME} test error at {at}: Real {fmt(real_err['real'])}  Ideal {fmt(real_err['ideal'])}",
+        f"generator: labeler accuracy on the real holdout {_pct(quality['labeler_holdout']['accuracy'])}; "
+        f"classifier trained on synthetic vs real digits (real holdout accuracy): "
+        f"{_rows_text(quality['synthetic_vs_real'])}",
+    ]
+    return "\n".join(lines)
+
+
+def add_run_parser(sub) -> None:
+    """The `run` subcommand of `python -m cifar5m.demo`."""
+    d = DemoConfig()
+    run = sub.add_parser("run", help="the whole pipeline on the real digits (`make demo`)",
+                         description=__doc__.split("\n\n")[0] + " Resumable: re-run to finish.")
+    run.add_argument("--out", default=d.out_dir, help=f"output folder (default {d.out_dir})")
+    run.add_argument("--models", default=d.models_dir, help="folder holding digits-ddpm/ and digits-labeler/ "
+                     "(default: the shipped cifar5m/demo_models)")
+    run.add_argument("--split-seed", type=int, default=d.split_seed, help="the real split the models were trained on")
+    run.add_argument("--seed", type=int, default=d.seed, help="seed of the generation and of the bootstrap runs")
+    g = run.add_argument_group("synthetic digits")
+    g.add_argument("--train", type=int, default=d.train, help=f"synthetic train pool (default {d.train:,})")
+    g.add_argument("--test", type=int, default=d.test, help=f"synthetic test split (default {d.test:,})")
+    g.add_argument("--shard-size", type=int, default=d.samples_per_shard, help="images per shard (resume unit)")
+    g.add_argument("--gen-steps", type=int, default=d.gen_steps, help="DPM-Solver++ steps (default 20)")
+    g.add_argument("--gen-batch-size", type=int, default=d.gen_batch_size, help="images per UNet batch")
+    b = run.add_argument_group("bootstrap (both worlds share these)")
+    b.add_argument("--n", type=int, default=d.n, help=f"Real World train-set size (default {d.n:,})")
+    b.add_argument("--steps", type=int, default=d.steps, help=f"SGD steps (default {d.steps}); "
+                   "steps x batch size must be <= --train")
+    b.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    b.add_argument("--model", default=d.model, help=f"trainer model (default {d.model})")
+    b.add_argument("--width", type=int, default=d.width, help=f"its base width (default {d.width})")
+    b.add_argument("--lr", type=float, default=d.lr, help=f"peak lr of the cosine schedule (default {d.lr})")
+    b.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
+    b.add_argument("--eval-points", type=int, default=d.eval_points, help="log-spaced evaluation steps")
+    run.add_argument("--device", default=d.device, help="auto (cuda if present), cpu or cuda")
+    run.add_argument("--threads", type=int, default=d.threads, help=f"CPU threads for torch (default "
+                     f"{d.threads}); on a machine busy with other work 1 can be faster")
+
+
+def config_from_args(args) -> DemoConfig:
+    return DemoConfig(
+        out_dir=args.out, models_dir=args.models, split_seed=args.split_seed, seed=args.seed, train=args.train,
+        test=args.test, samples_per_shard=args.shard_size, gen_steps=args.gen_steps,
+        gen_batch_size=args.gen_batch_size, n=args.n, steps=args.steps, batch_size=args.batch_size,
+        model=args.model, width=args.width, lr=args.lr, momentum=args.momentum, eval_points=args.eval_points,
+        device=args.device, threads=args.threads,
+    ).validate()

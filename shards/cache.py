@@ -3,7 +3,8 @@
     arrays = load_split("out/cifar5m", "train")   # memory-mapped; arrays.images[i] is sample i
 
 The cache file is named by a hash of the split's shard sha256s (and the requested size), so a changed
-dataset is never read from a stale cache. It is built in parallel, one shard per task, each writing its
+dataset is never read from a stale cache; every shard's sha256 is checked as it is decoded, so a cache
+only ever holds verified data and its users need not hash the dataset again. It is built in parallel, one shard per task, each writing its
 rows straight into a memory-mapped temporary file that is renamed when complete.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from PIL import Image
 
 from shards.errors import ShardsError
 from shards.manifest import load_manifest
-from shards.read import iter_shard
+from shards.read import iter_tar_samples
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,17 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
     return out[:, :, None] if out.ndim == 2 else out
 
 
-def _decode_shard(path: str, tmp: str, first: int, count: int, size: int | None, channels: int) -> np.ndarray:
+def _decode_shard(path: str, tmp: str, first: int, count: int, size: int | None, channels: int,
+                  sha256: str) -> np.ndarray:
+    data = Path(path).read_bytes()  # one read serves the hash check and the decode
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise ShardsError(f"{path}: corrupt: sha256 {digest[:12]}... but the manifest says {sha256[:12]}...; "
+                          "run `python -m shards verify` on the dataset and rebuild or re-download it")
     images = np.load(tmp, mmap_mode="r+")
     labels = np.empty(count, dtype=np.int64)
     n = 0
-    for n, (key, image, cls, _) in enumerate(iter_shard(path, channels=channels), start=1):
+    for n, (key, image, cls, _) in enumerate(iter_tar_samples(data, path, channels), start=1):
         if int(key) != first + n - 1:
             raise ShardsError(f"{path}: sample {key} found where index {first + n - 1} was expected; rebuild it")
         images[first + n - 1] = _fit(image, size) if size else image
@@ -126,7 +133,7 @@ def _build(root, info, images_path: Path, labels_path: Path, shape, size, num_wo
         ) as bar:
             futures = {
                 pool.submit(_decode_shard, str(root / e.file), str(tmp), e.first_index, e.samples, size,
-                            shape[3]): e
+                            shape[3], e.sha256): e
                 for e in info.shards
             }
             for future in as_completed(futures):

@@ -98,7 +98,12 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def load_manifest(root: str | os.PathLike) -> Manifest:
-    """Read `<root>/manifest.json`; a clear error when the dataset is missing or incomplete."""
+    """Read `<root>/manifest.json` of a folder or a dataset URL; a clear error when missing or incomplete."""
+    if str(root).startswith(("http://", "https://", "hf://")):
+        from shards.read import open_url
+
+        with open_url(f"{str(root).rstrip('/')}/{MANIFEST}") as f:
+            return Manifest.from_dict(json.loads(f.read()))
     root = Path(root)
     if not root.is_dir():
         raise ShardsError(f"{root}: no such dataset folder; check the path or build the dataset first")

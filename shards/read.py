@@ -8,18 +8,17 @@ stages: the per-sample Python work is what limits plain `webdataset` on small im
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator
 
-import numpy as np
-
 from shards.codec import IMAGE_EXTS, decode_image, group_samples
 from shards.errors import ShardsError
 from shards.tario import iter_tar_members
 
-Sample = tuple[str, "np.ndarray | bytes", int, dict[str, Any]]
+Sample = tuple[str, Any, int, dict[str, Any]]  # key, image (uint8 HxWxC array, or bytes), cls, meta
 
 
 def open_url(url: str | os.PathLike) -> BinaryIO:
@@ -50,23 +49,32 @@ def open_url(url: str | os.PathLike) -> BinaryIO:
     return open(path, "rb", buffering=1 << 20)
 
 
+def _samples(stream: BinaryIO, source: str, decode: bool, channels: int | None) -> Iterator[Sample]:
+    try:
+        for key, fields in group_samples(iter_tar_members(stream, source), source):
+            ext = next((e for e in IMAGE_EXTS if e in fields), None)
+            if ext is None or "cls" not in fields:
+                raise ValueError(f"sample {key!r} lacks an image or a cls member (has {sorted(fields)})")
+            image = decode_image(fields[ext], channels) if decode else fields[ext]
+            meta = json.loads(fields["json"]) if "json" in fields else {}
+            yield key, image, int(fields["cls"]), meta
+    except (ValueError, OSError) as exc:
+        raise ShardsError(f"{source}: unreadable shard ({exc}); verify the dataset with "
+                          "`python -m shards verify DIR` and rebuild what it reports") from exc
+
+
 def iter_shard(url: str | os.PathLike, decode: bool = True, channels: int | None = None) -> Iterator[Sample]:
     """Yield (key, image, cls, meta) for every sample of one shard, in order.
 
     `decode=False` yields the encoded image bytes. Errors name the shard.
     """
     with open_url(url) as stream:
-        try:
-            for key, fields in group_samples(iter_tar_members(stream, str(url)), str(url)):
-                ext = next((e for e in IMAGE_EXTS if e in fields), None)
-                if ext is None or "cls" not in fields:
-                    raise ValueError(f"sample {key!r} lacks an image or a cls member (has {sorted(fields)})")
-                image = decode_image(fields[ext], channels) if decode else fields[ext]
-                meta = json.loads(fields["json"]) if "json" in fields else {}
-                yield key, image, int(fields["cls"]), meta
-        except (ValueError, OSError) as exc:
-            raise ShardsError(f"{url}: unreadable shard ({exc}); verify the dataset with "
-                              "`python -m shards verify DIR` and rebuild what it reports") from exc
+        yield from _samples(stream, str(url), decode, channels)
+
+
+def iter_tar_samples(data: bytes, source: str, channels: int | None = None) -> Iterator[Sample]:
+    """iter_shard over a shard already read into memory."""
+    return _samples(io.BytesIO(data), source, True, channels)
 
 
 def iter_samples(urls: Iterable[str | os.PathLike], decode: bool = True,

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from shards import ShardsError, iter_samples, load_manifest
-from shards.verify import verify_dataset
 from shards_fixtures import CLASSES, build, index_image, index_samples, label_of, make_writer
 
 

@@ -47,6 +47,17 @@ def test_cache_is_keyed_by_shard_hashes(tmp_path):
     assert second.images.sum() == 0 and first.images.sum() > 0
 
 
+def test_cache_build_refuses_a_corrupt_shard(tmp_path):
+    root = build(tmp_path / "ds", train=200, test=10)
+    path = root / "data/train-000001.tar"
+    data = bytearray(path.read_bytes())
+    data[600] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ShardsError, match="train-000001.tar: corrupt: sha256"):
+        load_split(root, "train", cache_dir=tmp_path / "c", progress=False)
+    assert not list((tmp_path / "c").glob("*.npy")), "no cache may be left from corrupt data"
+
+
 def test_stream_covers_every_sample_once_across_ranks_and_workers(dataset):
     seen = []
     for rank in range(2):
@@ -82,7 +93,7 @@ def test_http_dataset_is_downloaded_verified_and_cached(dataset, tmp_path):
     try:
         url = f"http://127.0.0.1:{server.server_port}/{dataset.name}"
         local = resolve_dataset(url, cache_dir=tmp_path / "remote")
-        assert load_manifest(local).to_dict() == load_manifest(dataset).to_dict()
+        assert load_manifest(local).to_dict() == load_manifest(dataset).to_dict() == load_manifest(url).to_dict()
         assert (local / "data/train-000005.tar").read_bytes() == (dataset / "data/train-000005.tar").read_bytes()
         arrays = load_split(local, "test", progress=False)
         assert arrays.labels.tolist() == [label_of(i) for i in range(50)]

@@ -2,7 +2,8 @@
 
     python -m train run --data DATASET --mode real --n 50000 --preset paper-cifar5m --out runs/real-50k
     python -m train run --data DATASET --mode ideal --preset paper-cifar5m --out runs/ideal --dry-run
-    torchrun --nproc_per_node=8 -m train run ...      # DDP: the global batch is split over the ranks
+    torchrun --nproc_per_node=8 -m train run --train-size 50000 ...   # DDP: the global batch is split over
+                                                # the ranks; torchrun misreads `--n`, so write --train-size
 
 Other commands reuse the flags: `add_run_flags(parser)` adds every trainer setting and
 `config_from_args(args, **overrides)` builds the RunConfig (defaults <- --preset <- explicit flags <-
@@ -39,7 +40,9 @@ def _flag(group, name: str, help: str, **kw) -> None:
 def _add_data_flags(g) -> None:
     _flag(g, "data", "dataset folder, http(s):// URL or hf://datasets/ORG/NAME (required)")
     _flag(g, "mode", "real: train on a seeded subset of n; ideal: fresh samples every step", choices=MODES)
-    _flag(g, "n", "Real World train-set size (ignored by the Ideal World)", type=int)
+    # --train-size: torchrun's own parser takes `--n` for an ambiguous abbreviation of --nnodes/--nproc-per-node
+    g.add_argument("--n", "--train-size", dest="n", type=int, default=None,
+                   help="Real World train-set size (ignored by the Ideal World); under torchrun write --train-size")
     _flag(g, "train-split", "split forming the train pool (default train)")
     _flag(g, "test-split", "split evaluated as the test set (default test)")
     _flag(g, "test-samples", "evaluate only the first N test samples (the paper: 10,000)", type=int)

@@ -12,7 +12,6 @@ pinned host memory, from where each batch is gathered and copied asynchronously.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -64,20 +63,17 @@ def is_url(location: str) -> bool:
 
 
 def open_dataset(location: str, stream: bool = False, verify: bool = True) -> Dataset:
-    """Resolve (download a URL unless streaming), read the manifest and check every shard's sha256.
+    """Resolve (download a URL unless streaming) and read the manifest; check shard sha256s when streaming
+    (the fast path's shards.load_split checks them while building its cache).
 
     Raises shards.ShardsError for a missing, incomplete or corrupt dataset.
     """
     if stream and is_url(location):
         # Streaming reads the shards where they are: fetch only the manifest.
-        from shards.read import open_url
-
-        with open_url(f"{location.rstrip('/')}/manifest.json") as f:
-            manifest = shards.Manifest.from_dict(json.loads(f.read()))
-        return Dataset(location, location, manifest)
+        return Dataset(location, location, shards.load_manifest(location))
     root = shards.resolve_dataset(location)
     manifest = shards.load_manifest(root)
-    if verify:
+    if verify and stream:  # the fast path's decoded cache checks every shard's sha256 as it is built
         from shards.verify import verify_dataset
 
         report = verify_dataset(root, decode=False)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench_train import PILDataset  # the same reference pipeline as the CPU benchmark (bench/ is on sys.path)
 from train.config import RunConfig
 from train.data import TrainStore
 from train.ddp import Dist
@@ -103,24 +104,6 @@ def part_speed(args, device) -> None:
           f"batch {cfg.batch_size} | {ips:,.0f} img/s | {tflops:,.0f} TFLOP/s | {100 * tflops / args.peak_tflops:.1f}% of "
           f"{args.peak_tflops:.0f} | first step (compile) {compile_s:.0f} s |", flush=True)
     args.trainer = (trainer, model)
-
-
-class PILDataset(torch.utils.data.Dataset):
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
-        from PIL import Image
-        from torchvision import transforms
-
-        self.images = [Image.fromarray(a) for a in images]
-        self.labels = labels
-        self.transform = transforms.Compose([
-            transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-            transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        return self.transform(self.images[i]), int(self.labels[i])
 
 
 def part_reference(args, device) -> None:

@@ -1,0 +1,171 @@
+"""`python -m cifar5m.demo run` (make demo) at a tiny size: every stage, the report with its generator
+section and headline, the summary, resume without redoing work, and the checks that run before any work."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from cifar5m import demo, demo_run
+from cifar5m.demo_data import CLASS_NAMES
+from cifar5m.demo_run import DemoConfig, generator_markdown, run_demo
+from cifar5m.errors import Cifar5mError
+from conftest import make_tiny_labeler, make_tiny_pipeline
+from shards import ShardsError, load_manifest
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """Random 1x8x8 diffusion model and 10-way labeler under the names the demo looks for."""
+    root = tmp_path_factory.mktemp("demo-models")
+    make_tiny_pipeline(root / "digits-ddpm", channels=1, size=8)
+    make_tiny_labeler(root / "digits-labeler", in_chans=1, input_size=16, label_names=CLASS_NAMES,
+                      image_shape=(8, 8, 1))
+    return root
+
+
+def tiny_cfg(models, out, **kw) -> DemoConfig:
+    values = dict(out_dir=str(out), models_dir=str(models), train=256, test=64, samples_per_shard=128, gen_steps=2,
+                  gen_batch_size=64, n=64, steps=8, batch_size=16, model="mcnn", width=4, eval_points=4,
+                  quality_sizes=(100,), device="cpu", workers=1, threads=1)
+    values.update(kw)
+    return DemoConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_models, tmp_path_factory):
+    """One tiny demo run (generating on 2 worker processes), and what it printed."""
+    cfg = tiny_cfg(tiny_models, tmp_path_factory.mktemp("demo") / "out", workers=2)
+    capture = pytest.MonkeyPatch()
+    printed = []
+    capture.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(map(str, a))))
+    try:
+        result = run_demo(cfg)
+    finally:
+        capture.undo()
+    return cfg, result, "\n".join(printed)
+
+
+def test_every_stage_writes_its_part(finished):
+    cfg, result, _ = finished
+    real, synthetic = load_manifest(cfg.out / "real-digits"), load_manifest(cfg.out / "synthetic")
+    assert (real.splits["train"].count, real.splits["test"].count) == (1258, 539)  # 70/30 of 1,797
+    assert (synthetic.splits["train"].count, synthetic.splits["test"].count) == (256, 64)
+    assert synthetic.class_names == CLASS_NAMES
+    assert [s["name"].split(" ")[0] for s in result["stages"]] == ["models", "real", "synthetic", "generator",
+                                                                  "bootstrap:"]
+    saved = json.loads((cfg.out / "demo.json").read_text())
+    assert saved["headline"] == json.loads(json.dumps(result["headline"]))
+
+
+def test_workers_write_the_same_bytes_as_one_process(finished, tiny_models, tmp_path):
+    cfg, _, _ = finished
+    single = demo_run.generate_synthetic(dataclasses.replace(cfg, out_dir=str(tmp_path), workers=1),
+                                         {"ddpm": tiny_models / "digits-ddpm", "labeler": tiny_models / "digits-labeler"})
+    ours, theirs = load_manifest(cfg.out / "synthetic"), load_manifest(single)
+    assert [s.sha256 for s in ours.splits["train"].shards] == [s.sha256 for s in theirs.splits["train"].shards]
+    assert ours.splits["test"].label_histogram == theirs.splits["test"].label_histogram
+
+
+def test_bootstrap_uses_the_synthetic_pool_and_the_real_holdout(finished):
+    cfg, result, _ = finished
+    exp = cfg.out / "bootstrap"
+    real_cfg = json.loads((exp / "real" / "config.json").read_text())
+    ideal = json.loads((exp / "ideal" / "summary.json").read_text())
+    assert real_cfg["data"] == str(cfg.out / "synthetic") and real_cfg["n"] == 64
+    assert real_cfg["extra_test"] == [f"real-digits={cfg.out / 'real-digits'}"]
+    assert ideal["ledger"]["no_reuse"] and ideal["ledger"]["total_draws"] == 8 * 16
+    headline = result["headline"]
+    assert set(headline["extra"]) == {"real-digits"}
+    assert headline["steps"] == 8 and headline["n"] == 64
+
+
+def test_report_states_generator_quality_and_headline(finished):
+    cfg, result, printed = finished
+    report = (cfg.out / "bootstrap" / "report.md").read_text()
+    quality = json.loads((cfg.out / "quality.json").read_text())
+    lab = quality["labeler_holdout"]
+    assert lab["count"] == 539 and 0 <= lab["accuracy"] <= 1
+    assert "## The generator: how close are the synthetic digits to real ones?" in report
+    assert f"{100 * lab['accuracy']:.2f}% ({lab['errors']} wrong of 539" in report
+    row = quality["synthetic_vs_real"]["rows"][0]
+    assert row["n"] == 100
+    assert f"| 100 | {100 * row['synthetic_to_real_accuracy']:.2f}% | {100 * row['real_to_real_accuracy']:.2f}% |" in report
+    assert "## Real vs Ideal on each test set" in report and "| real-digits | soft-error |" in report
+    # the console summary: where the report is, and its figures
+    assert f"report: {cfg.out / 'bootstrap' / 'report.md'}" in printed
+    assert "demo finished in" in printed and "real-digits soft-error at" in printed
+    assert "labeler accuracy on the real holdout" in printed and "n=100:" in printed
+
+
+def test_rerun_reuses_shards_and_finished_runs(finished):
+    cfg, result, _ = finished
+    files = sorted((cfg.out / "synthetic" / "data").glob("*.tar")) + [cfg.out / "bootstrap" / "real" / "summary.json",
+                                                                        cfg.out / "bootstrap" / "ideal" / "summary.json"]
+    before = {f: f.stat().st_mtime_ns for f in files}
+    again = run_demo(cfg)
+    assert {f: f.stat().st_mtime_ns for f in files} == before
+    assert again["headline"] == result["headline"]
+
+
+def test_checks_run_before_any_work(tiny_models, tmp_path):
+    with pytest.raises(Cifar5mError, match=r"--steps=20 x --batch-size=16 = 320 draws > --train=256"):
+        run_demo(tiny_cfg(tiny_models, tmp_path / "out", steps=20))
+    with pytest.raises(Cifar5mError, match=r"--n=300: larger than the synthetic train pool"):
+        run_demo(tiny_cfg(tiny_models, tmp_path / "out", n=300))
+    assert not (tmp_path / "out").exists()
+    assert demo.main(["run", "--train", "1000", "--steps", "10", "--batch-size", "128"]) == 2
+
+
+def test_missing_models_are_trained_into_the_output(tiny_models, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_train(folder, cfg, overwrite=False):
+        calls.append(folder)
+        for name in ("digits-ddpm", "digits-labeler"):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).symlink_to(tiny_models / name)
+
+    monkeypatch.setattr(demo, "train_models", fake_train)
+    cfg = tiny_cfg(tmp_path / "no-models", tmp_path / "out")
+    models = demo_run.resolve_models(cfg)
+    assert calls == [tmp_path / "out" / "models"]
+    assert models["ddpm"] == tmp_path / "out" / "models" / "digits-ddpm"
+
+
+def test_quality_section_states_the_difference_plainly():
+    quality = {
+        "labeler_holdout": {"accuracy": 538 / 539, "count": 539, "errors": 1, "mean_confidence": 0.99},
+        "synthetic_labels": {"mean_confidence": 0.94, "train_histogram": [10] * 10},
+        "synthetic_vs_real": {"classifier": "an SVM", "test_set": "real holdout", "skipped_sizes": [],
+                              "rows": [{"n": 1000, "synthetic_to_real_accuracy": 0.95,
+                                        "real_to_real_accuracy": 0.985}]},
+    }
+    text = generator_markdown(dataclasses.replace(DemoConfig(), train=100, test=10), quality, "out/synthetic")
+    assert "| 1,000 | 95.00% | 98.50% | -3.5 points |" in text
+    assert "99.81% (1 wrong of 539; mean confidence 0.990)" in text
+    assert "is 3.5 points less accurate on real digits than the same classifier trained on real ones" in text
+
+
+def test_other_settings_or_pool_need_overwrite(tiny_models, tmp_path):
+    cfg = tiny_cfg(tiny_models, tmp_path / "out", steps=4)
+    run_demo(cfg)
+    with pytest.raises(ShardsError, match="--overwrite to replace it"):  # the writer refuses another pool
+        run_demo(dataclasses.replace(cfg, train=240))
+    # a regenerated pool in the same folder: the finished runs must not pass for runs on it
+    changed = dataclasses.replace(cfg, train=240, overwrite=True)
+    before = json.loads((cfg.out / "bootstrap" / "demo-data.json").read_text())
+    result = run_demo(changed)
+    assert json.loads((cfg.out / "bootstrap" / "demo-data.json").read_text()) != before
+    ideal = json.loads((cfg.out / "bootstrap" / "ideal" / "summary.json").read_text())
+    assert ideal["ledger"]["pool_size"] == 240 and result["headline"]["steps"] == 4

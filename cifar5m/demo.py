@@ -229,10 +229,59 @@ def build_parser() -> argparse.ArgumentParser:
     qu.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="training set sizes n")
     qu.add_argument("--out", help="also write the result to this JSON file")
 
-    from cifar5m.demo_run import add_run_parser
-
-    add_run_parser(sub)
+    _add_run_parser(sub)
     return parser
+
+
+def _add_run_parser(sub) -> None:
+    """The `run` subcommand (`make demo`, cifar5m/demo_run.py)."""
+    from cifar5m.demo_run import DemoConfig
+
+    d = DemoConfig()
+    run = sub.add_parser("run", help="the whole pipeline on the real digits (`make demo`)",
+                         description="The whole Deep Bootstrap pipeline at miniature scale on scikit-learn's "
+                         "real digits, offline: real split, synthetic digits, generator quality, Real vs Ideal "
+                         "bootstrap, report. Resumable: re-run the same command to finish.")
+    run.add_argument("--out", default=d.out_dir, help=f"output folder (default {d.out_dir})")
+    run.add_argument("--models", default=d.models_dir, help="folder holding digits-ddpm/ and digits-labeler/ "
+                     "(default: the shipped cifar5m/demo_models)")
+    run.add_argument("--split-seed", type=int, default=d.split_seed, help="the real split the models were trained on")
+    run.add_argument("--seed", type=int, default=d.seed, help="seed of the generation and of the bootstrap runs")
+    g = run.add_argument_group("synthetic digits")
+    g.add_argument("--train", type=int, default=d.train, help=f"synthetic train pool (default {d.train:,})")
+    g.add_argument("--test", type=int, default=d.test, help=f"synthetic test split (default {d.test:,})")
+    g.add_argument("--shard-size", type=int, default=d.samples_per_shard, help="images per shard (resume unit)")
+    g.add_argument("--gen-steps", type=int, default=d.gen_steps, help="DPM-Solver++ steps (default 20)")
+    g.add_argument("--gen-batch-size", type=int, default=d.gen_batch_size, help="images per UNet batch")
+    b = run.add_argument_group("bootstrap (both worlds share these)")
+    b.add_argument("--n", type=int, default=d.n, help=f"Real World train-set size (default {d.n:,})")
+    b.add_argument("--steps", type=int, default=d.steps, help=f"SGD steps (default {d.steps}); "
+                   "steps x batch size must be <= --train")
+    b.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    b.add_argument("--model", default=d.model, help=f"trainer model (default {d.model})")
+    b.add_argument("--width", type=int, default=d.width, help=f"its base width (default {d.width})")
+    b.add_argument("--lr", type=float, default=d.lr, help=f"peak lr of the cosine schedule (default {d.lr})")
+    b.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
+    b.add_argument("--eval-points", type=int, default=d.eval_points, help="log-spaced evaluation steps")
+    run.add_argument("--device", default=d.device, help="auto (cuda if present), cpu or cuda")
+    run.add_argument("--overwrite", action="store_true", help="replace datasets and runs in --out that were made "
+                     "with other settings (those made with these settings are always reused)")
+    run.add_argument("--workers", type=int, default=None, help="generation processes on CPU, one torch thread "
+                     "each (default: one per core, at most 8)")
+    run.add_argument("--threads", type=int, default=d.threads, help=f"torch threads for the bootstrap (default "
+                     f"{d.threads}: its small batches do not spread well over threads)")
+
+
+def _demo_config_from_args(args: argparse.Namespace):
+    from cifar5m.demo_run import DemoConfig
+
+    return DemoConfig(
+        out_dir=args.out, models_dir=args.models, split_seed=args.split_seed, seed=args.seed, train=args.train,
+        test=args.test, samples_per_shard=args.shard_size, gen_steps=args.gen_steps,
+        gen_batch_size=args.gen_batch_size, n=args.n, steps=args.steps, batch_size=args.batch_size,
+        model=args.model, width=args.width, lr=args.lr, momentum=args.momentum, eval_points=args.eval_points,
+        device=args.device, overwrite=args.overwrite, workers=args.workers, threads=args.threads,
+    ).validate()
 
 
 def _config_from_args(args: argparse.Namespace) -> DemoModelsConfig:
@@ -263,9 +312,9 @@ def run(args: argparse.Namespace) -> None:
         if args.out:
             _write_json(Path(args.out), result)
     elif args.command == "run":
-        from cifar5m.demo_run import config_from_args, run_demo
+        from cifar5m.demo_run import run_demo
 
-        run_demo(config_from_args(args))
+        run_demo(_demo_config_from_args(args))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,14 @@
 """`make demo`: the whole Deep Bootstrap pipeline at miniature scale on scikit-learn's real digits.
 
-    python -m cifar5m.demo run                        # out/demo; ~6-7 min on 2 idle CPU cores, offline
+    python -m cifar5m.demo run                        # out/demo; ~6 min on 2 idle CPU cores, offline
     python -m cifar5m.demo run --train 8000 --steps 60 --out out/demo-small   # a quicker look
 
 Stages, each logged with its wall time; re-running the same command resumes (committed shards and
 finished runs are kept, a killed run continues from its checkpoint):
 1. models: the shipped digits diffusion model and labeler (cifar5m/demo_models), trained if missing;
 2. real digits -> <out>/real-digits (train = the models' 70% train split, test = the 30% holdout);
-3. synthetic digits -> <out>/synthetic, through `cifar5m generate`'s own code path (plan_run, run_local);
+3. synthetic digits -> <out>/synthetic, through `cifar5m generate`'s own code (plan_run, then
+   ShardMaker.run_shard on one process per core, demo_workers.py: the bytes of a single-process run);
 4. generator quality: the labeler on the real holdout, and a classifier trained on synthetic digits
    vs one trained on real digits, both tested on the real holdout -> <out>/quality.json;
 5. bootstrap: Real World (n) vs Ideal World on the synthetic pool, the real holdout as an extra test
@@ -54,7 +55,7 @@ class DemoConfig:
     gen_steps: int = 20
     gen_batch_size: int = 500
     # Bootstrap: the paper's CIFAR-5m optimiser (SGD lr 0.1, no momentum or weight decay, batch 128, cosine;
-    # smooth here, as a run is 280 steps, not 39,000) and its 4-layer CNN (mcnn, width 64), no augmentation.
+    # smooth here, as a run is 340 steps, not 39,000) and its 4-layer CNN (mcnn, width 64), no augmentation.
     # 340 x 128 = 43,520 draws <= the 44,000 pool, so the Ideal World never reuses a sample; that is ~44
     # epochs of the Real World's n = 1,000, which fitted it (train error <= 1%) by step 53-82 when measured.
     # ~65 s per run with 1 thread.
@@ -234,8 +235,9 @@ def generate_synthetic(cfg: DemoConfig, models: dict) -> Path:
                          test=cfg.test, samples_per_shard=cfg.samples_per_shard, seed=cfg.seed,
                          batch_size=cfg.gen_batch_size, device=cfg.device, overwrite=cfg.overwrite).validate()
     log.info("same as: python -m cifar5m generate --model %s --labeler %s --class-names %s --sampler dpmpp "
-             "--steps %d --train %d --test %d --shard-size %d --seed %d --out %s", gen.model, gen.labeler,
-             ",".join(CLASS_NAMES), gen.steps, gen.train, gen.test, gen.samples_per_shard, gen.seed, out)
+             "--steps %d --train %d --test %d --shard-size %d --seed %d --batch-size %d --out %s", gen.model,
+             gen.labeler, ",".join(CLASS_NAMES), gen.steps, gen.train, gen.test, gen.samples_per_shard, gen.seed,
+             gen.batch_size, out)
     plan = plan_run(gen, resolve_device(cfg.device).type)
     if resolve_device(cfg.device).type == "cpu" and cfg.cpu_workers > 1:
         from cifar5m.demo_workers import run_workers
@@ -435,48 +437,3 @@ def format_summary(cfg: DemoConfig, result: dict) -> str:
         f"{_rows_text(quality['synthetic_vs_real'])}",
     ]
     return "\n".join(lines)
-
-
-def add_run_parser(sub) -> None:
-    """The `run` subcommand of `python -m cifar5m.demo`."""
-    d = DemoConfig()
-    run = sub.add_parser("run", help="the whole pipeline on the real digits (`make demo`)",
-                         description=__doc__.split("\n\n")[0] + " Resumable: re-run to finish.")
-    run.add_argument("--out", default=d.out_dir, help=f"output folder (default {d.out_dir})")
-    run.add_argument("--models", default=d.models_dir, help="folder holding digits-ddpm/ and digits-labeler/ "
-                     "(default: the shipped cifar5m/demo_models)")
-    run.add_argument("--split-seed", type=int, default=d.split_seed, help="the real split the models were trained on")
-    run.add_argument("--seed", type=int, default=d.seed, help="seed of the generation and of the bootstrap runs")
-    g = run.add_argument_group("synthetic digits")
-    g.add_argument("--train", type=int, default=d.train, help=f"synthetic train pool (default {d.train:,})")
-    g.add_argument("--test", type=int, default=d.test, help=f"synthetic test split (default {d.test:,})")
-    g.add_argument("--shard-size", type=int, default=d.samples_per_shard, help="images per shard (resume unit)")
-    g.add_argument("--gen-steps", type=int, default=d.gen_steps, help="DPM-Solver++ steps (default 20)")
-    g.add_argument("--gen-batch-size", type=int, default=d.gen_batch_size, help="images per UNet batch")
-    b = run.add_argument_group("bootstrap (both worlds share these)")
-    b.add_argument("--n", type=int, default=d.n, help=f"Real World train-set size (default {d.n:,})")
-    b.add_argument("--steps", type=int, default=d.steps, help=f"SGD steps (default {d.steps}); "
-                   "steps x batch size must be <= --train")
-    b.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
-    b.add_argument("--model", default=d.model, help=f"trainer model (default {d.model})")
-    b.add_argument("--width", type=int, default=d.width, help=f"its base width (default {d.width})")
-    b.add_argument("--lr", type=float, default=d.lr, help=f"peak lr of the cosine schedule (default {d.lr})")
-    b.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
-    b.add_argument("--eval-points", type=int, default=d.eval_points, help="log-spaced evaluation steps")
-    run.add_argument("--device", default=d.device, help="auto (cuda if present), cpu or cuda")
-    run.add_argument("--overwrite", action="store_true", help="replace datasets and runs in --out that were made "
-                     "with other settings (those made with these settings are always reused)")
-    run.add_argument("--workers", type=int, default=None, help="generation processes on CPU, one torch thread "
-                     "each (default: one per core, at most 8)")
-    run.add_argument("--threads", type=int, default=d.threads, help=f"torch threads for the bootstrap (default "
-                     f"{d.threads}: its small batches do not spread well over threads)")
-
-
-def config_from_args(args) -> DemoConfig:
-    return DemoConfig(
-        out_dir=args.out, models_dir=args.models, split_seed=args.split_seed, seed=args.seed, train=args.train,
-        test=args.test, samples_per_shard=args.shard_size, gen_steps=args.gen_steps,
-        gen_batch_size=args.gen_batch_size, n=args.n, steps=args.steps, batch_size=args.batch_size,
-        model=args.model, width=args.width, lr=args.lr, momentum=args.momentum, eval_points=args.eval_points,
-        device=args.device, overwrite=args.overwrite, workers=args.workers, threads=args.threads,
-    ).validate()

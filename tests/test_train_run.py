@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+import shards
 import torch
 
 from test_train_fixtures import build_dataset, copy_dataset
@@ -42,7 +45,9 @@ def test_real_run_writes_its_folder_and_finds_t_n(dataset, tmp_path):
     cfg = make_cfg(dataset, tmp_path / "run")
     summary = run_training(cfg, progress=False)
     out = Path(cfg.out_dir)
-    assert json.loads((out / "config.json").read_text()) == cfg.to_dict()
+    data_hash = shards.load_manifest(cfg.data).config_hash[:16]  # which dataset the run read
+    recorded = {**cfg.to_dict(), "data_hashes": [data_hash]}
+    assert json.loads((out / "config.json").read_text()) == recorded
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     rows = rows_of(out)
     assert [r["step"] for r in rows] == [0, 10, 20, 30, 40, 50, 60]
@@ -58,7 +63,7 @@ def test_real_run_writes_its_folder_and_finds_t_n(dataset, tmp_path):
     assert ledger["passes"] == pytest.approx(4.8) and len(ledger["subset_hash"]) == 16
     assert (summary["mode"], summary["n"], summary["steps_done"], summary["batch_size"]) == ("real", 200, 60, 16)
     state = torch.load(out / "checkpoints" / "last.pt", weights_only=True)  # plain tensors, no pickled module
-    assert state["step"] == 60 and state["config"] == cfg.to_dict() and int(state["ledger"].sum()) == 960
+    assert state["step"] == 60 and state["config"] == recorded and int(state["ledger"].sum()) == 960
     assert {"model", "optimizer", "sampler", "rng"} <= set(state)
 
 
@@ -202,3 +207,14 @@ def test_streaming_ideal_resumes_like_an_uninterrupted_run(dataset, tmp_path, mo
     resumed = run_training(cfg, resume=True, progress=False)
     assert rows_of(Path(cfg.out_dir)) == rows_of(tmp_path / "whole")
     assert resumed["ledger"]["no_reuse"] and resumed["ledger"]["unique_samples"] == 24 * 16
+
+
+def test_a_dataset_regenerated_at_the_same_path_is_not_mistaken_for_the_old_one(tmp_path):
+    ds = build_dataset(tmp_path / "ds", train=200, test=50)
+    cfg = make_cfg(ds, tmp_path / "run", steps=10, eval_schedule="every:5")
+    run_training(cfg, progress=False)
+    assert run_training(cfg, progress=False)["steps_done"] == 10  # same data: the finished run is reused
+    shutil.rmtree(ds)
+    build_dataset(ds, train=300, test=50)  # other settings, same folder
+    with pytest.raises(TrainError, match="another config.*data_hashes"):
+        run_training(cfg, progress=False)

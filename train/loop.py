@@ -16,6 +16,7 @@ and torch's global RNG (dropout) are re-derived each step, so a resumed run repe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 def run_training(cfg: RunConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
     """Run one run into cfg.out_dir and return its summary (also written to summary.json)."""
     validate(cfg)
+    cfg = with_data_hashes(cfg)
     dist = ddp.init_distributed(_wants_cuda(cfg.device))
     device = _device(cfg.device, dist)
     start = ddp.run_on_main(dist, lambda: runfolder.prepare_run_dir(cfg, resume, overwrite))
@@ -47,6 +49,26 @@ def run_training(cfg: RunConfig, resume: bool = False, overwrite: bool = False, 
         log.info("%s: finished already, returning its summary", cfg.out_dir)
         return start.summary
     return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
+
+
+def with_data_hashes(cfg: RunConfig) -> RunConfig:
+    """Record which datasets (by manifest config hash) the run reads, so a changed dataset is a new run."""
+    if cfg.data_hashes:
+        return cfg
+    import shards
+
+    from train.config import parse_extra_test
+
+    from train.data import is_url
+
+    hashes = []
+    for location in [cfg.data] + [parse_extra_test(spec)[1] for spec in cfg.extra_test]:
+        try:  # a URL's manifest is read where it is; a folder is checked first for the clearer error
+            manifest = shards.load_manifest(location if is_url(location) else shards.resolve_dataset(location))
+        except shards.ShardsError as exc:
+            raise TrainError(str(exc)) from exc
+        hashes.append(manifest.config_hash[:16])
+    return dataclasses.replace(cfg, data_hashes=tuple(hashes))
 
 
 def _wants_cuda(spec: str) -> bool:

@@ -16,10 +16,9 @@ import contextlib
 import multiprocessing
 import os
 import signal
-import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-from cifar5m.generate import Progress, RunPlan, RunResult
+from cifar5m.generate import Progress, RunPlan, RunResult, run_pending
 
 _maker = None  # the worker process's ShardMaker
 _updates = None  # the queue its pid and batch counts go to
@@ -62,18 +61,8 @@ def run_workers(plan: RunPlan, workers: int, progress: Progress | None = None) -
     Ctrl-C the workers are stopped at once: a shard is committed by an atomic rename, so none is left
     half-written, and the next run removes their temporary files.
     """
-    writer = plan.writer()
-    writer.prepare()
-    specs = writer.pending(plan.cfg.shard_range)
-    result = RunResult(planned_shards=len(writer.plan()), pending_shards=len(specs))
-    start = time.perf_counter()
-    if progress:
-        progress.start(sum(s.count for s in specs))
-    if specs:
-        _make_all(plan, specs, workers, result, progress)
-    result.wall_s = time.perf_counter() - start
-    result.manifest = writer.finalize()
-    return result
+    return run_pending(plan, progress, lambda writer, specs, result: _make_all(plan, specs, workers, result,
+                                                                             progress))
 
 
 def _make_all(plan: RunPlan, specs: list, workers: int, result: RunResult, progress: Progress | None) -> None:

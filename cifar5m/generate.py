@@ -185,12 +185,9 @@ class RunResult:
         return sum(s["samples"] for s in self.written)
 
 
-def run_local(plan: RunPlan, progress: Progress | None = None) -> RunResult:
-    """Make every pending shard (within --shards) in this process, then assemble the manifest if complete.
-
-    While shard N is written (PNG encoding, hashing) on a helper thread, shard N + 1 is sampled.
-    Ctrl-C waits for a shard being written to commit; the shard being sampled is simply dropped.
-    """
+def run_pending(plan: RunPlan, progress: Progress | None, make_shards) -> RunResult:
+    """The frame every runner shares: prepare the folder, find the pending shards (within --shards),
+    make them with `make_shards(writer, specs, result)`, then assemble the manifest if complete."""
     writer = plan.writer()
     writer.prepare()
     specs = writer.pending(plan.cfg.shard_range)
@@ -199,6 +196,19 @@ def run_local(plan: RunPlan, progress: Progress | None = None) -> RunResult:
     if progress:
         progress.start(sum(s.count for s in specs))
     if specs:
+        make_shards(writer, specs, result)
+    result.wall_s = time.perf_counter() - start
+    result.manifest = writer.finalize()
+    return result
+
+
+def run_local(plan: RunPlan, progress: Progress | None = None) -> RunResult:
+    """Make every pending shard (within --shards) in this process, then assemble the manifest if complete.
+
+    While shard N is written (PNG encoding, hashing) on a helper thread, shard N + 1 is sampled.
+    Ctrl-C waits for a shard being written to commit; the shard being sampled is simply dropped.
+    """
+    def make_shards(writer, specs, result: RunResult) -> None:
         maker = ShardMaker(plan, plan.cfg.device, writer)
         with ThreadPoolExecutor(max_workers=1) as pool:
             in_flight = None
@@ -208,9 +218,8 @@ def run_local(plan: RunPlan, progress: Progress | None = None) -> RunResult:
                     result.written.append(in_flight.result())
                 in_flight = pool.submit(writer.write_shard, spec, samples, extra)
             result.written.append(in_flight.result())
-    result.wall_s = time.perf_counter() - start
-    result.manifest = writer.finalize()
-    return result
+
+    return run_pending(plan, progress, make_shards)
 
 
 def complete_stats(writer) -> list[dict]:

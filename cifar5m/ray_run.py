@@ -13,9 +13,8 @@ Every node needs this package importable (installed, or on PYTHONPATH) and the m
 from __future__ import annotations
 
 import logging
-import time
 
-from cifar5m.generate import Progress, RunPlan, RunResult, ShardMaker
+from cifar5m.generate import Progress, RunPlan, RunResult, ShardMaker, run_pending
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +47,10 @@ class ShardActor:
 
 def run_ray(plan: RunPlan, progress: Progress | None = None) -> RunResult:
     """Make every pending shard (within --shards) on the cluster, then assemble the manifest if complete."""
-    import ray
+    def make_shards(writer, specs, result: RunResult) -> None:
+        _dispatch(_start_actors(plan, len(specs)), specs, result, progress)
 
-    writer = plan.writer()
-    writer.prepare()
-    specs = writer.pending(plan.cfg.shard_range)
-    result = RunResult(planned_shards=len(writer.plan()), pending_shards=len(specs))
-    start = time.perf_counter()
-    if progress:
-        progress.start(sum(s.count for s in specs))
-    if specs:
-        actors = _start_actors(plan, len(specs))
-        _dispatch(actors, specs, result, progress)
-    result.wall_s = time.perf_counter() - start
-    result.manifest = writer.finalize()
-    return result
+    return run_pending(plan, progress, make_shards)
 
 
 def _start_actors(plan: RunPlan, shard_count: int) -> list:

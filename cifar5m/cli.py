@@ -133,6 +133,20 @@ def describe(plan) -> dict:
 
 
 def run_and_report(plan) -> int:
+    if plan.cfg.ray:
+        from cifar5m.ray_run import run_ray
+
+        run_with_bar(plan, lambda bar: run_ray(plan, bar))
+    else:
+        from cifar5m.generate import run_local
+
+        run_with_bar(plan, lambda bar: run_local(plan, bar))
+    return 0
+
+
+def run_with_bar(plan, runner) -> None:
+    """Run `runner(progress)` under a tqdm bar over images, then print the dataset summary; failed
+    shards become one error (the run is resumable, so re-running retries them)."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from cifar5m.errors import Cifar5mError
@@ -140,21 +154,13 @@ def run_and_report(plan) -> int:
     bar = ProgressBar()
     try:
         with logging_redirect_tqdm():
-            if plan.cfg.ray:
-                from cifar5m.ray_run import run_ray
-
-                result = run_ray(plan, bar)
-            else:
-                from cifar5m.generate import run_local
-
-                result = run_local(plan, bar)
+            result = runner(bar)
     finally:
         bar.close()
     print_summary(plan, result)
     if result.failed:
         raise Cifar5mError(f"{len(result.failed)} shards failed (first: {result.failed[0]}); "
                            "re-run the same command to retry them")
-    return 0
 
 
 def print_summary(plan, result) -> None:

@@ -225,6 +225,7 @@ def write_real(cfg: DemoConfig) -> Path:
 
 def generate_synthetic(cfg: DemoConfig, models: dict) -> Path:
     """The synthetic digits dataset, made exactly as `python -m cifar5m generate` makes CIFAR-5m."""
+    from cifar5m.cli import run_with_bar
     from cifar5m.config import GenerateConfig
     from cifar5m.generate import plan_run
     from cifar5m.sample import resolve_device
@@ -242,30 +243,12 @@ def generate_synthetic(cfg: DemoConfig, models: dict) -> Path:
     if resolve_device(cfg.device).type == "cpu" and cfg.cpu_workers > 1:
         from cifar5m.demo_workers import run_workers
 
-        _generate_with_bar(plan, lambda bar: run_workers(plan, cfg.cpu_workers, bar))
+        run_with_bar(plan, lambda bar: run_workers(plan, cfg.cpu_workers, bar))
     else:
         from cifar5m.generate import run_local
 
-        _generate_with_bar(plan, lambda bar: run_local(plan, bar))
+        run_with_bar(plan, lambda bar: run_local(plan, bar))
     return out
-
-
-def _generate_with_bar(plan, runner) -> None:
-    """As `python -m cifar5m generate` does it: a tqdm bar over images, then the dataset summary."""
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from cifar5m.cli import ProgressBar, print_summary
-
-    bar = ProgressBar()
-    try:
-        with logging_redirect_tqdm():
-            result = runner(bar)
-    finally:
-        bar.close()
-    print_summary(plan, result)
-    if result.failed:
-        raise Cifar5mError(f"{len(result.failed)} shards failed (first: {result.failed[0]}); re-run the same "
-                           "command to make them")
 
 
 def measure_quality(cfg: DemoConfig, models: dict, synthetic_dir: Path) -> dict:

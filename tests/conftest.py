@@ -63,6 +63,16 @@ def make_tiny_labeler(folder: Path, num_classes: int = 10, in_chans: int = 3, in
     return Path(folder)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module's tests: byte comparisons across runs need the same float reductions,
+    and tiny models on 2 shared cores run faster without thread oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_pipeline(tmp_path_factory) -> Path:
     """3x32x32 images, DDPM fixed_large with 4 training timesteps."""

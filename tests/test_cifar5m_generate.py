@@ -17,13 +17,7 @@ from shards.verify import verify_dataset
 TRAIN, TEST, SHARD = 200, 60, 50  # 4 train shards + 2 test shards (the last holds 10)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Byte comparisons across runs need the same float reductions: one thread everywhere.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def generate(out: Path, pipeline: Path, labeler: Path, *extra: str, train=TRAIN, test=TEST) -> int:

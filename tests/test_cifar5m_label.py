@@ -9,12 +9,7 @@ from cifar5m.label import Labeler, check_head, create_labeler_model, read_labele
 from conftest import make_tiny_labeler
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _load(spec, checkpoint=None, classes=10) -> Labeler:

@@ -11,13 +11,7 @@ from cifar5m.sample import Sampler, ddpm_step
 from shards import derive_seed
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Results are compared bit for bit; one thread also keeps the shared 2-core machine responsive.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 SEEDS = [derive_seed(0, "train", i) for i in range(16)]

@@ -6,7 +6,6 @@ import dataclasses
 import json
 
 import pytest
-import torch
 
 from cifar5m import demo, demo_run
 from cifar5m.demo_data import CLASS_NAMES
@@ -16,12 +15,7 @@ from conftest import make_tiny_labeler, make_tiny_pipeline
 from shards import ShardsError, load_manifest
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

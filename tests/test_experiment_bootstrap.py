@@ -3,7 +3,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from shards import DatasetWriter
 from shards.card import CardInfo
@@ -14,13 +13,7 @@ from train.experiment import bootstrap
 from train.results import load_run
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on 2 shared cores: one thread each avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def build_protos(out, train=400, test=100, seed=0, size=8, noise=60.0):

@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 
 from test_experiment_bootstrap import build_protos, tiny_cfg
 from train.__main__ import main
@@ -11,13 +10,7 @@ from train.experiment import plan_sweep, sweep
 from train.results import load_run
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on 2 shared cores: one thread each avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import sys
 import time
 
 from cifar5m.config import DEFAULT_MODEL, DTYPES, PRESETS, GenerateConfig, parse_class_names, parse_shard_range
+from shards.entry import run_cli
 
 GENERATE_DESCRIPTION = f"""\
 Make a CIFAR-5m-like dataset: unconditional samples of a pretrained diffusion model, each labelled
@@ -165,23 +166,22 @@ def run_with_bar(plan, runner) -> None:
 
 def print_summary(plan, result) -> None:
     from cifar5m.extras import write_extras
-    from cifar5m.generate import complete_stats
 
     cfg, writer = plan.cfg, plan.writer()
-    stats = complete_stats(writer)
+    stats = writer.committed_stats()
     rate = result.images_written / result.wall_s if result.wall_s > 0 else 0.0
     print(f"this run: {len(result.written)} shards, {result.images_written:,} images in "
           f"{time.strftime('%H:%M:%S', time.gmtime(result.wall_s))} ({rate:,.1f} images/s); "
           f"{result.planned_shards - result.pending_shards} shards were already complete")
     for failure in result.failed[:10]:
         print(f"FAILED {failure}")
-    done = sum(s["samples"] for s in stats)
+    done = sum(s.samples for s in stats)
     total = sum(cfg.splits().values())
     print(f"dataset {cfg.out_dir}: {len(stats)}/{result.planned_shards} shards, {done:,}/{total:,} images")
-    counts = [sum(s["label_counts"][k] for s in stats) for k in range(len(plan.class_names))]
+    counts = [sum(s.label_counts[k] for s in stats) for k in range(len(plan.class_names))]
     print("classes: " + ", ".join(f"{name} {c / max(done, 1):.1%}" for name, c in zip(plan.class_names, counts)))
     if done:
-        print(f"mean labeler confidence (max prob): {sum(s['extra']['max_prob_sum'] for s in stats) / done:.3f}")
+        print(f"mean labeler confidence (max prob): {sum(s.extra['max_prob_sum'] for s in stats) / done:.3f}")
     if result.manifest is None:
         print(f"manifest.json not written yet: {result.planned_shards - len(stats)} shards missing; run the same "
               "command without --shards (or wait for the other jobs) to finish")
@@ -192,19 +192,5 @@ def print_summary(plan, result) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cifar5m.errors import Cifar5mError
-    from shards.errors import ShardsError
-
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    for name in ("cifar5m", "shards"):  # ours at INFO; the libraries' INFO chatter (timm, diffusers) stays off
-        logging.getLogger(name).setLevel(logging.INFO)
-    try:
-        args = build_parser().parse_args(argv)  # inside: --shards parsing raises Cifar5mError
-        return args.func(args)
-    except (Cifar5mError, ShardsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: committed shards are kept and no partial shard is; re-run the same command to "
-              "resume", file=sys.stderr)
-        return 130
+    return run_cli(build_parser(), argv, interrupted_hint="interrupted: committed shards are kept and no "
+                   "partial shard is; re-run the same command to resume")

@@ -29,6 +29,7 @@ from cifar5m.demo_diffusion import DiffusionConfig, load_pipeline, sample_digits
 from cifar5m.demo_labeler import LabelerConfig, load_labeler, predict_proba, save_labeler, train_labeler
 from cifar5m.demo_quality import DEFAULT_SIZES, generator_quality, label_stats, synthetic_vs_real
 from cifar5m.errors import Cifar5mError
+from shards.entry import run_cli
 
 log = logging.getLogger(__name__)
 
@@ -318,21 +319,8 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from shards import ShardsError
-    from train.errors import TrainError
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("timm").setLevel(logging.WARNING)  # one line per checkpoint load is noise here
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (Cifar5mError, ShardsError, TrainError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished shards and runs are kept; re-run the same command to resume", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli(build_parser(), argv, interrupted_hint="interrupted: finished shards and runs are kept; "
+                   "re-run the same command to resume")
 
 
 if __name__ == "__main__":

@@ -21,13 +21,13 @@ GRID_MAX_SHARDS = 3  # enough for 10 of every class unless one is very rare
 
 def dataset_numbers(manifest, stats: list[dict]) -> dict:
     """Class histograms, mean confidence and the confidence histogram, from manifest and shard stats."""
-    samples = sum(s["samples"] for s in stats)
-    hist = np.sum([s["extra"]["max_prob_hist"] for s in stats], axis=0) if stats else np.zeros(CONFIDENCE_BINS)
+    samples = sum(s.samples for s in stats)
+    hist = np.sum([s.extra["max_prob_hist"] for s in stats], axis=0) if stats else np.zeros(CONFIDENCE_BINS)
     return {
         "class_names": manifest.class_names,
         "splits": {name: {"count": split.count, "label_histogram": split.label_histogram}
                    for name, split in manifest.splits.items()},
-        "mean_max_prob": sum(s["extra"]["max_prob_sum"] for s in stats) / max(samples, 1),
+        "mean_max_prob": sum(s.extra["max_prob_sum"] for s in stats) / max(samples, 1),
         "max_prob_histogram": {"bins": np.linspace(0, 1, CONFIDENCE_BINS + 1).round(4).tolist(),
                                "counts": np.asarray(hist, dtype=int).tolist()},
     }

@@ -23,6 +23,7 @@ from cifar5m.config import CIFAR10_CLASSES, DEFAULT_MODEL, GenerateConfig
 from cifar5m.label import LabelerInfo, check_head, read_labeler_info
 from cifar5m.models import PipelineInfo, check_sampler, resolve_pipeline
 from cifar5m.sample import TORCH_DTYPES, resolve_device, resolve_dtype
+from shards import ShardStats
 
 log = logging.getLogger(__name__)
 
@@ -175,14 +176,14 @@ class RunResult:
 
     planned_shards: int
     pending_shards: int
-    written: list[dict] = field(default_factory=list)
+    written: list[ShardStats] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     manifest: Any = None
 
     @property
     def images_written(self) -> int:
-        return sum(s["samples"] for s in self.written)
+        return sum(s.samples for s in self.written)
 
 
 def run_pending(plan: RunPlan, progress: Progress | None, make_shards) -> RunResult:
@@ -220,9 +221,3 @@ def run_local(plan: RunPlan, progress: Progress | None = None) -> RunResult:
             result.written.append(in_flight.result())
 
     return run_pending(plan, progress, make_shards)
-
-
-def complete_stats(writer) -> list[dict]:
-    """Stats of every committed shard of this dataset (whoever wrote it)."""
-    stats = [writer.read_stats(spec) for spec in writer.plan()]
-    return [s for s in stats if s and s.get("config_hash") == writer.config_hash]

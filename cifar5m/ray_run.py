@@ -93,6 +93,6 @@ def _dispatch(actors: list, specs: list, result: RunResult, progress: Progress |
         else:
             result.written.append(stats)
             if progress:
-                progress.update(stats["samples"])
+                progress.update(stats.samples)
         submit(actor)
     result.failed += [f"{spec.relpath}: not started (no Ray worker left)" for spec in reversed(queue)]

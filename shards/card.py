@@ -9,7 +9,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shards.manifest import Manifest, write_json_atomic, write_text_atomic
+from shards.jsonio import write_json_atomic, write_text_atomic
+from shards.manifest import Manifest
 
 JSON_TO_HF = {"int": "int64", "float": "float64", "str": "string", "bool": "bool", "null": "null"}
 

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from shards.entry import run_cli
 from shards.errors import ShardsError
 
 
@@ -85,10 +86,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except ShardsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(build_parser(), argv)

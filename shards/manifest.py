@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shards.errors import ShardsError
+from shards.urls import is_url
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -75,32 +76,10 @@ class Manifest:
         return cls(**{**data, "splits": splits})
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file, fsync, rename: readers see the old file or the new, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def load_manifest(root: str | os.PathLike) -> Manifest:
     """Read `<root>/manifest.json` of a folder or a dataset URL; a clear error when missing or incomplete."""
-    if str(root).startswith(("http://", "https://", "hf://")):
-        from shards.read import open_url
+    if is_url(root):
+        from shards.read import open_url  # shards.read imports this module
 
         with open_url(f"{str(root).rstrip('/')}/{MANIFEST}") as f:
             return Manifest.from_dict(json.loads(f.read()))

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from shards.errors import ShardsError
-from shards.manifest import MANIFEST, Manifest, load_manifest, write_json_atomic
+from shards.jsonio import write_json_atomic
+from shards.manifest import MANIFEST, Manifest, load_manifest
 
 log = logging.getLogger(__name__)
 

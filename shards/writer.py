@@ -18,7 +18,8 @@ import logging
 import os
 import shutil
 import socket
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -34,8 +35,8 @@ from shards.manifest import (
     ShardEntry,
     SplitInfo,
     config_hash,
-    write_json_atomic,
 )
+from shards.jsonio import read_json, write_json_atomic
 from shards.naming import sample_key, shard_relpath, shard_stem, validate_name
 from shards.tario import tar_end, tar_member
 
@@ -43,6 +44,35 @@ log = logging.getLogger(__name__)
 
 STATE_DIR = ".shards"
 OURS = {"data", STATE_DIR, MANIFEST, "README.md", "_info.json", "extras", ".cache"}
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    """A committed shard's stats file (`.shards/{split}-{NNNNNN}.json`): done-marker, resume point and the
+    numbers the manifest is assembled from. `extra` holds what the producer adds (timings, confidences)."""
+
+    split: str
+    shard_index: int
+    file: str
+    samples: int
+    bytes: int
+    sha256: str
+    first_index: int
+    label_counts: list[int]
+    json_schema: dict[str, str]
+    image_shape: list[int] | None
+    config_hash: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ShardStats":
+        return cls(**data)
+
+    def entry(self) -> ShardEntry:
+        return ShardEntry(self.file, self.samples, self.bytes, self.sha256, self.first_index, self.label_counts)
 
 
 @dataclass(frozen=True)
@@ -164,17 +194,14 @@ class DatasetWriter:
 
     def _differences(self) -> str:
         """`config.generator.steps: 100 -> 20, ...`: what changed against the folder's config."""
-        old = _flatten(json.loads((self.state_dir / "config.json").read_text()))
+        old = _flatten(read_json(self.state_dir / "config.json"))
         new = _flatten(self._identity())
         changed = [f"{k}: {old.get(k, '(none)')} -> {new.get(k, '(none)')}"
                    for k in sorted(set(old) | set(new)) if k != "hash" and old.get(k) != new.get(k)]
         return "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
 
     def _existing_hash(self) -> str | None:
-        path = self.state_dir / "config.json"
-        if not path.is_file():
-            return None
-        return json.loads(path.read_text()).get("hash")
+        return read_json(self.state_dir / "config.json", default={}).get("hash")
 
     def _wipe(self) -> None:
         for name in ("data", STATE_DIR, ".cache"):
@@ -215,24 +242,30 @@ class DatasetWriter:
     def stats_path(self, spec: ShardSpec) -> Path:
         return self.state_dir / f"{spec.stem}.json"
 
-    def read_stats(self, spec: ShardSpec) -> dict[str, Any] | None:
+    def read_stats(self, spec: ShardSpec) -> ShardStats | None:
+        """The shard's stats when it was committed under this config; None otherwise (or when unreadable)."""
         try:
-            return json.loads(self.stats_path(spec).read_text())
-        except (FileNotFoundError, ValueError):
+            stats = ShardStats.from_dict(read_json(self.stats_path(spec)))
+        except (ShardsError, TypeError):
             return None
+        return stats if stats.config_hash == self.config_hash else None
+
+    def committed_stats(self) -> list[ShardStats]:
+        """Stats of every shard committed under this config, whoever wrote it, in plan order."""
+        return [st for st in map(self.read_stats, self.plan()) if st is not None]
 
     def is_complete(self, spec: ShardSpec) -> bool:
         """True when the shard's stats exist and its file has the recorded size and sha256."""
         stats = self.read_stats(spec)
         path = self.out_dir / spec.relpath
-        if not stats or stats.get("config_hash") != self.config_hash or not path.is_file():
+        if stats is None or not path.is_file():
             return False
-        return path.stat().st_size == stats["bytes"] and _sha256_file(path) == stats["sha256"]
+        return path.stat().st_size == stats.bytes and _sha256_file(path) == stats.sha256
 
     # --- writing ----------------------------------------------------------------------------------------
     def write_shard(
         self, spec: ShardSpec, samples: Iterable[dict[str, Any]], extra: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    ) -> ShardStats:
         """Write, fsync, hash and commit one shard; return its stats. Nothing is left behind on error."""
         tmp = self.tmp_dir / f"{spec.stem}.{socket.gethostname()}-{os.getpid()}.tar"
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -242,11 +275,11 @@ class DatasetWriter:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        stats.update(config_hash=self.config_hash, extra=extra or {})
-        write_json_atomic(self.stats_path(spec), stats)
+        stats = dataclasses.replace(stats, config_hash=self.config_hash, extra=extra or {})
+        write_json_atomic(self.stats_path(spec), stats.to_dict())
         return stats
 
-    def _write_tmp(self, tmp: Path, spec: ShardSpec, samples: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    def _write_tmp(self, tmp: Path, spec: ShardSpec, samples: Iterable[dict[str, Any]]) -> ShardStats:
         digest, size, count = hashlib.sha256(), 0, 0
         labels = np.zeros(len(self.class_names), dtype=np.int64)
         fields = schema = shape = None
@@ -278,18 +311,11 @@ class DatasetWriter:
             os.fsync(f.fileno())
         if count != spec.count:
             raise ShardsError(f"{spec.relpath}: got {count} samples, planned {spec.count}")
-        return {
-            "split": spec.split,
-            "shard_index": spec.shard_index,
-            "file": spec.relpath,
-            "samples": count,
-            "bytes": size,
-            "sha256": digest.hexdigest(),
-            "first_index": spec.first_index,
-            "label_counts": labels.tolist(),
-            "json_schema": schema or {},
-            "image_shape": list(shape) if shape else None,
-        }
+        return ShardStats(
+            split=spec.split, shard_index=spec.shard_index, file=spec.relpath, samples=count, bytes=size,
+            sha256=digest.hexdigest(), first_index=spec.first_index, label_counts=labels.tolist(),
+            json_schema=schema or {}, image_shape=list(shape) if shape else None,
+        )
 
     def _members(self, key: str, sample: dict[str, Any], spec: ShardSpec):
         where = f"{spec.relpath} sample {key}"
@@ -326,7 +352,7 @@ class DatasetWriter:
         """Assemble manifest.json (+ card and timm `_info.json`) once every shard is committed."""
         specs = self.plan()
         stats = [self.read_stats(s) for s in specs]
-        missing = [s.relpath for s, st in zip(specs, stats) if not st or st.get("config_hash") != self.config_hash]
+        missing = [s.relpath for s, st in zip(specs, stats) if st is None]
         if missing:
             log.info("%d of %d shards still missing (e.g. %s): manifest not written yet",
                      len(missing), len(specs), missing[0])
@@ -339,21 +365,17 @@ class DatasetWriter:
         write_json_atomic(self.out_dir / MANIFEST, manifest.to_dict())
         return manifest
 
-    def _assemble(self, specs: list[ShardSpec], stats: list[dict[str, Any]]) -> Manifest:
-        schemas = {json.dumps(st["json_schema"], sort_keys=True) for st in stats if st["samples"]}
+    def _assemble(self, specs: list[ShardSpec], stats: list[ShardStats]) -> Manifest:
+        schemas = {json.dumps(st.json_schema, sort_keys=True) for st in stats if st.samples}
         if len(schemas) > 1:
             raise ShardsError(
                 f"{self.out_dir}: shards disagree on the json fields ({' vs '.join(sorted(schemas))}); "
                 "rebuild with --overwrite"
             )
-        shapes = {tuple(st["image_shape"]) if st["image_shape"] else None for st in stats if st["samples"]}
+        shapes = {tuple(st.image_shape) if st.image_shape else None for st in stats if st.samples}
         splits = {}
         for split, count in self.splits.items():
-            entries = [
-                ShardEntry(st["file"], st["samples"], st["bytes"], st["sha256"], st["first_index"], st["label_counts"])
-                for s, st in zip(specs, stats)
-                if s.split == split
-            ]
+            entries = [st.entry() for s, st in zip(specs, stats) if s.split == split]
             histogram = np.sum([e.label_counts for e in entries], axis=0).astype(int).tolist() if entries else [
                 0] * len(self.class_names)
             splits[split] = SplitInfo(count=count, shards=entries, label_histogram=histogram)

@@ -1,0 +1,43 @@
+"""The one CLI entry wrapper of every `python -m PACKAGE` command.
+
+    sys.exit(run_cli(build_parser(), argv))
+
+User errors (any `ToolkitError`) print one line `error: ...` and exit 2; Ctrl-C prints what to do next and
+exits 130 (128 + SIGINT, the shell's convention). Our packages log at the chosen level (`--log-level`,
+default INFO); libraries (timm, diffusers, ray) stay at WARNING, their INFO chatter is noise here. Under
+torchrun only rank 0 logs at the chosen level.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from shards.errors import ToolkitError
+
+INTERRUPTED_HINT = "interrupted; re-run the same command to resume"
+OUR_LOGGERS = ("shards", "cifar5m", "dogbird", "train", "demo")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    # Under torchrun the other ranks speak only when something is wrong.
+    level = level if os.environ.get("RANK", "0") == "0" else "WARNING"
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(level)
+
+
+def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None,
+            interrupted_hint: str = INTERRUPTED_HINT) -> int:
+    """Parse argv, call the chosen subcommand's `func(args)`, and map errors to exit statuses."""
+    try:
+        args = parser.parse_args(argv)  # inside: a type= parser may raise a ToolkitError
+        setup_logging(getattr(args, "log_level", "INFO"))
+        return args.func(args) or 0
+    except ToolkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted_hint, file=sys.stderr)
+        return 130

@@ -1,0 +1,88 @@
+"""JSON files the toolkit writes and reads: atomic writes, tolerant reads, append-only JSON lines.
+
+An atomic write goes to a uniquely named temporary file beside the target, is fsynced, then renamed over
+it: a reader (or a process killed mid-write) sees the old file or the new one, never half of either.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from shards.errors import ShardsError
+
+_MISSING = object()
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes via a unique temp file + fsync + rename; nothing is left behind on error."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(path, text.encode())
+
+
+def dumps(data: Any, indent: int | None = 1) -> str:
+    """The toolkit's one JSON style: sorted keys, so equal data gives equal bytes."""
+    return json.dumps(data, indent=indent, sort_keys=True)
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    write_text_atomic(path, dumps(data) + "\n")
+
+
+def read_json(path: str | os.PathLike, default: Any = _MISSING) -> Any:
+    """Parse a JSON file. A missing file returns `default` when one is given; unreadable JSON is an error
+    naming the file (a file we wrote atomically is never half-written, so this means someone edited it)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        if default is not _MISSING:
+            return default
+        raise ShardsError(f"{path}: no such file") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ShardsError(f"{path}: not valid JSON ({exc}); delete or restore it") from exc
+
+
+def append_jsonl(path: str | os.PathLike, row: Any) -> None:
+    """Append one JSON line and fsync it: a kill loses at most the line being written."""
+    with open(path, "a") as f:
+        f.write(json.dumps(row, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """Rows of a JSON-lines file. A partial last line (a kill mid-append) is dropped; a bad line anywhere
+    else is an error naming the file and line. A missing file has no rows."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    lines = path.read_text().split("\n")
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as exc:
+            if number == len(lines):  # the unterminated last line: the append a kill interrupted
+                break
+            raise ShardsError(f"{path}:{number}: not valid JSON ({exc}); delete or restore the file") from exc
+    return rows

@@ -198,6 +198,7 @@ def resolve_device(name: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cifar5m.demo", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    parser.set_defaults(func=run)
     d_diff, d_lab = DiffusionConfig(), LabelerConfig()
 
     tm = sub.add_parser("train-models", help="train and measure the demo's diffusion model and labeler")

@@ -47,20 +47,14 @@ OURS = {"data", STATE_DIR, MANIFEST, "README.md", "_info.json", "extras", ".cach
 
 
 @dataclass(frozen=True)
-class ShardStats:
+class ShardStats(ShardEntry):
     """A committed shard's stats file (`.shards/{split}-{NNNNNN}.json`): done-marker, resume point and the
-    numbers the manifest is assembled from. `extra` holds what the producer adds (timings, confidences)."""
+    manifest entry it becomes. `extra` holds what the producer adds (timings, labeler confidences)."""
 
-    split: str
-    shard_index: int
-    file: str
-    samples: int
-    bytes: int
-    sha256: str
-    first_index: int
-    label_counts: list[int]
-    json_schema: dict[str, str]
-    image_shape: list[int] | None
+    split: str = ""
+    shard_index: int = 0
+    json_schema: dict[str, str] = field(default_factory=dict)
+    image_shape: list[int] | None = None
     config_hash: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -72,7 +66,7 @@ class ShardStats:
         return cls(**data)
 
     def entry(self) -> ShardEntry:
-        return ShardEntry(self.file, self.samples, self.bytes, self.sha256, self.first_index, self.label_counts)
+        return ShardEntry(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ShardEntry)})
 
 
 @dataclass(frozen=True)

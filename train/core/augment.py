@@ -7,7 +7,8 @@
 
 Every op is batched tensor work (one gather for crop+flip, one roi_align for random-resized-crop):
 no per-sample Python, so it runs at GPU speed. Normalisation: uint8 / 255, then (x - 0.5) / 0.5
-(FACTS.md 1). Randomness comes only from the generator passed in, so a step's batch is reproducible.
+(github.com/preetum/deep-bootstrap-code `inftrain/train.py`). Randomness comes only from the generator
+passed in, so a step's batch is reproducible.
 """
 from __future__ import annotations
 

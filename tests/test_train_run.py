@@ -228,3 +228,30 @@ def test_fixture_dataset_reads_back(tmp_path):
     assert arrays.images.shape == (120, 8, 8, 1)
     assert [int(v) for v in arrays.labels[:4]] == [label_of(i, "train") for i in range(4)]
     assert np.array_equal(arrays.images[17], sample_image(17, "train"))
+
+
+def test_resume_after_a_kill_cut_the_last_metrics_line(dataset, tmp_path, monkeypatch):
+    """A kill mid-append leaves half a row at the end of metrics.jsonl: --resume drops it and carries on."""
+    whole = run_training(make_cfg(dataset, tmp_path / "whole"), progress=False)
+    cfg = make_cfg(dataset, tmp_path / "killed")
+    step_once = loop.Trainer.train_step
+
+    def killed_at_45(self, model):
+        if self.step == 45:
+            raise KeyboardInterrupt
+        step_once(self, model)
+
+    monkeypatch.setattr(loop.Trainer, "train_step", killed_at_45)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, progress=False)
+    monkeypatch.undo()
+    metrics = Path(cfg.out_dir) / "metrics.jsonl"
+    text = metrics.read_text()
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    assert json.loads(last)["step"] == 40  # the row logged just before the checkpoint at step 40
+    metrics.write_text(text[:len(text) - 1 - len(last) // 2])  # half the last row, no newline
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(metrics.read_text().rsplit("\n", 1)[1])
+    resumed = run_training(cfg, resume=True, progress=False)
+    assert rows_of(Path(cfg.out_dir)) == rows_of(tmp_path / "whole")
+    assert resumed["ledger"] == whole["ledger"] and resumed["fit_step"] == whole["fit_step"]

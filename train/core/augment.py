@@ -76,7 +76,7 @@ def _random_resized_crop(x: torch.Tensor, size: int, gen: torch.Generator) -> to
     # One box per sample drawn like torchvision's RandomResizedCrop (area scale, log-uniform aspect);
     # instead of its 10 retries, a box larger than the image is clamped to it. Bilinear resampling of
     # all boxes at once with roi_align.
-    from torchvision.ops import roi_align
+    from torchvision.ops import roi_align  # deferred: only random-resized-crop needs torchvision
 
     b, _, h, w = x.shape
     dev = x.device

@@ -22,10 +22,12 @@ import logging
 import os
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from train.core.config import RunConfig, identity_dict
 from train.errors import TrainError
 from train.experiments.common import claim_experiment, folder_name, is_main_process, preflight
-from train.reporting.experiment_file import EXPERIMENT, read_experiment
+from train.reporting.experiment_file import REPORT, read_experiment
 from train.reporting.sweep_report import render_sweep
 from train.run import runfolder
 from train.run.loop import run_training
@@ -81,7 +83,7 @@ def sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[int], u
     if failures:
         listed = "; ".join(f"{path}: {error}" for path, error in failures)
         raise TrainError(f"{len(failures)} of {len(runs)} sweep runs failed ({listed}); the report at "
-                         f"{exp_dir / 'report.md'} shows the finished ones; fix the cause and re-run the "
+                         f"{exp_dir / REPORT} shows the finished ones; fix the cause and re-run the "
                          "same command to finish the rest")
     return headline
 
@@ -128,7 +130,6 @@ def run_on_ray(runs: list[RunConfig], overwrite: bool = False, progress: bool = 
     returned for the caller to report.
     """
     import ray  # deferred: heavy, and needed only with --ray
-    from tqdm.auto import tqdm
 
     if not ray.is_initialized():
         ray.init()

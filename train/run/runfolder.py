@@ -134,12 +134,12 @@ def truncate_metrics(out: str | os.PathLike, step: int) -> list[dict[str, Any]]:
 
 
 def _row_line(row: dict[str, Any]) -> str:
-    # One line as shards.jsonio.append_jsonl writes it (sorted keys), so rewritten rows read the same.
-    return dumps(row, indent=None) + "\n"
+    return dumps(row, indent=None, sort_keys=False) + "\n"  # as append_metrics writes it
 
 
 def append_metrics(out: str | os.PathLike, row: dict[str, Any]) -> None:
-    append_jsonl(Path(out) / METRICS, row)
+    # Keys in the loop's order (step, epoch, samples_seen, lr, then the metrics): rows read left to right.
+    append_jsonl(Path(out) / METRICS, row, sort_keys=False)
 
 
 def write_summary(out: str | os.PathLike, summary: dict[str, Any]) -> None:

@@ -26,6 +26,10 @@ FORBIDDEN = {
 }
 
 
+# train's subpackages, lowest first: each may import train.errors and the layers up to itself, never above.
+TRAIN_LAYERS = ("core", "data", "run", "reporting", "experiments", "cli")
+
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -126,3 +130,18 @@ def test_dependencies_point_one_way(package):
                        if module.split(".")[0] == package
                        for name in names if name.split(".")[0] in FORBIDDEN[package])
     assert offenders == []
+
+
+@pytest.mark.skipif("train" not in PACKAGES, reason="no train package here")
+def test_train_layers_import_downwards():
+    graph, _ = build_graph()
+
+    def layer(module: str) -> int | None:
+        parts = module.split(".")
+        return TRAIN_LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in TRAIN_LAYERS else None
+
+    upward = sorted(f"{module} imports {target}" for module, targets in graph.items()
+                    if module.startswith("train.") and layer(module) is not None
+                    for target in targets if target.startswith("train.") and layer(target) is not None
+                    and layer(target) > layer(module))
+    assert upward == []

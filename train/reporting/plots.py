@@ -1,7 +1,7 @@
 """Paper-style PNG figures (matplotlib, headless Agg backend) for Real vs Ideal World results.
 
-A figure is described as plain data (`Line`s inside `Panel`s) so `train/report.py` decides what to
-show and this module only draws: one row of panels per PNG, log-x SGD-step axes, T(n) as a dotted
+A figure is described as plain data (`Line`s inside `Panel`s) so the reports (`*_report.py` beside this
+file) decide what to show and this module only draws: one row of panels per PNG, log-x SGD-step axes, T(n) as a dotted
 vertical line, y = x for scatter panels. matplotlib is imported on first use, so `import train`
 stays fast.
 

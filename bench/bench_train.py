@@ -52,11 +52,11 @@ class Ours:
 
     def __init__(self, root: Path, batch_size: int):
         import shards
-        from train.augment import TrainAugment
-        from train.ddp import Dist
-        from train.samplers import Ledger, RealSampler
-        from train.sources import MemorySource
-        from train.data import TrainStore
+        from train.core.augment import TrainAugment
+        from train.core.ddp import Dist
+        from train.core.samplers import Ledger, RealSampler
+        from train.data.sources import MemorySource
+        from train.data.datasets import TrainStore
 
         arrays = shards.load_split(root, "train", progress=False)
         sampler = RealSampler(len(arrays.labels), len(arrays.labels), seed=0)
@@ -155,8 +155,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    from train.config import RunConfig
-    from train.models import build_model
+    from train.core.config import RunConfig
+    from train.core.models import build_model
 
     images = cifar_like_images(args.samples)
     labels = np.random.default_rng(1).integers(0, 10, args.samples)

@@ -30,12 +30,12 @@ import torch
 import torch.nn.functional as F
 
 from bench_train import PILDataset  # the same reference pipeline as the CPU benchmark (bench/ is on sys.path)
-from train.config import RunConfig
-from train.data import TrainStore
-from train.ddp import Dist
-from train.loop import Trainer, run_training
-from train.samplers import IdealSampler, RealSampler
-from train.sources import MemorySource, RunData
+from train.core.config import RunConfig
+from train.data.datasets import TrainStore
+from train.core.ddp import Dist
+from train.run.loop import Trainer, run_training
+from train.core.samplers import IdealSampler, RealSampler
+from train.data.sources import MemorySource, RunData
 
 GFLOP_PER_IMAGE = 3.33
 RESULTS: dict[str, dict] = {}
@@ -150,7 +150,7 @@ def part_reference(args, device) -> None:
 
 
 def part_worlds(args, device) -> None:
-    from train.metrics import evaluate
+    from train.core.metrics import evaluate
 
     images, labels = synthetic_pool(args.ideal_pool, device, seed=1)
     out = {}

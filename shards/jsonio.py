@@ -35,9 +35,10 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 
-def dumps(data: Any, indent: int | None = 1) -> str:
-    """The toolkit's one JSON style: sorted keys, so equal data gives equal bytes."""
-    return json.dumps(data, indent=indent, sort_keys=True)
+def dumps(data: Any, indent: int | None = 1, sort_keys: bool = True) -> str:
+    """The toolkit's one JSON style: sorted keys, so equal data gives equal bytes (`sort_keys=False` keeps
+    the writer's order, for rows a person reads in order: the trainer's `step` first)."""
+    return json.dumps(data, indent=indent, sort_keys=sort_keys)
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
@@ -60,10 +61,10 @@ def read_json(path: str | os.PathLike, default: Any = _MISSING) -> Any:
         raise ShardsError(f"{path}: not valid JSON ({exc}); delete or restore it") from exc
 
 
-def append_jsonl(path: str | os.PathLike, row: Any) -> None:
+def append_jsonl(path: str | os.PathLike, row: Any, sort_keys: bool = True) -> None:
     """Append one JSON line and fsync it: a kill loses at most the line being written."""
     with open(path, "a") as f:
-        f.write(json.dumps(row, sort_keys=True) + "\n")
+        f.write(dumps(row, indent=None, sort_keys=sort_keys) + "\n")
         f.flush()
         os.fsync(f.fileno())
 

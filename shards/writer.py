@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from shards import __version__
+from shards.version import __version__
 from shards.codec import IMAGE_EXTS, encode_image, encode_json, json_schema
 from shards.errors import ShardsError
 from shards.manifest import (

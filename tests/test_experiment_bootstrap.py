@@ -4,50 +4,21 @@ import json
 import numpy as np
 import pytest
 
-from shards import DatasetWriter
-from shards.card import CardInfo
 from train.__main__ import main
-from train.config import RunConfig
+from train_fixtures import build_protos, tiny_cfg
+from train.core.config import RunConfig
 from train.errors import TrainError
-from train.experiment import bootstrap
-from train.results import load_run
+from train.experiments.bootstrap import bootstrap
+from train.reporting.results import load_run
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-
-
-def build_protos(out, train=400, test=100, seed=0, size=8, noise=60.0):
-    """4 classes, each a fixed random 1x8x8 prototype plus noise: an MLP fits 40 of them in ~15 steps."""
-    protos = np.random.default_rng(seed).integers(0, 256, size=(4, size, size, 1))
-
-    def samples(spec):
-        rng = np.random.default_rng([seed, len(spec.split), spec.first_index])
-        for i in range(spec.first_index, spec.first_index + spec.count):
-            c = int(rng.integers(4))
-            image = np.clip(protos[c] + rng.normal(0, noise, protos[c].shape), 0, 255).astype(np.uint8)
-            yield {"image": image, "cls": c, "json": {"index": i}}
-
-    writer = DatasetWriter(out, config={"kind": "protos", "seed": seed, "noise": noise},
-                           class_names=["a", "b", "c", "d"], splits={"train": train, "test": test},
-                           samples_per_shard=200, card=CardInfo(pretty_name="protos"))
-    writer.prepare()
-    for spec in writer.pending():
-        writer.write_shard(spec, samples(spec))
-    assert writer.finalize() is not None
-    return out
 
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     return build_protos(root / "protos"), build_protos(root / "shifted", seed=0, noise=90.0, train=10)
-
-
-def tiny_cfg(data, out, **kw):
-    values = dict(data=str(data), n=40, steps=24, batch_size=16, model="mlp", mlp_widths=(32,), lr=0.05,
-                  eval_schedule="every:4", eval_train_samples=40, device="cpu", num_workers=0, out_dir=str(out))
-    values.update(kw)
-    return RunConfig(**values)
 
 
 def test_bootstrap_runs_both_worlds_with_one_config(datasets, tmp_path):

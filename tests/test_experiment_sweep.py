@@ -3,11 +3,11 @@ import json
 
 import pytest
 
-from test_experiment_bootstrap import build_protos, tiny_cfg
 from train.__main__ import main
 from train.errors import TrainError
-from train.experiment import plan_sweep, sweep
-from train.results import load_run
+from train.experiments.sweep import plan_sweep, sweep
+from train.reporting.results import load_run
+from train_fixtures import build_protos, tiny_cfg
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py

@@ -5,9 +5,11 @@ import math
 import pytest
 
 from train.errors import TrainError
-from train.report import SMALL_GAP, detect_kind, format_headline, render, render_bootstrap
-from train.results import align, compare_worlds, load_run, mean_std
-from train.sweep_report import render_sweep
+from train.reporting.bootstrap_report import render_bootstrap
+from train.reporting.formatting import SMALL_GAP
+from train.reporting.render import detect_kind, format_headline, render
+from train.reporting.results import align, compare_worlds, load_run, mean_std
+from train.reporting.sweep_report import render_sweep
 
 STEPS = [0, 10, 20, 40, 80]
 # Real: train error reaches <= 1% first at step 40 -> T(n) = 40.

@@ -9,20 +9,21 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
-from test_train_fixtures import build_dataset
-from train.config import RunConfig
-from train.loop import run_training
+from train.core.config import RunConfig
+from train.run.loop import run_training
+from train_fixtures import build_dataset
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(1)
-    from train.config import RunConfig
-    from train.loop import run_training
+    from train.core.config import RunConfig
+    from train.run.loop import run_training
     for kw in {configs}:
         run_training(RunConfig(**kw), progress=False)
 """)

@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from train import ddp
-from train.augment import EvalView, TrainAugment, fit_size, normalise
-from train.config import RunConfig
+from train.core import ddp
+from train.core.augment import EvalView, TrainAugment, fit_size, normalise
+from train.core.config import RunConfig
+from train.core.metrics import evaluate, metrics_from_logits
+from train.core.models import build_model, known_models
 from train.errors import TrainError
-from train.metrics import evaluate, metrics_from_logits
-from train.models import build_model, known_models
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def test_metrics_on_hand_made_logits():

@@ -8,18 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-
-import shards
 import torch
 
-from test_train_fixtures import build_dataset, copy_dataset
-from train import loop
-from train.config import RunConfig
+import shards
+from train.core.config import RunConfig
 from train.errors import TrainError
-from train.loop import run_training
+from train.run import loop
+from train.run.loop import run_training
+from train_fixtures import build_dataset, copy_dataset, label_of, sample_image
 
-torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ("wall_s", "img_per_s")
 
@@ -218,3 +218,40 @@ def test_a_dataset_regenerated_at_the_same_path_is_not_mistaken_for_the_old_one(
     build_dataset(ds, train=300, test=50)  # other settings, same folder
     with pytest.raises(TrainError, match="another config.*data_hashes"):
         run_training(cfg, progress=False)
+
+
+def test_fixture_dataset_reads_back(tmp_path):
+    root = build_dataset(tmp_path / "ds", train=120, test=30, per_shard=50)
+    manifest = shards.load_manifest(root)
+    assert manifest.splits["train"].count == 120 and len(manifest.splits["train"].shards) == 3
+    arrays = shards.load_split(root, "train", progress=False)
+    assert arrays.images.shape == (120, 8, 8, 1)
+    assert [int(v) for v in arrays.labels[:4]] == [label_of(i, "train") for i in range(4)]
+    assert np.array_equal(arrays.images[17], sample_image(17, "train"))
+
+
+def test_resume_after_a_kill_cut_the_last_metrics_line(dataset, tmp_path, monkeypatch):
+    """A kill mid-append leaves half a row at the end of metrics.jsonl: --resume drops it and carries on."""
+    whole = run_training(make_cfg(dataset, tmp_path / "whole"), progress=False)
+    cfg = make_cfg(dataset, tmp_path / "killed")
+    step_once = loop.Trainer.train_step
+
+    def killed_at_45(self, model):
+        if self.step == 45:
+            raise KeyboardInterrupt
+        step_once(self, model)
+
+    monkeypatch.setattr(loop.Trainer, "train_step", killed_at_45)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, progress=False)
+    monkeypatch.undo()
+    metrics = Path(cfg.out_dir) / "metrics.jsonl"
+    text = metrics.read_text()
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    assert json.loads(last)["step"] == 40  # the row logged just before the checkpoint at step 40
+    metrics.write_text(text[:len(text) - 1 - len(last) // 2])  # half the last row, no newline
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(metrics.read_text().rsplit("\n", 1)[1])
+    resumed = run_training(cfg, resume=True, progress=False)
+    assert rows_of(Path(cfg.out_dir)) == rows_of(tmp_path / "whole")
+    assert resumed["ledger"] == whole["ledger"] and resumed["fit_step"] == whole["fit_step"]

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from train import ddp
+from train.core import ddp
 from train.errors import TrainError
-from train.samplers import IdealSampler, Ledger, RealSampler, check_pool
-from train.sources import MemorySource
+from train.core.samplers import IdealSampler, Ledger, RealSampler, check_pool
+from train.data.sources import MemorySource
 
 
 def test_real_stays_within_its_n_and_covers_it_every_epoch():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from shards.entry import run_cli
-from train.cli import build_parser
+from train.cli.parser import build_parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""Error, soft-error and loss of a model on a resident evaluation set (FACTS.md 1).
+"""Error, soft-error and loss of a model on a resident evaluation set (the paper code's definitions:
+github.com/preetum/deep-bootstrap-code `inftrain/train.py`).
 
     metrics_from_logits(logits, labels)  # {"error", "soft_error", "loss"} for hand-made logits
     evaluate(model, eval_set, ...)        # the same over a uint8 set held on the device, in big batches
@@ -15,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from train import ddp
+from train.core import ddp
 
 NAMES = ("error", "soft_error", "loss")
 

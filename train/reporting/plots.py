@@ -1,11 +1,11 @@
 """Paper-style PNG figures (matplotlib, headless Agg backend) for Real vs Ideal World results.
 
-A figure is described as plain data (`Line`s inside `Panel`s) so `train/report.py` decides what to
-show and this module only draws: one row of panels per PNG, log-x SGD-step axes, T(n) as a dotted
+A figure is described as plain data (`Line`s inside `Panel`s) so the reports (`*_report.py` beside this
+file) decide what to show and this module only draws: one row of panels per PNG, log-x SGD-step axes, T(n) as a dotted
 vertical line, y = x for scatter panels. matplotlib is imported on first use, so `import train`
 stays fast.
 
-    from train.plots import Line, Panel, save_panels
+    from train.reporting.plots import Line, Panel, save_panels
     save_panels("fig.png", [Panel(lines=(Line(x, y, "Real"),), ylabel="test soft-error")])
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Panel:
 
 
 def _pyplot():
-    import matplotlib
+    import matplotlib  # deferred: heavy (~0.5 s); reports import this module, only drawing needs it
 
     matplotlib.use("Agg")  # no display on servers, CI or the GPU machine
     import matplotlib.pyplot as plt
@@ -107,7 +107,7 @@ def _draw_panel(ax, panel: Panel) -> None:
 
 def _log_x_axis(ax, ticks: tuple | None = None) -> None:
     """Log x with plain numbers (1,000 rather than 10^3); on short ranges label 2x and 5x ticks too."""
-    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter  # deferred: see _pyplot
 
     plain = FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}")
     ax.set_xscale("log")

@@ -1,6 +1,6 @@
 """Read saved runs and compare the Real and Ideal Worlds: the numbers behind reports and plots.
 
-A run folder (written by `train.loop.run_training`) holds `config.json`, `metrics.jsonl` (one flat
+A run folder (written by `train.run.loop.run_training`) holds `config.json`, `metrics.jsonl` (one flat
 JSON row per evaluation: `step`, `test/soft_error`, `train/error`, `<extra>/loss`, ...) and, once the
 run has ended, `summary.json` (T(n) as `fit_step`, ledger, throughput). This module reads those files
 only, so every figure can be recomputed from disk (`python -m train report DIR`).
@@ -10,23 +10,23 @@ Definitions (Nakkiran et al. 2021, "The Deep Bootstrap"):
 - bootstrap gap at step t: Real test metric - Ideal test metric, both at step t.
 - generalisation gap at T(n): Real test metric - Real train metric at T(n).
 
-    from train.results import load_run, compare_worlds
+    from train.reporting.results import load_run, compare_worlds
     cmp = compare_worlds(load_run("exp/real"), load_run("exp/ideal"))
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from train.core.stopping import DEFAULT_FIT_THRESHOLD, fit_step
 from train.errors import TrainError
+from train.run import runfolder
 
 METRICS = ("soft_error", "error", "loss")
 METRIC_NAMES = {"soft_error": "soft-error", "error": "error", "loss": "loss"}
-DEFAULT_FIT_THRESHOLD = 0.01  # the paper's T(n): Real train error reaches 1%
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,7 @@ class RunRecord:
         if self.summary is not None and "fit_step" in self.summary:
             step = self.summary["fit_step"]
             return None if step is None else int(step)
-        steps, errors = self.series("train/error")
-        fitted = steps[errors <= self.fit_threshold]
-        return int(fitted[0]) if len(fitted) else None
+        return fit_step(self.rows, self.fit_threshold)
 
     def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps, values) of every row that logged `key` with a number."""
@@ -79,42 +77,17 @@ class RunRecord:
 def load_run(run_dir: str | Path) -> RunRecord:
     """Read a run folder; a missing summary means the run has not finished (or was killed)."""
     run_dir = Path(run_dir)
-    metrics_path = run_dir / "metrics.jsonl"
-    if not metrics_path.is_file():
+    if not runfolder.has_metrics(run_dir):
         raise TrainError(
-            f"{run_dir}: no metrics.jsonl, so not a run folder (or the run never reached its first "
+            f"{run_dir}: no {runfolder.METRICS}, so not a run folder (or the run never reached its first "
             "evaluation); run `python -m train run ... --out DIR` or pass another folder"
         )
-    rows = _read_metrics(metrics_path)
+    # A resumed run may log a step again: the latest row wins.
+    by_step = {int(row["step"]): row for row in runfolder.read_metrics(run_dir)}
+    rows = tuple(by_step[step] for step in sorted(by_step))
     if not rows:
-        raise TrainError(f"{metrics_path}: no evaluations logged yet; resume the run with --resume")
-    config = _read_json(run_dir / "config.json") or {}
-    return RunRecord(run_dir, config, rows, _read_json(run_dir / "summary.json"))
-
-
-def _read_json(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TrainError(f"{path}: not valid JSON ({exc}); re-run the run with --overwrite") from exc
-
-
-def _read_metrics(path: Path) -> tuple:
-    lines = path.read_text().splitlines()
-    by_step = {}
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if lineno == len(lines):
-                break  # a run killed mid-write leaves a partial last line: the rows before it stand
-            raise TrainError(f"{path}:{lineno}: not valid JSON; re-run the run with --overwrite") from exc
-        by_step[int(row["step"])] = row  # a resumed run may log a step again: the latest row wins
-    return tuple(by_step[step] for step in sorted(by_step))
+        raise TrainError(f"{run_dir / runfolder.METRICS}: no evaluations logged yet; resume the run with --resume")
+    return RunRecord(run_dir, runfolder.read_config(run_dir) or {}, rows, runfolder.read_summary(run_dir))
 
 
 def value_at(steps: np.ndarray, values: np.ndarray, step: float) -> float:

@@ -1,22 +1,26 @@
-"""The run folder: what a run writes, and the decision to start, resume, refuse or return at once.
+"""The run folder: the one owner of its file names, its writes and reads, and the decision to start,
+resume, refuse or return at once.
 
     <out_dir>/config.json          RunConfig.to_dict(), written before training
-    <out_dir>/metrics.jsonl        one flat JSON object per evaluation
+    <out_dir>/metrics.jsonl        one flat JSON object per evaluation, appended
     <out_dir>/summary.json         written when the run ends (T(n), metrics at T(n) and at the end, ledger)
     <out_dir>/checkpoints/last.pt  model, optimizer, sampler, step, ledger, config (plain tensors and dicts)
 
-Every file is written to a temporary name and renamed, so a killed run leaves old or new, never half.
+Whole files are written to a temporary name and renamed (`shards.jsonio`), so a killed run leaves the old
+file or the new one, never half; metrics rows are appended and fsynced, so a kill loses at most the row
+being written, and readers drop that partial last line (`shards.jsonio.read_jsonl`).
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from train.config import RunConfig, config_hash, identity_dict
+from shards.errors import ShardsError
+from shards.jsonio import append_jsonl, dumps, read_json, read_jsonl, write_json_atomic, write_text_atomic
+from train.core.config import RunConfig, config_hash, identity_dict
 from train.errors import TrainError
 
 CONFIG = "config.json"
@@ -29,17 +33,6 @@ CHECKPOINT = "checkpoints/last.pt"
 class Start:
     kind: str  # "fresh" | "resume" | "finished"
     summary: dict[str, Any] | None = None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def dumps(obj: dict[str, Any], indent: int | None = None) -> str:
-    # allow_nan=False: a NaN (a diverged run) must not write a file other JSON readers reject.
-    return json.dumps(obj, indent=indent, allow_nan=False)
 
 
 def _differences(old: dict[str, Any], new: RunConfig) -> str:
@@ -62,17 +55,12 @@ def _clear(out: Path) -> None:
 def prepare_run_dir(cfg: RunConfig, resume: bool, overwrite: bool) -> Start:
     """Decide how this run starts (writes nothing); refuse a folder holding another config unless `overwrite`."""
     out = Path(cfg.out_dir)
-    config_file = out / CONFIG
-    if config_file.is_file() and not overwrite:
-        try:
-            old = json.loads(config_file.read_text())
-        except ValueError:
-            old = {}
-        diff = _differences(old, cfg)
+    if (out / CONFIG).is_file() and not overwrite:
+        diff = _differences(_read_or_none(out / CONFIG) or {}, cfg)
         if diff:
             raise TrainError(f"{out}: holds a run with another config ({diff}); choose another --out, or pass "
                              "--overwrite to replace it")
-        summary = read_json(out / SUMMARY)
+        summary = _read_or_none(out / SUMMARY)
         if summary and summary.get("config_hash") == config_hash(cfg):
             return Start("finished", summary)
         if (out / CHECKPOINT).is_file():
@@ -85,46 +73,81 @@ def prepare_run_dir(cfg: RunConfig, resume: bool, overwrite: bool) -> Start:
     return Start("fresh")
 
 
+def _read_or_none(path: Path) -> Any:
+    """A file of ours, or None when missing or unreadable (the start decision then treats it as absent)."""
+    try:
+        return read_json(path, default=None)
+    except (ShardsError, OSError):
+        return None
+
+
 def start_fresh(cfg: RunConfig) -> None:
     """Empty the run files of the folder (once the data has loaded) and write config.json."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _clear(out)
-    _write_atomic(out / CONFIG, json.dumps(cfg.to_dict(), indent=1, sort_keys=True) + "\n")
+    write_json_atomic(out / CONFIG, cfg.to_dict())
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def summary_path(out: str | os.PathLike) -> Path:
+    return Path(out) / SUMMARY
+
+
+def is_finished(out: str | os.PathLike) -> bool:
+    """A summary.json is written only when a run ends."""
+    return summary_path(out).is_file()
+
+
+def has_metrics(out: str | os.PathLike) -> bool:
+    return (Path(out) / METRICS).is_file()
+
+
+def read_config(out: str | os.PathLike) -> dict[str, Any] | None:
+    return _read_checked(Path(out) / CONFIG)
+
+
+def read_summary(out: str | os.PathLike) -> dict[str, Any] | None:
+    return _read_checked(Path(out) / SUMMARY)
+
+
+def _read_checked(path: Path) -> Any:
+    """A file of ours, None when missing; unreadable JSON is a TrainError saying what to do."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
+        return read_json(path, default=None)
+    except ShardsError as exc:
+        raise TrainError(f"{exc}; or re-run the run with --overwrite") from exc
 
 
 def read_metrics(out: str | os.PathLike) -> list[dict[str, Any]]:
-    path = Path(out) / METRICS
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The logged rows in file order; the partial last line a killed run can leave is dropped."""
+    try:
+        return read_jsonl(Path(out) / METRICS)
+    except ShardsError as exc:
+        raise TrainError(f"{exc}; or re-run the run with --overwrite") from exc
 
 
 def truncate_metrics(out: str | os.PathLike, step: int) -> list[dict[str, Any]]:
     """Keep the rows up to `step` (a resumed run recomputes the rest) and return them."""
     rows = [r for r in read_metrics(out) if r["step"] <= step]
-    _write_atomic(Path(out) / METRICS, "".join(dumps(r) + "\n" for r in rows))
+    write_text_atomic(Path(out) / METRICS, "".join(_row_line(r) for r in rows))
     return rows
 
 
+def _row_line(row: dict[str, Any]) -> str:
+    return dumps(row, indent=None, sort_keys=False) + "\n"  # as append_metrics writes it
+
+
 def append_metrics(out: str | os.PathLike, row: dict[str, Any]) -> None:
-    with open(Path(out) / METRICS, "a") as f:
-        f.write(dumps(row) + "\n")
+    # Keys in the loop's order (step, epoch, samples_seen, lr, then the metrics): rows read left to right.
+    append_jsonl(Path(out) / METRICS, row, sort_keys=False)
 
 
 def write_summary(out: str | os.PathLike, summary: dict[str, Any]) -> None:
-    _write_atomic(Path(out) / SUMMARY, dumps(summary, indent=1) + "\n")
+    write_json_atomic(summary_path(out), summary)
 
 
 def save_checkpoint(out: str | os.PathLike, state: dict[str, Any]) -> None:
-    import torch
+    import torch  # deferred: only a training process saves or loads checkpoints; reports never need torch
 
     path = Path(out) / CHECKPOINT
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,7 +157,7 @@ def save_checkpoint(out: str | os.PathLike, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(out: str | os.PathLike) -> dict[str, Any]:
-    import torch
+    import torch  # deferred: only a training process saves or loads checkpoints; reports never need torch
 
     path = Path(out) / CHECKPOINT
     try:

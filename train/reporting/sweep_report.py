@@ -1,6 +1,6 @@
 """The sweep report: Real vs Ideal over a grid of n x models x seeds (the paper's Fig. 2 and L(n)).
 
-Reads `<exp>/experiment.json` (written by `train.experiment.sweep`, which lists every run of the grid)
+Reads `<exp>/experiment.json` (written by `train.experiments.sweep.sweep`, which lists every run of the grid)
 and each run's saved metrics; writes `report.md`, `scatter.png`, `learning_curve.png` and
 `results.json` into `<exp>`. Runs not finished yet are listed and left out of the figures.
 
@@ -13,23 +13,25 @@ Runs whose Real World never fit use their last step (said in the tables).
 """
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from train.plots import IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
-from train.report import SMALL_GAP, fmt, fmt_gap, fmt_int, is_small
-from train.results import compare_worlds, json_safe, load_run, mean_std
+from shards.jsonio import write_text_atomic
+from train.reporting.experiment_file import REPORT, read_experiment, write_results
+from train.reporting.formatting import SMALL_GAP, fmt, fmt_gap, fmt_int, is_small
+from train.reporting.plots import IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
+from train.reporting.results import compare_worlds, json_safe, load_run, mean_std
+from train.run import runfolder
 
 NS_CMAP = "viridis"
 
 
 def render_sweep(exp_dir: str | Path) -> dict:
     exp_dir = Path(exp_dir)
-    spec = json.loads((exp_dir / "experiment.json").read_text())
+    spec = read_experiment(exp_dir)
     points, missing = collect_points(exp_dir, spec["runs"])
     groups = aggregate(points)
     figures = []
@@ -37,9 +39,8 @@ def render_sweep(exp_dir: str | Path) -> dict:
         figures = [scatter_figure(exp_dir / "scatter.png", points),
                    learning_curve_figure(exp_dir / "learning_curve.png", groups)]
     headline = sweep_headline(exp_dir, spec, points, groups)
-    (exp_dir / "report.md").write_text(sweep_markdown(spec, points, missing, groups, figures, headline))
-    results = {"headline": headline, "points": points, "groups": groups}
-    (exp_dir / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n")
+    write_text_atomic(exp_dir / REPORT, sweep_markdown(spec, points, missing, groups, figures, headline))
+    write_results(exp_dir, {"headline": headline, "points": points, "groups": groups})
     return json_safe(headline)
 
 
@@ -48,7 +49,7 @@ def collect_points(exp_dir: Path, runs: list[dict]) -> tuple[list[dict], list[di
     points, missing = [], []
     for entry in runs:
         real_dir, ideal_dir = exp_dir / entry["real"], exp_dir / entry["ideal"]
-        if not ((real_dir / "summary.json").is_file() and (ideal_dir / "summary.json").is_file()):
+        if not (runfolder.is_finished(real_dir) and runfolder.is_finished(ideal_dir)):
             missing.append(entry)
             continue
         real, ideal = load_run(real_dir), load_run(ideal_dir)
@@ -94,7 +95,7 @@ def aggregate(points: list[dict]) -> list[dict]:
 
 def scatter_figure(path: Path, points: list[dict]) -> Path:
     """The paper's Fig. 2: Real vs Ideal test soft-error at T(n); colour = n, marker = model."""
-    import matplotlib
+    import matplotlib  # deferred: heavy (~0.5 s); only drawing a figure needs it
 
     ns = sorted({p["n"] for p in points})
     models = sorted({p["model"] for p in points})
@@ -133,7 +134,7 @@ def sweep_headline(exp_dir: Path, spec: dict, points: list[dict], groups: list[d
     gaps = [abs(p["gap"]) for p in points if math.isfinite(p["gap"])]
     worst = max(points, key=lambda p: abs(p["gap"]) if math.isfinite(p["gap"]) else -1, default=None)
     return {
-        "kind": "sweep", "dir": str(exp_dir), "report": str(exp_dir / "report.md"),
+        "kind": "sweep", "dir": str(exp_dir), "report": str(exp_dir / REPORT),
         "runs_total": len(spec["runs"]), "runs_done": len(points),
         "never_fit": sum(p["fit_step"] is None for p in points),
         "mean_abs_gap": float(np.mean(gaps)) if gaps else math.nan,

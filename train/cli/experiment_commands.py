@@ -1,13 +1,13 @@
 """The experiment commands of `python -m train`: bootstrap, sweep and report.
 
-    python -m train bootstrap --data DATASET --n 50000 --preset paper-cifar5m --out experiments/boot
+    python -m train bootstrap --data DATASET --n 50000 --preset paper-cifar5m --out runs/boot
     python -m train sweep --data DATASET --n 5000,10000 --model mcnn,preact-resnet18 --seeds 3 \
-        --preset paper-cifar5m --out experiments/sweep [--ray]
-    python -m train report experiments/boot        # re-render report.md and PNGs from saved metrics
+        --preset paper-cifar5m --out runs/sweep [--ray]
+    python -m train report runs/boot        # re-render report.md and PNGs from saved metrics
 
 `bootstrap` and `sweep` take every trainer flag of `train run` (they share one config); the sweep's
 `--n` and `--model` take comma lists and `--seeds K` runs seeds --seed .. --seed+K-1.
-`train.cli.build_parser` calls `add_subcommands`.
+`train.cli.parser.build_parser` calls `add_experiment_commands`.
 """
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ import logging
 import os
 from pathlib import Path
 
-from train.cli import add_control_flags, add_run_flags, config_from_args
+from train.cli.flags import add_control_flags, add_run_flags, config_from_args
 from train.errors import TrainError
+from train.experiments.common import folder_name
+from train.reporting.render import format_headline, render
 
 log = logging.getLogger("train")
 
@@ -46,7 +48,7 @@ def _hide_mode(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)
 
 
-def add_subcommands(sub) -> None:
+def add_experiment_commands(sub) -> None:
     """Add `bootstrap`, `sweep` and `report` to the `python -m train` subparsers."""
     # conflict_handler "resolve" lets a command re-declare a run flag (--mode here; --n, --model below).
     boot = sub.add_parser(
@@ -54,7 +56,7 @@ def add_subcommands(sub) -> None:
         help="Real World (n) vs Ideal World with identical settings, then a report",
         description="Run the Real World on n samples and the Ideal World with one shared config into "
         "OUT/real and OUT/ideal, then write OUT/report.md with figures (default OUT: "
-        "experiments/bootstrap-nN-MODEL-seedS).")
+        "runs/bootstrap-nN-MODEL-seedS).")
     add_run_flags(boot)
     _hide_mode(boot)
     add_control_flags(boot)
@@ -65,7 +67,7 @@ def add_subcommands(sub) -> None:
         "sweep", conflict_handler="resolve", help="the grid n x models x seeds of bootstrap comparisons",
         description="Run Real and Ideal for every (model, n, seed) into OUT/runs/ (one Ideal run per "
         "(model, seed) serves every n), skipping finished runs, then write OUT/report.md with the "
-        "Real-vs-Ideal scatter and the learning curves (default OUT: experiments/sweep).")
+        "Real-vs-Ideal scatter and the learning curves (default OUT: runs/sweep).")
     add_run_flags(sweep)
     _hide_mode(sweep)
     grid = sweep.add_argument_group("sweep grid")
@@ -91,15 +93,15 @@ def add_subcommands(sub) -> None:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
-    from train.experiment import bootstrap, folder_name, world_configs
-    from train.report import format_headline
+    # Deferred: the experiments import the training loop and so torch (1.5 s here); --dry-run needs neither.
+    from train.experiments.bootstrap import bootstrap, world_configs
 
     if args.mode is not None:
         raise TrainError(f"--mode={args.mode}: bootstrap runs both worlds; drop --mode (use `train run` for one)")
     cfg = config_from_args(args, mode="real")
     if args.out_dir is None:
         cfg = dataclasses.replace(cfg, out_dir=os.path.join(
-            "experiments", f"bootstrap-n{cfg.n}-{folder_name(cfg.model)}-seed{cfg.seed}"))
+            "runs", f"bootstrap-n{cfg.n}-{folder_name(cfg.model)}-seed{cfg.seed}"))
     log.info("shared config:\n%s", json.dumps(cfg.to_dict(), indent=1))
     if args.dry_run:
         for world in world_configs(cfg, Path(cfg.out_dir)):
@@ -112,8 +114,8 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from train.experiment import plan_sweep, sweep
-    from train.report import format_headline
+    # Deferred: the experiments import the training loop and so torch (1.5 s here); --dry-run needs neither.
+    from train.experiments.sweep import plan_sweep, sweep
 
     if args.mode is not None:
         raise TrainError(f"--mode={args.mode}: a sweep runs both worlds; drop --mode")
@@ -121,7 +123,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise TrainError(f"--seeds={args.seeds}: must be >= 1")
     base = config_from_args(args, mode="real")
     if args.out_dir is None:
-        base = dataclasses.replace(base, out_dir=os.path.join("experiments", "sweep"))
+        base = dataclasses.replace(base, out_dir=os.path.join("runs", "sweep"))
     models = args.model_list or [base.model]
     seeds = [base.seed + i for i in range(args.seeds)]
     if args.dry_run:
@@ -136,8 +138,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from train.report import format_headline, render
-
     for path in args.dirs:
         print(format_headline(render(path)))
     return 0

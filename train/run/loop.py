@@ -1,6 +1,6 @@
 """One Real World or Ideal World run, start to finish, into cfg.out_dir.
 
-    from train.loop import run_training
+    from train.run.loop import run_training
     summary = run_training(cfg, resume=False, overwrite=False, progress=True)
 
 1. validate the config; set up the device (and DDP under torchrun);
@@ -24,16 +24,21 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
-from train import ddp, runfolder
-from train.augment import EvalView, TrainAugment
-from train.config import RunConfig, config_hash, validate
+import shards
+from shards.urls import is_url
+from train.core import ddp
+from train.core.augment import EvalView, TrainAugment
+from train.core.config import RunConfig, config_hash, parse_extra_test, validate
+from train.core.metrics import evaluate
+from train.core.models import build_model
+from train.core.samplers import Ledger, derive_seed
+from train.core.schedule import lr_at, parse_eval_schedule
+from train.core.stopping import fit_step
+from train.data.sources import RunData, build_run_data
 from train.errors import TrainError
-from train.metrics import evaluate
-from train.models import build_model
-from train.samplers import Ledger, derive_seed
-from train.schedule import lr_at, parse_eval_schedule
-from train.sources import RunData, build_run_data
+from train.run import runfolder
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +60,6 @@ def with_data_hashes(cfg: RunConfig) -> RunConfig:
     """Record which datasets (by manifest config hash) the run reads, so a changed dataset is a new run."""
     if cfg.data_hashes:
         return cfg
-    import shards
-
-    from train.config import parse_extra_test
-
-    from train.data import is_url
-
     hashes = []
     for location in [cfg.data] + [parse_extra_test(spec)[1] for spec in cfg.extra_test]:
         try:  # a URL's manifest is read where it is; a folder is checked first for the clearer error
@@ -237,11 +236,9 @@ class Trainer:
             runfolder.append_metrics(self.cfg.out_dir, row)
         bar.set_postfix_str(f"img/s {row['img_per_s'] or 0:,.0f} test soft-err {row['test/soft_error']:.4f}")
         self.clock.go()
-        return self.cfg.stop_at_fit and _fit_step(self.rows, self.cfg.fit_threshold) is not None
+        return self.cfg.stop_at_fit and fit_step(self.rows, self.cfg.fit_threshold) is not None
 
     def train(self, resumed: bool) -> dict:
-        from tqdm.auto import tqdm
-
         cfg = self.cfg
         if resumed:
             self._restore()
@@ -271,7 +268,7 @@ class Trainer:
 
     def _finish(self, stopped: bool) -> dict:
         cfg = self.cfg
-        fit = _fit_step(self.rows, cfg.fit_threshold)
+        fit = fit_step(self.rows, cfg.fit_threshold)
         summary = {
             "mode": cfg.mode, "n": cfg.n if cfg.mode == "real" else None, "steps": cfg.steps,
             "steps_done": self.step, "batch_size": cfg.batch_size, "model": cfg.model, "seed": cfg.seed,
@@ -288,11 +285,3 @@ class Trainer:
                      fit, summary["final"]["test/error"])
         return summary
 
-
-def _fit_step(rows: list[dict[str, Any]], threshold: float) -> int | None:
-    """T(n): the first evaluated step whose train error is at most the threshold."""
-    for row in rows:
-        err = row.get("train/error")
-        if err is not None and err <= threshold:
-            return row["step"]
-    return None

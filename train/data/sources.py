@@ -18,13 +18,14 @@ import numpy as np
 import torch
 
 import shards
-from train import ddp
-from train.config import RunConfig, parse_extra_test
-from train.data import (Dataset, TrainStore, cache_size, gpu_budget_bytes, host_budget_bytes, is_url,
-                        open_dataset, read_split, to_device)
+from shards.urls import is_url
+from train.core import ddp
+from train.core.config import RunConfig, parse_extra_test
+from train.core.samplers import IdealSampler, RealSampler, check_pool
+from train.data.datasets import (Dataset, TrainStore, cache_size, gpu_budget_bytes, host_budget_bytes, open_dataset,
+                                 read_split, to_device)
+from train.data.streaming import StreamSource, collect_rows
 from train.errors import TrainError
-from train.samplers import IdealSampler, RealSampler, check_pool
-from train.streaming import StreamSource, collect_rows
 
 log = logging.getLogger(__name__)
 

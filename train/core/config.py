@@ -8,7 +8,8 @@
 
 Both worlds share every field but `mode` (and `n`, which only the Real World uses): model and init seed,
 optimizer, schedule over total steps, batch size, augmentation, precision and evaluation schedule.
-Defaults reproduce the paper code's CIFAR-5m sweep (FACTS.md 1); presets are plain dicts.
+Defaults reproduce the paper code's CIFAR-5m sweep (github.com/preetum/deep-bootstrap-code,
+`inftrain/sample_sweep.json`); presets are plain dicts.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from train.core.schedule import parse_eval_schedule
 from train.errors import TrainError
 
 MODES = ("real", "ideal")
@@ -113,7 +115,8 @@ _PAPER_CIFAR5M = dict(
     optimizer="sgd", lr=0.1, schedule="cosine", lr_update_every_steps=390, momentum=0.0,
     weight_decay=0.0, nesterov=False, batch_size=128, steps=39_000, aug="none",
 )
-# The paper code's CIFAR-5m sweep (inftrain/sample_sweep.json, FACTS.md 1) and its DogBird defaults
+# The paper code's CIFAR-5m sweep (github.com/preetum/deep-bootstrap-code `inftrain/sample_sweep.json`)
+# and its DogBird defaults
 # (inftrain/train_imgnet.py: torchvision ResNet-50, SGD momentum 0.9, lr 0.1, cosine, batch 128, 224 px,
 # centre crop 224 without augmentation unless asked).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -160,8 +163,6 @@ def _is_name(text: str) -> bool:
 
 def validate(cfg: RunConfig) -> None:
     """Raise TrainError on the first bad setting; cheap, runs before any data or model loads."""
-    from train.schedule import parse_eval_schedule
-
     def need(ok: bool, flag: str, value: Any, rule: str) -> None:
         if not ok:
             raise TrainError(f"--{flag}={value}: {rule}")
@@ -210,7 +211,8 @@ def validate(cfg: RunConfig) -> None:
     if cfg.model.startswith("timm:"):
         need(len(cfg.model) > 5, "model", cfg.model, "give a timm model name after 'timm:'")
     else:
-        from train.models import known_models
+        # Deferred: models imports torch (1.5 s here); validation runs before --dry-run and must stay cheap.
+        from train.core.models import known_models
 
         need(cfg.model in known_models(), "model", cfg.model,
              f"unknown model; known: {', '.join(known_models())}, or timm:NAME for any timm model")

@@ -8,7 +8,7 @@
 The fast path reads the decoded uint8 cache (`shards.load_split`, memory-mapped) and copies the rows a
 run needs (the Real World's n, or the whole pool for the Ideal World) to the GPU when they fit, else to
 pinned host memory, from where each batch is gathered and copied asynchronously. The streaming path
-(`train.streaming`) reads the shard files themselves.
+(`train.data.streaming`) reads the shard files themselves.
 """
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ import numpy as np
 import torch
 
 import shards
+from shards.urls import is_url
+from shards.verify import verify_dataset
 from train.errors import TrainError
 
 log = logging.getLogger(__name__)
@@ -58,10 +60,6 @@ class Dataset:
         return [f"{self.root.rstrip('/')}/{e.file}" for e in self.split(split).shards]
 
 
-def is_url(location: str) -> bool:
-    return location.startswith(("http://", "https://", "hf://"))
-
-
 def open_dataset(location: str, stream: bool = False, verify: bool = True) -> Dataset:
     """Resolve (download a URL unless streaming) and read the manifest; check shard sha256s when streaming
     (the fast path's shards.load_split checks them while building its cache).
@@ -74,8 +72,6 @@ def open_dataset(location: str, stream: bool = False, verify: bool = True) -> Da
     root = shards.resolve_dataset(location)
     manifest = shards.load_manifest(root)
     if verify and stream:  # the fast path's decoded cache checks every shard's sha256 as it is built
-        from shards.verify import verify_dataset
-
         report = verify_dataset(root, decode=False)
         if not report.ok:
             raise shards.ShardsError(

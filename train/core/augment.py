@@ -7,7 +7,8 @@
 
 Every op is batched tensor work (one gather for crop+flip, one roi_align for random-resized-crop):
 no per-sample Python, so it runs at GPU speed. Normalisation: uint8 / 255, then (x - 0.5) / 0.5
-(FACTS.md 1). Randomness comes only from the generator passed in, so a step's batch is reproducible.
+(github.com/preetum/deep-bootstrap-code `inftrain/train.py`). Randomness comes only from the generator
+passed in, so a step's batch is reproducible.
 """
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def _random_resized_crop(x: torch.Tensor, size: int, gen: torch.Generator) -> to
     # One box per sample drawn like torchvision's RandomResizedCrop (area scale, log-uniform aspect);
     # instead of its 10 retries, a box larger than the image is clamped to it. Bilinear resampling of
     # all boxes at once with roi_align.
-    from torchvision.ops import roi_align
+    from torchvision.ops import roi_align  # deferred: only random-resized-crop needs torchvision
 
     b, _, h, w = x.shape
     dev = x.device

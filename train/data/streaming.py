@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 import shards
-from train import ddp
-from train.data import Dataset, PinnedStaging
+from train.core import ddp
+from train.data.datasets import Dataset, PinnedStaging
 from train.errors import TrainError
 
 log = logging.getLogger(__name__)

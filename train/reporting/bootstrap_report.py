@@ -1,10 +1,6 @@
-"""Markdown reports and PNG figures for a bootstrap experiment, a sweep, or a single run.
+"""The bootstrap report: Real World (n) vs Ideal World of one experiment folder, from saved metrics.
 
-`python -m train report DIR` re-renders from saved metrics alone. DIR is recognised as:
-- a bootstrap experiment: `experiment.json` with kind "bootstrap" (or `real/` + `ideal/` run folders);
-- a sweep: `experiment.json` with kind "sweep" (see train/experiment.py for the layout);
-- a single run folder: `metrics.jsonl`.
-Each writes `report.md`, its PNGs and `results.json` (every number in the report) into DIR.
+Writes `report.md`, `soft_error.png`, `gap.png` and `results.json` (every number in the report).
 Markdown files in `DIR/sections/` (e.g. the demo's generator-quality figures) are appended to a
 bootstrap report in name order, so they survive re-rendering.
 
@@ -14,79 +10,20 @@ words whether the gap is small. "Small" is our fixed, stated convention (SMALL_G
 """
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
-from train.errors import TrainError
-from train.plots import EXTRA_COLORS, IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
-from train.results import (METRIC_NAMES, METRICS, RunRecord, align, compare_worlds,
-                           config_differences, json_safe, load_run, value_at)
-
-# An absolute test soft-error difference of 2 points: our convention for calling a bootstrap gap
-# "small", fixed before any result; every report prints the number next to the verdict.
-SMALL_GAP = 0.02
-
-
-def is_small(gap: float) -> bool:
-    """|gap| <= SMALL_GAP, judged at 6 decimals so float noise (0.40 - 0.38) cannot flip a verdict."""
-    return math.isfinite(gap) and round(abs(gap), 6) <= SMALL_GAP
-
-
-def fmt(value, digits: int = 4) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    return f"{value:.{digits}f}"
-
-
-def fmt_gap(value, digits: int = 4) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{value:+.{digits}f}"
-
-
-def fmt_int(value) -> str:
-    return "n/a" if value is None else f"{int(value):,}"
-
-
-def at_label(cmp: dict) -> str:
-    return "T(n)" if cmp["fit_step"] is not None else f"step {cmp['ref_step']:,} (no T(n))"
-
-
-def render(path: str | Path) -> dict:
-    """Re-render whatever DIR holds (bootstrap, sweep or run) and return its headline figures."""
-    path = Path(path)
-    kind = detect_kind(path)
-    if kind == "bootstrap":
-        return render_bootstrap(path)
-    if kind == "sweep":
-        from train.sweep_report import render_sweep
-
-        return render_sweep(path)
-    return render_run(path)
-
-
-def detect_kind(path: Path) -> str:
-    if not path.is_dir():
-        raise TrainError(f"{path}: no such folder; pass a run, bootstrap or sweep folder")
-    experiment = path / "experiment.json"
-    if experiment.is_file():
-        kind = json.loads(experiment.read_text()).get("kind")
-        if kind in ("bootstrap", "sweep"):
-            return kind
-        raise TrainError(f"{experiment}: kind {kind!r} unknown; expected 'bootstrap' or 'sweep'")
-    if (path / "metrics.jsonl").is_file():
-        return "run"
-    if (path / "real" / "metrics.jsonl").is_file() and (path / "ideal" / "metrics.jsonl").is_file():
-        return "bootstrap"
-    raise TrainError(
-        f"{path}: neither a run folder (metrics.jsonl) nor an experiment (experiment.json, or real/ "
-        "and ideal/ run folders); pass the folder given to `train run --out` or `train bootstrap --out`"
-    )
+from shards.jsonio import write_text_atomic
+from train.reporting.experiment_file import REPORT, read_experiment, write_results
+from train.reporting.formatting import SMALL_GAP, at_label, fmt, fmt_gap, fmt_int, is_small, ledger_table, runs_table
+from train.reporting.plots import EXTRA_COLORS, IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
+from train.reporting.results import METRIC_NAMES, METRICS, RunRecord, align, compare_worlds, config_differences, \
+    json_safe, load_run
 
 
 def render_bootstrap(exp_dir: str | Path) -> dict:
     """Write report.md, soft_error.png, gap.png and results.json for a bootstrap experiment."""
     exp_dir = Path(exp_dir)
-    spec = _read_experiment(exp_dir)
+    spec = read_experiment(exp_dir)
     runs = spec.get("runs", {"real": "real", "ideal": "ideal"})
     real, ideal = load_run(exp_dir / runs["real"]), load_run(exp_dir / runs["ideal"])
     cmp = compare_worlds(real, ideal)
@@ -95,15 +32,9 @@ def render_bootstrap(exp_dir: str | Path) -> dict:
     config = spec.get("config") or real.config
     headline = bootstrap_headline(exp_dir, config, cmp)
     text = bootstrap_markdown(exp_dir, real, ideal, cmp, config, figures, headline)
-    (exp_dir / "report.md").write_text(text)
-    results = {"headline": headline, "comparison": cmp}
-    (exp_dir / "results.json").write_text(json.dumps(json_safe(results), indent=2) + "\n")
+    write_text_atomic(exp_dir / REPORT, text)
+    write_results(exp_dir, {"headline": headline, "comparison": cmp})
     return json_safe(headline)
-
-
-def _read_experiment(exp_dir: Path) -> dict:
-    path = exp_dir / "experiment.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def world_figure(path: Path, real: RunRecord, ideal: RunRecord, cmp: dict) -> Path:
@@ -150,7 +81,7 @@ def bootstrap_headline(exp_dir: Path, config: dict, cmp: dict) -> dict:
     return {
         "kind": "bootstrap",
         "dir": str(exp_dir),
-        "report": str(exp_dir / "report.md"),
+        "report": str(exp_dir / REPORT),
         "n": config.get("n"),
         "model": config.get("model"),
         "steps": config.get("steps"),
@@ -268,95 +199,8 @@ def generalisation_table(cmp: dict) -> list[str]:
     return lines + [""]
 
 
-def ledger_table(runs: list[tuple[str, RunRecord]]) -> list[str]:
-    lines = ["## Sample ledger", "",
-             "| run | unique samples | total draws | pool size | passes | no reuse | within subset | subset hash |",
-             "|---|---|---|---|---|---|---|---|"]
-    for label, run in runs:
-        led = (run.summary or {}).get("ledger")
-        if not led:
-            lines.append(f"| {label} | run not finished | | | | | | |")
-            continue
-        passes = led.get("passes")
-        lines.append(f"| {label} | {fmt_int(led.get('unique_samples'))} | {fmt_int(led.get('total_draws'))} | "
-                     f"{fmt_int(led.get('pool_size'))} | {fmt(passes, 3) if passes is not None else 'n/a'} | "
-                     f"{led.get('no_reuse')} | {led.get('within_subset', '-')} | `{led.get('subset_hash') or '-'}` |")
-    return lines + ["", "Passes are over the n-subset for Real (many expected) and over the pool for Ideal, "
-                    "which must show no reuse.", ""]
-
-
-def runs_table(base: Path, runs: list[tuple[str, RunRecord]]) -> list[str]:
-    lines = ["## Runs", "", "| run | folder | steps done | img/s | wall time (s) | config hash |",
-             "|---|---|---|---|---|---|"]
-    for label, run in runs:
-        s = run.summary or {}
-        done = s.get("steps_done", run.last_step())
-        folder = run.run_dir.relative_to(base).as_posix() if run.run_dir.is_relative_to(base) else run.run_dir
-        lines.append(f"| {label} | `{folder}` | {fmt_int(done)} / {fmt_int(run.config.get('steps'))} | "
-                     f"{fmt(s.get('img_per_s'), 0)} | {fmt(s.get('wall_s'), 1)} | `{s.get('config_hash', '-')}` |")
-    return lines + [""]
-
-
-def render_run(run_dir: str | Path) -> dict:
-    """A single run: soft-error curves, T(n), metrics at T(n) and at the end, the ledger."""
-    run_dir = Path(run_dir)
-    run = load_run(run_dir)
-    fit = run.fit_step()
-    ref = fit if fit is not None else run.last_step()
-    figure = run_figure(run_dir / "soft_error.png", run, fit)
-    values = {}
-    for name in ["train"] + run.eval_sets():
-        for metric in METRICS:
-            steps, series = run.series(f"{name}/{metric}")
-            if len(steps):
-                values[f"{name}/{metric}"] = {"at_fit": value_at(steps, series, ref), "end": float(series[-1])}
-    (run_dir / "report.md").write_text(run_markdown(run, fit, ref, values, figure))
-    mode = run.config.get("mode")
-    return json_safe({"kind": "run", "dir": str(run_dir), "report": str(run_dir / "report.md"),
-                      "mode": mode, "n": run.config.get("n"), "fit_step": fit, "ref_step": ref,
-                      "metrics": values})
-
-
-def run_figure(path: Path, run: RunRecord, fit: int | None) -> Path:
-    lines = [Line(*run.series("test/soft_error"), "test", REAL_COLOR),
-             Line(*run.series("train/soft_error"), "train", REAL_COLOR, "--")]
-    for i, name in enumerate(run.eval_sets()[1:]):
-        lines.append(Line(*run.series(f"{name}/soft_error"), name, EXTRA_COLORS[i % len(EXTRA_COLORS)], "-."))
-    title = (f"{run.config.get('mode', '?')} world, n = {fmt_int(run.config.get('n'))}, "
-             f"model {run.config.get('model')}")
-    return save_panels(path, [Panel(tuple(lines), "soft-error", vline=fit,
-                                    vline_label="" if fit is None else f"T(n) = {fit:,}", title=title)])
-
-
-def run_markdown(run: RunRecord, fit: int | None, ref: int, values: dict, figure: Path) -> str:
-    mode = run.config.get("mode", "?")
-    if fit is not None:
-        fit_text = f"T(n) = {fit:,} (first evaluated step with train error <= {run.fit_threshold:.0%})."
-        at = "T(n)"
-    else:
-        fit_text = f"The run never reached train error <= {run.fit_threshold:.0%}: T(n) is undefined."
-        at = f"step {ref:,} (no T(n))"
-    table = [f"| set | metric | at {at} | at end |", "|---|---|---|---|"]
-    for key, v in values.items():
-        name, metric = key.rsplit("/", 1)
-        table.append(f"| {name} | {METRIC_NAMES[metric]} | {fmt(v['at_fit'])} | {fmt(v['end'])} |")
-    c = run.config
-    lines = [f"# Run: {mode} world, n = {fmt_int(c.get('n'))}", "",
-             f"Data `{c.get('data')}`, model `{c.get('model')}`, {fmt_int(c.get('steps'))} SGD steps at "
-             f"batch {fmt_int(c.get('batch_size'))}, seed {c.get('seed')}.", "",
-             fit_text, "", f"![soft-error]({figure.name})", "", *table, ""]
-    lines += ledger_table([(mode, run)]) + runs_table(run.run_dir.parent, [(mode, run)])
-    return "\n".join(lines)
-
-
-def format_headline(headline: dict) -> str:
-    """A few console lines: where the report is and its headline figures."""
-    if headline["kind"] == "sweep":
-        from train.sweep_report import format_sweep_headline
-
-        return format_sweep_headline(headline)
-    if headline["kind"] == "run":
-        return f"report: {headline['report']}\n  T(n) = {fmt_int(headline['fit_step'])}"
+def format_bootstrap_headline(headline: dict) -> str:
+    """A few console lines: where the bootstrap report is and its headline figures."""
     fit = headline["fit_step"]
     at = "T(n)" if fit is not None else f"step {headline['ref_step']:,}"
     out = [f"report: {headline['report']}",

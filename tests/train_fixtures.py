@@ -1,4 +1,4 @@
-"""Tiny datasets for the trainer's tests, written with the real `shards.DatasetWriter`.
+"""Tiny datasets and configs for the trainer's tests, written with the real `shards.DatasetWriter`.
 
 Each image shows its label's fixed binary template (so a small model fits them within a few hundred
 steps) plus faint noise seeded by its index (so every sample's bytes differ and follow from its index).
@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from shards import DatasetWriter
+from shards.card import CardInfo
+from train.core.config import RunConfig
 
 NUM_CLASSES = 10
 
@@ -50,13 +52,29 @@ def copy_dataset(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_fixture_dataset_reads_back(tmp_path):
-    from shards import load_manifest, load_split
+def build_protos(out, train=400, test=100, seed=0, size=8, noise=60.0):
+    """4 classes, each a fixed random 1x8x8 prototype plus noise: an MLP fits 40 of them in ~15 steps."""
+    protos = np.random.default_rng(seed).integers(0, 256, size=(4, size, size, 1))
 
-    root = build_dataset(tmp_path / "ds", train=120, test=30, per_shard=50)
-    manifest = load_manifest(root)
-    assert manifest.splits["train"].count == 120 and len(manifest.splits["train"].shards) == 3
-    arrays = load_split(root, "train", progress=False)
-    assert arrays.images.shape == (120, 8, 8, 1)
-    assert [int(v) for v in arrays.labels[:4]] == [label_of(i, "train") for i in range(4)]
-    assert np.array_equal(arrays.images[17], sample_image(17, "train"))
+    def samples(spec):
+        rng = np.random.default_rng([seed, len(spec.split), spec.first_index])
+        for i in range(spec.first_index, spec.first_index + spec.count):
+            c = int(rng.integers(4))
+            image = np.clip(protos[c] + rng.normal(0, noise, protos[c].shape), 0, 255).astype(np.uint8)
+            yield {"image": image, "cls": c, "json": {"index": i}}
+
+    writer = DatasetWriter(out, config={"kind": "protos", "seed": seed, "noise": noise},
+                           class_names=["a", "b", "c", "d"], splits={"train": train, "test": test},
+                           samples_per_shard=200, card=CardInfo(pretty_name="protos"))
+    writer.prepare()
+    for spec in writer.pending():
+        writer.write_shard(spec, samples(spec))
+    assert writer.finalize() is not None
+    return out
+
+
+def tiny_cfg(data, out, **kw):
+    values = dict(data=str(data), n=40, steps=24, batch_size=16, model="mlp", mlp_widths=(32,), lr=0.05,
+                  eval_schedule="every:4", eval_train_samples=40, device="cpu", num_workers=0, out_dir=str(out))
+    values.update(kw)
+    return RunConfig(**values)

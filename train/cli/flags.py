@@ -1,28 +1,16 @@
-"""The `python -m train` command line: flags -> RunConfig -> validate -> print -> run.
-
-    python -m train run --data DATASET --mode real --n 50000 --preset paper-cifar5m --out runs/real-50k
-    python -m train run --data DATASET --mode ideal --preset paper-cifar5m --out runs/ideal --dry-run
-    torchrun --nproc_per_node=8 -m train run --train-size 50000 ...   # DDP: the global batch is split over
-                                                # the ranks; torchrun misreads `--n`, so write --train-size
-
-Other commands reuse the flags: `add_run_flags(parser)` adds every trainer setting and
-`config_from_args(args, **overrides)` builds the RunConfig (defaults <- --preset <- explicit flags <-
-overrides). Every flag defaults to None here, so "not given" is distinguishable from a default value.
+"""The trainer's flags, shared by `run`, `bootstrap` and `sweep`: `add_run_flags(parser)` adds every
+trainer setting, `add_control_flags(parser)` the run-folder controls, and `config_from_args(args,
+**overrides)` builds the RunConfig (defaults <- --preset <- explicit flags <- overrides). Every flag
+defaults to None here, so "not given" is distinguishable from a default value.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
-import importlib.util
-import json
-import logging
 import os
 
-from train.config import AUGS, DATA_PATHS, MODES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, RunConfig, \
-    apply_preset, validate
-
-log = logging.getLogger("train")
+from train.core.config import AUGS, DATA_PATHS, MODES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, RunConfig, \
+    apply_preset
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -132,36 +120,3 @@ def config_from_args(args: argparse.Namespace, **overrides) -> RunConfig:
     if not cfg.out_dir:
         cfg = dataclasses.replace(cfg, out_dir=default_out_dir(cfg))
     return cfg
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    validate(cfg)
-    log.info("config: %s", json.dumps(cfg.to_dict()))
-    if args.dry_run:
-        print(json.dumps(cfg.to_dict(), indent=1))
-        return 0
-    from train.loop import run_training
-
-    summary = run_training(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
-    final = summary["final"]
-    log.info("%s: %s steps; T(n) = %s; final test error %.4f, soft-error %.4f; %s img/s; resume/inspect: %s",
-             cfg.out_dir, f"{summary['steps_done']:,}", summary["fit_step"], final["test/error"],
-             final["test/soft_error"], f"{summary['img_per_s'] or 0:,.0f}", os.path.join(cfg.out_dir, "summary.json"))
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train", description="Real World vs Ideal World trainer "
-                                     "(Deep Bootstrap) on shards datasets.")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = sub.add_parser("run", help="train one Real World or Ideal World run",
-                         description="Train one run into its folder (config.json, metrics.jsonl, summary.json, "
-                         "checkpoints/last.pt). Re-running a finished run returns at once.")
-    add_run_flags(run)
-    add_control_flags(run)
-    run.set_defaults(func=cmd_run)
-    if importlib.util.find_spec("train.experiment_cli") is not None:
-        importlib.import_module("train.experiment_cli").add_subcommands(sub)
-    return parser

@@ -24,7 +24,8 @@ def _log_steps(points: int, steps: int) -> set[int]:
 
 def _paper_steps(steps: int) -> set[int]:
     # inftrain/train.py logs at batch i when i % 64 == 0, or i % 4 == 0 below 1024, or i % 8 == 0
-    # below 2048 (FACTS.md 1); batch i is evaluated before its update, i.e. after i steps.
+    # below 2048 (github.com/preetum/deep-bootstrap-code); batch i is evaluated before its update, i.e.
+    # after i steps.
     return {i for i in range(steps + 1) if i % 64 == 0 or (i < 1024 and i % 4 == 0) or (i < 2048 and i % 8 == 0)}
 
 

@@ -132,7 +132,7 @@ def _mlp(cfg, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
 
 
 def _timm_model(name: str, pretrained: bool, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
-    import timm
+    import timm  # deferred: heavy (seconds); only timm:NAME models need it
 
     if not timm.is_model(name) and not name.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
         raise TrainError(f"--model=timm:{name}: timm has no such model; list them with "

@@ -22,9 +22,9 @@ NS ?= 5000,10000,25000,50000
 MODELS ?= preact-resnet18
 SEEDS ?= 3
 PRESET ?= paper-cifar5m
-RUN ?= runs/$(PRESET)-$(MODE)-n$(N)
-EXP ?= runs/bootstrap-n$(N)
-SWEEP ?= runs/sweep
+RUN ?= out/runs/$(PRESET)-$(MODE)-n$(N)
+EXP ?= out/runs/bootstrap-n$(N)
+SWEEP ?= out/runs/sweep
 ARGS ?=
 VARS := OUT DATA LABELER MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS PRESET RUN EXP SWEEP ARGS
 
@@ -85,7 +85,7 @@ bootstrap: $(STAMP) ## Real (N) vs Ideal with one config, then report.md + plots
 sweep: $(STAMP) ## grid over NS x MODELS x SEEDS (resumable), then the Real vs Ideal scatter and L(n)
 	$(PY) -m train sweep --data $(DATA) --preset $(PRESET) --n $(NS) --model $(MODELS) --seeds $(SEEDS) --out $(SWEEP) $(ARGS)
 
-report: $(STAMP) ## re-render plots and tables of a run, bootstrap or sweep folder: make report EXP=runs/...
+report: $(STAMP) ## re-render plots and tables of a run, bootstrap or sweep folder: make report EXP=out/runs/...
 	$(PY) -m train report $(EXP)
 
 bench: $(STAMP) ## CPU benchmarks (ratios against named baselines, same run)

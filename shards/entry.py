@@ -17,6 +17,10 @@ import sys
 from shards.errors import ToolkitError
 
 INTERRUPTED_HINT = "interrupted; re-run the same command to resume"
+# Every command's default output lives under this one git-ignored root: datasets in out/<name>,
+# training runs and experiments in out/runs/<name>, the demo in out/demo.
+OUTPUT_ROOT = "out"
+RUNS_ROOT = os.path.join(OUTPUT_ROOT, "runs")
 OUR_LOGGERS = ("shards", "cifar5m", "dogbird", "train", "demo")
 
 

@@ -1,7 +1,7 @@
 """Real World vs Ideal World trainer (Deep Bootstrap, Nakkiran et al. 2021) on `shards` datasets.
 
-    python -m train run --data DATASET --mode real --n 50000 --preset paper-cifar5m --out runs/real-50k
-    python -m train run --data DATASET --mode ideal --preset paper-cifar5m --out runs/ideal
+    python -m train run --data DATASET --mode real --n 50000 --preset paper-cifar5m --out out/runs/real-50k
+    python -m train run --data DATASET --mode ideal --preset paper-cifar5m --out out/runs/ideal
 
 Subpackages, each importing only those listed before it: `core` (config, schedule, samplers, models,
 augmentation, metrics, T(n)), `data` (datasets, resident cache, batch sources, streaming), `run` (the

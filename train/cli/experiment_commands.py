@@ -1,9 +1,9 @@
 """The experiment commands of `python -m train`: bootstrap, sweep and report.
 
-    python -m train bootstrap --data DATASET --n 50000 --preset paper-cifar5m --out runs/boot
+    python -m train bootstrap --data DATASET --n 50000 --preset paper-cifar5m --out out/runs/boot
     python -m train sweep --data DATASET --n 5000,10000 --model mcnn,preact-resnet18 --seeds 3 \
-        --preset paper-cifar5m --out runs/sweep [--ray]
-    python -m train report runs/boot        # re-render report.md and PNGs from saved metrics
+        --preset paper-cifar5m --out out/runs/sweep [--ray]
+    python -m train report out/runs/boot        # re-render report.md and PNGs from saved metrics
 
 `bootstrap` and `sweep` take every trainer flag of `train run` (they share one config); the sweep's
 `--n` and `--model` take comma lists and `--seeds K` runs seeds --seed .. --seed+K-1.
@@ -18,6 +18,7 @@ import logging
 import os
 from pathlib import Path
 
+from shards.entry import RUNS_ROOT
 from train.cli.flags import add_control_flags, add_run_flags, config_from_args
 from train.errors import TrainError
 from train.experiments.common import folder_name
@@ -56,7 +57,7 @@ def add_experiment_commands(sub) -> None:
         help="Real World (n) vs Ideal World with identical settings, then a report",
         description="Run the Real World on n samples and the Ideal World with one shared config into "
         "OUT/real and OUT/ideal, then write OUT/report.md with figures (default OUT: "
-        "runs/bootstrap-nN-MODEL-seedS).")
+        "out/runs/bootstrap-nN-MODEL-seedS).")
     add_run_flags(boot)
     _hide_mode(boot)
     add_control_flags(boot)
@@ -67,7 +68,7 @@ def add_experiment_commands(sub) -> None:
         "sweep", conflict_handler="resolve", help="the grid n x models x seeds of bootstrap comparisons",
         description="Run Real and Ideal for every (model, n, seed) into OUT/runs/ (one Ideal run per "
         "(model, seed) serves every n), skipping finished runs, then write OUT/report.md with the "
-        "Real-vs-Ideal scatter and the learning curves (default OUT: runs/sweep).")
+        "Real-vs-Ideal scatter and the learning curves (default OUT: out/runs/sweep).")
     add_run_flags(sweep)
     _hide_mode(sweep)
     grid = sweep.add_argument_group("sweep grid")
@@ -101,7 +102,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, mode="real")
     if args.out_dir is None:
         cfg = dataclasses.replace(cfg, out_dir=os.path.join(
-            "runs", f"bootstrap-n{cfg.n}-{folder_name(cfg.model)}-seed{cfg.seed}"))
+            RUNS_ROOT, f"bootstrap-n{cfg.n}-{folder_name(cfg.model)}-seed{cfg.seed}"))
     log.info("shared config:\n%s", json.dumps(cfg.to_dict(), indent=1))
     if args.dry_run:
         for world in world_configs(cfg, Path(cfg.out_dir)):
@@ -123,7 +124,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise TrainError(f"--seeds={args.seeds}: must be >= 1")
     base = config_from_args(args, mode="real")
     if args.out_dir is None:
-        base = dataclasses.replace(base, out_dir=os.path.join("runs", "sweep"))
+        base = dataclasses.replace(base, out_dir=os.path.join(RUNS_ROOT, "sweep"))
     models = args.model_list or [base.model]
     seeds = [base.seed + i for i in range(args.seeds)]
     if args.dry_run:

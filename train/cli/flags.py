@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import os
 
+from shards.entry import RUNS_ROOT
 from train.core.config import AUGS, DATA_PATHS, MODES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, RunConfig, \
     apply_preset
 
@@ -74,7 +75,7 @@ def _add_model_flags(g) -> None:
 
 
 def _add_eval_flags(g) -> None:
-    _flag(g, "out", "run folder (default runs/MODE[-nN]-MODEL-seedS)", dest="out_dir")
+    _flag(g, "out", "run folder (default out/runs/MODE[-nN]-MODEL-seedS)", dest="out_dir")
     _flag(g, "eval-schedule", "when to evaluate: log:POINTS, every:K, paper, steps:A,B; join with + "
           "(default log:64)")
     _flag(g, "eval-train-samples", "size of the fixed train-evaluation subset (default 10,000)", type=int)
@@ -105,7 +106,7 @@ def add_control_flags(parser: argparse.ArgumentParser) -> None:
 
 def default_out_dir(cfg: RunConfig) -> str:
     size = f"-n{cfg.n}" if cfg.mode == "real" else ""
-    return os.path.join("runs", f"{cfg.mode}{size}-{cfg.model.replace(':', '-').replace('/', '-')}-seed{cfg.seed}")
+    return os.path.join(RUNS_ROOT, f"{cfg.mode}{size}-{cfg.model.replace(':', '-').replace('/', '-')}-seed{cfg.seed}")
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> RunConfig:

@@ -1,7 +1,7 @@
 """`python -m train run`: flags -> RunConfig -> validate -> print -> (--dry-run stops) -> train one run.
 
-    python -m train run --data DATASET --mode real --n 50000 --preset paper-cifar5m --out runs/real-50k
-    python -m train run --data DATASET --mode ideal --preset paper-cifar5m --out runs/ideal --dry-run
+    python -m train run --data DATASET --mode real --n 50000 --preset paper-cifar5m --out out/runs/real-50k
+    python -m train run --data DATASET --mode ideal --preset paper-cifar5m --out out/runs/ideal --dry-run
     torchrun --nproc_per_node=8 -m train run --train-size 50000 ...   # DDP: the global batch is split over
                                                 # the ranks; torchrun misreads `--n`, so write --train-size
 """

@@ -1,6 +1,6 @@
 """The bootstrap experiment: Real World (n) vs Ideal World made from one shared config, then a report.
 
-    python -m train bootstrap --data DATASET --n 50000 --preset paper-cifar5m --out runs/boot
+    python -m train bootstrap --data DATASET --n 50000 --preset paper-cifar5m --out out/runs/boot
 
 From Python: `bootstrap(cfg)` returns the report's headline figures (`train.reporting.render.format_headline`
 prints them).

@@ -1,7 +1,7 @@
 """The sweep: the grid n x models x seeds of Real vs Ideal comparisons, then the sweep report.
 
     python -m train sweep --data DATASET --n 5000,10000 --model mcnn,preact-resnet18 --seeds 3 \
-        --preset paper-cifar5m --out runs/sweep [--ray]
+        --preset paper-cifar5m --out out/runs/sweep [--ray]
 
 From Python: `sweep(cfg, ns=..., models=..., seeds=...)` returns the report's headline figures.
 

@@ -118,7 +118,8 @@ def check_scheduler_config(info: PipelineInfo) -> None:
 
 
 def check_sampler(info: PipelineInfo, sampler: str, steps: int) -> None:
-    """Refuse sampler settings known to give wrong or poor images with this model (DDIM paper, Song et al. 2021, Table 1; diffusers scheduler docs)."""
+    """Refuse sampler settings known to give wrong or poor images with this model (DDIM paper, Song et al.
+    2021, Table 1: DDPM with fixed_large variance at 50 steps has FID 32.7)."""
     cfg = info.scheduler_config
     train_steps = int(cfg.get("num_train_timesteps", 1000))
     if steps > train_steps:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from cifar5m.errors import Cifar5mError
 
 # The diffusers port of Ho et al.'s CIFAR-10 DDPM. It holds the non-EMA weights (FID ~12.4 at 1000
-# steps against ~3.2 for the EMA ones, per the discussion on its Hub model page): pass a pipeline folder converted from the EMA
-# checkpoint as --model for the better generator.
+# steps against ~3.2 for the EMA ones, per the discussion on its Hub model page): pass a pipeline folder
+# converted from the EMA checkpoint as --model for the better generator.
 DEFAULT_MODEL = "google/ddpm-cifar10-32"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # Version of the per-image noise scheme (cifar5m/noise.py): part of the dataset identity.

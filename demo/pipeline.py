@@ -103,7 +103,7 @@ class DemoConfig:
                 raise DemoError(f"{flag}={value}: must be >= {low}")
         if self.n > self.train:
             raise DemoError(f"--n={self.n:,}: larger than the synthetic train pool (--train={self.train:,}); "
-                               "choose n <= --train")
+                            "choose n <= --train")
         if self.steps * self.batch_size > self.train:
             raise DemoError(
                 f"--steps={self.steps:,} x --batch-size={self.batch_size} = {self.steps * self.batch_size:,} "
@@ -219,7 +219,7 @@ def _check_split(cfg: DemoConfig, *model_dirs: Path) -> None:
         seed = _training_brief(model_dir)["split_seed"]
         if seed is not None and seed != cfg.split_seed:
             raise DemoError(f"{model_dir}: trained on the real split of seed {seed}, the demo uses "
-                               f"--split-seed {cfg.split_seed}; pass --split-seed {seed} so its holdout stays unseen")
+                            f"--split-seed {cfg.split_seed}; pass --split-seed {seed} so its holdout stays unseen")
 
 
 def write_real(cfg: DemoConfig) -> Path:
@@ -236,13 +236,15 @@ def generate_synthetic(cfg: DemoConfig, models: dict) -> Path:
                          model=str(models["ddpm"]), sampler="dpmpp", steps=cfg.gen_steps, train=cfg.train,
                          test=cfg.test, samples_per_shard=cfg.samples_per_shard, seed=cfg.seed,
                          batch_size=cfg.gen_batch_size, device=cfg.device, overwrite=cfg.overwrite).validate()
+    device_type = resolve_device(cfg.device).type
+    workers = cfg.cpu_workers if device_type == "cpu" else 1
     log.info("same as: python -m cifar5m generate --model %s --labeler %s --class-names %s --sampler dpmpp "
-             "--steps %d --train %d --test %d --shard-size %d --seed %d --batch-size %d --out %s", gen.model,
-             gen.labeler, ",".join(CLASS_NAMES), gen.steps, gen.train, gen.test, gen.samples_per_shard, gen.seed,
-             gen.batch_size, out)
-    plan = plan_run(gen, resolve_device(cfg.device).type)
-    if resolve_device(cfg.device).type == "cpu" and cfg.cpu_workers > 1:
-        run_with_bar(plan, lambda bar: run_processes(plan, cfg.cpu_workers, bar))
+             "--steps %d --train %d --test %d --shard-size %d --seed %d --batch-size %d --workers %d --out %s",
+             gen.model, gen.labeler, ",".join(CLASS_NAMES), gen.steps, gen.train, gen.test, gen.samples_per_shard,
+             gen.seed, gen.batch_size, workers, out)
+    plan = plan_run(gen, device_type)
+    if workers > 1:
+        run_with_bar(plan, lambda bar: run_processes(plan, workers, bar))
     else:
         run_with_bar(plan, lambda bar: run_local(plan, bar))
     return out
@@ -314,7 +316,7 @@ def _claim_bootstrap(exp: Path, run_cfg, data_ids: dict, overwrite: bool) -> boo
                            or read_json(exp / "demo-data.json", {}) != data_ids)
     if stale and not overwrite:
         raise DemoError(f"{exp}: holds a bootstrap of other settings or of another synthetic pool; pass "
-                           "--overwrite to replace it, or choose another --out")
+                        "--overwrite to replace it, or choose another --out")
     exp.mkdir(parents=True, exist_ok=True)
     write_json_atomic(exp / "demo-data.json", data_ids)
     return stale

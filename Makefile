@@ -50,10 +50,10 @@ test: $(STAMP) ## run the offline test suite
 	$(PY) -m pytest -q $(ARGS)
 
 demo: $(STAMP) ## the whole pipeline on scikit-learn's digits, offline, on a laptop (< 10 min)
-	$(PY) -m cifar5m.demo run $(ARGS)
+	$(PY) -m demo run $(ARGS)
 
-demo-models: $(STAMP) ## retrain the demo's digits diffusion model and labeler (cifar5m/demo_models)
-	$(PY) -m cifar5m.demo train-models --out cifar5m/demo_models $(ARGS)
+demo-models: $(STAMP) ## retrain the demo's digits diffusion model and labeler (demo/models)
+	$(PY) -m demo train-models --out demo/models $(ARGS)
 
 cifar5m: $(STAMP) ## generate a CIFAR-5m-like dataset: make cifar5m LABELER=hf-hub:ORG/NAME OUT=out/cifar5m
 	@if [ -z "$(LABELER)" ]; then echo "error: LABELER is not set: give the 10-way CIFAR-10 labeler, e.g." \

@@ -3,17 +3,21 @@
     python -m cifar5m generate --labeler local-dir:/models/cifar10-labeler --out out/cifar5m
     python -m cifar5m generate --labeler hf-hub:ORG/NAME --sampler dpmpp --train 50000 --test 10000 --out out/small
     python -m cifar5m generate ... --shards 0:100     # one Slurm array task; a final run without --shards
+    python -m cifar5m generate ... --workers 2        # two local processes (CPU cores, or cuda:0 and cuda:1)
     python -m cifar5m generate ... --ray              # all GPUs of a Ray cluster
 """
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
-import time
 
 from cifar5m.config import DEFAULT_MODEL, DTYPES, PRESETS, GenerateConfig, parse_class_names, parse_shard_range
+from cifar5m.generate import plan_run
+from cifar5m.progress import run_with_bar
+from cifar5m.runners.inprocess import run_local
+from cifar5m.runners.processes import run_processes, worker_devices
+from cifar5m.runners.ray import connect, run_ray
+from cifar5m.sample import resolve_device
 from shards.entry import run_cli
 
 GENERATE_DESCRIPTION = f"""\
@@ -66,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only shard positions A..B-1 (train shards first), e.g. for a Slurm job array")
     g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on a Ray cluster (ADDRESS, else RAY_ADDRESS or a new local one)")
+    g.add_argument("--workers", type=int, default=1, help="local worker processes (default 1): on the CPU one "
+                   "torch thread each, with CUDA worker i on cuda:i; same bytes as one process")
     g.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
     g.add_argument("--dry-run", action="store_true", help="check and print the plan, then stop")
     g.set_defaults(func=cmd_generate)
@@ -78,41 +84,19 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
         class_names=args.class_names, model=args.model, sampler=args.sampler, steps=args.steps,
         train=args.train, test=args.test, samples_per_shard=args.shard_size, seed=args.seed,
         batch_size=args.batch_size, device=args.device, dtype=args.dtype, compile=args.compile,
-        shard_range=args.shard_range, ray=args.ray is not None, ray_address=args.ray or None,
+        shard_range=args.shard_range, workers=args.workers, ray=args.ray is not None, ray_address=args.ray or None,
         overwrite=args.overwrite, dry_run=args.dry_run,
     ).validate()
 
 
-class ProgressBar:
-    """The CLI's tqdm bar over images (images/s and ETA); runners call start(total) then update(n)."""
-
-    def __init__(self):
-        self.bar = None
-
-    def start(self, total: int) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, unit="img", desc="generate", smoothing=0.05, dynamic_ncols=True)
-
-    def update(self, n: int) -> None:
-        self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
-    from cifar5m.generate import plan_run
-    from cifar5m.sample import resolve_device
-
     cfg = config_from_args(args)
     if cfg.ray and not cfg.dry_run:
-        from cifar5m.ray_run import connect
-
         device_type = connect(cfg.ray_address)
     else:
         device_type = resolve_device(cfg.device).type
+    if cfg.workers > 1:
+        worker_devices(cfg.device, cfg.workers)  # too many for the GPUs: say so before anything is loaded
     plan = plan_run(cfg, device_type)
     print(json.dumps(describe(plan), indent=1))
     if cfg.dry_run:
@@ -129,66 +113,18 @@ def describe(plan) -> dict:
     return {"out": cfg.out_dir, "dataset_config": plan.dataset_config(), "class_names": list(plan.class_names),
             "image_shape": list(plan.pipeline.image_shape), "splits": cfg.splits(),
             "samples_per_shard": cfg.samples_per_shard,
-            "run": {"batch_size": cfg.batch_size, "device": cfg.device, "compile": cfg.compile,
+            "run": {"batch_size": cfg.batch_size, "device": cfg.device, "workers": cfg.workers, "compile": cfg.compile,
                     "shards": cfg.shard_range, "ray": cfg.ray_address if cfg.ray else None}}
 
 
 def run_and_report(plan) -> int:
     if plan.cfg.ray:
-        from cifar5m.ray_run import run_ray
-
         run_with_bar(plan, lambda bar: run_ray(plan, bar))
+    elif plan.cfg.workers > 1:
+        run_with_bar(plan, lambda bar: run_processes(plan, plan.cfg.workers, bar))
     else:
-        from cifar5m.generate import run_local
-
         run_with_bar(plan, lambda bar: run_local(plan, bar))
     return 0
-
-
-def run_with_bar(plan, runner) -> None:
-    """Run `runner(progress)` under a tqdm bar over images, then print the dataset summary; failed
-    shards become one error (the run is resumable, so re-running retries them)."""
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from cifar5m.errors import Cifar5mError
-
-    bar = ProgressBar()
-    try:
-        with logging_redirect_tqdm():
-            result = runner(bar)
-    finally:
-        bar.close()
-    print_summary(plan, result)
-    if result.failed:
-        raise Cifar5mError(f"{len(result.failed)} shards failed (first: {result.failed[0]}); "
-                           "re-run the same command to retry them")
-
-
-def print_summary(plan, result) -> None:
-    from cifar5m.extras import write_extras
-
-    cfg, writer = plan.cfg, plan.writer()
-    stats = writer.committed_stats()
-    rate = result.images_written / result.wall_s if result.wall_s > 0 else 0.0
-    print(f"this run: {len(result.written)} shards, {result.images_written:,} images in "
-          f"{time.strftime('%H:%M:%S', time.gmtime(result.wall_s))} ({rate:,.1f} images/s); "
-          f"{result.planned_shards - result.pending_shards} shards were already complete")
-    for failure in result.failed[:10]:
-        print(f"FAILED {failure}")
-    done = sum(s.samples for s in stats)
-    total = sum(cfg.splits().values())
-    print(f"dataset {cfg.out_dir}: {len(stats)}/{result.planned_shards} shards, {done:,}/{total:,} images")
-    counts = [sum(s.label_counts[k] for s in stats) for k in range(len(plan.class_names))]
-    print("classes: " + ", ".join(f"{name} {c / max(done, 1):.1%}" for name, c in zip(plan.class_names, counts)))
-    if done:
-        print(f"mean labeler confidence (max prob): {sum(s.extra['max_prob_sum'] for s in stats) / done:.3f}")
-    if result.manifest is None:
-        print(f"manifest.json not written yet: {result.planned_shards - len(stats)} shards missing; run the same "
-              "command without --shards (or wait for the other jobs) to finish")
-        return
-    extras = write_extras(cfg.out_dir, result.manifest, stats)
-    print(f"complete: {cfg.out_dir}/manifest.json written, pictures in {extras}; "
-          f"check it with `python -m shards verify {cfg.out_dir}`")
 
 
 def main(argv: list[str] | None = None) -> int:

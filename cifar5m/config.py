@@ -1,7 +1,8 @@
 """The `generate` command's settings: one frozen dataclass, the sampler presets, and their checks.
 
 Defaults reproduce the paper's CIFAR-5m: 5,000,000 train and 1,000,000 test images from the CIFAR-10
-DDPM with 1000-step ancestral sampling (FACTS.md sections 2-3), in shards of 10,000.
+DDPM with 1000-step ancestral sampling (github.com/preetum/cifar5m README; the default of Ho et al.'s
+DDPM code), in shards of 10,000.
 Only what decides the bytes of the dataset goes into `dataset_config()` (and so into the config hash a
 resumed run must match). That includes the batch size and `--compile`: the noise of an image does not
 depend on them, but bf16 arithmetic does (measured on an H200: batch 256 vs 4 x 64 changed 0.5% of
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 from cifar5m.errors import Cifar5mError
 
 # The diffusers port of Ho et al.'s CIFAR-10 DDPM. It holds the non-EMA weights (FID ~12.4 at 1000
-# steps against ~3.2 for the EMA ones; FACTS.md 3): pass a pipeline folder converted from the EMA
-# checkpoint as --model for the better generator.
+# steps against ~3.2 for the EMA ones, per the discussion on its Hub model page): pass a pipeline folder
+# converted from the EMA checkpoint as --model for the better generator.
 DEFAULT_MODEL = "google/ddpm-cifar10-32"
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # Version of the per-image noise scheme (cifar5m/noise.py): part of the dataset identity.
@@ -39,7 +40,7 @@ class SamplerPreset:
 PRESETS = {
     "ddpm": SamplerPreset("DDPMScheduler", 1000, ancestral=True,
                           about="ancestral, all 1000 training steps: the faithful CIFAR-5m setting (slow)"),
-    # eta = 0 is the deterministic DDIM of Song et al. 2021 (FID 4.16 at 100 steps, FACTS.md 3).
+    # eta = 0 is the deterministic DDIM of Song et al. 2021 (FID 4.16 at 100 steps, DDIM paper Table 1).
     "ddim": SamplerPreset("DDIMScheduler", 100, about="deterministic (eta 0), 100 steps"),
     "dpmpp": SamplerPreset("DPMSolverMultistepScheduler", 20,
                            (("algorithm_type", "dpmsolver++"), ("solver_order", 2)),
@@ -70,6 +71,7 @@ class GenerateConfig:
     dtype: str = "auto"
     compile: bool = False
     shard_range: tuple[int, int] | None = None
+    workers: int = 1  # local worker processes (cifar5m/runners/processes.py); not part of the bytes
     ray: bool = False
     ray_address: str | None = None
     overwrite: bool = False
@@ -91,7 +93,7 @@ class GenerateConfig:
             )
         for flag, value, low in [("--train", self.train, 0), ("--test", self.test, 0),
                                  ("--shard-size", self.samples_per_shard, 1), ("--batch-size", self.batch_size, 1),
-                                 ("--seed", self.seed, 0)]:
+                                 ("--seed", self.seed, 0), ("--workers", self.workers, 1)]:
             if value < low:
                 raise Cifar5mError(f"{flag}={value}: must be >= {low}")
         if self.train + self.test == 0:
@@ -110,6 +112,9 @@ class GenerateConfig:
             a, b = self.shard_range
             raise Cifar5mError(f"--shards {a}:{b}: this dataset has {self.shard_count()} shards (positions 0.."
                                f"{self.shard_count() - 1}, train shards first); nothing would be made")
+        if self.ray and self.workers > 1:
+            raise Cifar5mError(f"--workers {self.workers} with --ray: Ray starts its own workers (one per GPU or "
+                               "CPU slot); drop --workers")
         if self.ray and self.device not in ("auto",):
             raise Cifar5mError(f"--device {self.device} with --ray: each Ray actor uses its own GPU (or CPU); "
                                "leave --device at auto")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar5m.generate import CONFIDENCE_BINS
+from shards.read import iter_samples
 
 GRID_PER_CLASS = 10
 GRID_MAX_SHARDS = 3  # enough for 10 of every class unless one is very rare
@@ -35,8 +36,6 @@ def dataset_numbers(manifest, stats: list[dict]) -> dict:
 
 def collect_grid(root: Path, manifest, per_class: int = GRID_PER_CLASS) -> list[list[np.ndarray]]:
     """Up to `per_class` images of every class, in index order, from the first shards of the first split."""
-    from shards.read import iter_samples
-
     split = next(iter(manifest.splits.values()))
     rows: list[list[np.ndarray]] = [[] for _ in manifest.class_names]
     urls = [root / entry.file for entry in split.shards[:GRID_MAX_SHARDS]]
@@ -106,7 +105,7 @@ def _plot_confidence(numbers: dict, path: Path) -> None:
 
 def write_extras(root: str | Path, manifest, stats: list[dict]) -> Path:
     """Write the PNGs and summary.json into `<root>/extras/`; return that folder."""
-    import matplotlib
+    import matplotlib  # heavy: loaded only when this is used
 
     matplotlib.use("Agg")
     root = Path(root)

@@ -1,18 +1,18 @@
-"""Generation: plan a run, make one shard (sample -> uint8 -> label -> write), run shards locally.
+"""Generation: plan a run, make one shard (sample -> uint8 -> label -> write), and the runners' frame.
 
     plan = plan_run(cfg.validate(), device_type="cuda")   # configs only: no weights loaded yet
-    result = run_local(plan, progress=bar)                 # bar: anything with start(total), update(n)
+    result = run_local(plan, progress=bar)                 # a runner from cifar5m/runners/
 
 The unit of work is the shard: `ShardMaker.run_shard(spec)` depends only on the plan and the spec, so
-it runs the same locally, in a Ray actor (ray_run.py) or in a Slurm array job (`--shards A:B`), and a
-retried or resumed shard comes out byte-identical. Image `index` of a split gets the seed
+it runs the same in this process, on local worker processes, in a Ray actor (cifar5m/runners/) or in a
+Slurm array job (`--shards A:B`), and a retried or resumed shard comes out byte-identical. Image `index` of a split gets the seed
 `shards.derive_seed(seed, split, index)`; its noise follows from that seed alone (noise.py).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,16 +20,19 @@ import numpy as np
 import torch
 
 from cifar5m.config import CIFAR10_CLASSES, DEFAULT_MODEL, GenerateConfig
-from cifar5m.label import LabelerInfo, check_head, read_labeler_info
-from cifar5m.models import PipelineInfo, check_sampler, resolve_pipeline
-from cifar5m.sample import TORCH_DTYPES, resolve_device, resolve_dtype
-from shards import ShardStats
+from cifar5m.label import Labeler, LabelerInfo, check_head, create_labeler_model, read_labeler_info
+from cifar5m.models import PipelineInfo, check_sampler, load_unet, resolve_pipeline
+from cifar5m.sample import TORCH_DTYPES, Sampler, resolve_device, resolve_dtype
+from shards import CardInfo, DatasetWriter, ShardStats, derive_seed
 
 log = logging.getLogger(__name__)
 
 CONFIDENCE_BINS = 20  # histogram of max_prob over [0, 1] kept per shard, summed for the report
-
-
+# Torch intra-op threads of every CPU generation, whatever the runner. CPU kernels split their sums by
+# thread, so the float rounding (and a pixel here and there) depends on the thread count: one fixed count
+# makes in-process, --workers and Ray runs byte-identical. 1 because the local-process runner gives
+# each core its own process (cifar5m/runners/processes.py says why that is faster on a shared machine).
+CPU_THREADS = 1
 
 class Progress(Protocol):
     """What runners report to: the CLI's progress bar, or nothing."""
@@ -53,15 +56,11 @@ class RunPlan:
         return self.cfg.dataset_config(self.pipeline.source, self.labeler.spec, self.dtype)
 
     def writer(self):
-        from shards import DatasetWriter
-
         return DatasetWriter(self.cfg.out_dir, self.dataset_config(), list(self.class_names), self.cfg.splits(),
                              self.cfg.samples_per_shard, image_ext="png", card=self.card(),
                              overwrite=self.cfg.overwrite)
 
     def card(self):
-        from shards import CardInfo
-
         cfg = self.cfg
         notes = [
             "`json` fields: `seed` (the image's own seed; its noise follows from it), `index` (position in "
@@ -101,10 +100,6 @@ class ShardMaker:
     """Holds the sampler and the labeler on one device and makes whole shards."""
 
     def __init__(self, plan: RunPlan, device: str = "auto", writer=None):
-        from cifar5m.label import Labeler, create_labeler_model
-        from cifar5m.models import load_unet
-        from cifar5m.sample import Sampler
-
         cfg = self.cfg = plan.cfg
         self.plan = plan
         self.device = resolve_device(device)
@@ -119,8 +114,6 @@ class ShardMaker:
 
     def make_samples(self, spec, progress: Progress | None = None) -> tuple[list[dict], dict]:
         """The samples of one shard, in index order, and the shard's summary numbers."""
-        from shards import derive_seed
-
         samples, timing = [], {"sample_s": 0.0, "label_s": 0.0}
         for first in range(spec.first_index, spec.first_index + spec.count, self.cfg.batch_size):
             stop = min(first + self.cfg.batch_size, spec.first_index + spec.count)
@@ -140,6 +133,20 @@ class ShardMaker:
     def run_shard(self, spec, progress: Progress | None = None) -> dict:
         samples, extra = self.make_samples(spec, progress)
         return self.writer.write_shard(spec, samples, extra)
+
+
+@contextlib.contextmanager
+def fixed_cpu_threads(device: torch.device):
+    """Run the block with CPU_THREADS torch threads when `device` is the CPU; restore the count after."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(CPU_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _sync(device: torch.device) -> None:
@@ -202,22 +209,3 @@ def run_pending(plan: RunPlan, progress: Progress | None, make_shards) -> RunRes
     result.manifest = writer.finalize()
     return result
 
-
-def run_local(plan: RunPlan, progress: Progress | None = None) -> RunResult:
-    """Make every pending shard (within --shards) in this process, then assemble the manifest if complete.
-
-    While shard N is written (PNG encoding, hashing) on a helper thread, shard N + 1 is sampled.
-    Ctrl-C waits for a shard being written to commit; the shard being sampled is simply dropped.
-    """
-    def make_shards(writer, specs, result: RunResult) -> None:
-        maker = ShardMaker(plan, plan.cfg.device, writer)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            in_flight = None
-            for spec in specs:
-                samples, extra = maker.make_samples(spec, progress)
-                if in_flight is not None:
-                    result.written.append(in_flight.result())
-                in_flight = pool.submit(writer.write_shard, spec, samples, extra)
-            result.written.append(in_flight.result())
-
-    return run_pending(plan, progress, make_shards)

@@ -67,7 +67,7 @@ def read_labeler_info(spec: str, checkpoint: str | None) -> LabelerInfo:
 
 
 def _hub_config(repo_id: str) -> Path:
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download  # heavy: loaded only when this is used
 
     try:
         return Path(hf_hub_download(repo_id, "config.json"))
@@ -110,7 +110,7 @@ def check_head(info_or_count, class_names: tuple[str, ...], spec: str) -> None:
 
 def create_labeler_model(info: LabelerInfo, num_classes: int):
     """The timm model with its weights, on the CPU, in eval mode."""
-    import timm
+    import timm  # heavy: loaded only when this is used
 
     try:
         if info.checkpoint:
@@ -129,7 +129,7 @@ class Labeler:
     """uint8 NHWC images on the device -> float32 class probabilities (B, classes)."""
 
     def __init__(self, model, device: str | torch.device, dtype: torch.dtype = torch.float32):
-        import timm.data
+        import timm.data  # heavy: loaded only when this is used
 
         self.device = torch.device(device)
         self.model = model.to(self.device)

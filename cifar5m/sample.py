@@ -40,7 +40,7 @@ def resolve_dtype(dtype: str, device_type: str) -> str:
 
 def make_scheduler(scheduler_config: dict, sampler: str, steps: int, device: torch.device):
     """A fresh scheduler for one batch (multistep solvers keep per-run state) with its timesteps set."""
-    import diffusers
+    import diffusers  # heavy: loaded only when this is used
 
     preset = PRESETS[sampler]
     cls = getattr(diffusers, preset.scheduler_class)

@@ -139,3 +139,32 @@ def test_dry_run_writes_nothing(tmp_path, tiny_pipeline, tiny_labeler, capsys):
     config = json.loads(out[:out.rindex("}") + 1])
     assert config["dataset_config"]["generator"]["noise"] and config["image_shape"] == [3, 32, 32]
     assert "6 shards planned" in out and not (tmp_path / "dry").exists()
+
+
+def test_workers_write_the_bytes_of_one_process(dataset, tmp_path, tiny_pipeline, tiny_labeler):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # a caller's thread count must not reach the bytes: every runner fixes its own
+    try:
+        assert generate(tmp_path / "workers", tiny_pipeline, tiny_labeler, "--workers", "2") == 0
+        assert generate(tmp_path / "two-threads", tiny_pipeline, tiny_labeler, train=SHARD, test=0) == 0
+        assert torch.get_num_threads() == 2  # the in-process runner restored the caller's count
+    finally:
+        torch.set_num_threads(threads)
+    assert fingerprint(tmp_path / "workers") == fingerprint(dataset)
+    first = "data/train-000000.tar"
+    assert (hashlib.sha256((tmp_path / "two-threads" / first).read_bytes()).hexdigest()
+            == fingerprint(dataset)["train-000000.tar"])
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--workers", "0"), "--workers=0: must be >= 1"),
+    (("--workers", "2", "--ray"), "--workers 2 with --ray: Ray starts its own workers"),
+    (("--workers", "2", "--device", "cuda:1"), "--device cuda:1 with --workers 2: worker i uses cuda:i"),
+    pytest.param(("--workers", "2", "--device", "cuda"), "--workers 2: only 0 CUDA devices are visible",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
+])
+def test_bad_workers_are_refused_before_anything_is_written(tmp_path, tiny_pipeline, tiny_labeler, capsys, extra,
+                                                            message):
+    assert generate(tmp_path / "out", tiny_pipeline, tiny_labeler, *extra) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

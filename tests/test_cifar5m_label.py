@@ -74,4 +74,7 @@ def test_head_must_match_the_class_names(tmp_path):
     info = read_labeler_info(f"local-dir:{folder}", None)
     with pytest.raises(Cifar5mError, match="its head has 11 outputs but the dataset has 10 classes"):
         check_head(info, tuple("abcdefghij"), "x")
-    check_head(info, tuple("abcdefghijk"), "x")
+    check_head(info, tuple("abcdefghijk"), "x")  # 11 names for 11 outputs: accepted
+    model = create_labeler_model(info, 11)
+    probs = Labeler(model, "cpu")(torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8))
+    assert probs.shape == (2, 11) and torch.allclose(probs.sum(1), torch.ones(2))

@@ -5,12 +5,13 @@ import dataclasses
 import hashlib
 
 import pytest
-import torch
 
 from cifar5m.config import GenerateConfig
-from cifar5m.generate import plan_run, run_local
+from cifar5m.generate import plan_run
+from cifar5m.runners.inprocess import run_local
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _hashes(root) -> dict[str, str]:
@@ -19,7 +20,7 @@ def _hashes(root) -> dict[str, str]:
 
 
 def test_ray_equals_local(tmp_path, tiny_pipeline, tiny_labeler):
-    from cifar5m.ray_run import run_ray
+    from cifar5m.runners.ray import run_ray  # imports ray: only after the importorskip above
 
     cfg = GenerateConfig(out_dir=str(tmp_path / "ray"), labeler=f"local-dir:{tiny_labeler}", model=str(tiny_pipeline),
                          train=60, test=20, samples_per_shard=20, batch_size=8, ray=True).validate()
@@ -29,11 +30,6 @@ def test_ray_equals_local(tmp_path, tiny_pipeline, tiny_labeler):
     finally:
         ray.shutdown()
     assert not result.failed and len(result.written) == 4 and result.manifest is not None
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the actors run one thread each; bytes match under the same arithmetic
-    try:
-        local_cfg = dataclasses.replace(cfg, out_dir=str(tmp_path / "local"), ray=False)
-        run_local(plan_run(local_cfg, "cpu"))
-    finally:
-        torch.set_num_threads(threads)
+    # the actors and the local runner both use generate.CPU_THREADS: the same arithmetic, the same bytes
+    run_local(plan_run(dataclasses.replace(cfg, out_dir=str(tmp_path / "local"), ray=False), "cpu"))
     assert _hashes(tmp_path / "ray") == _hashes(tmp_path / "local")

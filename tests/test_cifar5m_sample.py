@@ -7,7 +7,7 @@ import torch
 from cifar5m.errors import Cifar5mError
 from cifar5m.models import PipelineInfo, check_sampler, check_scheduler_config, check_unet, read_pipeline
 from cifar5m.noise import gaussian_noise, seed_words
-from cifar5m.sample import Sampler, ddpm_step
+from cifar5m.sample import Sampler, ddpm_step, make_scheduler
 from shards import derive_seed
 
 
@@ -107,11 +107,15 @@ def test_known_bad_sampler_settings_are_refused(sampler, steps, scheduler, messa
         check_sampler(_info(scheduler=scheduler), sampler, steps)
 
 
-def test_good_sampler_settings_pass():
-    check_sampler(_info(), "ddpm", 1000)
-    check_sampler(_info(scheduler={"variance_type": "fixed_small"}), "ddpm", 100)
-    check_sampler(_info(), "ddim", 100)
-    check_sampler(_info(), "dpmpp", 20)
+@pytest.mark.parametrize("sampler,steps,scheduler", [
+    ("ddpm", 1000, {}), ("ddpm", 100, {"variance_type": "fixed_small"}), ("ddim", 100, {}), ("dpmpp", 20, {}),
+])
+def test_good_sampler_settings_pass_and_give_the_steps_asked_for(sampler, steps, scheduler):
+    info = _info(scheduler=scheduler)
+    assert check_sampler(info, sampler, steps) is None  # accepted: no error
+    timesteps = make_scheduler(info.scheduler_config, sampler, steps, torch.device("cpu")).timesteps.tolist()
+    assert len(timesteps) == steps and timesteps == sorted(timesteps, reverse=True)
+    assert timesteps[0] < 1000 and timesteps[-1] >= 0  # within the model's 1000 training timesteps
 
 
 @pytest.mark.parametrize("unet,message", [

@@ -1,5 +1,5 @@
 """The demo's pieces at a tiny size: the real digits split, both trainers, the saved folders as diffusers
-and timm load them, the quality check, the CLI, and the committed models in cifar5m/demo_models/."""
+and timm load them, the quality check, the CLI, and the committed models in demo/models/."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from cifar5m import demo
-from cifar5m.demo_data import CLASS_NAMES, digits_to_uint8, load_digits_split
-from cifar5m.demo_diffusion import DiffusionConfig, load_pipeline, sample_digits, save_pipeline, train_diffusion
-from cifar5m.demo_labeler import (DATA_CONFIG, LabelerConfig, load_labeler, predict_proba, preprocess,
-                                  random_shift, save_labeler, train_labeler)
-from cifar5m.demo_quality import holdout_accuracy, label_stats, synthetic_vs_real
-from cifar5m.errors import Cifar5mError
+from demo.cli import main
+from demo.data import CLASS_NAMES, digits_to_uint8, load_digits_split, write_real_digits
+from demo.diffusion import DiffusionConfig, load_pipeline, sample_digits, save_pipeline, train_diffusion
+from demo.errors import DemoError
+from demo.labeler import (DATA_CONFIG, LabelerConfig, load_labeler, predict_proba, preprocess, random_shift,
+                          save_labeler, train_labeler)
+from demo.quality import generator_quality, holdout_accuracy, label_stats, synthetic_vs_real
+from demo.train_models import DDPM_DIR, LABELER_DIR, DemoModelsConfig, train_models
+from shards import load_manifest, load_split
 
-COMMITTED = Path(__file__).resolve().parents[1] / "cifar5m" / "demo_models"
+COMMITTED = Path(__file__).resolve().parents[1] / "demo" / "models"
 TINY_DIFFUSION = DiffusionConfig(block_out_channels=(8, 16), steps=3, batch_size=16)
 
 
@@ -27,9 +29,11 @@ def split():
     return load_digits_split(0)
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+
+
 @pytest.fixture(scope="module")
 def tiny_labeler_dir(tmp_path_factory, split):
-    torch.set_num_threads(1)
     model = train_labeler(split.train_images[:128], split.train_labels[:128],
                           LabelerConfig(epochs=1, batch_size=64), progress=False)
     out = tmp_path_factory.mktemp("labeler")
@@ -150,14 +154,14 @@ def test_label_stats():
 
 
 def test_train_models_writes_measured_folders_and_refuses_to_clobber(tmp_path):
-    cfg = demo.DemoModelsConfig(diffusion=TINY_DIFFUSION, labeler=LabelerConfig(epochs=1),
-                                quality_samples=12, quality_steps=2, threads=1)
+    cfg = DemoModelsConfig(diffusion=TINY_DIFFUSION, labeler=LabelerConfig(epochs=1),
+                           quality_samples=12, quality_steps=2, threads=1)
     threads_before = torch.get_num_threads()
-    metrics = demo.train_models(tmp_path, cfg)
+    metrics = train_models(tmp_path, cfg)
     assert torch.get_num_threads() == threads_before
-    labeler_dir, ddpm_dir = tmp_path / demo.LABELER_DIR, tmp_path / demo.DDPM_DIR
+    labeler_dir, ddpm_dir = tmp_path / LABELER_DIR, tmp_path / DDPM_DIR
     saved = json.loads((labeler_dir / "metrics.json").read_text())
-    assert saved == metrics[demo.LABELER_DIR] and 0.0 <= saved["holdout_accuracy"] <= 1.0
+    assert saved == metrics[LABELER_DIR] and 0.0 <= saved["holdout_accuracy"] <= 1.0
     ddpm = json.loads((ddpm_dir / "metrics.json").read_text())
     assert ddpm["labels"]["count"] == 12 and sum(ddpm["labels"]["class_counts"]) == 12
     assert [row["n"] for row in ddpm["synthetic_vs_real"]["rows"]] == [12]
@@ -165,23 +169,21 @@ def test_train_models_writes_measured_folders_and_refuses_to_clobber(tmp_path):
     assert training["data"]["holdout_indices"] == load_digits_split(0).holdout_indices.tolist()
     assert training["config"]["steps"] == 3
     assert not list(tmp_path.glob(".tmp-*"))
-    with pytest.raises(Cifar5mError, match="already exists; pass --overwrite"):
-        demo.train_models(tmp_path, cfg)
+    with pytest.raises(DemoError, match="already exists; pass --overwrite"):
+        train_models(tmp_path, cfg)
 
 
 def test_cli_reports_bad_flags_in_one_line(tmp_path, capsys):
-    assert demo.main(["train-models", "--out", str(tmp_path), "--diffusion-steps", "0"]) == 2
+    assert main(["train-models", "--out", str(tmp_path), "--diffusion-steps", "0"]) == 2
     assert capsys.readouterr().err.strip() == "error: --diffusion-steps=0: must be >= 1"
-    assert demo.main(["quality", "--data", str(tmp_path), "--sizes", "5,x"]) == 2
+    assert main(["quality", "--data", str(tmp_path), "--sizes", "5,x"]) == 2
     assert "--sizes='5,x': must be comma-separated integers >= 1" in capsys.readouterr().err
-    assert demo.main(["train-models", "--out", str(tmp_path / "m"), "--dry-run"]) == 0
+    assert main(["train-models", "--out", str(tmp_path / "m"), "--dry-run"]) == 0
     assert not (tmp_path / "m").exists()
 
 
 def test_real_digits_dataset_round_trips_split_and_labels(tmp_path, split):
-    from shards import load_manifest, load_split
-
-    assert demo.main(["real-digits", "--out", str(tmp_path), "--samples-per-shard", "400"]) == 0
+    assert main(["real-digits", "--out", str(tmp_path), "--samples-per-shard", "400"]) == 0
     manifest = load_manifest(tmp_path)
     assert manifest.class_names == CLASS_NAMES
     assert {name: s.count for name, s in manifest.splits.items()} == {
@@ -194,25 +196,25 @@ def test_real_digits_dataset_round_trips_split_and_labels(tmp_path, split):
 
 
 def test_generator_quality_reads_a_shards_dataset(tmp_path, split):
-    from cifar5m.demo_quality import generator_quality
-
-    demo.write_real_digits(tmp_path, samples_per_shard=1000)
+    write_real_digits(tmp_path, samples_per_shard=1000)
     result = generator_quality(tmp_path, split="train", sizes=(500,))
     assert result["synthetic_count"] == len(split.train_labels)
     assert result["class_counts"] == np.bincount(split.train_labels, minlength=10).tolist()
     assert result["rows"][0]["n"] == 500 and result["rows"][0]["synthetic_to_real_accuracy"] > 0.95
 
 
-@pytest.mark.skipif(not (COMMITTED / demo.LABELER_DIR).exists(), reason="demo models not trained yet")
 def test_committed_models_load_and_match_their_split_and_metrics(split):
-    labeler, data_config = load_labeler(COMMITTED / demo.LABELER_DIR)
+    # The models ship with the package (`make demo-models` rewrites them): missing ones are a failure.
+    for name in (LABELER_DIR, DDPM_DIR):
+        assert (COMMITTED / name / "metrics.json").is_file(), f"{COMMITTED / name}: shipped model missing"
+    labeler, data_config = load_labeler(COMMITTED / LABELER_DIR)
     probs = predict_proba(labeler, split.holdout_images, data_config)
     accuracy = float((probs.argmax(axis=1) == split.holdout_labels).mean())
-    recorded = json.loads((COMMITTED / demo.LABELER_DIR / "metrics.json").read_text())
+    recorded = json.loads((COMMITTED / LABELER_DIR / "metrics.json").read_text())
     assert accuracy == pytest.approx(recorded["holdout_accuracy"], abs=1e-6) and accuracy >= 0.98
-    for name in (demo.LABELER_DIR, demo.DDPM_DIR):
+    for name in (LABELER_DIR, DDPM_DIR):
         training = json.loads((COMMITTED / name / "training.json").read_text())
         assert training["data"]["indices_sha256"] == split.describe()["indices_sha256"]
-    unet, scheduler = load_pipeline(COMMITTED / demo.DDPM_DIR)
+    unet, scheduler = load_pipeline(COMMITTED / DDPM_DIR)
     images = sample_digits(unet, scheduler, 32, steps=10, seed=0)
     assert label_stats(predict_proba(labeler, images, data_config))["mean_confidence"] > 0.8

@@ -1,4 +1,4 @@
-"""`python -m cifar5m.demo run` (make demo) at a tiny size: every stage, the report with its generator
+"""`python -m demo run` (make demo) at a tiny size: every stage, the report with its generator
 section and headline, the summary, resume without redoing work, and the checks that run before any work."""
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import json
 
 import pytest
 
-from cifar5m import demo, demo_run
-from cifar5m.demo_data import CLASS_NAMES
-from cifar5m.demo_run import DemoConfig, generator_markdown, run_demo
-from cifar5m.errors import Cifar5mError
+from demo import pipeline
+from demo.cli import main
+from demo.data import CLASS_NAMES
+from demo.errors import DemoError
+from demo.pipeline import DemoConfig, run_demo
+from demo.report import generator_markdown
 from conftest import make_tiny_labeler, make_tiny_pipeline
 from shards import ShardsError, load_manifest
 
@@ -64,7 +66,7 @@ def test_every_stage_writes_its_part(finished):
 
 def test_workers_write_the_same_bytes_as_one_process(finished, tiny_models, tmp_path):
     cfg, _, _ = finished
-    single = demo_run.generate_synthetic(dataclasses.replace(cfg, out_dir=str(tmp_path), workers=1),
+    single = pipeline.generate_synthetic(dataclasses.replace(cfg, out_dir=str(tmp_path), workers=1),
                                          {"ddpm": tiny_models / "digits-ddpm", "labeler": tiny_models / "digits-labeler"})
     ours, theirs = load_manifest(cfg.out / "synthetic"), load_manifest(single)
     assert [s.sha256 for s in ours.splits["train"].shards] == [s.sha256 for s in theirs.splits["train"].shards]
@@ -113,12 +115,14 @@ def test_rerun_reuses_shards_and_finished_runs(finished):
 
 
 def test_checks_run_before_any_work(tiny_models, tmp_path):
-    with pytest.raises(Cifar5mError, match=r"--steps=20 x --batch-size=16 = 320 draws > --train=256"):
+    with pytest.raises(DemoError, match=r"--steps=20 x --batch-size=16 = 320 draws > --train=256"):
         run_demo(tiny_cfg(tiny_models, tmp_path / "out", steps=20))
-    with pytest.raises(Cifar5mError, match=r"--n=300: larger than the synthetic train pool"):
+    with pytest.raises(DemoError, match=r"--n=300: larger than the synthetic train pool"):
         run_demo(tiny_cfg(tiny_models, tmp_path / "out", n=300))
     assert not (tmp_path / "out").exists()
-    assert demo.main(["run", "--train", "1000", "--steps", "10", "--batch-size", "128"]) == 2
+    assert main(["run", "--out", str(tmp_path / "cli-out"), "--train", "1000", "--steps", "10",
+                 "--batch-size", "128"]) == 2
+    assert not (tmp_path / "cli-out").exists()
 
 
 def test_missing_models_are_trained_into_the_output(tiny_models, tmp_path, monkeypatch):
@@ -130,9 +134,9 @@ def test_missing_models_are_trained_into_the_output(tiny_models, tmp_path, monke
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).symlink_to(tiny_models / name)
 
-    monkeypatch.setattr(demo, "train_models", fake_train)
+    monkeypatch.setattr(pipeline, "train_models", fake_train)
     cfg = tiny_cfg(tmp_path / "no-models", tmp_path / "out")
-    models = demo_run.resolve_models(cfg)
+    models = pipeline.resolve_models(cfg)
     assert calls == [tmp_path / "out" / "models"]
     assert models["ddpm"] == tmp_path / "out" / "models" / "digits-ddpm"
 

@@ -1,11 +1,11 @@
 """The demo's labeler: timm's tiny `test_resnet` (one input channel, 10 classes) trained on real digits.
 
 Saved in timm's own format (`config.json` + `model.safetensors`), so anything that loads timm models
-loads it: `timm.create_model("local-dir:cifar5m/demo_models/digits-labeler", pretrained=True)`, and
+loads it: `timm.create_model("local-dir:demo/models/digits-labeler", pretrained=True)`, and
 `timm.data.resolve_model_data_config(model)` gives its preprocessing: 8x8 uint8 digits resized to 32x32
 (bilinear), scaled to [0, 1], normalised with mean 0.5 and std 0.5.
 
-    python -m cifar5m.demo train-models --out cifar5m/demo_models
+    python -m demo train-models --out demo/models
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class LabelerConfig:
 
 
 def build_labeler(num_classes: int = 10):
-    import timm
+    import timm  # heavy: loaded only when this is used
 
     return timm.create_model(ARCHITECTURE, in_chans=1, num_classes=num_classes)
 
@@ -109,7 +109,7 @@ def predict_proba(model, images: np.ndarray, data_config: dict, batch_size: int 
 
 def save_labeler(model, out_dir: str | Path, label_names: list[str]) -> Path:
     """Save weights (safetensors) and config.json with the preprocessing, in timm's local-dir format."""
-    from timm.models import save_for_hf
+    from timm.models import save_for_hf  # heavy: loaded only when this is used
 
     out_dir = Path(out_dir)
     model_config = {"label_names": list(label_names),
@@ -122,7 +122,7 @@ def save_labeler(model, out_dir: str | Path, label_names: list[str]) -> Path:
 
 def load_labeler(model_dir: str | Path):
     """The saved labeler with its weights, and its timm data config (input_size, mean, std, ...)."""
-    import timm
+    import timm  # heavy: loaded only when this is used
     import timm.data
 
     model = timm.create_model(f"local-dir:{Path(model_dir)}", pretrained=True).eval()

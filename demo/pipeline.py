@@ -1,14 +1,15 @@
 """`make demo`: the whole Deep Bootstrap pipeline at miniature scale on scikit-learn's real digits.
 
-    python -m cifar5m.demo run                        # out/demo; ~6 min on 2 idle CPU cores, offline
-    python -m cifar5m.demo run --train 8000 --steps 60 --out out/demo-small   # a quicker look
+    python -m demo run                        # out/demo; ~6 min on 2 idle CPU cores, offline
+    python -m demo run --train 8000 --steps 60 --out out/demo-small   # a quicker look
 
 Stages, each logged with its wall time; re-running the same command resumes (committed shards and
 finished runs are kept, a killed run continues from its checkpoint):
-1. models: the shipped digits diffusion model and labeler (cifar5m/demo_models), trained if missing;
+1. models: the shipped digits diffusion model and labeler (demo/models), trained if missing;
 2. real digits -> <out>/real-digits (train = the models' 70% train split, test = the 30% holdout);
 3. synthetic digits -> <out>/synthetic, through `cifar5m generate`'s own code (plan_run, then
-   ShardMaker.run_shard on one process per core, demo_workers.py: the bytes of a single-process run);
+   ShardMaker.run_shard on one process per core, cifar5m/runners/processes.py: the bytes of a
+   single-process run);
 4. generator quality: the labeler on the real holdout, and a classifier trained on synthetic digits
    vs one trained on real digits, both tested on the real holdout -> <out>/quality.json;
 5. bootstrap: Real World (n) vs Ideal World on the synthetic pool, the real holdout as an extra test
@@ -28,25 +29,40 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cifar5m.demo_data import CLASS_NAMES, DEFAULT_SPLIT_SEED
-from cifar5m.errors import Cifar5mError
+import torch
+
+from cifar5m.config import GenerateConfig
+from cifar5m.generate import plan_run
+from cifar5m.label import Labeler, create_labeler_model, read_labeler_info
+from cifar5m.progress import run_with_bar
+from cifar5m.runners.inprocess import run_local
+from cifar5m.runners.processes import run_processes
+from cifar5m.sample import resolve_device
+from demo.data import CLASS_NAMES, DEFAULT_SPLIT_SEED, load_digits_split, write_real_digits
+from demo.errors import DemoError
+from demo.quality import generator_quality
+from demo.report import REAL_TEST_NAME, format_summary, generator_markdown, pct, rows_text
+from demo.train_models import DDPM_DIR, LABELER_DIR, DemoModelsConfig, train_models
+from shards import load_manifest
+from shards.jsonio import read_json, write_json_atomic, write_text_atomic
+from train.config import RunConfig, config_hash
+from train.experiment import bootstrap, world_configs
 
 log = logging.getLogger(__name__)
 
-SHIPPED_MODELS = Path(__file__).resolve().parent / "demo_models"
-REAL_TEST_NAME = "real-digits"  # the extra test set's name in the bootstrap report
+SHIPPED_MODELS = Path(__file__).resolve().parent / "models"
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    """Every setting of `python -m cifar5m.demo run`."""
+    """Every setting of `python -m demo run`."""
 
     out_dir: str = "out/demo"
     models_dir: str = str(SHIPPED_MODELS)
     split_seed: int = DEFAULT_SPLIT_SEED
     seed: int = 0
     # Generation: DPM-Solver++ at the step count the shipped model was measured with (metrics.json), on
-    # `workers` processes (demo_workers.py). Measured on this 2-core machine: ~105 images/s per 1-thread
+    # `workers` processes (cifar5m/runners/processes.py). Measured on this 2-core machine: ~105 images/s per 1-thread
     # process, 202/s with two (nearly idle machine), so 46,000 images take ~3.8 min. The pool bounds the
     # bootstrap (below), so generation gets most of the time.
     train: int = 44_000
@@ -84,12 +100,12 @@ class DemoConfig:
                                  ("--width", self.width, 1), ("--eval-points", self.eval_points, 2),
                                  ("--workers", self.cpu_workers, 1), ("--threads", self.threads, 1)]:
             if value < low:
-                raise Cifar5mError(f"{flag}={value}: must be >= {low}")
+                raise DemoError(f"{flag}={value}: must be >= {low}")
         if self.n > self.train:
-            raise Cifar5mError(f"--n={self.n:,}: larger than the synthetic train pool (--train={self.train:,}); "
-                               "choose n <= --train")
+            raise DemoError(f"--n={self.n:,}: larger than the synthetic train pool (--train={self.train:,}); "
+                            "choose n <= --train")
         if self.steps * self.batch_size > self.train:
-            raise Cifar5mError(
+            raise DemoError(
                 f"--steps={self.steps:,} x --batch-size={self.batch_size} = {self.steps * self.batch_size:,} "
                 f"draws > --train={self.train:,}: the Ideal World would reuse samples; lower --steps or "
                 f"--batch-size, or raise --train to at least {self.steps * self.batch_size:,}")
@@ -129,8 +145,6 @@ class Stages:
 
 def run_demo(cfg: DemoConfig) -> dict:
     """Run (or finish) every stage into cfg.out_dir; return the figures the summary prints."""
-    import torch
-
     cfg.validate()
     threads_before = torch.get_num_threads()
     stages = Stages(total=5)
@@ -153,15 +167,13 @@ def run_demo(cfg: DemoConfig) -> dict:
     result = {"headline": headline, "quality": quality, "models": models["recorded"],
               "stages": [{"name": n, "wall_s": round(s, 1)} for n, s in stages.times],
               "total_s": round(stages.elapsed(), 1)}
-    (cfg.out / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json_atomic(cfg.out / "demo.json", result)
     print(format_summary(cfg, result))
     return result
 
 
 def resolve_models(cfg: DemoConfig) -> dict:
     """The model folders to use: cfg.models_dir if both are there, else both trained into <out>/models."""
-    from cifar5m.demo import DDPM_DIR, LABELER_DIR, DemoModelsConfig, train_models
-
     def complete(folder: Path) -> bool:
         return (folder / DDPM_DIR / "model_index.json").is_file() and (folder / LABELER_DIR / "config.json").is_file()
 
@@ -177,7 +189,7 @@ def resolve_models(cfg: DemoConfig) -> dict:
             # Their trainers' batches are small too: 1 thread (see DemoModelsConfig.threads).
             train_models(folder, DemoModelsConfig(split_seed=cfg.split_seed), overwrite=True)
     ddpm, labeler = folder / DDPM_DIR, folder / LABELER_DIR
-    recorded = {"ddpm": _read_json(ddpm / "metrics.json"), "labeler": _read_json(labeler / "metrics.json"),
+    recorded = {"ddpm": read_json(ddpm / "metrics.json", {}), "labeler": read_json(labeler / "metrics.json", {}),
                 "ddpm_training": _training_brief(ddpm), "labeler_training": _training_brief(labeler)}
     _check_split(cfg, ddpm, labeler)
     log.info("models from %s: %s", folder, _recorded_text(recorded))
@@ -189,17 +201,13 @@ def _recorded_text(recorded: dict) -> str:
     ddpm, training = recorded["ddpm"], recorded["ddpm_training"]
     accuracy = recorded["labeler"].get("holdout_accuracy")
     size = f"{training['parameters']:,} parameters, {training['steps']} training steps; " if training["parameters"] else ""
-    return (f"labeler accuracy on the real holdout {_pct(accuracy) if accuracy is not None else 'not recorded'}; "
+    return (f"labeler accuracy on the real holdout {pct(accuracy) if accuracy is not None else 'not recorded'}; "
             f"diffusion model {size}classifier trained on its samples vs on real digits (real holdout accuracy): "
-            f"{_rows_text(ddpm.get('synthetic_vs_real', {})) if ddpm else 'not recorded'}")
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+            f"{rows_text(ddpm.get('synthetic_vs_real', {})) if ddpm else 'not recorded'}")
 
 
 def _training_brief(model_dir: Path) -> dict:
-    training = _read_json(model_dir / "training.json")
+    training = read_json(model_dir / "training.json", {})
     return {"steps": training.get("config", {}).get("steps"), "epochs": training.get("config", {}).get("epochs"),
             "parameters": training.get("parameters"), "wall_s": training.get("wall_s"),
             "split_seed": training.get("data", {}).get("split_seed")}
@@ -210,13 +218,11 @@ def _check_split(cfg: DemoConfig, *model_dirs: Path) -> None:
     for model_dir in model_dirs:
         seed = _training_brief(model_dir)["split_seed"]
         if seed is not None and seed != cfg.split_seed:
-            raise Cifar5mError(f"{model_dir}: trained on the real split of seed {seed}, the demo uses "
-                               f"--split-seed {cfg.split_seed}; pass --split-seed {seed} so its holdout stays unseen")
+            raise DemoError(f"{model_dir}: trained on the real split of seed {seed}, the demo uses "
+                            f"--split-seed {cfg.split_seed}; pass --split-seed {seed} so its holdout stays unseen")
 
 
 def write_real(cfg: DemoConfig) -> Path:
-    from cifar5m.demo_data import write_real_digits
-
     out = cfg.out / "real-digits"
     manifest = write_real_digits(out, cfg.split_seed, samples_per_shard=500, overwrite=cfg.overwrite)
     log.info("real digits in %s: %s", out, {name: s.count for name, s in manifest.splits.items()})
@@ -225,28 +231,21 @@ def write_real(cfg: DemoConfig) -> Path:
 
 def generate_synthetic(cfg: DemoConfig, models: dict) -> Path:
     """The synthetic digits dataset, made exactly as `python -m cifar5m generate` makes CIFAR-5m."""
-    from cifar5m.cli import run_with_bar
-    from cifar5m.config import GenerateConfig
-    from cifar5m.generate import plan_run
-    from cifar5m.sample import resolve_device
-
     out = cfg.out / "synthetic"
     gen = GenerateConfig(out_dir=str(out), labeler=f"local-dir:{models['labeler']}", class_names=tuple(CLASS_NAMES),
                          model=str(models["ddpm"]), sampler="dpmpp", steps=cfg.gen_steps, train=cfg.train,
                          test=cfg.test, samples_per_shard=cfg.samples_per_shard, seed=cfg.seed,
                          batch_size=cfg.gen_batch_size, device=cfg.device, overwrite=cfg.overwrite).validate()
+    device_type = resolve_device(cfg.device).type
+    workers = cfg.cpu_workers if device_type == "cpu" else 1
     log.info("same as: python -m cifar5m generate --model %s --labeler %s --class-names %s --sampler dpmpp "
-             "--steps %d --train %d --test %d --shard-size %d --seed %d --batch-size %d --out %s", gen.model,
-             gen.labeler, ",".join(CLASS_NAMES), gen.steps, gen.train, gen.test, gen.samples_per_shard, gen.seed,
-             gen.batch_size, out)
-    plan = plan_run(gen, resolve_device(cfg.device).type)
-    if resolve_device(cfg.device).type == "cpu" and cfg.cpu_workers > 1:
-        from cifar5m.demo_workers import run_workers
-
-        run_with_bar(plan, lambda bar: run_workers(plan, cfg.cpu_workers, bar))
+             "--steps %d --train %d --test %d --shard-size %d --seed %d --batch-size %d --workers %d --out %s",
+             gen.model, gen.labeler, ",".join(CLASS_NAMES), gen.steps, gen.train, gen.test, gen.samples_per_shard,
+             gen.seed, gen.batch_size, workers, out)
+    plan = plan_run(gen, device_type)
+    if workers > 1:
+        run_with_bar(plan, lambda bar: run_processes(plan, workers, bar))
     else:
-        from cifar5m.generate import run_local
-
         run_with_bar(plan, lambda bar: run_local(plan, bar))
     return out
 
@@ -254,26 +253,19 @@ def generate_synthetic(cfg: DemoConfig, models: dict) -> Path:
 def measure_quality(cfg: DemoConfig, models: dict, synthetic_dir: Path) -> dict:
     """Labeler accuracy on the real holdout (through the generator's labelling path) and the
     synthetic-vs-real classifier check on this run's synthetic train split."""
-    from cifar5m.demo_quality import generator_quality
-
     path = cfg.out / "quality.json"
     quality = {"labeler_holdout": labeler_holdout_accuracy(models["labeler"], cfg.split_seed),
                "synthetic_vs_real": generator_quality(synthetic_dir, "train", cfg.split_seed, cfg.quality_sizes,
                                                       seed=cfg.seed),
                "synthetic_labels": _label_summary(synthetic_dir)}
-    path.write_text(json.dumps(quality, indent=2) + "\n")
+    write_json_atomic(path, quality)
     log.info("labeler on the real holdout: %s; synthetic->real vs real->real: %s",
-             _pct(quality["labeler_holdout"]["accuracy"]), _rows_text(quality["synthetic_vs_real"]))
+             pct(quality["labeler_holdout"]["accuracy"]), rows_text(quality["synthetic_vs_real"]))
     return quality
 
 
 def labeler_holdout_accuracy(labeler_dir: Path, split_seed: int) -> dict:
     """The labeler as the generator applies it (cifar5m.label.Labeler) on the real digits it never saw."""
-    import torch
-
-    from cifar5m.demo_data import load_digits_split
-    from cifar5m.label import Labeler, create_labeler_model, read_labeler_info
-
     split = load_digits_split(split_seed)
     info = read_labeler_info(f"local-dir:{labeler_dir}", None)
     labeler = Labeler(create_labeler_model(info, len(CLASS_NAMES)), "cpu")
@@ -286,18 +278,13 @@ def labeler_holdout_accuracy(labeler_dir: Path, split_seed: int) -> dict:
 
 def _label_summary(synthetic_dir: Path) -> dict:
     """Class histogram of the synthetic train split (manifest) and the labeler's mean confidence (extras)."""
-    from shards import load_manifest
-
-    extras = _read_json(synthetic_dir / "extras" / "summary.json")  # written with the manifest
+    extras = read_json(synthetic_dir / "extras" / "summary.json", {})  # written with the manifest
     return {"mean_confidence": extras.get("mean_max_prob"),
             "train_histogram": load_manifest(synthetic_dir).splits["train"].label_histogram}
 
 
 def run_bootstrap(cfg: DemoConfig, synthetic_dir: Path, real_dir: Path, quality: dict) -> dict:
     """Real (n) vs Ideal on the synthetic pool with one config; the generator section goes in the report."""
-    from train.config import RunConfig
-    from train.experiment import bootstrap
-
     exp = cfg.out / "bootstrap"
     run_cfg = RunConfig(
         data=str(synthetic_dir), n=cfg.n, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -308,15 +295,13 @@ def run_bootstrap(cfg: DemoConfig, synthetic_dir: Path, real_dir: Path, quality:
     )
     fresh = _claim_bootstrap(exp, run_cfg, _data_ids(synthetic_dir, real_dir), cfg.overwrite)
     (exp / "sections").mkdir(exist_ok=True)
-    (exp / "sections" / "generator.md").write_text(generator_markdown(cfg, quality, synthetic_dir))
+    write_text_atomic(exp / "sections" / "generator.md", generator_markdown(cfg, quality, synthetic_dir))
     headline = bootstrap(run_cfg, resume=True, overwrite=fresh, progress=True)
     headline["real_digits_error"] = _real_digits_error(exp)
     return headline
 
 
 def _data_ids(*datasets: Path) -> dict:
-    from shards import load_manifest
-
     return {path.name: load_manifest(path).config_hash for path in datasets}
 
 
@@ -326,97 +311,19 @@ def _claim_bootstrap(exp: Path, run_cfg, data_ids: dict, overwrite: bool) -> boo
     The trainer knows a run's dataset by its path only, so a pool regenerated with other settings in the
     same folder would pass for the old one: the datasets' config hashes are kept in demo-data.json.
     """
-    from train.config import config_hash
-    from train.experiment import world_configs
-
-    old = _read_json(exp / "experiment.json")
+    old = read_json(exp / "experiment.json", {})
     stale = bool(old) and (old.get("config_hash") != config_hash(world_configs(run_cfg, exp)[0])
-                           or _read_json(exp / "demo-data.json") != data_ids)
+                           or read_json(exp / "demo-data.json", {}) != data_ids)
     if stale and not overwrite:
-        raise Cifar5mError(f"{exp}: holds a bootstrap of other settings or of another synthetic pool; pass "
-                           "--overwrite to replace it, or choose another --out")
+        raise DemoError(f"{exp}: holds a bootstrap of other settings or of another synthetic pool; pass "
+                        "--overwrite to replace it, or choose another --out")
     exp.mkdir(parents=True, exist_ok=True)
-    (exp / "demo-data.json").write_text(json.dumps(data_ids, indent=2) + "\n")
+    write_json_atomic(exp / "demo-data.json", data_ids)
     return stale
 
 
 def _real_digits_error(exp: Path) -> dict:
     """Hard error on the real holdout at T(n) for both worlds (results.json of the rendered report)."""
-    results = json.loads((exp / "results.json").read_text())
+    results = read_json(exp / "results.json")
     entry = results["comparison"]["sets"].get(REAL_TEST_NAME, {}).get("error", {})
     return {"real": entry.get("real_at_fit"), "ideal": entry.get("ideal_at_fit")}
-
-
-def generator_markdown(cfg: DemoConfig, quality: dict, synthetic_dir: Path) -> str:
-    """The report's generator section: what the synthetic digits are and how far from real ones."""
-    lab, check, labels = quality["labeler_holdout"], quality["synthetic_vs_real"], quality["synthetic_labels"]
-    hist = labels["train_histogram"]
-    conf = labels["mean_confidence"]
-    lines = [
-        "## The generator: how close are the synthetic digits to real ones?", "",
-        f"The pool (`{synthetic_dir}`: {cfg.train:,} train + {cfg.test:,} test digits) was sampled from the "
-        f"demo's diffusion model (DPM-Solver++, {cfg.gen_steps} steps, seed {cfg.seed}) and labelled by the "
-        "demo's labeler, both trained on the real train split of scikit-learn's digits (split seed "
-        f"{cfg.split_seed}). The {lab['count']} real held-out digits were seen by neither model: they are "
-        f"the `{REAL_TEST_NAME}` test set above. The Real and Ideal Worlds both live inside the synthetic "
-        f"distribution; `{REAL_TEST_NAME}` shows how what they learn carries over to real digits.", "",
-        "| check | result |", "|---|---|",
-        f"| labeler accuracy on the real holdout (as the generator applies it) | {_pct(lab['accuracy'])} "
-        f"({lab['errors']} wrong of {lab['count']}; mean confidence {lab['mean_confidence']:.3f}) |",
-        f"| labeler mean confidence on the synthetic digits | {'n/a' if conf is None else f'{conf:.3f}'} |",
-        f"| synthetic train digits per class (0-9) | {', '.join(f'{c:,}' for c in hist)} |", "",
-        f"Synthetic vs real training data: {check['classifier']}, trained on n digits, tested on the "
-        f"{check['test_set']}.", "",
-        "| n | trained on synthetic | trained on real | synthetic - real |", "|---|---|---|---|",
-    ]
-    for row in check["rows"]:
-        diff = 100 * (row["synthetic_to_real_accuracy"] - row["real_to_real_accuracy"])
-        lines.append(f"| {row['n']:,} | {_pct(row['synthetic_to_real_accuracy'])} | "
-                     f"{_pct(row['real_to_real_accuracy'])} | {diff:+.1f} points |")
-    lines += ["", _quality_sentence(check), ""]
-    return "\n".join(lines)
-
-
-def _quality_sentence(check: dict) -> str:
-    if not check["rows"]:
-        return f"No size fitted both pools (skipped: {check['skipped_sizes']}); the check did not run."
-    row = check["rows"][-1]
-    diff = 100 * (row["synthetic_to_real_accuracy"] - row["real_to_real_accuracy"])
-    if abs(diff) < 0.05:
-        compare = "as accurate on real digits as the same classifier trained on real ones"
-    else:
-        compare = (f"{abs(diff):.1f} points {'less' if diff < 0 else 'more'} accurate on real digits than the "
-                   "same classifier trained on real ones")
-    return (f"At n = {row['n']:,}, a classifier trained on synthetic digits is {compare}: that is the price "
-            "of learning from this generator instead of from real digits.")
-
-
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}%"
-
-
-def _rows_text(check: dict) -> str:
-    rows = check.get("rows") or []
-    return ", ".join(f"n={r['n']}: {_pct(r['synthetic_to_real_accuracy'])} vs {_pct(r['real_to_real_accuracy'])}"
-                     for r in rows) or "n/a"
-
-
-def format_summary(cfg: DemoConfig, result: dict) -> str:
-    """The console summary: total and stage times, the report's headline, the generator's quality."""
-    from train.report import fmt, format_headline
-
-    headline, quality = result["headline"], result["quality"]
-    minutes, seconds = divmod(round(result["total_s"]), 60)
-    at = "T(n)" if headline.get("fit_step") is not None else f"step {headline.get('ref_step')}"
-    real_err = headline["real_digits_error"]
-    lines = [
-        "", f"demo finished in {minutes} min {seconds:02d} s; everything is in {cfg.out}/",
-        "stages: " + " | ".join(f"{s['name'].split(' (')[0].split(':')[0]} {s['wall_s']:.1f} s"
-                                for s in result["stages"]),
-        format_headline(headline),
-        f"  {REAL_TEST_NAME} test error at {at}: Real {fmt(real_err['real'])}  Ideal {fmt(real_err['ideal'])}",
-        f"generator: labeler accuracy on the real holdout {_pct(quality['labeler_holdout']['accuracy'])}; "
-        f"classifier trained on synthetic vs real digits (real holdout accuracy): "
-        f"{_rows_text(quality['synthetic_vs_real'])}",
-    ]
-    return "\n".join(lines)

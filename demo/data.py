@@ -5,7 +5,7 @@
 The split is stratified per class and depends only on the seed, so the diffusion model, the labeler
 and the trainer's extra test set all agree on which digits were held out.
 
-    python -m cifar5m.demo real-digits --out out/real-digits   # the split as a shards dataset
+    python -m demo real-digits --out out/real-digits   # the split as a shards dataset
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from shards import CardInfo, DatasetWriter
 
 DEFAULT_SPLIT_SEED = 0
 TRAIN_FRACTION = 0.7
@@ -54,7 +56,7 @@ def digits_to_uint8(values: np.ndarray) -> np.ndarray:
 
 def load_all_digits() -> tuple[np.ndarray, np.ndarray]:
     """All 1,797 digits as uint8 (N, 8, 8, 1) and int64 labels, in load_digits' order."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # heavy (scipy); only this function needs it
 
     bunch = load_digits()
     images = digits_to_uint8(bunch.images)[..., None]
@@ -103,8 +105,6 @@ def write_real_digits(out_dir: str | Path, seed: int = DEFAULT_SPLIT_SEED,
     The trainer reads `test` with `--extra-test` to measure models trained on synthetic digits against
     real ones. Returns the manifest.
     """
-    from shards import DatasetWriter
-
     split = load_digits_split(seed)
     parts = {
         "train": (split.train_images, split.train_labels, split.train_indices),
@@ -125,8 +125,6 @@ def write_real_digits(out_dir: str | Path, seed: int = DEFAULT_SPLIT_SEED,
 
 
 def _real_card(seed: int):
-    from shards import CardInfo
-
     return CardInfo(
         pretty_name="Real handwritten digits (scikit-learn load_digits), 70/30 split",
         description=(

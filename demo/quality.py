@@ -5,7 +5,7 @@ trained on n synthetic digits and on n real train digits, both tested on the rea
 the diffusion model nor the labeler saw. If synthetic data were a perfect stand-in the two accuracies
 would match; the difference is the price of learning from the generator instead of the world.
 
-    python -m cifar5m.demo quality --data out/demo/synthetic      # a generated shards dataset
+    python -m demo quality --data out/demo/synthetic      # a generated shards dataset
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar5m.demo_data import DEFAULT_SPLIT_SEED, DigitsSplit, load_digits_split
+from demo.data import DEFAULT_SPLIT_SEED, DigitsSplit, load_digits_split
+from shards import load_split, resolve_dataset
 
 DEFAULT_SIZES = (500, 1000)
 
@@ -29,7 +30,7 @@ def holdout_accuracy(train_images: np.ndarray, train_labels: np.ndarray, real: D
     A generator can collapse to one class; the SVM cannot fit that, and the honest classifier for it
     predicts that one class everywhere.
     """
-    from sklearn.svm import SVC
+    from sklearn.svm import SVC  # heavy (scipy); only the check needs it
 
     classes = np.unique(train_labels)
     if len(classes) == 1:
@@ -71,8 +72,6 @@ def generator_quality(data_dir: str | Path, split: str = "train", split_seed: in
                       sizes: tuple[int, ...] = DEFAULT_SIZES, seed: int = 0) -> dict:
     """The synthetic-vs-real check on a generated shards dataset (read with `shards.load_split`),
     plus its label histogram. `split_seed` must be the one the demo models were trained with."""
-    from shards import load_split, resolve_dataset
-
     arrays = load_split(resolve_dataset(str(data_dir)), split)
     images, labels = np.asarray(arrays.images), np.asarray(arrays.labels)
     result = synthetic_vs_real(images, labels, load_digits_split(split_seed), sizes=sizes, seed=seed)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 
-from cifar5m.generate import Progress, RunPlan, RunResult, ShardMaker, run_pending
+import torch
+
+from cifar5m.generate import CPU_THREADS, Progress, RunPlan, RunResult, ShardMaker, run_pending
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,7 @@ MAX_TASK_RETRIES = 3  # per shard task, on actor death (not on errors raised by 
 
 def connect(address: str | None) -> str:
     """Join (or start) the cluster; return 'cuda' when it has GPUs, else 'cpu'."""
-    import ray
+    import ray  # heavy and optional (the `ray` extra): only --ray runs load it
 
     if not ray.is_initialized():
         ray.init(address=address or None, include_dashboard=False, log_to_driver=True)
@@ -35,10 +37,8 @@ class ShardActor:
     """A Ray actor (wrapped with ray.remote in `run_ray`) holding one ShardMaker on its device."""
 
     def __init__(self, plan: RunPlan):
-        import torch
-
         if not torch.cuda.is_available():
-            torch.set_num_threads(1)  # one CPU slot per actor
+            torch.set_num_threads(CPU_THREADS)  # one CPU slot per actor, the same arithmetic as every runner
         self.maker = ShardMaker(plan, "auto")
 
     def run_shard(self, spec) -> dict:
@@ -54,7 +54,7 @@ def run_ray(plan: RunPlan, progress: Progress | None = None) -> RunResult:
 
 
 def _start_actors(plan: RunPlan, shard_count: int) -> list:
-    import ray
+    import ray  # heavy and optional (the `ray` extra): only --ray runs load it
 
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
@@ -67,7 +67,7 @@ def _start_actors(plan: RunPlan, shard_count: int) -> list:
 
 def _dispatch(actors: list, specs: list, result: RunResult, progress: Progress | None) -> None:
     """Keep every actor busy with one shard at a time until all are done or failed."""
-    import ray
+    import ray  # heavy and optional (the `ray` extra): only --ray runs load it
 
     queue = list(reversed(specs))
     running = {}  # future -> (actor, spec)

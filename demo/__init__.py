@@ -1,0 +1,1 @@
+"""The whole Deep Bootstrap pipeline offline on scikit-learn's real digits: `python -m demo --help`."""

@@ -1,0 +1,85 @@
+"""The demo's words: the report's generator section and the console summary (`python -m demo run`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from train.report import fmt, format_headline
+
+if TYPE_CHECKING:  # annotations only: the pipeline imports this module
+    from demo.pipeline import DemoConfig
+
+REAL_TEST_NAME = "real-digits"  # the extra test set's name in the bootstrap report
+
+
+def generator_markdown(cfg: DemoConfig, quality: dict, synthetic_dir: Path) -> str:
+    """The report's generator section: what the synthetic digits are and how far from real ones."""
+    lab, check, labels = quality["labeler_holdout"], quality["synthetic_vs_real"], quality["synthetic_labels"]
+    hist = labels["train_histogram"]
+    conf = labels["mean_confidence"]
+    lines = [
+        "## The generator: how close are the synthetic digits to real ones?", "",
+        f"The pool (`{synthetic_dir}`: {cfg.train:,} train + {cfg.test:,} test digits) was sampled from the "
+        f"demo's diffusion model (DPM-Solver++, {cfg.gen_steps} steps, seed {cfg.seed}) and labelled by the "
+        "demo's labeler, both trained on the real train split of scikit-learn's digits (split seed "
+        f"{cfg.split_seed}). The {lab['count']} real held-out digits were seen by neither model: they are "
+        f"the `{REAL_TEST_NAME}` test set above. The Real and Ideal Worlds both live inside the synthetic "
+        f"distribution; `{REAL_TEST_NAME}` shows how what they learn carries over to real digits.", "",
+        "| check | result |", "|---|---|",
+        f"| labeler accuracy on the real holdout (as the generator applies it) | {pct(lab['accuracy'])} "
+        f"({lab['errors']} wrong of {lab['count']}; mean confidence {lab['mean_confidence']:.3f}) |",
+        f"| labeler mean confidence on the synthetic digits | {'n/a' if conf is None else f'{conf:.3f}'} |",
+        f"| synthetic train digits per class (0-9) | {', '.join(f'{c:,}' for c in hist)} |", "",
+        f"Synthetic vs real training data: {check['classifier']}, trained on n digits, tested on the "
+        f"{check['test_set']}.", "",
+        "| n | trained on synthetic | trained on real | synthetic - real |", "|---|---|---|---|",
+    ]
+    for row in check["rows"]:
+        diff = 100 * (row["synthetic_to_real_accuracy"] - row["real_to_real_accuracy"])
+        lines.append(f"| {row['n']:,} | {pct(row['synthetic_to_real_accuracy'])} | "
+                     f"{pct(row['real_to_real_accuracy'])} | {diff:+.1f} points |")
+    lines += ["", _quality_sentence(check), ""]
+    return "\n".join(lines)
+
+
+def _quality_sentence(check: dict) -> str:
+    if not check["rows"]:
+        return f"No size fitted both pools (skipped: {check['skipped_sizes']}); the check did not run."
+    row = check["rows"][-1]
+    diff = 100 * (row["synthetic_to_real_accuracy"] - row["real_to_real_accuracy"])
+    if abs(diff) < 0.05:
+        compare = "as accurate on real digits as the same classifier trained on real ones"
+    else:
+        compare = (f"{abs(diff):.1f} points {'less' if diff < 0 else 'more'} accurate on real digits than the "
+                   "same classifier trained on real ones")
+    return (f"At n = {row['n']:,}, a classifier trained on synthetic digits is {compare}: that is the price "
+            "of learning from this generator instead of from real digits.")
+
+
+def pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def rows_text(check: dict) -> str:
+    rows = check.get("rows") or []
+    return ", ".join(f"n={r['n']}: {pct(r['synthetic_to_real_accuracy'])} vs {pct(r['real_to_real_accuracy'])}"
+                     for r in rows) or "n/a"
+
+
+def format_summary(cfg: DemoConfig, result: dict) -> str:
+    """The console summary: total and stage times, the report's headline, the generator's quality."""
+    headline, quality = result["headline"], result["quality"]
+    minutes, seconds = divmod(round(result["total_s"]), 60)
+    at = "T(n)" if headline.get("fit_step") is not None else f"step {headline.get('ref_step')}"
+    real_err = headline["real_digits_error"]
+    lines = [
+        "", f"demo finished in {minutes} min {seconds:02d} s; everything is in {cfg.out}/",
+        "stages: " + " | ".join(f"{s['name'].split(' (')[0].split(':')[0]} {s['wall_s']:.1f} s"
+                                for s in result["stages"]),
+        format_headline(headline),
+        f"  {REAL_TEST_NAME} test error at {at}: Real {fmt(real_err['real'])}  Ideal {fmt(real_err['ideal'])}",
+        f"generator: labeler accuracy on the real holdout {pct(quality['labeler_holdout']['accuracy'])}; "
+        f"classifier trained on synthetic vs real digits (real holdout accuracy): "
+        f"{rows_text(quality['synthetic_vs_real'])}",
+    ]
+    return "\n".join(lines)

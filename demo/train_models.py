@@ -1,0 +1,173 @@
+"""`python -m demo train-models` (`make demo-models`): train and measure the demo's two models.
+
+    python -m demo train-models --out demo/models   # a few minutes on 2 CPU cores
+
+Trains, on the real train split (70%, seeded), a diffusion model saved as a diffusers DDPMPipeline
+folder (`digits-ddpm/`) and a labeler saved in timm's format (`digits-labeler/`, loaded with
+`local-dir:`), then measures both from the saved folders: the labeler's accuracy on the real holdout;
+for the diffusion model, digits sampled with DPM-Solver++ (20 steps) and labelled by that labeler (mean
+confidence, class balance) and the synthetic-vs-real classifier check. Each folder gets `training.json`
+(config, split, versions, wall time) and `metrics.json`; a folder appears only when complete.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from demo.data import CLASS_NAMES, DEFAULT_SPLIT_SEED, DigitsSplit, load_digits_split
+from demo.diffusion import DiffusionConfig, load_pipeline, sample_digits, save_pipeline, train_diffusion
+from demo.errors import DemoError
+from demo.labeler import LabelerConfig, load_labeler, predict_proba, save_labeler, train_labeler
+from demo.quality import DEFAULT_SIZES, label_stats, synthetic_vs_real
+from shards.jsonio import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+DDPM_DIR = "digits-ddpm"
+LABELER_DIR = "digits-labeler"
+
+
+@dataclass(frozen=True)
+class DemoModelsConfig:
+    """Everything that decides the demo's models and how they are measured."""
+
+    split_seed: int = DEFAULT_SPLIT_SEED
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    labeler: LabelerConfig = field(default_factory=LabelerConfig)
+    quality_samples: int = 1000
+    quality_steps: int = 20
+    quality_seed: int = 0
+    device: str = "cpu"
+    # One thread: these models are so small that on a shared 2-core machine OpenMP threads stall waiting
+    # for each other (measured with another job running: 0.5 s/step with 1 thread, 6-8 s/step with 2).
+    threads: int = 1
+
+    def validate(self) -> None:
+        checks = [("--diffusion-steps", self.diffusion.steps), ("--diffusion-batch-size", self.diffusion.batch_size),
+                  ("--labeler-epochs", self.labeler.epochs), ("--quality-samples", self.quality_samples),
+                  ("--quality-steps", self.quality_steps), ("--threads", self.threads)]
+        for flag, value in checks:
+            if value < 1:
+                raise DemoError(f"{flag}={value}: must be >= 1")
+
+
+def _versions() -> dict:
+    import diffusers  # heavy, and needed only here: deferred so `--help` and `--dry-run` stay fast
+    import sklearn
+    import timm
+
+    return {"torch": torch.__version__, "diffusers": diffusers.__version__, "timm": timm.__version__,
+            "scikit-learn": sklearn.__version__}
+
+
+def _fresh_dir(out_dir: Path, name: str, overwrite: bool) -> Path:
+    """A temporary sibling of `out_dir/name`, renamed into place when complete (no half-written model)."""
+    final = out_dir / name
+    if final.exists() and not overwrite:
+        raise DemoError(f"{final}: already exists; pass --overwrite to retrain and replace it")
+    tmp = out_dir / f".tmp-{name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _commit_dir(tmp: Path, final: Path) -> None:
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+
+
+def _train_labeler_folder(split: DigitsSplit, cfg: DemoModelsConfig, out_dir: Path, overwrite: bool) -> dict:
+    tmp = _fresh_dir(out_dir, LABELER_DIR, overwrite)
+    start = time.perf_counter()
+    model = train_labeler(split.train_images, split.train_labels, cfg.labeler, device=cfg.device)
+    wall_s = time.perf_counter() - start
+    save_labeler(model.cpu(), tmp, CLASS_NAMES)
+    model, data_config = load_labeler(tmp)  # measure what was saved, through timm's own loader
+    probs = predict_proba(model, split.holdout_images, data_config)
+    metrics = {
+        "holdout_accuracy": float((probs.argmax(axis=1) == split.holdout_labels).mean()),
+        "train_accuracy": float((predict_proba(model, split.train_images, data_config).argmax(axis=1)
+                                 == split.train_labels).mean()),
+        "holdout": label_stats(probs),
+    }
+    write_json_atomic(tmp / "metrics.json", metrics)
+    write_json_atomic(tmp / "training.json", {"config": asdict(cfg.labeler), "device": cfg.device, "threads": cfg.threads,
+                                        "data": split.describe(), "versions": _versions(),
+                                        "wall_s": round(wall_s, 1)})
+    _commit_dir(tmp, out_dir / LABELER_DIR)
+    log.info("labeler: holdout accuracy %.4f (%d digits), trained in %.0f s",
+             metrics["holdout_accuracy"], len(probs), wall_s)
+    return metrics
+
+
+def _train_ddpm_folder(split: DigitsSplit, cfg: DemoModelsConfig, out_dir: Path, overwrite: bool) -> dict:
+    tmp = _fresh_dir(out_dir, DDPM_DIR, overwrite)
+    start = time.perf_counter()
+    unet, scheduler = train_diffusion(split.train_images, cfg.diffusion, device=cfg.device)
+    wall_s = time.perf_counter() - start
+    save_pipeline(unet.cpu(), scheduler, tmp)
+    metrics = measure_generator(tmp, out_dir / LABELER_DIR, split, cfg)
+    write_json_atomic(tmp / "metrics.json", metrics)
+    write_json_atomic(tmp / "training.json", {"config": asdict(cfg.diffusion), "device": cfg.device, "threads": cfg.threads,
+                                        "parameters": sum(p.numel() for p in unet.parameters()),
+                                        "data": split.describe(), "versions": _versions(),
+                                        "wall_s": round(wall_s, 1)})
+    _commit_dir(tmp, out_dir / DDPM_DIR)
+    return metrics
+
+
+def measure_generator(ddpm_dir: Path, labeler_dir: Path, split: DigitsSplit, cfg: DemoModelsConfig) -> dict:
+    """Sample digits from a saved pipeline folder, label them with the saved labeler, and compare a
+    classifier trained on them with one trained on real digits (both tested on the real holdout)."""
+    unet, scheduler = load_pipeline(ddpm_dir)
+    start = time.perf_counter()
+    images = sample_digits(unet.to(cfg.device), scheduler, cfg.quality_samples, steps=cfg.quality_steps,
+                           seed=cfg.quality_seed)
+    sample_s = time.perf_counter() - start
+    labeler, data_config = load_labeler(labeler_dir)
+    probs = predict_proba(labeler, images, data_config)
+    sizes = tuple(n for n in DEFAULT_SIZES if n <= cfg.quality_samples) or (cfg.quality_samples,)
+    check = synthetic_vs_real(images, probs.argmax(axis=1), split, sizes=sizes, seed=cfg.quality_seed)
+    stats = label_stats(probs)
+    log.info("diffusion: %d samples in %.0f s; labeler mean confidence %.3f, class counts %s",
+             len(images), sample_s, stats["mean_confidence"], stats["class_counts"])
+    for row in check["rows"]:
+        log.info("  n=%d: trained on synthetic %.4f vs on real %.4f (real holdout accuracy)",
+                 row["n"], row["synthetic_to_real_accuracy"], row["real_to_real_accuracy"])
+    return {"sampler": f"DPMSolverMultistepScheduler, {cfg.quality_steps} steps, seed {cfg.quality_seed}",
+            "samples_per_s": round(len(images) / sample_s, 1), "labels": stats, "synthetic_vs_real": check}
+
+
+def train_models(out_dir: str | Path, cfg: DemoModelsConfig, overwrite: bool = False) -> dict:
+    """Train and measure both demo models into `out_dir`/{digits-labeler, digits-ddpm}."""
+    cfg.validate()
+    out_dir = Path(out_dir)
+    for name in (LABELER_DIR, DDPM_DIR):
+        if (out_dir / name).exists() and not overwrite:
+            raise DemoError(f"{out_dir / name}: already exists; pass --overwrite to retrain and replace it")
+    split = load_digits_split(cfg.split_seed)
+    log.info("real digits: %d train, %d holdout (split seed %d)",
+             len(split.train_labels), len(split.holdout_labels), split.seed)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        labeler = _train_labeler_folder(split, cfg, out_dir, overwrite)
+        ddpm = _train_ddpm_folder(split, cfg, out_dir, overwrite)
+    finally:
+        torch.set_num_threads(threads_before)
+    return {LABELER_DIR: labeler, DDPM_DIR: ddpm}
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DemoError(f"--device={name}: no CUDA device is visible; use --device cpu")
+    return name
+
+

@@ -19,7 +19,8 @@ from demo.data import DEFAULT_SPLIT_SEED, write_real_digits
 from demo.diffusion import DiffusionConfig
 from demo.errors import DemoError
 from demo.labeler import LabelerConfig
-from demo.pipeline import DemoConfig, run_demo
+from demo.config import DemoConfig
+from demo.pipeline import run_demo
 from demo.quality import DEFAULT_SIZES, generator_quality
 from demo.train_models import DDPM_DIR, LABELER_DIR, DemoModelsConfig, resolve_device, train_models
 from shards.entry import run_cli

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from train.report import fmt, format_headline
+from demo.config import DemoConfig
+from train.reporting.formatting import fmt
+from train.reporting.render import format_headline
 
-if TYPE_CHECKING:  # annotations only: the pipeline imports this module
-    from demo.pipeline import DemoConfig
 
 REAL_TEST_NAME = "real-digits"  # the extra test set's name in the bootstrap report
 

@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 from pathlib import Path
 
 from shards.entry import run_cli
-from shards.errors import ShardsError
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

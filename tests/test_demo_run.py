@@ -11,7 +11,8 @@ from demo import pipeline
 from demo.cli import main
 from demo.data import CLASS_NAMES
 from demo.errors import DemoError
-from demo.pipeline import DemoConfig, run_demo
+from demo.config import DemoConfig
+from demo.pipeline import run_demo
 from demo.report import generator_markdown
 from conftest import make_tiny_labeler, make_tiny_pipeline
 from shards import ShardsError, load_manifest

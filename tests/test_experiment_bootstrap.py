@@ -1,12 +1,10 @@
 """`train bootstrap` on a tiny learnable dataset: both worlds, one config, a report that matches the runs."""
 import json
 
-import numpy as np
 import pytest
 
 from train.__main__ import main
 from train_fixtures import build_protos, tiny_cfg
-from train.core.config import RunConfig
 from train.errors import TrainError
 from train.experiments.bootstrap import bootstrap
 from train.reporting.results import load_run

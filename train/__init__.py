@@ -9,7 +9,7 @@ loop and the run folder), `reporting` (results, plots, reports), `experiments` (
 `cli`. From Python: `train.run.loop.run_training(RunConfig(...))` runs one run and returns its summary.
 Torch is imported only by the modules that need it, so `import train` stays fast.
 """
-from shards.version import __version__  # one version for the whole toolkit
+from shards.version import __version__  # noqa: F401 (re-exported: one version for the whole toolkit)
 
 from train.core.config import RunConfig
 from train.errors import TrainError

@@ -1,7 +1,8 @@
 """The Hugging Face dataset card (`README.md`) and timm's `_info.json`, both made from the manifest.
 
 The card's YAML declares `configs` (data files per split) and `dataset_info.features` with every field's
-type, because HF `datasets` otherwise infers the schema from the first 5 samples (FACTS.md section 6).
+type, because HF `datasets` otherwise infers the schema from the first samples it reads
+(datasets/packaged_modules/webdataset/webdataset.py, `NUM_EXAMPLES_FOR_FEATURES_INFERENCE = 5`).
 """
 from __future__ import annotations
 

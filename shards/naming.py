@@ -2,7 +2,8 @@
 
 Keys and field names are restricted to `[a-z0-9_-]`: webdataset and HF `datasets` split a member
 name at its first dot, so a dot (or upper case, which some filesystems fold) would silently merge or
-split samples (FACTS.md section 6).
+split samples (webdataset's `base_plus_ext` in webdataset/tariterators.py; HF `datasets`'
+webdataset builder groups members the same way).
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Deterministic tar writing and fast tar reading for WebDataset shards.
 
 Written by hand because webdataset's TarWriter emits a PAX header with a float mtime for every member
-(~1 KB extra each and different bytes on every run, FACTS.md section 6), and because `tarfile`'s reader
+(~1 KB extra each and different bytes on every run: webdataset/writer.py's TarWriter and
+Python's tarfile PAX_FORMAT), and because `tarfile`'s reader
 costs more per member than parsing the fixed 512-byte ustar headers we write ourselves.
 """
 from __future__ import annotations

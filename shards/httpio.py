@@ -19,6 +19,8 @@ from __future__ import annotations
 import http.client
 import io
 import logging
+import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -43,6 +45,14 @@ def split_hub_url(url: str) -> tuple[str, str | None, str]:
         raise ShardsError(f"{url}: expected hf://datasets/ORG/NAME[@REVISION]; check the dataset URL")
     name, _, revision = parts[2].partition("@")
     return f"{parts[1]}/{name}", unquote(revision) or None, parts[3] if len(parts) > 3 else ""
+
+
+def check_dataset_url(url: str) -> str:
+    """Return a dataset URL without its trailing `/`; an `hf://` one must name just the repo (and revision)."""
+    url = url.rstrip("/")
+    if url.startswith("hf://") and split_hub_url(url)[2]:
+        raise ShardsError(f"{url}: expected hf://datasets/ORG/NAME[@REVISION] (a dataset repo, not a file in it)")
+    return url
 
 
 def hub_file_url(url: str) -> str:
@@ -104,7 +114,10 @@ def _request(url: str, shown: str, start: int) -> http.client.HTTPResponse:
                 raise _fatal(shown, exc) from None
             problem = f"HTTP {exc.code} {exc.reason}"
         except (urllib.error.URLError, *TRANSIENT_ERRORS) as exc:
-            problem = str(getattr(exc, "reason", exc))
+            reason = getattr(exc, "reason", exc)
+            if isinstance(reason, (socket.gaierror, ssl.SSLError)):  # retrying changes nothing
+                raise ShardsError(f"{shown}: {reason}; check the URL's host and the network") from None
+            problem = str(reason)
         else:
             if start and response.status != 206:  # the server ignored Range: skip what was read already
                 _skip(response, start)
@@ -140,6 +153,9 @@ class _ResumingReader(io.RawIOBase):
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 count = self.response.readinto(buffer)
+                if not count and len(buffer) and self.response.length:
+                    # http.client's readinto returns 0 where the body ends before its Content-Length
+                    raise http.client.IncompleteRead(b"", self.response.length)
                 self.offset += count
                 return count
             except TRANSIENT_ERRORS as exc:

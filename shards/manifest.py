@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from shards.errors import ShardsError
+from shards.httpio import check_dataset_url
 from shards.naming import validate_name, validate_shard_file
 from shards.urls import is_url
 
@@ -152,7 +153,7 @@ def load_manifest(root: str | os.PathLike) -> Manifest:
     if is_url(root):
         from shards.read import open_url  # shards.read imports this module
 
-        url = f"{str(root).rstrip('/')}/{MANIFEST}"
+        url = f"{check_dataset_url(str(root))}/{MANIFEST}"
         with open_url(url) as f:
             return parse_manifest(f.read(), url)
     root = Path(root)

@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from shards.errors import ShardsError
-from shards.httpio import RemoteNotFound
+from shards.httpio import RemoteNotFound, check_dataset_url
 from shards.jsonio import write_json_atomic
 from shards.manifest import MANIFEST, Manifest, load_manifest, parse_manifest
 from shards.naming import shard_path
@@ -39,7 +39,7 @@ def resolve_dataset(location: str | os.PathLike, cache_dir: str | os.PathLike | 
     """A local dataset folder for a path, an `http(s)://` dataset URL or `hf://datasets/ORG/NAME[@REV]`."""
     location = str(location)
     if is_url(location):
-        return _download(location.rstrip("/"), Path(cache_dir) if cache_dir else remote_cache_dir())
+        return _download(check_dataset_url(location), Path(cache_dir) if cache_dir else remote_cache_dir())
     root = Path(location)
     if not root.is_dir():
         raise ShardsError(f"{location}: no such dataset folder; give a dataset folder, http(s):// URL or "

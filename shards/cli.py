@@ -57,7 +57,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from shards.remote import hub_dataset_url, loading_snippets, publish, upload_plan
 
     root = Path(args.dir)
-    first_split = next(iter(load_manifest(root).splits))
+    splits = list(load_manifest(root).splits)
+    split = "train" if "train" in splits else splits[0]
     if args.dry_run:
         plan = upload_plan(root)
         print(f"dry run: would upload {len(plan)} files to {hub_dataset_url(args.repo, args.revision)} "
@@ -71,7 +72,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     url = publish(root, args.repo, private=args.private, revision=args.revision, force=args.force)
     print(f"published: {url}")
     print("load it with:")
-    for line in loading_snippets(args.repo, first_split, args.revision):
+    for line in loading_snippets(args.repo, split, args.revision):
         print(f"  {line}")
     return 0
 

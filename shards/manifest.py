@@ -84,24 +84,19 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _kind_problem(value: Any, kind: str) -> bool:
-    """True when `value` is not of `kind` (see _FIELDS for the kinds)."""
-    checks = {
-        "int>=0": lambda v: _is_int(v) and v >= 0,
-        "int>=1": lambda v: _is_int(v) and v >= 1,
-        "str": lambda v: isinstance(v, str),
-        "object": lambda v: isinstance(v, dict),
-        "list": lambda v: isinstance(v, list),
-        "list of str": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-        "list of int>=0": lambda v: isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v),
-        "null or list of 3 int>=1": lambda v: v is None or (
-            isinstance(v, list) and len(v) == 3 and all(_is_int(x) and x >= 1 for x in v)),
-        "object of str": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
-        "sha256 hex": lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v),
-    }
-    return not checks[kind](value)
-
-
+_KINDS = {  # the JSON types manifest fields may have
+    "int>=0": lambda v: _is_int(v) and v >= 0,
+    "int>=1": lambda v: _is_int(v) and v >= 1,
+    "str": lambda v: isinstance(v, str),
+    "object": lambda v: isinstance(v, dict),
+    "list": lambda v: isinstance(v, list),
+    "list of str": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "list of int>=0": lambda v: isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v),
+    "null or list of 3 int>=1": lambda v: v is None or (
+        isinstance(v, list) and len(v) == 3 and all(_is_int(x) and x >= 1 for x in v)),
+    "object of str": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+    "sha256 hex": lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v),
+}
 _FIELDS = {
     "format_version": "int>=1", "toolkit_version": "str", "config": "object", "config_hash": "str",
     "class_names": "list of str", "image_ext": "str", "image_shape": "null or list of 3 int>=1",
@@ -122,7 +117,7 @@ def _check_fields(obj: Any, fields: dict[str, str], where: str, source: str, opt
         what = f"unknown field {where}{unknown[0]}" if unknown else f"missing field {where}{missing[0]}"
         raise ShardsError(f"{source}: {what}; not a manifest of this format: rebuild or re-download the dataset")
     for name, kind in fields.items():
-        if name in obj and _kind_problem(obj[name], kind):
+        if name in obj and not _KINDS[kind](obj[name]):
             shown = json.dumps(obj[name])
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
             raise ShardsError(f"{source}: field {where}{name}: expected {kind}, got {shown}; the manifest "

@@ -249,7 +249,8 @@ class DatasetWriter:
             stats = ShardStats.from_dict(read_json(self.stats_path(spec)))
         except (ShardsError, TypeError):
             return None
-        return stats if stats.config_hash == self.config_hash else None
+        # A stats file naming another shard file is damage (or an attempt to steer the manifest): ignore it.
+        return stats if stats.config_hash == self.config_hash and stats.file == spec.relpath else None
 
     def committed_stats(self) -> list[ShardStats]:
         """Stats of every shard committed under this config, whoever wrote it, in plan order."""

@@ -214,3 +214,18 @@ def test_a_truncated_tar_is_reported_not_raised(ds):
     problems = verify_dataset(ds).problems
     assert len(problems) == 1 and problems[0].startswith("data/train-000001.tar: unreadable tar: "
                                                          "data/train-000001.tar: truncated member")
+
+
+def test_a_stats_file_naming_another_file_cannot_steer_the_manifest(tmp_path):
+    from shards_fixtures import index_samples, make_writer
+
+    root = build(tmp_path / "ds", train=200, test=50)
+    stats = root / ".shards/train-000001.json"
+    stats.write_text(stats.read_text().replace('"data/train-000001.tar"', '"data/../../../x.tar"'))
+    writer = make_writer(root, train=200, test=50)
+    writer.prepare()
+    assert [s.relpath for s in writer.pending()] == ["data/train-000001.tar"]  # not trusted: made again
+    for spec in writer.pending():
+        writer.write_shard(spec, index_samples(spec))
+    assert [e.file for e in writer.finalize().splits["train"].shards] == ["data/train-000000.tar",
+                                                                          "data/train-000001.tar"]

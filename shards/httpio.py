@@ -144,6 +144,7 @@ class _ResumingReader(io.RawIOBase):
 
     def __init__(self, url: str, shown: str):
         self.url, self.shown, self.offset = url, shown, 0
+        self.response = None  # set before the request: close() runs even when it fails
         self.response = _request(url, shown, 0)
 
     def readable(self) -> bool:
@@ -169,7 +170,8 @@ class _ResumingReader(io.RawIOBase):
         raise AssertionError("unreachable")
 
     def close(self) -> None:
-        self.response.close()
+        if self.response is not None:
+            self.response.close()
         super().close()
 
 

@@ -1,7 +1,6 @@
 """Hostile and damaged input: names from manifests, field types, unsafe tar members, decompression bombs,
 wrong image sizes and labels, verify's problem cap."""
 import hashlib
-import io
 import json
 import struct
 import tarfile
@@ -41,7 +40,8 @@ def rewrite_shard(root, file: str, members: list[bytes]) -> None:
 def sample_members(index: int, image: bytes | None = None, cls: int | None = None) -> list[bytes]:
     key = f"{index:09d}"
     image = encode_image(index_image(index), "png") if image is None else image
-    return [tar_member(f"{key}.png", image), tar_member(f"{key}.cls", str(label_of(index) if cls is None else cls).encode())]
+    label = label_of(index) if cls is None else cls
+    return [tar_member(f"{key}.png", image), tar_member(f"{key}.cls", str(label).encode())]
 
 
 def shard_with(first: int, count: int, changed: dict[int, dict]) -> list[bytes]:
@@ -174,8 +174,9 @@ def test_bomb_in_a_dataset_of_mixed_sizes_is_refused_by_the_pixel_limit(tmp_path
         writer.write_shard(spec, [{"image": np.zeros((size, size, 3), np.uint8), "cls": 1}] * 2)
     root = tmp_path / "mixed"
     assert writer.finalize().image_shape is None
+    fine = encode_image(np.zeros((12, 12, 3), np.uint8), "png")
     rewrite_shard(root, "data/train-000001.tar", [*sample_members(2, png_header(12000, 9000), 1),
-                                                  *sample_members(3, encode_image(np.zeros((12, 12, 3), np.uint8), "png"), 1)])
+                                                  *sample_members(3, fine, 1)])
     assert verify_dataset(root).problems == ["data/train-000001.tar: sample 000000002: image of 12000x9000 "
                                              "pixels: over the decompression-bomb limit of 89,478,485"]
     with pytest.raises(ShardsError, match="sample 000000002: image of 12000x9000 pixels"):

@@ -15,7 +15,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     report = verify_dataset(args.dir, decode=not args.no_decode, progress=True)
     for problem in report.problems:
         print(f"FAIL {problem}")
-    status = "OK" if report.ok else f"FAILED ({len(report.problems)} problems)"
+    status = "OK" if report.ok else f"FAILED ({report.problem_count:,} problems)"
     print(f"{status}: {report.root}: {report.shards_checked} shards, {report.samples_checked:,} samples checked")
     return 0 if report.ok else 1
 

@@ -31,7 +31,15 @@ class VerifyReport:
     root: Path | str
     shards_checked: int = 0
     samples_checked: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # a shard's first 10, then "N more problems"
+    problem_count: int = 0  # all of them
+
+    def add(self, problems: list[str], file: str | None = None) -> None:
+        self.problem_count += len(problems)
+        if file and len(problems) > MAX_PROBLEMS_PER_SHARD:
+            more = len(problems) - MAX_PROBLEMS_PER_SHARD
+            problems = problems[:MAX_PROBLEMS_PER_SHARD] + [f"{file}: {more:,} more problems"]
+        self.problems += problems
 
     @property
     def ok(self) -> bool:
@@ -71,9 +79,6 @@ def _check_shard(root: Path | str, entry: ShardEntry, manifest: Manifest, decode
     problems = _check_members(data, entry)
     if decode and not problems:
         problems = _check_samples(data, entry, manifest)
-    if len(problems) > MAX_PROBLEMS_PER_SHARD:
-        more = len(problems) - MAX_PROBLEMS_PER_SHARD
-        problems = problems[:MAX_PROBLEMS_PER_SHARD] + [f"{entry.file}: {more:,} more problems"]
     return problems
 
 
@@ -155,15 +160,15 @@ def verify_dataset(root: str | Path, decode: bool = True, progress: bool = False
     try:
         manifest = load_manifest(root)
     except ShardsError as exc:
-        report.problems.append(str(exc))
+        report.add([str(exc)])
         return report
-    report.problems += _check_manifest(manifest)
+    report.add(_check_manifest(manifest))
     entries = [e for info in manifest.splits.values() for e in info.shards]
     name = root.rsplit("/", 1)[-1] if isinstance(root, str) else root.name
     for entry in tqdm(entries, desc=f"verifying {name}", unit="shard", disable=not progress):
-        report.problems += _check_shard(root, entry, manifest, decode)
+        report.add(_check_shard(root, entry, manifest, decode), entry.file)
         report.shards_checked += 1
         report.samples_checked += entry.samples
     if isinstance(root, Path):  # a URL cannot be listed without the server's API
-        report.problems += _extra_files(root, {e.file for e in entries})
+        report.add(_extra_files(root, {e.file for e in entries}))
     return report

@@ -11,6 +11,7 @@ import pytest
 
 from hub_server import FakeHub
 from shards import DatasetWriter, ShardsError, load_manifest, load_split, resolve_dataset
+from shards.cli import main
 from shards.codec import encode_image
 from shards.tario import tar_end, tar_member
 from shards.verify import verify_dataset
@@ -196,14 +197,18 @@ def test_cache_names_the_shard_and_key_of_a_wrong_size_or_label(ds, tmp_path):
     assert not list((tmp_path / "c").iterdir()), "no cache (nor temporary file) may be left from bad data"
 
 
-def test_verify_counts_the_problems_past_its_cap(ds):
+def test_verify_counts_the_problems_past_its_cap(ds, capsys):
     bad = {i: {"cls": 10 + i % 3} for i in range(3, 18)}  # 15 labels out of range
     rewrite_shard(ds, "data/train-000000.tar", shard_with(0, 100, bad))
-    problems = verify_dataset(ds).problems
+    report = verify_dataset(ds)
+    problems = report.problems
     # 15 bad labels + the shard's label counts, which no longer match the manifest's: 16 in all
+    assert report.problem_count == 16
     assert len(problems) == 11 and problems[-1] == "data/train-000000.tar: 6 more problems"
     assert problems[0] == "data/train-000000.tar: sample 000000003 has label 10, outside [0, 10)"
     assert sum(p.startswith("data/train-000000.tar: sample") for p in problems) == 10
+    assert main(["verify", str(ds)]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == f"FAILED (16 problems): {ds}: 3 shards, 250 samples checked"
 
 
 def test_a_truncated_tar_is_reported_not_raised(ds):

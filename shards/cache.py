@@ -19,6 +19,7 @@ import hashlib
 import logging
 import math
 import os
+import socket
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,7 +83,11 @@ ROWS_PER_WRITE = 256
 
 
 def _decode_shard(job: _ShardJob) -> np.ndarray:
-    data = Path(job.path).read_bytes()  # one read serves the hash check and the decode
+    try:
+        data = Path(job.path).read_bytes()  # one read serves the hash check and the decode
+    except OSError as exc:
+        raise ShardsError(f"{job.path}: cannot read ({exc.strerror}); run `python -m shards verify` on the "
+                          "dataset and rebuild or re-download what it reports") from exc
     digest = hashlib.sha256(data).hexdigest()
     if digest != job.sha256:
         raise ShardsError(f"{job.path}: corrupt: sha256 {digest[:12]}... but the manifest says {job.sha256[:12]}...; "
@@ -168,12 +173,35 @@ def _executor(workers: int):
     return ProcessPoolExecutor(max_workers=workers) if workers > 1 else _InlineExecutor()
 
 
+def _remove_stale_temps(cache: Path) -> None:
+    """Delete the temporary files of builds on this host whose process is gone (killed): each one is as big
+    as a whole cache, reserved on disk. Files of live processes and of other hosts are left alone."""
+    host = socket.gethostname()
+    for tmp in cache.glob(f".*.{host}-*.tmp.npy"):
+        pid = tmp.name.rsplit("-", 1)[-1].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            log.info("removing %s, left by a killed cache build", tmp)
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 def _build(root, info, images_path: Path, labels_path: Path, shape, size, num_workers, progress,
            num_classes: int) -> None:
     from tqdm.auto import tqdm
 
-    tmp = images_path.with_name(f".{images_path.name}.{os.getpid()}.tmp.npy")
-    labels_tmp = labels_path.with_name(f".{labels_path.name}.{os.getpid()}.tmp.npy")
+    _remove_stale_temps(images_path.parent)
+    tag = f"{socket.gethostname()}-{os.getpid()}"
+    tmp = images_path.with_name(f".{images_path.name}.{tag}.tmp.npy")
+    labels_tmp = labels_path.with_name(f".{labels_path.name}.{tag}.tmp.npy")
     need = math.prod(shape) + 8 * info.count + (1 << 20)
     labels = np.empty(info.count, dtype=np.int64)
     workers = num_workers or min(len(info.shards), os.cpu_count() or 1)

@@ -1,8 +1,12 @@
-"""A full disk while writing shards or the decoded cache: one clear error, no temporary files, resumable."""
+"""A full disk or a kill while writing shards or the decoded cache: one clear error, no temporary files left,
+resumable; a missing shard on the memory path."""
 import builtins
 import errno
 import os
 import re
+import socket
+import subprocess
+import sys
 from collections import namedtuple
 
 import pytest
@@ -111,3 +115,27 @@ def test_cache_written_by_worker_processes_equals_the_one_written_inline(dataset
     for name in files:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     assert one.labels.tolist() == two.labels.tolist()
+
+
+def test_temp_files_of_killed_cache_builds_are_removed(dataset, tmp_path):
+    cache = tmp_path / "c"
+    cache.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a finished process: its pid names nobody now
+    host = socket.gethostname()
+    stale = cache / f".train-0123-images.npy.{host}-{dead.pid}.tmp.npy"
+    live = cache / f".train-0123-images.npy.{host}-{os.getpid()}.tmp.npy"
+    other_host = cache / f".train-0123-images.npy.elsewhere-{dead.pid}.tmp.npy"
+    for path in (stale, live, other_host):
+        path.write_bytes(b"\0" * 1000)
+    load_split(dataset, "train", cache_dir=cache, num_workers=1, progress=False)
+    assert not stale.exists() and live.exists() and other_host.exists()
+
+
+def test_a_missing_shard_is_a_clear_error_on_the_memory_path(tmp_path):
+    root = build(tmp_path / "ds", train=200, test=50)
+    (root / "data/train-000001.tar").unlink()
+    with pytest.raises(ShardsError, match=r"train-000001.tar: cannot read \(No such file or directory\); run "
+                                          "`python -m shards verify`"):
+        load_split(root, "train", cache_dir=tmp_path / "c", progress=False)
+    assert list((tmp_path / "c").iterdir()) == []

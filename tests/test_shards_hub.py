@@ -149,3 +149,22 @@ def test_fetch_cli_names_the_url_on_404(hub, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(
         "error: hf://datasets/me/absent/manifest.json (") and "HTTP 404" in proc.stderr
+
+
+def test_trainer_streaming_a_shard_that_answers_404_stops_with_one_line(hub, tmp_path):
+    from test_train_fixtures import build_dataset
+
+    hub.add("me/templates", build_dataset(tmp_path / "templates", train=200, test=100))
+    hub.script("data/train-000001.tar", *[404] * 10)
+    proc = subprocess.run(
+        [sys.executable, "-m", "train", "run", "--data", "hf://datasets/me/templates", "--data-path", "stream",
+         "--mode", "ideal", "--steps", "8", "--batch-size", "20", "--model", "mlp", "--mlp-widths", "16",
+         "--device", "cpu", "--eval-schedule", "every:4", "--eval-train-samples", "20", "--num-workers", "1",
+         "--out", str(tmp_path / "run"), "--no-progress"],
+        cwd=ROOT, env=_env(hub, tmp_path), capture_output=True, text=True, timeout=300)
+    # the error is raised in a DataLoader worker: torch re-raises it with the worker's traceback inside
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: hf://datasets/me/templates/data/train-000001.tar ({hub.url}/datasets/me/templates/resolve/main/"
+        "data/train-000001.tar): HTTP 404 Not Found: not found; check the repo id or URL, the revision (@REV) "
+        "and that the dataset was published completely")

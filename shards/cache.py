@@ -4,14 +4,22 @@
 
 The cache file is named by a hash of the split's shard sha256s (and the requested size), so a changed
 dataset is never read from a stale cache; every shard's sha256 is checked as it is decoded, so a cache
-only ever holds verified data and its users need not hash the dataset again. It is built in parallel, one shard per task, each writing its
-rows straight into a memory-mapped temporary file that is renamed when complete.
+only ever holds verified data and its users need not hash the dataset again. Every image is checked
+against the manifest's size from its header before it is decoded (a decompression bomb costs nothing)
+and every label against the manifest's classes, so a bad shard is a clear error naming the shard and key.
+
+It is built in parallel, one shard per task, each writing its rows with ordinary positioned writes into
+a temporary file that is renamed when complete. The file's blocks are reserved first (free space checked,
+then `posix_fallocate`): writing through a memory map instead would kill the workers with SIGBUS when
+the disk fills, where a write() fails with a catchable ENOSPC.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
+import socket
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +27,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from shards.diskspace import check_free_space, is_no_space, no_space_error
 from shards.errors import ShardsError
 from shards.manifest import load_manifest
+from shards.naming import sample_key, shard_path
 from shards.read import iter_tar_samples
 
 log = logging.getLogger(__name__)
@@ -54,25 +64,69 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
     return out[:, :, None] if out.ndim == 2 else out
 
 
-def _decode_shard(path: str, tmp: str, first: int, count: int, size: int | None, channels: int,
-                  sha256: str) -> np.ndarray:
-    data = Path(path).read_bytes()  # one read serves the hash check and the decode
+@dataclass(frozen=True)
+class _ShardJob:
+    """What one worker needs to decode one shard into rows [first, first + count) of the cache file."""
+
+    path: str
+    sha256: str
+    first: int
+    count: int
+    tmp: str
+    offset: int  # where row 0 starts in the .npy file
+    shape: tuple[int, int, int]  # (H, W, C) of a row
+    resize: int | None  # decode any size and fit it to resize x resize; None: the manifest's fixed shape
+    num_classes: int
+
+
+ROWS_PER_WRITE = 256
+
+
+def _decode_shard(job: _ShardJob) -> np.ndarray:
+    try:
+        data = Path(job.path).read_bytes()  # one read serves the hash check and the decode
+    except OSError as exc:
+        raise ShardsError(f"{job.path}: cannot read ({exc.strerror}); run `python -m shards verify` on the "
+                          "dataset and rebuild or re-download what it reports") from exc
     digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise ShardsError(f"{path}: corrupt: sha256 {digest[:12]}... but the manifest says {sha256[:12]}...; "
+    if digest != job.sha256:
+        raise ShardsError(f"{job.path}: corrupt: sha256 {digest[:12]}... but the manifest says {job.sha256[:12]}...; "
                           "run `python -m shards verify` on the dataset and rebuild or re-download it")
-    images = np.load(tmp, mmap_mode="r+")
-    labels = np.empty(count, dtype=np.int64)
+    labels = np.empty(job.count, dtype=np.int64)
+    rows = np.empty((min(ROWS_PER_WRITE, job.count), *job.shape), dtype=np.uint8)
+    fixed = None if job.resize else list(job.shape)
     n = 0
-    for n, (key, image, cls, _) in enumerate(iter_tar_samples(data, path, channels), start=1):
-        if int(key) != first + n - 1:
-            raise ShardsError(f"{path}: sample {key} found where index {first + n - 1} was expected; rebuild it")
-        images[first + n - 1] = _fit(image, size) if size else image
-        labels[n - 1] = cls
-    if n != count:
-        raise ShardsError(f"{path}: {n} samples, manifest says {count}; re-run the build to repair it")
-    images.flush()
+    with open(job.tmp, "r+b") as f:
+        for n, (key, image, cls, _) in enumerate(iter_tar_samples(data, job.path, job.shape[2], fixed), start=1):
+            where = f"{job.path}: sample {key}"
+            if n > job.count or key != sample_key(job.first + n - 1):
+                raise ShardsError(f"{where} found where index {job.first + n - 1} was expected; rebuild it")
+            if not 0 <= cls < job.num_classes:
+                raise ShardsError(f"{where}: label {cls} outside [0, {job.num_classes}), the manifest's classes; "
+                                  "rebuild the shard (or fix class_names)")
+            rows[(n - 1) % len(rows)] = _fit(image, job.resize) if job.resize else image
+            labels[n - 1] = cls
+            if n % len(rows) == 0 or n == job.count:
+                start = (n - 1) // len(rows) * len(rows)
+                os.pwrite(f.fileno(), rows[:n - start].tobytes(), job.offset + (job.first + start) * rows[0].nbytes)
+    if n != job.count:
+        raise ShardsError(f"{job.path}: {n} samples, manifest says {job.count}; re-run the build to repair it")
     return labels
+
+
+def _create_npy(path: Path, shape: tuple[int, ...]) -> int:
+    """A uint8 .npy file of `shape` with its blocks reserved; returns the offset of its data."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        offset = f.tell()
+        f.flush()
+        try:
+            os.posix_fallocate(f.fileno(), 0, offset + math.prod(shape))
+        except (AttributeError, OSError) as exc:  # no posix_fallocate (macOS) or a filesystem without it
+            if is_no_space(exc):
+                raise
+            f.truncate(offset + math.prod(shape))
+    return offset
 
 
 def load_split(root: str | os.PathLike, split: str, cache_dir: str | os.PathLike | None = None,
@@ -94,7 +148,7 @@ def load_split(root: str | os.PathLike, split: str, cache_dir: str | os.PathLike
     if not (images_path.is_file() and labels_path.is_file()):
         cache.mkdir(parents=True, exist_ok=True)
         _build(root, info, images_path, labels_path, (info.count, height, width, channels), size, num_workers,
-               progress)
+               progress, len(manifest.class_names))
     return SplitArrays(np.load(images_path, mmap_mode="r"), np.load(labels_path), manifest.class_names)
 
 
@@ -119,29 +173,59 @@ def _executor(workers: int):
     return ProcessPoolExecutor(max_workers=workers) if workers > 1 else _InlineExecutor()
 
 
-def _build(root, info, images_path: Path, labels_path: Path, shape, size, num_workers, progress) -> None:
+def _remove_stale_temps(cache: Path) -> None:
+    """Delete the temporary files of builds on this host whose process is gone (killed): each one is as big
+    as a whole cache, reserved on disk. Files of live processes and of other hosts are left alone."""
+    host = socket.gethostname()
+    for tmp in cache.glob(f".*.{host}-*.tmp.npy"):
+        pid = tmp.name.rsplit("-", 1)[-1].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            log.info("removing %s, left by a killed cache build", tmp)
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _build(root, info, images_path: Path, labels_path: Path, shape, size, num_workers, progress,
+           num_classes: int) -> None:
     from tqdm.auto import tqdm
 
-    tmp = images_path.with_name(f".{images_path.name}.{os.getpid()}.tmp.npy")
-    np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape).flush()
+    _remove_stale_temps(images_path.parent)
+    tag = f"{socket.gethostname()}-{os.getpid()}"
+    tmp = images_path.with_name(f".{images_path.name}.{tag}.tmp.npy")
+    labels_tmp = labels_path.with_name(f".{labels_path.name}.{tag}.tmp.npy")
+    need = math.prod(shape) + 8 * info.count + (1 << 20)
     labels = np.empty(info.count, dtype=np.int64)
     workers = num_workers or min(len(info.shards), os.cpu_count() or 1)
     try:
+        check_free_space(images_path.parent, need)
+        offset = _create_npy(tmp, shape)
+        jobs = [_ShardJob(str(shard_path(root, e.file)), e.sha256, e.first_index, e.samples, str(tmp), offset,
+                          tuple(shape[1:]), size, num_classes) for e in info.shards]
         with _executor(workers) as pool, tqdm(
             total=info.count, unit="img", desc=f"decoding {root.name}/{labels_path.name.split('-')[0]}",
             disable=not progress,
         ) as bar:
-            futures = {
-                pool.submit(_decode_shard, str(root / e.file), str(tmp), e.first_index, e.samples, size,
-                            shape[3], e.sha256): e
-                for e in info.shards
-            }
+            futures = {pool.submit(_decode_shard, job): job for job in jobs}
             for future in as_completed(futures):
-                entry = futures[future]
-                labels[entry.first_index:entry.first_index + entry.samples] = future.result()
-                bar.update(entry.samples)
-        np.save(labels_path.with_name(labels_path.name + ".tmp.npy"), labels)
-        os.replace(labels_path.with_name(labels_path.name + ".tmp.npy"), labels_path)
+                job = futures[future]
+                labels[job.first:job.first + job.count] = future.result()
+                bar.update(job.count)
+        np.save(labels_tmp, labels)
+        os.replace(labels_tmp, labels_path)
         os.replace(tmp, images_path)
+    except OSError as exc:
+        if is_no_space(exc):
+            raise no_space_error(images_path.parent, need) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+        labels_tmp.unlink(missing_ok=True)

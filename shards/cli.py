@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from shards.entry import run_cli
+from shards.manifest import load_manifest
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -14,14 +15,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     report = verify_dataset(args.dir, decode=not args.no_decode, progress=True)
     for problem in report.problems:
         print(f"FAIL {problem}")
-    status = "OK" if report.ok else f"FAILED ({len(report.problems)} problems)"
+    status = "OK" if report.ok else f"FAILED ({report.problem_count:,} problems)"
     print(f"{status}: {report.root}: {report.shards_checked} shards, {report.samples_checked:,} samples checked")
     return 0 if report.ok else 1
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from shards.manifest import load_manifest
-
     root = Path(args.dir)
     m = load_manifest(root)
     size = sum(p.stat().st_size for p in (root / "data").glob("*.tar"))
@@ -53,9 +52,26 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from shards.remote import publish
+    from shards.remote import hub_dataset_url, loading_snippets, publish, upload_plan
 
-    print(publish(args.dir, args.repo, private=args.private, revision=args.revision))
+    root = Path(args.dir)
+    splits = list(load_manifest(root).splits)
+    split = "train" if "train" in splits else splits[0]
+    if args.dry_run:
+        plan = upload_plan(root)
+        print(f"dry run: would upload {len(plan)} files to {hub_dataset_url(args.repo, args.revision)} "
+              "in this order (shards first; card and manifest last, in the final commit):")
+        for number, name in enumerate(plan, start=1):
+            print(f"  {number:>4}. {name}")
+        card = root / "README.md"
+        print(f"\n--- {card} (the dataset card) ---")
+        print(card.read_text() if card.is_file() else "(none: the dataset has no README.md)")
+        return 0
+    url = publish(root, args.repo, private=args.private, revision=args.revision, force=args.force)
+    print(f"published: {url}")
+    print("load it with:")
+    for line in loading_snippets(args.repo, split, args.revision):
+        print(f"  {line}")
     return 0
 
 
@@ -63,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shards", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("verify", help="re-hash, count and decode every shard against the manifest")
-    p.add_argument("dir", help="dataset folder")
+    p.add_argument("dir", help="dataset folder, http(s):// URL or hf://datasets/ORG/NAME[@REV]")
     p.add_argument("--no-decode", action="store_true", help="check sizes and hashes only (fast)")
     p.set_defaults(func=cmd_verify)
     p = sub.add_parser("info", help="counts, classes, label histogram and size on disk")
@@ -78,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="Hub dataset repo id, e.g. me/cifar5m")
     p.add_argument("--private", action="store_true")
     p.add_argument("--revision", default=None, help="branch to push to (default: main)")
+    p.add_argument("--dry-run", action="store_true", help="print the upload plan and the card; upload nothing")
+    p.add_argument("--force", action="store_true", help="replace a repo that holds another dataset of ours")
     p.set_defaults(func=cmd_publish)
     return parser
 

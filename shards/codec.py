@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import struct
+import zlib
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -36,13 +38,33 @@ def encode_image(image: np.ndarray | bytes, ext: str) -> bytes:
     return buffer.getvalue()
 
 
-def decode_image(data: bytes, channels: int | None = None) -> np.ndarray:
-    """PNG/JPEG bytes -> uint8 HxWxC; C follows the file (L -> 1, else RGB) unless `channels` is given."""
-    pil = Image.open(io.BytesIO(data))
+# What PIL raises for damaged or hostile image bytes (zlib.error, struct.error and SyntaxError come from
+# its PNG/JPEG plugins); decode_image turns them into ValueError, the one type readers treat as bad data.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, Image.DecompressionBombError)
+
+
+def decode_image(data: bytes, channels: int | None = None, shape: list[int] | None = None) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 HxWxC; C follows the file (L -> 1, else RGB) unless `channels` is given.
+
+    Raises ValueError for bytes that are no image, for an image over PIL's decompression-bomb limit
+    (`Image.MAX_IMAGE_PIXELS`), and, when `shape` (H, W[, C]) is given, for another size: both are
+    checked from the header, before a single pixel is decompressed.
+    """
+    try:
+        pil = Image.open(io.BytesIO(data))
+    except DECODE_ERRORS as exc:
+        raise ValueError(f"undecodable image ({type(exc).__name__}: {exc})") from exc
+    width, height = pil.size
+    if shape is not None and (height, width) != tuple(shape[:2]):
+        raise ValueError(f"image is {height}x{width}, expected {shape[0]}x{shape[1]}")
+    if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
+        raise ValueError(f"image of {width}x{height} pixels: over the decompression-bomb limit "
+                         f"of {Image.MAX_IMAGE_PIXELS:,}")
     mode = {1: "L", 3: "RGB"}.get(channels) or ("L" if pil.mode in ("L", "1", "I;16", "I") else "RGB")
-    if pil.mode != mode:
-        pil = pil.convert(mode)
-    array = np.asarray(pil)
+    try:
+        array = np.asarray(pil.convert(mode) if pil.mode != mode else pil)
+    except DECODE_ERRORS as exc:
+        raise ValueError(f"undecodable image ({type(exc).__name__}: {exc})") from exc
     return array[:, :, None] if array.ndim == 2 else array
 
 

@@ -32,6 +32,18 @@ def setup_logging(level: str = "INFO") -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def one_line(exc: ToolkitError) -> str:
+    """The error's message. One raised in a torch DataLoader worker (a shard that cannot be read while
+    streaming) comes back re-raised by torch with the worker's whole traceback in its message
+    (torch/_utils.py, ExceptionWrapper.reraise: "Caught X in DataLoader worker process N.\nOriginal
+    Traceback ..."); its last line holds the original message."""
+    text = str(exc)
+    if text.startswith("Caught ") and "\nOriginal Traceback" in text:
+        last = text.rstrip().rsplit("\n", 1)[-1]  # "shards.errors.ShardsError: <message>"
+        return last.split(": ", 1)[-1]
+    return text
+
+
 def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None,
             interrupted_hint: str = INTERRUPTED_HINT) -> int:
     """Parse argv, call the chosen subcommand's `func(args)`, and map errors to exit statuses."""
@@ -40,7 +52,7 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None,
         setup_logging(getattr(args, "log_level", "INFO"))
         return args.func(args) or 0
     except ToolkitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(interrupted_hint, file=sys.stderr)

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from shards.errors import ShardsError
+from shards.httpio import check_dataset_url
+from shards.naming import validate_name, validate_shard_file
 from shards.urls import is_url
 
 FORMAT_VERSION = 1
@@ -64,7 +66,9 @@ class Manifest:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+    def from_dict(cls, data: Any, source: str = MANIFEST) -> "Manifest":
+        """Build from parsed JSON, checking every field's type first (a ShardsError names the field)."""
+        _check_manifest_fields(data, source)
         splits = {
             name: SplitInfo(
                 count=s["count"],
@@ -76,13 +80,77 @@ class Manifest:
         return cls(**{**data, "splits": splits})
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_KINDS = {  # the JSON types manifest fields may have
+    "int>=0": lambda v: _is_int(v) and v >= 0,
+    "int>=1": lambda v: _is_int(v) and v >= 1,
+    "str": lambda v: isinstance(v, str),
+    "object": lambda v: isinstance(v, dict),
+    "list": lambda v: isinstance(v, list),
+    "list of str": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "list of int>=0": lambda v: isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v),
+    "null or list of 3 int>=1": lambda v: v is None or (
+        isinstance(v, list) and len(v) == 3 and all(_is_int(x) and x >= 1 for x in v)),
+    "object of str": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
+    "sha256 hex": lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v),
+}
+_FIELDS = {
+    "format_version": "int>=1", "toolkit_version": "str", "config": "object", "config_hash": "str",
+    "class_names": "list of str", "image_ext": "str", "image_shape": "null or list of 3 int>=1",
+    "samples_per_shard": "int>=1", "json_schema": "object of str", "splits": "object", "skipped": "list",
+}
+_SPLIT_FIELDS = {"count": "int>=0", "shards": "list", "label_histogram": "list of int>=0"}
+_ENTRY_FIELDS = {"file": "str", "samples": "int>=0", "bytes": "int>=0", "sha256": "sha256 hex",
+                 "first_index": "int>=0", "label_counts": "list of int>=0"}
+
+
+def _check_fields(obj: Any, fields: dict[str, str], where: str, source: str, optional=()) -> None:
+    if not isinstance(obj, dict):
+        raise ShardsError(f"{source}: {where or 'the manifest'} must be a JSON object, got "
+                          f"{type(obj).__name__}; rebuild or re-download the dataset")
+    unknown = sorted(set(obj) - set(fields))
+    missing = sorted(set(fields) - set(obj) - set(optional))
+    if unknown or missing:
+        what = f"unknown field {where}{unknown[0]}" if unknown else f"missing field {where}{missing[0]}"
+        raise ShardsError(f"{source}: {what}; not a manifest of this format: rebuild or re-download the dataset")
+    for name, kind in fields.items():
+        if name in obj and not _KINDS[kind](obj[name]):
+            shown = json.dumps(obj[name])
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise ShardsError(f"{source}: field {where}{name}: expected {kind}, got {shown}; the manifest "
+                              "was edited or damaged: rebuild or re-download the dataset")
+
+
+def _check_manifest_fields(data: Any, source: str) -> None:
+    """Type-check a parsed manifest, naming the first bad field (`splits.train.shards[3].sha256`).
+
+    The manifest may come from a server, so every shard file name must also be the format's own
+    `data/{split}-NNNNNN.tar` (see naming.validate_shard_file)."""
+    version = data.get("format_version") if isinstance(data, dict) else None
+    if _is_int(version) and version > FORMAT_VERSION:
+        raise ShardsError(f"{source}: format version {version} is newer than this toolkit's "
+                          f"{FORMAT_VERSION}; upgrade the toolkit")
+    _check_fields(data, _FIELDS, "", source, optional=("skipped",))
+    for split, info in data["splits"].items():
+        validate_name("split", split)
+        _check_fields(info, _SPLIT_FIELDS, f"splits.{split}.", source)
+        for i, entry in enumerate(info["shards"]):
+            where = f"splits.{split}.shards[{i}]."
+            _check_fields(entry, _ENTRY_FIELDS, where, source)
+            validate_shard_file(entry["file"], split, f"{source}: {where}file")
+
+
 def load_manifest(root: str | os.PathLike) -> Manifest:
-    """Read `<root>/manifest.json` of a folder or a dataset URL; a clear error when missing or incomplete."""
+    """Read `<root>/manifest.json` of a folder or a dataset URL; a clear error when missing or malformed."""
     if is_url(root):
         from shards.read import open_url  # shards.read imports this module
 
-        with open_url(f"{str(root).rstrip('/')}/{MANIFEST}") as f:
-            return Manifest.from_dict(json.loads(f.read()))
+        url = f"{check_dataset_url(str(root))}/{MANIFEST}"
+        with open_url(url) as f:
+            return parse_manifest(f.read(), url)
     root = Path(root)
     if not root.is_dir():
         raise ShardsError(f"{root}: no such dataset folder; check the path or build the dataset first")
@@ -92,14 +160,13 @@ def load_manifest(root: str | os.PathLike) -> Manifest:
             f"{root}: no {MANIFEST}, so the dataset is incomplete (a build was interrupted or is still "
             "running); re-run the command that builds it to finish it"
         )
+    return parse_manifest(path.read_bytes(), str(path))
+
+
+def parse_manifest(text: str | bytes, source: str) -> Manifest:
+    """A Manifest from manifest.json's text; malformed JSON or fields are a ShardsError naming `source`."""
     try:
-        data = json.loads(path.read_text())
-        manifest = Manifest.from_dict(data)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ShardsError(f"{path}: not a valid manifest ({exc}); rebuild the dataset") from exc
-    if manifest.format_version > FORMAT_VERSION:
-        raise ShardsError(
-            f"{path}: format version {manifest.format_version} is newer than this toolkit's "
-            f"{FORMAT_VERSION}; upgrade the toolkit"
-        )
-    return manifest
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ShardsError(f"{source}: not valid JSON ({exc}); rebuild or re-download the dataset") from exc
+    return Manifest.from_dict(data, source)

@@ -8,7 +8,9 @@ webdataset builder groups members the same way).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from pathlib import Path
 
 from shards.errors import ShardsError
 
@@ -46,3 +48,34 @@ def derive_seed(seed: int, split: str, index: int) -> int:
     """A 63-bit seed from (global seed, split, index): independent of batches, workers and resumes."""
     digest = hashlib.blake2b(f"{seed}/{split}/{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+SHARD_FILE_RE = re.compile(r"^data/([a-z0-9_-]+)-([0-9]{%d})\.tar$" % SHARD_DIGITS)
+
+
+def validate_shard_file(file: object, split: str, where: str) -> str:
+    """Return `file` if it is exactly `data/{split}-NNNNNN.tar`, else raise a clear ShardsError.
+
+    Manifests come from disk or from a server: a name such as `/etc/x` or `data/../../x` joined to a
+    cache folder would read or write anywhere, so nothing but the format's own naming is accepted.
+    """
+    match = SHARD_FILE_RE.match(file) if isinstance(file, str) else None
+    if match is None or match.group(1) != split:
+        raise ShardsError(
+            f"{where}: shard file {file!r} is not named data/{split}-NNNNNN.tar (the only names the "
+            "format allows; anything else could point outside the dataset folder); the manifest is "
+            "damaged or hostile: rebuild or re-download the dataset from a source you trust"
+        )
+    return file
+
+
+def shard_path(root: str | os.PathLike, file: str) -> Path:
+    """`root / file` for a validated shard name, refused when it resolves outside `root` (a linked data/)."""
+    root = Path(root)
+    path = root / file
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ShardsError(
+            f"{path}: resolves to {path.resolve()}, outside the dataset folder {root} (a link?); "
+            "copy the shards into the folder instead of linking them"
+        )
+    return path

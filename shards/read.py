@@ -17,46 +17,37 @@ from typing import Any, BinaryIO, Iterable, Iterator
 
 from shards.codec import IMAGE_EXTS, decode_image, group_samples
 from shards.errors import ShardsError
+from shards.httpio import open_http
 from shards.tario import iter_tar_members
+from shards.urls import is_url
 
 Sample = tuple[str, Any, int, dict[str, Any]]  # key, image (uint8 HxWxC array, or bytes), cls, meta
 
 
 def open_url(url: str | os.PathLike) -> BinaryIO:
-    """Open a shard for reading: a local path, `http(s)://...` or `hf://datasets/ORG/NAME/path`."""
+    """Open a shard for reading: a local path, `http(s)://...` or `hf://datasets/ORG/NAME[@REV]/path`.
+
+    URLs are read with retries and resumed where a connection breaks (shards.httpio)."""
     url = str(url)
-    if url.startswith(("http://", "https://")):
-        import urllib.request
-
-        headers = {}
-        token = os.environ.get("HF_TOKEN")
-        if token and "huggingface.co" in url:
-            headers["Authorization"] = f"Bearer {token}"
-        try:
-            return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
-        except OSError as exc:
-            raise ShardsError(f"{url}: cannot open ({exc}); check the URL and your network") from exc
-    if url.startswith("hf://"):
-        from huggingface_hub import HfFileSystem
-
-        try:
-            return HfFileSystem().open(url[len("hf://"):], "rb", block_size=1 << 22)
-        except Exception as exc:  # the hub raises many types; all mean "cannot read this URL"
-            raise ShardsError(f"{url}: cannot open on the Hugging Face Hub ({exc}); check the repo id, "
-                              "your HF_TOKEN and the network") from exc
+    if is_url(url):
+        return open_http(url)
     path = Path(url)
     if not path.is_file():
         raise ShardsError(f"{url}: no such shard; check the path or rebuild the dataset")
     return open(path, "rb", buffering=1 << 20)
 
 
-def _samples(stream: BinaryIO, source: str, decode: bool, channels: int | None) -> Iterator[Sample]:
+def _samples(stream: BinaryIO, source: str, decode: bool, channels: int | None,
+             shape: list[int] | None = None) -> Iterator[Sample]:
     try:
         for key, fields in group_samples(iter_tar_members(stream, source), source):
             ext = next((e for e in IMAGE_EXTS if e in fields), None)
             if ext is None or "cls" not in fields:
                 raise ValueError(f"sample {key!r} lacks an image or a cls member (has {sorted(fields)})")
-            image = decode_image(fields[ext], channels) if decode else fields[ext]
+            try:
+                image = decode_image(fields[ext], channels, shape) if decode else fields[ext]
+            except ValueError as exc:
+                raise ValueError(f"sample {key}: {exc}") from exc
             meta = json.loads(fields["json"]) if "json" in fields else {}
             yield key, image, int(fields["cls"]), meta
     except (ValueError, OSError) as exc:
@@ -73,9 +64,11 @@ def iter_shard(url: str | os.PathLike, decode: bool = True, channels: int | None
         yield from _samples(stream, str(url), decode, channels)
 
 
-def iter_tar_samples(data: bytes, source: str, channels: int | None = None) -> Iterator[Sample]:
-    """iter_shard over a shard already read into memory."""
-    return _samples(io.BytesIO(data), source, True, channels)
+def iter_tar_samples(data: bytes, source: str, channels: int | None = None, shape: list[int] | None = None,
+                     decode: bool = True) -> Iterator[Sample]:
+    """iter_shard over a shard already read into memory; `shape` (H, W) refuses other image sizes from
+    their headers, before decoding (a decompression bomb costs nothing)."""
+    return _samples(io.BytesIO(data), source, decode, channels, shape)
 
 
 def iter_samples(urls: Iterable[str | os.PathLike], decode: bool = True,

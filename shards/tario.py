@@ -12,6 +12,10 @@ import tarfile
 from typing import BinaryIO, Iterator
 
 BLOCK = 512
+REGULAR = (b"0", b"\0", b"7")
+LINKS = (b"1", b"2")  # hard link, symbolic link
+# No sample member comes near this; a larger size field is damage, and reading it would exhaust memory.
+MAX_MEMBER_BYTES = 1 << 30
 
 
 def tar_member(name: str, data: bytes) -> bytes:
@@ -47,8 +51,8 @@ def _pax_path(data: bytes) -> str | None:
     return None
 
 
-def iter_tar_members(stream: BinaryIO, source: str = "<tar>") -> Iterator[tuple[str, bytes]]:
-    """Yield (member name, bytes) of the regular files of a tar stream, in order.
+def iter_tar_entries(stream: BinaryIO, source: str = "<tar>") -> Iterator[tuple[str, bytes, bytes]]:
+    """Yield (name, type flag, bytes) of every entry of a tar stream (files, links, folders), in order.
 
     Understands the PAX `path` records other writers (webdataset) emit; other PAX fields are ignored.
     Raises ValueError naming `source` on a truncated archive.
@@ -64,6 +68,8 @@ def iter_tar_members(stream: BinaryIO, source: str = "<tar>") -> Iterator[tuple[
             return
         size = _octal(header[124:136])
         kind = header[156:157]
+        if size > MAX_MEMBER_BYTES:
+            raise ValueError(f"{source}: a member of {size:,} bytes, over the {MAX_MEMBER_BYTES:,} a shard allows")
         data = stream.read(size)
         if len(data) < size:
             raise ValueError(f"{source}: truncated member ({len(data)} of {size} bytes)")
@@ -73,17 +79,35 @@ def iter_tar_members(stream: BinaryIO, source: str = "<tar>") -> Iterator[tuple[
         if kind in (b"x", b"g"):
             pending_name = _pax_path(data) if kind == b"x" else pending_name
             continue
-        if kind not in (b"0", b"\0", b"7"):
-            pending_name = None
-            continue
         name = pending_name
         if name is None:
-            name = header[0:100].split(b"\0", 1)[0].decode("utf-8")
-            prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8")
+            name = header[0:100].split(b"\0", 1)[0].decode("utf-8", "replace")
+            prefix = header[345:500].split(b"\0", 1)[0].decode("utf-8", "replace")
             if prefix and header[257:262] == b"ustar":
                 name = f"{prefix}/{name}"
         pending_name = None
-        yield name, data
+        yield name, kind, data
+
+
+def iter_tar_members(stream: BinaryIO, source: str = "<tar>") -> Iterator[tuple[str, bytes]]:
+    """Yield (member name, bytes) of the regular files of a tar stream, in order (links are skipped)."""
+    for name, kind, data in iter_tar_entries(stream, source):
+        if kind in REGULAR:
+            yield name, data
+
+
+def unsafe_member(name: str, kind: bytes) -> str | None:
+    """Why a member could be dangerous to a tool that extracts the shard (`tar x`), or None.
+
+    Readers of ours never use member names as paths, but other tools do: an absolute name or a `..`
+    component writes outside the folder, and a link makes a later member's write land elsewhere."""
+    if name.startswith("/"):
+        return "absolute name"
+    if ".." in name.split("/"):
+        return "name contains '..'"
+    if kind in LINKS:
+        return "is a link"
+    return None
 
 
 def iter_tar_bytes(data: bytes, source: str = "<tar>") -> Iterator[tuple[str, bytes]]:

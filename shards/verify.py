@@ -1,69 +1,124 @@
-"""Check a dataset against its manifest: `python -m shards verify DIR`.
+"""Check a dataset against its manifest: `python -m shards verify DIR_OR_URL`.
 
 Re-hashes every shard, counts its samples, decodes every image and checks every label, and reports
-missing, extra, truncated and corrupt shards by name. The dataset is good only when nothing is reported.
+missing, extra, truncated and corrupt shards by name, and tar members that would be unsafe to extract
+(absolute names, `..`, links). A URL (`http(s)://`, `hf://datasets/...`) is verified by reading each
+shard from where it is, without a local copy. The dataset is good only when nothing is reported.
+Bad data never raises: it is reported.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from shards.codec import decode_image
 from shards.errors import ShardsError
 from shards.manifest import Manifest, ShardEntry, config_hash, load_manifest
-from shards.read import iter_shard
+from shards.naming import sample_key, shard_path
+from shards.read import iter_tar_samples, open_url
+from shards.tario import iter_tar_entries, unsafe_member
+from shards.urls import is_url
+
+MAX_PROBLEMS_PER_SHARD = 10  # listed one by one; the rest of a shard's problems are counted
 
 
 @dataclass
 class VerifyReport:
-    root: Path
+    root: Path | str
     shards_checked: int = 0
     samples_checked: int = 0
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # a shard's first 10, then "N more problems"
+    problem_count: int = 0  # all of them
+
+    def add(self, problems: list[str], file: str | None = None) -> None:
+        self.problem_count += len(problems)
+        if file and len(problems) > MAX_PROBLEMS_PER_SHARD:
+            more = len(problems) - MAX_PROBLEMS_PER_SHARD
+            problems = problems[:MAX_PROBLEMS_PER_SHARD] + [f"{file}: {more:,} more problems"]
+        self.problems += problems
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def _check_shard(root: Path, entry: ShardEntry, manifest: Manifest, decode: bool) -> list[str]:
-    path = root / entry.file
+def _read_shard(root: Path | str, entry: ShardEntry) -> bytes | str:
+    """The shard's bytes, or the problem that kept them from being read."""
+    if is_url(root):
+        try:
+            with open_url(f"{root}/{entry.file}") as f:
+                return f.read()
+        except ShardsError as exc:
+            return f"{entry.file}: cannot read: {exc}"
+    try:
+        path = shard_path(root, entry.file)
+    except ShardsError as exc:
+        return str(exc)
     if not path.is_file():
-        return [f"{entry.file}: missing (manifest lists it)"]
-    size = path.stat().st_size
-    if size != entry.bytes:
-        kind = "truncated" if size < entry.bytes else "larger than recorded"
-        return [f"{entry.file}: {kind}: {size:,} bytes, manifest says {entry.bytes:,}"]
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        return f"{entry.file}: missing (manifest lists it)"
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        return f"{entry.file}: cannot read: {exc}"
+
+
+def _check_shard(root: Path | str, entry: ShardEntry, manifest: Manifest, decode: bool) -> list[str]:
+    data = _read_shard(root, entry)
+    if isinstance(data, str):
+        return [data]
+    if len(data) != entry.bytes:
+        kind = "truncated" if len(data) < entry.bytes else "larger than recorded"
+        return [f"{entry.file}: {kind}: {len(data):,} bytes, manifest says {entry.bytes:,}"]
+    digest = hashlib.sha256(data).hexdigest()
     if digest != entry.sha256:
         return [f"{entry.file}: corrupt: sha256 {digest[:12]}..., manifest says {entry.sha256[:12]}..."]
-    if not decode:
-        return []
-    return _check_samples(path, entry, manifest)
+    problems = _check_members(data, entry)
+    if decode and not problems:
+        problems = _check_samples(data, entry, manifest)
+    return problems
 
 
-def _check_samples(path: Path, entry: ShardEntry, manifest: Manifest) -> list[str]:
+def _check_members(data: bytes, entry: ShardEntry) -> list[str]:
+    """Members another tool would extract outside its folder; a tar that cannot be parsed."""
+    problems = []
+    try:
+        for name, kind, _ in iter_tar_entries(io.BytesIO(data), entry.file):
+            why = unsafe_member(name, kind)
+            if why:
+                problems.append(f"{entry.file}: member {name!r}: {why} (unsafe to extract)")
+    except ValueError as exc:
+        return [f"{entry.file}: unreadable tar: {exc}"]
+    return problems
+
+
+def _check_samples(data: bytes, entry: ShardEntry, manifest: Manifest) -> list[str]:
+    """Keys in order, labels in range, every image decodable at the manifest's shape, counts as recorded."""
     problems, n = [], 0
     num_classes = len(manifest.class_names)
     counts = [0] * num_classes
     shape = manifest.image_shape
     try:
-        for n, (key, image, cls, _) in enumerate(iter_shard(path), start=1):
+        for n, (key, encoded, cls, _) in enumerate(iter_tar_samples(data, entry.file, decode=False), start=1):
             expected = entry.first_index + n - 1
-            if int(key) != expected:
+            if key != sample_key(expected):
                 problems.append(f"{entry.file}: sample {key} where index {expected} was expected")
             if not 0 <= cls < num_classes:
                 problems.append(f"{entry.file}: sample {key} has label {cls}, outside [0, {num_classes})")
             else:
                 counts[cls] += 1
+            try:
+                image = decode_image(encoded, shape[2] if shape else None, shape)
+            except ValueError as exc:
+                problems.append(f"{entry.file}: sample {key}: {exc}")
+                continue
             if shape and list(image.shape) != shape:
                 problems.append(f"{entry.file}: sample {key} has shape {list(image.shape)}, expected {shape}")
-            if len(problems) > 10:
-                break
-    except (ShardsError, OSError, ValueError) as exc:
-        return [f"{entry.file}: undecodable: {exc}"]
+    except ShardsError as exc:
+        return problems + [f"{entry.file}: undecodable: {exc}"]
     if n != entry.samples:
         problems.append(f"{entry.file}: {n:,} samples, manifest says {entry.samples:,}")
     elif counts != entry.label_counts:
@@ -86,31 +141,34 @@ def _check_manifest(manifest: Manifest) -> list[str]:
             manifest.class_names)
         if histogram != info.label_histogram:
             problems.append(f"manifest.json: split {split} label histogram does not match its shards")
+        total = sum(e.samples for e in info.shards)
+        if total != info.count:
+            problems.append(f"split {split}: shards hold {total:,} samples, manifest says {info.count:,}")
     return problems
 
 
+def _extra_files(root: Path, listed: set[str]) -> list[str]:
+    data = root / "data"
+    names = sorted(f"data/{p.name}" for p in data.iterdir()) if data.is_dir() else []
+    return [f"{name}: extra file, not in the manifest" for name in names if name not in listed]
+
+
 def verify_dataset(root: str | Path, decode: bool = True, progress: bool = False) -> VerifyReport:
-    """Verify every shard of the dataset at `root`; never raises for bad data, reports it instead."""
-    root = Path(root)
+    """Verify every shard of the dataset at `root` (a folder or a URL); never raises for bad data."""
+    root = str(root).rstrip("/") if is_url(root) else Path(root)
     report = VerifyReport(root)
     try:
         manifest = load_manifest(root)
     except ShardsError as exc:
-        report.problems.append(str(exc))
+        report.add([str(exc)])
         return report
-    report.problems += _check_manifest(manifest)
-    listed = set()
-    entries = [(split, e) for split, info in manifest.splits.items() for e in info.shards]
-    for split, info in manifest.splits.items():
-        total = sum(e.samples for e in info.shards)
-        if total != info.count:
-            report.problems.append(f"split {split}: shards hold {total:,} samples, manifest says {info.count:,}")
-    for split, entry in tqdm(entries, desc=f"verifying {root.name}", unit="shard", disable=not progress):
-        listed.add(entry.file)
-        report.problems += _check_shard(root, entry, manifest, decode)
+    report.add(_check_manifest(manifest))
+    entries = [e for info in manifest.splits.values() for e in info.shards]
+    name = root.rsplit("/", 1)[-1] if isinstance(root, str) else root.name
+    for entry in tqdm(entries, desc=f"verifying {name}", unit="shard", disable=not progress):
+        report.add(_check_shard(root, entry, manifest, decode), entry.file)
         report.shards_checked += 1
         report.samples_checked += entry.samples
-    data = root / "data"
-    extra = sorted(f"data/{p.name}" for p in data.iterdir() if f"data/{p.name}" not in listed) if data.is_dir() else []
-    report.problems += [f"{name}: extra file, not in the manifest" for name in extra]
+    if isinstance(root, Path):  # a URL cannot be listed without the server's API
+        report.add(_extra_files(root, {e.file for e in entries}))
     return report

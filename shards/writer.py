@@ -27,6 +27,7 @@ import numpy as np
 
 from shards.version import __version__
 from shards.codec import IMAGE_EXTS, encode_image, encode_json, json_schema
+from shards.diskspace import is_no_space, no_space_error
 from shards.errors import ShardsError
 from shards.manifest import (
     FORMAT_VERSION,
@@ -242,7 +243,8 @@ class DatasetWriter:
             stats = ShardStats.from_dict(read_json(self.stats_path(spec)))
         except (ShardsError, TypeError):
             return None
-        return stats if stats.config_hash == self.config_hash else None
+        # A stats file naming another shard file is damage (or an attempt to steer the manifest): ignore it.
+        return stats if stats.config_hash == self.config_hash and stats.file == spec.relpath else None
 
     def committed_stats(self) -> list[ShardStats]:
         """Stats of every shard committed under this config, whoever wrote it, in plan order."""
@@ -262,16 +264,31 @@ class DatasetWriter:
     ) -> ShardStats:
         """Write, fsync, hash and commit one shard; return its stats. Nothing is left behind on error."""
         tmp = self.tmp_dir / f"{spec.stem}.{socket.gethostname()}-{os.getpid()}.tar"
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        written = 0  # bytes of the shard that fitted before the disk filled: at least that much is needed
         try:
-            stats = self._write_tmp(tmp, spec, samples)
-            os.replace(tmp, self.out_dir / spec.relpath)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                stats = self._write_tmp(tmp, spec, samples)
+                os.replace(tmp, self.out_dir / spec.relpath)
+            except BaseException:
+                written = tmp.stat().st_size if tmp.exists() else 0
+                tmp.unlink(missing_ok=True)
+                raise
+            stats = dataclasses.replace(stats, config_hash=self.config_hash, extra=extra or {})
+            write_json_atomic(self.stats_path(spec), stats.to_dict())
+        except OSError as exc:
+            if is_no_space(exc):
+                raise no_space_error(self.out_dir, max(written, self._bytes_still_needed())) from exc
             raise
-        stats = dataclasses.replace(stats, config_hash=self.config_hash, extra=extra or {})
-        write_json_atomic(self.stats_path(spec), stats.to_dict())
         return stats
+
+    def _bytes_still_needed(self) -> int:
+        """Bytes the shards not yet committed will take, at the committed shards' bytes per sample."""
+        committed = self.committed_stats()
+        per_sample = (sum(st.bytes for st in committed) / max(1, sum(st.samples for st in committed))
+                      if committed else 0)
+        done = {st.file for st in committed}
+        return int(per_sample * sum(s.count for s in self.plan() if s.relpath not in done))
 
     def _write_tmp(self, tmp: Path, spec: ShardSpec, samples: Iterable[dict[str, Any]]) -> ShardStats:
         digest, size, count = hashlib.sha256(), 0, 0

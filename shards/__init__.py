@@ -3,7 +3,7 @@
 See FORMAT.md beside this file for the layout and the API. Heavy imports (torch, huggingface_hub) are
 deferred to the modules that need them, so `import shards` stays fast.
 """
-from shards.version import __version__
+from shards.version import __version__  # noqa: F401 (the toolkit version, re-exported)
 
 from shards.errors import ShardsError, ToolkitError  # noqa: E402
 from shards.naming import derive_seed  # noqa: E402

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from shards.entry import run_cli
 from shards.manifest import load_manifest
+from shards.remote import hub_dataset_url, loading_snippets, publish, resolve_dataset, upload_plan
+from shards.verify import verify_dataset
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from shards.verify import verify_dataset
-
     report = verify_dataset(args.dir, decode=not args.no_decode, progress=True)
     for problem in report.problems:
         print(f"FAIL {problem}")
@@ -45,15 +45,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from shards.remote import resolve_dataset
-
     print(resolve_dataset(args.url))
     return 0
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from shards.remote import hub_dataset_url, loading_snippets, publish, upload_plan
-
     root = Path(args.dir)
     splits = list(load_manifest(root).splits)
     split = "train" if "train" in splits else splits[0]

@@ -16,6 +16,7 @@ from typing import Any
 
 from shards.errors import ShardsError
 from shards.httpio import check_dataset_url
+from shards.read import open_url
 from shards.naming import validate_name, validate_shard_file
 from shards.urls import is_url
 
@@ -146,8 +147,6 @@ def _check_manifest_fields(data: Any, source: str) -> None:
 def load_manifest(root: str | os.PathLike) -> Manifest:
     """Read `<root>/manifest.json` of a folder or a dataset URL; a clear error when missing or malformed."""
     if is_url(root):
-        from shards.read import open_url  # shards.read imports this module
-
         url = f"{check_dataset_url(str(root))}/{MANIFEST}"
         with open_url(url) as f:
             return parse_manifest(f.read(), url)

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from shards.version import __version__
+from shards.card import write_card, write_timm_info
 from shards.codec import IMAGE_EXTS, encode_image, encode_json, json_schema
 from shards.diskspace import is_no_space, no_space_error
 from shards.errors import ShardsError
@@ -40,6 +40,7 @@ from shards.manifest import (
 from shards.jsonio import read_json, write_json_atomic
 from shards.naming import sample_key, shard_relpath, shard_stem, validate_name
 from shards.tario import tar_end, tar_member
+from shards.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -369,8 +370,6 @@ class DatasetWriter:
                      len(missing), len(specs), missing[0])
             return None
         manifest = self._assemble(specs, stats)
-        from shards.card import write_card, write_timm_info
-
         write_timm_info(self.out_dir, manifest)
         write_card(self.out_dir, manifest, self.card)
         write_json_atomic(self.out_dir / MANIFEST, manifest.to_dict())

@@ -11,6 +11,7 @@ import shards.httpio
 from hub_server import FakeHub
 from shards import ShardsError, iter_shard, load_manifest, load_split, resolve_dataset
 from shards.verify import verify_dataset
+from train_fixtures import build_dataset
 from shards_fixtures import build, index_image, label_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +125,6 @@ def _env(hub, tmp_path):
 
 @pytest.mark.parametrize("data_path", ["stream", "memory"])
 def test_trainer_reads_through_hf(hub, tmp_path, data_path):
-    from test_train_fixtures import build_dataset
 
     hub.add("me/templates", build_dataset(tmp_path / "templates", train=200, test=100))
     hub.script("data/train-000001.tar", 500)  # retried, in the trainer's own process
@@ -152,7 +152,6 @@ def test_fetch_cli_names_the_url_on_404(hub, tmp_path):
 
 
 def test_trainer_streaming_a_shard_that_answers_404_stops_with_one_line(hub, tmp_path):
-    from test_train_fixtures import build_dataset
 
     hub.add("me/templates", build_dataset(tmp_path / "templates", train=200, test=100))
     hub.script("data/train-000001.tar", *[404] * 10)

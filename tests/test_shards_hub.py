@@ -125,7 +125,6 @@ def _env(hub, tmp_path):
 
 @pytest.mark.parametrize("data_path", ["stream", "memory"])
 def test_trainer_reads_through_hf(hub, tmp_path, data_path):
-
     hub.add("me/templates", build_dataset(tmp_path / "templates", train=200, test=100))
     hub.script("data/train-000001.tar", 500)  # retried, in the trainer's own process
     env = _env(hub, tmp_path)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import shutil
 import time
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,9 +31,9 @@ from dogbird.config import BuildConfig
 from dogbird.errors import DogbirdError
 from dogbird.images import check_image, to_fixed, to_jpeg
 from dogbird.runner import map_unordered
-from dogbird.sources import Item, list_source, missing_classes
+from dogbird.sources import Item, list_source, missing_classes, stage_dir
 from shards import CardInfo, DatasetWriter, Manifest, ShardSpec, ShardStats, derive_seed, iter_shard
-from shards.writer import OURS, SCRATCH_DIR
+from shards.writer import OURS
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,11 @@ def run_build(cfg: BuildConfig, bar: Callable = no_bar) -> BuildResult:
     manifest = writer.finalize(skipped=skipped)
     if manifest is None:  # only when another process deleted shards under us
         raise DogbirdError(f"{out}: shards went missing while building; re-run the same command")
+    # The staged copy of a parquet/WebDataset source (~17 GB for all of ImageNet's dogs and birds) is only
+    # needed until the shards exist; a folder source has none.
+    shutil.rmtree(stage_dir(out, cfg.source), ignore_errors=True)
+    with suppress(OSError):  # the scratch folder itself, when nothing else is in it
+        stage_dir(out, cfg.source).parent.rmdir()
     res_dirs = [str(build_res_copy(writer, cfg, r, bar)) for r in cfg.res]
     return BuildResult(manifest, skipped, sum(s.count for s in pending), res_dirs)
 
@@ -149,8 +155,9 @@ def _check_classes(listed: dict[str, list[Item]], cfg: BuildConfig) -> None:
         classes = dogbird_classes()
         parts = [f"{split}: " + ", ".join(f"{w} ({classes[w].name.split(',')[0]})" for w in wnids)
                  for split, wnids in missing.items()]
-        raise DogbirdError(f"{cfg.source}: missing DogBird classes ({'; '.join(parts)}); use the full ImageNet, or "
-                           "pass --allow-missing-classes to build without them")
+        most = max(len(wnids) for wnids in missing.values())
+        raise DogbirdError(f"{cfg.source}: missing {most} of the {len(classes)} DogBird classes ({'; '.join(parts)}); "
+                           "use the full ImageNet, or pass --allow-missing-classes to build without them")
 
 
 def scan(ordered: dict[str, list[Item]], cfg: BuildConfig, bar: Callable) -> list[dict[str, str]]:

@@ -32,6 +32,7 @@ from shards.jsonio import write_bytes_atomic, write_json_atomic
 from shards.read import open_url
 from shards.tario import iter_tar_members
 from shards.urls import is_url
+from shards.writer import SCRATCH_DIR
 
 SPLIT_FOLDERS = {"train": "train", "test": "val"}  # output split -> ImageNet split folder
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
@@ -83,9 +84,14 @@ def list_source(source: str, out_dir: Path, workers: int = 1, use_ray: bool = Fa
     units = _units(source)
     if not units:
         raise DogbirdError(f"{source}: empty or not a recognised ImageNet layout; accepted: {LAYOUTS}")
-    stage = Path(out_dir) / ".work" / f"stage-{hashlib.sha256(source.encode()).hexdigest()[:12]}"
+    stage = stage_dir(out_dir, source)
     _stage(units, stage, workers, use_ray, progress)
     return {split: sorted(_list_split(stage, stage, folder, staged=True)) for split, folder in SPLIT_FOLDERS.items()}
+
+
+def stage_dir(out_dir: Path, source: str) -> Path:
+    """Where a parquet or WebDataset source's DogBird images are staged (removed once the build is done)."""
+    return Path(out_dir) / SCRATCH_DIR / f"stage-{hashlib.sha256(source.encode()).hexdigest()[:12]}"
 
 
 # --- folder trees -----------------------------------------------------------------------------------------

@@ -197,3 +197,13 @@ def test_hf_datasets_and_webdataset_read_it(reference):
     assert ds[0]["jpg"].mode == "RGB" and ds[0]["json"]["wnid"] in DOGS + BIRDS
     samples = list(wds.WebDataset(files, shardshuffle=False).decode("rgb8").to_tuple("jpg", "cls"))
     assert len(samples) == manifest.splits["train"].count and samples[0][0].shape[2] == 3
+
+
+def test_ray_gives_the_same_shards(sources, reference, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert build(sources["wds"], tmp_path / "out", "--ray") == 0
+    finally:
+        ray.shutdown()
+    assert shard_hashes(tmp_path / "out") == shard_hashes(reference)

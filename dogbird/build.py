@@ -18,7 +18,7 @@ import logging
 import re
 import shutil
 import time
-from contextlib import nullcontext, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,7 +30,7 @@ from dogbird.classes import CLASS_NAMES, dogbird_classes
 from dogbird.config import BuildConfig
 from dogbird.errors import DogbirdError
 from dogbird.images import check_image, to_fixed, to_jpeg
-from dogbird.runner import map_unordered
+from dogbird.runner import map_unordered, no_bar
 from dogbird.sources import Item, list_source, missing_classes, stage_dir
 from shards import CardInfo, DatasetWriter, Manifest, ShardSpec, ShardStats, derive_seed, iter_shard
 from shards.writer import OURS
@@ -48,11 +48,6 @@ class BuildResult:
     skipped: list[dict[str, str]]
     written: int = 0
     res_dirs: list[str] = field(default_factory=list)
-
-
-def no_bar(desc: str, total: int, unit: str):
-    """The default progress reporter: none (the CLI passes tqdm)."""
-    return nullcontext(type("NoBar", (), {"update": lambda self, n=1: None})())
 
 
 def order_items(items: list[Item], seed: int, split: str) -> list[Item]:
@@ -110,8 +105,7 @@ def run_build(cfg: BuildConfig, bar: Callable = no_bar) -> BuildResult:
     """Steps 1-6 of the module docstring; returns the manifest and what was skipped."""
     out = Path(cfg.out_dir)
     check_out_dir(out)
-    with bar("staging source files", 0, "file") as progress:
-        listed = list_source(cfg.source, out, cfg.workers, cfg.ray, progress)
+    listed = list_source(cfg.source, out, cfg.workers, cfg.ray, bar)
     _check_classes(listed, cfg)
     ordered = {split: order_items(items, cfg.seed, split) for split, items in listed.items()}
     skipped = scan(ordered, cfg, bar)

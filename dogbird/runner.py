@@ -9,8 +9,19 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import nullcontext
 from multiprocessing import get_context
 from typing import Any, Callable, Iterator, Sequence
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+
+def no_bar(desc: str, total: int, unit: str):
+    """The default progress reporter `bar(desc, total, unit)`: a context giving `.update(n)`; the CLI's is tqdm."""
+    return nullcontext(_NoBar())
 
 
 def map_unordered(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int = 1,

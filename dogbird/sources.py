@@ -22,11 +22,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from dogbird.classes import dogbird_classes, imagenet_wnids
 from dogbird.errors import DogbirdError
-from dogbird.runner import map_unordered
+from dogbird.runner import map_unordered, no_bar
 from shards.codec import group_samples
 from shards.jsonio import write_bytes_atomic, write_json_atomic
 from shards.read import open_url
@@ -72,8 +72,11 @@ def source_id(name: str) -> str:
 
 
 def list_source(source: str, out_dir: Path, workers: int = 1, use_ray: bool = False,
-                progress=None) -> dict[str, list[Item]]:
-    """Items of the 122 classes per output split ("train", "test"), sorted by source id."""
+                bar: Callable = no_bar) -> dict[str, list[Item]]:
+    """Items of the 122 classes per output split ("train", "test"), sorted by source id.
+
+    `bar(desc, total, unit)`: a progress-bar context (runner.no_bar: none) for the staging of parquet/tar files.
+    """
     if not is_url(source):
         root = Path(source)
         if not root.is_dir():
@@ -85,7 +88,7 @@ def list_source(source: str, out_dir: Path, workers: int = 1, use_ray: bool = Fa
     if not units:
         raise DogbirdError(f"{source}: empty or not a recognised ImageNet layout; accepted: {LAYOUTS}")
     stage = stage_dir(out_dir, source)
-    _stage(units, stage, workers, use_ray, progress)
+    _stage(units, stage, workers, use_ray, bar)
     return {split: sorted(_list_split(stage, stage, folder, staged=True)) for split, folder in SPLIT_FOLDERS.items()}
 
 
@@ -182,10 +185,10 @@ def _units(source: str) -> list[tuple[str, str, str]]:
     return sorted(units)
 
 
-def _stage(units, stage: Path, workers: int, use_ray: bool, progress) -> None:
+def _stage(units, stage: Path, workers: int, use_ray: bool, bar: Callable) -> None:
     todo = [(url, kind, folder, str(stage)) for url, kind, folder in units if not _marker(stage, url).is_file()]
-    for _ in map_unordered(stage_unit, todo, workers, use_ray):
-        if progress is not None:
+    with bar("staging dog and bird images", len(todo), "file") as progress:
+        for _ in map_unordered(stage_unit, todo, workers, use_ray):
             progress.update(1)
 
 

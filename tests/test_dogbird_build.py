@@ -94,6 +94,29 @@ def test_webdataset_over_http(sources, reference, tmp_path):
     assert shard_hashes(tmp_path / "out") == shard_hashes(reference)
 
 
+class LocalHub:
+    """Stands in for huggingface_hub.HfFileSystem: `datasets/fake/imagenet-1k/...` served from a local folder."""
+
+    repo = "datasets/fake/imagenet-1k"
+    root: Path
+
+    def glob(self, pattern: str) -> list[str]:
+        rel = pattern[len(self.repo):].lstrip("/")
+        return [f"{self.repo}/{p.relative_to(self.root)}" for p in sorted(self.root.glob(rel))]
+
+    def open(self, path: str, mode: str = "rb", block_size: int | None = None):
+        return open(self.root / path[len(self.repo) + 1:], mode)
+
+
+def test_hub_parquet_source(sources, reference, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    LocalHub.root = sources["parquet"]
+    monkeypatch.setattr(huggingface_hub, "HfFileSystem", LocalHub)
+    assert build(f"hf://{LocalHub.repo}", tmp_path / "out") == 0
+    assert shard_hashes(tmp_path / "out") == shard_hashes(reference)
+
+
 KILL_AT_SECOND_TRAIN_SHARD = """
 import os, signal, sys
 import shards.writer

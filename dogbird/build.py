@@ -6,7 +6,7 @@
 2. shuffle each split with a generator seeded by (seed, split) alone;
 3. scan: decode every image cheaply (images.check_image) so the unreadable ones are known and listed
    before any key is given: keys are dense indices within a split, so a shard's first key depends on
-   every skip before it;
+   every skip before it (measured: the scan costs ~1/4 of the per-image work, bench/RESULTS.md);
 4. write the shards (`build_shard`, the unit of work: a pure function of its arguments, run here, in worker
    processes or on Ray); complete shards are kept, so a killed build resumes where it stopped;
 5. manifest.json (with the skipped files), card; 6. each `--res R` copy from the finished shards (`res_shard`).
@@ -14,11 +14,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
-import shutil
 import time
-from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -31,9 +30,10 @@ from dogbird.config import BuildConfig
 from dogbird.errors import DogbirdError
 from dogbird.images import check_image, to_fixed, to_jpeg
 from dogbird.runner import map_unordered, no_bar
-from dogbird.sources import Item, list_source, missing_classes, stage_dir
+from dogbird.sources import Item, drop_stage, list_source, missing_classes, prune_stage
 from shards import CardInfo, DatasetWriter, Manifest, ShardSpec, ShardStats, derive_seed, iter_shard
-from shards.writer import OURS
+from shards.jsonio import read_json, write_json_atomic
+from shards.writer import OURS, SCRATCH_DIR
 
 log = logging.getLogger(__name__)
 
@@ -108,24 +108,28 @@ def run_build(cfg: BuildConfig, bar: Callable = no_bar) -> BuildResult:
     listed = list_source(cfg.source, out, cfg.workers, cfg.ray, bar)
     _check_classes(listed, cfg)
     ordered = {split: order_items(items, cfg.seed, split) for split, items in listed.items()}
-    skipped = scan(ordered, cfg, bar)
+    skipped, scan_file = cached_scan(out, listed, ordered, cfg, bar)
     bad = {(s["split"], s["source_id"]) for s in skipped}
     kept = {split: [i for i in items if (split, i.source_id) not in bad] for split, items in ordered.items()}
     writer = dataset_writer(cfg, kept)
     writer.prepare()
     pending = writer.pending()
     tasks = [(writer, spec, kept[spec.split][spec.first_index:spec.first_index + spec.count]) for spec in pending]
-    with bar("writing shards", sum(s.count for s in pending), "img") as progress:
-        for stats in map_unordered(build_shard, tasks, cfg.workers, cfg.ray):
-            progress.update(stats.samples)
+    if not all(Path(item.path).is_file() for _, _, items in tasks for item in items):
+        log.info("the staged source copy was pruned by an earlier complete build: staging it again")
+        drop_stage(out, cfg.source)
+        return run_build(cfg, bar)
+    try:
+        with bar("writing shards", sum(s.count for s in pending), "img") as progress:
+            for stats in map_unordered(build_shard, tasks, cfg.workers, cfg.ray):
+                progress.update(stats.samples)
+    except DogbirdError:
+        scan_file.unlink(missing_ok=True)  # a file changed since it was scanned: the next run rescans
+        raise
     manifest = writer.finalize(skipped=skipped)
     if manifest is None:  # only when another process deleted shards under us
         raise DogbirdError(f"{out}: shards went missing while building; re-run the same command")
-    # The staged copy of a parquet/WebDataset source (~17 GB for all of ImageNet's dogs and birds) is only
-    # needed until the shards exist; a folder source has none.
-    shutil.rmtree(stage_dir(out, cfg.source), ignore_errors=True)
-    with suppress(OSError):  # the scratch folder itself, when nothing else is in it
-        stage_dir(out, cfg.source).parent.rmdir()
+    prune_stage(out, cfg.source)
     res_dirs = [str(build_res_copy(writer, cfg, r, bar)) for r in cfg.res]
     return BuildResult(manifest, skipped, sum(s.count for s in pending), res_dirs)
 
@@ -164,6 +168,20 @@ def scan(ordered: dict[str, list[Item]], cfg: BuildConfig, bar: Callable) -> lis
             skipped += [{"split": split, **entry} for entry in bad]
             progress.update(count)
     return sorted(skipped, key=lambda s: (s["split"], s["source_id"]))
+
+
+def cached_scan(out: Path, listed: dict[str, list[Item]], ordered: dict[str, list[Item]], cfg: BuildConfig,
+                bar: Callable) -> tuple[list[dict[str, str]], Path]:
+    """scan(), kept in OUT/.work per listing (independent of seed and image settings), so a resumed or
+    repeated build does not decode every image again; returns the skipped entries and the cache file."""
+    listing = json.dumps({s: [[i.source_id, i.where] for i in items] for s, items in listed.items()}, sort_keys=True)
+    path = out / SCRATCH_DIR / f"scan-{hashlib.sha256(listing.encode()).hexdigest()[:16]}.json"
+    if path.is_file():
+        return read_json(path), path
+    skipped = scan(ordered, cfg, bar)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, skipped)
+    return skipped, path
 
 
 def _scan_task(task: tuple[str, list[Item]]) -> tuple[str, int, list[dict[str, str]]]:

@@ -9,7 +9,8 @@ devkit's ground truth + `meta.mat`; Kaggle's `ILSVRC/Data/CLS-LOC/{train,val}` n
 and WebDataset (`timm/imagenet-1k-wds`: `imagenet1k-{train,validation}-NNNN.tar`, members jpg/cls/json),
 local or remote (hf://, https with {a..b} braces), are read once, sequentially, and only the rows of the
 122 classes are copied (not decoded) into a stage folder `<out>/.work/stage-<hash>/{train,val}/<wnid>/`:
-the build shuffles over the whole split, which needs random access that tars and parquet lack.
+the build shuffles over the whole split, which needs random access that tars and parquet lack. A finished
+build prunes the staged images and keeps their listing, so re-running it does not download them again.
 Every image gets a source-independent id (`n02088094_1234`, `ILSVRC2012_val_00000123`), so the same
 images give the same dataset whichever layout they came from.
 """
@@ -20,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -28,7 +30,7 @@ from dogbird.classes import dogbird_classes, imagenet_wnids
 from dogbird.errors import DogbirdError
 from dogbird.runner import map_unordered, no_bar
 from shards.codec import group_samples
-from shards.jsonio import write_bytes_atomic, write_json_atomic
+from shards.jsonio import read_json, write_bytes_atomic, write_json_atomic
 from shards.read import open_url
 from shards.tario import iter_tar_members
 from shards.urls import is_url
@@ -41,6 +43,7 @@ WNID_RE = re.compile(r"n\d{8}")
 UNIT_RE = re.compile(r"(?:^|[-_])(train|validation)-\d+(?:-of-\d+)?\.(parquet|tar)$")
 GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 KAGGLE_VAL = "LOC_val_solution.csv"
+LISTING = "listing.json"  # a stage's items, kept after the staged images are pruned
 LAYOUTS = (
     "an ILSVRC2012 folder (train/<wnid>/*.JPEG; val/<wnid>/*.JPEG, or flat val/ILSVRC2012_val_*.JPEG with "
     f"{KAGGLE_VAL} or the devkit's {GROUND_TRUTH} + meta.mat); Kaggle's ILSVRC/Data/CLS-LOC/{{train,val}}; "
@@ -77,6 +80,10 @@ def list_source(source: str, out_dir: Path, workers: int = 1, use_ray: bool = Fa
 
     `bar(desc, total, unit)`: a progress-bar context (runner.no_bar: none) for the staging of parquet/tar files.
     """
+    stage = stage_dir(out_dir, source)
+    if (stage / LISTING).is_file():  # staged before (and maybe pruned by a finished build): no re-download
+        return {split: [Item(sid, wnid, str(stage / where.split(":", 1)[1]), where) for sid, wnid, where in rows]
+                for split, rows in read_json(stage / LISTING).items()}
     if not is_url(source):
         root = Path(source)
         if not root.is_dir():
@@ -87,14 +94,29 @@ def list_source(source: str, out_dir: Path, workers: int = 1, use_ray: bool = Fa
     units = _units(source)
     if not units:
         raise DogbirdError(f"{source}: empty or not a recognised ImageNet layout; accepted: {LAYOUTS}")
-    stage = stage_dir(out_dir, source)
     _stage(units, stage, workers, use_ray, bar)
-    return {split: sorted(_list_split(stage, stage, folder, staged=True)) for split, folder in SPLIT_FOLDERS.items()}
+    items = {split: sorted(_list_split(stage, stage, folder, staged=True)) for split, folder in SPLIT_FOLDERS.items()}
+    write_json_atomic(stage / LISTING, {split: [[i.source_id, i.wnid, i.where] for i in its]
+                                        for split, its in items.items()})
+    return items
 
 
 def stage_dir(out_dir: Path, source: str) -> Path:
-    """Where a parquet or WebDataset source's DogBird images are staged (removed once the build is done)."""
+    """Where a parquet or WebDataset source's DogBird images are staged."""
     return Path(out_dir) / SCRATCH_DIR / f"stage-{hashlib.sha256(source.encode()).hexdigest()[:12]}"
+
+
+def prune_stage(out_dir: Path, source: str) -> None:
+    """Once the shards exist, drop the staged images (~17 GB for the full train set) but keep their listing:
+    re-running a finished build then checks the shards without downloading the source again."""
+    stage = stage_dir(out_dir, source)
+    for path in stage.iterdir() if stage.is_dir() else ():
+        if path.name != LISTING:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def drop_stage(out_dir: Path, source: str) -> None:
+    shutil.rmtree(stage_dir(out_dir, source), ignore_errors=True)
 
 
 # --- folder trees -----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -74,7 +75,8 @@ def test_labels_counts_skips_and_no_leaks(reference, images):
 def test_every_layout_gives_the_same_shards(layout, sources, reference, tmp_path):
     assert build(sources[layout], tmp_path / "out") == 0
     assert shard_hashes(tmp_path / "out") == shard_hashes(reference)
-    assert not (tmp_path / "out" / ".work").exists()  # the staged copy is gone once the shards exist
+    staged = list((tmp_path / "out" / ".work").glob("stage-*/**/*.JPEG"))
+    assert staged == [] or layout not in ("parquet", "wds")  # the staged copy is pruned once the shards exist
 
 
 def test_worker_processes_give_the_same_shards(sources, reference, tmp_path):
@@ -230,3 +232,30 @@ def test_ray_gives_the_same_shards(sources, reference, tmp_path):
     finally:
         ray.shutdown()
     assert shard_hashes(tmp_path / "out") == shard_hashes(reference)
+
+
+def test_rerun_of_a_finished_staged_build_needs_no_source(sources, reference, tmp_path):
+    source = tmp_path / "parquet"
+    shutil.copytree(sources["parquet"], source)
+    out = tmp_path / "out"
+    assert build(source, out) == 0
+    shutil.rmtree(source)  # gone (or offline): the finished build is checked from its kept listing
+    assert build(source, out) == 0
+    shutil.copytree(sources["parquet"], source)
+    (out / "data" / "train-000001.tar").write_bytes(b"damaged")  # a shard to remake: the source is staged again
+    assert build(source, out) == 0
+    assert shard_hashes(out) == shard_hashes(reference)
+
+
+def test_a_file_broken_after_the_scan_is_an_error_then_rescanned(sources, tmp_path, capsys):
+    source, out = tmp_path / "folder", tmp_path / "out"
+    shutil.copytree(sources["folder"], source)
+    assert build(source, out) == 0
+    victim = next(iter_samples([out / "data" / "train-000000.tar"]))[3]
+    path = source / "train" / victim["wnid"] / f"{victim['source_id']}.JPEG"
+    path.write_bytes(path.read_bytes()[:100])
+    (out / "data" / "train-000000.tar").unlink()
+    assert build(source, out) == 2
+    assert f"{path.relative_to(source)}: passed the scan but failed to decode" in capsys.readouterr().err
+    assert build(source, out, "--overwrite") == 0  # rescanned: another dataset now, so --overwrite
+    assert victim["source_id"] in [s["source_id"] for s in load_manifest(out).skipped]

@@ -82,8 +82,7 @@ def list_source(source: str, out_dir: Path, workers: int = 1, use_ray: bool = Fa
     """
     stage = stage_dir(out_dir, source)
     if (stage / LISTING).is_file():  # staged before (and maybe pruned by a finished build): no re-download
-        return {split: [Item(sid, wnid, str(stage / where.split(":", 1)[1]), where) for sid, wnid, where in rows]
-                for split, rows in read_json(stage / LISTING).items()}
+        return _read_listing(stage)
     if not is_url(source):
         root = Path(source)
         if not root.is_dir():
@@ -96,9 +95,23 @@ def list_source(source: str, out_dir: Path, workers: int = 1, use_ray: bool = Fa
         raise DogbirdError(f"{source}: empty or not a recognised ImageNet layout; accepted: {LAYOUTS}")
     _stage(units, stage, workers, use_ray, bar)
     items = {split: sorted(_list_split(stage, stage, folder, staged=True)) for split, folder in SPLIT_FOLDERS.items()}
-    write_json_atomic(stage / LISTING, {split: [[i.source_id, i.wnid, i.where] for i in its]
-                                        for split, its in items.items()})
+    write_json_atomic(stage / LISTING, {split: [[i.source_id, i.wnid] for i in its] for split, its in items.items()})
     return items
+
+
+def _staged_item(stage: Path, split: str, sid: str, wnid: str) -> Item:
+    rel = f"{SPLIT_FOLDERS[split]}/{wnid}/{sid}.JPEG"  # where stage_unit puts it
+    return Item(sid, wnid, str(stage / rel), f"staged:{rel}")
+
+
+def _read_listing(stage: Path) -> dict[str, list[Item]]:
+    """A stage's kept listing; its names are checked like any file's (no path can leave the stage)."""
+    rows = read_json(stage / LISTING)
+    classes = dogbird_classes()
+    if set(rows) != set(SPLIT_FOLDERS) or not all(
+            wnid in classes and re.fullmatch(r"[A-Za-z0-9_-]+", sid) for its in rows.values() for sid, wnid in its):
+        raise DogbirdError(f"{stage / LISTING}: not a listing written by dogbird; delete {stage} and re-run")
+    return {split: [_staged_item(stage, split, sid, wnid) for sid, wnid in its] for split, its in rows.items()}
 
 
 def stage_dir(out_dir: Path, source: str) -> Path:

@@ -43,6 +43,7 @@ WNID_RE = re.compile(r"n\d{8}")
 UNIT_RE = re.compile(r"(?:^|[-_])(train|validation)-\d+(?:-of-\d+)?\.(parquet|tar)$")
 GROUND_TRUTH = "ILSVRC2012_validation_ground_truth.txt"
 KAGGLE_VAL = "LOC_val_solution.csv"
+_READ_FAILED = "reading failed; check the network (and HF_TOKEN), then re-run: finished files are kept"
 LISTING = "listing.json"  # a stage's items, kept after the staged images are pruned
 LAYOUTS = (
     "an ILSVRC2012 folder (train/<wnid>/*.JPEG; val/<wnid>/*.JPEG, or flat val/ILSVRC2012_val_*.JPEG with "
@@ -204,7 +205,11 @@ def _units(source: str) -> list[tuple[str, str, str]]:
         from huggingface_hub import HfFileSystem  # deferred: network client, only for hf:// sources
 
         fs, base = HfFileSystem(), source[len("hf://"):].rstrip("/")
-        names = [f"hf://{p}" for pattern in ("*", "data/*") for p in fs.glob(f"{base}/{pattern}")]
+        try:
+            names = [f"hf://{p}" for pattern in ("*", "data/*") for p in fs.glob(f"{base}/{pattern}")]
+        except OSError as exc:  # the hub client's HTTP errors (gated, not found, offline) are OSErrors
+            raise DogbirdError(f"{source}: cannot list it on the Hugging Face Hub ({exc}); check the repo id, "
+                               "that you accepted its terms, HF_TOKEN and the network") from exc
     elif is_url(source):
         import braceexpand  # webdataset's dependency: the same {0000..1023} URL patterns it reads
 
@@ -270,9 +275,11 @@ def _parquet_rows(url: str) -> Iterator[tuple[str, int, bytes]]:
                     if label is not None and 0 <= label < 1000:
                         image = images[i].as_py()
                         yield image.get("path") or "", label, image["bytes"]
-        except (OSError, KeyError, ValueError) as exc:  # pyarrow's errors derive from these
+        except (KeyError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise DogbirdError(f"{url}: not an ImageNet parquet file with columns image {{bytes, path}} and "
                                f"label ({exc})") from exc
+        except OSError as exc:
+            raise DogbirdError(f"{url}: {_READ_FAILED} ({exc})") from exc
 
 
 def _tar_rows(url: str) -> Iterator[tuple[str, int, bytes]]:
@@ -286,6 +293,8 @@ def _tar_rows(url: str) -> Iterator[tuple[str, int, bytes]]:
                 yield str(meta.get("filename") or key), int(fields["cls"]), image
         except ValueError as exc:
             raise DogbirdError(f"{url}: unreadable WebDataset tar ({exc})") from exc
+        except OSError as exc:
+            raise DogbirdError(f"{url}: {_READ_FAILED} ({exc})") from exc
 
 
 def missing_classes(items: dict[str, list[Item]]) -> dict[str, list[str]]:

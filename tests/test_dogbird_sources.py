@@ -67,3 +67,14 @@ def test_bad_flags(flags, message, images, tmp_path, capsys):
     assert run(write_folder(tmp_path / "src", images), tmp_path / "out", *flags) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: {message}" + (
         "; crop at most the resized shorter side" if "center-crop" in message else "")
+
+
+def test_a_tar_that_breaks_off_is_a_clear_error(tmp_path, capsys):
+    from dogbird_fixtures import write_wds
+
+    root = write_wds(tmp_path / "wds", fake_imagenet(train_per_class=1, val_per_class=1))
+    tar = root / "imagenet1k-validation-00.tar"
+    tar.write_bytes(tar.read_bytes()[:1300])  # cut inside a member
+    assert run(root, tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {tar}: unreadable WebDataset tar (") and "Traceback" not in err

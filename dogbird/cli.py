@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--res", type=int, action="append", default=[],
                    help="also write OUT/resR: R x R centre crops as PNG, for fast training (repeatable)")
     b.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
-    b.add_argument("--ray", action="store_true", help="run the tasks on Ray (RAY_ADDRESS, else a local cluster)")
+    b.add_argument("--ray", action="store_true", help="run the tasks on Ray (RAY_ADDRESS, else a local cluster); "
+                   "every node needs this package, the source and --out at the same paths")
     b.add_argument("--allow-missing-classes", action="store_true",
                    help="build even when the source lacks some of the 122 classes")
     b.add_argument("--overwrite", action="store_true", help="replace a dataset built with other settings")

@@ -39,9 +39,9 @@ class BuildConfig:
         for flag, value, ok, rule in checks:
             if not ok:
                 raise DogbirdError(f"{flag}={value}: must be {rule}")
-        if self.size and self.center_crop > self.size:
-            raise DogbirdError(f"--center-crop={self.center_crop}: larger than --size={self.size}; "
-                               "crop at most the resized shorter side")
+        if self.center_crop and not 0 < self.center_crop <= self.size:
+            raise DogbirdError(f"--center-crop={self.center_crop}: larger than --size={self.size}; the crop is "
+                               "taken from the resized image, so give --size >= the crop")
         for r in self.res:
             if r < 1:
                 raise DogbirdError(f"--res={r}: must be >= 1 pixel")

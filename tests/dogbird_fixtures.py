@@ -9,12 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from dogbird.classes import imagenet_wnids
 
 DOGS = ["n02088094", "n02099601"]  # Afghan hound (160), golden retriever (207): under hunting_dog.n.01
 BIRDS = ["n01514859", "n01530575"]  # hen (8), brambling (10): under bird.n.01
@@ -108,9 +109,7 @@ def devkit_id(sorted_index: int) -> int:
 
 
 def _write_devkit(folder: Path, val: list[FakeImage]) -> None:
-    import scipy.io
-
-    from dogbird.classes import imagenet_wnids
+    import scipy.io  # deferred: heavy, only the devkit layout needs it
 
     wnids = imagenet_wnids()
     rows = [(devkit_id(i), w, 0) for i, w in enumerate(wnids)] + [(1001, "n00001740", 12)]  # a non-leaf synset
@@ -126,10 +125,8 @@ def _write_devkit(folder: Path, val: list[FakeImage]) -> None:
 
 def write_parquet(root: Path, images) -> Path:
     """The Hub's ILSVRC/imagenet-1k layout: data/{train,validation,test}-NNNNN-of-NNNNN.parquet."""
-    import pyarrow as pa
+    import pyarrow as pa  # deferred: only the parquet layout needs it
     import pyarrow.parquet as pq
-
-    from dogbird.classes import imagenet_wnids
 
     index = {w: i for i, w in enumerate(imagenet_wnids())}
     (root / "data").mkdir(parents=True, exist_ok=True)
@@ -147,9 +144,7 @@ def write_parquet(root: Path, images) -> Path:
 
 def write_wds(root: Path, images) -> Path:
     """timm/imagenet-1k-wds: imagenet1k-{train-NNNN,validation-NN}.tar written by webdataset (PAX headers)."""
-    import webdataset as wds
-
-    from dogbird.classes import imagenet_wnids
+    import webdataset as wds  # deferred: only the WebDataset layout needs it
 
     index = {w: i for i, w in enumerate(imagenet_wnids())}
     root.mkdir(parents=True, exist_ok=True)
@@ -168,7 +163,3 @@ def shard_hashes(out: Path) -> dict[str, str]:
     manifest = json.loads((out / "manifest.json").read_text())
     return {e["file"]: e["sha256"] for s in manifest["splits"].values() for e in s["shards"]}
 
-
-def tar_names(path: Path) -> list[str]:
-    with tarfile.open(path) as tar:
-        return tar.getnames()

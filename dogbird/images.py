@@ -33,9 +33,11 @@ def open_rgb(data: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(data))
     image.load()
     try:
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an already upright image
     except Exception as exc:  # ImageNet has EXIF blocks PIL cannot parse: keep the pixels as stored
         log.debug("unreadable EXIF (%s): orientation left as stored", exc)
+    if image.mode == "RGB":
+        return image  # convert() would copy it
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):

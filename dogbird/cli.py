@@ -84,7 +84,7 @@ def build(args: argparse.Namespace) -> int:
     for entry in result.skipped[:10]:
         log.warning("skipped %s: %s", entry["file"], entry["reason"])
     log.info("wrote %d images to %s; skipped %d unreadable (listed in manifest.json)%s", result.written, cfg.out_dir,
-             len(result.skipped), "".join(f"; copy {d}" for d in result.res_dirs))
+             len(result.skipped), "".join(f"; fixed-size copy in {d}" for d in result.res_dirs))
     return 0
 
 

@@ -1,9 +1,10 @@
 """One ImageNet file -> RGB -> resized -> JPEG (or a fixed-size uint8 crop): the per-image work.
 
-Any input PIL reads becomes RGB: CMYK JPEGs (22 train files and one val file of ILSVRC2012), greyscale,
-palette, RGBA and the PNG named `.JPEG` (train `n02105855_2933.JPEG`); EXIF orientation is applied.
-Resizing uses PIL's bilinear filter with antialiasing, like torchvision's `Resize(256)` that made the
-paper's copies. Same bytes in -> same bytes out (PIL/libjpeg are deterministic for one version).
+Any input PIL reads becomes RGB: CMYK JPEGs (22 train files and one val file of ILSVRC2012, listed in
+TFDS's imagenet.py), greyscale, palette, RGBA and the PNG named `.JPEG` (train `n02105855_2933.JPEG`);
+EXIF orientation is applied. Resizing uses PIL's antialiased bilinear filter, as torchvision's
+`Resize(256)` does on PIL images (the paper's code trained on ImageNet copies resized to 256).
+Same bytes in -> same bytes out (PIL/libjpeg are deterministic for one version).
 """
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -90,8 +89,7 @@ def build_shard(writer: DatasetWriter, spec: ShardSpec, items: list[Item]) -> Sh
                 raise DogbirdError(f"{item.where}: passed the scan but failed to decode ({_reason(exc)}) while "
                                    f"writing {spec.relpath}; re-run the same command to rescan") from exc
 
-    start = time.perf_counter()
-    return writer.write_shard(spec, samples(), extra={"seconds": round(time.perf_counter() - start, 3)})
+    return writer.write_shard(spec, samples())
 
 
 def res_shard(writer: DatasetWriter, spec: ShardSpec, jpeg_shard: str, res: int) -> ShardStats:

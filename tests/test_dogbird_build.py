@@ -15,6 +15,7 @@ import pytest
 from dogbird.cli import main
 from dogbird_fixtures import (BIRDS, DOGS, TRUNCATED, dogbird_counts, fake_imagenet, shard_hashes, write_folder,
                               write_parquet, write_wds)
+from hub_server import FakeHub
 from shards import iter_samples, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +98,8 @@ def test_webdataset_over_http(sources, reference, tmp_path):
 
 
 class LocalHub:
-    """Stands in for huggingface_hub.HfFileSystem: `datasets/fake/imagenet-1k/...` served from a local folder."""
+    """Stands in for huggingface_hub.HfFileSystem's listing: `datasets/fake/imagenet-1k/...` globbed in a
+    local folder (the files themselves are then read over HTTP from the fake Hub, as shards.read does)."""
 
     repo = "datasets/fake/imagenet-1k"
     root: Path
@@ -106,16 +108,19 @@ class LocalHub:
         rel = pattern[len(self.repo):].lstrip("/")
         return [f"{self.repo}/{p.relative_to(self.root)}" for p in sorted(self.root.glob(rel))]
 
-    def open(self, path: str, mode: str = "rb", block_size: int | None = None):
-        return open(self.root / path[len(self.repo) + 1:], mode)
-
 
 def test_hub_parquet_source(sources, reference, tmp_path, monkeypatch):
     import huggingface_hub
 
     LocalHub.root = sources["parquet"]
     monkeypatch.setattr(huggingface_hub, "HfFileSystem", LocalHub)
-    assert build(f"hf://{LocalHub.repo}", tmp_path / "out") == 0
+    hub = FakeHub().start()
+    try:
+        hub.add("fake/imagenet-1k", sources["parquet"])
+        hub.endpoint(monkeypatch)
+        assert build(f"hf://{LocalHub.repo}", tmp_path / "out") == 0
+    finally:
+        hub.stop()
     assert shard_hashes(tmp_path / "out") == shard_hashes(reference)
 
 

@@ -28,7 +28,7 @@ SWEEP ?= runs/sweep
 ARGS ?=
 VARS := OUT DATA LABELER MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS PRESET RUN EXP SWEEP ARGS
 
-.PHONY: help install test demo demo-models cifar5m verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
+.PHONY: help install test demo demo-models cifar10 cifar5m verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -54,6 +54,9 @@ demo: $(STAMP) ## the whole pipeline on scikit-learn's digits, offline, on a lap
 
 demo-models: $(STAMP) ## retrain the demo's digits diffusion model and labeler (cifar5m/demo_models)
 	$(PY) -m cifar5m.demo train-models --out cifar5m/demo_models $(ARGS)
+
+cifar10: $(STAMP) ## import real CIFAR-10 (uoft-cs/cifar10 from the Hub, 50K train + 10K test) into out/cifar10
+	$(PY) -m shards import uoft-cs/cifar10 --out out/cifar10 $(ARGS)
 
 cifar5m: $(STAMP) ## generate a CIFAR-5m-like dataset: make cifar5m LABELER=hf-hub:ORG/NAME OUT=out/cifar5m
 	@if [ -z "$(LABELER)" ]; then echo "error: LABELER is not set: give the 10-way CIFAR-10 labeler, e.g." \

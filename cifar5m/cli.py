@@ -15,6 +15,7 @@ import time
 
 from cifar5m import convert_ddpm, npz
 from cifar5m.config import DEFAULT_MODEL, DTYPES, PRESETS, GenerateConfig, parse_class_names, parse_shard_range
+from cifar5m.labeler_eval import describe as describe_accuracy, measured_plan
 from shards.entry import run_cli
 
 GENERATE_DESCRIPTION = f"""\
@@ -67,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only shard positions A..B-1 (train shards first), e.g. for a Slurm job array")
     g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="run on a Ray cluster (ADDRESS, else RAY_ADDRESS or a new local one)")
+    g.add_argument("--labeler-eval", metavar="DATASET", help="measure the labeler on this real labelled dataset's "
+                   "test split first (e.g. out/cifar10); recorded in the manifest and card")
+    g.add_argument("--min-labeler-accuracy", type=float, metavar="FRACTION",
+                   help="with --labeler-eval: refuse a labeler below this accuracy, e.g. 0.95")
     g.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
     g.add_argument("--dry-run", action="store_true", help="check and print the plan, then stop")
     g.set_defaults(func=cmd_generate)
@@ -82,7 +87,8 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
         train=args.train, test=args.test, samples_per_shard=args.shard_size, seed=args.seed,
         batch_size=args.batch_size, device=args.device, dtype=args.dtype, compile=args.compile,
         shard_range=args.shard_range, ray=args.ray is not None, ray_address=args.ray or None,
-        overwrite=args.overwrite, dry_run=args.dry_run,
+        overwrite=args.overwrite, dry_run=args.dry_run, labeler_eval=args.labeler_eval,
+        min_labeler_accuracy=args.min_labeler_accuracy,
     ).validate()
 
 
@@ -117,6 +123,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     else:
         device_type = resolve_device(cfg.device).type
     plan = plan_run(cfg, device_type)
+    if cfg.labeler_eval and not cfg.dry_run:
+        plan = measured_plan(plan, "auto" if cfg.ray else cfg.device)
+        print(f"labeler accuracy: {describe_accuracy(plan.labeler_accuracy)}")
     print(json.dumps(describe(plan), indent=1))
     if cfg.dry_run:
         writer = plan.writer()

@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 
-from cifar5m import convert_ddpm, npz
+from cifar5m import convert_ddpm, npz, report
 from cifar5m.config import DEFAULT_MODEL, DTYPES, PRESETS, GenerateConfig, parse_class_names, parse_shard_range
 from cifar5m.labeler_eval import describe as describe_accuracy, measured_plan
 from shards.entry import run_cli
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
     g.add_argument("--dry-run", action="store_true", help="check and print the plan, then stop")
     g.set_defaults(func=cmd_generate)
-    for module in (convert_ddpm, npz):  # the other commands live in their own modules
+    for module in (convert_ddpm, npz, report):  # the other commands live in their own modules
         module.register(sub)
     return parser
 

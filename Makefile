@@ -105,10 +105,12 @@ bench: $(STAMP) ## CPU benchmarks (ratios against named baselines, same run)
 	$(PY) bench/bench_shards.py
 	$(PY) bench/bench_sampler.py
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_npz.py
 
 bench-gpu: $(STAMP) ## GPU benchmarks (needs CUDA)
 	$(PY) bench/gpu_sampler.py
 	$(PY) bench/gpu_train.py
+	$(PY) bench/gpu_label.py
 
 clean: ## remove the virtual environment and caches (not datasets or runs)
 	rm -rf $(VENV) .pytest_cache

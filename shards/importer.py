@@ -123,6 +123,7 @@ def decode_rgb(value: dict[str, Any], where: str) -> np.ndarray:
 
 def shard_samples(src: ImportSource, split: str, rows, first_index: int, count: int) -> Iterator[dict]:
     """Our sample dicts for `count` rows (numbered from `first_index`) of the source split."""
+    yielded = 0
     for index, row in enumerate(islice(rows, count), start=first_index):
         where = f"{src.source} split {split} row {index}"
         label = row[src.label_column]
@@ -130,6 +131,10 @@ def shard_samples(src: ImportSource, split: str, rows, first_index: int, count: 
             raise ShardsError(f"{where}: label {label!r} is not in [0, {len(src.class_names)}); "
                               "unlabelled rows cannot be imported: choose labelled splits with --splits")
         yield {"image": decode_rgb(row[src.image_column], where), "cls": label, "json": {"row": index}}
+        yielded += 1
+    if yielded < count:
+        raise ShardsError(f"{src.source} split {split}: ended after {first_index + yielded:,} rows, but its dataset card states "
+                          f"{src.counts[split]:,}; fix the card's num_examples (or remove them to have rows counted)")
 
 
 def import_config(src: ImportSource, image_ext: str) -> dict[str, Any]:
@@ -154,10 +159,13 @@ def import_dataset(src: ImportSource, out_dir: str | Path, samples_per_shard: in
             if spec.stem not in pending:
                 skipped = sum(1 for _ in islice(rows, spec.count))  # complete: read past, never decode
                 if skipped != spec.count:
-                    raise ShardsError(f"{src.source} split {split}: ended after {spec.first_index + skipped} rows, "
-                                      f"expected {src.counts[split]}; the source changed, use another --out")
+                    raise ShardsError(f"{src.source} split {split}: ended after {spec.first_index + skipped:,} rows, "
+                                      f"{src.counts[split]:,} expected; the source changed, use another --out")
                 continue
             writer.write_shard(spec, shard_samples(src, split, rows, spec.first_index, spec.count))
             if progress:
                 progress.update(spec.count)
+        if next(rows, None) is not None:
+            raise ShardsError(f"{src.source} split {split}: more rows than the {src.counts[split]:,} its dataset card "
+                              "states; fix the card's num_examples (or remove them to have rows counted)")
     return writer.finalize()

@@ -3,6 +3,7 @@ built in tmp_path; images whose pixels encode their row so every read-back can b
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,44 @@ def image_folder(tmp_path_factory) -> Path:
         for r, name in enumerate(classes):
             (root / split / name).mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixel_image(r)).save(root / split / name / f"{r:03d}.png")
+    return root
+
+
+CARD = """---
+dataset_info:
+  features:
+  - name: name
+    dtype: image
+  - name: idx
+    dtype: int64
+  - name: fine
+    dtype:
+      class_label:
+        names:
+          '0': ant
+          '1': bee
+          '2': cow
+  splits:
+  - name: train
+    num_examples: {train}
+  - name: test
+    num_examples: 5
+configs:
+- config_name: default
+  data_files:
+  - split: train
+    path: data/train-*
+  - split: test
+    path: data/test-*
+---
+"""
+
+
+def hub_repo(parquet_folder: Path, root: Path, train: int) -> Path:
+    """The layout of a Hub dataset repo such as uoft-cs/cifar10: parquet files plus a card whose YAML
+    declares the features and the split sizes (so rows need not be counted)."""
+    shutil.copytree(parquet_folder / "data", root / "data")
+    (root / "README.md").write_text(CARD.format(train=train))
     return root
 
 
@@ -111,3 +150,25 @@ def test_missing_source_names_it(tmp_path, capsys):
     assert main(["import", str(tmp_path / "nowhere"), "--out", str(tmp_path / "ds")]) == 2
     err = capsys.readouterr().err
     assert "nowhere: no such folder (and not a Hub id ORG/NAME); check the path" in err and err.count("\n") == 1
+
+
+def test_a_hub_style_repo_folder_takes_split_sizes_from_its_card(parquet_folder, tmp_path):
+    repo = hub_repo(parquet_folder, tmp_path / "repo", train=13)
+    out = tmp_path / "ds"
+    assert main(["import", str(repo), "--out", str(out), "--shard-size", "4"]) == 0
+    assert {s: i.count for s, i in load_manifest(out).splits.items()} == {"train": 13, "test": 5}
+    reference = tmp_path / "plain"
+    assert main(["import", str(parquet_folder), "--out", str(reference), "--shard-size", "4"]) == 0
+    assert sha256s(out) == sha256s(reference)  # same rows, same bytes, whichever way the count was found
+
+
+@pytest.mark.parametrize("stated, message", [
+    (15, "split train: ended after 13 rows, but its dataset card states 15"),
+    (11, "split train: more rows than the 11 its dataset card states"),
+])
+def test_a_card_that_misstates_the_rows_is_an_error(parquet_folder, tmp_path, capsys, stated, message):
+    repo = hub_repo(parquet_folder, tmp_path / "repo", train=stated)
+    assert main(["import", str(repo), "--out", str(tmp_path / "ds"), "--shard-size", "4"]) == 2
+    last = capsys.readouterr().err.splitlines()[-1]  # after the progress bar
+    assert last.startswith("error: ") and message in last
+    assert not (tmp_path / "ds" / "manifest.json").exists()

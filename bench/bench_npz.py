@@ -7,13 +7,15 @@ writer, so making it needs little memory), then each measurement runs in a fresh
 resident memory (VmHWM) is its own:
   baseline: `np.load(part)["X"]` then one pass over its rows (reads the whole array into memory)
   ours:     `cifar5m.npz.iter_rows`, chunks of 4,096 rows straight out of the zip member
-  import:   `import-npz` end to end on a part of `--import-rows` rows (PNG encoding + shard writing)
+  import:   `import-npz` end to end on a part of `--import-rows` rows (PNG encoding + shard writing),
+            with 1 and with `--workers` processes
 Target (issue 12): peak resident memory < 1 GB per part.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -63,11 +65,11 @@ def measure(mode: str, path: str, out: str) -> dict:
         for chunk in iter_rows(part, 0, part.rows):
             checksum += int(chunk[:, 0, 0, 0].sum())
         rows = part.rows
-    else:
+    else:  # import-W: import-npz end to end with W worker processes
         from cifar5m.npz import import_npz, open_part
 
         rows = open_part(path).rows
-        import_npz([path, path], out, test_rows=0)  # train = the first file; the test split is empty
+        import_npz([path, path], out, test_rows=0, workers=int(mode.split("-")[1]))  # test split empty
     wall = time.perf_counter() - start
     peak_mb = peak_rss_mb()
     return {"mode": mode, "rows": rows, "wall_s": round(wall, 2), "rows_per_s": round(rows / wall),
@@ -83,7 +85,8 @@ def run_child(mode: str, path: Path, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_448)
-    parser.add_argument("--import-rows", type=int, default=30_000)
+    parser.add_argument("--import-rows", type=int, default=40_000)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="for the parallel import")
     parser.add_argument("--dir", help="scratch folder (default: a temporary one)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -104,9 +107,12 @@ def main() -> None:
         print(f"ours / np.load: speed {ours['rows_per_s'] / base['rows_per_s']:.2f}x, "
               f"peak memory {ours['peak_rss_mb'] / base['peak_rss_mb']:.3f}x")
         make_part(tmp / "small.npz", args.import_rows, seed=1)
-        imp = run_child("import", tmp / "small.npz", tmp / "ds")
-        print(f"import-npz end to end ({imp['rows']:,} rows, 1 process): {imp['rows_per_s']:,} rows/s, "
-              f"peak RSS {imp['peak_rss_mb']:,} MB")
+        one = run_child("import-1", tmp / "small.npz", tmp / "ds1")
+        many = run_child(f"import-{args.workers}", tmp / "small.npz", tmp / "ds")
+        for r, workers in ((one, 1), (many, args.workers)):
+            print(f"import-npz end to end ({r['rows']:,} rows, {workers} worker(s)): {r['rows_per_s']:,} rows/s, "
+                  f"peak RSS of the main process {r['peak_rss_mb']:,} MB")
+        print(f"{args.workers} workers / 1: {many['rows_per_s'] / one['rows_per_s']:.2f}x")
 
 
 if __name__ == "__main__":

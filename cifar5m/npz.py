@@ -9,14 +9,20 @@ part 5; so here every file but the last is train, and the test split is the firs
 last file (`--full-test`: all of it). `json` holds the provenance (`part`: position of the file in the
 command, `row`: row within it), `cls` the label.
 
-A part is ~3 GB and `np.load(...)["X"]` reads it whole, so X is streamed out of its zip member in chunks
-(numpy has no chunked reader for a `.npy` inside a zip, and an `.npz` cannot be memory-mapped); Y is small
-(8 MB) and read whole up front, so the label range is checked before anything is written.
+A part is ~3 GB and `np.load(...)["X"]` reads it whole (numpy has no chunked reader for a `.npy` inside a
+zip, and `mmap_mode` is ignored for `.npz`), so X's rows are read in chunks: straight from the file at the
+member's offset when it is stored uncompressed (as the release is), which gives every shard random access
+and lets worker processes write shards in parallel; otherwise out of the decompressing zip stream. Y is
+small (8 MB) and read whole up front, so the label range is checked before anything is written.
 """
 from __future__ import annotations
 
+import functools
 import os
+import struct
 import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -37,11 +43,14 @@ ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed member times: exported parts are byte-
 
 @dataclass(frozen=True)
 class NpzPart:
-    """One checked part: its path, its labels (read whole) and where X's rows start in the zip member."""
+    """One checked part: its path, its labels (read whole) and where X's rows start: `x_header_bytes` into
+    the zip member, and `x_offset` into the file itself when the member is stored uncompressed (np.savez,
+    the release), which lets any shard's rows be read directly."""
 
     path: Path
     labels: np.ndarray
     x_header_bytes: int
+    x_offset: int | None
 
     @property
     def rows(self) -> int:
@@ -72,6 +81,7 @@ def open_part(path: str | os.PathLike, num_classes: int = len(CIFAR10_CLASSES)) 
         with zf.open("X.npy") as f:
             shape, fortran, dtype = _npy_header(f, f"{path}:X")
             header = f.tell()
+        x_info = zf.getinfo("X.npy")
         with zf.open("Y.npy") as f:
             y_shape, _, y_dtype = _npy_header(f, f"{path}:Y")
             if len(y_shape) != 1 or y_dtype.kind not in "iu":
@@ -87,14 +97,31 @@ def open_part(path: str | os.PathLike, num_classes: int = len(CIFAR10_CLASSES)) 
     if len(bad):
         raise Cifar5mError(f"{path}: Y[{bad[0]}] = {labels[bad[0]]}, labels must be in [0, {num_classes}) "
                            f"({len(bad):,} rows are not); is this a CIFAR-5m part?")
-    return NpzPart(path, labels, header)
+    offset = _member_data_offset(path, x_info) + header if x_info.compress_type == zipfile.ZIP_STORED else None
+    return NpzPart(path, labels, header, offset)
+
+
+def _member_data_offset(path: Path, info: zipfile.ZipInfo) -> int:
+    """Where a member's bytes start in the file: after its local header (30 bytes + name + extra field;
+    the extra field may differ from the central directory's, so it is read here)."""
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    return info.header_offset + 30 + name_len + extra_len
 
 
 def iter_rows(part: NpzPart, start: int, stop: int, chunk_rows: int = CHUNK_ROWS) -> Iterator[np.ndarray]:
-    """X[start:stop] of a part, in chunks of at most `chunk_rows` images, read sequentially from the zip."""
+    """X[start:stop] of a part, in chunks of at most `chunk_rows` images: read straight from the file when X
+    is stored uncompressed, else decompressed from the zip member (slower: skipping rows means reading them)."""
     row_bytes = int(np.prod(IMAGE_SHAPE))
-    with zipfile.ZipFile(part.path) as zf, zf.open("X.npy") as f:
-        f.seek(part.x_header_bytes + start * row_bytes)
+    with ExitStack() as stack:
+        if part.x_offset is not None:
+            f = stack.enter_context(open(part.path, "rb"))
+            f.seek(part.x_offset + start * row_bytes)
+        else:
+            f = stack.enter_context(stack.enter_context(zipfile.ZipFile(part.path)).open("X.npy"))
+            f.seek(part.x_header_bytes + start * row_bytes)
         for first in range(start, stop, chunk_rows):
             count = min(chunk_rows, stop - first)
             data = f.read(count * row_bytes)
@@ -116,22 +143,45 @@ def split_layout(parts: list[NpzPart], test_rows: int | None) -> dict[str, list[
     return {"train": [(k, 0, p.rows) for k, p in enumerate(parts[:-1])], "test": [(len(parts) - 1, 0, stop)]}
 
 
-def iter_split(parts: list[NpzPart], segments) -> Iterator[tuple[np.ndarray, int, int, int]]:
-    """(image, label, part, row) for every row of a split's segments, in order."""
+def shard_pieces(segments, first: int, count: int) -> list[tuple[int, int, int]]:
+    """The (part, start, stop) row ranges holding split indices [first, first + count)."""
+    pieces, offset = [], 0
     for k, start, stop in segments:
+        lo, hi = max(first, offset), min(first + count, offset + stop - start)
+        if lo < hi:
+            pieces.append((k, start + lo - offset, start + hi - offset))
+        offset += stop - start
+    return pieces
+
+
+def shard_samples(parts: list[NpzPart], segments, spec) -> Iterator[dict]:
+    """The sample dicts of one shard: image, label as `cls`, provenance (part, row) as `json`."""
+    for k, start, stop in shard_pieces(segments, spec.first_index, spec.count):
         row = start
         for chunk in iter_rows(parts[k], start, stop):
             for image in chunk:
-                yield image, int(parts[k].labels[row]), k, row
+                yield {"image": image, "cls": int(parts[k].labels[row]), "json": {"part": k, "row": row}}
                 row += 1
 
 
+@functools.lru_cache(maxsize=None)
+def _worker_parts(paths: tuple[str, ...]) -> list[NpzPart]:
+    return [open_part(p) for p in paths]  # once per worker process: labels are 8 MB per part
+
+
+def _write_shard(writer: DatasetWriter, paths: tuple[str, ...], test_rows: int | None, spec) -> int:
+    parts = _worker_parts(paths)
+    writer.write_shard(spec, shard_samples(parts, split_layout(parts, test_rows)[spec.split], spec))
+    return spec.count
+
+
 def import_npz(paths: list[str], out_dir: str, test_rows: int | None = PAPER_TEST_ROWS,
-               samples_per_shard: int = 10_000, overwrite: bool = False, progress=None):
-    """Write the parts into a dataset of ours (resumable); return the manifest."""
+               samples_per_shard: int = 10_000, overwrite: bool = False, workers: int = 1, progress=None):
+    """Write the parts into a dataset of ours (resumable; shards written by `workers` processes, the same
+    bytes for any count); return the manifest."""
     parts = [open_part(p) for p in paths]
-    layout = split_layout(parts, test_rows)
-    counts = {split: sum(stop - start for _, start, stop in segs) for split, segs in layout.items()}
+    counts = {split: sum(stop - start for _, start, stop in segs)
+              for split, segs in split_layout(parts, test_rows).items()}
     config = {"kind": "cifar5m-npz", "test_rows": test_rows, "y_dtype": str(parts[0].labels.dtype),
               "parts": [{"file": p.path.name, "rows": p.rows} for p in parts]}
     card = CardInfo(pretty_name="CIFAR-5m (released npz)", source_datasets=("cifar5m",),
@@ -142,24 +192,17 @@ def import_npz(paths: list[str], out_dir: str, test_rows: int | None = PAPER_TES
     writer = DatasetWriter(out_dir, config, list(CIFAR10_CLASSES), counts, samples_per_shard, card=card,
                            overwrite=overwrite)
     writer.prepare()
-    pending = {s.stem for s in writer.pending()}
-    for split, segments in layout.items():
-        rows = iter_split(parts, segments)
-        for spec in (s for s in writer.plan() if s.split == split):
-            chunk = islice(rows, spec.count)
-            if spec.stem in pending:
-                writer.write_shard(spec, ({"image": image, "cls": label, "json": {"part": k, "row": row}}
-                                          for image, label, k, row in chunk))
-            else:
-                for _ in chunk:  # complete: read past its rows (X is a sequential stream)
-                    pass
+    task = functools.partial(_write_shard, writer, tuple(str(p) for p in paths), test_rows)
+    with ExitStack() as stack:
+        pool = stack.enter_context(ProcessPoolExecutor(workers)) if workers > 1 else None
+        for done in (pool.map(task, writer.pending()) if pool else map(task, writer.pending())):
             if progress:
-                progress.update(spec.count)
+                progress.update(done)
     return writer.finalize()
 
 
-def export_layout(manifest, part_rows: int | None) -> list[tuple[str, int, int]]:
-    """(split, first index, rows) of every part to write: train cut into parts, then the test split."""
+def export_layout(manifest, part_rows: int | None) -> list[tuple[str, int]]:
+    """(split, rows) of every part to write, in order: train cut into parts, then the test split."""
     config = manifest.config
     if part_rows is None and config.get("kind") == "cifar5m-npz":
         train_rows = [p["rows"] for p in config["parts"][:-1]]
@@ -167,12 +210,9 @@ def export_layout(manifest, part_rows: int | None) -> list[tuple[str, int, int]]
         size = part_rows or PART_ROWS
         total = manifest.splits["train"].count
         train_rows = [min(size, total - first) for first in range(0, total, size)]
-    layout, first = [], 0
-    for rows in train_rows:
-        layout.append(("train", first, rows))
-        first += rows
+    layout = [("train", rows) for rows in train_rows]
     if "test" in manifest.splits:
-        layout.append(("test", 0, manifest.splits["test"].count))
+        layout.append(("test", manifest.splits["test"].count))
     return layout
 
 
@@ -199,6 +239,8 @@ def write_npz_part(path: Path, images: Iterator[np.ndarray], labels: np.ndarray,
 def export_npz(dataset: str, out_dir: str, part_rows: int | None = None, overwrite: bool = False,
                progress=None) -> list[Path]:
     """Write a dataset of ours as CIFAR-5m parts `part{k}.npz` in `out_dir`; return their paths."""
+    if part_rows is not None and part_rows < 1:
+        raise Cifar5mError(f"--part-rows={part_rows}: must be >= 1")
     root = Path(dataset)
     manifest = load_manifest(root)
     if manifest.image_shape != list(IMAGE_SHAPE):
@@ -212,18 +254,19 @@ def export_npz(dataset: str, out_dir: str, part_rows: int | None = None, overwri
     out.mkdir(parents=True, exist_ok=True)
     y_dtype = manifest.config.get("y_dtype", "int64")
     streams = {s: iter_samples(root / f for f in info.shard_files()) for s, info in manifest.splits.items()}
-    for path, (split, first, rows) in zip(paths, layout):
+    for path, (split, rows) in zip(paths, layout):
         labels = np.empty(rows, np.int64)
-
-        def images(split=split, rows=rows, labels=labels):
-            for i, (_, image, cls, _) in enumerate(islice(streams[split], rows)):
-                labels[i] = cls
-                if progress:
-                    progress.update(1)
-                yield image
-
-        write_npz_part(path, images(), labels, y_dtype)
+        write_npz_part(path, _take_images(streams[split], rows, labels, progress), labels, y_dtype)
     return paths
+
+
+def _take_images(samples, rows: int, labels: np.ndarray, progress) -> Iterator[np.ndarray]:
+    """The next `rows` images of a split, filling `labels` as they pass (Y is written after X)."""
+    for i, (_, image, cls, _) in enumerate(islice(samples, rows)):
+        labels[i] = cls
+        if progress:
+            progress.update(1)
+        yield image
 
 
 def _cmd_import(args) -> int:
@@ -232,8 +275,10 @@ def _cmd_import(args) -> int:
     parts = [open_part(p) for p in args.parts]  # checked before the bar: a bad file fails at once
     test_rows = None if args.full_test else args.test_rows
     total = sum(stop - start for segs in split_layout(parts, test_rows).values() for _, start, stop in segs)
+    if args.workers < 1:
+        raise Cifar5mError(f"--workers={args.workers}: must be >= 1")
     with tqdm(total=total, unit="img", desc="import-npz", dynamic_ncols=True) as bar:
-        manifest = import_npz(args.parts, args.out, test_rows, args.shard_size, args.overwrite, bar)
+        manifest = import_npz(args.parts, args.out, test_rows, args.shard_size, args.overwrite, args.workers, bar)
     print(f"complete: {args.out}/manifest.json, " + ", ".join(f"{s} {i.count:,}" for s, i in manifest.splits.items())
           + f"; check it with `python -m shards verify {args.out}`")
     return 0
@@ -260,6 +305,9 @@ def register(sub) -> None:
                    help=f"test = the first N rows of the last part (default {PAPER_TEST_ROWS:,}, as in the paper)")
     p.add_argument("--full-test", action="store_true", help="test = all of the last part")
     p.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                   help="processes writing shards (PNG encoding is the cost; default min(8, CPUs)); same bytes "
+                        "for any count")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
     p.set_defaults(func=_cmd_import)
     p = sub.add_parser("export-npz", help="a dataset of ours -> CIFAR-5m-style part{k}.npz files")

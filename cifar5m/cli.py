@@ -1,4 +1,7 @@
-"""`python -m cifar5m generate`: the command line. Parse -> config -> validate -> print -> run -> summary.
+"""`python -m cifar5m {generate,convert-ddpm,import-npz,export-npz,report}`: the command line.
+
+generate: parse -> config -> validate -> print -> run -> summary. The other commands live in their own
+modules (convert_ddpm.py, npz.py, report.py), each adding its subparser with `register(sub)`.
 
     python -m cifar5m generate --labeler local-dir:/models/cifar10-labeler --out out/cifar5m
     python -m cifar5m generate --labeler hf-hub:ORG/NAME --sampler dpmpp --train 50000 --test 10000 --out out/small

@@ -222,7 +222,8 @@ def write_report(dataset: str, reference: str, samples: int = 10_000, split: str
     from cifar5m.extras import collect_grid, plot_classes, plot_grid
 
     matplotlib.use("Agg")
-    generated, manifest, split = read_split(dataset, split, samples)
+    root = resolve_dataset(dataset)  # a URL is downloaded; the report goes beside the local copy
+    generated, manifest, split = read_split(str(root), split, samples)
     real, _, reference_split = read_split(reference, reference_split or "train", samples)
     if generated.images.shape[1:] != real.images.shape[1:]:
         raise Cifar5mError(f"{dataset} images are {generated.images.shape[1:]}, {reference}'s are "
@@ -234,11 +235,11 @@ def write_report(dataset: str, reference: str, samples: int = 10_000, split: str
                "class_counts": counts, "total": int(sum(counts)),
                "confidence_per_class": confidence_per_class(generated, len(manifest.class_names)),
                **quality_numbers(generated, real, extractor)}
-    out = Path(dataset) / "extras"
+    out = root / "extras"
     out.mkdir(exist_ok=True)
     queries = generated.images[:NEIGHBOUR_QUERIES]
     plot_neighbours(queries, real.images, nearest_neighbours(queries, real.images), out / "nearest_neighbours.png")
-    plot_grid(collect_grid(Path(dataset), manifest), manifest.class_names, out / "sample_grid.png")
+    plot_grid(collect_grid(root, manifest), manifest.class_names, out / "sample_grid.png")
     plot_classes({"class_names": manifest.class_names, "splits": {
         s: {"count": i.count, "label_histogram": i.label_histogram} for s, i in manifest.splits.items()}},
         out / "class_balance.png")

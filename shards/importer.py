@@ -153,19 +153,27 @@ def import_dataset(src: ImportSource, out_dir: str | Path, samples_per_shard: in
                            samples_per_shard, image_ext=image_ext, card=card, overwrite=overwrite)
     writer.prepare()
     pending = {s.stem for s in writer.pending()}
-    for split, stream in src.splits.items():
-        rows = iter(stream)
-        for spec in (s for s in writer.plan() if s.split == split):
-            if spec.stem not in pending:
-                skipped = sum(1 for _ in islice(rows, spec.count))  # complete: read past, never decode
-                if skipped != spec.count:
-                    raise ShardsError(f"{src.source} split {split}: ended after {spec.first_index + skipped:,} rows, "
-                                      f"{src.counts[split]:,} expected; the source changed, use another --out")
-                continue
-            writer.write_shard(spec, shard_samples(src, split, rows, spec.first_index, spec.count))
-            if progress:
-                progress.update(spec.count)
-        if next(rows, None) is not None:
-            raise ShardsError(f"{src.source} split {split}: more rows than the {src.counts[split]:,} its dataset card "
-                              "states; fix the card's num_examples (or remove them to have rows counted)")
+    try:
+        for split, stream in src.splits.items():
+            _import_split(src, split, iter(stream), writer, pending, progress)
+    except OSError as exc:  # network or disk trouble while streaming (requests/hub errors are OSErrors)
+        raise ShardsError(f"{src.source}: import stopped ({type(exc).__name__}: {exc}); committed shards are "
+                          "kept, re-run the same command to resume") from exc
     return writer.finalize()
+
+
+def _import_split(src: ImportSource, split: str, rows, writer: DatasetWriter, pending: set[str], progress) -> None:
+    """Write the pending shards of one split from its row stream, reading past the complete ones."""
+    for spec in (s for s in writer.plan() if s.split == split):
+        if spec.stem not in pending:
+            skipped = sum(1 for _ in islice(rows, spec.count))  # complete: read past, never decode
+            if skipped != spec.count:
+                raise ShardsError(f"{src.source} split {split}: ended after {spec.first_index + skipped:,} rows, "
+                                  f"{src.counts[split]:,} expected; the source changed, use another --out")
+        else:
+            writer.write_shard(spec, shard_samples(src, split, rows, spec.first_index, spec.count))
+        if progress:
+            progress.update(spec.count)
+    if next(rows, None) is not None:
+        raise ShardsError(f"{src.source} split {split}: more rows than the {src.counts[split]:,} its dataset card "
+                          "states; fix the card's num_examples (or remove them to have rows counted)")

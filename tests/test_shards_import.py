@@ -172,3 +172,28 @@ def test_a_card_that_misstates_the_rows_is_an_error(parquet_folder, tmp_path, ca
     last = capsys.readouterr().err.splitlines()[-1]  # after the progress bar
     assert last.startswith("error: ") and message in last
     assert not (tmp_path / "ds" / "manifest.json").exists()
+
+
+def test_a_stream_that_breaks_midway_resumes_to_the_uninterrupted_bytes(parquet_folder, tmp_path):
+    import dataclasses
+
+    from shards.errors import ShardsError
+    from shards.importer import import_dataset, open_source
+
+    src = open_source(str(parquet_folder))
+
+    def breaks_after(stream, n):
+        for i, row in enumerate(stream):
+            if i == n:
+                raise ConnectionError("connection reset by peer")
+            yield row
+
+    broken = dataclasses.replace(src, splits={"train": breaks_after(src.splits["train"], 10), "test": src.splits["test"]})
+    out, reference = tmp_path / "ds", tmp_path / "ref"
+    with pytest.raises(ShardsError, match="import stopped .*connection reset by peer.*re-run the same command"):
+        import_dataset(broken, out, samples_per_shard=4)
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["train-000000.tar", "train-000001.tar"]
+    assert not list((out / ".shards" / "tmp").iterdir())  # the half-written shard is gone
+    import_dataset(src, out, samples_per_shard=4)
+    import_dataset(src, reference, samples_per_shard=4)
+    assert sha256s(out) == sha256s(reference)

@@ -106,3 +106,42 @@ def test_cli_without_fid_and_without_inception_weights(datasets, tmp_path, capsy
     assert main(["report", str(gen), "--reference", str(ref), "--inception-weights", str(missing)]) == 2
     err = capsys.readouterr().err
     assert f"Inception weights not found at {missing}: download https://" in err and err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def random_inception_weights(tmp_path_factory):
+    """A weights file for torch-fidelity's InceptionV3 with random values (the real file is a download):
+    the architecture is built with loading switched off, then its own state dict is saved."""
+    import torch
+    from torch_fidelity import feature_extractor_inceptionv3 as module
+
+    download, load = module.load_state_dict_from_url, torch.nn.Module.load_state_dict
+    module.load_state_dict_from_url = lambda *a, **k: {}  # never reach the network
+    torch.nn.Module.load_state_dict = lambda self, *a, **k: None
+    try:
+        torch.manual_seed(0)
+        model = module.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    finally:
+        module.load_state_dict_from_url, torch.nn.Module.load_state_dict = download, load
+    path = tmp_path_factory.mktemp("inception") / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_inception_extractor_maps_uint8_images_to_2048_features(random_inception_weights, one_thread):
+    from cifar5m.report import inception_extractor
+
+    extract = inception_extractor(str(random_inception_weights), batch_size=3)
+    images = np.random.default_rng(4).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    features = extract(images)
+    assert features.shape == (4, 2048) and features.dtype == np.float64 and np.isfinite(features).all()
+    np.testing.assert_allclose(extract(images[2:3]), features[2:3], rtol=1e-4, atol=1e-5)  # batching-free
+
+
+def test_damaged_inception_weights_are_a_clear_error(tmp_path, capsys, datasets):
+    gen, ref, *_ = datasets
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["report", str(gen), "--reference", str(ref), "--inception-weights", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: not torch-fidelity's Inception weights" in err and err.count("\n") == 1

@@ -207,3 +207,17 @@ def test_the_cifar10_architecture_maps_onto_the_ddpm_cifar10_unet():
     converted = convert_state_dict(state, 4)
     assert set(converted) == set(unet.state_dict())
     assert all(converted[k].shape == v.shape for k, v in unet.state_dict().items())
+
+
+def test_the_converted_folder_generates_as_model(original, tmp_path, tiny_labeler, one_thread):
+    from shards import load_manifest
+
+    pipe = tmp_path / "pipe"
+    assert main(["convert-ddpm", str(original[1]), "--out", str(pipe), "--resolution", "16"]) == 0
+    out = tmp_path / "gen"
+    assert main(["generate", "--model", str(pipe), "--labeler", f"local-dir:{tiny_labeler}", "--sampler", "ddim",
+                 "--steps", "2", "--train", "4", "--test", "0", "--shard-size", "4", "--batch-size", "4",
+                 "--out", str(out)]) == 0
+    m = load_manifest(out)
+    assert m.image_shape == [16, 16, 3] and m.splits["train"].count == 4
+    assert m.config["generator"]["model"].endswith("pipe")

@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 OUT ?= out/cifar5m
 DATA ?= $(OUT)
 LABELER ?=
+LABELER_DIR ?= out/labeler
+CIFAR10 ?= out/cifar10
 MODEL ?= google/ddpm-cifar10-32
 SAMPLER ?= dpmpp
 STEPS ?=
@@ -27,9 +29,9 @@ RUN ?= out/runs/$(PRESET)-$(MODE)-n$(N)
 EXP ?= out/runs/bootstrap-n$(N)
 SWEEP ?= out/runs/sweep
 ARGS ?=
-VARS := OUT DATA IMAGENET LABELER MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS PRESET RUN EXP SWEEP ARGS
+VARS := OUT DATA IMAGENET LABELER LABELER_DIR CIFAR10 MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS PRESET RUN EXP SWEEP ARGS
 
-.PHONY: help install test demo demo-models cifar5m dogbird verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
+.PHONY: help install test demo demo-models cifar10 cifar5m quality dogbird verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -56,10 +58,18 @@ demo: $(STAMP) ## the whole pipeline on scikit-learn's digits, offline, on a lap
 demo-models: $(STAMP) ## retrain the demo's digits diffusion model and labeler (demo/models)
 	$(PY) -m demo train-models --out demo/models $(ARGS)
 
-cifar5m: $(STAMP) ## generate a CIFAR-5m-like dataset: make cifar5m LABELER=hf-hub:ORG/NAME OUT=out/cifar5m
-	@if [ -z "$(LABELER)" ]; then echo "error: LABELER is not set: give the 10-way CIFAR-10 labeler, e.g." \
-	  "make cifar5m LABELER=hf-hub:ORG/NAME or LABELER=local-dir:/path/to/timm-model" >&2; exit 2; fi
-	$(PY) -m cifar5m generate --model $(MODEL) --labeler $(LABELER) --sampler $(SAMPLER) $(if $(STEPS),--steps $(STEPS)) \
+cifar10: $(STAMP) ## import real CIFAR-10 (uoft-cs/cifar10 from the Hub, 50K train + 10K test) into CIFAR10
+	$(PY) -m shards import uoft-cs/cifar10 --out $(CIFAR10) $(ARGS)
+
+# The labeler: LABELER if set, else the fine-tuned one in LABELER_DIR when it exists; measured on CIFAR10's
+# test split first when that dataset exists (`make cifar10`).
+CIFAR5M_LABELER = $(or $(LABELER),$(if $(wildcard $(LABELER_DIR)/config.json),local-dir:$(LABELER_DIR)))
+cifar5m: $(STAMP) ## generate a CIFAR-5m-like dataset (labeler: LABELER, else LABELER_DIR; measured on CIFAR10)
+	@if [ -z "$(CIFAR5M_LABELER)" ]; then echo "error: no labeler: $(LABELER_DIR)/config.json does not exist and LABELER" \
+	  "is not set; give the 10-way CIFAR-10 labeler, e.g. make cifar5m LABELER=hf-hub:ORG/NAME or" \
+	  "LABELER=local-dir:/path/to/timm-model" >&2; exit 2; fi
+	$(PY) -m cifar5m generate --model $(MODEL) --labeler $(CIFAR5M_LABELER) --sampler $(SAMPLER) $(if $(STEPS),--steps $(STEPS)) \
+	  $(if $(wildcard $(CIFAR10)/manifest.json),--labeler-eval $(CIFAR10)) \
 	  --train $(TRAIN) --test $(TEST) --shard-size $(SHARD_SIZE) --seed $(SEED) --out $(OUT) $(ARGS)
 
 dogbird: $(STAMP) ## ImageNet -> hunting dogs vs birds -> shards: make dogbird IMAGENET=/data/imagenet OUT=out/dogbird
@@ -67,6 +77,8 @@ dogbird: $(STAMP) ## ImageNet -> hunting dogs vs birds -> shards: make dogbird I
 	  "source, e.g. make dogbird IMAGENET=/data/imagenet OUT=out/dogbird (see python -m dogbird build --help)" >&2; exit 2; fi
 	$(PY) -m dogbird build --imagenet $(IMAGENET) --out $(if $(filter file,$(origin OUT)),out/dogbird,$(OUT)) \
 	  --seed $(SEED) $(ARGS)
+quality: $(STAMP) ## quality report of DATA against real CIFAR10 (FID/KID, neighbours, balance) in DATA/extras
+	$(PY) -m cifar5m report $(DATA) --reference $(CIFAR10) $(ARGS)
 
 verify: $(STAMP) ## re-hash, count and decode every shard of DATA
 	$(PY) -m shards verify $(DATA)
@@ -100,10 +112,12 @@ bench: $(STAMP) ## CPU benchmarks (ratios against named baselines, same run)
 	$(PY) bench/bench_sampler.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_dogbird.py
+	$(PY) bench/bench_npz.py
 
 bench-gpu: $(STAMP) ## GPU benchmarks (needs CUDA)
 	$(PY) bench/gpu_sampler.py
 	$(PY) bench/gpu_train.py
+	$(PY) bench/gpu_label.py
 
 clean: ## remove the virtual environment and caches (not datasets or runs)
 	rm -rf $(VENV) .pytest_cache

@@ -1,4 +1,7 @@
-"""`python -m cifar5m generate`: the command line. Parse -> config -> validate -> print -> run -> summary.
+"""`python -m cifar5m {generate,convert-ddpm,import-npz,export-npz,report}`: the command line.
+
+generate: parse -> config -> validate -> print -> run -> summary. The other commands live in their own
+modules (convert_ddpm.py, npz.py, report.py), each adding its subparser with `register(sub)`.
 
     python -m cifar5m generate --labeler local-dir:/models/cifar10-labeler --out out/cifar5m
     python -m cifar5m generate --labeler hf-hub:ORG/NAME --sampler dpmpp --train 50000 --test 10000 --out out/small
@@ -11,12 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 
+from cifar5m import convert_ddpm, npz, report
 from cifar5m.config import DEFAULT_MODEL, DTYPES, PRESETS, GenerateConfig, parse_class_names, parse_shard_range
 from cifar5m.generate import plan_run
 from cifar5m.progress import run_with_bar
 from cifar5m.runners.inprocess import run_local
 from cifar5m.runners.processes import run_processes, worker_devices
 from cifar5m.runners.ray import connect, run_ray
+from cifar5m.labeler_eval import describe as describe_accuracy, measured_plan
 from cifar5m.sample import resolve_device
 from shards.entry import run_cli
 
@@ -72,9 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run on a Ray cluster (ADDRESS, else RAY_ADDRESS or a new local one)")
     g.add_argument("--workers", type=int, default=1, help="local worker processes (default 1): on the CPU one "
                    "torch thread each, with CUDA worker i on cuda:i; same bytes as one process")
+    g.add_argument("--labeler-eval", metavar="DATASET", help="measure the labeler on this real labelled dataset's "
+                   "test split first (e.g. out/cifar10); recorded in the manifest and card")
+    g.add_argument("--min-labeler-accuracy", type=float, metavar="FRACTION",
+                   help="with --labeler-eval: refuse a labeler below this accuracy, e.g. 0.95")
     g.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
     g.add_argument("--dry-run", action="store_true", help="check and print the plan, then stop")
     g.set_defaults(func=cmd_generate)
+    for module in (convert_ddpm, npz, report):  # the other commands live in their own modules
+        module.register(sub)
     return parser
 
 
@@ -85,7 +96,8 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
         train=args.train, test=args.test, samples_per_shard=args.shard_size, seed=args.seed,
         batch_size=args.batch_size, device=args.device, dtype=args.dtype, compile=args.compile,
         shard_range=args.shard_range, workers=args.workers, ray=args.ray is not None, ray_address=args.ray or None,
-        overwrite=args.overwrite, dry_run=args.dry_run,
+        overwrite=args.overwrite, dry_run=args.dry_run, labeler_eval=args.labeler_eval,
+        min_labeler_accuracy=args.min_labeler_accuracy,
     ).validate()
 
 
@@ -98,6 +110,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if cfg.workers > 1:
         worker_devices(cfg.device, cfg.workers)  # too many for the GPUs: say so before anything is loaded
     plan = plan_run(cfg, device_type)
+    if cfg.labeler_eval and not cfg.dry_run:
+        plan = measured_plan(plan, "auto" if cfg.ray else cfg.device)
+        print(f"labeler accuracy: {describe_accuracy(plan.labeler_accuracy)}")
     print(json.dumps(describe(plan), indent=1))
     if cfg.dry_run:
         writer = plan.writer()

@@ -76,6 +76,8 @@ class GenerateConfig:
     ray_address: str | None = None
     overwrite: bool = False
     dry_run: bool = False
+    labeler_eval: str | None = None  # a real labelled dataset to measure the labeler on first
+    min_labeler_accuracy: float | None = None
 
     @property
     def preset(self) -> SamplerPreset:
@@ -115,6 +117,10 @@ class GenerateConfig:
         if self.ray and self.workers > 1:
             raise Cifar5mError(f"--workers {self.workers} with --ray: Ray starts its own workers (one per GPU or "
                                "CPU slot); drop --workers")
+        if self.min_labeler_accuracy is not None and not (
+                self.labeler_eval and 0 < self.min_labeler_accuracy <= 1):
+            raise Cifar5mError(f"--min-labeler-accuracy {self.min_labeler_accuracy}: needs --labeler-eval DATASET "
+                               "and a fraction in (0, 1], e.g. 0.95")
         if self.ray and self.device not in ("auto",):
             raise Cifar5mError(f"--device {self.device} with --ray: each Ray actor uses its own GPU (or CPU); "
                                "leave --device at auto")

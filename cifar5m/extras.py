@@ -47,7 +47,7 @@ def collect_grid(root: Path, manifest, per_class: int = GRID_PER_CLASS) -> list[
     return rows
 
 
-def _plot_grid(rows: list[list[np.ndarray]], class_names: list[str], path: Path) -> None:
+def plot_grid(rows: list[list[np.ndarray]], class_names: list[str], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     shape = next(img.shape for row in rows for img in row) if any(rows) else (8, 8, 1)
@@ -69,7 +69,7 @@ def _plot_grid(rows: list[list[np.ndarray]], class_names: list[str], path: Path)
     plt.close(fig)
 
 
-def _plot_classes(numbers: dict, path: Path) -> None:
+def plot_classes(numbers: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = numbers["class_names"]
@@ -113,7 +113,7 @@ def write_extras(root: str | Path, manifest, stats: list[dict]) -> Path:
     out.mkdir(exist_ok=True)
     numbers = dataset_numbers(manifest, stats)
     (out / "summary.json").write_text(json.dumps(numbers, indent=1) + "\n")
-    _plot_grid(collect_grid(root, manifest), manifest.class_names, out / "samples_per_class.png")
-    _plot_classes(numbers, out / "class_histogram.png")
+    plot_grid(collect_grid(root, manifest), manifest.class_names, out / "samples_per_class.png")
+    plot_classes(numbers, out / "class_histogram.png")
     _plot_confidence(numbers, out / "confidence_histogram.png")
     return out

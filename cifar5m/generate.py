@@ -21,6 +21,7 @@ import torch
 
 from cifar5m.config import CIFAR10_CLASSES, DEFAULT_MODEL, GenerateConfig
 from cifar5m.label import Labeler, LabelerInfo, check_head, create_labeler_model, read_labeler_info
+from cifar5m.labeler_eval import describe as describe_accuracy
 from cifar5m.models import PipelineInfo, check_sampler, load_unet, resolve_pipeline
 from cifar5m.sample import TORCH_DTYPES, Sampler, resolve_device, resolve_dtype
 from shards import CardInfo, DatasetWriter, ShardStats, derive_seed
@@ -51,9 +52,12 @@ class RunPlan:
     labeler: LabelerInfo
     class_names: tuple[str, ...]
     dtype: str
+    labeler_accuracy: dict | str = "not measured"  # cifar5m.labeler_eval: measured on --labeler-eval
 
     def dataset_config(self) -> dict[str, Any]:
-        return self.cfg.dataset_config(self.pipeline.source, self.labeler.spec, self.dtype)
+        config = self.cfg.dataset_config(self.pipeline.source, self.labeler.spec, self.dtype)
+        config["labeler"]["accuracy"] = self.labeler_accuracy
+        return config
 
     def writer(self):
         return DatasetWriter(self.cfg.out_dir, self.dataset_config(), list(self.class_names), self.cfg.splits(),
@@ -66,8 +70,9 @@ class RunPlan:
             "`json` fields: `seed` (the image's own seed; its noise follows from it), `index` (position in "
             "its split), `probs` (the labeler's probability per class, rounded to fp16 precision), "
             "`max_prob`; `cls` is the argmax.",
-            f"Labeler accuracy: {self.labeler.accuracy_note}." if self.labeler.accuracy_note else
-            "Labeler accuracy: not recorded with the labeler; measure it before relying on the labels.",
+            f"Labeler accuracy measured before generating: {describe_accuracy(self.labeler_accuracy)}.",
+            f"Labeler accuracy recorded with the labeler: {self.labeler.accuracy_note}." if self.labeler.accuracy_note
+            else "Labeler accuracy: not recorded with the labeler; measure it (--labeler-eval) before relying on it.",
         ]
         if self.pipeline.source == DEFAULT_MODEL:
             notes.append(f"`{DEFAULT_MODEL}` holds the non-EMA DDPM weights (FID ~12.4 against ~3.2 for the "

@@ -1,4 +1,4 @@
-"""`python -m shards {verify,info,fetch,publish}`: check, describe, download and publish datasets."""
+"""`python -m shards {verify,info,fetch,publish,import}`: check, describe, download, publish and import datasets."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from shards.entry import run_cli
+from shards.importer import import_dataset, open_source
 from shards.manifest import load_manifest
 from shards.remote import hub_dataset_url, loading_snippets, publish, resolve_dataset, upload_plan
 from shards.verify import verify_dataset
@@ -71,6 +72,23 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    src = open_source(args.source, args.image_column, args.label_column, args.splits)
+    print(f"{args.source}: image column {src.image_column!r}, label column {src.label_column!r}, "
+          f"{len(src.class_names)} classes; " + ", ".join(f"{s} {n:,}" for s, n in src.counts.items()))
+    with tqdm(total=sum(src.counts.values()), unit="img", desc="import", dynamic_ncols=True) as bar:
+        manifest = import_dataset(src, args.out, args.shard_size, args.image_ext, args.overwrite, bar)
+    print(f"complete: {args.out}/manifest.json, " + ", ".join(f"{s} {i.count:,}" for s, i in manifest.splits.items())
+          + f"; check it with `python -m shards verify {args.out}`")
+    return 0
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shards", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the upload plan and the card; upload nothing")
     p.add_argument("--force", action="store_true", help="replace a repo that holds another dataset of ours")
     p.set_defaults(func=cmd_publish)
+    p = sub.add_parser("import", help="a labelled image dataset (Hub id, parquet folder, SPLIT/CLASS/ image folder) "
+                       "-> our shards")
+    p.add_argument("source", help="Hub dataset id (ORG/NAME, streamed), a parquet folder, or an image folder")
+    p.add_argument("--out", required=True, help="output dataset folder (created; resumed if it holds this import)")
+    p.add_argument("--image-column", help="image column (default: the one Image feature)")
+    p.add_argument("--label-column", help="label column (default: the one ClassLabel feature)")
+    p.add_argument("--splits", type=_csv, help="comma-separated splits to import (default: all)")
+    p.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
+    p.add_argument("--image-ext", default="png", choices=["png", "jpg"], help="stored image format (default png)")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
+    p.set_defaults(func=cmd_import)
     return parser
 
 

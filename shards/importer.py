@@ -1,0 +1,179 @@
+"""Import any labelled image dataset into our format: `python -m shards import SOURCE --out DIR`.
+
+    python -m shards import uoft-cs/cifar10 --out out/cifar10          # a Hub dataset id (streamed)
+    python -m shards import /data/my-parquet-folder --out out/mine      # data/train-*.parquet, ...
+    python -m shards import /data/images --out out/mine                 # SPLIT/CLASS/*.png
+
+All three go through `datasets.load_dataset(SOURCE, streaming=True)`: it reads Hub repos, local parquet
+folders (split from the file names) and the `SPLIT/CLASS/...` image folder layout, and in streaming mode
+it writes no Arrow cache outside --out. The image and label columns are the dataset's one `Image` and one
+`ClassLabel` feature unless named; class names come from that `ClassLabel`. Each split is kept, its rows in
+source order; the image is decoded and stored as RGB PNG (or JPEG), the label as `cls`, and `json` holds
+the row number in the source split. Writing goes through `shards.DatasetWriter`, so the result is
+deterministic and resumable: complete shards are skipped (their rows are read but not decoded).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from shards.card import CardInfo
+from shards.errors import ShardsError
+from shards.naming import validate_name
+from shards.writer import DatasetWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImportSource:
+    """A `datasets` source opened for streaming, with its image/label columns, classes and split sizes."""
+
+    source: str
+    splits: dict[str, Any]  # split name -> datasets.IterableDataset (image column not decoded)
+    image_column: str
+    label_column: str
+    class_names: list[str]
+    counts: dict[str, int]
+
+
+def load_streaming(source: str):
+    """`datasets.load_dataset(source, streaming=True)` with its failures turned into one clear error."""
+    import datasets  # heavy: imported only by the import command
+
+    path = Path(source)
+    if not path.exists() and (path.is_absolute() or source.startswith(".") or source.count("/") > 1):
+        raise ShardsError(f"{source}: no such folder (and not a Hub id ORG/NAME); check the path")
+    where = "local folder" if path.exists() else "Hub dataset id"
+    try:
+        loaded = datasets.load_dataset(source, streaming=True)
+    except Exception as exc:  # datasets raises many types (FileNotFound, DatasetNotFound, HTTP, ValueError)
+        raise ShardsError(f"{source}: cannot open as a {where} with `datasets` ({type(exc).__name__}: {exc}); "
+                          "give a Hub id (ORG/NAME), a folder of parquet files, or a SPLIT/CLASS/*.png "
+                          "image folder") from exc
+    if not isinstance(loaded, datasets.IterableDatasetDict):
+        loaded = datasets.IterableDatasetDict({"train": loaded})
+    return loaded
+
+
+def pick_column(features: dict[str, Any], kind: type, given: str | None, flag: str, source: str) -> str:
+    """The column named by `flag`, else the one feature of type `kind`."""
+    if given is not None:
+        if given not in features:
+            raise ShardsError(f"{source}: {flag} {given!r} is not a column (columns: {', '.join(features)})")
+        return given
+    found = [name for name, feature in features.items() if isinstance(feature, kind)]
+    if len(found) != 1:
+        raise ShardsError(f"{source}: found {len(found)} {kind.__name__} columns ({', '.join(found) or 'none'}) "
+                          f"among {', '.join(features)}; name the one to use with {flag}")
+    return found[0]
+
+
+def open_source(source: str, image_column: str | None = None, label_column: str | None = None,
+                splits: list[str] | None = None) -> ImportSource:
+    """Open `source`, detect the columns and class names, and count every split's rows."""
+    from datasets import ClassLabel, Image
+
+    loaded = load_streaming(source)
+    chosen = splits or list(loaded)
+    unknown = [s for s in chosen if s not in loaded]
+    if unknown:
+        raise ShardsError(f"{source}: no split {unknown[0]!r} (splits: {', '.join(loaded)}); fix --splits")
+    for split in chosen:
+        validate_name("split", split)
+    first = loaded[chosen[0]]
+    features = first.features
+    if features is None:
+        raise ShardsError(f"{source}: `datasets` could not tell its columns without reading it; export it "
+                          "as parquet with features, or as a SPLIT/CLASS/*.png image folder")
+    image = pick_column(features, Image, image_column, "--image-column", source)
+    label = pick_column(features, ClassLabel, label_column, "--label-column", source)
+    if not isinstance(features[label], ClassLabel):
+        raise ShardsError(f"{source}: --label-column {label!r} is {features[label]}, not a ClassLabel, so it "
+                          "has no class names; choose the ClassLabel column")
+    streams = {s: loaded[s].cast_column(image, Image(decode=False)) for s in chosen}
+    counts = {s: split_count(loaded[s], label) for s in chosen}
+    return ImportSource(source, streams, image, label, list(features[label].names), counts)
+
+
+def split_count(stream, label_column: str) -> int:
+    """Rows in a split: from the dataset's card when it says, else by reading the label column once."""
+    info = stream.info.splits
+    split = stream.split and str(stream.split)
+    if info and split in info and info[split].num_examples:
+        return int(info[split].num_examples)
+    return sum(1 for _ in stream.select_columns([label_column]))
+
+
+def decode_rgb(value: dict[str, Any], where: str) -> np.ndarray:
+    """An undecoded `datasets` Image value ({bytes, path}) -> uint8 HxWx3."""
+    from datasets import Image
+
+    try:
+        pil = Image().decode_example(value)
+        return np.asarray(pil.convert("RGB"))
+    except Exception as exc:  # PIL raises several types for a bad image; all mean "unreadable"
+        raise ShardsError(f"{where}: unreadable image ({exc}); fix or remove it in the source") from exc
+
+
+def shard_samples(src: ImportSource, split: str, rows, first_index: int, count: int) -> Iterator[dict]:
+    """Our sample dicts for `count` rows (numbered from `first_index`) of the source split."""
+    yielded = 0
+    for index, row in enumerate(islice(rows, count), start=first_index):
+        where = f"{src.source} split {split} row {index}"
+        label = row[src.label_column]
+        if not isinstance(label, int) or not 0 <= label < len(src.class_names):
+            raise ShardsError(f"{where}: label {label!r} is not in [0, {len(src.class_names)}); "
+                              "unlabelled rows cannot be imported: choose labelled splits with --splits")
+        yield {"image": decode_rgb(row[src.image_column], where), "cls": label, "json": {"row": index}}
+        yielded += 1
+    if yielded < count:
+        raise ShardsError(f"{src.source} split {split}: ended after {first_index + yielded:,} rows, but its dataset card states "
+                          f"{src.counts[split]:,}; fix the card's num_examples (or remove them to have rows counted)")
+
+
+def import_config(src: ImportSource, image_ext: str) -> dict[str, Any]:
+    return {"kind": "import", "source": src.source, "image_column": src.image_column,
+            "label_column": src.label_column, "image_ext": image_ext}
+
+
+def import_dataset(src: ImportSource, out_dir: str | Path, samples_per_shard: int = 10_000,
+                   image_ext: str = "png", overwrite: bool = False, progress=None):
+    """Write every split of `src` into `out_dir` (resumable); return the manifest."""
+    card = CardInfo(pretty_name=f"{src.source} (imported)", annotations_creators=("found",),
+                    description=f"`{src.source}` imported with `python -m shards import`: one sample per source "
+                                "row, in source order; `json.row` is the row's number in its split.",
+                    source_datasets=(src.source,), tags=("deep-bootstrap", "webdataset"))
+    writer = DatasetWriter(out_dir, import_config(src, image_ext), src.class_names, dict(src.counts),
+                           samples_per_shard, image_ext=image_ext, card=card, overwrite=overwrite)
+    writer.prepare()
+    pending = {s.stem for s in writer.pending()}
+    try:
+        for split, stream in src.splits.items():
+            _import_split(src, split, iter(stream), writer, pending, progress)
+    except OSError as exc:  # network or disk trouble while streaming (requests/hub errors are OSErrors)
+        raise ShardsError(f"{src.source}: import stopped ({type(exc).__name__}: {exc}); committed shards are "
+                          "kept, re-run the same command to resume") from exc
+    return writer.finalize()
+
+
+def _import_split(src: ImportSource, split: str, rows, writer: DatasetWriter, pending: set[str], progress) -> None:
+    """Write the pending shards of one split from its row stream, reading past the complete ones."""
+    for spec in (s for s in writer.plan() if s.split == split):
+        if spec.stem not in pending:
+            skipped = sum(1 for _ in islice(rows, spec.count))  # complete: read past, never decode
+            if skipped != spec.count:
+                raise ShardsError(f"{src.source} split {split}: ended after {spec.first_index + skipped:,} rows, "
+                                  f"{src.counts[split]:,} expected; the source changed, use another --out")
+        else:
+            writer.write_shard(spec, shard_samples(src, split, rows, spec.first_index, spec.count))
+        if progress:
+            progress.update(spec.count)
+    if next(rows, None) is not None:
+        raise ShardsError(f"{src.source} split {split}: more rows than the {src.counts[split]:,} its dataset card "
+                          "states; fix the card's num_examples (or remove them to have rows counted)")

@@ -24,11 +24,13 @@ SEEDS ?= 3
 PRESET ?= paper-cifar5m
 RUN ?= out/runs/$(PRESET)-$(MODE)-n$(N)
 EXP ?= out/runs/bootstrap-n$(N)
+LABELER_DATA ?= out/cifar10
+LABELER_OUT := out/labeler
 SWEEP ?= out/runs/sweep
 ARGS ?=
-VARS := OUT DATA LABELER MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS PRESET RUN EXP SWEEP ARGS
+VARS := OUT DATA LABELER LABELER_DATA MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS PRESET RUN EXP SWEEP ARGS
 
-.PHONY: help install test demo demo-models cifar5m verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
+.PHONY: help install test demo demo-models labeler cifar5m verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -54,6 +56,9 @@ demo: $(STAMP) ## the whole pipeline on scikit-learn's digits, offline, on a lap
 
 demo-models: $(STAMP) ## retrain the demo's digits diffusion model and labeler (demo/models)
 	$(PY) -m demo train-models --out demo/models $(ARGS)
+
+labeler: $(STAMP) ## fine-tune BiT-M-R152x2 on LABELER_DATA (BiT-HyperRule) into out/labeler, measured on its test split
+	$(PY) -m train finetune --data $(LABELER_DATA) --preset bit-hyperrule --out $(LABELER_OUT) $(ARGS)
 
 cifar5m: $(STAMP) ## generate a CIFAR-5m-like dataset: make cifar5m LABELER=hf-hub:ORG/NAME OUT=out/cifar5m
 	@if [ -z "$(LABELER)" ]; then echo "error: LABELER is not set: give the 10-way CIFAR-10 labeler, e.g." \

@@ -17,6 +17,7 @@ TEST ?= 1000000
 SHARD_SIZE ?= 10000
 SEED ?= 0
 REPO ?=
+IMAGENET ?=
 N ?= 50000
 NS ?= 5000,10000,25000,50000
 MODELS ?= preact-resnet18
@@ -28,9 +29,9 @@ LABELER_DATA ?= out/cifar10
 LABELER_OUT := out/labeler
 SWEEP ?= out/runs/sweep
 ARGS ?=
-VARS := OUT DATA LABELER LABELER_DATA MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS PRESET RUN EXP SWEEP ARGS
+VARS := OUT DATA IMAGENET LABELER LABELER_DATA MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS PRESET RUN EXP SWEEP ARGS
 
-.PHONY: help install test demo demo-models labeler cifar5m verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
+.PHONY: help install test demo demo-models labeler cifar5m dogbird verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -66,6 +67,12 @@ cifar5m: $(STAMP) ## generate a CIFAR-5m-like dataset: make cifar5m LABELER=hf-h
 	$(PY) -m cifar5m generate --model $(MODEL) --labeler $(LABELER) --sampler $(SAMPLER) $(if $(STEPS),--steps $(STEPS)) \
 	  --train $(TRAIN) --test $(TEST) --shard-size $(SHARD_SIZE) --seed $(SEED) --out $(OUT) $(ARGS)
 
+dogbird: $(STAMP) ## ImageNet -> hunting dogs vs birds -> shards: make dogbird IMAGENET=/data/imagenet OUT=out/dogbird
+	@if [ -z "$(IMAGENET)" ]; then echo "error: IMAGENET is not set: give an ImageNet folder, parquet or WebDataset" \
+	  "source, e.g. make dogbird IMAGENET=/data/imagenet OUT=out/dogbird (see python -m dogbird build --help)" >&2; exit 2; fi
+	$(PY) -m dogbird build --imagenet $(IMAGENET) --out $(if $(filter file,$(origin OUT)),out/dogbird,$(OUT)) \
+	  --seed $(SEED) $(ARGS)
+
 verify: $(STAMP) ## re-hash, count and decode every shard of DATA
 	$(PY) -m shards verify $(DATA)
 
@@ -97,6 +104,7 @@ bench: $(STAMP) ## CPU benchmarks (ratios against named baselines, same run)
 	$(PY) bench/bench_shards.py
 	$(PY) bench/bench_sampler.py
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_dogbird.py
 
 bench-gpu: $(STAMP) ## GPU benchmarks (needs CUDA)
 	$(PY) bench/gpu_sampler.py

@@ -43,7 +43,9 @@ from shards.tario import tar_end, tar_member
 log = logging.getLogger(__name__)
 
 STATE_DIR = ".shards"
-OURS = {"data", STATE_DIR, MANIFEST, "README.md", "_info.json", "extras", ".cache"}
+# A producer's scratch (e.g. dogbird's staged source files): never counted as a dataset, never wiped here.
+SCRATCH_DIR = ".work"
+OURS = {"data", STATE_DIR, MANIFEST, "README.md", "_info.json", "extras", ".cache", SCRATCH_DIR}
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,7 @@ class DatasetWriter:
             self._wipe()
         elif existing is None and self.out_dir.exists():
             foreign = sorted(p.name for p in self.out_dir.iterdir() if p.name not in OURS)
-            ours = [p for p in self.out_dir.iterdir() if p.name in OURS - {"extras"}]
+            ours = [p for p in self.out_dir.iterdir() if p.name in OURS - {"extras", SCRATCH_DIR}]
             if foreign or (ours and not self.overwrite):
                 raise ShardsError(
                     f"{self.out_dir}: not empty and not a dataset being built by this toolkit "
@@ -342,8 +344,11 @@ class DatasetWriter:
         return members, int(cls), schema, shape
 
     # --- finishing --------------------------------------------------------------------------------------
-    def finalize(self) -> Manifest | None:
-        """Assemble manifest.json (+ card and timm `_info.json`) once every shard is committed."""
+    def finalize(self, skipped: list[dict[str, Any]] | None = None) -> Manifest | None:
+        """Assemble manifest.json (+ card and timm `_info.json`) once every shard is committed.
+
+        `skipped`: the source files the producer left out, each with its reason (stored in the manifest).
+        """
         specs = self.plan()
         stats = [self.read_stats(s) for s in specs]
         missing = [s.relpath for s, st in zip(specs, stats) if st is None]
@@ -351,7 +356,7 @@ class DatasetWriter:
             log.info("%d of %d shards still missing (e.g. %s): manifest not written yet",
                      len(missing), len(specs), missing[0])
             return None
-        manifest = self._assemble(specs, stats)
+        manifest = dataclasses.replace(self._assemble(specs, stats), skipped=list(skipped or []))
         from shards.card import write_card, write_timm_info
 
         write_timm_info(self.out_dir, manifest)

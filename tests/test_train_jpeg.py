@@ -158,3 +158,25 @@ def test_paper_dogbird_preset_states_the_ideal_worlds_passes():
     assert cfg.steps * cfg.batch_size < 155_000  # the Ideal World never reuses a DogBird train image
     assert dataclasses.replace(cfg, steps=1_211).steps * 128 > 155_000  # about one pass: reuse from here
     assert json.dumps(cfg.to_dict())
+
+
+def test_real_vs_ideal_on_a_dogbird_build(tmp_path):
+    """The builder's own output (`python -m dogbird build`: variable-size JPEGs) trains through the decode path."""
+    from dogbird.cli import main as dogbird_main
+    from dogbird_fixtures import fake_imagenet, write_folder
+
+    source = write_folder(tmp_path / "imagenet", fake_imagenet(train_per_class=6))
+    data = tmp_path / "dogbird"
+    assert dogbird_main(["build", "--imagenet", str(source), "--out", str(data), "--size", "24",
+                         "--samples-per-shard", "4", "--allow-missing-classes", "--log-level", "WARNING"]) == 0
+    manifest = shards.load_manifest(data)
+    assert manifest.image_shape is None and manifest.splits["train"].count == 23  # one truncated file skipped
+    exp = tmp_path / "boot"
+    assert main(["bootstrap", "--data", str(data), "--preset", "paper-dogbird", "--n", "8", "--model", "mlp",
+                 "--mlp-widths", "16", "--image-size", "16", "--steps", "5", "--batch-size", "4",
+                 "--eval-schedule", "every:5", "--eval-train-samples", "8", "--device", "cpu", "--num-workers", "0",
+                 "--no-progress", "--out", str(exp)]) == 0
+    real, ideal = load_run(exp / "real"), load_run(exp / "ideal")
+    assert real.summary["ledger"]["within_subset"] and real.summary["ledger"]["unique_samples"] == 8
+    assert ideal.summary["ledger"]["no_reuse"] and ideal.summary["ledger"]["unique_samples"] == 20
+    assert real.rows[-1]["test/error"] is not None and len(real.rows) == len(ideal.rows) == 2

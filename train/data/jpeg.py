@@ -134,8 +134,10 @@ def plan_views(rng: np.random.Generator, shapes: list[tuple[int, int]], aug: str
     return views
 
 
-def decode_view_pil(encoded: bytes, rng: np.random.Generator, size: int, aug: str, mode: str) -> np.ndarray:
-    """One image decoded with PIL and its view resized to size x size: uint8 (size, size, C)."""
+def decode_view_pil(encoded: bytes, rng: np.random.Generator | None, size: int, aug: str, mode: str) -> np.ndarray:
+    """One image decoded with PIL and its view resized to size x size: uint8 (size, size, C).
+
+    `rng` draws the box and mirror; the `none` view draws nothing, so it may be None there."""
     image = Image.open(io.BytesIO(encoded))
     width, height = image.size
     (left, top, w, h), mirrored = plan_views(rng, [(width, height)], aug)[0]
@@ -163,7 +165,8 @@ def decode_views_torch(encoded: list[torch.Tensor], rng: np.random.Generator, si
     views = plan_views(rng, [(im.shape[2], im.shape[1]) for im in images], aug)
     out = torch.empty((len(images), size, size, channels), dtype=torch.uint8, device=device)
     for i, (image, ((left, top, w, h), mirrored)) in enumerate(zip(images, views)):
-        # Integer crop bounds around the box, then an exact bilinear resize of the box (antialiased).
+        # The integer pixel bounds enclosing the box (under a pixel larger per side than PIL's exact
+        # float box), resized bilinearly with antialiasing.
         crop = image[:, int(top):math.ceil(top + h), int(left):math.ceil(left + w)][None].float()
         view = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         view = view.round_().clamp_(0, 255).to(torch.uint8)[0]
@@ -175,13 +178,14 @@ class DecodedBatches(torch.utils.data.Dataset):
     """Item `step` = this rank's batch of that step, decoded with PIL (for DataLoader workers)."""
 
     def __init__(self, rows: EncodedRows, sampler, batch_size: int, dist: ddp.Dist, size: int, aug: str,
-                 seed: int, channels: int):
+                 seed: int, channels: int, steps: int):
         self.rows, self.sampler, self.batch_size, self.size, self.aug = rows, sampler, batch_size, size, aug
+        self.steps = steps
         self.rank, self.per_rank, self.seed = dist.rank, batch_size // dist.world, seed
         self.mode = "RGB" if channels == 3 else "L"
 
     def __len__(self) -> int:
-        return 1 << 62  # indexed by step; the DataLoader's sampler says which steps
+        return self.steps  # item i is step i
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         start = self.rank * self.per_rank
@@ -200,7 +204,7 @@ class JpegSource:
         self.rows, self.sampler, self.dist, self.device, self.channels = rows, sampler, dist, device, channels
         self.batch_size, self.steps, self.num_workers = cfg.batch_size, cfg.steps, cfg.num_workers
         self.batches = DecodedBatches(rows, sampler, cfg.batch_size, dist, cfg.image_size, cfg.aug, cfg.seed,
-                                      channels)
+                                      channels, cfg.steps)
         self.step, self._loader = 0, None
         first = sampler.first_samples(cfg.eval_train_samples)
         self.eval_rows = len(first)

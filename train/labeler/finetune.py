@@ -116,7 +116,8 @@ def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False, prog
     channels = manifest.image_shape[2] if manifest.image_shape else 3
     model = _trained_model(run_cfg, len(manifest.class_names), channels)
     export_timm(model, out, manifest.class_names, channels, run_cfg)
-    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+    device = torch.device(cfg.device if cfg.device.startswith("cuda") else
+                          "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu")
     result = evaluate_classifier(load_classifier(f"local-dir:{out.resolve()}"), cfg.data, cfg.test_split, device,
                                  batch_size=cfg.eval_batch_size)
     record_accuracy(out, result)

@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-import shards
 from shards.codec import IMAGE_EXTS, group_samples
 from shards.tario import iter_tar_bytes
 from train.core import ddp
@@ -160,7 +159,8 @@ def decode_views_torch(encoded: list[torch.Tensor], rng: np.random.Generator, si
     mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
     try:
         images = decode_jpeg(encoded, mode=mode, device=device)
-    except RuntimeError:  # a PNG or CMYK file the GPU decoder refuses: decode this batch on the CPU
+    except RuntimeError as exc:  # a PNG or CMYK file the GPU decoder refuses: decode this batch on the CPU
+        log.debug("GPU JPEG decode refused a batch (%s); decoding it on the CPU", exc)
         images = [decode_image(e, mode=mode).to(device) for e in encoded]
     views = plan_views(rng, [(im.shape[2], im.shape[1]) for im in images], aug)
     out = torch.empty((len(images), size, size, channels), dtype=torch.uint8, device=device)

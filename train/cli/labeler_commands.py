@@ -36,8 +36,9 @@ def add_labeler_commands(sub) -> None:
         "OUT/training), save it in timm's format in OUT (config.json with label_names, model.safetensors), "
         f"measure it on the test split and record label_accuracy in its config (default OUT: {DEFAULT_LABELER_DIR}).")
     add_run_flags(tune)
-    for hidden in ("--mode", "--n"):  # one run over the whole train split: kept only to name them in the error
-        tune.add_argument(hidden, default=None, help=argparse.SUPPRESS)
+    # One run over the whole train split: --mode and --n are kept only to name them in the error.
+    tune.add_argument("--mode", default=None, help=argparse.SUPPRESS)
+    tune.add_argument("--n", "--train-size", dest="n", default=None, help=argparse.SUPPRESS)
     add_control_flags(tune)
     tune.set_defaults(func=cmd_finetune)
 

@@ -31,7 +31,7 @@ SWEEP ?= out/runs/sweep
 ARGS ?=
 VARS := OUT DATA IMAGENET LABELER LABELER_DIR CIFAR10 MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS PRESET RUN EXP SWEEP ARGS
 
-.PHONY: help install test demo demo-models cifar10 cifar5m quality dogbird verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
+.PHONY: help install test demo demo-models cifar10 labeler cifar5m quality dogbird verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -60,6 +60,9 @@ demo-models: $(STAMP) ## retrain the demo's digits diffusion model and labeler (
 
 cifar10: $(STAMP) ## import real CIFAR-10 (uoft-cs/cifar10 from the Hub, 50K train + 10K test) into CIFAR10
 	$(PY) -m shards import uoft-cs/cifar10 --out $(CIFAR10) $(ARGS)
+
+labeler: $(STAMP) ## fine-tune BiT-M-R152x2 on CIFAR10 (BiT-HyperRule) into LABELER_DIR, measured on its test split
+	$(PY) -m train finetune --data $(CIFAR10) --preset bit-hyperrule --out $(LABELER_DIR) $(ARGS)
 
 # The labeler: LABELER if set, else the fine-tuned one in LABELER_DIR when it exists; measured on CIFAR10's
 # test split first when that dataset exists (`make cifar10`).

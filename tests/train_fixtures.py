@@ -78,3 +78,37 @@ def tiny_cfg(data, out, **kw):
                   eval_schedule="every:4", eval_train_samples=40, device="cpu", num_workers=0, out_dir=str(out))
     values.update(kw)
     return RunConfig(**values)
+
+
+def jpeg_image(index: int, split: str) -> bytes:
+    """A variable-size RGB JPEG (18-40 px a side) of its label's stripes: horizontal (0) or vertical (1)."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng([index, split == "test", 7])
+    height, width = (int(v) for v in rng.integers(18, 41, size=2))
+    label = jpeg_label(index, split)
+    stripes = (np.arange(height if label == 0 else width) // 3 % 2 * 180 + 40).astype(np.uint8)
+    plane = np.repeat(stripes[:, None], width, 1) if label == 0 else np.repeat(stripes[None, :], height, 0)
+    noisy = np.clip(plane[:, :, None] + rng.integers(-20, 21, (height, width, 3)), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noisy).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def jpeg_label(index: int, split: str) -> int:
+    return (index + (split == "test")) % 2
+
+
+def build_jpeg_dataset(out: Path, train: int = 120, test: int = 40, per_shard: int = 40) -> Path:
+    """A DogBird-like dataset: variable-size JPEG bytes stored as they are, two classes."""
+    writer = DatasetWriter(out, config={"kind": "train-test-jpeg-stripes"}, class_names=["dog", "bird"],
+                           splits={"train": train, "test": test}, samples_per_shard=per_shard, image_ext="jpg")
+    writer.prepare()
+    for spec in writer.pending():
+        samples = ({"image": jpeg_image(i, spec.split), "cls": jpeg_label(i, spec.split), "json": {"index": i}}
+                   for i in range(spec.first_index, spec.first_index + spec.count))
+        writer.write_shard(spec, samples)
+    assert writer.finalize() is not None
+    return out

@@ -37,9 +37,10 @@ def _add_data_flags(g) -> None:
     _flag(g, "test-samples", "evaluate only the first N test samples (the paper: 10,000)", type=int)
     _flag(g, "extra-test", "another dataset (folder or URL) whose test split is evaluated too; NAME=PATH to "
           "name it (default: the folder's name); repeatable", action="append")
-    _flag(g, "data-path", "memory: decoded cache on the GPU/pinned RAM; stream: read shards as they are; auto "
-          "streams an Ideal pool that fits nowhere (default auto)", choices=DATA_PATHS)
-    _flag(g, "num-workers", "streaming reader processes (default 4)", type=int)
+    _flag(g, "data-path", "memory: decoded cache on the GPU/pinned RAM; stream: read shards as they are; decode: "
+          "keep encoded images, decode and crop each batch (GPU, else CPU workers); auto decodes variable-size "
+          "images and streams an Ideal pool that fits nowhere (default auto)", choices=DATA_PATHS)
+    _flag(g, "num-workers", "streaming reader / CPU decoder processes (default 4)", type=int)
     _flag(g, "allow-reuse", "let the Ideal World make more than one pass over its pool (passes are reported)",
           action=argparse.BooleanOptionalAction)
 
@@ -60,6 +61,9 @@ def _add_optim_flags(g) -> None:
     _flag(g, "label-smoothing", "default 0 (off)", type=float)
     _flag(g, "aug", "augmentation on the GPU (default none)", choices=AUGS)
     _flag(g, "crop-padding", "zero padding of crop-flip (default 4)", type=int)
+    _flag(g, "resize-size", "resize-crop-flip: resize to this before the random --image-size crop (BiT: 160)",
+          type=int)
+    _flag(g, "mixup-alpha", "mixup with lambda ~ Beta(a, a) per batch (default 0: off; BiT: 0.1)", type=float)
 
 
 def _add_model_flags(g) -> None:
@@ -67,6 +71,7 @@ def _add_model_flags(g) -> None:
     _flag(g, "width", "base width of preact-resnet18/mcnn/vgg11-bn (default 64)", type=int)
     _flag(g, "mlp-widths", "hidden widths of mlp, e.g. 2048,2048,2048 (default 128,128,128)", type=_ints)
     _flag(g, "pretrained", "load timm's pretrained weights (timm:NAME only)", action=argparse.BooleanOptionalAction)
+    _flag(g, "zero-init-head", "start from a zero classifier (BiT fine-tuning)", action=argparse.BooleanOptionalAction)
     _flag(g, "image-size", "model input size: eval centre-crops/resizes to it (default: the data's size)", type=int)
     _flag(g, "seed", "seed of the subset, data order, init and augmentation (default 0)", type=int)
     _flag(g, "device", "auto, cpu, cuda or cuda:N (default auto)")

@@ -1,4 +1,4 @@
-"""The `python -m train` argument parser: `run`, `bootstrap`, `sweep` and `report` subcommands.
+"""The `python -m train` argument parser: `run`, `bootstrap`, `sweep`, `report`, `finetune` and `eval`.
 
 `train/__main__.py` hands `build_parser()` to `shards.entry.run_cli`, which calls the chosen command's `func`.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from train.cli.experiment_commands import add_experiment_commands
+from train.cli.labeler_commands import add_labeler_commands
 from train.cli.run_command import add_run_command
 
 
@@ -17,4 +18,5 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_run_command(sub)
     add_experiment_commands(sub)
+    add_labeler_commands(sub)
     return parser

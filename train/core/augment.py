@@ -4,6 +4,7 @@
     x = view(images_u8)                       # float (B, C, size, size), channels_last strides
     aug = TrainAugment("crop-flip", padding=4, size=32)
     x = aug(images_u8, generator)             # random crop with zero padding + flip, per sample
+    x, y_b, lam = mixup(x, y, alpha=0.1, seed=s, generator=generator)   # loss: lam CE(y) + (1-lam) CE(y_b)
 
 Every op is batched tensor work (one gather for crop+flip, one roi_align for random-resized-crop):
 no per-sample Python, so it runs at GPU speed. Normalisation: uint8 / 255, then (x - 0.5) / 0.5
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -95,16 +97,43 @@ def _random_resized_crop(x: torch.Tensor, size: int, gen: torch.Generator) -> to
     return torch.where(mirrored[:, None, None, None], out.flip(3), out)
 
 
-class TrainAugment:
-    """Training view: `none`, `flip`, `crop-flip` (random crop with zero padding + flip), `rrc-flip`."""
+def _resize_crop_flip(x: torch.Tensor, resize: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    # BiT-HyperRule's train view (big_transfer `train.py`: Resize((160, 160)), RandomCrop(128),
+    # RandomHorizontalFlip): one batched resize, then a per-sample window and mirror by index gathers.
+    b, dev = x.shape[0], x.device
+    x = F.interpolate(x, size=(resize, resize), mode="bilinear", antialias=True, align_corners=False)
+    dy = torch.randint(0, resize - size + 1, (b, 1), device=dev, generator=gen)
+    dx = torch.randint(0, resize - size + 1, (b, 1), device=dev, generator=gen)
+    mirrored = torch.rand(b, 1, device=dev, generator=gen) < 0.5
+    cols = torch.arange(size, device=dev).expand(b, size)
+    cols = dx + torch.where(mirrored, cols.flip(1), cols)
+    rows = dy + torch.arange(size, device=dev)
+    batch = torch.arange(b, device=dev)[:, None, None]
+    return x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
-    def __init__(self, aug: str, padding: int, size: int):
-        self.aug, self.padding, self.size = aug, padding, size
+
+def mixup(x: torch.Tensor, labels: torch.Tensor, alpha: float, seed: int,
+          generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup (Zhang et al. 2018) as BiT fine-tunes: one lam ~ Beta(alpha, alpha) for the whole batch,
+    each sample mixed with a random partner; the loss is lam CE(labels) + (1 - lam) CE(partner labels)."""
+    lam = float(np.random.default_rng(seed).beta(alpha, alpha))
+    partner = torch.randperm(len(labels), device=x.device, generator=generator)
+    return lam * x + (1.0 - lam) * x[partner], labels[partner], lam
+
+
+class TrainAugment:
+    """Training view: `none`, `flip`, `crop-flip` (random crop with zero padding + flip), `rrc-flip`,
+    `resize-crop-flip` (resize to `resize`, random crop `size` + flip)."""
+
+    def __init__(self, aug: str, padding: int, size: int, resize: int | None = None):
+        self.aug, self.padding, self.size, self.resize = aug, padding, size, resize
         self.eval_view = EvalView(size)
 
     def __call__(self, x_u8: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         if self.aug == "rrc-flip":
             return _random_resized_crop(normalise(x_u8), self.size, gen)
+        if self.aug == "resize-crop-flip":
+            return _resize_crop_flip(normalise(x_u8), self.resize, self.size, gen)
         if self.aug in ("flip", "crop-flip"):
             x_u8 = _crop_flip(x_u8, self.padding if self.aug == "crop-flip" else 0, gen)
         return self.eval_view(x_u8)

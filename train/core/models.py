@@ -2,6 +2,7 @@
 
     build_model(cfg, num_classes=10, in_chans=3, image_size=32)   # cfg.model: a name below or timm:NAME
     known_models()                                                # the built-in names
+    zero_head(model)                                              # BiT's zero-initialised classifier
 
 Built in (common/models32.py and common/models/small/ of the paper code): `preact-resnet18` (PreAct
 ResNet-18, widths k, 2k, 4k, 8k with k = --width, 64 in the paper), `mcnn` (the 4-layer CNN, width 64),
@@ -41,6 +42,20 @@ def build_model(cfg, num_classes: int, in_chans: int, image_size: int) -> nn.Mod
         raise TrainError(f"--model={cfg.model}: unknown model; known: {', '.join(known_models())}, "
                          "or timm:NAME for any timm model")
     return _REGISTRY[cfg.model](cfg, num_classes, in_chans, image_size)
+
+
+def zero_head(model: nn.Module) -> None:
+    """Zero the classifier's weights and bias (BiT fine-tuning starts from a zero head: Kolesnikov et al.
+    2020, big_transfer `bit_pytorch/models.py` zero_head): timm's get_classifier(), else the last Linear."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if not isinstance(head, (nn.Linear, nn.Conv2d)):
+        head = next((m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)), None)
+    if head is None:
+        raise TrainError(f"--zero-init-head: {type(model).__name__} has no linear classifier to zero; drop the flag")
+    with torch.no_grad():
+        head.weight.zero_()
+        if head.bias is not None:
+            head.bias.zero_()
 
 
 class PreActBlock(nn.Module):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from train.core.config import RunConfig, parse_extra_test
 from train.core.samplers import IdealSampler, RealSampler, check_pool
 from train.data.datasets import (Dataset, TrainStore, cache_size, gpu_budget_bytes, host_budget_bytes, open_dataset,
                                  read_split, to_device)
+from train.data.jpeg import JpegSource, read_encoded
 from train.data.streaming import StreamSource, collect_rows
 from train.errors import TrainError
 
@@ -66,11 +68,14 @@ class MemorySource:
 @dataclass
 class RunData:
     sampler: RealSampler | IdealSampler
-    source: MemorySource | StreamSource
+    source: MemorySource | StreamSource | JpegSource
     eval_sets: list[EvalSet]
     num_classes: int
     in_chans: int
     image_size: int
+    # The train view for a source whose batches are already cropped to the model's input (else None:
+    # the trainer's TrainAugment).
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
 
 def _choose_stream(cfg: RunConfig, device: torch.device) -> bool:
@@ -99,6 +104,11 @@ def _test_split(ds: Dataset) -> str:
                      f"({', '.join(splits)}); give a dataset with a test split")
 
 
+def decodes(cfg: RunConfig, ds: Dataset) -> bool:
+    """Decode the train images per batch: asked for, or `auto` on a dataset of variable-size images."""
+    return cfg.data_path == "decode" or (cfg.data_path == "auto" and ds.manifest.image_shape is None)
+
+
 def _check_sizes(cfg: RunConfig, ds: Dataset) -> None:
     """n against the pool, and the Ideal World's draws against it, before any cache is built."""
     pool = ds.split(cfg.train_split).count
@@ -117,7 +127,8 @@ def _open_all(cfg: RunConfig, dist: ddp.Dist, stream: bool, progress: bool):
             extras = [(name, open_dataset(path, stream=stream, verify=first))
                       for name, path in map(parse_extra_test, cfg.extra_test)]
             if first and not stream:
-                wanted = [(ds, cfg.train_split), (ds, cfg.test_split)] + [(d, _test_split(d)) for _, d in extras]
+                own = [cfg.test_split] if decodes(cfg, ds) else [cfg.train_split, cfg.test_split]
+                wanted = [(ds, split) for split in own] + [(d, _test_split(d)) for _, d in extras]
                 for d, split in wanted:
                     d.split(split)
                     shards.load_split(d.root, split, size=cache_size(d, cfg.image_size), progress=progress)
@@ -152,6 +163,15 @@ def _eval_set(name: str, ds: Dataset, split: str, cfg: RunConfig, dist: ddp.Dist
 
 def _train_source(cfg: RunConfig, ds: Dataset, sampler, dist: ddp.Dist, device: torch.device, stream: bool):
     per_rank = cfg.batch_size // dist.world
+    if decodes(cfg, ds):
+        if cfg.aug not in ("none", "flip", "rrc-flip") or cfg.image_size is None:
+            raise TrainError(f"{ds.location}: its train images are decoded and cropped per batch, which needs "
+                             f"--image-size and --aug none, flip or rrc-flip (got {cfg.aug}); or pass "
+                             "--data-path memory to train from a decoded cache")
+        rows = read_encoded(ds, cfg.train_split, sampler.subset)
+        log.info("holding %s encoded train images (%.2f GB) in host memory", f"{len(rows.rows):,}",
+                 rows.data.nbytes / 1e9)
+        return JpegSource(rows, sampler, cfg, dist, device, ds.channels)
     if stream and cfg.mode == "ideal":
         source = StreamSource(ds, cfg.train_split, per_rank, cfg.seed, dist, device, cfg.num_workers,
                               cfg.allow_reuse, -(-cfg.eval_train_samples // dist.world))
@@ -186,4 +206,5 @@ def build_run_data(cfg: RunConfig, dist: ddp.Dist, device: torch.device, progres
                            num_classes)]
     eval_sets += [_eval_set(name, d, _test_split(d), cfg, dist, device, stream, None, c, num_classes)
                   for name, d in extras]
-    return RunData(sampler, source, eval_sets, num_classes, c, cfg.image_size or h)
+    augment = source.view if isinstance(source, JpegSource) else None
+    return RunData(sampler, source, eval_sets, num_classes, c, cfg.image_size or h, augment)

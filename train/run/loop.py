@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 import shards
 from shards.urls import is_url
 from train.core import ddp
-from train.core.augment import EvalView, TrainAugment
+from train.core.augment import EvalView, TrainAugment, mixup
 from train.core.config import RunConfig, config_hash, parse_extra_test, validate
 from train.core.metrics import evaluate
-from train.core.models import build_model
+from train.core.models import build_model, zero_head
 from train.core.samplers import Ledger, derive_seed
 from train.core.schedule import lr_at, parse_eval_schedule
 from train.core.stopping import fit_step
@@ -126,7 +126,9 @@ class Trainer:
         self.model = self._model()
         self.optimizer = self._optimizer()
         self.ledger = Ledger(self.data.sampler.pool_size)
-        self.augment = TrainAugment(cfg.aug, cfg.crop_padding, self.data.image_size)
+        # A source that crops while decoding (JPEG datasets) brings its own view of the batch.
+        self.augment = self.data.augment or TrainAugment(cfg.aug, cfg.crop_padding, self.data.image_size,
+                                                         cfg.resize_size)
         self.view = EvalView(self.data.image_size)
         self.generator = torch.Generator(device)
         self.eval_steps = set(parse_eval_schedule(cfg.eval_schedule, cfg.steps))
@@ -138,6 +140,8 @@ class Trainer:
         # Same init seed in both worlds: the Real and Ideal runs of a seed start from one network.
         torch.manual_seed(derive_seed(self.cfg.seed, "init"))
         model = build_model(self.cfg, self.data.num_classes, self.data.in_chans, self.data.image_size)
+        if self.cfg.zero_init_head:
+            zero_head(model)
         model = model.to(self.device)
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
@@ -209,9 +213,15 @@ class Trainer:
         images, labels, indices = self.data.source.batch(step)
         self.ledger.record(indices)
         x = self.augment(images, self.generator)
+        if cfg.mixup_alpha > 0:
+            x, partners, lam = mixup(x, labels, cfg.mixup_alpha, derive_seed(cfg.seed, "mixup", step, rank),
+                                     self.generator)
         with self.autocast:
             logits = model(x)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
+        if cfg.mixup_alpha > 0:
+            loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), partners,
+                                                            label_smoothing=cfg.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

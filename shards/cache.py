@@ -55,8 +55,12 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def _decode_shard(path: str, tmp: str, first: int, count: int, size: int | None, channels: int,
-                  sha256: str) -> np.ndarray:
-    data = Path(path).read_bytes()  # one read serves the hash check and the decode
+                  sha256: str, num_classes: int) -> np.ndarray:
+    try:
+        data = Path(path).read_bytes()  # one read serves the hash check and the decode
+    except FileNotFoundError:
+        raise ShardsError(f"{path}: missing, but the manifest lists it; re-run the command that made the "
+                          "dataset (or re-download it) to restore the shard") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
         raise ShardsError(f"{path}: corrupt: sha256 {digest[:12]}... but the manifest says {sha256[:12]}...; "
@@ -67,7 +71,14 @@ def _decode_shard(path: str, tmp: str, first: int, count: int, size: int | None,
     for n, (key, image, cls, _) in enumerate(iter_tar_samples(data, path, channels), start=1):
         if int(key) != first + n - 1:
             raise ShardsError(f"{path}: sample {key} found where index {first + n - 1} was expected; rebuild it")
-        images[first + n - 1] = _fit(image, size) if size else image
+        if not 0 <= cls < num_classes:
+            raise ShardsError(f"{path}: sample {key} has label {cls}, outside the manifest's {num_classes} classes "
+                              f"[0, {num_classes}); rebuild the dataset")
+        image = _fit(image, size) if size else image
+        if image.shape != images.shape[1:]:
+            raise ShardsError(f"{path}: sample {key} is a {'x'.join(map(str, image.shape))} image, the manifest "
+                              f"says {'x'.join(map(str, images.shape[1:]))}; rebuild the dataset")
+        images[first + n - 1] = image
         labels[n - 1] = cls
     if n != count:
         raise ShardsError(f"{path}: {n} samples, manifest says {count}; re-run the build to repair it")
@@ -94,7 +105,7 @@ def load_split(root: str | os.PathLike, split: str, cache_dir: str | os.PathLike
     if not (images_path.is_file() and labels_path.is_file()):
         cache.mkdir(parents=True, exist_ok=True)
         _build(root, info, images_path, labels_path, (info.count, height, width, channels), size, num_workers,
-               progress)
+               progress, len(manifest.class_names))
     return SplitArrays(np.load(images_path, mmap_mode="r"), np.load(labels_path), manifest.class_names)
 
 
@@ -119,7 +130,8 @@ def _executor(workers: int):
     return ProcessPoolExecutor(max_workers=workers) if workers > 1 else _InlineExecutor()
 
 
-def _build(root, info, images_path: Path, labels_path: Path, shape, size, num_workers, progress) -> None:
+def _build(root, info, images_path: Path, labels_path: Path, shape, size, num_workers, progress,
+           num_classes: int) -> None:
     from tqdm.auto import tqdm
 
     tmp = images_path.with_name(f".{images_path.name}.{os.getpid()}.tmp.npy")
@@ -133,7 +145,7 @@ def _build(root, info, images_path: Path, labels_path: Path, shape, size, num_wo
         ) as bar:
             futures = {
                 pool.submit(_decode_shard, str(root / e.file), str(tmp), e.first_index, e.samples, size,
-                            shape[3], e.sha256): e
+                            shape[3], e.sha256, num_classes): e
                 for e in info.shards
             }
             for future in as_completed(futures):

@@ -54,11 +54,15 @@ def run_training(cfg: RunConfig, resume: bool = False, overwrite: bool = False, 
         runfolder.claim_run_dir(cfg.out_dir, overwrite)  # before any data loads: in use, foreign, unwritable
         return runfolder.prepare_run_dir(cfg, resume, overwrite)
 
-    start = ddp.run_on_main(dist, claim_and_decide)
-    if start.kind == "finished":
-        log.info("%s: finished already, returning its summary", cfg.out_dir)
-        return start.summary
-    return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
+    try:
+        start = ddp.run_on_main(dist, claim_and_decide)
+        if start.kind == "finished":
+            log.info("%s: finished already, returning its summary", cfg.out_dir)
+            return start.summary
+        return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
+    finally:  # a long-lived process (a sweep, a Ray worker) frees the folder; a dead one frees it by dying
+        if dist.is_main:
+            runfolder.release_run_dir(cfg.out_dir)
 
 
 def with_data_hashes(cfg: RunConfig) -> RunConfig:

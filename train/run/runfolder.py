@@ -7,7 +7,7 @@ resume, refuse or return at once.
     <out_dir>/checkpoints/last.pt  model, optimizer, sampler, step, ledger, config (plain tensors and dicts)
     <out_dir>/checkpoints/last.pt.sha256   its sha256 (`sha256sum -c` format), checked before loading
     <out_dir>/.train-run           the marker: a folder is a run folder of ours only if it carries it
-    <out_dir>/.train-run.lock      held (flock) by the process running the run, for its whole life
+    <out_dir>/.train-run.lock      held (flock) by the process running the run until it returns or dies
 
 Whole files are written to a temporary name and renamed (`shards.jsonio`), so a killed run leaves the old
 file or the new one, never half; metrics rows are appended and fsynced, so a kill loses at most the row
@@ -27,7 +27,7 @@ from typing import Any
 
 from shards.errors import ShardsError
 from shards.jsonio import append_jsonl, dumps, read_json, read_jsonl, write_json_atomic, write_text_atomic
-from shards.lock import InUseError, hold_lock
+from shards.lock import InUseError, hold_lock, release_lock
 from shards.version import __version__
 from train.core.config import RunConfig, config_hash, identity_dict
 from train.errors import TrainError
@@ -114,6 +114,11 @@ def prepare_run_dir(cfg: RunConfig, resume: bool, overwrite: bool) -> Start:
             raise TrainError(f"{out}: holds an unfinished run of this config; pass --resume to continue it from "
                              "its last checkpoint, or --overwrite to start again")
     return Start("fresh")
+
+
+def release_run_dir(out_dir: str | os.PathLike) -> None:
+    """Give back the folder's lock when the run returns (a no-op when this process does not hold it)."""
+    release_lock(Path(out_dir) / LOCK)
 
 
 def _read_or_none(path: Path) -> Any:

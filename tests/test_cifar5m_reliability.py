@@ -106,3 +106,22 @@ def test_a_scheduler_config_that_is_not_an_object_is_one_line(tmp_path, tiny_pip
     assert err == (f"error: {model.resolve()}/scheduler/scheduler_config.json: a JSON list, not an object of settings "
                    "(diffusers writes one with _class_name and the model's settings); re-download or re-save the model")
     assert not (tmp_path / "out").exists()
+
+
+def test_overwrite_never_wipes_a_folder_another_driver_is_using(tmp_path, tiny_pipeline, tiny_labeler, capsys):
+    out = tmp_path / "out"
+    assert generate(out, tiny_pipeline, tiny_labeler, "--shards", "0:1") == 0
+    lock = out / ".shards" / "locks" / "folder.lock"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; from shards.lock import hold_lock; "
+                               f"hold_lock({str(lock)!r}, 'x', shared=True); print('held', flush=True); "
+                               "time.sleep(60)"],
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert generate(out, tiny_pipeline, tiny_labeler, "--seed", "7", "--overwrite") == 2
+        assert f"dataset folder {out}: in use by pid {holder.pid} " in capsys.readouterr().err
+        assert (out / "data" / "train-000000.tar").is_file()  # the other driver's shards are kept
+        assert generate(out, tiny_pipeline, tiny_labeler, "--shards", "1:2") == 0  # a disjoint range still runs
+    finally:
+        holder.kill()
+        holder.wait()

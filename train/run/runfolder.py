@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,8 +229,6 @@ def save_checkpoint(out: str | os.PathLike, state: dict[str, Any]) -> None:
 
 def load_checkpoint(out: str | os.PathLike) -> dict[str, Any]:
     """The checkpoint's state, after checking its sha256 against the recorded one; TrainError otherwise."""
-    import pickle
-
     import torch  # deferred: only a training process saves or loads checkpoints; reports never need torch
 
     path, sums = Path(out) / CHECKPOINT, Path(out) / CHECKSUM

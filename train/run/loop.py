@@ -178,7 +178,7 @@ class Trainer:
             wall_s, train_s = float(state["wall_s"]), float(state["train_s"])
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
             raise TrainError(f"{self.cfg.out_dir}: its checkpoint does not fit this run's model or optimizer "
-                             f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); pass --overwrite to start "
+                             f"({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}); pass --overwrite to start "
                              "again") from None
         if self.dist.is_main:  # the checkpoint holds the global ledger; other ranks add from zero
             self.ledger = Ledger(self.data.sampler.pool_size, ledger)

@@ -267,7 +267,7 @@ def test_a_device_that_is_not_here_is_a_clear_error(dataset, tmp_path, monkeypat
 
 
 # --- Ctrl-C end to end ------------------------------------------------------------------------------------
-def test_ctrl_c_exits_130_with_a_hint(dataset, tmp_path):
+def test_a_second_cli_run_is_refused_and_ctrl_c_exits_130(dataset, tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "train", "run", "--data", str(dataset), "--n", "100", "--steps", "100000",
             "--batch-size", "16", "--model", "mlp", "--mlp-widths", "16", "--device", "cpu", "--eval-schedule",
@@ -277,6 +277,9 @@ def test_ctrl_c_exits_130_with_a_hint(dataset, tmp_path):
     deadline = time.monotonic() + 60
     while not (out / "checkpoints" / "last.pt").is_file() and time.monotonic() < deadline:
         time.sleep(0.1)
+    second = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and second.stderr.strip().splitlines()[-1].startswith(
+        f"error: run folder {out}: in use by pid {proc.pid} ")  # not two runs appending to one metrics.jsonl
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -63,7 +63,7 @@ def hold_lock(path: str | os.PathLike, what: str, shared: bool = False) -> None:
             os.close(fd)
             raise InUseError(_in_use(what, path)) from None
     os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
     _held[key] = (fd, shared)
 
 

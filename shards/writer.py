@@ -45,7 +45,7 @@ from shards.manifest import (
     config_hash,
 )
 from shards.jsonio import read_json, write_json_atomic
-from shards.lock import hold_lock
+from shards.lock import hold_lock, release_lock
 from shards.naming import sample_key, shard_relpath, shard_stem, validate_name
 from shards.tario import tar_end, tar_member
 
@@ -199,8 +199,8 @@ class DatasetWriter:
                 )
             hold_lock(self.lock_dir / "folder.lock", f"dataset folder {self.out_dir}")
             self._wipe()
-        else:
-            hold_lock(self.lock_dir / "folder.lock", f"dataset folder {self.out_dir}", shared=True)
+            release_lock(self.lock_dir / "folder.lock")  # wiped: other drivers (disjoint --shards) may join
+        hold_lock(self.lock_dir / "folder.lock", f"dataset folder {self.out_dir}", shared=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "data").mkdir(exist_ok=True)
 

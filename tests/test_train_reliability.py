@@ -254,6 +254,20 @@ def test_bad_shards_on_the_memory_path_give_one_line(dataset, tmp_path, case, me
         run_training(make_cfg(ds, tmp_path / "run", data_path="memory"), progress=False)
 
 
+@pytest.mark.parametrize("split, kw", [
+    ("test", dict(data_path="stream")),                            # the evaluation set, read in order
+    ("train", dict(data_path="stream", n=200)),                    # the Real World's rows, one pass
+    ("train", dict(data_path="stream", mode="ideal", steps=12, num_workers=0)),  # the Ideal World's stream
+])
+def test_an_out_of_range_label_on_the_streaming_path_is_one_line(dataset, tmp_path, split, kw):
+    ds = copy_dataset(dataset, tmp_path / "ds")
+    relpath, key = (f"data/{split}-000000.tar", "000000010")
+    _rewrite_sample(ds, relpath, key, "cls", b"12")
+    with pytest.raises(TrainError, match=rf"sample {key} has label 12, outside the manifest's 10 classes \[0, 10\); "
+                                         "rebuild the dataset"):
+        run_training(make_cfg(ds, tmp_path / "run", **kw), progress=False)
+
+
 def test_a_device_that_is_not_here_is_a_clear_error(dataset, tmp_path, monkeypatch):
     with pytest.raises(TrainError, match=r"--device=mps: use auto, cpu, cuda or cuda:N"):
         run_training(make_cfg(dataset, tmp_path / "a", device="mps"), progress=False)

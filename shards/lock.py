@@ -7,7 +7,8 @@
 crashed run never leaves a stale lock that needs deleting by hand. The holder writes its pid into the
 file, so a refused process can say who holds it. Locks are held per process: asking again for a lock
 this process already holds returns at once, or converts a shared hold to exclusive (a sweep runs many
-runs, and tests many writers, in one process). flock works across processes on one machine; on NFS it is only as good as the mount's locking.
+runs, and tests many writers, in one process). flock works across processes on one machine; on NFS it
+is only as good as the mount's locking.
 Written by hand: neither the standard library nor our dependencies offer a held-for-life lock with a pid.
 """
 from __future__ import annotations
@@ -68,7 +69,8 @@ def hold_lock(path: str | os.PathLike, what: str, shared: bool = False) -> None:
 
 
 def _in_use(what: str, path: Path) -> str:
-    return f"{what}: in use by pid {holder_pid(path)} (lock {path}); wait for that process to end or stop it, then re-run"
+    return (f"{what}: in use by pid {holder_pid(path)} (lock {path}); wait for that process to end or stop it, "
+            "then re-run")
 
 
 def release_lock(path: str | os.PathLike) -> None:

@@ -177,9 +177,9 @@ class Trainer:
             ledger = state["ledger"].numpy()
             wall_s, train_s = float(state["wall_s"]), float(state["train_s"])
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            reason = (str(exc).splitlines() or [""])[0][:200]
             raise TrainError(f"{self.cfg.out_dir}: its checkpoint does not fit this run's model or optimizer "
-                             f"({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}); pass --overwrite to start "
-                             "again") from None
+                             f"({type(exc).__name__}: {reason}); pass --overwrite to start again") from None
         if self.dist.is_main:  # the checkpoint holds the global ledger; other ranks add from zero
             self.ledger = Ledger(self.data.sampler.pool_size, ledger)
         self.clock = _Clock(wall_before=wall_s, train_s=train_s,

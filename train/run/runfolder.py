@@ -74,8 +74,8 @@ def claim_run_dir(out_dir: str | os.PathLike, overwrite: bool) -> None:
     """Make the folder this process's run folder, before any data loads; TrainError when it cannot be.
 
     Refuses a file; a folder without our marker that holds anything (unless `overwrite`); a folder another
-    process is running in; a folder that cannot be written. Then holds its lock for the process's life
-    and marks it as ours.
+    process is running in; a folder that cannot be written. Then holds its lock (until `release_run_dir`
+    or the process's death) and marks it as ours.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

@@ -81,10 +81,15 @@ def read_pipeline(source: str, path: Path) -> PipelineInfo:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A model config: a JSON object (the checks read its keys), else a Cifar5mError naming the file."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except ValueError as exc:
         raise Cifar5mError(f"{path}: not valid JSON ({exc}); re-download or re-save the model") from None
+    if not isinstance(data, dict):
+        raise Cifar5mError(f"{path}: a JSON {type(data).__name__}, not an object of settings (diffusers writes "
+                           "one with _class_name and the model's settings); re-download or re-save the model")
+    return data
 
 
 def check_unet(info: PipelineInfo) -> None:

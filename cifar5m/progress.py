@@ -70,5 +70,11 @@ def print_summary(plan, result) -> None:
               "command without --shards (or wait for the other jobs) to finish")
         return
     extras = write_extras(cfg.out_dir, result.manifest, stats)
+    foreign = writer.foreign_files()
+    if foreign:  # not ours to delete, and `shards verify` fails on them: say so instead of "complete"
+        listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise Cifar5mError(f"{cfg.out_dir}/manifest.json written, but data/ also holds {len(foreign)} file(s) "
+                           f"that are not this dataset's shards ({listed}); `python -m shards verify` flags them: "
+                           "move them out of data/")
     print(f"complete: {cfg.out_dir}/manifest.json written, pictures in {extras}; "
           f"check it with `python -m shards verify {cfg.out_dir}`")

@@ -32,7 +32,7 @@ from dogbird.runner import map_unordered, no_bar
 from dogbird.sources import Item, drop_stage, list_source, missing_classes, prune_stage
 from shards import CardInfo, DatasetWriter, Manifest, ShardSpec, ShardStats, derive_seed, iter_shard
 from shards.jsonio import read_json, write_json_atomic
-from shards.writer import OURS, SCRATCH_DIR
+from shards.writer import SCRATCH_DIR, is_dataset_folder
 
 log = logging.getLogger(__name__)
 
@@ -134,9 +134,9 @@ def run_build(cfg: BuildConfig, bar: Callable = no_bar) -> BuildResult:
 
 def check_out_dir(out: Path) -> None:
     """Refuse a non-empty folder that is not a DogBird build before anything is written into it."""
-    if not out.is_dir() or (out / ".shards" / "config.json").is_file():
+    if not out.is_dir() or is_dataset_folder(out):
         return
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in OURS and not re.fullmatch(r"res\d+", p.name))
+    foreign = sorted(p.name for p in out.iterdir() if p.name != SCRATCH_DIR and not re.fullmatch(r"res\d+", p.name))
     if foreign:
         raise DogbirdError(f"{out}: not empty and not a dataset being built by this toolkit (found "
                            f"{', '.join(foreign[:5])}); choose an empty or new --out")

@@ -85,6 +85,9 @@ ROWS_PER_WRITE = 256
 def _decode_shard(job: _ShardJob) -> np.ndarray:
     try:
         data = Path(job.path).read_bytes()  # one read serves the hash check and the decode
+    except FileNotFoundError:
+        raise ShardsError(f"{job.path}: missing, but the manifest lists it; re-run the command that made the "
+                          "dataset (or re-download it) to restore the shard") from None
     except OSError as exc:
         raise ShardsError(f"{job.path}: cannot read ({exc.strerror}); run `python -m shards verify` on the "
                           "dataset and rebuild or re-download what it reports") from exc

@@ -9,6 +9,13 @@
 A shard is written under `.shards/tmp/`, fsynced, hashed and renamed into `data/`; then its stats file
 `.shards/{split}-{NNNNNN}.json` is written. Workers sharing only the output folder (processes, Ray tasks,
 Slurm array jobs) commit shards independently; `finalize` assembles `manifest.json` from the stats files.
+
+Ownership and locks: `prepare` marks a folder it creates (`.shards/created.json`); a folder without the
+marker is never written into nor wiped, whatever its files are called. `.shards/config.json` is written
+with the first committed shard, so a run that failed before making anything leaves no config behind.
+`pending` locks each shard it hands out (`.shards/locks/{split}-{NNNNNN}.lock`, `shards.lock`), so disjoint
+`--shards` ranges run side by side while a second process on the same shards is told who holds them;
+the folder lock (`.shards/locks/folder.lock`) is shared by every driver and taken exclusively to wipe.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import dataclasses
@@ -38,6 +46,7 @@ from shards.manifest import (
     config_hash,
 )
 from shards.jsonio import read_json, write_json_atomic
+from shards.lock import hold_lock, release_lock
 from shards.naming import sample_key, shard_relpath, shard_stem, validate_name
 from shards.tario import tar_end, tar_member
 from shards.version import __version__
@@ -47,7 +56,16 @@ log = logging.getLogger(__name__)
 STATE_DIR = ".shards"
 # A producer's scratch (e.g. dogbird's staged source files): never counted as a dataset, never wiped here.
 SCRATCH_DIR = ".work"
-OURS = {"data", STATE_DIR, MANIFEST, "README.md", "_info.json", "extras", ".cache", SCRATCH_DIR}
+MARKER = "created.json"  # in STATE_DIR: written when the writer creates the folder; ours only if present
+LOCKS = "locks"  # in STATE_DIR: kept across a wipe (a lock file must not change while it is held)
+_SHARD_FILE = re.compile(r"[a-z0-9_-]+-[0-9]{6}\.tar")  # shard_relpath's file names
+
+
+def is_dataset_folder(path: str | os.PathLike) -> bool:
+    """True when a DatasetWriter made this folder: its marker, or a config.json (folders made before the
+    marker existed). Only such a folder is ever written into or wiped."""
+    state = Path(path) / STATE_DIR
+    return (state / MARKER).is_file() or (state / "config.json").is_file()
 
 
 @dataclass(frozen=True)
@@ -168,7 +186,22 @@ class DatasetWriter:
 
     # --- setting up -------------------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Create the folder, or check that it holds this same dataset; refuse another config."""
+        """Create the folder, or check that it holds this same dataset; refuse another config, and any
+        folder without our marker that is not empty (its files are never ours to replace)."""
+        if self.out_dir.exists() and not is_dataset_folder(self.out_dir):
+            found = (sorted(p.name for p in self.out_dir.iterdir() if p.name != SCRATCH_DIR)
+                     if self.out_dir.is_dir() else None)
+            if found is None or found:
+                what = "a file" if found is None else f"found {', '.join(found[:5])}"
+                raise ShardsError(
+                    f"{self.out_dir}: not empty and not a dataset folder made by this toolkit ({what}; no "
+                    f"{STATE_DIR}/{MARKER}); its files are never replaced, even with --overwrite: choose an "
+                    "empty or new --out"
+                )
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        if not (self.state_dir / MARKER).is_file():
+            write_json_atomic(self.state_dir / MARKER, {"written_by": "shards.DatasetWriter", "toolkit_version":
+                                                        __version__})
         existing = self._existing_hash()
         if existing is not None and existing != self.config_hash:
             if not self.overwrite:
@@ -176,19 +209,25 @@ class DatasetWriter:
                     f"{self.out_dir}: holds a dataset built with another config ({self._differences()}); "
                     "use another --out, the same settings, or --overwrite to replace it"
                 )
+            hold_lock(self.lock_dir / "folder.lock", f"dataset folder {self.out_dir}")
             self._wipe()
-        elif existing is None and self.out_dir.exists():
-            foreign = sorted(p.name for p in self.out_dir.iterdir() if p.name not in OURS)
-            ours = [p for p in self.out_dir.iterdir() if p.name in OURS - {"extras", SCRATCH_DIR}]
-            if foreign or (ours and not self.overwrite):
-                raise ShardsError(
-                    f"{self.out_dir}: not empty and not a dataset being built by this toolkit "
-                    f"(found {', '.join(foreign or [p.name for p in ours])}); choose an empty or new --out"
-                )
-            self._wipe()
+            release_lock(self.lock_dir / "folder.lock")  # wiped: other drivers (disjoint --shards) may join
+        hold_lock(self.lock_dir / "folder.lock", f"dataset folder {self.out_dir}", shared=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "data").mkdir(exist_ok=True)
-        write_json_atomic(self.state_dir / "config.json", {**self._identity(), "hash": self.config_hash})
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.state_dir / LOCKS
+
+    def _record_config(self) -> None:
+        """Write .shards/config.json with the first committed shard (refuse if another config got there)."""
+        existing = self._existing_hash()
+        if existing is None:
+            write_json_atomic(self.state_dir / "config.json", {**self._identity(), "hash": self.config_hash})
+        elif existing != self.config_hash:
+            raise ShardsError(f"{self.out_dir}: another run with another config ({self._differences()}) started "
+                              "writing here meanwhile; use another --out")
 
     def _differences(self) -> str:
         """`config.generator.steps: 100 -> 20, ...`: what changed against the folder's config."""
@@ -202,10 +241,14 @@ class DatasetWriter:
         return read_json(self.state_dir / "config.json", default={}).get("hash")
 
     def _wipe(self) -> None:
-        for name in ("data", STATE_DIR, ".cache"):
+        """Delete what the writer made (the caller holds the folder lock exclusively); keep the locks."""
+        for name in ("data", ".cache", "extras"):
             shutil.rmtree(self.out_dir / name, ignore_errors=True)
         for name in (MANIFEST, "README.md", "_info.json"):
             (self.out_dir / name).unlink(missing_ok=True)
+        for path in self.state_dir.iterdir():
+            if path.name not in (LOCKS, MARKER):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
 
     # --- planning ---------------------------------------------------------------------------------------
     def plan(self) -> list[ShardSpec]:
@@ -219,8 +262,8 @@ class DatasetWriter:
     def pending(self, shard_range: tuple[int, int] | None = None) -> list[ShardSpec]:
         """Shards not yet complete (within `shard_range`, an [A, B) range over `plan()` positions).
 
-        Deletes the stray temporary files of those shards: with disjoint ranges no two workers touch
-        the same shard, so this never removes a file another worker is writing.
+        Locks each of them for this process's life (another process on one of them is an "in use by pid
+        N" error), then deletes their stray temporary files: never a file another process is writing.
         """
         specs = self.plan()
         if shard_range is not None:
@@ -229,6 +272,9 @@ class DatasetWriter:
                 raise ShardsError(f"--shards {start}:{stop}: need 0 <= A < B")
             specs = specs[start:stop]
         todo = [s for s in specs if not self.is_complete(s)]
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        for spec in todo:
+            hold_lock(self.lock_dir / f"{spec.stem}.lock", f"{self.out_dir / spec.relpath}")
         stems = {s.stem for s in todo}
         if self.tmp_dir.is_dir():
             for tmp in self.tmp_dir.iterdir():
@@ -278,6 +324,7 @@ class DatasetWriter:
                 tmp.unlink(missing_ok=True)
                 raise
             stats = dataclasses.replace(stats, config_hash=self.config_hash, extra=extra or {})
+            self._record_config()
             write_json_atomic(self.stats_path(spec), stats.to_dict())
         except OSError as exc:
             if is_no_space(exc):
@@ -375,10 +422,28 @@ class DatasetWriter:
                      len(missing), len(specs), missing[0])
             return None
         manifest = dataclasses.replace(self._assemble(specs, stats), skipped=list(skipped or []))
+        self._record_config()  # a dataset of empty splits commits no shard
+        self._remove_stray_shards(specs)
         write_timm_info(self.out_dir, manifest)
         write_card(self.out_dir, manifest, self.card)
         write_json_atomic(self.out_dir / MANIFEST, manifest.to_dict())
         return manifest
+
+    def _remove_stray_shards(self, specs: list[ShardSpec]) -> None:
+        """Delete shard-named files in data/ that this dataset does not plan (ours: the folder carries our
+        marker and the names are ours), so verify finds the dataset clean; `foreign_files` names the rest."""
+        planned = {Path(s.relpath).name for s in specs}
+        for path in sorted((self.out_dir / "data").glob("*.tar")):
+            if path.name not in planned and _SHARD_FILE.fullmatch(path.name) and path.is_file():
+                log.warning("%s: a shard this dataset does not plan (a leftover): removed", path)
+                path.unlink()
+
+    def foreign_files(self) -> list[str]:
+        """Files in data/ that are not this dataset's shards and not ours to delete (verify flags them)."""
+        planned = {s.relpath for s in self.plan()}
+        data = self.out_dir / "data"
+        return sorted(f"data/{p.name}" for p in data.iterdir() if f"data/{p.name}" not in planned) \
+            if data.is_dir() else []
 
     def _assemble(self, specs: list[ShardSpec], stats: list[ShardStats]) -> Manifest:
         schemas = {json.dumps(st.json_schema, sort_keys=True) for st in stats if st.samples}

@@ -74,6 +74,7 @@ def test_sweep_runs_resumes_and_extends(data, tmp_path):
 def block_run(folder, data):
     """A run folder holding another run's config: the trainer refuses it (a user error)."""
     folder.mkdir(parents=True)
+    (folder / ".train-run").write_text("{}")  # the marker: a run folder of ours
     (folder / "config.json").write_text(json.dumps(tiny_cfg(data, folder, n=7, lr=0.3).to_dict()))
 
 

@@ -107,6 +107,9 @@ _NOT_IDENTITY = ("out_dir", "device", "num_workers", "checkpoint_every_steps")
 def identity_dict(cfg: RunConfig) -> dict[str, Any]:
     """The fields that define the run's result (the Ideal World has no n, so n is left out there)."""
     d = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IDENTITY}
+    if cfg.data_hashes:  # the datasets are known by their manifests' hashes: `ds`, `./ds`, a URL of it are one
+        d.pop("data")
+        d["extra_test"] = [parse_extra_test(spec)[0] for spec in cfg.extra_test]  # names: they name metrics
     if cfg.mode == "ideal":
         d.pop("n")
     return d

@@ -80,6 +80,19 @@ def open_dataset(location: str, stream: bool = False, verify: bool = True) -> Da
     return Dataset(location, str(root), manifest)
 
 
+def check_sample(ds: Dataset, where: str, key: str, image: np.ndarray, cls: int) -> None:
+    """A streamed sample must fit the manifest (its classes, its image shape): else one clear TrainError,
+    not an IndexError in the loss or a broadcast error mid-run. (The memory path checks in shards.cache.)"""
+    classes = len(ds.manifest.class_names)
+    if not 0 <= cls < classes:
+        raise TrainError(f"{where}: sample {key} has label {cls}, outside the manifest's {classes} classes "
+                         f"[0, {classes}); rebuild the dataset")
+    shape = ds.manifest.image_shape
+    if shape is not None and tuple(image.shape) != tuple(shape):
+        raise TrainError(f"{where}: sample {key} is a {'x'.join(map(str, image.shape))} image, the manifest says "
+                         f"{'x'.join(map(str, shape))}; rebuild the dataset")
+
+
 def cache_size(ds: Dataset, image_size: int | None) -> int | None:
     """Size to decode variable-size images to: the model size / 0.875 (256 for 224), None if fixed."""
     if ds.manifest.image_shape is not None:
@@ -105,7 +118,8 @@ def read_split(ds: Dataset, split: str, size: int | None, limit: int | None, str
     h, w, c = ds.manifest.image_shape
     images = np.empty((count, h, w, c), dtype=np.uint8)
     labels = np.empty(count, dtype=np.int64)
-    for i, (_, image, cls, _) in zip(range(count), shards.iter_samples(ds.shard_urls(split), channels=c)):
+    for i, (key, image, cls, _) in zip(range(count), shards.iter_samples(ds.shard_urls(split), channels=c)):
+        check_sample(ds, f"{ds.location}/{split}", key, image, cls)
         images[i], labels[i] = image, cls
     return images, labels
 

@@ -19,7 +19,7 @@ import torch
 
 import shards
 from train.core import ddp
-from train.data.datasets import Dataset, PinnedStaging
+from train.data.datasets import Dataset, PinnedStaging, check_sample
 from train.errors import TrainError
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ def collect_rows(ds: Dataset, split: str, rows: np.ndarray) -> tuple[np.ndarray,
         for key, image, cls, _ in shards.iter_shard(url, channels=c):
             pos = np.searchsorted(rows, int(key))
             if pos < len(rows) and rows[pos] == int(key):
+                check_sample(ds, url, key, image, cls)
                 images[pos], labels[pos] = image, cls
     return images, labels
 
@@ -120,7 +121,13 @@ class StreamSource:
                 chunk = {k: v[:need] for k, v in chunk.items()}
             parts.append(chunk)
             have += len(chunk["cls"])
-        return tuple(torch.cat([p[k] for p in parts]) for k in ("image", "cls", "index"))
+        images, labels, index = (torch.cat([p[k] for p in parts]) for k in ("image", "cls", "index"))
+        bad = ((labels < 0) | (labels >= len(self.ds.manifest.class_names))).nonzero()
+        if len(bad):  # a cheap check on the CPU batch: an IndexError in the loss would name nothing
+            i = int(bad[0])
+            check_sample(self.ds, f"{self.ds.location}/{self.split}", f"{int(index[i]):09d}", images[i],
+                         int(labels[i]))
+        return images, labels, index
 
     def _remember(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         # The first samples this rank trains on are its share of the Ideal World's train-eval set.

@@ -49,11 +49,20 @@ def run_training(cfg: RunConfig, resume: bool = False, overwrite: bool = False, 
     cfg = with_data_hashes(cfg)
     dist = ddp.init_distributed(_wants_cuda(cfg.device))
     device = _device(cfg.device, dist)
-    start = ddp.run_on_main(dist, lambda: runfolder.prepare_run_dir(cfg, resume, overwrite))
-    if start.kind == "finished":
-        log.info("%s: finished already, returning its summary", cfg.out_dir)
-        return start.summary
-    return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
+
+    def claim_and_decide() -> runfolder.Start:
+        runfolder.claim_run_dir(cfg.out_dir, overwrite)  # before any data loads: in use, foreign, unwritable
+        return runfolder.prepare_run_dir(cfg, resume, overwrite)
+
+    try:
+        start = ddp.run_on_main(dist, claim_and_decide)
+        if start.kind == "finished":
+            log.info("%s: finished already, returning its summary", cfg.out_dir)
+            return start.summary
+        return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
+    finally:  # a long-lived process (a sweep, a Ray worker) frees the folder; a dead one frees it by dying
+        if dist.is_main:
+            runfolder.release_run_dir(cfg.out_dir)
 
 
 def with_data_hashes(cfg: RunConfig) -> RunConfig:
@@ -79,6 +88,10 @@ def _device(spec: str, dist: ddp.Dist) -> torch.device:
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise TrainError(f"--device={spec}: no CUDA device here; use --device cpu or auto")
+    count = torch.cuda.device_count()
+    if ":" in spec and int(spec.split(":")[1]) >= count:
+        raise TrainError(f"--device={spec}: only {count} CUDA device(s) here (cuda:0..cuda:{count - 1}); "
+                         "pick one of them, or --device cuda")
     if dist.active:
         return torch.device("cuda", dist.local_rank)
     return torch.device(spec) if ":" in spec else torch.device("cuda", torch.cuda.current_device())
@@ -161,16 +174,36 @@ class Trainer:
         if state.get("config_hash") != config_hash(self.cfg) or state.get("sampler") != self.data.sampler.state_dict():
             raise TrainError(f"{self.cfg.out_dir}: its checkpoint belongs to another config or dataset; pass "
                              "--overwrite to start again")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.step = int(state["step"])
+            ledger = state["ledger"].numpy()
+            wall_s, train_s = float(state["wall_s"]), float(state["train_s"])
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            reason = (str(exc).splitlines() or [""])[0][:200]
+            raise TrainError(f"{self.cfg.out_dir}: its checkpoint does not fit this run's model or optimizer "
+                             f"({type(exc).__name__}: {reason}); pass --overwrite to start again") from None
         if self.dist.is_main:  # the checkpoint holds the global ledger; other ranks add from zero
-            self.ledger = Ledger(self.data.sampler.pool_size, state["ledger"].numpy())
-        self.clock = _Clock(wall_before=state["wall_s"], train_s=state["train_s"],
-                            row_samples=self.step * self.cfg.batch_size, row_train_s=state["train_s"])
+            self.ledger = Ledger(self.data.sampler.pool_size, ledger)
+        self.clock = _Clock(wall_before=wall_s, train_s=train_s,
+                            row_samples=self.step * self.cfg.batch_size, row_train_s=train_s)
         # Rank 0 drops the rows after the checkpoint; every rank needs them (T(n), what is logged).
         self.rows = ddp.run_on_main(self.dist, lambda: runfolder.truncate_metrics(self.cfg.out_dir, self.step))
+        self._check_rows()
         log.info("resuming %s at step %s", self.cfg.out_dir, f"{self.step:,}")
+
+    def _check_rows(self) -> None:
+        """Every evaluation before the checkpoint's step must still be in metrics.jsonl: the loop never
+        re-evaluates a past step, so a lost row would silently change T(n). (The row at the checkpoint's
+        own step may be lost, to a kill mid-append: it is evaluated again.)"""
+        have = {r["step"] for r in self.rows}
+        lost = sorted(s for s in self.eval_steps if s < self.step and s not in have)
+        if lost:
+            raise TrainError(f"{self.cfg.out_dir}/{runfolder.METRICS}: the rows of steps {lost[:5]}"
+                             f"{' ...' if len(lost) > 5 else ''} logged before the checkpoint (step {self.step:,}) "
+                             "are missing (deleted or edited), so T(n) would be wrong; restore the file, or pass "
+                             "--overwrite to start again")
 
     def _global_ledger(self) -> Ledger:
         counts = ddp.all_reduce_sum(torch.from_numpy(self.ledger.counts.copy()), self.dist)

@@ -1,0 +1,302 @@
+"""The trainer as an adversary or a careless user would drive it: foreign and busy run folders, damaged
+checkpoints, lost metrics, bad shards in the cache, bad devices, Ctrl-C. Each test reproduces one case of
+RELIABILITY-trainer.md."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from shards.tario import tar_end, tar_member
+from train.core.config import RunConfig
+from train.errors import TrainError
+from train.run import loop
+from train.run import runfolder
+from train.run.loop import run_training
+from train_fixtures import build_dataset, copy_dataset
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return build_dataset(tmp_path_factory.mktemp("data") / "ds", train=200, test=50)
+
+
+def make_cfg(ds: Path, out: Path, **kw) -> RunConfig:
+    base = dict(data=str(ds), mode="real", n=100, steps=30, batch_size=16, model="mlp", mlp_widths=(16,),
+                lr=0.05, device="cpu", out_dir=str(out), eval_schedule="every:10", eval_train_samples=32,
+                checkpoint_every_steps=10)
+    return RunConfig(**{**base, **kw})
+
+
+def rows_of(out: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("wall_s", "img_per_s")} for r in rows]
+
+
+def killed_run(cfg: RunConfig, monkeypatch, at: int = 25) -> Path:
+    """Run until step `at`, as if killed there: a checkpoint at step 20, no summary."""
+    step_once = loop.Trainer.train_step
+
+    def killed(self, model):
+        if self.step == at:
+            raise KeyboardInterrupt
+        step_once(self, model)
+
+    monkeypatch.setattr(loop.Trainer, "train_step", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, progress=False)
+    monkeypatch.undo()
+    return Path(cfg.out_dir)
+
+
+# --- run folders: ours, busy, writable --------------------------------------------------------------------
+def test_a_folder_of_the_users_files_is_refused_and_overwrite_keeps_them(dataset, tmp_path):
+    out = tmp_path / "mine"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "notes.txt").write_text("my notes")
+    (out / "checkpoints" / "mine.pt").write_bytes(b"my weights")
+    (out / "metrics.jsonl").write_text('{"mine": 1}\n')
+    cfg = make_cfg(dataset, out, steps=10)
+    with pytest.raises(TrainError, match=r"not empty and not a run folder of this toolkit \(found checkpoints, "
+                                         r"metrics.jsonl, notes.txt\); .*--overwrite"):
+        run_training(cfg, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "metrics.jsonl", "notes.txt"]  # untouched
+    run_training(cfg, overwrite=True, progress=False)
+    assert (out / "notes.txt").read_text() == "my notes"  # --overwrite replaced only the run's own files
+    assert (out / "checkpoints" / "mine.pt").read_bytes() == b"my weights"
+    assert (out / ".train-run").is_file() and (out / "summary.json").is_file()
+    assert '"mine"' not in (out / "metrics.jsonl").read_text()
+    assert run_training(cfg, progress=False)["steps_done"] == 10  # now ours: finished, returned at once
+
+
+def test_a_second_process_on_the_folder_is_told_who_holds_it(dataset, tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / ".train-run").write_text("{}")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from shards.lock import hold_lock; "
+                               f"hold_lock({str(out / '.train-run.lock')!r}, 'x'); print('held', flush=True); "
+                               "time.sleep(60)"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TrainError, match=f"run folder {out}: in use by pid {holder.pid} "):
+            run_training(make_cfg(dataset, out, steps=10), progress=False)
+        assert not (out / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_training(make_cfg(dataset, out, steps=10), progress=False)["steps_done"] == 10  # freed by death
+
+
+def test_out_that_is_a_file_or_cannot_be_written_fails_before_the_data_loads(dataset, tmp_path, monkeypatch):
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was loaded before the run folder was checked")
+
+    monkeypatch.setattr(loop, "build_run_data", no_data)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TrainError, match=r"--out=.*file: exists and is not a folder; choose another --out"):
+        run_training(make_cfg(dataset, tmp_path / "file"), progress=False)
+    with pytest.raises(TrainError, match=r"--out=.*file/run: cannot write there \(Not a directory\)"):
+        run_training(make_cfg(dataset, tmp_path / "file" / "run"), progress=False)
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):  # as a chmod 555 folder behaves for a non-root user
+        if str(path).startswith(str(tmp_path / "ro")):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(TrainError, match=r"--out=.*ro: cannot write there \(Permission denied\)"):
+        run_training(make_cfg(dataset, tmp_path / "ro"), progress=False)
+
+
+# --- checkpoints ------------------------------------------------------------------------------------------
+def _damage(path: Path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "flipped":
+        data[len(data) // 2] ^= 0x01
+        data[len(data) // 3] ^= 0x80
+    path.write_bytes(b"" if how == "empty" else bytes(data) if how == "flipped" else os.urandom(4096))
+
+
+def _record(path: Path) -> None:
+    """Make the checksum file agree with the (damaged) checkpoint: the file's content is then what is tested."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
+
+
+@pytest.mark.parametrize("how, resealed, message", [
+    ("flipped", False, r"last.pt: sha256 \w{12}\.\.\. differs from the recorded \w{12}\.\.\. \(the file was changed"),
+    ("empty", False, r"last.pt: sha256 \w{12}\.\.\. differs from the recorded"),
+    ("random", True, r"last.pt: unreadable checkpoint"),
+    ("empty", True, r"last.pt: unreadable checkpoint"),
+    ("shapes", True, r"its checkpoint does not fit this run's model or optimizer \(RuntimeError: Error\(s\) in "
+                     r"loading state_dict"),
+    ("no-checksum", False, r"last.pt.sha256: missing or empty, so .*last.pt cannot be checked"),
+])
+def test_a_damaged_checkpoint_is_refused_with_one_line(dataset, tmp_path, monkeypatch, how, resealed, message):
+    cfg = make_cfg(dataset, tmp_path / "run")
+    ckpt = killed_run(cfg, monkeypatch) / "checkpoints" / "last.pt"
+    lines = (ckpt.parent / "last.pt.sha256").read_text().splitlines()
+    assert lines == [f"{hashlib.sha256(ckpt.read_bytes()).hexdigest()}  last.pt"]  # `sha256sum -c` format
+    if how == "shapes":
+        state = torch.load(ckpt, weights_only=True)
+        state["model"] = {k: torch.zeros(3, *v.shape) for k, v in state["model"].items()}
+        torch.save(state, ckpt)
+    elif how == "no-checksum":
+        (ckpt.parent / "last.pt.sha256").unlink()
+    else:
+        _damage(ckpt, how)
+    if resealed:
+        _record(ckpt)
+    with pytest.raises(TrainError, match=message) as caught:
+        run_training(cfg, resume=True, progress=False)
+    assert "\n" not in str(caught.value) and "--overwrite" in str(caught.value)
+
+
+def test_a_kill_between_the_two_renames_of_a_save_still_resumes(dataset, tmp_path, monkeypatch):
+    """The checksum file accepts the old and the new checkpoint while one replaces the other."""
+    whole = run_training(make_cfg(dataset, tmp_path / "whole"), progress=False)
+    cfg = make_cfg(dataset, tmp_path / "run")
+    write_sums, calls = runfolder._write_sums, []
+
+    def killed_in_the_second_save(path, sums):  # saves at steps 10 and 20 write the sums twice each
+        calls.append(len(sums))
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # step 20's checkpoint is in place; its checksum file still lists two sums
+        write_sums(path, sums)
+
+    monkeypatch.setattr(runfolder, "_write_sums", killed_in_the_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(cfg, progress=False)
+    monkeypatch.undo()
+    assert calls == [1, 1, 2, 1]
+    assert len((Path(cfg.out_dir) / "checkpoints" / "last.pt.sha256").read_text().splitlines()) == 2
+    resumed = run_training(cfg, resume=True, progress=False)
+    assert rows_of(Path(cfg.out_dir)) == rows_of(tmp_path / "whole") and resumed["ledger"] == whole["ledger"]
+
+
+# --- metrics and config identity --------------------------------------------------------------------------
+def test_resume_without_metrics_is_refused_not_a_wrong_t_n(dataset, tmp_path, monkeypatch):
+    cfg = make_cfg(dataset, tmp_path / "run")
+    out = killed_run(cfg, monkeypatch)
+    (out / "metrics.jsonl").unlink()
+    with pytest.raises(TrainError, match=r"metrics.jsonl: the rows of steps \[0, 10\] logged before the checkpoint "
+                                         r"\(step 20\) are missing \(deleted or edited\), so T\(n\) would be wrong"):
+        run_training(cfg, resume=True, progress=False)
+
+
+def test_the_same_dataset_by_another_path_is_the_same_run(dataset, tmp_path, monkeypatch):
+    copy_dataset(dataset, tmp_path / "ds")
+    monkeypatch.chdir(tmp_path)
+    first = run_training(make_cfg(Path("ds"), tmp_path / "run", steps=10), progress=False)
+    again = run_training(dataclasses.replace(make_cfg(Path("ds"), tmp_path / "run", steps=10), data="./ds/"),
+                         progress=False)
+    assert again == first  # finished: returned at once, not "another config"
+    absolute = dataclasses.replace(make_cfg(tmp_path / "ds", tmp_path / "run", steps=10))
+    assert run_training(absolute, progress=False) == first
+
+
+# --- bad data in the cache, bad devices -------------------------------------------------------------------
+def _rewrite_sample(ds: Path, relpath: str, key: str, member: str, data: bytes) -> None:
+    """Replace one member of a shard and record the new shard in the manifest (a well-formed but bad dataset)."""
+    shard = ds / relpath
+    with tarfile.open(shard) as tar:
+        members = [(m.name, tar.extractfile(m).read()) for m in tar.getmembers()]
+    body = b"".join(tar_member(n, data if n == f"{key}.{member}" else d) for n, d in members) + tar_end()
+    shard.write_bytes(body)
+    manifest = json.loads((ds / "manifest.json").read_text())
+    for split in manifest["splits"].values():
+        for entry in split["shards"]:
+            if entry["file"] == relpath:
+                entry.update(sha256=hashlib.sha256(body).hexdigest(), bytes=len(body))
+    (ds / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _png(shape) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", shape).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("label", r"data/train-000001.tar: sample 000000150: label 12 outside \[0, 10\), the manifest's classes; "
+              "rebuild the shard"),
+    ("size", r"data/train-000001.tar: unreadable shard \(sample 000000150: image is 9x9, expected 8x8\); verify"),
+    ("missing", r"data/train-000001.tar: missing, but the manifest lists it; re-run the command that made"),
+])
+def test_bad_shards_on_the_memory_path_give_one_line(dataset, tmp_path, case, message):
+    ds = copy_dataset(dataset, tmp_path / "ds")
+    if case == "label":
+        _rewrite_sample(ds, "data/train-000001.tar", "000000150", "cls", b"12")
+    elif case == "size":
+        _rewrite_sample(ds, "data/train-000001.tar", "000000150", "png", _png((9, 9)))
+    else:
+        (ds / "data" / "train-000001.tar").unlink()
+    with pytest.raises(TrainError, match=message):
+        run_training(make_cfg(ds, tmp_path / "run", data_path="memory"), progress=False)
+
+
+@pytest.mark.parametrize("split, kw", [
+    ("test", dict(data_path="stream")),                            # the evaluation set, read in order
+    ("train", dict(data_path="stream", n=200)),                    # the Real World's rows, one pass
+    ("train", dict(data_path="stream", mode="ideal", steps=12, num_workers=0)),  # the Ideal World's stream
+])
+def test_an_out_of_range_label_on_the_streaming_path_is_one_line(dataset, tmp_path, split, kw):
+    ds = copy_dataset(dataset, tmp_path / "ds")
+    relpath, key = (f"data/{split}-000000.tar", "000000010")
+    _rewrite_sample(ds, relpath, key, "cls", b"12")
+    with pytest.raises(TrainError, match=rf"sample {key} has label 12, outside the manifest's 10 classes \[0, 10\); "
+                                         "rebuild the dataset"):
+        run_training(make_cfg(ds, tmp_path / "run", **kw), progress=False)
+
+
+def test_a_device_that_is_not_here_is_a_clear_error(dataset, tmp_path, monkeypatch):
+    with pytest.raises(TrainError, match=r"--device=mps: use auto, cpu, cuda or cuda:N"):
+        run_training(make_cfg(dataset, tmp_path / "a", device="mps"), progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(TrainError, match=r"--device=cuda:3: no CUDA device here; use --device cpu or auto"):
+            run_training(make_cfg(dataset, tmp_path / "b", device="cuda:3"), progress=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(TrainError, match=r"--device=cuda:3: only 2 CUDA device\(s\) here \(cuda:0..cuda:1\)"):
+        run_training(make_cfg(dataset, tmp_path / "c", device="cuda:3"), progress=False)
+
+
+# --- Ctrl-C end to end ------------------------------------------------------------------------------------
+def test_a_second_cli_run_is_refused_and_ctrl_c_exits_130(dataset, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "train", "run", "--data", str(dataset), "--n", "100", "--steps", "100000",
+            "--batch-size", "16", "--model", "mlp", "--mlp-widths", "16", "--device", "cpu", "--eval-schedule",
+            "every:50", "--eval-train-samples", "32", "--checkpoint-every-steps", "50", "--out", str(out),
+            "--no-progress"]
+    proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "checkpoints" / "last.pt").is_file() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2 and second.stderr.strip().splitlines()[-1].startswith(
+        f"error: run folder {out}: in use by pid {proc.pid} ")  # not two runs appending to one metrics.jsonl
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        "interrupted; re-run the same command with --resume to continue")
+    assert (out / "checkpoints" / "last.pt.sha256").is_file()  # killed mid-run, after a checkpoint

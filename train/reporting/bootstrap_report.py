@@ -205,6 +205,11 @@ def _notes(pairs, stats: dict) -> list[str]:
         if diffs:
             shown = ", ".join(f"{k}: {a!r} vs {b!r}" for k, a, b in ((k, *v) for k, v in diffs.items()))
             notes.append(f"Warning: {real.run_dir} and {ideal.run_dir} differ beyond mode and folder ({shown}).")
+        for run in (real, ideal):
+            if (run.summary or {}).get("batchnorm") == "per-rank":
+                notes.append(f"{run.run_dir}: BatchNorm statistics were per rank ({run.summary.get('world_size')} "
+                             "DDP processes on CPU, where SyncBatchNorm cannot run), so each normalised "
+                             "batch / world samples: not the same computation as one process.")
         ledger = (ideal.summary or {}).get("ledger") or {}
         if ledger and not ledger.get("no_reuse", True):
             notes.append(f"{ideal.run_dir} reused samples ({ledger.get('passes')} passes over the pool), "

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import logging
 import os
-from pathlib import Path
 
 from shards.entry import RUNS_ROOT
 from train.cli.flags import add_control_flags, add_run_flags, config_from_args

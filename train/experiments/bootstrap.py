@@ -2,7 +2,7 @@
 
     python -m train bootstrap --data DATASET --n 50000 --preset paper-cifar5m --seeds 3 --out out/runs/boot
 
-From Python: `bootstrap(cfg)` returns the report's headline figures (`train.reporting.render.format_headline`
+From Python: `bootstrap(cfg, seeds=3)` returns the report's headline figures (`train.reporting.render.format_headline`
 prints them).
 
 Folder layout (`<exp>` = cfg.out_dir):
@@ -25,7 +25,7 @@ from pathlib import Path
 from train.core.config import RunConfig, config_hash
 from train.errors import TrainError
 from train.experiments.common import claim_experiment, is_main_process, preflight
-from train.reporting.bootstrap_report import render_bootstrap
+from train.reporting.bootstrap_report import render_bootstrap, seed_entries
 from train.run.loop import run_training
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ def bootstrap(cfg: RunConfig, seeds: int = 1, resume: bool = False, overwrite: b
     spec, runs = plan_bootstrap(cfg, seeds)
     preflight(runs)
     if is_main_process():
-        claim_experiment(exp_dir, spec, overwrite, same=lambda old: (old.get("config_hash"), old.get("runs"))
+        # seed_entries reads the one-seed layout of older experiment.json files too
+        claim_experiment(exp_dir, spec, overwrite, same=lambda old: (old.get("config_hash"), seed_entries(old))
                          == (spec["config_hash"], spec["runs"]))
     for run_cfg in runs:
         log.info("%s World, seed %d -> %s", run_cfg.mode.title(), run_cfg.seed, run_cfg.out_dir)

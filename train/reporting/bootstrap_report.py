@@ -11,6 +11,7 @@ the noise floor and the generalisation gap (`statistics.verdict`, shared with th
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -261,5 +262,6 @@ def format_bootstrap_headline(headline: dict) -> str:
     for name, e in headline["extra"].items():
         out.append(f"  {name} soft-error at T(n): Real {fmt(e['real'])}  Ideal {fmt(e['ideal'])}  "
                    f"gap {fmt_gap(e['gap'])}")
-    out.append(f"  verdict ({headline['verdict_code']}): see the report")
+    out += textwrap.wrap(f"verdict ({headline['verdict_code']}): {headline['verdict']}", width=110,
+                         initial_indent="  ", subsequent_indent="    ")
     return "\n".join(out)

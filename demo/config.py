@@ -7,6 +7,8 @@ from pathlib import Path
 
 from demo.data import DEFAULT_SPLIT_SEED
 from demo.errors import DemoError
+from train.core.schedule import parse_eval_schedule
+from train.errors import TrainError
 
 SHIPPED_MODELS = Path(__file__).resolve().parent / "models"  # package data: the committed models
 
@@ -69,6 +71,10 @@ class DemoConfig:
         if self.n > self.train:
             raise DemoError(f"--n={self.n:,}: larger than the synthetic train pool (--train={self.train:,}); "
                             "choose n <= --train")
+        try:  # checked before generation, not minutes later when the bootstrap starts
+            parse_eval_schedule(self.eval_schedule, self.steps)
+        except TrainError as exc:
+            raise DemoError(str(exc)) from exc
         if not 0 <= self.warmup_steps < self.steps:
             raise DemoError(f"--warmup-steps={self.warmup_steps}: must be in [0, --steps={self.steps})")
         if self.steps * self.batch_size > self.train:

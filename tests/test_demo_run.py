@@ -123,6 +123,10 @@ def test_checks_run_before_any_work(tiny_models, tmp_path):
         run_demo(tiny_cfg(tiny_models, tmp_path / "out", steps=20))
     with pytest.raises(DemoError, match=r"--n=300: larger than the synthetic train pool"):
         run_demo(tiny_cfg(tiny_models, tmp_path / "out", n=300))
+    with pytest.raises(DemoError, match=r"--eval-schedule part 'every:x'"):
+        run_demo(tiny_cfg(tiny_models, tmp_path / "out", eval_schedule="every:x"))
+    with pytest.raises(DemoError, match=r"--seeds=0: must be >= 1"):
+        run_demo(tiny_cfg(tiny_models, tmp_path / "out", seeds=0))
     assert not (tmp_path / "out").exists()
     assert main(["run", "--out", str(tmp_path / "cli-out"), "--train", "1000", "--steps", "10",
                  "--batch-size", "128"]) == 2

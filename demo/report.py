@@ -57,7 +57,9 @@ def miniature_markdown(cfg: DemoConfig) -> str:
         "architecture, one learning rate. The noise floor is an sd from "
         f"{cfg.seeds} seeds, itself uncertain by about ±{100 / (2 * (cfg.seeds - 1)) ** 0.5:.0f}%"
         " (the relative sd of a sample sd); a gap 'within noise' means not resolved by this many seeds, not "
-        "zero. The synthetic digits are a generator's approximation of real digits (see the generator "
+        "zero. The window figures (largest and mean |gap| over [n / batch, T(n)]) have no noise floor of "
+        "their own: early on the curves fall fast and the seeds spread more than at T(n). "
+        "The synthetic digits are a generator's approximation of real digits (see the generator "
         "section), so agreement inside that distribution says nothing about the real holdout's columns "
         "beyond what they show.", "",
     ]) if cfg.seeds > 1 else "\n".join([

@@ -24,12 +24,13 @@ N ?= 50000
 NS ?= 5000,10000,25000,50000
 MODELS ?= preact-resnet18
 SEEDS ?= 3
+LRS ?= 0.1
 PRESET ?= paper-cifar5m
 RUN ?= out/runs/$(PRESET)-$(MODE)-n$(N)
 EXP ?= out/runs/bootstrap-n$(N)
 SWEEP ?= out/runs/sweep
 ARGS ?=
-VARS := OUT DATA IMAGENET LABELER LABELER_DIR CIFAR10 MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS PRESET RUN EXP SWEEP ARGS
+VARS := OUT DATA IMAGENET LABELER LABELER_DIR CIFAR10 MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS LRS PRESET RUN EXP SWEEP ARGS
 
 .PHONY: help install test demo demo-models cifar10 labeler cifar5m quality dogbird verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
 
@@ -101,11 +102,11 @@ train-ideal: MODE=ideal
 train-ideal: $(STAMP) ## Ideal World run (fresh samples every step): make train-ideal DATA=out/cifar5m
 	$(PY) -m train run --data $(DATA) --preset $(PRESET) --mode ideal --out $(RUN) $(ARGS)
 
-bootstrap: $(STAMP) ## Real (N) vs Ideal with one config, then report.md + plots in EXP
-	$(PY) -m train bootstrap --data $(DATA) --preset $(PRESET) --n $(N) --out $(EXP) $(ARGS)
+bootstrap: $(STAMP) ## Real (N) vs Ideal with one config, SEEDS seeds of each, then report.md + plots in EXP
+	$(PY) -m train bootstrap --data $(DATA) --preset $(PRESET) --n $(N) --seeds $(SEEDS) --out $(EXP) $(ARGS)
 
-sweep: $(STAMP) ## grid over NS x MODELS x SEEDS (resumable), then the Real vs Ideal scatter and L(n)
-	$(PY) -m train sweep --data $(DATA) --preset $(PRESET) --n $(NS) --model $(MODELS) --seeds $(SEEDS) --out $(SWEEP) $(ARGS)
+sweep: $(STAMP) ## grid over NS x MODELS x LRS x SEEDS (resumable), then the Real vs Ideal scatter and L(n)
+	$(PY) -m train sweep --data $(DATA) --preset $(PRESET) --n $(NS) --model $(MODELS) --lr $(LRS) --seeds $(SEEDS) --out $(SWEEP) $(ARGS)
 
 report: $(STAMP) ## re-render plots and tables of a run, bootstrap or sweep folder: make report EXP=out/runs/...
 	$(PY) -m train report $(EXP)

@@ -105,8 +105,13 @@ def _add_run_parser(sub) -> None:
     b.add_argument("--model", default=d.model, help=f"trainer model (default {d.model})")
     b.add_argument("--width", type=int, default=d.width, help=f"its base width (default {d.width})")
     b.add_argument("--lr", type=float, default=d.lr, help=f"peak lr of the cosine schedule (default {d.lr})")
+    b.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help=f"linear lr warm-up (default "
+                   f"{d.warmup_steps})")
     b.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
-    b.add_argument("--eval-points", type=int, default=d.eval_points, help="log-spaced evaluation steps")
+    b.add_argument("--seeds", type=int, default=d.seeds, help=f"seeds of each world (default {d.seeds}; the "
+                   "noise floor, and so a verdict, needs 2 or more)")
+    b.add_argument("--eval-schedule", default=d.eval_schedule, help=f"evaluation steps, as `train run "
+                   f"--eval-schedule` (default {d.eval_schedule})")
     run.add_argument("--device", default=d.device, help="auto (cuda if present), cpu or cuda")
     run.add_argument("--overwrite", action="store_true", help="replace datasets and runs in --out that were made "
                      "with other settings (those made with these settings are always reused)")
@@ -121,7 +126,8 @@ def _demo_config_from_args(args: argparse.Namespace) -> DemoConfig:
         out_dir=args.out, models_dir=args.models, split_seed=args.split_seed, seed=args.seed, train=args.train,
         test=args.test, samples_per_shard=args.shard_size, gen_steps=args.gen_steps,
         gen_batch_size=args.gen_batch_size, n=args.n, steps=args.steps, batch_size=args.batch_size,
-        model=args.model, width=args.width, lr=args.lr, momentum=args.momentum, eval_points=args.eval_points,
+        model=args.model, width=args.width, lr=args.lr, warmup_steps=args.warmup_steps, momentum=args.momentum,
+        seeds=args.seeds, eval_schedule=args.eval_schedule,
         device=args.device, overwrite=args.overwrite, workers=args.workers, threads=args.threads,
     ).validate()
 

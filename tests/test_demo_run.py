@@ -33,7 +33,8 @@ def tiny_models(tmp_path_factory):
 
 def tiny_cfg(models, out, **kw) -> DemoConfig:
     values = dict(out_dir=str(out), models_dir=str(models), train=256, test=64, samples_per_shard=128, gen_steps=2,
-                  gen_batch_size=64, n=64, steps=8, batch_size=16, model="mcnn", width=4, eval_points=4,
+                  gen_batch_size=64, n=64, steps=8, batch_size=16, model="mcnn", width=4, warmup_steps=2, seeds=2,
+                  eval_schedule="every:4",
                   quality_sizes=(100,), device="cpu", workers=1, threads=1)
     values.update(kw)
     return DemoConfig(**values)
@@ -77,14 +78,14 @@ def test_workers_write_the_same_bytes_as_one_process(finished, tiny_models, tmp_
 def test_bootstrap_uses_the_synthetic_pool_and_the_real_holdout(finished):
     cfg, result, _ = finished
     exp = cfg.out / "bootstrap"
-    real_cfg = json.loads((exp / "real" / "config.json").read_text())
-    ideal = json.loads((exp / "ideal" / "summary.json").read_text())
+    real_cfg = json.loads((exp / "seed0" / "real" / "config.json").read_text())
+    ideal = json.loads((exp / "seed1" / "ideal" / "summary.json").read_text())
     assert real_cfg["data"] == str(cfg.out / "synthetic") and real_cfg["n"] == 64
     assert real_cfg["extra_test"] == [f"real-digits={cfg.out / 'real-digits'}"]
     assert ideal["ledger"]["no_reuse"] and ideal["ledger"]["total_draws"] == 8 * 16
     headline = result["headline"]
     assert set(headline["extra"]) == {"real-digits"}
-    assert headline["steps"] == 8 and headline["n"] == 64
+    assert headline["steps"] == 8 and headline["n"] == 64 and headline["seeds"] == 2
 
 
 def test_report_states_generator_quality_and_headline(finished):
@@ -99,6 +100,8 @@ def test_report_states_generator_quality_and_headline(finished):
     assert row["n"] == 100
     assert f"| 100 | {100 * row['synthetic_to_real_accuracy']:.2f}% | {100 * row['real_to_real_accuracy']:.2f}% |" in report
     assert "## Real vs Ideal on each test set" in report and "| real-digits | soft-error |" in report
+    assert "over 2 seeds" in report and "The noise floor (sd across seeds at the same step" in report
+    assert "## What this miniature can and cannot show" in report and "an sd from 2 seeds" in report
     # the console summary: where the report is, and its figures
     assert f"report: {cfg.out / 'bootstrap' / 'report.md'}" in printed
     assert "demo finished in" in printed and "real-digits soft-error at" in printed
@@ -107,8 +110,8 @@ def test_report_states_generator_quality_and_headline(finished):
 
 def test_rerun_reuses_shards_and_finished_runs(finished):
     cfg, result, _ = finished
-    files = sorted((cfg.out / "synthetic" / "data").glob("*.tar")) + [cfg.out / "bootstrap" / "real" / "summary.json",
-                                                                        cfg.out / "bootstrap" / "ideal" / "summary.json"]
+    files = sorted((cfg.out / "synthetic" / "data").glob("*.tar")) + [cfg.out / "bootstrap" / f"seed{s}" / w / "summary.json"
+                                                                        for s in (0, 1) for w in ("real", "ideal")]
     before = {f: f.stat().st_mtime_ns for f in files}
     again = run_demo(cfg)
     assert {f: f.stat().st_mtime_ns for f in files} == before
@@ -120,6 +123,10 @@ def test_checks_run_before_any_work(tiny_models, tmp_path):
         run_demo(tiny_cfg(tiny_models, tmp_path / "out", steps=20))
     with pytest.raises(DemoError, match=r"--n=300: larger than the synthetic train pool"):
         run_demo(tiny_cfg(tiny_models, tmp_path / "out", n=300))
+    with pytest.raises(DemoError, match=r"--eval-schedule part 'every:x'"):
+        run_demo(tiny_cfg(tiny_models, tmp_path / "out", eval_schedule="every:x"))
+    with pytest.raises(DemoError, match=r"--seeds=0: must be >= 1"):
+        run_demo(tiny_cfg(tiny_models, tmp_path / "out", seeds=0))
     assert not (tmp_path / "out").exists()
     assert main(["run", "--out", str(tmp_path / "cli-out"), "--train", "1000", "--steps", "10",
                  "--batch-size", "128"]) == 2
@@ -166,5 +173,5 @@ def test_other_settings_or_pool_need_overwrite(tiny_models, tmp_path):
     before = json.loads((cfg.out / "bootstrap" / "demo-data.json").read_text())
     result = run_demo(changed)
     assert json.loads((cfg.out / "bootstrap" / "demo-data.json").read_text()) != before
-    ideal = json.loads((cfg.out / "bootstrap" / "ideal" / "summary.json").read_text())
+    ideal = json.loads((cfg.out / "bootstrap" / "seed0" / "ideal" / "summary.json").read_text())
     assert ideal["ledger"]["pool_size"] == 240 and result["headline"]["steps"] == 4

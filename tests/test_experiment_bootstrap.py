@@ -1,6 +1,7 @@
 """`train bootstrap` on a tiny learnable dataset: both worlds, one config, a report that matches the runs."""
 import json
 
+import numpy as np
 import pytest
 
 from train.__main__ import main
@@ -43,14 +44,19 @@ def test_bootstrap_runs_both_worlds_with_one_config(datasets, tmp_path):
     assert headline["real_test_soft_error"] == pytest.approx(real.summary["at_fit"]["test/soft_error"])
     assert headline["ideal_test_soft_error"] == pytest.approx(at_fit["test/soft_error"])
     assert headline["gap"] == pytest.approx(headline["real_test_soft_error"] - headline["ideal_test_soft_error"])
-    gaps = [r["test/soft_error"] - i["test/soft_error"] for r, i in zip(real.rows, ideal.rows) if r["step"] <= fit]
-    assert headline["max_abs_gap"] == pytest.approx(max(abs(g) for g in gaps))
+    # the 'for all t' figures: t in [n / batch, T(n)] = [40 / 16, T(n)], the window's ends interpolated
+    steps = np.array([r["step"] for r in real.rows])
+    gap = np.array([r["test/soft_error"] - i["test/soft_error"] for r, i in zip(real.rows, ideal.rows)])
+    grid = np.concatenate([[2.5], steps[(steps > 2.5) & (steps < fit)], [fit]])
+    assert (headline["window"]["start"], headline["window"]["end"]) == (2.5, fit)
+    assert headline["window"]["max_abs"] == pytest.approx(np.abs(np.interp(grid, steps, gap)).max())
     assert set(headline["extra"]) == {"shifted"}
 
     spec = json.loads((exp / "experiment.json").read_text())
-    assert spec["kind"] == "bootstrap" and spec["runs"] == {"real": "real", "ideal": "ideal"}
+    assert spec["kind"] == "bootstrap" and spec["runs"] == [{"seed": 0, "real": "real", "ideal": "ideal"}]
     text = (exp / "report.md").read_text()
-    assert "| shifted | soft-error |" in text and "| Ideal | 384 | 384 | 400 |" in text
+    assert "| shifted | soft-error |" in text and "| Ideal s0 | 384 | 384 | 400 |" in text
+    assert headline["verdict_code"] == "no-verdict" and "With one seed no verdict is possible" in text
     for name in ("soft_error.png", "gap.png", "results.json"):
         assert (exp / name).is_file()
 
@@ -59,6 +65,32 @@ def test_bootstrap_runs_both_worlds_with_one_config(datasets, tmp_path):
     again = bootstrap(cfg, progress=False)
     assert [(exp / w / "summary.json").stat().st_mtime_ns for w in ("real", "ideal")] == stamps
     assert again == headline
+
+
+def test_bootstrap_seeds_cli(datasets, tmp_path, capsys):
+    data, _ = datasets
+    exp = tmp_path / "boot"
+    flags = ["--data", str(data), "--n", "40", "--steps", "12", "--batch-size", "16", "--model", "mlp",
+             "--mlp-widths", "32", "--eval-schedule", "every:4", "--eval-train-samples", "40", "--device", "cpu",
+             "--num-workers", "0", "--out", str(exp), "--no-progress", "--seed", "5", "--seeds", "2"]
+    assert main(["bootstrap", *flags]) == 0
+    spec = json.loads((exp / "experiment.json").read_text())
+    assert spec["seeds"] == 2 and [e["real"] for e in spec["runs"]] == ["seed5/real", "seed6/real"]
+    runs = {f"seed{s}/{w}": load_run(exp / f"seed{s}" / w) for s in (5, 6) for w in ("real", "ideal")}
+    assert {r.config["seed"] for r in runs.values()} == {5, 6}
+    # each seed's worlds share an init; the two seeds do not
+    first = {k: r.rows[0]["test/soft_error"] for k, r in runs.items()}
+    assert first["seed5/real"] == pytest.approx(first["seed5/ideal"]) != pytest.approx(first["seed6/real"])
+    results = json.loads((exp / "results.json").read_text())
+    soft = results["statistics"]["test"]["soft_error"]
+    gaps = [runs[f"seed{s}/real"].summary["at_fit"]["test/soft_error"] for s in (5, 6)]
+    assert soft["seeds"] == 2 and soft["noise_floor"] is not None and len(gaps) == 2
+    assert results["headline"]["verdict_code"] != "no-verdict"
+    text = (exp / "report.md").read_text()
+    assert "seeds 5, 6" in text and "over 2 seeds" in text and "`seed6/ideal`" in text
+    with pytest.raises(SystemExit):  # argparse rejects it before anything runs
+        main(["bootstrap", *flags[:-1], "0"])
+    assert "--seeds: '0': give a number of seeds >= 1" in capsys.readouterr().err
 
 
 def test_bootstrap_refuses_another_experiment(datasets, tmp_path):

@@ -28,9 +28,9 @@ def test_plan_shares_one_ideal_per_model_and_seed(tmp_path):
     assert len(entries) == 2 * 2 * 2 and len(runs) == 2 * 2 * (1 + 2)
     ideal = [r for r in runs if r.mode == "ideal"]
     assert {(r.model, r.seed, r.n) for r in ideal} == {(m, s, None) for m in ("mlp", "timm:resnet18") for s in (0, 1)}
-    assert entries[0] == {"model": "mlp", "n": 20, "seed": 0, "real": "runs/mlp-s0/real-n20",
-                          "ideal": "runs/mlp-s0/ideal"}
-    assert any(r.out_dir.endswith("runs/timm-resnet18-s1/real-n40") for r in runs)
+    assert entries[0] == {"model": "mlp", "lr": 0.05, "n": 20, "seed": 0, "real": "runs/mlp-lr0.05-s0/real-n20",
+                          "ideal": "runs/mlp-lr0.05-s0/ideal"}
+    assert any(r.out_dir.endswith("runs/timm-resnet18-lr0.05-s1/real-n40") for r in runs)
     # every run is the base config with only the grid's fields changed
     for r in runs:
         assert r.steps == base.steps and r.lr == base.lr and r.eval_schedule == base.eval_schedule
@@ -41,11 +41,11 @@ def test_sweep_runs_resumes_and_extends(data, tmp_path):
     base = tiny_cfg(data, exp, n=None)
     headline = sweep(base, ns=[20, 40], models=["mlp"], seeds=[0, 1], progress=False)
     assert headline["runs_total"] == headline["runs_done"] == 4
-    assert sorted(summary_stamps(exp)) == ["runs/mlp-s0/ideal", "runs/mlp-s0/real-n20", "runs/mlp-s0/real-n40",
-                                           "runs/mlp-s1/ideal", "runs/mlp-s1/real-n20", "runs/mlp-s1/real-n40"]
+    assert sorted(summary_stamps(exp)) == ["runs/mlp-lr0.05-s0/ideal", "runs/mlp-lr0.05-s0/real-n20", "runs/mlp-lr0.05-s0/real-n40",
+                                           "runs/mlp-lr0.05-s1/ideal", "runs/mlp-lr0.05-s1/real-n20", "runs/mlp-lr0.05-s1/real-n40"]
     results = json.loads((exp / "results.json").read_text())
     point = next(p for p in results["points"] if (p["n"], p["seed"]) == (40, 1))
-    real, ideal = load_run(exp / "runs/mlp-s1/real-n40"), load_run(exp / "runs/mlp-s1/ideal")
+    real, ideal = load_run(exp / "runs/mlp-lr0.05-s1/real-n40"), load_run(exp / "runs/mlp-lr0.05-s1/ideal")
     fit = real.summary["fit_step"]
     ref = fit if fit is not None else real.last_step()
     assert point["fit_step"] == fit
@@ -61,14 +61,14 @@ def test_sweep_runs_resumes_and_extends(data, tmp_path):
     headline = sweep(base, ns=[80], models=["mlp"], seeds=[0, 1], progress=False)
     after = summary_stamps(exp)
     assert {k: v for k, v in after.items() if k in before} == before
-    assert sorted(set(after) - set(before)) == ["runs/mlp-s0/real-n80", "runs/mlp-s1/real-n80"]
+    assert sorted(set(after) - set(before)) == ["runs/mlp-lr0.05-s0/real-n80", "runs/mlp-lr0.05-s1/real-n80"]
     spec = json.loads((exp / "experiment.json").read_text())
     assert spec["ns"] == [20, 40, 80] and len(spec["runs"]) == 6
     assert headline["runs_done"] == 6 and [g["n"] for g in headline["groups"]] == [20, 40, 80]
 
     # other shared settings: refused rather than mixed into this sweep
     with pytest.raises(TrainError, match="holds another sweep experiment"):
-        sweep(tiny_cfg(data, exp, lr=0.2), ns=[20], models=["mlp"], seeds=[0], progress=False)
+        sweep(tiny_cfg(data, exp, momentum=0.5), ns=[20], models=["mlp"], seeds=[0], progress=False)
 
 
 def block_run(folder, data):
@@ -80,10 +80,10 @@ def block_run(folder, data):
 
 def test_failed_run_does_not_stop_the_others(data, tmp_path):
     exp = tmp_path / "sweep"
-    block_run(exp / "runs/mlp-s0/real-n20", data)
+    block_run(exp / "runs/mlp-lr0.05-s0/real-n20", data)
     with pytest.raises(TrainError, match=r"1 of 3 sweep runs failed \(.*real-n20: .*holds a run with another config"):
         sweep(tiny_cfg(data, exp, n=None, steps=8), ns=[20, 40], models=["mlp"], seeds=[0], progress=False)
-    assert (exp / "runs/mlp-s0/real-n40/summary.json").is_file()
+    assert (exp / "runs/mlp-lr0.05-s0/real-n40/summary.json").is_file()
     text = (exp / "report.md").read_text()
     assert "1 of 2 runs finished" in text and "## Not finished" in text
 
@@ -96,6 +96,17 @@ def test_sweep_cli_parses_lists(data, tmp_path, capsys):
     assert {(r["model"], r["seed"]) for r in runs} == {(m, s) for m in ("mlp", "mcnn") for s in (5, 6)}
     assert sorted({r["n"] for r in runs if r["mode"] == "real"}) == [20, 40]
     assert all(r["steps"] == 8 for r in runs)
+    # --lr takes a list: every (model, lr, seed) cell gets its own Ideal run and folder
+    assert main(["sweep", "--data", str(data), "--n", "20", "--model", "mlp", "--lr", "0.1,0.05", "--seeds", "2",
+                 "--steps", "8", "--out", str(tmp_path / "s"), "--dry-run"]) == 0
+    runs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted((r["lr"], r["seed"], r["mode"]) for r in runs) == sorted(
+        (lr, s, m) for lr in (0.1, 0.05) for s in (0, 1) for m in ("real", "ideal"))
+    assert {r["out_dir"].split("/runs/")[1] for r in runs if r["mode"] == "ideal"} == {
+        f"mlp-lr{lr}-s{s}/ideal" for lr in ("0.1", "0.05") for s in (0, 1)}
+    with pytest.raises(SystemExit):
+        main(["sweep", "--data", str(data), "--n", "20", "--lr", "0.1,-1"])
+    assert "give one or more learning rates > 0" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:  # argparse rejects it before anything runs
         main(["sweep", "--data", str(data), "--n", "20,x"])
     assert exc.value.code == 2
@@ -108,20 +119,20 @@ def test_sweep_cli_runs_and_prints(data, tmp_path, capsys):
                  "--batch-size", "16", "--eval-schedule", "every:4", "--eval-train-samples", "40",
                  "--device", "cpu", "--num-workers", "0", "--out", str(exp), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert f"report: {exp / 'report.md'}" in out and "mlp n=40" in out
+    assert f"report: {exp / 'report.md'}" in out and "mlp lr=0.1 n=40" in out
 
 
 def test_sweep_on_ray_matches_local(data, tmp_path):
     ray = pytest.importorskip("ray")
     local = sweep(tiny_cfg(data, tmp_path / "local", n=None, steps=8), ns=[20, 40], models=["mlp"],
                   seeds=[0], progress=False)
-    block_run(tmp_path / "ray/runs/mlp-s0/real-n40", data)
+    block_run(tmp_path / "ray/runs/mlp-lr0.05-s0/real-n40", data)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         with pytest.raises(TrainError, match=r"1 of 3 sweep runs failed \(.*real-n40: .*another config"):
             sweep(tiny_cfg(data, tmp_path / "ray", n=None, steps=8), ns=[20, 40], models=["mlp"],
                   seeds=[0], use_ray=True, progress=False)
-        (tmp_path / "ray/runs/mlp-s0/real-n40/config.json").unlink()  # the cause fixed: re-run finishes
+        (tmp_path / "ray/runs/mlp-lr0.05-s0/real-n40/config.json").unlink()  # the cause fixed: re-run finishes
         remote = sweep(tiny_cfg(data, tmp_path / "ray", n=None, steps=8), ns=[20, 40], models=["mlp"],
                        seeds=[0], use_ray=True, progress=False)
     finally:

@@ -6,9 +6,8 @@ import pytest
 
 from train.errors import TrainError
 from train.reporting.bootstrap_report import render_bootstrap
-from train.reporting.formatting import SMALL_GAP
 from train.reporting.render import detect_kind, format_headline, render
-from train.reporting.results import align, compare_worlds, load_run, mean_std
+from train.reporting.results import align, compare_worlds, load_run
 from train.reporting.sweep_report import render_sweep
 
 STEPS = [0, 10, 20, 40, 80]
@@ -93,23 +92,27 @@ def test_golden_bootstrap_figures(tmp_path):
 def test_bootstrap_report_files_and_text(tmp_path):
     exp = write_bootstrap(tmp_path / "exp")
     headline = render(exp)
-    assert headline["kind"] == "bootstrap" and headline["fit_step"] == 40
-    assert headline["gap"] == pytest.approx(0.02) and headline["max_abs_gap"] == pytest.approx(0.03)
-    assert headline["gap_is_small"] is False  # .03 > SMALL_GAP = .02: said plainly
+    assert headline["kind"] == "bootstrap" and headline["fit_step"] == 40 and headline["seeds"] == 1
+    assert headline["gap"] == pytest.approx(0.02) and headline["generalisation_gap"] == pytest.approx(0.35)
+    # window [n / batch, T(n)] = [10, 40]: |gap| .02, .03, .02 at 10, 20, 40; the time average is
+    # ((.02 + .03) / 2 * 10 + (.03 + .02) / 2 * 20) / 30
+    assert headline["window"]["max_abs"] == pytest.approx(0.03) and headline["window"]["max_step"] == 20
+    assert headline["window"]["mean_abs"] == pytest.approx(0.025)
+    assert headline["verdict_code"] == "no-verdict"  # one seed: said plainly
     assert headline["extra"]["digits"]["gap"] == pytest.approx(0.01)
     for name in ("report.md", "soft_error.png", "gap.png", "results.json"):
         assert (exp / name).stat().st_size > 0
     assert (exp / "soft_error.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (exp / "report.md").read_text()
-    assert "T(n) = 40" in text and "The bootstrap gap is not small" in text
-    assert "| test | soft-error | 0.4000 | 0.3800 | +0.0200 | 0.0300 (20) | 0.4200 | 0.3000 | +0.1200 |" in text
-    assert "| digits | soft-error |" in text
-    assert "| Real | 100 | 800 | 5,000 | 8.000 | False | True | `abc123` |" in text
+    assert "T(n) = 40" in text and "With one seed no verdict is possible" in text
+    assert "| test | soft-error | 0.4000 | 0.3800 | +0.0200 | n/a (n/a, n/a) | +0.3500 | 0.0300 (20) | 0.0250 |" in text
+    assert "| digits | soft-error |" in text and "| 0 | 40 | 0.4000 | 0.3800 | +0.0200 | `real` | `ideal` |" in text
+    assert "| Real s0 | 100 | 800 | 5,000 | 8.000 | False | True | `abc123` |" in text
     assert "Warning" not in text
     results = json.loads((exp / "results.json").read_text())
-    assert results["headline"]["max_gap_step"] == 20
+    assert results["statistics"]["test"]["soft_error"]["window"]["max_step"] == 20
     console = format_headline(headline)
-    assert str(exp / "report.md") in console and "NOT small" in console and "digits" in console
+    assert str(exp / "report.md") in console and "no-verdict" in console and "digits" in console
 
 
 def test_sections_are_appended_and_survive_rerendering(tmp_path):
@@ -123,11 +126,52 @@ def test_sections_are_appended_and_survive_rerendering(tmp_path):
     assert text.count("## Generator quality") == 1 and text.index("Generator quality") < text.index("## Second")
 
 
-def test_small_gap_is_called_small(tmp_path):
-    ideal = {k: [v - 0.005 if k.startswith("test/soft") else v for v in vals] for k, vals in REAL.items()}
-    headline = render_bootstrap(write_bootstrap(tmp_path / "exp", ideal=ideal))
-    assert headline["max_abs_gap"] == pytest.approx(0.005) and headline["max_abs_gap"] <= SMALL_GAP
-    assert "The bootstrap gap is small" in (tmp_path / "exp" / "report.md").read_text()
+def shift_test(series, by):
+    return {k: [v + by if k.startswith("test/") else v for v in vals] for k, vals in series.items()}
+
+
+def write_seeds(exp, offsets):
+    """A --seeds K bootstrap by hand: seed s has Real = REAL + offsets[s][0], Ideal = IDEAL + offsets[s][1]."""
+    runs = []
+    for seed, (real_by, ideal_by) in enumerate(offsets):
+        write_run(exp / f"seed{seed}/real", shift_test(REAL, real_by), seed=seed)
+        write_run(exp / f"seed{seed}/ideal", shift_test(IDEAL, ideal_by), mode="ideal", seed=seed)
+        runs.append({"seed": seed, "real": f"seed{seed}/real", "ideal": f"seed{seed}/ideal"})
+    (exp / "experiment.json").write_text(json.dumps(
+        {"kind": "bootstrap", "config": {"data": "tiny", "n": 100, "model": "mcnn", "steps": 80, "batch_size": 10,
+                                         "seed": 0}, "seeds": len(offsets), "runs": runs}))
+    return exp
+
+
+def test_three_seed_bootstrap_report(tmp_path):
+    # gaps at T(n) = 40: .02 + (.01 - 0), .02 + (.0 - .01), .02 + (-.01 - .02) = .03, .01, -.01
+    exp = write_seeds(tmp_path / "exp", [(0.01, 0.0), (0.0, 0.01), (-0.01, 0.02)])
+    headline = render_bootstrap(exp)
+    assert headline["seeds"] == 3 and headline["gap"] == pytest.approx(0.01)
+    assert headline["gap_sd"] == pytest.approx(0.02)
+    # Real at 40: .41, .40, .39 (sd .01); Ideal: .38, .39, .40 (sd .01)
+    assert headline["noise_floor"] == pytest.approx(0.01)
+    assert headline["verdict_code"] == "within-noise"
+    text = (exp / "report.md").read_text()
+    assert "seeds 0, 1, 2" in text and "+0.0100 ± 0.0200 over 3 seeds" in text
+    assert "| test | soft-error | 0.4000 ± 0.0100 | 0.3900 ± 0.0100 | +0.0100 ± 0.0200 | 0.0100 (0.0100, 0.0100) |" in text
+    assert "| 2 | 40 | 0.3900 | 0.4000 | -0.0100 | `seed2/real` | `seed2/ideal` |" in text
+    assert (exp / "soft_error.png").read_bytes()[:4] == (exp / "gap.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sweep_and_bootstrap_judge_alike(tmp_path):
+    offsets = [(0.01, 0.0), (0.0, 0.01), (-0.01, 0.02)]
+    boot = render_bootstrap(write_seeds(tmp_path / "boot", offsets))
+    sweep_dir = write_seeds(tmp_path / "sweep", offsets)
+    runs = [{"model": "mcnn", "lr": 0.1, "n": 100, "seed": s, "real": f"seed{s}/real", "ideal": f"seed{s}/ideal"}
+            for s in range(3)]
+    (sweep_dir / "experiment.json").write_text(json.dumps({
+        "kind": "sweep", "config": {"data": "tiny", "steps": 80, "batch_size": 10, "lr": 0.1},
+        "models": ["mcnn"], "ns": [100], "lrs": [0.1], "seeds": [0, 1, 2], "runs": runs}))
+    group = render_sweep(sweep_dir)["groups"][0]
+    assert group["verdict"] == boot["verdict_code"] == "within-noise"
+    assert (group["gap"], group["gap_sd"], group["noise_floor"]) == pytest.approx(
+        (boot["gap"], boot["gap_sd"], boot["noise_floor"]))
 
 
 def test_real_never_fits_uses_all_steps(tmp_path):
@@ -135,9 +179,9 @@ def test_real_never_fits_uses_all_steps(tmp_path):
     exp = write_bootstrap(tmp_path / "exp", real=real)
     headline = render(exp)
     assert headline["fit_step"] is None and headline["ref_step"] == 80
-    assert headline["max_abs_gap"] == pytest.approx(0.12) and headline["max_gap_step"] == 80
+    assert headline["window"]["max_abs"] == pytest.approx(0.12) and headline["window"]["max_step"] == 80
     text = (exp / "report.md").read_text()
-    assert "never reached train error <= 1%" in text and "T(n) is undefined" in text
+    assert "never reached train error <= 1% (T(n) undefined)" in text
     assert "never reached" in format_headline(headline)
 
 
@@ -155,8 +199,8 @@ def test_interpolates_when_schedules_differ(tmp_path):
     assert list(aligned.steps) == STEPS and aligned.interpolated
     assert aligned.ideal[1] == pytest.approx((0.90 + 0.42) / 2)  # step 10, halfway from 0 to 20
     assert aligned.ideal[3] == pytest.approx(0.42 + (0.30 - 0.42) * 20 / 60)  # step 40
-    render(exp)
-    assert "linearly interpolated" in (exp / "report.md").read_text()
+    # the report reads the Ideal run on the Real run's steps the same way
+    assert render(exp)["ideal_test_soft_error"] == pytest.approx(0.42 + (0.30 - 0.42) * 20 / 60)
 
 
 def test_partial_last_line_and_repeated_steps(tmp_path):
@@ -173,7 +217,7 @@ def test_config_mismatch_is_warned(tmp_path):
     cfg = json.loads((exp / "ideal" / "config.json").read_text())
     (exp / "ideal" / "config.json").write_text(json.dumps({**cfg, "batch_size": 20}))
     render(exp)
-    assert "Warning: the two runs' configs differ" in (exp / "report.md").read_text()
+    assert "differ beyond mode and folder (batch_size: 10 vs 20)" in (exp / "report.md").read_text()
 
 
 def test_single_run_report(tmp_path):
@@ -217,23 +261,25 @@ def test_sweep_report_golden_means(tmp_path):
     runs.append({"model": "mcnn", "n": 400, "seed": 0, "real": "runs/mcnn-s0/real-n400",
                  "ideal": "runs/mcnn-s0/ideal"})  # not run yet
     (exp / "experiment.json").write_text(json.dumps({
-        "kind": "sweep", "config": {"data": "tiny", "steps": 80, "batch_size": 10},
+        "kind": "sweep", "config": {"data": "tiny", "steps": 80, "batch_size": 10, "lr": 0.1},
         "models": ["mcnn"], "ns": [100, 200, 400], "seeds": [0, 1], "runs": runs}))
     headline = render(exp)
     assert headline["runs_total"] == 5 and headline["runs_done"] == 4
     assert headline["mean_abs_gap"] == pytest.approx((0.01 + 0.03 + 0.0 + 0.02) / 4)
     assert headline["max_abs_gap"] == pytest.approx(0.03)
-    assert headline["worst"] == {"model": "mcnn", "n": 100, "seed": 1, "gap": pytest.approx(0.03)}
-    assert headline["runs_small"] == 3
+    assert headline["worst"] == {"model": "mcnn", "lr": 0.1, "n": 100, "seed": 1, "gap": pytest.approx(0.03)}
     g100 = headline["groups"][0]
-    assert g100["n"] == 100 and g100["gap"] == pytest.approx(0.02)
+    assert g100["n"] == 100 and g100["lr"] == 0.1 and g100["gap"] == pytest.approx(0.02)
     assert g100["real"] == pytest.approx(0.38 + 0.02) and g100["ideal"] == pytest.approx(0.38)
+    # the Ideal runs are shared by every n, so all the seed-to-seed noise is the Real World's: sd(.39, .41)
+    assert g100["noise_floor"] == pytest.approx(math.sqrt(2 * 0.01 ** 2))
     results = json.loads((exp / "results.json").read_text())
-    std = results["groups"][0]["gap"]["std"]
-    assert std == pytest.approx(math.sqrt(2 * 0.01 ** 2))  # sample std of .01 and .03
+    sd = results["groups"][0]["gap"]["sd"]
+    assert sd == pytest.approx(math.sqrt(2 * 0.01 ** 2))  # sample sd of .01 and .03
     text = (exp / "report.md").read_text()
-    assert "4 of 5 runs finished" in text and "## Not finished" in text and "real-n400" in text
-    assert "| mcnn | 100 | 2 (2) | 40 ± 0 | 0.4000 ± 0.0141 | 0.3800 ± 0.0000 | 0.0200 ± 0.0141 |" in text
+    assert "4 of 5 runs finished, in 2 (model, lr, n) cells" in text and "## Not finished" in text
+    assert "real-n400" in text
+    assert "| mcnn | 0.1 | 100 | 2 (2) | 40 ± 0 | 0.4000 ± 0.0141 | 0.3800 ± 0.0000 | +0.0200 ± 0.0141 | 0.0141 |" in text
     for name in ("scatter.png", "learning_curve.png"):
         assert (exp / name).read_bytes()[:4] == b"\x89PNG"
     assert "L(n)" in format_headline(headline)
@@ -250,7 +296,3 @@ def test_sweep_report_with_nothing_finished(tmp_path):
     assert "No run of the grid has finished yet" in (exp / "report.md").read_text()
 
 
-def test_mean_std():
-    assert mean_std([1.0, 3.0, None, math.nan]) == (2.0, pytest.approx(math.sqrt(2)), 2)
-    mean, std, count = mean_std([5.0])
-    assert mean == 5.0 and math.isnan(std) and count == 1

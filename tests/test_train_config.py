@@ -26,6 +26,11 @@ def test_preset_then_explicit_flags_override():
     assert (cfg.optimizer, cfg.schedule, cfg.momentum, cfg.weight_decay) == ("sgd", "cosine", 0.0, 0.0)
     assert (cfg.batch_size, cfg.steps, cfg.aug, cfg.lr_update_every_steps) == (128, 39_000, "none", 390)
     assert cfg.lr == 0.05  # explicit flag beats the preset's 0.1
+    # the paper code's fp32, 10,000 test images, evaluation schedule and augmented train scoring
+    assert (cfg.precision, cfg.test_samples, cfg.eval_schedule, cfg.eval_train_aug) == ("fp32", 10_000, "paper", True)
+    plain = config_from_args(_args("--preset", "paper-cifar5m-aug", "--data", "d", "--precision", "bf16",
+                                   "--no-eval-train-aug"))
+    assert (plain.precision, plain.eval_train_aug, plain.aug) == ("bf16", False, "crop-flip")
     assert config_from_args(_args("--preset", "paper-cifar5m-aug", "--data", "d")).aug == "crop-flip"
     dog = config_from_args(_args("--preset", "paper-dogbird", "--data", "d"))
     assert (dog.momentum, dog.image_size) == (0.9, 224)

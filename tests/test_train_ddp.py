@@ -55,6 +55,8 @@ def test_two_gloo_ranks_keep_real_and_ideal_semantics(tmp_path):
         ddp = json.loads((tmp_path / "ddp" / mode / "summary.json").read_text())
         one = json.loads((tmp_path / "single" / mode / "summary.json").read_text())
         assert ddp["world_size"] == 2 and ddp["steps_done"] == 12
+        # mlp has BatchNorm: SyncBatchNorm needs CUDA, so on gloo the summary says it was per rank
+        assert (ddp["batchnorm"], one["batchnorm"]) == ("per-rank", "single")
         # The same global stream of samples as one device: identical ledgers, sample by sample.
         assert ddp["ledger"] == one["ledger"]
         counts = [torch.load(p / mode / "checkpoints" / "last.pt", weights_only=True)["ledger"]

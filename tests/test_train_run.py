@@ -67,6 +67,18 @@ def test_real_run_writes_its_folder_and_finds_t_n(dataset, tmp_path):
     assert {"model", "optimizer", "sampler", "rng"} <= set(state)
 
 
+def test_train_metrics_on_augmented_images_unless_asked(dataset, tmp_path):
+    kw = dict(steps=10, aug="crop-flip", crop_padding=2, eval_schedule="every:10", model="mcnn", width=4)
+    paper = run_training(make_cfg(dataset, tmp_path / "aug", **kw), progress=False)
+    plain = run_training(make_cfg(dataset, tmp_path / "plain", eval_train_aug=False, **kw), progress=False)
+    a, b = paper["final"], plain["final"]
+    assert a["test/soft_error"] == b["test/soft_error"]  # the same training, the same test images
+    assert a["train/soft_error"] != b["train/soft_error"]  # the train images scored through the augmentation
+    again = run_training(make_cfg(dataset, tmp_path / "again", **kw), progress=False)["final"]
+    assert again["train/soft_error"] == a["train/soft_error"]  # its draws are seeded by the step
+    assert paper["batchnorm"] == "single"  # mcnn has BatchNorm; one process, nothing to sync
+
+
 def test_same_seed_same_metrics(dataset, tmp_path):
     a = run_training(make_cfg(dataset, tmp_path / "a", steps=30, aug="crop-flip", crop_padding=1), progress=False)
     b = run_training(make_cfg(dataset, tmp_path / "b", steps=30, aug="crop-flip", crop_padding=1), progress=False)

@@ -1,12 +1,13 @@
 """The experiment commands of `python -m train`: bootstrap, sweep and report.
 
-    python -m train bootstrap --data DATASET --n 50000 --preset paper-cifar5m --out out/runs/boot
-    python -m train sweep --data DATASET --n 5000,10000 --model mcnn,preact-resnet18 --seeds 3 \
+    python -m train bootstrap --data DATASET --n 50000 --preset paper-cifar5m --seeds 3 --out out/runs/boot
+    python -m train sweep --data DATASET --n 5000,10000 --model mcnn,preact-resnet18 --lr 0.1,0.05 --seeds 3 \
         --preset paper-cifar5m --out out/runs/sweep [--ray]
     python -m train report out/runs/boot        # re-render report.md and PNGs from saved metrics
 
-`bootstrap` and `sweep` take every trainer flag of `train run` (they share one config); the sweep's
-`--n` and `--model` take comma lists and `--seeds K` runs seeds --seed .. --seed+K-1.
+`bootstrap` and `sweep` take every trainer flag of `train run` (they share one config); `--seeds K` runs
+seeds --seed .. --seed+K-1 (the reports' noise floor needs K >= 2); the sweep's `--n`, `--model` and
+`--lr` take comma lists.
 `train.cli.parser.build_parser` calls `add_experiment_commands`.
 """
 from __future__ import annotations
@@ -16,7 +17,6 @@ import dataclasses
 import json
 import logging
 import os
-from pathlib import Path
 
 from shards.entry import RUNS_ROOT
 from train.cli.flags import add_control_flags, add_run_flags, config_from_args
@@ -35,6 +35,26 @@ def _int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give one or more sizes >= 1, e.g. 5000,10000")
     return values
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas, e.g. 0.1,0.05")
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give one or more learning rates > 0, e.g. 0.1,0.05")
+    return values
+
+
+def _seeds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seeds >= 1 (3 or more for a verdict)")
+    return value
 
 
 def _str_list(text: str) -> list[str]:
@@ -60,6 +80,8 @@ def add_experiment_commands(sub) -> None:
         "out/runs/bootstrap-nN-MODEL-seedS).")
     add_run_flags(boot)
     _hide_mode(boot)
+    boot.add_argument("--seeds", type=_seeds, default=1, help="number of seeds: --seed, --seed+1, ... each a "
+                      "Real and an Ideal run (default 1; with one seed the report can give no verdict)")
     add_control_flags(boot)
     boot.set_defaults(func=cmd_bootstrap)
 
@@ -76,7 +98,9 @@ def add_experiment_commands(sub) -> None:
                       help="Real World sizes, comma-separated, e.g. 5000,10000,25000,50000")
     grid.add_argument("--model", dest="model_list", type=_str_list, default=None,
                       help="models, comma-separated (default: the preset's or preact-resnet18)")
-    grid.add_argument("--seeds", type=int, default=1, help="number of seeds: --seed, --seed+1, ... (default 1)")
+    grid.add_argument("--lr", dest="lr_list", type=_float_list, default=None,
+                      help="peak learning rates, comma-separated, e.g. 0.1,0.05 (default: the preset's or 0.1)")
+    grid.add_argument("--seeds", type=_seeds, default=1, help="number of seeds: --seed, --seed+1, ... (default 1)")
     grid.add_argument("--ray", action="store_true", help="spread the runs over a Ray cluster (RAY_ADDRESS, "
                       "or a local one): one GPU per run when the cluster has GPUs, else one CPU")
     control = sweep.add_argument_group("run control")
@@ -95,7 +119,7 @@ def add_experiment_commands(sub) -> None:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     # Deferred: the experiments import the training loop and so torch (1.5 s here); --dry-run needs neither.
-    from train.experiments.bootstrap import bootstrap, world_configs
+    from train.experiments.bootstrap import bootstrap, plan_bootstrap
 
     if args.mode is not None:
         raise TrainError(f"--mode={args.mode}: bootstrap runs both worlds; drop --mode (use `train run` for one)")
@@ -105,10 +129,11 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
             RUNS_ROOT, f"bootstrap-n{cfg.n}-{folder_name(cfg.model)}-seed{cfg.seed}"))
     log.info("shared config:\n%s", json.dumps(cfg.to_dict(), indent=1))
     if args.dry_run:
-        for world in world_configs(cfg, Path(cfg.out_dir)):
-            print(json.dumps(world.to_dict(), indent=1))
+        for run in plan_bootstrap(cfg, args.seeds)[1]:
+            print(json.dumps(run.to_dict(), indent=1))
         return 0
-    headline = bootstrap(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    headline = bootstrap(cfg, seeds=args.seeds, resume=args.resume, overwrite=args.overwrite,
+                         progress=not args.no_progress)
     if headline:  # empty on torchrun ranks other than 0
         print(format_headline(headline))
     return 0
@@ -120,18 +145,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.mode is not None:
         raise TrainError(f"--mode={args.mode}: a sweep runs both worlds; drop --mode")
-    if args.seeds < 1:
-        raise TrainError(f"--seeds={args.seeds}: must be >= 1")
     base = config_from_args(args, mode="real")
     if args.out_dir is None:
         base = dataclasses.replace(base, out_dir=os.path.join(RUNS_ROOT, "sweep"))
     models = args.model_list or [base.model]
     seeds = [base.seed + i for i in range(args.seeds)]
+    lrs = args.lr_list or [base.lr]
     if args.dry_run:
-        for cfg in plan_sweep(base, args.n_list, models, seeds)[1]:
+        for cfg in plan_sweep(base, args.n_list, models, seeds, lrs)[1]:
             print(json.dumps(cfg.to_dict()))
         return 0
-    headline = sweep(base, ns=args.n_list, models=models, seeds=seeds, use_ray=args.ray,
+    headline = sweep(base, ns=args.n_list, models=models, seeds=seeds, lrs=lrs, use_ray=args.ray,
                      overwrite=args.overwrite, progress=not args.no_progress)
     if headline:
         print(format_headline(headline))

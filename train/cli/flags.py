@@ -84,6 +84,8 @@ def _add_eval_flags(g) -> None:
     _flag(g, "eval-schedule", "when to evaluate: log:POINTS, every:K, paper, steps:A,B; join with + "
           "(default log:64)")
     _flag(g, "eval-train-samples", "size of the fixed train-evaluation subset (default 10,000)", type=int)
+    _flag(g, "eval-train-aug", "train metrics (and T(n)) on augmented train images, as the paper code "
+          "(default); --no-eval-train-aug: on the plain images", action=argparse.BooleanOptionalAction)
     _flag(g, "eval-batch-size", "default 1024", type=int)
     _flag(g, "fit-threshold", "T(n) = first evaluated step with train error <= this (default 0.01)", type=float)
     _flag(g, "stop-at-fit", "stop at T(n)", action=argparse.BooleanOptionalAction)

@@ -1,17 +1,18 @@
 """The bootstrap experiment: Real World (n) vs Ideal World made from one shared config, then a report.
 
-    python -m train bootstrap --data DATASET --n 50000 --preset paper-cifar5m --out out/runs/boot
+    python -m train bootstrap --data DATASET --n 50000 --preset paper-cifar5m --seeds 3 --out out/runs/boot
 
-From Python: `bootstrap(cfg)` returns the report's headline figures (`train.reporting.render.format_headline`
+From Python: `bootstrap(cfg, seeds=3)` returns the report's headline figures (`train.reporting.render.format_headline`
 prints them).
 
 Folder layout (`<exp>` = cfg.out_dir):
-    <exp>/experiment.json     kind "bootstrap", the shared config, the two run folders
-    <exp>/real/  <exp>/ideal/ run folders (config.json, metrics.jsonl, summary.json, checkpoints)
+    <exp>/experiment.json     kind "bootstrap", the shared config, the run folders of each seed
+    <exp>/real/  <exp>/ideal/ one seed: the run folders (config.json, metrics.jsonl, summary.json, ...)
+    <exp>/seed<S>/real/  <exp>/seed<S>/ideal/   with --seeds K > 1: seeds --seed .. --seed+K-1
     <exp>/report.md, soft_error.png, gap.png, results.json
 
-The two worlds differ only in `mode`, `out_dir` and `n` (dataclasses.replace on one config), so model
-and init seed, optimiser, schedule, batch, augmentation, precision and evaluation steps are identical by
+The two worlds of a seed differ only in `mode`, `out_dir` and `n` (dataclasses.replace on one config), so
+model and init seed, optimiser, schedule, batch, augmentation, precision and evaluation steps are identical by
 construction. Re-running resumes: a finished run returns its summary, a killed one continues from its
 checkpoint.
 """
@@ -22,8 +23,9 @@ import logging
 from pathlib import Path
 
 from train.core.config import RunConfig, config_hash
+from train.errors import TrainError
 from train.experiments.common import claim_experiment, is_main_process, preflight
-from train.reporting.bootstrap_report import render_bootstrap
+from train.reporting.bootstrap_report import render_bootstrap, seed_entries
 from train.run.loop import run_training
 
 log = logging.getLogger(__name__)
@@ -36,16 +38,39 @@ def world_configs(cfg: RunConfig, exp_dir: Path) -> tuple[RunConfig, RunConfig]:
     return real, ideal
 
 
-def bootstrap(cfg: RunConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
-    """Run Real (n) and Ideal with identical settings into cfg.out_dir, then write the report."""
+def seed_folders(cfg: RunConfig, seeds: int) -> list[tuple[int, str]]:
+    """(seed, folder relative to the experiment) per seed: `.` for one seed (real/, ideal/), else seed<S>."""
+    if seeds == 1:
+        return [(cfg.seed, ".")]
+    return [(cfg.seed + i, f"seed{cfg.seed + i}") for i in range(seeds)]
+
+
+def plan_bootstrap(cfg: RunConfig, seeds: int = 1) -> tuple[dict, list[RunConfig]]:
+    """experiment.json's content and the runs of K seeds, each seed's Real run before its Ideal run."""
+    if seeds < 1:
+        raise TrainError(f"--seeds={seeds}: must be >= 1")
     exp_dir = Path(cfg.out_dir)
-    real, ideal = world_configs(cfg, exp_dir)
-    preflight([real, ideal])
+    entries, runs = [], []
+    for seed, folder in seed_folders(cfg, seeds):
+        runs += world_configs(dataclasses.replace(cfg, seed=seed), exp_dir / folder)
+        prefix = "" if folder == "." else f"{folder}/"
+        entries.append({"seed": seed, "real": f"{prefix}real", "ideal": f"{prefix}ideal"})
     spec = {"kind": "bootstrap", "config": dataclasses.replace(cfg, mode="real").to_dict(),
-            "config_hash": config_hash(real), "runs": {"real": "real", "ideal": "ideal"}}
+            "config_hash": config_hash(runs[0]), "seeds": seeds, "runs": entries}
+    return spec, runs
+
+
+def bootstrap(cfg: RunConfig, seeds: int = 1, resume: bool = False, overwrite: bool = False,
+              progress: bool = True) -> dict:
+    """Run Real (n) and Ideal with identical settings for each seed into cfg.out_dir, then the report."""
+    exp_dir = Path(cfg.out_dir)
+    spec, runs = plan_bootstrap(cfg, seeds)
+    preflight(runs)
     if is_main_process():
-        claim_experiment(exp_dir, spec, overwrite, same=lambda old: old.get("config_hash") == spec["config_hash"])
-    for label, run_cfg in (("Real", real), ("Ideal", ideal)):
-        log.info("%s World -> %s", label, run_cfg.out_dir)
+        # seed_entries reads the one-seed layout of older experiment.json files too
+        claim_experiment(exp_dir, spec, overwrite, same=lambda old: (old.get("config_hash"), seed_entries(old))
+                         == (spec["config_hash"], spec["runs"]))
+    for run_cfg in runs:
+        log.info("%s World, seed %d -> %s", run_cfg.mode.title(), run_cfg.seed, run_cfg.out_dir)
         run_training(run_cfg, resume=resume, overwrite=overwrite, progress=progress)
     return render_bootstrap(exp_dir) if is_main_process() else {}

@@ -1,14 +1,14 @@
-"""The sweep: the grid n x models x seeds of Real vs Ideal comparisons, then the sweep report.
+"""The sweep: the grid n x models x lrs x seeds of Real vs Ideal comparisons, then the sweep report.
 
-    python -m train sweep --data DATASET --n 5000,10000 --model mcnn,preact-resnet18 --seeds 3 \
-        --preset paper-cifar5m --out out/runs/sweep [--ray]
+    python -m train sweep --data DATASET --n 5000,10000 --model mcnn,preact-resnet18 --lr 0.1,0.05 \
+        --seeds 3 --preset paper-cifar5m --out out/runs/sweep [--ray]
 
-From Python: `sweep(cfg, ns=..., models=..., seeds=...)` returns the report's headline figures.
+From Python: `sweep(cfg, ns=..., models=..., seeds=..., lrs=...)` returns the report's headline figures.
 
-Folder layout (`<exp>` = cfg.out_dir):
-    <exp>/experiment.json                  kind "sweep", base config, models, ns, seeds, every run
-    <exp>/runs/<model>-s<seed>/ideal/      one Ideal run per (model, seed): the Ideal World has no n
-    <exp>/runs/<model>-s<seed>/real-n<N>/  one Real run per (model, n, seed)
+Folder layout (`<exp>` = cfg.out_dir; <cell> = <model>-lr<lr>-s<seed>):
+    <exp>/experiment.json          kind "sweep", base config, models, ns, lrs, seeds, every run
+    <exp>/runs/<cell>/ideal/       one Ideal run per (model, lr, seed): the Ideal World has no n
+    <exp>/runs/<cell>/real-n<N>/   one Real run per (model, lr, n, seed)
     <exp>/report.md, scatter.png, learning_curve.png, results.json
 
 Every run is `dataclasses.replace` on one base config, so the worlds differ only in mode, n and folder.
@@ -35,24 +35,27 @@ from train.run.loop import run_training
 log = logging.getLogger(__name__)
 
 # Fields a sweep varies or a world sets: the rest of the config must match a sweep already on disk.
-_GRID_FIELDS = ("mode", "n", "model", "seed", "out_dir")
+_GRID_FIELDS = ("mode", "n", "model", "seed", "lr", "out_dir")
 
 
-def plan_sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[int]) -> tuple[list[dict], list[RunConfig]]:
-    """The grid's entries (for experiment.json) and its unique runs, Ideal runs first per (model, seed)."""
+def plan_sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[int],
+               lrs: list[float] | None = None) -> tuple[list[dict], list[RunConfig]]:
+    """The grid's entries (for experiment.json) and its unique runs, Ideal runs first per (model, lr, seed)."""
     exp_dir = Path(base.out_dir)
     ns, models, seeds = sorted(set(ns)), list(dict.fromkeys(models)), sorted(set(seeds))
+    lrs = sorted(set(lrs or [base.lr]), reverse=True)
     entries, runs = [], []
     for model in models:
-        for seed in seeds:
-            cell = f"runs/{folder_name(model)}-s{seed}"
-            runs.append(dataclasses.replace(base, mode="ideal", n=None, model=model, seed=seed,
-                                            out_dir=str(exp_dir / cell / "ideal")))
-            for n in ns:
-                runs.append(dataclasses.replace(base, mode="real", n=n, model=model, seed=seed,
-                                                out_dir=str(exp_dir / cell / f"real-n{n}")))
-                entries.append({"model": model, "n": n, "seed": seed, "real": f"{cell}/real-n{n}",
-                                "ideal": f"{cell}/ideal"})
+        for lr in lrs:
+            for seed in seeds:
+                cell = f"runs/{folder_name(model)}-lr{lr:g}-s{seed}"
+                runs.append(dataclasses.replace(base, mode="ideal", n=None, model=model, seed=seed, lr=lr,
+                                                out_dir=str(exp_dir / cell / "ideal")))
+                for n in ns:
+                    runs.append(dataclasses.replace(base, mode="real", n=n, model=model, seed=seed, lr=lr,
+                                                    out_dir=str(exp_dir / cell / f"real-n{n}")))
+                    entries.append({"model": model, "lr": lr, "n": n, "seed": seed, "real": f"{cell}/real-n{n}",
+                                    "ideal": f"{cell}/ideal"})
     return entries, runs
 
 
@@ -61,9 +64,9 @@ def shared_settings(cfg: RunConfig) -> dict:
     return {k: v for k, v in identity_dict(cfg).items() if k not in _GRID_FIELDS}
 
 
-def sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[int], use_ray: bool = False,
-          overwrite: bool = False, progress: bool = True) -> dict:
-    """Run (or finish) the grid n x models x seeds into base.out_dir, then write the sweep report.
+def sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[int], lrs: list[float] | None = None,
+          use_ray: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+    """Run (or finish) the grid n x models x lrs x seeds into base.out_dir, then write the sweep report.
 
     A run that fails with a user error (or any error on Ray) does not stop the others: the report is
     written from the finished runs and then a TrainError lists the failures.
@@ -71,7 +74,7 @@ def sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[int], u
     if not ns or not models or not seeds:
         raise TrainError("a sweep needs at least one n, one model and one seed")
     exp_dir = Path(base.out_dir)
-    entries, runs = plan_sweep(base, ns, models, seeds)
+    entries, runs = plan_sweep(base, ns, models, seeds, lrs)
     preflight(runs)
     if is_main_process():
         spec = _merge_sweep_spec(exp_dir, base, entries, overwrite)
@@ -93,13 +96,17 @@ def _merge_sweep_spec(exp_dir: Path, base: RunConfig, entries: list[dict], overw
     old = read_experiment(exp_dir) if not overwrite else {}
     shared = json.loads(json.dumps(shared_settings(base)))  # as stored: tuples become lists
     if old.get("kind") == "sweep" and old.get("shared") == shared:
-        known = {(e["model"], e["n"], e["seed"]) for e in entries}
-        entries = [e for e in old["runs"] if (e["model"], e["n"], e["seed"]) not in known] + entries
-    entries.sort(key=lambda e: (e["model"], e["n"], e["seed"]))
+        def key(e: dict) -> tuple:
+            return e["model"], e.get("lr", base.lr), e["n"], e["seed"]
+
+        known = {key(e) for e in entries}
+        entries = [e for e in old["runs"] if key(e) not in known] + entries
+    entries.sort(key=lambda e: (e["model"], -e.get("lr", base.lr), e["n"], e["seed"]))
     return {
         "kind": "sweep", "shared": shared,
         "config": {k: v for k, v in base.to_dict().items() if k not in ("mode", "n", "model", "seed")},
         "models": sorted({e["model"] for e in entries}), "ns": sorted({e["n"] for e in entries}),
+        "lrs": sorted({e.get("lr", base.lr) for e in entries}, reverse=True),
         "seeds": sorted({e["seed"] for e in entries}), "runs": entries,
     }
 

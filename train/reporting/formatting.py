@@ -1,4 +1,4 @@
-"""Number formats, the "small gap" convention and the tables every report shares (ledger, runs).
+"""Number formats and the tables every report shares (ledger, runs).
 
 The run, bootstrap and sweep reports all import these, so they never import each other.
 """
@@ -8,16 +8,6 @@ import math
 from pathlib import Path
 
 from train.reporting.results import RunRecord
-
-# An absolute test soft-error difference of 2 points: our convention for calling a bootstrap gap
-# "small", fixed before any result; every report prints the number next to the verdict.
-SMALL_GAP = 0.02
-
-
-def is_small(gap: float) -> bool:
-    """|gap| <= SMALL_GAP, judged at 6 decimals so float noise (0.40 - 0.38) cannot flip a verdict."""
-    return math.isfinite(gap) and round(abs(gap), 6) <= SMALL_GAP
-
 
 def fmt(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -30,11 +20,7 @@ def fmt_gap(value, digits: int = 4) -> str:
 
 
 def fmt_int(value) -> str:
-    return "n/a" if value is None else f"{int(value):,}"
-
-
-def at_label(cmp: dict) -> str:
-    return "T(n)" if cmp["fit_step"] is not None else f"step {cmp['ref_step']:,} (no T(n))"
+    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{round(value):,}"
 
 
 def ledger_table(runs: list[tuple[str, RunRecord]]) -> list[str]:

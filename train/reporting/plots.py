@@ -25,7 +25,8 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 @dataclass(frozen=True)
 class Line:
-    """A curve (or, with linestyle "none" and a marker, a set of points); `yerr` draws error bars."""
+    """A curve (or, with linestyle "none" and a marker, a set of points); `yerr` draws error bars, `band`
+    a shaded +- band (e.g. the sd over seeds) around the curve."""
 
     x: np.ndarray
     y: np.ndarray
@@ -34,6 +35,7 @@ class Line:
     linestyle: str = "-"
     marker: str | None = None
     yerr: np.ndarray | None = None
+    band: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class Panel:
     zero_line: bool = False  # for gaps: where Real == Ideal
     diagonal: bool = False  # for scatters: the y = x line
     xticks: tuple | None = None  # label exactly these x values (e.g. the swept n)
+    shade: tuple | None = None  # (x0, x1): a shaded x range (the window [n / batch, T(n)] of a gap)
+    shade_label: str = ""
 
 
 def _pyplot():
@@ -88,10 +92,15 @@ def _draw_panel(ax, panel: Panel) -> None:
             ax.errorbar(x[keep], y[keep], yerr=yerr, capsize=3, **style)
         else:
             ax.plot(x[keep], y[keep], **style)
+        if line.band is not None:
+            band = np.nan_to_num(np.asarray(line.band, dtype=float)[keep])
+            ax.fill_between(x[keep], y[keep] - band, y[keep] + band, color=line.color, alpha=0.2, linewidth=0)
     if panel.diagonal:
         _draw_diagonal(ax)
     if panel.vline is not None:
         ax.axvline(panel.vline, color="0.25", linestyle=":", linewidth=1.2, label=panel.vline_label)
+    if panel.shade is not None:
+        ax.axvspan(*panel.shade, color="0.85", alpha=0.5, linewidth=0, label=panel.shade_label)
     if panel.zero_line:
         ax.axhline(0.0, color="0.5", linewidth=0.8)
     if panel.logx:

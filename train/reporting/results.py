@@ -23,6 +23,7 @@ import numpy as np
 
 from train.core.stopping import DEFAULT_FIT_THRESHOLD, fit_step
 from train.errors import TrainError
+from train.reporting.statistics import SeedCurves
 from train.run import runfolder
 
 METRICS = ("soft_error", "error", "loss")
@@ -211,13 +212,26 @@ def config_differences(real: RunRecord, ideal: RunRecord, allowed=WORLD_FIELDS) 
     }
 
 
-def mean_std(values) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (nan for one value) and count of the finite values."""
-    arr = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if len(arr) == 0:
-        return math.nan, math.nan, 0
-    std = float(np.std(arr, ddof=1)) if len(arr) > 1 else math.nan
-    return float(np.mean(arr)), std, len(arr)
+def seed_curves(pairs: list[tuple[RunRecord, RunRecord]], name: str, metric: str) -> SeedCurves:
+    """One metric of K (Real, Ideal) seed pairs on common steps: the first Real run's evaluated steps within
+    the range every run covers, other runs interpolated onto them (they share one schedule, so exactly)."""
+    key = f"{name}/{metric}"
+    series = [(real.series(key), ideal.series(key), real.series(f"train/{metric}")) for real, ideal in pairs]
+    low = max(s[0][0] for trio in series for s in trio)
+    high = min(s[0][-1] for trio in series for s in trio)
+    first_steps = series[0][0][0]
+    steps = first_steps[(first_steps >= low) & (first_steps <= high)]
+    if len(steps) == 0:
+        raise TrainError(f"{pairs[0][0].run_dir}: no evaluated steps common to every run for {key}; "
+                         "run every seed and world with the same --steps and evaluation schedule")
+
+    def on_steps(index: int) -> np.ndarray:
+        return np.array([np.interp(steps, *trio[index]) for trio in series])
+
+    real_cfg = pairs[0][0].config
+    return SeedCurves(steps=steps, real=on_steps(0), ideal=on_steps(1), real_train=on_steps(2),
+                      fit_steps=tuple(real.fit_step() for real, _ in pairs),
+                      first_epoch_step=(real_cfg.get("n") or 0) / (real_cfg.get("batch_size") or 1))
 
 
 def json_safe(value):

@@ -155,10 +155,22 @@ class Trainer:
         model = build_model(self.cfg, self.data.num_classes, self.data.in_chans, self.data.image_size)
         if self.cfg.zero_init_head:
             zero_head(model)
+        if self.batchnorm_kind(model) == "sync":
+            # Under DDP each rank's BatchNorm would see batch / world samples; synced statistics make an
+            # 8-GPU run compute what a 1-GPU run does. NCCL only: SyncBatchNorm refuses CPU tensors.
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = model.to(self.device)
         if self.device.type == "cuda":
             model = model.to(memory_format=torch.channels_last)
         return model
+
+    def batchnorm_kind(self, model: torch.nn.Module) -> str:
+        """none (no BatchNorm), single (one process), sync (DDP on CUDA) or per-rank (DDP on CPU)."""
+        if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            return "none"
+        if not self.dist.active:
+            return "single"
+        return "sync" if self.device.type == "cuda" else "per-rank"
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg, params = self.cfg, self.model.parameters()
@@ -231,9 +243,19 @@ class Trainer:
                 ("train", *self.data.source.train_eval(step))]
         sets += [(s.name, s.images, s.labels) for s in self.data.eval_sets[1:]]
         for name, images, labels in sets:
-            result = evaluate(self.model, images, labels, self.view, cfg.eval_batch_size, self.dist, self.autocast)
+            view = self._train_eval_view(step) if name == "train" else self.view
+            result = evaluate(self.model, images, labels, view, cfg.eval_batch_size, self.dist, self.autocast)
             row.update({f"{name}/{k}": v for k, v in result.items()})
         return row
+
+    def _train_eval_view(self, step: int):
+        """The train set as the paper code scores it: through the training augmentation (a generator of its
+        own, seeded by the step, so resumed runs match), unless --no-eval-train-aug."""
+        if not self.cfg.eval_train_aug or self.cfg.aug == "none":
+            return self.view
+        generator = torch.Generator(self.device)
+        generator.manual_seed(derive_seed(self.cfg.seed, "train-eval-aug", step, self.dist.rank))
+        return lambda x_u8: self.augment(x_u8, generator)
 
     def train_step(self, model: torch.nn.Module) -> None:
         """One optimizer step of `model` (the wrapped one) on this step's batch."""
@@ -321,6 +343,7 @@ class Trainer:
             "ledger": self._global_ledger().summary(self.data.sampler.subset, self.data.sampler.subset_hash),
             "img_per_s": self.step * cfg.batch_size / self.clock.train_s if self.clock.train_s > 0 else None,
             "wall_s": self.clock.wall(), "world_size": self.dist.world, "config_hash": config_hash(cfg),
+            "batchnorm": self.batchnorm_kind(self.model),
         }
         if self.dist.is_main:
             runfolder.write_summary(cfg.out_dir, summary)

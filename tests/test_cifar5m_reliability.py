@@ -1,6 +1,6 @@
 """`generate` as an adversary or a careless user would drive it: a folder of the user's files, two
 processes on one shard, a run that died loading its models, leftovers in data/. Each test reproduces one
-case of RELIABILITY-trainer.md."""
+case of RELIABILITY.md."""
 from __future__ import annotations
 
 import json

@@ -1,6 +1,6 @@
 """The trainer as an adversary or a careless user would drive it: foreign and busy run folders, damaged
 checkpoints, lost metrics, bad shards in the cache, bad devices, Ctrl-C. Each test reproduces one case of
-RELIABILITY-trainer.md."""
+RELIABILITY.md."""
 from __future__ import annotations
 
 import dataclasses

@@ -45,15 +45,21 @@ log = logging.getLogger(__name__)
 
 def run_training(cfg: RunConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
     """Run one run into cfg.out_dir and return its summary (also written to summary.json)."""
+    cfg, dist, device, start = open_run(cfg, resume, overwrite)
+    if start.kind == "finished":
+        log.info("%s: finished already, returning its summary", cfg.out_dir)
+        return start.summary
+    return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
+
+
+def open_run(cfg: RunConfig, resume: bool, overwrite: bool) -> tuple[RunConfig, ddp.Dist, torch.device, runfolder.Start]:
+    """Validate, pin the data hashes, set up the device (DDP under torchrun) and decide how the run starts."""
     validate(cfg)
     cfg = with_data_hashes(cfg)
     dist = ddp.init_distributed(_wants_cuda(cfg.device))
     device = _device(cfg.device, dist)
     start = ddp.run_on_main(dist, lambda: runfolder.prepare_run_dir(cfg, resume, overwrite))
-    if start.kind == "finished":
-        log.info("%s: finished already, returning its summary", cfg.out_dir)
-        return start.summary
-    return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
+    return cfg, dist, device, start
 
 
 def with_data_hashes(cfg: RunConfig) -> RunConfig:
@@ -230,21 +236,30 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.clock.pause()
+        row, stop = self.record_row()
+        bar.set_postfix_str(f"img/s {row['img_per_s'] or 0:,.0f} test soft-err {row['test/soft_error']:.4f}")
+        self.clock.go()
+        return stop
+
+    def record_row(self) -> tuple[dict[str, Any], bool]:
+        """Evaluate and write this step's row; also whether the run should stop here (--stop-at-fit)."""
         row = self._evaluate()
         self.rows.append(row)
         if self.dist.is_main:
             runfolder.append_metrics(self.cfg.out_dir, row)
-        bar.set_postfix_str(f"img/s {row['img_per_s'] or 0:,.0f} test soft-err {row['test/soft_error']:.4f}")
-        self.clock.go()
-        return self.cfg.stop_at_fit and fit_step(self.rows, self.cfg.fit_threshold) is not None
+        return row, self.cfg.stop_at_fit and fit_step(self.rows, self.cfg.fit_threshold) is not None
 
-    def train(self, resumed: bool) -> dict:
-        cfg = self.cfg
+    def begin(self, resumed: bool) -> None:
+        """Restore the checkpoint, or empty the folder and write config.json; then position the data."""
         if resumed:
             self._restore()
         else:
-            ddp.run_on_main(self.dist, lambda: runfolder.start_fresh(cfg))
+            ddp.run_on_main(self.dist, lambda: runfolder.start_fresh(self.cfg))
         self.data.source.skip_to(self.step)
+
+    def train(self, resumed: bool) -> dict:
+        cfg = self.cfg
+        self.begin(resumed)
         model = self.wrapped()
         model.train()
         stopped, first = False, self.step

@@ -52,12 +52,31 @@ class PackedLinear(nn.Module):
         return out.transpose(0, 1).reshape(b, self.k * self.out_features)
 
 
+class PackedConv2d(nn.Conv2d):
+    """K convolutions as one grouped convolution (groups = K x the original groups).
+
+    On CPU it runs the K slices as K ordinary convolutions instead: oneDNN's grouped kernels measured
+    1.5-2x slower than the same convolutions one by one there (bench/bench_pack.py, bench/RESULTS.md).
+    """
+
+    def __init__(self, k: int, conv: nn.Conv2d):
+        super().__init__(k * conv.in_channels, k * conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                         conv.dilation, k * conv.groups, conv.bias is not None)
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return super().forward(x)
+        biases = self.bias.chunk(self.k) if self.bias is not None else [None] * self.k
+        return torch.cat([F.conv2d(xi, wi, bi, self.stride, self.padding, self.dilation, self.groups // self.k)
+                          for xi, wi, bi in zip(x.chunk(self.k, 1), self.weight.chunk(self.k), biases)], 1)
+
+
 def _packed_leaf(module: nn.Module, k: int, where: str) -> nn.Module:
     if isinstance(module, nn.Conv2d):
         if module.padding_mode != "zeros":
             raise TrainError(f"{where}: cannot pack a convolution with padding_mode={module.padding_mode}")
-        return nn.Conv2d(k * module.in_channels, k * module.out_channels, module.kernel_size, module.stride,
-                         module.padding, module.dilation, k * module.groups, module.bias is not None)
+        return PackedConv2d(k, module)
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return type(module)(k * module.num_features, module.eps, module.momentum, module.affine,
                             module.track_running_stats)

@@ -25,6 +25,7 @@ from train.core.config import RunConfig, config_hash
 from train.experiments.common import claim_experiment, is_main_process, preflight
 from train.reporting.bootstrap_report import render_bootstrap
 from train.run.loop import run_training
+from train.run.packed import plan_packs, run_packed
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,13 @@ def world_configs(cfg: RunConfig, exp_dir: Path) -> tuple[RunConfig, RunConfig]:
     return real, ideal
 
 
-def bootstrap(cfg: RunConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
-    """Run Real (n) and Ideal with identical settings into cfg.out_dir, then write the report."""
+def bootstrap(cfg: RunConfig, resume: bool = False, overwrite: bool = False, progress: bool = True,
+              pack: int | None = None) -> dict:
+    """Run Real (n) and Ideal with identical settings into cfg.out_dir, then write the report.
+
+    `pack`: 2 trains both worlds as one packed model (`train.run.packed`), 1 one after the other,
+    None the device's default.
+    """
     exp_dir = Path(cfg.out_dir)
     real, ideal = world_configs(cfg, exp_dir)
     preflight([real, ideal])
@@ -45,7 +51,11 @@ def bootstrap(cfg: RunConfig, resume: bool = False, overwrite: bool = False, pro
             "config_hash": config_hash(real), "runs": {"real": "real", "ideal": "ideal"}}
     if is_main_process():
         claim_experiment(exp_dir, spec, overwrite, same=lambda old: old.get("config_hash") == spec["config_hash"])
-    for label, run_cfg in (("Real", real), ("Ideal", ideal)):
-        log.info("%s World -> %s", label, run_cfg.out_dir)
-        run_training(run_cfg, resume=resume, overwrite=overwrite, progress=progress)
+    if len(plan_packs([real, ideal], pack)) == 1:
+        log.info("Real and Ideal World packed -> %s, %s", real.out_dir, ideal.out_dir)
+        run_packed([real, ideal], resume=resume, overwrite=overwrite, progress=progress)
+    else:
+        for label, run_cfg in (("Real", real), ("Ideal", ideal)):
+            log.info("%s World -> %s", label, run_cfg.out_dir)
+            run_training(run_cfg, resume=resume, overwrite=overwrite, progress=progress)
     return render_bootstrap(exp_dir) if is_main_process() else {}

@@ -37,8 +37,11 @@ PACKABLE_MODELS = ("mcnn", "preact-resnet18", "vgg11-bn", "mlp")
 # What the runs of one pack may differ in; everything else (architecture, batch, schedule shape, data
 # path, evaluation steps) is shared, so one forward/backward and one step counter serve them all.
 _MAY_DIFFER = ("mode", "n", "seed", "lr", "out_dir", "data_hashes")
-# Default pack size (--pack unset): at most this many runs per pack (see bench/RESULTS.md, bench_pack.py).
-DEFAULT_PACK = {"cpu": 8, "cuda": 16}
+# Default pack size (--pack unset). CPU: 1, since packing 8 mcnn runs measured 0.8x of running them one
+# after another at the demo's size (compute-bound; 2.2x only for tiny overhead-bound runs: bench/bench_pack.py,
+# bench/RESULTS.md). CUDA: 16 runs, where one batch-128 run leaves the GPU launch-bound (bench/gpu_train.py
+# measures packed img/s on the device).
+DEFAULT_PACK = {"cpu": 1, "cuda": 16}
 
 
 def pack_key(cfg: RunConfig) -> str | None:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,7 @@ from train.core.config import RunConfig
 from train.core.models import build_model
 from train.core.packing import PackedSGD, pack_model, packed_input, split_logits, unpack_into
 from train.errors import TrainError
+from train.experiments.bootstrap import bootstrap
 from train.run import packed as packed_mod
 from train.run import runfolder
 from train.run.loop import run_training
@@ -187,6 +192,15 @@ def test_plan_packs_groups_compatible_runs(tmp_path):
     assert len(plan_packs(runs, pack=None)) == len(runs)  # CPU default: one at a time (bench/RESULTS.md)
 
 
+def test_bootstrap_packs_both_worlds(tmp_path):
+    data = build_protos(tmp_path / "protos")
+    packed = bootstrap(tiny_cfg(data, tmp_path / "packed"), progress=False, pack=2)
+    alone = bootstrap(tiny_cfg(data, tmp_path / "alone"), progress=False, pack=1)
+    for world in ("real", "ideal"):
+        assert_same_run(tmp_path / "packed" / world, tmp_path / "alone" / world)
+    assert packed.keys() == alone.keys() and packed["fit_step"] == alone["fit_step"]
+
+
 def test_sweep_cli_with_pack(tmp_path, capsys, monkeypatch):
     data = build_protos(tmp_path / "protos")
     out = tmp_path / "sweep"
@@ -212,3 +226,37 @@ def test_sweep_cli_with_pack(tmp_path, capsys, monkeypatch):
         main(["sweep", *flags, "--pack", "0"])
     assert exit_.value.code == 2
     assert "'0': give the number of runs to train as one model, >= 1" in capsys.readouterr().err
+
+
+DDP_SCRIPT = """
+import dataclasses, torch
+torch.set_num_threads(1)
+from train.core.config import RunConfig
+from train.run.loop import run_training
+from train.run.packed import run_packed
+cfgs = [RunConfig.from_dict(kw) for kw in {configs}]
+run_packed(cfgs, progress=False)
+for cfg in cfgs:
+    run_training(dataclasses.replace(cfg, out_dir=cfg.out_dir.replace("packed", "alone")), progress=False)
+"""
+
+
+def test_packed_runs_under_two_gloo_ranks_equal_runs_alone(dataset, tmp_path):
+    """torchrun, 2 ranks: each rank's slice of every run's batch, gradients averaged over ranks."""
+    cfgs = three_runs(dataset, tmp_path / "packed", model="mcnn", aug="crop-flip")
+    script = tmp_path / "ddp_pack.py"
+    script.write_text(DDP_SCRIPT.format(configs=[c.to_dict() for c in cfgs]))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the ranks too, not only torchrun
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
+    for cfg in cfgs:
+        summary = json.loads((Path(cfg.out_dir) / "summary.json").read_text())
+        assert summary["world_size"] == 2 and summary["steps_done"] == 8
+        assert_same_run(cfg.out_dir, cfg.out_dir.replace("packed", "alone"))

@@ -162,7 +162,7 @@ class PackedTrainer:
         for lane in self.lanes:
             if lane.rows and lane.rows[-1]["step"] == self.step:
                 continue  # resumed at an evaluation step already written
-            row, stop = lane.record_row()
+            _, stop = lane.record_row()
             if stop:
                 stopped.append(lane)
         bar.set_postfix_str(f"test soft-err {self.lanes[0].rows[-1]['test/soft_error']:.4f} (run 1)")

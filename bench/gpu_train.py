@@ -184,7 +184,8 @@ def part_worlds(args, device) -> None:
         trainer = Trainer(cfg, Dist(), device, False, data=run_data(sampler, imgs, labs, cfg, device))
         model = trainer.wrapped()
         out[name] = rate(trainer, model, args.warmup, args.world_steps)
-        report(f"| {name}, batch {cfg.batch_size} | {out[name]:,.0f} img/s | {out[name] / cfg.batch_size:,.0f} steps/s |")
+        report(f"| {name}, batch {cfg.batch_size} | {out[name]:,.0f} img/s | "
+               f"{out[name] / cfg.batch_size:,.0f} steps/s |")
     evals = images[:args.eval_images]
     warm = min(1024, len(evals))
     evaluate(trainer.model, evals[:warm], labels[:warm], trainer.view, 1024, Dist(), trainer.autocast)
@@ -220,7 +221,8 @@ def template_dataset(root: Path, train: int, test: int) -> Path:
 def part_trainer(args, device) -> None:
     root = template_dataset(Path(args.tmp) / "templates", args.trainer_images, args.trainer_images // 4)
     # Eager here: the compiled step is what `speed` and `worlds` time; this part checks the run end to end.
-    common = dict(data=str(root), steps=args.trainer_steps, batch_size=args.world_batch, model="mcnn", width=16, aug="crop-flip",
+    common = dict(data=str(root), steps=args.trainer_steps, batch_size=args.world_batch, model="mcnn", width=16,
+                  aug="crop-flip",
                   device=args.device, eval_schedule="log:16", eval_train_samples=1000)
     out = {}
     for mode in ("real", "ideal"):
@@ -318,7 +320,8 @@ def part_fig1(args, device) -> None:
     total_s = first_s + 39_000 * step_s + count * eval_s
     RESULTS["fig1"] = dict(train_img_per_s=ips, step_s=step_s, timed_steps=args.fig1_steps, first_step_s=first_s,
                            evaluations=count, eval_s_each=eval_s, total_s=total_s)
-    report(f"| Fig. 1 packed: Real n={packed.lanes[0].cfg.n:,} + Ideal, {args.ideal_pool:,} pool, batch {args.world_batch} | "
+    report(f"| Fig. 1 packed: Real n={packed.lanes[0].cfg.n:,} + Ideal, {args.ideal_pool:,} pool, "
+           f"batch {args.world_batch} | "
            f"{ips:,.0f} img/s ({args.fig1_steps:,} steps timed) | {count} evaluations x {eval_s:.2f} s | "
            f"39,000 steps of both worlds: {total_s / 60:.1f} min (target < 5) |")
 

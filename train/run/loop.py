@@ -52,7 +52,8 @@ def run_training(cfg: RunConfig, resume: bool = False, overwrite: bool = False, 
     return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
 
 
-def open_run(cfg: RunConfig, resume: bool, overwrite: bool) -> tuple[RunConfig, ddp.Dist, torch.device, runfolder.Start]:
+def open_run(cfg: RunConfig, resume: bool,
+             overwrite: bool) -> tuple[RunConfig, ddp.Dist, torch.device, runfolder.Start]:
     """Validate, pin the data hashes, set up the device (DDP under torchrun) and decide how the run starts."""
     validate(cfg)
     cfg = with_data_hashes(cfg)

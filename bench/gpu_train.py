@@ -222,8 +222,7 @@ def part_trainer(args, device) -> None:
     root = template_dataset(Path(args.tmp) / "templates", args.trainer_images, args.trainer_images // 4)
     # Eager here: the compiled step is what `speed` and `worlds` time; this part checks the run end to end.
     common = dict(data=str(root), steps=args.trainer_steps, batch_size=args.world_batch, model="mcnn", width=16,
-                  aug="crop-flip",
-                  device=args.device, eval_schedule="log:16", eval_train_samples=1000)
+                  aug="crop-flip", device=args.device, eval_schedule="log:16", eval_train_samples=1000)
     out = {}
     for mode in ("real", "ideal"):
         cfg = RunConfig(mode=mode, n=args.trainer_images // 4, out_dir=str(Path(args.tmp) / mode), **common,

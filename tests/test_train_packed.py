@@ -22,6 +22,7 @@ from train.__main__ import main
 from train.core.config import RunConfig
 from train.core.models import build_model
 from train.core.packing import PackedSGD, pack_model, packed_input, split_logits, unpack_into
+from train.data import sources
 from train.errors import TrainError
 from train.experiments.bootstrap import bootstrap
 from train.run import packed as packed_mod
@@ -91,9 +92,19 @@ def train_alone(cfgs: list[RunConfig], tmp_path: Path) -> list[Path]:
 
 @pytest.mark.parametrize("model, aug", [("mcnn", "none"), ("mcnn", "crop-flip"), ("preact-resnet18", "none"),
                                         ("preact-resnet18", "crop-flip")])
-def test_packed_runs_equal_runs_trained_alone(dataset, tmp_path, model, aug):
+def test_packed_runs_equal_runs_trained_alone(dataset, tmp_path, monkeypatch, model, aug):
     cfgs = three_runs(dataset, tmp_path / "packed", model=model, aug=aug, width=2 if model != "mcnn" else 4)
+    stores = []
+    build = sources.TrainStore.build
+
+    def counted_build(*args, **kwargs):
+        stores.append(build(*args, **kwargs))
+        return stores[-1]
+
+    monkeypatch.setattr(sources.TrainStore, "build", counted_build)
     summaries = run_packed(cfgs, progress=False)
+    assert len(stores) == 1 and stores[0].rows is None  # the Ideal run's pool serves the Real runs too
+    monkeypatch.undo()
     assert [s["mode"] for s in summaries] == ["real", "ideal", "real"]
     for cfg, alone in zip(cfgs, train_alone(cfgs, tmp_path)):
         assert_same_run(cfg.out_dir, alone)

@@ -10,10 +10,13 @@ seed like a sweep's. Steps of the two sides are interleaved, one step each in tu
 
 Cases (name: model width, image, batch): demo: mcnn 64 on 8x8x1 at batch 128 (the digits demo's runs);
 tiny: mcnn 8 on 8x8x1 at batch 32 (overhead-bound); cifar: mcnn 16 on 32x32x3 at batch 128.
+A second table times the model alone (forward+backward of all K) three ways: one by one, the
+`torch.func` alternative (`stack_module_state` + `vmap(functional_call)`) and the packed model.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import sys
 import tempfile
@@ -69,6 +72,46 @@ def time_case(name: str, runs: int, steps: int, tmp: Path) -> tuple[float, float
     return steps / took[0], steps / took[1]
 
 
+def time_model_only(name: str, runs: int, steps: int) -> tuple[float, float, float]:
+    """Forward+backward s/step of K mcnn models: one by one, `vmap(functional_call)` over stacked weights
+    (`torch.func.stack_module_state`, BN buffers stacked too), and the packed grouped-conv model."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from train.core.models import build_model
+    from train.core.packing import pack_model, packed_input
+
+    width, size, channels, batch = CASES[name]
+    cfg = RunConfig(model="mcnn", width=width)
+    models = []
+    for k in range(runs):
+        torch.manual_seed(k)
+        models.append(build_model(cfg, 10, channels, size))
+    params, buffers = stack_module_state(models)
+    skeleton = copy.deepcopy(models[0]).to("meta")
+    packed = pack_model(models)
+    xs = torch.randn(runs, batch, channels, size, size)
+
+    def one_by_one():
+        for model, x in zip(models, xs):
+            model(x).sum().backward()
+
+    def vmapped():
+        vmap(lambda p, b, x: functional_call(skeleton, (p, b), (x,)))(params, buffers, xs).sum().backward()
+
+    def packed_step():
+        packed(packed_input(list(xs))).sum().backward()
+
+    took = [0.0, 0.0, 0.0]
+    for fn in (one_by_one, vmapped, packed_step):
+        fn()  # warm-up
+    for _ in range(steps):  # interleaved, as above
+        for i, fn in enumerate((one_by_one, vmapped, packed_step)):
+            start = time.perf_counter()
+            fn()
+            took[i] += time.perf_counter() - start
+    return took[0] / steps, took[1] / steps, took[2] / steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=8, help="K: runs packed together")
@@ -86,6 +129,12 @@ def main() -> None:
             base, packed = time_case(name, args.runs, args.steps, Path(tmp))
             print(f"| {name}: mcnn {width}, {size}x{size}x{channels}, batch {batch} | {base:.2f} | {packed:.2f} | "
                   f"{packed / base:.2f}x |")
+    print("\nModel only, forward+backward of all K (the design choice): s/step and speed vs one by one")
+    print("| case | one by one | vmap(functional_call) | packed (grouped conv) |\n|---|---:|---:|---:|")
+    for name in args.cases.split(","):
+        alone, vmapped, packed = time_model_only(name, args.runs, args.steps)
+        print(f"| {name} | {alone:.4f} s | {vmapped:.4f} s ({alone / vmapped:.2f}x) | {packed:.4f} s "
+              f"({alone / packed:.2f}x) |")
 
 
 if __name__ == "__main__":

@@ -6,17 +6,17 @@
     unpack_into(packed, models)                          # copy each run's slice back into its own model
     sgd = PackedSGD(packed, K, momentum=0.9, weight_decay=5e-4); sgd.step(lr)   # lr: one per run
 
-Why grouped convolutions and not `torch.func.stack_module_state` + `vmap(functional_call)`: vmap cannot
-update BatchNorm's running statistics in place ("regular.add_(batched) is not allowed";
-docs.pytorch.org/docs/stable/func.batch_norm.html), and its documented fixes drop running stats, which
-our evaluation needs. vmap lowers a batched conv2d to a grouped convolution anyway; writing it as one
-keeps an ordinary nn.Module (DDP, torch.compile, channels_last, autocast and state_dict all work).
+Why grouped convolutions and not `torch.func.stack_module_state` + `vmap(functional_call)`: vmap lowers a
+batched conv2d to a grouped convolution anyway, and measured slower on CPU for compute-bound runs
+(bench/bench_pack.py); BatchNorm's in-place running-stat update fails under vmap unless the buffers are
+stacked too (docs.pytorch.org/docs/stable/func.batch_norm.html). A packed model stays an ordinary
+nn.Module: DDP, torch.compile, channels_last, autocast and state_dict work as for one run.
 
 The layout makes the K runs independent exactly: a grouped conv (groups=K) sees only run k's channels;
 BatchNorm normalises each channel over the batch, so over K x C channels it is per run; ReLU, pooling and
 flatten act per channel; a Linear becomes a batched matmul over K. Every packed tensor is the K runs'
 tensors concatenated along dim 0 (conv out-channels, BN channels, linear rows), so packing, unpacking,
-momentum buffers and a per-run learning rate are all a `view(K, -1)` away.
+momentum buffers and a per-run learning rate are all slices along dim 0.
 """
 from __future__ import annotations
 
@@ -158,8 +158,8 @@ class PackedSGD:
     p -= lr * g.
     """
 
-    def __init__(self, packed: nn.Module, k: int, momentum: float, weight_decay: float, nesterov: bool):
-        self.params = [p for p in packed.parameters()]
+    def __init__(self, packed: nn.Module, k: int, momentum: float, weight_decay: float, nesterov: bool = False):
+        self.params = list(packed.parameters())
         self.k, self.momentum, self.weight_decay, self.nesterov = k, momentum, weight_decay, nesterov
         self.buffers: list[torch.Tensor | None] = [None] * len(self.params)
 

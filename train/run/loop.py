@@ -120,7 +120,8 @@ class _Clock:
 
 class Trainer:
     """One run's state: data, model, optimizer, ledger, clock. `train()` runs it; benchmarks may pass
-    prebuilt `data` and call `train_step` directly."""
+    prebuilt `data` and call `train_step` directly; `train.run.packed` drives several through `begin`,
+    `record_row`, `_checkpoint` and `_finish` while one packed model trains them all."""
 
     def __init__(self, cfg: RunConfig, dist: ddp.Dist, device: torch.device, progress: bool,
                  data: RunData | None = None):

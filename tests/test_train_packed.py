@@ -185,6 +185,13 @@ def test_packed_model_and_sgd_match_each_run_and_torch_sgd():
                 torch.testing.assert_close(b, a, atol=TOL, rtol=0, msg=f"{cfg.model} {name}")
 
 
+def test_runs_that_cannot_share_a_model_are_refused(dataset, tmp_path):
+    real, ideal, _ = three_runs(dataset, tmp_path)
+    with pytest.raises(TrainError, match="these runs cannot train as one packed model"):
+        run_packed([real, dataclasses.replace(ideal, batch_size=8)], progress=False)
+    assert not Path(real.out_dir).exists()
+
+
 def test_unpackable_layers_are_named():
     with pytest.raises(TrainError, match=r"model\.1: cannot pack a LayerNorm layer; train this model with --pack 1"):
         pack_model([nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))])

@@ -33,6 +33,7 @@ from train.core.packing import PackedSGD, pack_model, packed_input, packed_loss,
 from train.core.samplers import IdealSampler, RealSampler, check_pool, derive_seed
 from train.core.schedule import lr_at
 from train.data.sources import MemorySource, RunData
+from train.errors import TrainError
 from train.run.loop import Trainer, open_run
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,10 @@ PACKABLE_MODELS = ("mcnn", "preact-resnet18", "vgg11-bn", "mlp")
 # What the runs of one pack may differ in; everything else (architecture, batch, schedule shape, data
 # path, evaluation steps) is shared, so one forward/backward and one step counter serve them all.
 _MAY_DIFFER = ("mode", "n", "seed", "lr", "out_dir", "data_hashes")
-# Default pack size (--pack unset). CPU: 1, since packing 8 mcnn runs measured 0.8x of running them one
-# after another at the demo's size (compute-bound; 2.2x only for tiny overhead-bound runs: bench/bench_pack.py,
-# bench/RESULTS.md). CUDA: 16 runs, where one batch-128 run leaves the GPU launch-bound (bench/gpu_train.py
-# measures packed img/s on the device).
+# Default pack size (--pack unset). CPU: 1, since 8 packed mcnn runs measured 0.77-0.91x as fast as the
+# same runs one after another at the demo's size (compute-bound; 1.3-2.3x only for tiny, overhead-bound
+# runs: bench/bench_pack.py, bench/RESULTS.md). CUDA: 16, where one batch-128 run leaves the GPU
+# launch-bound (issue 13; bench/gpu_train.py's `packed` part measures it on the device).
 DEFAULT_PACK = {"cpu": 1, "cuda": 16}
 
 
@@ -88,6 +89,11 @@ def run_packed(cfgs: list[RunConfig], resume: bool = True, overwrite: bool = Fal
 
     Finished runs return their summaries at once; every run folder is checked before any trains.
     """
+    keys = {pack_key(cfg) for cfg in cfgs}
+    if None in keys or len(keys) != 1:
+        raise TrainError(f"{', '.join(cfg.out_dir for cfg in cfgs)}: these runs cannot train as one packed model "
+                         "(they must share model, schedule, batch and data settings, with SGD); group them with "
+                         "plan_packs or train them with --pack 1")
     opened = [open_run(cfg, resume, overwrite) for cfg in cfgs]
     summaries: dict[str, dict] = {}
     lanes: list[Trainer] = []
@@ -104,6 +110,8 @@ def run_packed(cfgs: list[RunConfig], resume: bool = True, overwrite: bool = Fal
     show = progress and all(d.is_main for _, d, _, _ in opened)
     for _, same_step in groupby(sorted(lanes, key=lambda lane: lane.step), key=lambda lane: lane.step):
         group = list(same_step)
+        log.info("%d %s runs trained as one packed model from step %s: %s", len(group), group[0].cfg.model,
+                 f"{group[0].step:,}", ", ".join(lane.cfg.out_dir for lane in group))
         for lane, summary in zip(group, PackedTrainer(group, show).train()):
             summaries[lane.cfg.out_dir] = summary
     return [summaries[cfg.out_dir] for cfg, *_ in opened]

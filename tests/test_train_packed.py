@@ -192,6 +192,15 @@ def test_runs_that_cannot_share_a_model_are_refused(dataset, tmp_path):
     assert not Path(real.out_dir).exists()
 
 
+def test_packed_model_follows_the_runs_placement():
+    models = [build_model(RunConfig(model="mcnn", width=2), 10, 1, 8).double() for _ in range(2)]
+    packed = pack_model(models)
+    assert {p.dtype for p in packed.parameters()} == {torch.float64}
+    xs = [torch.randn(3, 1, 8, 8, dtype=torch.float64) for _ in models]
+    for model, x, logits in zip(models, xs, split_logits(packed(packed_input(xs)), 2)):
+        torch.testing.assert_close(logits, model(x))
+
+
 def test_unpackable_layers_are_named():
     with pytest.raises(TrainError, match=r"model\.1: cannot pack a LayerNorm layer; train this model with --pack 1"):
         pack_model([nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))])

@@ -105,6 +105,8 @@ def _packed_structure(module: nn.Module, k: int, where: str = "model") -> nn.Mod
 def pack_model(models: list[nn.Module]) -> nn.Module:
     """One model that computes all of `models` (one architecture) at once, holding copies of their weights."""
     packed = _packed_structure(models[0], len(models))
+    first = next(models[0].parameters())
+    packed.to(device=first.device, dtype=first.dtype)  # built on the CPU in float32: follow the runs' models
     pack_into(models, packed)
     return packed.train(models[0].training)
 

@@ -25,6 +25,7 @@ from train.core.packing import PackedSGD, pack_model, packed_input, split_logits
 from train.data import sources
 from train.errors import TrainError
 from train.experiments.bootstrap import bootstrap
+from train.experiments.sweep import sweep
 from train.run import packed as packed_mod
 from train.run import runfolder
 from train.run.loop import run_training
@@ -287,3 +288,19 @@ def test_packed_runs_under_two_gloo_ranks_equal_runs_alone(dataset, tmp_path):
         summary = json.loads((Path(cfg.out_dir) / "summary.json").read_text())
         assert summary["world_size"] == 2 and summary["steps_done"] == 8
         assert_same_run(cfg.out_dir, cfg.out_dir.replace("packed", "alone"))
+
+
+def test_sweep_packs_on_ray_equal_local_packs(tmp_path):
+    ray = pytest.importorskip("ray")
+    data = build_protos(tmp_path / "protos")
+    grid = dict(ns=[20, 40], models=["mlp"], seeds=[0, 1], progress=False, pack=3)
+    local = sweep(tiny_cfg(data, tmp_path / "local", n=None, steps=8), **grid)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = sweep(tiny_cfg(data, tmp_path / "ray", n=None, steps=8), use_ray=True, **grid)
+    finally:
+        ray.shutdown()
+    assert remote["runs_done"] == local["runs_done"] == 4
+    for entry in json.loads((tmp_path / "ray" / "experiment.json").read_text())["runs"]:
+        for world in ("real", "ideal"):
+            assert_same_run(tmp_path / "ray" / entry[world], tmp_path / "local" / entry[world])

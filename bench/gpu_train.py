@@ -20,7 +20,7 @@ Parts (each prints its table as soon as it is done):
              ("reduce-overhead" adds CUDA graphs): img/s of all runs together and the fraction of peak,
              against one unpacked run at the same batch (target >= 100K img/s packed).
   fig1       Fig. 1 at full scale with packing: Real (n = 50K) and Ideal as one pack of 2 on a random
-             --ideal-pool (5M) pool at batch 128: --fig1-steps timed steps (all 39,000 if asked), the 65
+             --ideal-pool (5M) pool at batch 128: --fig1-steps timed steps (all 39,000 if asked), the 59
              evaluations of "log:64" timed on the real evaluation code, and the wall time of both worlds'
              39,000 steps (target under 5 GPU-minutes).
 

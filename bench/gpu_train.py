@@ -16,6 +16,17 @@ Parts (each prints its table as soon as it is done):
              39,000-step run with 65 evaluations of 30K images.
   trainer    `run_training` end to end on CUDA (eager, crop-flip, mcnn width 16) on a tiny shards dataset
              written to a temporary folder: a Real and an Ideal run, their T(n), ledger and throughput.
+  packed     --pack K ResNet-18 runs (different seeds, Real and Ideal) as one packed model
+             (`train.run.packed`) at 128 and 512 images per run and step, for each --compile-modes entry
+             ("reduce-overhead" adds CUDA graphs): img/s of all runs together and the fraction of peak,
+             against one unpacked run at the same batch (target >= 100K img/s packed).
+  fig1       Fig. 1 at full scale with packing: Real (n = 50K) and Ideal as one pack of 2 on a random
+             --ideal-pool (5M) pool at batch 128: --fig1-steps timed steps (all 39,000 if asked), the 59
+             evaluations of "log:64" timed on the real evaluation code, and the wall time of both worlds'
+             39,000 steps (target under 5 GPU-minutes).
+
+    python bench/gpu_train.py --tiny           # every part at toy sizes on the CPU: checks the script
+    python bench/gpu_train.py --record results.md   # also append the tables, command and device there
 """
 from __future__ import annotations
 
@@ -35,11 +46,18 @@ from train.core.config import RunConfig
 from train.data.datasets import TrainStore
 from train.core.ddp import Dist
 from train.run.loop import Trainer, run_training
+from train.run.packed import PackedTrainer
 from train.core.samplers import IdealSampler, RealSampler
 from train.data.sources import MemorySource, RunData
 
 GFLOP_PER_IMAGE = 3.33
 RESULTS: dict[str, dict] = {}
+LINES: list[str] = []  # the tables as printed, for --record
+
+
+def report(line: str) -> None:
+    LINES.append(line)
+    print(line, flush=True)
 
 
 def synthetic_pool(count: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,9 +119,9 @@ def part_speed(args, device) -> None:
                             first_step_s=compile_s, batch_size=cfg.batch_size, compile=cfg.compile)
     precision = "bf16" if device.type == "cuda" else "fp32"
     layout = ", channels_last" if device.type == "cuda" else ""
-    print(f"| {cfg.model} width {cfg.width}, {precision}{layout}{', compile' if cfg.compile else ''}, "
+    report(f"| {cfg.model} width {cfg.width}, {precision}{layout}{', compile' if cfg.compile else ''}, "
           f"batch {cfg.batch_size} | {ips:,.0f} img/s | {tflops:,.0f} TFLOP/s | {100 * tflops / args.peak_tflops:.1f}% of "
-          f"{args.peak_tflops:.0f} | first step (compile) {compile_s:.0f} s |", flush=True)
+          f"{args.peak_tflops:.0f} | first step (compile) {compile_s:.0f} s |")
     args.trainer = (trainer, model)
 
 
@@ -146,8 +164,8 @@ def part_reference(args, device) -> None:
     ref = steps * args.batch_size / (time.perf_counter() - start)
     ours = RESULTS["speed"]["img_per_s"]
     RESULTS["reference"] = dict(img_per_s=ref, workers=args.ref_workers, ratio=ours / ref)
-    print(f"| reference: PIL Dataset + transforms + DataLoader({args.ref_workers} workers) | {ref:,.0f} img/s | "
-          f"ours / reference {ours / ref:.2f}x (target >= 3x) |", flush=True)
+    report(f"| reference: PIL Dataset + transforms + DataLoader({args.ref_workers} workers) | {ref:,.0f} img/s | "
+          f"ours / reference {ours / ref:.2f}x (target >= 3x) |")
 
 
 def part_worlds(args, device) -> None:
@@ -155,18 +173,20 @@ def part_worlds(args, device) -> None:
 
     images, labels = synthetic_pool(args.ideal_pool, device, seed=1)
     out = {}
-    worlds = [("real n=50K, GPU", RealSampler(args.ideal_pool, 50_000, 0), images, labels),
+    n = min(50_000, args.ideal_pool // 2)
+    worlds = [(f"real n={n:,}, GPU", RealSampler(args.ideal_pool, n, 0), images, labels),
               (f"ideal {args.ideal_pool:,} pool, GPU", IdealSampler(args.ideal_pool, 0), images, labels)]
     host = min(args.ideal_pool, args.pinned_pool)
     if device.type == "cuda":
         pinned = images[:host].cpu().pin_memory()
         worlds.append((f"ideal {host:,} pool, pinned host", IdealSampler(host, 0), pinned, labels[:host]))
     for name, sampler, imgs, labs in worlds:
-        cfg = base_cfg(args, batch_size=128, mode=sampler.kind, n=50_000)
+        cfg = base_cfg(args, batch_size=args.world_batch, mode=sampler.kind, n=n)
         trainer = Trainer(cfg, Dist(), device, False, data=run_data(sampler, imgs, labs, cfg, device))
         model = trainer.wrapped()
         out[name] = rate(trainer, model, args.warmup, args.world_steps)
-        print(f"| {name}, batch 128 | {out[name]:,.0f} img/s | {out[name] / 128:,.0f} steps/s |", flush=True)
+        report(f"| {name}, batch {cfg.batch_size} | {out[name]:,.0f} img/s | "
+               f"{out[name] / cfg.batch_size:,.0f} steps/s |")
     evals = images[:args.eval_images]
     warm = min(1024, len(evals))
     evaluate(trainer.model, evals[:warm], labels[:warm], trainer.view, 1024, Dist(), trainer.autocast)
@@ -175,10 +195,10 @@ def part_worlds(args, device) -> None:
     evaluate(trainer.model, evals, labels[:len(evals)], trainer.view, 1024, Dist(), trainer.autocast)
     eval_ips = len(evals) / (time.perf_counter() - start)
     for name, ips in out.items():
-        hours = (39_000 * 128 / ips + 65 * 30_000 / eval_ips) / 3600
-        print(f"| projected 39,000 steps + 65 evaluations, {name} | {hours:.2f} h |", flush=True)
+        hours = (39_000 * args.world_batch / ips + 65 * 30_000 / eval_ips) / 3600
+        report(f"| projected 39,000 steps + 65 evaluations, {name} | {hours:.2f} h |")
     RESULTS["worlds"] = dict(train_img_per_s=out, eval_img_per_s=eval_ips)
-    print(f"| evaluation (bf16, batch 1024, eager) | {eval_ips:,.0f} img/s |", flush=True)
+    report(f"| evaluation (bf16, batch 1024, eager) | {eval_ips:,.0f} img/s |")
 
 
 def template_dataset(root: Path, train: int, test: int) -> Path:
@@ -200,29 +220,134 @@ def template_dataset(root: Path, train: int, test: int) -> Path:
 
 
 def part_trainer(args, device) -> None:
-    root = template_dataset(Path(args.tmp) / "templates", 4000, 1000)
+    root = template_dataset(Path(args.tmp) / "templates", args.trainer_images, args.trainer_images // 4)
     # Eager here: the compiled step is what `speed` and `worlds` time; this part checks the run end to end.
-    common = dict(data=str(root), steps=args.trainer_steps, batch_size=128, model="mcnn", width=16, aug="crop-flip",
-                  device=args.device, eval_schedule="log:16", eval_train_samples=1000)
+    common = dict(data=str(root), steps=args.trainer_steps, batch_size=args.world_batch, model="mcnn", width=16,
+                  aug="crop-flip", device=args.device, eval_schedule="log:16", eval_train_samples=1000)
     out = {}
     for mode in ("real", "ideal"):
-        cfg = RunConfig(mode=mode, n=1000, out_dir=str(Path(args.tmp) / mode), **common,
+        cfg = RunConfig(mode=mode, n=args.trainer_images // 4, out_dir=str(Path(args.tmp) / mode), **common,
                         allow_reuse=mode == "ideal")
         start = time.perf_counter()
         summary = run_training(cfg, progress=False)
         out[mode] = dict(wall_s=time.perf_counter() - start, fit_step=summary["fit_step"],
                          ledger=summary["ledger"], img_per_s=summary["img_per_s"],
                          final_test_error=summary["final"]["test/error"])
-        print(f"| run_training {mode} on {device.type} | {json.dumps(out[mode])} |", flush=True)
+        report(f"| run_training {mode} on {device.type} | {json.dumps(out[mode])} |")
     RESULTS["trainer"] = out
 
 
-PARTS = {"speed": part_speed, "reference": part_reference, "worlds": part_worlds, "trainer": part_trainer}
+def pack_of(args, device, images, labels, runs: int, batch: int, compile_mode: str | None) -> PackedTrainer:
+    """`runs` ResNet-18 runs (seeds 0.., Real n=50K and Ideal in turn) on one pool, packed as one model."""
+    lanes = []
+    for k in range(runs):
+        if k % 2:
+            sampler, world = IdealSampler(len(labels), k), dict(mode="ideal", n=None)
+        else:
+            sampler = RealSampler(len(labels), min(50_000, len(labels) // 2), k)
+            world = dict(mode="real", n=sampler.n)
+        cfg = base_cfg(args, batch_size=batch, seed=k, compile=False, **world)
+        lanes.append(Trainer(cfg, Dist(), device, False, data=run_data(sampler, images, labels, cfg, device)))
+    packed = PackedTrainer(lanes, progress=False)
+    if compile_mode:  # "reduce-overhead" captures the compiled forward/backward in CUDA graphs
+        packed.wrapped = torch.compile(packed.model, mode=None if compile_mode == "default" else compile_mode)
+    return packed
+
+
+def packed_rate(packed: PackedTrainer, warmup: int, steps: int) -> tuple[float, float]:
+    """(img/s of all runs together, seconds of the first step) of the packed trainer's own step."""
+    start = time.perf_counter()
+    packed.train_step()
+    sync(packed.device)
+    first_s = time.perf_counter() - start
+    for _ in range(warmup):
+        packed.train_step()
+    sync(packed.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        packed.train_step()
+    sync(packed.device)
+    return steps * packed.cfg.batch_size * len(packed.lanes) / (time.perf_counter() - start), first_s
+
+
+def part_packed(args, device) -> None:
+    images, labels = synthetic_pool(args.pool, device)
+    modes = [m for m in args.compile_modes.split(",") if m] if not args.no_compile else [""]
+    out = {}
+    for batch in args.packed_batches:
+        cfg = base_cfg(args, batch_size=batch)
+        alone = Trainer(cfg, Dist(), device, False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg,
+                                                                  device))
+        one = rate(alone, alone.wrapped(), args.warmup, args.steps)
+        report(f"| 1 run, batch {batch}{', compiled' if cfg.compile else ''} | {one:,.0f} img/s | "
+               f"{100 * one * GFLOP_PER_IMAGE / 1e3 / args.peak_tflops:.1f}% of peak | 1.00x |")
+        del alone
+        for mode in modes:
+            packed = pack_of(args, device, images, labels, args.pack, batch, mode or None)
+            ips, first_s = packed_rate(packed, args.warmup, args.steps)
+            tflops = ips * GFLOP_PER_IMAGE / 1e3
+            out[f"batch {batch}, {mode or 'eager'}"] = dict(img_per_s=ips, peak_fraction=tflops / args.peak_tflops,
+                                                           vs_one_run=ips / one, first_step_s=first_s)
+            report(f"| {args.pack} packed runs, batch {batch} each, {mode or 'eager'} | {ips:,.0f} img/s | "
+                   f"{100 * tflops / args.peak_tflops:.1f}% of peak | {ips / one:.2f}x (first step {first_s:.0f} s) |")
+            del packed
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    RESULTS["packed"] = out
+
+
+def part_fig1(args, device) -> None:
+    from train.core.metrics import evaluate
+    from train.core.schedule import parse_eval_schedule
+
+    images, labels = synthetic_pool(args.ideal_pool, device, seed=2)
+    mode = None if args.no_compile else args.compile_modes.split(",")[0]
+    packed = pack_of(args, device, images, labels, 2, args.world_batch, mode)
+    ips, first_s = packed_rate(packed, args.warmup, args.fig1_steps)
+    step_s = 2 * args.world_batch / ips
+    # Each evaluation: the test set and the train-eval set (--eval-images each) of both worlds, on each
+    # run's own unpacked model, as `train.run.packed` evaluates.
+    packed._sync_lanes()
+    evals, eval_labels = images[:args.eval_images], labels[:args.eval_images]
+    lane = packed.lanes[0]
+    evaluate(lane.model, evals[:256], eval_labels[:256], lane.view, 1024, Dist(), lane.autocast)
+    sync(device)
+    start = time.perf_counter()
+    evaluate(lane.model, evals, eval_labels, lane.view, 1024, Dist(), lane.autocast)
+    sync(device)
+    eval_s = 2 * 2 * (time.perf_counter() - start)
+    count = len(parse_eval_schedule("log:64", 39_000))
+    total_s = first_s + 39_000 * step_s + count * eval_s
+    RESULTS["fig1"] = dict(train_img_per_s=ips, step_s=step_s, timed_steps=args.fig1_steps, first_step_s=first_s,
+                           evaluations=count, eval_s_each=eval_s, total_s=total_s)
+    report(f"| Fig. 1 packed: Real n={packed.lanes[0].cfg.n:,} + Ideal, {args.ideal_pool:,} pool, "
+           f"batch {args.world_batch} | "
+           f"{ips:,.0f} img/s ({args.fig1_steps:,} steps timed) | {count} evaluations x {eval_s:.2f} s | "
+           f"39,000 steps of both worlds: {total_s / 60:.1f} min (target < 5) |")
+
+
+PARTS = {"speed": part_speed, "reference": part_reference, "worlds": part_worlds, "trainer": part_trainer,
+         "packed": part_packed, "fig1": part_fig1}
+TINY = dict(device="cpu", no_compile=True, batch_size=8, steps=2, warmup=1, pool=600, ideal_pool=600,
+            pinned_pool=100, world_steps=2, ref_workers=0, ref_images=64, ref_steps=2, width=2, eval_images=64,
+            trainer_steps=2, trainer_images=200, world_batch=8, pack=2, packed_batches=[4, 8], fig1_steps=2)
+
+
+def record(path: str, began: float) -> None:
+    """Append this call's tables to a markdown file, with the command and the device."""
+    import shlex
+    import sys
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    head = (f"\n## GPU training figures (`python {shlex.join(sys.argv)}`)\n\n{device}, torch {torch.__version__}, "
+            f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - began:.0f} s in all\n\n")
+    with open(path, "a") as f:
+        f.write(head + "\n".join(LINES) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--parts", default="speed,reference,worlds,trainer")
+    parser.add_argument("--parts", default="speed,reference,worlds,trainer,packed,fig1")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--warmup", type=int, default=20)
@@ -230,6 +355,7 @@ def main() -> None:
     parser.add_argument("--ideal-pool", type=int, default=5_000_000, help="Ideal pool of the worlds part")
     parser.add_argument("--pinned-pool", type=int, default=1_000_000, help="pool held in pinned host memory")
     parser.add_argument("--world-steps", type=int, default=200)
+    parser.add_argument("--world-batch", type=int, default=128, help="the paper's batch: worlds, trainer, fig1")
     parser.add_argument("--ref-workers", type=int, default=16)
     parser.add_argument("--ref-images", type=int, default=50_000)
     parser.add_argument("--ref-steps", type=int, default=40)
@@ -239,9 +365,20 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--eval-images", type=int, default=30_000)
     parser.add_argument("--trainer-steps", type=int, default=300)
+    parser.add_argument("--trainer-images", type=int, default=4000, help="train images of the trainer part")
+    parser.add_argument("--pack", type=int, default=8, help="runs packed together in the packed part")
+    parser.add_argument("--packed-batches", type=lambda t: [int(x) for x in t.split(",")], default=[128, 512],
+                        help="per-run batch sizes of the packed part")
+    parser.add_argument("--compile-modes", default="default",
+                        help="torch.compile modes of the packed parts, e.g. default,reduce-overhead (CUDA graphs)")
+    parser.add_argument("--fig1-steps", type=int, default=2000, help="timed steps of the fig1 part (39000: all)")
+    parser.add_argument("--tiny", action="store_true", help="toy sizes on the CPU: checks every part quickly")
+    parser.add_argument("--record", help="append the tables, command and device to this markdown file")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--device", default="cuda", help="cpu only to check this script with tiny sizes")
     args = parser.parse_args()
+    if args.tiny:
+        vars(args).update(TINY)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: no CUDA device; this benchmark needs a GPU (bench/bench_train.py runs on CPU)")
     device = torch.device("cuda", 0) if args.device == "cuda" else torch.device("cpu")
@@ -261,6 +398,8 @@ def main() -> None:
     print(f"total {time.perf_counter() - began:.0f} s", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(RESULTS, indent=1, default=str))
+    if args.record:
+        record(args.record, began)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@
     python -m train run --data DATASET --mode ideal --preset paper-cifar5m --out out/runs/ideal
 
 Subpackages, each importing only those listed before it: `core` (config, schedule, samplers, models,
-augmentation, metrics, T(n)), `data` (datasets, resident cache, batch sources, streaming, per-batch JPEG
-decoding), `run` (the loop and the run folder), `labeler` (fine-tune a timm classifier, export it in
-timm's format, measure it), `reporting` (results, plots, reports), `experiments` (bootstrap, sweep) and
+augmentation, metrics, T(n), packing K models into one), `data` (datasets, resident cache, batch sources,
+streaming, per-batch JPEG decoding), `run` (the loop, packed runs and the run folder), `labeler` (fine-tune
+a timm classifier, export it in timm's format, measure it), `reporting` (results, statistics, plots,
+reports), `experiments` (bootstrap, sweep) and
 `cli`. From Python: `train.run.loop.run_training(RunConfig(...))` runs one run and returns its summary.
 Torch is imported only by the modules that need it, so `import train` stays fast.
 """

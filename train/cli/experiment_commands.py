@@ -7,7 +7,7 @@
 
 `bootstrap` and `sweep` take every trainer flag of `train run` (they share one config); `--seeds K` runs
 seeds --seed .. --seed+K-1 (the reports' noise floor needs K >= 2); the sweep's `--n`, `--model` and
-`--lr` take comma lists.
+`--lr` take comma lists. Both take `--pack K`: up to K runs trained as one packed model (`train.run.packed`).
 `train.cli.parser.build_parser` calls `add_experiment_commands`.
 """
 from __future__ import annotations
@@ -64,6 +64,24 @@ def _str_list(text: str) -> list[str]:
     return values
 
 
+def _pack_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the number of runs to train as one model, >= 1 "
+                                         "(1 = one run at a time)")
+    return value
+
+
+def _add_pack_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pack", type=_pack_size, default=None, metavar="K",
+                        help="train up to K runs (same model and schedule; world, n, seed and lr may differ) as "
+                        "one packed model; 1 = one run at a time (default: 16 on a GPU, 1 on CPU, where packing "
+                        "measured slower for all but tiny models)")
+
+
 def _hide_mode(parser: argparse.ArgumentParser) -> None:
     """Both worlds run, so --mode means nothing here: kept (to name it in the error) but not shown."""
     parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)
@@ -82,6 +100,7 @@ def add_experiment_commands(sub) -> None:
     _hide_mode(boot)
     boot.add_argument("--seeds", type=_seeds, default=1, help="number of seeds: --seed, --seed+1, ... each a "
                       "Real and an Ideal run (default 1; with one seed the report can give no verdict)")
+    _add_pack_flag(boot)
     add_control_flags(boot)
     boot.set_defaults(func=cmd_bootstrap)
 
@@ -101,6 +120,7 @@ def add_experiment_commands(sub) -> None:
     grid.add_argument("--lr", dest="lr_list", type=_float_list, default=None,
                       help="peak learning rates, comma-separated, e.g. 0.1,0.05 (default: the preset's or 0.1)")
     grid.add_argument("--seeds", type=_seeds, default=1, help="number of seeds: --seed, --seed+1, ... (default 1)")
+    _add_pack_flag(grid)
     grid.add_argument("--ray", action="store_true", help="spread the runs over a Ray cluster (RAY_ADDRESS, "
                       "or a local one): one GPU per run when the cluster has GPUs, else one CPU")
     control = sweep.add_argument_group("run control")
@@ -133,7 +153,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
             print(json.dumps(run.to_dict(), indent=1))
         return 0
     headline = bootstrap(cfg, seeds=args.seeds, resume=args.resume, overwrite=args.overwrite,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, pack=args.pack)
     if headline:  # empty on torchrun ranks other than 0
         print(format_headline(headline))
     return 0
@@ -156,7 +176,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(json.dumps(cfg.to_dict()))
         return 0
     headline = sweep(base, ns=args.n_list, models=models, seeds=seeds, lrs=lrs, use_ray=args.ray,
-                     overwrite=args.overwrite, progress=not args.no_progress)
+                     overwrite=args.overwrite, progress=not args.no_progress, pack=args.pack)
     if headline:
         print(format_headline(headline))
     return 0

@@ -27,6 +27,7 @@ from train.errors import TrainError
 from train.experiments.common import claim_experiment, is_main_process, preflight
 from train.reporting.bootstrap_report import render_bootstrap, seed_entries
 from train.run.loop import run_training
+from train.run.packed import plan_packs, run_packed
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,12 @@ def plan_bootstrap(cfg: RunConfig, seeds: int = 1) -> tuple[dict, list[RunConfig
 
 
 def bootstrap(cfg: RunConfig, seeds: int = 1, resume: bool = False, overwrite: bool = False,
-              progress: bool = True) -> dict:
-    """Run Real (n) and Ideal with identical settings for each seed into cfg.out_dir, then the report."""
+              progress: bool = True, pack: int | None = None) -> dict:
+    """Run Real (n) and Ideal with identical settings for each seed into cfg.out_dir, then the report.
+
+    `pack`: up to `pack` of the 2 x seeds runs trained as one packed model (`train.run.packed`); 1 one
+    after the other; None the device's default.
+    """
     exp_dir = Path(cfg.out_dir)
     spec, runs = plan_bootstrap(cfg, seeds)
     preflight(runs)
@@ -70,7 +75,12 @@ def bootstrap(cfg: RunConfig, seeds: int = 1, resume: bool = False, overwrite: b
         # seed_entries reads the one-seed layout of older experiment.json files too
         claim_experiment(exp_dir, spec, overwrite, same=lambda old: (old.get("config_hash"), seed_entries(old))
                          == (spec["config_hash"], spec["runs"]))
-    for run_cfg in runs:
+    for group in plan_packs(runs, pack):
+        if len(group) > 1:
+            log.info("%d runs packed as one model: %s", len(group), ", ".join(r.out_dir for r in group))
+            run_packed(group, resume=resume, overwrite=overwrite, progress=progress)
+            continue
+        run_cfg = group[0]
         log.info("%s World, seed %d -> %s", run_cfg.mode.title(), run_cfg.seed, run_cfg.out_dir)
         run_training(run_cfg, resume=resume, overwrite=overwrite, progress=progress)
     return render_bootstrap(exp_dir) if is_main_process() else {}

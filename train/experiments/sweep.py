@@ -31,6 +31,7 @@ from train.reporting.experiment_file import REPORT, read_experiment
 from train.reporting.sweep_report import render_sweep
 from train.run import runfolder
 from train.run.loop import run_training
+from train.run.packed import plan_packs, run_packed
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,11 @@ def shared_settings(cfg: RunConfig) -> dict:
 
 
 def sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[int], lrs: list[float] | None = None,
-          use_ray: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+          use_ray: bool = False, overwrite: bool = False, progress: bool = True, pack: int | None = None) -> dict:
     """Run (or finish) the grid n x models x lrs x seeds into base.out_dir, then write the sweep report.
+
+    `pack`: runs trained together as one packed model (`train.run.packed`); 1 = one by one; None = the
+    device's default.
 
     A run that fails with a user error (or any error on Ray) does not stop the others: the report is
     written from the finished runs and then a TrainError lists the failures.
@@ -79,7 +83,7 @@ def sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[int], l
     if is_main_process():
         spec = _merge_sweep_spec(exp_dir, base, entries, overwrite)
         claim_experiment(exp_dir, spec, overwrite, same=lambda old: old.get("shared") == spec["shared"])
-    failures = run_many(runs, use_ray=use_ray, overwrite=overwrite, progress=progress)
+    failures = run_many(runs, use_ray=use_ray, overwrite=overwrite, progress=progress, pack=pack)
     if not is_main_process():
         return {}
     headline = render_sweep(exp_dir)
@@ -112,28 +116,35 @@ def _merge_sweep_spec(exp_dir: Path, base: RunConfig, entries: list[dict], overw
 
 
 def run_many(runs: list[RunConfig], use_ray: bool = False, overwrite: bool = False,
-             progress: bool = True) -> list[tuple[str, str]]:
-    """Run each config (finished ones return at once); return (run folder, error) for failed runs."""
+             progress: bool = True, pack: int | None = 1) -> list[tuple[str, str]]:
+    """Run each config (finished ones return at once), `pack` at a time as one packed model; return
+    (run folder, error) for failed runs (a failed pack fails each of its runs)."""
+    packs = plan_packs(runs, pack)
     if use_ray:
-        return run_on_ray(runs, overwrite=overwrite, progress=progress)
+        return run_on_ray(packs, overwrite=overwrite, progress=progress)
     failures = []
-    for i, cfg in enumerate(runs, 1):
-        finished = runfolder.is_finished(cfg.out_dir)
-        log.info("run %d/%d: %s%s", i, len(runs), cfg.out_dir, " (finished: skipped)" if finished else "")
+    for i, group in enumerate(packs, 1):
+        names = ", ".join(cfg.out_dir for cfg in group)
+        finished = all(runfolder.is_finished(cfg.out_dir) for cfg in group)
+        log.info("pack %d/%d: %s%s", i, len(packs), names, " (finished: skipped)" if finished else "")
         try:
-            run_training(cfg, resume=True, overwrite=overwrite, progress=progress)
+            if len(group) == 1:
+                run_training(group[0], resume=True, overwrite=overwrite, progress=progress)
+            else:
+                run_packed(group, resume=True, overwrite=overwrite, progress=progress)
         except TrainError as exc:  # e.g. a folder holding another config: finish the other runs first
-            log.error("%s: %s", cfg.out_dir, exc)
-            failures.append((cfg.out_dir, str(exc)))
+            log.error("%s: %s", names, exc)
+            failures += [(cfg.out_dir, str(exc)) for cfg in group]
     return failures
 
 
-def run_on_ray(runs: list[RunConfig], overwrite: bool = False, progress: bool = True) -> list[tuple[str, str]]:
-    """One Ray task per run: a whole GPU each when the cluster has GPUs, else one CPU each.
+def run_on_ray(packs: list[list[RunConfig]], overwrite: bool = False,
+               progress: bool = True) -> list[tuple[str, str]]:
+    """One Ray task per pack of runs: a whole GPU each when the cluster has GPUs, else one CPU each.
 
     Connects to the cluster in RAY_ADDRESS, or starts a local one. Tasks run in this process's
     working directory, so relative --data and --out mean the same there (on a multi-node cluster
-    they must be on a shared filesystem). A failed run does not stop the others; the failures are
+    they must be on a shared filesystem). A failed pack does not stop the others; the failures are
     returned for the caller to report.
     """
     import ray  # deferred: heavy, and needed only with --ray
@@ -141,23 +152,26 @@ def run_on_ray(runs: list[RunConfig], overwrite: bool = False, progress: bool = 
     if not ray.is_initialized():
         ray.init()
     options = {"num_gpus": 1} if ray.cluster_resources().get("GPU", 0) else {"num_cpus": 1}
-    task = ray.remote(_run_one).options(**options)
-    folders = {task.remote(cfg.to_dict(), overwrite, os.getcwd()): cfg.out_dir for cfg in runs}
-    log.info("%d runs on Ray, each with %s", len(folders), options)
+    task = ray.remote(_run_pack).options(**options)
+    folders = {task.remote([cfg.to_dict() for cfg in group], overwrite, os.getcwd()): [cfg.out_dir for cfg in group]
+               for group in packs}
+    log.info("%d packs of runs on Ray, each with %s", len(folders), options)
     failures, pending = [], list(folders)
-    with tqdm(total=len(folders), desc="sweep runs", unit="run", disable=not progress) as bar:
+    with tqdm(total=len(folders), desc="sweep packs", unit="pack", disable=not progress) as bar:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             try:
                 ray.get(done[0])
-            except Exception as exc:  # any run's failure is reported with the others, not raised
-                failures.append((folders[done[0]], str(getattr(exc, "cause", None) or exc)))
+            except Exception as exc:  # any pack's failure is reported with the others, not raised
+                failures += [(out, str(getattr(exc, "cause", None) or exc)) for out in folders[done[0]]]
             bar.update(1)
     return failures
 
 
-def _run_one(cfg_dict: dict, overwrite: bool, cwd: str):
-    """A Ray task: one run, resumed if a checkpoint exists; returns its T(n)."""
+def _run_pack(cfg_dicts: list[dict], overwrite: bool, cwd: str) -> list:
+    """A Ray task: one run, or one pack of runs, resumed where checkpoints exist; returns their T(n)."""
     os.chdir(cwd)  # Ray starts workers elsewhere: relative paths are the driver's
-    summary = run_training(RunConfig.from_dict(cfg_dict), resume=True, overwrite=overwrite, progress=False)
-    return summary.get("fit_step")
+    cfgs = [RunConfig.from_dict(d) for d in cfg_dicts]
+    if len(cfgs) == 1:
+        return [run_training(cfgs[0], resume=True, overwrite=overwrite, progress=False).get("fit_step")]
+    return [s.get("fit_step") for s in run_packed(cfgs, resume=True, overwrite=overwrite, progress=False)]

@@ -45,6 +45,20 @@ log = logging.getLogger(__name__)
 
 def run_training(cfg: RunConfig, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
     """Run one run into cfg.out_dir and return its summary (also written to summary.json)."""
+    cfg, dist, device, start = open_run(cfg, resume, overwrite)
+    try:
+        if start.kind == "finished":
+            log.info("%s: finished already, returning its summary", cfg.out_dir)
+            return start.summary
+        return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
+    finally:
+        close_run(cfg, dist)
+
+
+def open_run(cfg: RunConfig, resume: bool,
+             overwrite: bool) -> tuple[RunConfig, ddp.Dist, torch.device, runfolder.Start]:
+    """Validate, pin the data hashes, set up the device (DDP under torchrun), lock the run folder and decide
+    how the run starts; `close_run` frees the folder."""
     validate(cfg)
     cfg = with_data_hashes(cfg)
     dist = ddp.init_distributed(_wants_cuda(cfg.device))
@@ -54,15 +68,15 @@ def run_training(cfg: RunConfig, resume: bool = False, overwrite: bool = False, 
         runfolder.claim_run_dir(cfg.out_dir, overwrite)  # before any data loads: in use, foreign, unwritable
         return runfolder.prepare_run_dir(cfg, resume, overwrite)
 
-    try:
-        start = ddp.run_on_main(dist, claim_and_decide)
-        if start.kind == "finished":
-            log.info("%s: finished already, returning its summary", cfg.out_dir)
-            return start.summary
-        return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
-    finally:  # a long-lived process (a sweep, a Ray worker) frees the folder; a dead one frees it by dying
-        if dist.is_main:
-            runfolder.release_run_dir(cfg.out_dir)
+    start = ddp.run_on_main(dist, claim_and_decide)
+    return cfg, dist, device, start
+
+
+def close_run(cfg: RunConfig, dist: ddp.Dist) -> None:
+    """Free the run folder's lock: a long-lived process (a sweep, a Ray worker) goes on to other runs; a
+    process that dies frees it by dying."""
+    if dist.is_main:
+        runfolder.release_run_dir(cfg.out_dir)
 
 
 def with_data_hashes(cfg: RunConfig) -> RunConfig:
@@ -126,7 +140,8 @@ class _Clock:
 
 class Trainer:
     """One run's state: data, model, optimizer, ledger, clock. `train()` runs it; benchmarks may pass
-    prebuilt `data` and call `train_step` directly."""
+    prebuilt `data` and call `train_step` directly; `train.run.packed` drives several through `begin`,
+    `record_row`, `_checkpoint` and `_finish` while one packed model trains them all."""
 
     def __init__(self, cfg: RunConfig, dist: ddp.Dist, device: torch.device, progress: bool,
                  data: RunData | None = None):
@@ -295,21 +310,30 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.clock.pause()
+        row, stop = self.record_row()
+        bar.set_postfix_str(f"img/s {row['img_per_s'] or 0:,.0f} test soft-err {row['test/soft_error']:.4f}")
+        self.clock.go()
+        return stop
+
+    def record_row(self) -> tuple[dict[str, Any], bool]:
+        """Evaluate and write this step's row; also whether the run should stop here (--stop-at-fit)."""
         row = self._evaluate()
         self.rows.append(row)
         if self.dist.is_main:
             runfolder.append_metrics(self.cfg.out_dir, row)
-        bar.set_postfix_str(f"img/s {row['img_per_s'] or 0:,.0f} test soft-err {row['test/soft_error']:.4f}")
-        self.clock.go()
-        return self.cfg.stop_at_fit and fit_step(self.rows, self.cfg.fit_threshold) is not None
+        return row, self.cfg.stop_at_fit and fit_step(self.rows, self.cfg.fit_threshold) is not None
 
-    def train(self, resumed: bool) -> dict:
-        cfg = self.cfg
+    def begin(self, resumed: bool) -> None:
+        """Restore the checkpoint, or empty the folder and write config.json; then position the data."""
         if resumed:
             self._restore()
         else:
-            ddp.run_on_main(self.dist, lambda: runfolder.start_fresh(cfg))
+            ddp.run_on_main(self.dist, lambda: runfolder.start_fresh(self.cfg))
         self.data.source.skip_to(self.step)
+
+    def train(self, resumed: bool) -> dict:
+        cfg = self.cfg
+        self.begin(resumed)
         model = self.wrapped()
         model.train()
         stopped, first = False, self.step

@@ -110,6 +110,8 @@ def _add_run_parser(sub) -> None:
     b.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
     b.add_argument("--seeds", type=int, default=d.seeds, help=f"seeds of each world (default {d.seeds}; the "
                    "noise floor, and so a verdict, needs 2 or more)")
+    b.add_argument("--pack", type=int, default=d.pack, help=f"runs trained together as one packed model "
+                   f"(default {d.pack}; 1 = one after another)")
     b.add_argument("--eval-schedule", default=d.eval_schedule, help=f"evaluation steps, as `train run "
                    f"--eval-schedule` (default {d.eval_schedule})")
     run.add_argument("--device", default=d.device, help="auto (cuda if present), cpu or cuda")
@@ -127,7 +129,7 @@ def _demo_config_from_args(args: argparse.Namespace) -> DemoConfig:
         test=args.test, samples_per_shard=args.shard_size, gen_steps=args.gen_steps,
         gen_batch_size=args.gen_batch_size, n=args.n, steps=args.steps, batch_size=args.batch_size,
         model=args.model, width=args.width, lr=args.lr, warmup_steps=args.warmup_steps, momentum=args.momentum,
-        seeds=args.seeds, eval_schedule=args.eval_schedule,
+        seeds=args.seeds, pack=args.pack, eval_schedule=args.eval_schedule,
         device=args.device, overwrite=args.overwrite, workers=args.workers, threads=args.threads,
     ).validate()
 

@@ -47,6 +47,9 @@ class DemoConfig:
     warmup_steps: int = 90
     momentum: float = 0.0
     seeds: int = 3  # >= 3: the report's noise floor is the sd across seeds
+    # Runs trained as one packed model (train/run/packed.py): the 2 x seeds runs share model, schedule and
+    # batch, so they can pack; 1 trains them one after another.
+    pack: int = 1
     # Every 20 steps (places T(n) within 20 of ~700 steps, 3%) plus log-spaced early steps, where the
     # curves move fastest.
     eval_schedule: str = "log:16+every:20"
@@ -64,7 +67,7 @@ class DemoConfig:
                                  ("--shard-size", self.samples_per_shard, 1), ("--gen-steps", self.gen_steps, 1),
                                  ("--gen-batch-size", self.gen_batch_size, 1), ("--n", self.n, 1),
                                  ("--steps", self.steps, 1), ("--batch-size", self.batch_size, 1),
-                                 ("--width", self.width, 1), ("--seeds", self.seeds, 1),
+                                 ("--width", self.width, 1), ("--seeds", self.seeds, 1), ("--pack", self.pack, 1),
                                  ("--workers", self.cpu_workers, 1), ("--threads", self.threads, 1)]:
             if value < low:
                 raise DemoError(f"{flag}={value}: must be >= {low}")

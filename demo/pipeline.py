@@ -231,7 +231,8 @@ def run_bootstrap(cfg: DemoConfig, synthetic_dir: Path, real_dir: Path, quality:
     (exp / "sections").mkdir(exist_ok=True)
     write_text_atomic(exp / "sections" / "generator.md", generator_markdown(cfg, quality, synthetic_dir))
     write_text_atomic(exp / "sections" / "miniature.md", miniature_markdown(cfg))
-    headline = bootstrap(run_cfg, seeds=cfg.seeds, resume=True, overwrite=fresh, progress=True)
+    headline = bootstrap(run_cfg, seeds=cfg.seeds, resume=True, overwrite=fresh, progress=True,
+                         pack=cfg.pack)
     headline["real_digits_error"] = _real_digits_error(exp)
     return headline
 

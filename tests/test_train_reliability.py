@@ -192,6 +192,26 @@ def test_a_kill_between_the_two_renames_of_a_save_still_resumes(dataset, tmp_pat
 
 
 # --- metrics and config identity --------------------------------------------------------------------------
+FREE_LOCK = """
+import sys
+from shards.lock import InUseError, hold_lock
+try:
+    hold_lock(sys.argv[1], "run folder")
+except InUseError:
+    sys.exit(3)
+"""
+
+
+def test_a_refused_run_frees_its_folder_for_other_processes(dataset, tmp_path):
+    """A long-lived process (a sweep's Ray worker) whose run was refused must not keep the folder locked."""
+    out = tmp_path / "run"
+    run_training(make_cfg(dataset, out, steps=10), progress=False)
+    with pytest.raises(TrainError, match="another config"):
+        run_training(make_cfg(dataset, out, steps=20), progress=False)
+    other = subprocess.run([sys.executable, "-c", FREE_LOCK, str(out / runfolder.LOCK)], env=ENV, timeout=60)
+    assert other.returncode == 0
+
+
 def test_resume_without_metrics_is_refused_not_a_wrong_t_n(dataset, tmp_path, monkeypatch):
     cfg = make_cfg(dataset, tmp_path / "run")
     out = killed_run(cfg, monkeypatch)

@@ -66,7 +66,11 @@ def open_run(cfg: RunConfig, resume: bool,
 
     def claim_and_decide() -> runfolder.Start:
         runfolder.claim_run_dir(cfg.out_dir, overwrite)  # before any data loads: in use, foreign, unwritable
-        return runfolder.prepare_run_dir(cfg, resume, overwrite)
+        try:
+            return runfolder.prepare_run_dir(cfg, resume, overwrite)
+        except BaseException:  # refused (another config, ...): free the folder, as close_run would
+            runfolder.release_run_dir(cfg.out_dir)
+            raise
 
     start = ddp.run_on_main(dist, claim_and_decide)
     return cfg, dist, device, start

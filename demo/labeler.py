@@ -1,10 +1,12 @@
-"""The demo's labeler: timm's tiny `test_resnet` (one input channel, 10 classes), fine-tuned on the real
-train digits by the toolkit's own trainer (`train.labeler.finetune`, the code path of `train finetune`).
+"""The demo's labeler: timm's tiny `test_resnet` (one input channel, 10 classes), trained from scratch on
+the real train digits by the toolkit's own trainer (`train.labeler.finetune`, the code path of
+`python -m train finetune`: one trainer run, export with timm's save_for_hf, evaluation).
 
 Saved in timm's own format (`config.json` + `model.safetensors`), so anything that loads timm models
 loads it: `timm.create_model("local-dir:demo/models/digits-labeler", pretrained=True)`, and its config
 records the preprocessing it was trained with: 8x8 uint8 digits resized to 32x32 (bilinear), scaled to
-[0, 1], normalised with mean 0.5 and std 0.5. The same run from the command line:
+[0, 1], normalised with mean 0.5 and std 0.5. The same training from the command line (the demo also sets
+where the data is held and how often and on how many train digits it evaluates, which change no weight):
 
     python -m demo real-digits --out out/real-digits
     python -m train finetune --data out/real-digits --model timm:test_resnet --image-size 32 \
@@ -26,8 +28,9 @@ from train.core.config import RunConfig
 # warm-up then cosine, as the one-cycle schedule of the demo's first, hand-written labeler loop. `crop` with 1 px of padding
 # shifts a digit by up to 1 px and never mirrors it: the diffusion model's digits are not all centred
 # as the real ones, and a labeler that has seen small shifts is less confidently wrong about them.
-# Measured with 1 CPU thread: 800 steps gave 99.63% on the 539 held-out real digits (2 errors, 46 s),
-# 1,200 steps 99.81% (1 error, 66 s); see demo/models/digits-labeler/metrics.json for the shipped one.
+# Measured with 1 CPU thread of the shared 2-core machine: 800 steps gave 99.63% on the 539 held-out real
+# digits (2 errors, 46 s); 1,200 steps 99.81% (1 error, 44-66 s), the shipped model
+# (`python -m demo train-models --out demo/models --only labeler --overwrite`; its metrics.json).
 LABELER_PRESET = dict(
     model="timm:test_resnet", image_size=32, optimizer="adamw", lr=3e-3, weight_decay=0.05, batch_size=64,
     steps=1200, warmup_steps=360, schedule="cosine", aug="crop", crop_padding=1, precision="fp32",

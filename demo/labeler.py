@@ -25,11 +25,11 @@ from train.core.config import RunConfig
 
 # The demo preset. test_resnet downsamples 32x: at 32x32 its last stage sees 1x1, at the native 8x8 its
 # stem alone would. 1,200 steps of batch 64 are ~61 epochs of the 1,258 train digits; AdamW with a 30%
-# warm-up then cosine, as the one-cycle schedule of the demo's first, hand-written labeler loop. `crop` with 1 px of padding
-# shifts a digit by up to 1 px and never mirrors it: the diffusion model's digits are not all centred
-# as the real ones, and a labeler that has seen small shifts is less confidently wrong about them.
-# Measured with 1 CPU thread of the shared 2-core machine: 800 steps gave 99.63% on the 539 held-out real
-# digits (2 errors, 46 s); 1,200 steps 99.81% (1 error, 44-66 s), the shipped model
+# warm-up then cosine, as the one-cycle schedule of the demo's first, hand-written labeler loop. `crop`
+# with 1 px of padding shifts a digit by up to 1 px and never mirrors it: the diffusion model's digits are
+# not all centred as the real ones, and a labeler that has seen small shifts is less confidently wrong
+# about them. Measured with 1 CPU thread of the shared 2-core machine: 800 steps gave 99.63% on the 539
+# held-out real digits (2 errors, 46 s); 1,200 steps 99.81% (1 error, 44-66 s), the shipped model
 # (`python -m demo train-models --out demo/models --only labeler --overwrite`; its metrics.json).
 LABELER_PRESET = dict(
     model="timm:test_resnet", image_size=32, optimizer="adamw", lr=3e-3, weight_decay=0.05, batch_size=64,

@@ -4,13 +4,14 @@
     python -m demo train-models --out demo/models --only labeler --overwrite   # the labeler alone
 
 Trains, on the real train split (70%, seeded), a diffusion model saved as a diffusers DDPMPipeline
-folder (`digits-ddpm/`) and a labeler fine-tuned by the trainer (`train.labeler.finetune` on the split
+folder (`digits-ddpm/`) and a labeler trained by the trainer (`train.labeler.finetune` on the split
 written as a dataset of ours; demo/labeler.py) and saved in timm's format (`digits-labeler/`, loaded with
 `local-dir:`), then measures both from the saved folders: the labeler's accuracy on the real holdout
 through the generator's labelling code; for the diffusion model, digits sampled with DPM-Solver++
 (20 steps) and labelled by that labeler (mean confidence, class balance) and the synthetic-vs-real
 classifier check. Each folder gets `training.json` (config, split, versions, wall time) and
-`metrics.json`; a folder appears only when complete.
+`metrics.json`; a folder appears only when complete. `--only labeler` leaves the diffusion model's
+weights as they are and measures it again with the new labeler (its metrics.json).
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def _commit_dir(tmp: Path, final: Path) -> None:
 
 
 def _train_labeler_folder(split: DigitsSplit, cfg: DemoModelsConfig, out_dir: Path, overwrite: bool) -> dict:
-    """The trainer's fine-tuning run on the real split, exported by it in timm's format, then measured."""
+    """The trainer's finetune run on the real split (from scratch), exported in timm's format, measured."""
     tmp = _fresh_dir(out_dir, LABELER_DIR, overwrite)
     write_real_digits(tmp / REAL_DIGITS, split.seed)
     run_cfg = labeler_run_config(tmp / REAL_DIGITS, tmp, cfg.labeler_steps, cfg.seed, cfg.device)
@@ -198,6 +199,10 @@ def train_models(out_dir: str | Path, cfg: DemoModelsConfig, overwrite: bool = F
             metrics[LABELER_DIR] = _train_labeler_folder(split, cfg, out_dir, overwrite)
         if "ddpm" in cfg.only:
             metrics[DDPM_DIR] = _train_ddpm_folder(split, cfg, out_dir, overwrite)
+        elif (out_dir / DDPM_DIR / "model_index.json").is_file():
+            # Its metrics are of its samples as this labeler labels them: measured again with the new one.
+            metrics[DDPM_DIR] = measure_generator(out_dir / DDPM_DIR, out_dir / LABELER_DIR, split, cfg)
+            write_json_atomic(out_dir / DDPM_DIR / "metrics.json", metrics[DDPM_DIR])
     finally:
         torch.set_num_threads(threads_before)
     return metrics

@@ -183,17 +183,24 @@ def test_train_models_writes_measured_folders_and_refuses_to_clobber(tiny_models
         train_models(out, cfg)
 
 
-def test_only_labeler_retrains_it_and_leaves_the_diffusion_model_alone(tiny_models_dir, tmp_path):
+def test_only_labeler_retrains_it_and_remeasures_the_untouched_diffusion_model(tiny_models_dir, tmp_path):
     trained, cfg, _ = tiny_models_dir
     out = tmp_path / "models"
     shutil.copytree(trained, out)
-    ddpm_bytes = {p.relative_to(out): p.read_bytes() for p in (out / DDPM_DIR).rglob("*") if p.is_file()}
+
+    def ddpm_files() -> dict:
+        return {p.relative_to(out): p.read_bytes() for p in (out / DDPM_DIR).rglob("*") if p.is_file()}
+
+    before = ddpm_files()
     threads_before = torch.get_num_threads()
     again = train_models(out, dataclasses.replace(cfg, only=("labeler",), labeler_steps=2), overwrite=True)
     assert torch.get_num_threads() == threads_before
-    assert list(again) == [LABELER_DIR]
     assert json.loads((out / LABELER_DIR / "training.json").read_text())["config"]["steps"] == 2
-    assert ddpm_bytes == {p.relative_to(out): p.read_bytes() for p in (out / DDPM_DIR).rglob("*") if p.is_file()}
+    after = ddpm_files()
+    metrics_json = Path(DDPM_DIR) / "metrics.json"
+    assert {k: v for k, v in after.items() if k != metrics_json} == {k: v for k, v in before.items()
+                                                                     if k != metrics_json}  # weights untouched
+    assert json.loads(after[metrics_json]) == again[DDPM_DIR] and again[DDPM_DIR]["labels"]["count"] == 12
     with pytest.raises(DemoError, match="measured with the labeler"):
         train_models(tmp_path / "empty", dataclasses.replace(cfg, only=("ddpm",)))
     with pytest.raises(DemoError, match="--only=gan: give one or more of labeler, ddpm"):

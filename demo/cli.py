@@ -18,11 +18,11 @@ from pathlib import Path
 from demo.data import DEFAULT_SPLIT_SEED, write_real_digits
 from demo.diffusion import DiffusionConfig
 from demo.errors import DemoError
-from demo.labeler import LabelerConfig
+from demo.labeler import LABELER_PRESET
 from demo.config import DemoConfig
 from demo.pipeline import run_demo
 from demo.quality import DEFAULT_SIZES, generator_quality
-from demo.train_models import DDPM_DIR, LABELER_DIR, DemoModelsConfig, resolve_device, train_models
+from demo.train_models import MODEL_NAMES, DemoModelsConfig, resolve_device, train_models
 from shards.entry import run_cli
 from shards.jsonio import write_json_atomic
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     parser.set_defaults(func=run)
-    d_diff, d_lab = DiffusionConfig(), LabelerConfig()
+    d_diff = DiffusionConfig()
 
     tm = sub.add_parser("train-models", help="train and measure the demo's diffusion model and labeler")
     tm.add_argument("--out", required=True, help="folder for digits-ddpm/ and digits-labeler/")
@@ -51,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     tm.add_argument("--seed", type=int, default=0, help="seed of both trainings")
     tm.add_argument("--diffusion-steps", type=int, default=d_diff.steps)
     tm.add_argument("--diffusion-batch-size", type=int, default=d_diff.batch_size)
-    tm.add_argument("--labeler-epochs", type=int, default=d_lab.epochs)
+    tm.add_argument("--labeler-steps", type=int, default=LABELER_PRESET["steps"],
+                    help=f"the labeler's trainer steps, batch {LABELER_PRESET['batch_size']} (default "
+                    f"{LABELER_PRESET['steps']})")
+    tm.add_argument("--only", choices=sorted(MODEL_NAMES), action="append",
+                    help="train only this model (repeatable; default both); the other's folder is left as it is")
     tm.add_argument("--quality-samples", type=int, default=1000, help="digits sampled to measure the model")
     tm.add_argument("--quality-steps", type=int, default=20, help="DPM-Solver++ steps for those samples")
     tm.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cuda if present); default cpu, "
@@ -138,7 +142,7 @@ def _config_from_args(args: argparse.Namespace) -> DemoModelsConfig:
     return DemoModelsConfig(
         split_seed=args.split_seed,
         diffusion=DiffusionConfig(steps=args.diffusion_steps, batch_size=args.diffusion_batch_size, seed=args.seed),
-        labeler=LabelerConfig(epochs=args.labeler_epochs, seed=args.seed),
+        labeler_steps=args.labeler_steps, seed=args.seed, only=tuple(args.only or MODEL_NAMES),
         quality_samples=args.quality_samples, quality_steps=args.quality_steps, device=resolve_device(args.device),
         threads=args.threads,
     )
@@ -151,7 +155,7 @@ def run(args: argparse.Namespace) -> None:
         log.info("config: %s", json.dumps(asdict(cfg)))
         if not args.dry_run:
             train_models(args.out, cfg, overwrite=args.overwrite)
-            log.info("wrote %s and %s", Path(args.out) / LABELER_DIR, Path(args.out) / DDPM_DIR)
+            log.info("wrote %s", ", ".join(str(Path(args.out) / MODEL_NAMES[name]) for name in cfg.only))
     elif args.command == "real-digits":
         manifest = write_real_digits(args.out, args.split_seed, args.samples_per_shard, args.overwrite)
         counts = {name: split.count for name, split in manifest.splits.items()}

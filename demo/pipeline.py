@@ -32,7 +32,6 @@ import torch
 
 from cifar5m.config import GenerateConfig
 from cifar5m.generate import plan_run
-from cifar5m.label import Labeler, create_labeler_model, read_labeler_info
 from cifar5m.progress import run_with_bar
 from cifar5m.runners.inprocess import run_local
 from cifar5m.runners.processes import run_processes
@@ -40,6 +39,7 @@ from cifar5m.sample import resolve_device
 from demo.data import CLASS_NAMES, load_digits_split, write_real_digits
 from demo.config import DemoConfig
 from demo.errors import DemoError
+from demo.labeler import load_labeler, predict_proba
 from demo.quality import generator_quality
 from demo.report import REAL_TEST_NAME, format_summary, generator_markdown, miniature_markdown, pct, rows_text
 from demo.train_models import DDPM_DIR, LABELER_DIR, DemoModelsConfig, train_models
@@ -140,7 +140,8 @@ def _recorded_text(recorded: dict) -> str:
 
 def _training_brief(model_dir: Path) -> dict:
     training = read_json(model_dir / "training.json", {})
-    return {"steps": training.get("config", {}).get("steps"), "epochs": training.get("config", {}).get("epochs"),
+    return {"steps": training.get("config", {}).get("steps"),
+            "epochs": training.get("epochs", training.get("config", {}).get("epochs")),
             "parameters": training.get("parameters"), "wall_s": training.get("wall_s"),
             "split_seed": training.get("data", {}).get("split_seed")}
 
@@ -199,10 +200,7 @@ def measure_quality(cfg: DemoConfig, models: dict, synthetic_dir: Path) -> dict:
 def labeler_holdout_accuracy(labeler_dir: Path, split_seed: int) -> dict:
     """The labeler as the generator applies it (cifar5m.label.Labeler) on the real digits it never saw."""
     split = load_digits_split(split_seed)
-    info = read_labeler_info(f"local-dir:{labeler_dir}", None)
-    labeler = Labeler(create_labeler_model(info, len(CLASS_NAMES)), "cpu")
-    with torch.no_grad():
-        probs = labeler(torch.from_numpy(split.holdout_images)).numpy()
+    probs = predict_proba(load_labeler(labeler_dir), split.holdout_images)
     correct = probs.argmax(axis=1) == split.holdout_labels
     return {"accuracy": float(correct.mean()), "count": int(len(correct)), "errors": int((~correct).sum()),
             "mean_confidence": float(probs.max(axis=1).mean())}

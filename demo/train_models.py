@@ -1,13 +1,17 @@
 """`python -m demo train-models` (`make demo-models`): train and measure the demo's two models.
 
-    python -m demo train-models --out demo/models   # a few minutes on 2 CPU cores
+    python -m demo train-models --out demo/models                  # a few minutes on 2 CPU cores
+    python -m demo train-models --out demo/models --only labeler --overwrite   # the labeler alone
 
 Trains, on the real train split (70%, seeded), a diffusion model saved as a diffusers DDPMPipeline
-folder (`digits-ddpm/`) and a labeler saved in timm's format (`digits-labeler/`, loaded with
-`local-dir:`), then measures both from the saved folders: the labeler's accuracy on the real holdout;
-for the diffusion model, digits sampled with DPM-Solver++ (20 steps) and labelled by that labeler (mean
-confidence, class balance) and the synthetic-vs-real classifier check. Each folder gets `training.json`
-(config, split, versions, wall time) and `metrics.json`; a folder appears only when complete.
+folder (`digits-ddpm/`) and a labeler trained by the trainer (`train.labeler.finetune` on the split
+written as a dataset of ours; demo/labeler.py) and saved in timm's format (`digits-labeler/`, loaded with
+`local-dir:`), then measures both from the saved folders: the labeler's accuracy on the real holdout
+through the generator's labelling code; for the diffusion model, digits sampled with DPM-Solver++
+(20 steps) and labelled by that labeler (mean confidence, class balance) and the synthetic-vs-real
+classifier check. Each folder gets `training.json` (config, split, versions, wall time) and
+`metrics.json`; a folder appears only when complete. `--only labeler` leaves the diffusion model's
+weights as they are and measures it again with the new labeler (its metrics.json).
 """
 from __future__ import annotations
 
@@ -19,17 +23,20 @@ from pathlib import Path
 
 import torch
 
-from demo.data import CLASS_NAMES, DEFAULT_SPLIT_SEED, DigitsSplit, load_digits_split
+from demo.data import DEFAULT_SPLIT_SEED, DigitsSplit, load_digits_split, write_real_digits
 from demo.diffusion import DiffusionConfig, load_pipeline, sample_digits, save_pipeline, train_diffusion
 from demo.errors import DemoError
-from demo.labeler import LabelerConfig, load_labeler, predict_proba, save_labeler, train_labeler
+from demo.labeler import LABELER_PRESET, labeler_run_config, load_labeler, predict_proba
 from demo.quality import DEFAULT_SIZES, label_stats, synthetic_vs_real
-from shards.jsonio import write_json_atomic
+from shards.jsonio import read_json, write_json_atomic
+from train.labeler.finetune import TRAINING, finetune
 
 log = logging.getLogger(__name__)
 
 DDPM_DIR = "digits-ddpm"
 LABELER_DIR = "digits-labeler"
+MODEL_NAMES = {"labeler": LABELER_DIR, "ddpm": DDPM_DIR}  # --only NAME
+REAL_DIGITS = "real-digits"  # the labeler's training data, written inside its temporary folder
 
 
 @dataclass(frozen=True)
@@ -38,7 +45,9 @@ class DemoModelsConfig:
 
     split_seed: int = DEFAULT_SPLIT_SEED
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    labeler: LabelerConfig = field(default_factory=LabelerConfig)
+    labeler_steps: int = LABELER_PRESET["steps"]
+    seed: int = 0  # of the labeler's run (the diffusion model's is diffusion.seed)
+    only: tuple[str, ...] = tuple(MODEL_NAMES)  # the models to train (keys of MODEL_NAMES)
     quality_samples: int = 1000
     quality_steps: int = 20
     quality_seed: int = 0
@@ -49,11 +58,14 @@ class DemoModelsConfig:
 
     def validate(self) -> None:
         checks = [("--diffusion-steps", self.diffusion.steps), ("--diffusion-batch-size", self.diffusion.batch_size),
-                  ("--labeler-epochs", self.labeler.epochs), ("--quality-samples", self.quality_samples),
+                  ("--labeler-steps", self.labeler_steps), ("--quality-samples", self.quality_samples),
                   ("--quality-steps", self.quality_steps), ("--threads", self.threads)]
         for flag, value in checks:
             if value < 1:
                 raise DemoError(f"{flag}={value}: must be >= 1")
+        unknown = sorted(set(self.only) - set(MODEL_NAMES))
+        if unknown or not self.only:
+            raise DemoError(f"--only={','.join(self.only)}: give one or more of {', '.join(MODEL_NAMES)}")
 
 
 def _versions() -> dict:
@@ -82,27 +94,51 @@ def _commit_dir(tmp: Path, final: Path) -> None:
 
 
 def _train_labeler_folder(split: DigitsSplit, cfg: DemoModelsConfig, out_dir: Path, overwrite: bool) -> dict:
+    """The trainer's finetune run on the real split (from scratch), exported in timm's format, measured."""
     tmp = _fresh_dir(out_dir, LABELER_DIR, overwrite)
+    write_real_digits(tmp / REAL_DIGITS, split.seed)
+    run_cfg = labeler_run_config(tmp / REAL_DIGITS, tmp, cfg.labeler_steps, cfg.seed, cfg.device)
     start = time.perf_counter()
-    model = train_labeler(split.train_images, split.train_labels, cfg.labeler, device=cfg.device)
+    result = finetune(run_cfg)
     wall_s = time.perf_counter() - start
-    save_labeler(model.cpu(), tmp, CLASS_NAMES)
-    model, data_config = load_labeler(tmp)  # measure what was saved, through timm's own loader
-    probs = predict_proba(model, split.holdout_images, data_config)
+    _drop_scratch_paths(tmp)
+    labeler = load_labeler(tmp)  # measure what was saved, as the generator will apply it
+    probs = predict_proba(labeler, split.holdout_images)
+    summary = result["summary"]
     metrics = {
         "holdout_accuracy": float((probs.argmax(axis=1) == split.holdout_labels).mean()),
-        "train_accuracy": float((predict_proba(model, split.train_images, data_config).argmax(axis=1)
+        "train_accuracy": float((predict_proba(labeler, split.train_images).argmax(axis=1)
                                  == split.train_labels).mean()),
         "holdout": label_stats(probs),
+        "holdout_ece": result["eval"]["ece"],
+        "fit_step": summary["fit_step"],
     }
     write_json_atomic(tmp / "metrics.json", metrics)
-    write_json_atomic(tmp / "training.json", {"config": asdict(cfg.labeler), "device": cfg.device, "threads": cfg.threads,
-                                        "data": split.describe(), "versions": _versions(),
-                                        "wall_s": round(wall_s, 1)})
+    write_json_atomic(tmp / "training.json", {
+        "trainer": "train.labeler.finetune (python -m train finetune)", "config": _portable(run_cfg.to_dict()),
+        "device": cfg.device, "threads": cfg.threads, "data": split.describe(), "versions": _versions(),
+        "steps": summary["steps_done"], "epochs": round(summary["final"]["epoch"], 1), "wall_s": round(wall_s, 1)})
     _commit_dir(tmp, out_dir / LABELER_DIR)
     log.info("labeler: holdout accuracy %.4f (%d digits), trained in %.0f s",
              metrics["holdout_accuracy"], len(probs), wall_s)
     return metrics
+
+
+def _portable(run_config: dict) -> dict:
+    """The run's config with its scratch paths (gone once the folder is committed) as folder names."""
+    return {**run_config, "data": REAL_DIGITS, "out_dir": TRAINING}
+
+
+def _drop_scratch_paths(folder: Path) -> None:
+    """Remove the dataset and the run folder (checkpoints) the export no longer needs, and the machine's
+    paths from the exported config.json, so the folder can ship."""
+    for name in (REAL_DIGITS, TRAINING):
+        shutil.rmtree(folder / name)
+    config = read_json(folder / "config.json")
+    config["finetune"] = _portable(config["finetune"])
+    # test_resnet's pretrained_cfg keeps timm's ImageNet tag; these weights were trained from scratch here.
+    config["pretrained_cfg"]["tag"] = "digits_demo"
+    write_json_atomic(folder / "config.json", config)
 
 
 def _train_ddpm_folder(split: DigitsSplit, cfg: DemoModelsConfig, out_dir: Path, overwrite: bool) -> dict:
@@ -129,8 +165,7 @@ def measure_generator(ddpm_dir: Path, labeler_dir: Path, split: DigitsSplit, cfg
     images = sample_digits(unet.to(cfg.device), scheduler, cfg.quality_samples, steps=cfg.quality_steps,
                            seed=cfg.quality_seed)
     sample_s = time.perf_counter() - start
-    labeler, data_config = load_labeler(labeler_dir)
-    probs = predict_proba(labeler, images, data_config)
+    probs = predict_proba(load_labeler(labeler_dir), images)
     sizes = tuple(n for n in DEFAULT_SIZES if n <= cfg.quality_samples) or (cfg.quality_samples,)
     check = synthetic_vs_real(images, probs.argmax(axis=1), split, sizes=sizes, seed=cfg.quality_seed)
     stats = label_stats(probs)
@@ -144,23 +179,33 @@ def measure_generator(ddpm_dir: Path, labeler_dir: Path, split: DigitsSplit, cfg
 
 
 def train_models(out_dir: str | Path, cfg: DemoModelsConfig, overwrite: bool = False) -> dict:
-    """Train and measure both demo models into `out_dir`/{digits-labeler, digits-ddpm}."""
+    """Train and measure the demo models named in cfg.only into `out_dir`/{digits-labeler, digits-ddpm}."""
     cfg.validate()
     out_dir = Path(out_dir)
-    for name in (LABELER_DIR, DDPM_DIR):
+    for name in (MODEL_NAMES[key] for key in cfg.only):
         if (out_dir / name).exists() and not overwrite:
             raise DemoError(f"{out_dir / name}: already exists; pass --overwrite to retrain and replace it")
+    if "labeler" not in cfg.only and not (out_dir / LABELER_DIR / "config.json").is_file():
+        raise DemoError(f"{out_dir / LABELER_DIR}: not found; the diffusion model is measured with the labeler: "
+                        "train it too (drop --only) or first with --only labeler")
     split = load_digits_split(cfg.split_seed)
     log.info("real digits: %d train, %d holdout (split seed %d)",
              len(split.train_labels), len(split.holdout_labels), split.seed)
     threads_before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
+    metrics = {}
     try:
-        labeler = _train_labeler_folder(split, cfg, out_dir, overwrite)
-        ddpm = _train_ddpm_folder(split, cfg, out_dir, overwrite)
+        if "labeler" in cfg.only:  # first: the diffusion model's measurement labels with it
+            metrics[LABELER_DIR] = _train_labeler_folder(split, cfg, out_dir, overwrite)
+        if "ddpm" in cfg.only:
+            metrics[DDPM_DIR] = _train_ddpm_folder(split, cfg, out_dir, overwrite)
+        elif (out_dir / DDPM_DIR / "model_index.json").is_file():
+            # Its metrics are of its samples as this labeler labels them: measured again with the new one.
+            metrics[DDPM_DIR] = measure_generator(out_dir / DDPM_DIR, out_dir / LABELER_DIR, split, cfg)
+            write_json_atomic(out_dir / DDPM_DIR / "metrics.json", metrics[DDPM_DIR])
     finally:
         torch.set_num_threads(threads_before)
-    return {LABELER_DIR: labeler, DDPM_DIR: ddpm}
+    return metrics
 
 
 def resolve_device(name: str) -> str:

@@ -1,24 +1,28 @@
-"""The demo's pieces at a tiny size: the real digits split, both trainers, the saved folders as diffusers
-and timm load them, the quality check, the CLI, and the committed models in demo/models/."""
+"""The demo's pieces at a tiny size: the real digits split, both trainings (the labeler through the
+trainer's finetune), the saved folders as diffusers, timm and cifar5m's labeler load them, the quality
+check, the CLI, and the committed models in demo/models/."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from cifar5m.label import Labeler, read_labeler_info
 from demo.cli import main
 from demo.data import CLASS_NAMES, digits_to_uint8, load_digits_split, write_real_digits
 from demo.diffusion import DiffusionConfig, load_pipeline, sample_digits, save_pipeline, train_diffusion
 from demo.errors import DemoError
-from demo.labeler import (DATA_CONFIG, LabelerConfig, load_labeler, predict_proba, preprocess, random_shift,
-                          save_labeler, train_labeler)
+from demo.labeler import LABELER_PRESET, labeler_run_config, load_labeler, predict_proba
 from demo.quality import generator_quality, holdout_accuracy, label_stats, synthetic_vs_real
 from demo.train_models import DDPM_DIR, LABELER_DIR, DemoModelsConfig, train_models
 from shards import load_manifest, load_split
+from train.core.augment import EvalView
 
 COMMITTED = Path(__file__).resolve().parents[1] / "demo" / "models"
 TINY_DIFFUSION = DiffusionConfig(block_out_channels=(8, 16), steps=3, batch_size=16)
@@ -33,12 +37,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
-def tiny_labeler_dir(tmp_path_factory, split):
-    model = train_labeler(split.train_images[:128], split.train_labels[:128],
-                          LabelerConfig(epochs=1, batch_size=64), progress=False)
-    out = tmp_path_factory.mktemp("labeler")
-    save_labeler(model, out, CLASS_NAMES)
-    return out, model
+def tiny_models_dir(tmp_path_factory):
+    """Both models trained a few steps by train_models (the labeler through the trainer's finetune)."""
+    out = tmp_path_factory.mktemp("models")
+    cfg = DemoModelsConfig(diffusion=TINY_DIFFUSION, labeler_steps=3, quality_samples=12, quality_steps=2,
+                           threads=1)
+    return out, cfg, train_models(out, cfg)
 
 
 @pytest.fixture(scope="module")
@@ -70,43 +74,52 @@ def test_split_is_seeded_stratified_disjoint_and_complete(split):
     assert info["indices_sha256"] != other.describe()["indices_sha256"]
 
 
-def test_random_shift_moves_content_and_keeps_shape():
-    image = np.zeros((1, 8, 8, 1), np.uint8)
-    image[0, 4, 4, 0] = 200
-    shifted = random_shift(np.repeat(image, 50, axis=0), 1, np.random.default_rng(0))
-    assert shifted.shape == (50, 8, 8, 1)
-    positions = {tuple(np.argwhere(s[..., 0])[0]) for s in shifted}
-    assert positions == {(y, x) for y in (3, 4, 5) for x in (3, 4, 5)}
-
-
-def test_labeler_folder_loads_with_timm_local_dir(tiny_labeler_dir, split):
+def test_labeler_folder_is_a_timm_model_the_generator_loads(tiny_models_dir, split):
     import timm
     import timm.data
 
-    folder, trained = tiny_labeler_dir
+    out, _, metrics = tiny_models_dir
+    folder = out / LABELER_DIR
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "metrics.json", "model.safetensors",
+                                                         "training.json"]  # no dataset, run or checkpoint left
     config = json.loads((folder / "config.json").read_text())
     assert config["architecture"] == "test_resnet" and config["num_classes"] == 10
     assert config["label_names"] == CLASS_NAMES
+    assert config["finetune"]["aug"] == "crop" and config["finetune"]["steps"] == 3
+    assert (config["finetune"]["data"], config["finetune"]["out_dir"]) == ("real-digits", "training")
+    assert config["label_accuracy_on"] == "real-digits/test (539 images)"
     model = timm.create_model(f"local-dir:{folder}", pretrained=True)
-    for (name, want), got in zip(trained.state_dict().items(), model.state_dict().values()):
-        assert torch.equal(want, got), name
     data_config = timm.data.resolve_model_data_config(model)
     assert data_config["input_size"] == (1, 32, 32)
     assert tuple(data_config["mean"]) == (0.5,) and tuple(data_config["std"]) == (0.5,)
-    loaded, loaded_config = load_labeler(folder)
-    assert np.allclose(predict_proba(trained, split.holdout_images[:32], DATA_CONFIG),
-                       predict_proba(loaded, split.holdout_images[:32], loaded_config), atol=1e-6)
+    info = read_labeler_info(f"local-dir:{folder}", None)  # as `cifar5m generate --labeler local-dir:` reads it
+    assert info.num_classes == 10 and info.label_names == tuple(CLASS_NAMES)
+    assert info.accuracy_note.endswith("on real-digits/test (539 images)")
+    # The trainer's evaluation and the generator's labelling path measure the same accuracy.
+    assert metrics[LABELER_DIR]["holdout_accuracy"] == pytest.approx(config["label_accuracy"], abs=1e-9)
+    probs = predict_proba(load_labeler(folder), split.holdout_images)
+    assert probs.shape == (539, 10) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    training = json.loads((folder / "training.json").read_text())
+    assert training["config"]["steps"] == 3 and training["data"]["split_seed"] == 0
 
 
-def test_preprocess_matches_timm_eval_transform(split):
-    import timm.data
-    from PIL import Image
+def test_the_trainer_sees_digits_as_the_labeler_does(split):
+    # Trained through EvalView, applied through cifar5m's Labeler: both resize 8 -> 32 bilinearly and
+    # normalise to [-1, 1], so the labeler labels what it learned from.
+    import timm
 
-    transform = timm.data.create_transform(**DATA_CONFIG)
-    images = split.holdout_images[:8]
-    want = torch.stack([transform(Image.fromarray(im[..., 0], mode="L")) for im in images])
-    # PIL resizes to uint8 with fixed-point weights: within one grey level, 2/255 after dividing by std 0.5.
-    assert torch.allclose(preprocess(images, DATA_CONFIG), want, atol=2 / 255)
+    model = timm.create_model("test_resnet", in_chans=1, num_classes=10)
+    model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (1, 32, 32), "interpolation": "bilinear",
+                            "mean": (0.5,), "std": (0.5,)}
+    x = torch.from_numpy(split.holdout_images[:16])
+    assert torch.allclose(EvalView(32)(x), Labeler(model, "cpu").preprocess(x), atol=1e-6)
+
+
+def test_labeler_preset_is_the_trainers_config():
+    cfg = labeler_run_config("data", "out", steps=100, seed=3)
+    assert (cfg.model, cfg.image_size, cfg.aug, cfg.crop_padding) == ("timm:test_resnet", 32, "crop", 1)
+    assert (cfg.steps, cfg.warmup_steps, cfg.seed) == (100, 30, 3)
+    assert labeler_run_config("data", "out").steps == LABELER_PRESET["steps"]
 
 
 def test_ddpm_folder_loads_with_diffusers(tiny_ddpm_dir):
@@ -153,24 +166,45 @@ def test_label_stats():
     assert stats["class_counts"] == [2, 1] and stats["mean_confidence"] == pytest.approx(2.3 / 3)
 
 
-def test_train_models_writes_measured_folders_and_refuses_to_clobber(tmp_path):
-    cfg = DemoModelsConfig(diffusion=TINY_DIFFUSION, labeler=LabelerConfig(epochs=1),
-                           quality_samples=12, quality_steps=2, threads=1)
-    threads_before = torch.get_num_threads()
-    metrics = train_models(tmp_path, cfg)
-    assert torch.get_num_threads() == threads_before
-    labeler_dir, ddpm_dir = tmp_path / LABELER_DIR, tmp_path / DDPM_DIR
+def test_train_models_writes_measured_folders_and_refuses_to_clobber(tiny_models_dir):
+    out, cfg, metrics = tiny_models_dir
+    labeler_dir, ddpm_dir = out / LABELER_DIR, out / DDPM_DIR
     saved = json.loads((labeler_dir / "metrics.json").read_text())
     assert saved == metrics[LABELER_DIR] and 0.0 <= saved["holdout_accuracy"] <= 1.0
+    assert saved["holdout"]["count"] == 539
     ddpm = json.loads((ddpm_dir / "metrics.json").read_text())
     assert ddpm["labels"]["count"] == 12 and sum(ddpm["labels"]["class_counts"]) == 12
     assert [row["n"] for row in ddpm["synthetic_vs_real"]["rows"]] == [12]
     training = json.loads((ddpm_dir / "training.json").read_text())
     assert training["data"]["holdout_indices"] == load_digits_split(0).holdout_indices.tolist()
     assert training["config"]["steps"] == 3
-    assert not list(tmp_path.glob(".tmp-*"))
+    assert not list(out.glob(".tmp-*"))
     with pytest.raises(DemoError, match="already exists; pass --overwrite"):
-        train_models(tmp_path, cfg)
+        train_models(out, cfg)
+
+
+def test_only_labeler_retrains_it_and_remeasures_the_untouched_diffusion_model(tiny_models_dir, tmp_path):
+    trained, cfg, _ = tiny_models_dir
+    out = tmp_path / "models"
+    shutil.copytree(trained, out)
+
+    def ddpm_files() -> dict:
+        return {p.relative_to(out): p.read_bytes() for p in (out / DDPM_DIR).rglob("*") if p.is_file()}
+
+    before = ddpm_files()
+    threads_before = torch.get_num_threads()
+    again = train_models(out, dataclasses.replace(cfg, only=("labeler",), labeler_steps=2), overwrite=True)
+    assert torch.get_num_threads() == threads_before
+    assert json.loads((out / LABELER_DIR / "training.json").read_text())["config"]["steps"] == 2
+    after = ddpm_files()
+    metrics_json = Path(DDPM_DIR) / "metrics.json"
+    assert {k: v for k, v in after.items() if k != metrics_json} == {k: v for k, v in before.items()
+                                                                     if k != metrics_json}  # weights untouched
+    assert json.loads(after[metrics_json]) == again[DDPM_DIR] and again[DDPM_DIR]["labels"]["count"] == 12
+    with pytest.raises(DemoError, match="measured with the labeler"):
+        train_models(tmp_path / "empty", dataclasses.replace(cfg, only=("ddpm",)))
+    with pytest.raises(DemoError, match="--only=gan: give one or more of labeler, ddpm"):
+        train_models(tmp_path / "empty", dataclasses.replace(cfg, only=("gan",)))
 
 
 def test_cli_reports_bad_flags_in_one_line(tmp_path, capsys):
@@ -207,14 +241,17 @@ def test_committed_models_load_and_match_their_split_and_metrics(split):
     # The models ship with the package (`make demo-models` rewrites them): missing ones are a failure.
     for name in (LABELER_DIR, DDPM_DIR):
         assert (COMMITTED / name / "metrics.json").is_file(), f"{COMMITTED / name}: shipped model missing"
-    labeler, data_config = load_labeler(COMMITTED / LABELER_DIR)
-    probs = predict_proba(labeler, split.holdout_images, data_config)
+    labeler = load_labeler(COMMITTED / LABELER_DIR)  # the generator's own loader (local-dir:)
+    probs = predict_proba(labeler, split.holdout_images)
     accuracy = float((probs.argmax(axis=1) == split.holdout_labels).mean())
     recorded = json.loads((COMMITTED / LABELER_DIR / "metrics.json").read_text())
-    assert accuracy == pytest.approx(recorded["holdout_accuracy"], abs=1e-6) and accuracy >= 0.98
+    config = json.loads((COMMITTED / LABELER_DIR / "config.json").read_text())
+    assert accuracy == pytest.approx(recorded["holdout_accuracy"], abs=1e-6) and accuracy >= 0.995
+    assert accuracy == pytest.approx(config["label_accuracy"], abs=1e-6)  # the trainer's own measurement
+    assert config["finetune"]["model"] == "timm:test_resnet" and config["finetune"]["aug"] == "crop"
     for name in (LABELER_DIR, DDPM_DIR):
         training = json.loads((COMMITTED / name / "training.json").read_text())
         assert training["data"]["indices_sha256"] == split.describe()["indices_sha256"]
     unet, scheduler = load_pipeline(COMMITTED / DDPM_DIR)
     images = sample_digits(unet, scheduler, 32, steps=10, seed=0)
-    assert label_stats(predict_proba(labeler, images, data_config))["mean_confidence"] > 0.8
+    assert label_stats(predict_proba(labeler, images))["mean_confidence"] > 0.8

@@ -67,6 +67,19 @@ def test_crop_flip_takes_shifted_windows_of_the_zero_padded_image():
     assert seen_flip and seen_shift
 
 
+def test_crop_shifts_within_the_padding_and_never_mirrors():
+    # A digit mirrored is another digit (or none): `crop` must only shift.
+    size, pad = 6, 1
+    x = _coded(200, size)
+    out = TrainAugment("crop", pad, size)(x, torch.Generator().manual_seed(0))
+    values = ((out[:, 0] + 1) * 127.5).round().long()
+    padded = torch.nn.functional.pad(x[0, :, :, 0].long(), (pad, pad, pad, pad))
+    windows = {(dy, dx): padded[dy:dy + size, dx:dx + size] for dy in range(3) for dx in range(3)}
+    offsets = [next((o for o, w in windows.items() if torch.equal(img, w)), None) for img in values]
+    assert None not in offsets  # every image is an unmirrored window of the zero-padded original
+    assert set(offsets) == set(windows)  # and all nine 1-px shifts occur in 200 draws
+
+
 def test_augment_is_reproducible_from_the_generator_and_views_normalise():
     x = _coded(8, 8)
     aug = TrainAugment("rrc-flip", 0, 5)

@@ -60,7 +60,7 @@ def _add_optim_flags(g) -> None:
     _flag(g, "warmup-steps", "linear warm-up steps (default 0)", type=int)
     _flag(g, "label-smoothing", "default 0 (off)", type=float)
     _flag(g, "aug", "augmentation on the GPU (default none)", choices=AUGS)
-    _flag(g, "crop-padding", "zero padding of crop-flip (default 4)", type=int)
+    _flag(g, "crop-padding", "zero padding of crop and crop-flip (default 4)", type=int)
     _flag(g, "resize-size", "resize-crop-flip: resize to this before the random --image-size crop (BiT: 160)",
           type=int)
     _flag(g, "mixup-alpha", "mixup with lambda ~ Beta(a, a) per batch (default 0: off; BiT: 0.1)", type=float)

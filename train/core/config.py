@@ -26,7 +26,7 @@ from train.errors import TrainError
 MODES = ("real", "ideal")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant", "step")
-AUGS = ("none", "flip", "crop-flip", "rrc-flip", "resize-crop-flip")
+AUGS = ("none", "flip", "crop", "crop-flip", "rrc-flip", "resize-crop-flip")
 PRECISIONS = ("auto", "fp32", "bf16")
 DATA_PATHS = ("auto", "memory", "stream", "decode")
 

@@ -71,8 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="UNet/labeler autocast dtype (auto: bf16 on CUDA, fp32 on CPU); scheduler math stays fp32")
     g.add_argument("--compile", action="store_true", help="torch.compile the UNet (GPU; first batch is slow)")
-    g.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
-                   help="torch.compile mode, implies --compile (reduce-overhead: CUDA graphs; default: default)")
+    g.add_argument("--compile-mode", default="default", metavar="MODE",
+                   help=f"torch.compile mode, implies --compile: {', '.join(COMPILE_MODES)} (reduce-overhead: "
+                   "CUDA graphs; default: default)")
     g.add_argument("--shards", type=parse_shard_range, dest="shard_range", metavar="A:B",
                    help="only shard positions A..B-1 (train shards first), e.g. for a Slurm job array")
     g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",

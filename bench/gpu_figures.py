@@ -7,13 +7,14 @@
 
 Runs the existing scripts as subprocesses with --json outputs, in this order, each within a slice of the
 time budget (its weight's share of what is left, so time a part leaves unused goes to the later ones):
-  train-speed   bench/gpu_train.py --parts speed: one ResNet-18 run, batch 512, compiled
-  train-packed  bench/gpu_train.py --parts packed: 8 runs packed at 128 and 512 images per run and step
-                vs one run at the same batch (target >= 100K img/s)
+  train-packed  bench/gpu_train.py --parts speed,packed: one ResNet-18 run at batch 512, compiled; then
+                8 runs packed at 128 and 512 images per run and step vs one run at the same batch (target
+                >= 100K img/s). One process: the one-run model at 512 may reuse speed's compiled graph.
   train-fig1    bench/gpu_train.py --parts fig1: Real n = 50K + Ideal on a random 5M pool, packed,
                 CUDA graphs, steps timed and projected to 39,000 each (target < 5 GPU-minutes)
-  sampler       bench/gpu_sampler.py: UNet evals/s at batch 1024 and 4096, compiled plain and with CUDA
-                graphs (reduce-overhead), fraction of peak (target >= 40%, was 20.7K = 32.5%); dpmpp-20
+  sampler       bench/gpu_sampler.py: UNet evals/s at batch 4096 with CUDA graphs (reduce-overhead), then
+                plain compile, fraction of peak (target >= 40%; was 20.7K = 32.5% at 4096, 20.3K at 1024:
+                a larger batch is not the lever); dpmpp-20 images/s on the faster one, no new compile
   label         bench/gpu_label.py: BiT-M-R152x2 at 128 px, images/s
 A part that overruns its slice is stopped (its process group killed) and reports what it had measured;
 a part whose slice is spent is skipped with a note. Then one table is printed and appended to --record.
@@ -31,6 +32,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -50,19 +52,19 @@ class Part:
     tiny_args: tuple[str, ...]
 
 
-TRAIN_GPU = ("--warmup", "10")
+# Weights: about four torch.compile calls of ResNet-18 in train-packed, one in train-fig1, two of the
+# UNet in sampler, none in label (an estimate: no compile time of these was measured on the H200 yet).
 PARTS = (
-    Part("train-speed", "gpu_train.py", 60, ("--parts", "speed", "--batch-size", "512", "--steps", "100", *TRAIN_GPU),
-         ("--parts", "speed", "--tiny")),
-    Part("train-packed", "gpu_train.py", 150, ("--parts", "packed", "--packed-batches", "128,512", "--pack", "8",
-                                               "--steps", "50", "--compile-modes", "default", *TRAIN_GPU),
-         ("--parts", "packed", "--tiny")),
+    Part("train-packed", "gpu_train.py", 200, ("--parts", "speed,packed", "--batch-size", "512", "--steps", "50",
+                                               "--warmup", "10", "--packed-batches", "128,512", "--pack", "8",
+                                               "--compile-modes", "default"),
+         ("--parts", "speed,packed", "--tiny")),
     # batch 128 with two runs is launch-bound: CUDA graphs (reduce-overhead) are where they help most
-    Part("train-fig1", "gpu_train.py", 120, ("--parts", "fig1", "--fig1-steps", "1000",
-                                             "--compile-modes", "reduce-overhead", *TRAIN_GPU),
+    Part("train-fig1", "gpu_train.py", 110, ("--parts", "fig1", "--fig1-steps", "2000", "--warmup", "10",
+                                             "--compile-modes", "reduce-overhead"),
          ("--parts", "fig1", "--tiny")),
-    Part("sampler", "gpu_sampler.py", 150, ("--parts", "unet,presets", "--batches", "1024,4096", "--compile-modes",
-                                            "default,reduce-overhead", "--presets", "dpmpp:20"),
+    Part("sampler", "gpu_sampler.py", 170, ("--parts", "unet,presets", "--batches", "4096", "--compile-modes",
+                                            "reduce-overhead,default", "--presets", "dpmpp:20"),
          ("--smoke", "--parts", "unet,presets", "--presets", "dpmpp:20")),
     Part("label", "gpu_label.py", 60, ("--batches", "512,1024", "--repeats", "3"),
          ("--smoke", "--model", "test_resnet")),
@@ -168,7 +170,7 @@ def label_rows(results: dict) -> tuple[list[str], float | None]:
 
 def table(outputs: dict[str, dict], notes: dict[str, str]) -> list[str]:
     train = {}
-    for name in ("train-speed", "train-packed", "train-fig1"):
+    for name in ("train-packed", "train-fig1"):
         train.update(outputs.get(name, {}))
     lines = ["| figure | measured | fraction of bf16 peak (790 TFLOP/s) | target |", "|---|---:|---:|---|"]
     lines += train_rows(train)
@@ -185,6 +187,14 @@ def table(outputs: dict[str, dict], notes: dict[str, str]) -> list[str]:
     return lines
 
 
+def cuda_device_name() -> str:
+    import torch  # heavy: only to check for and name the device (the parts run in their own processes)
+
+    if not torch.cuda.is_available():
+        raise SystemExit("error: no CUDA device; these are GPU figures (run with --tiny to check the script on CPU)")
+    return torch.cuda.get_device_name(0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--budget-s", type=float, default=540, help="time for all parts together (default 540)")
@@ -194,11 +204,7 @@ def main() -> None:
     if args.budget_s <= 0:
         raise SystemExit(f"error: --budget-s {args.budget_s:g}: must be > 0 seconds, e.g. --budget-s 540")
     record = args.record or (None if args.tiny else str(BENCH / "RESULTS.md"))
-    import torch  # heavy: only to name the device
-
-    if not args.tiny and not torch.cuda.is_available():
-        raise SystemExit("error: no CUDA device; these are GPU figures (run with --tiny to check the script on CPU)")
-    device = "CPU (--tiny)" if args.tiny else torch.cuda.get_device_name(0)
+    device = "CPU (--tiny)" if args.tiny else cuda_device_name()
     began = time.perf_counter()
     outputs, notes = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -213,7 +219,7 @@ def main() -> None:
             outputs[part.name] = read(json_path)
     total_s = time.perf_counter() - began
     head = (f"\n## GPU figures (`python bench/gpu_figures.py {shlex.join(sys.argv[1:])}`)\n\n{device}, "
-            f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}, {total_s:.0f} s of a {args.budget_s:.0f} s "
+            f"torch {version('torch')}, {time.strftime('%Y-%m-%d')}, {total_s:.0f} s of a {args.budget_s:.0f} s "
             "budget\n")
     text = "\n".join([head, *table(outputs, notes)]) + "\n"
     print(text, flush=True)

@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 GFLOP_PER_IMAGE_STEP = 12.4  # one UNet forward at 32x32: 6.2 GMAC (torch's FlopCounterMode says 12.1)
 PEAK_TFLOPS = 790.0  # bf16 dense matmul measured on an H200 (8192^3, random data)
 IMAGES = 6_002_688  # CIFAR-5m's size
-RESULTS: dict[str, dict] = {}  # written to --json after each section
+RESULTS: dict[str, dict] = {}  # written to --json after every figure
+JSON_PATH: list[str] = []  # --json, if given
 
 
 def build_unet(smoke: bool):
@@ -86,20 +87,23 @@ def unet_throughput(sampler, batches, device, repeats: int, label: str) -> None:
         tflops = evals * GFLOP_PER_IMAGE_STEP / 1e3
         out[f"{label}, batch {batch}"] = dict(evals_per_s=evals, tflops=tflops, peak_fraction=tflops / PEAK_TFLOPS,
                                               first_call_s=warm, batch=batch, variant=label)
+        write_json()
         print(f"  {label:22} batch {batch:5}: {evals:9,.0f} UNet evals/s  {tflops:6.1f} TFLOP/s  "
               f"{tflops / PEAK_TFLOPS:6.1%} of peak  (first call {warm:5.1f} s)", flush=True)
 
 
-def sampler_throughput(unet, device, dtype, batch: int, presets, compile_mode: str | None) -> dict:
-    """images/s of our Sampler per preset; compile_mode None: eager."""
+def sampler_throughput(unet, device, dtype, batch: int, presets, compile_mode: str | None, ready=None) -> dict:
+    """images/s of our Sampler per preset; compile_mode None: eager. `ready`: a Sampler already compiled in
+    section 1, used for its own preset (a new one would compile the UNet again)."""
     from cifar5m.sample import Sampler
     from shards import derive_seed
 
     seeds = [derive_seed(0, "bench", i) for i in range(batch)]
     rates = {}
     for name, steps in presets:
-        sampler = Sampler(unet, ddpm_scheduler_config(), name, steps, device, dtype, compile=compile_mode is not None,
-                          compile_mode=compile_mode or "default")
+        sampler = ready if ready is not None and (ready.sampler, ready.steps) == (name, steps) else Sampler(
+            unet, ddpm_scheduler_config(), name, steps, device, dtype, compile=compile_mode is not None,
+            compile_mode=compile_mode or "default")
         sampler.sample(seeds[:batch])  # warm-up
         seconds = best_seconds(lambda: sampler.sample(seeds).cpu(), device, 1)
         rates[name] = batch / seconds
@@ -107,6 +111,7 @@ def sampler_throughput(unet, device, dtype, batch: int, presets, compile_mode: s
         RESULTS.setdefault("presets", {})[f"{name}-{steps}"] = dict(images_per_s=rates[name], hours_6m=hours,
                                                                     batch=batch, steps=steps,
                                                                     compile_mode=compile_mode or "eager")
+        write_json()
         print(f"  ours {name:5} {steps:4} steps batch {batch}: {rates[name]:9,.1f} images/s "
               f"({rates[name] * steps * GFLOP_PER_IMAGE_STEP / 1e3:5.1f} TFLOP/s); 6M images "
               f"{'at 1000 steps ' if name == 'ddpm' else ''}in {hours:6.2f} h", flush=True)
@@ -152,15 +157,18 @@ def determinism(unet, compiled, device, batch: int, big_batch: int) -> None:
           f"{(diff > 0).float().mean().item():.4%} of values differ (rounding)", flush=True)
 
 
-def compiled_throughput(unet, device, dtype, batches, modes) -> None:
-    """Section 1 for each compile mode of our Sampler; each mode starts from a cleared compiler cache, so
-    a batch size measured after another is not traced with dynamic shapes."""
+def compiled_throughput(unet, device, dtype, batches, modes) -> dict:
+    """Section 1 for each compile mode of our Sampler ({mode: its dpmpp-20 Sampler}); each mode starts from
+    a cleared compiler cache, so one mode's graphs do not stand in for another's."""
     from cifar5m.sample import Sampler
 
+    samplers = {}
     for mode in modes:
         torch.compiler.reset()
-        sampler = Sampler(unet, ddpm_scheduler_config(), "dpmpp", 20, device, dtype, compile=True, compile_mode=mode)
-        unet_throughput(sampler, batches, device, 3, f"compiled {mode}")
+        samplers[mode] = Sampler(unet, ddpm_scheduler_config(), "dpmpp", 20, device, dtype, compile=True,
+                                 compile_mode=mode)
+        unet_throughput(samplers[mode], batches, device, 3, f"compiled {mode}")
+    return samplers
 
 
 def fastest_mode(batch: int, modes: list[str]) -> str:
@@ -170,9 +178,10 @@ def fastest_mode(batch: int, modes: list[str]) -> str:
     return max(measured, key=measured.get) if measured else modes[0]
 
 
-def write_json(path: str | None) -> None:
-    if path:
-        Path(path).write_text(json.dumps(RESULTS, indent=1))
+def write_json() -> None:
+    """After every figure: a run stopped at its time budget (bench/gpu_figures.py) keeps what it measured."""
+    if JSON_PATH:
+        Path(JSON_PATH[0]).write_text(json.dumps(RESULTS, indent=1))
 
 
 def parse_args() -> argparse.Namespace:
@@ -193,6 +202,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     parts = set(args.parts.split(",")) - ({"unet"} if args.skip_unet else set())
+    JSON_PATH[:] = [args.json] if args.json else []
     device = torch.device("cpu" if args.smoke else "cuda")
     default_batches = "4,8" if args.smoke else "256,1024,4096"
     batches = [int(b) for b in (args.batches or default_batches).split(",")]
@@ -210,19 +220,18 @@ def main() -> None:
     start = time.perf_counter()
     modes = args.compile_modes.split(",")
     eager = Sampler(unet, ddpm_scheduler_config(), "dpmpp", 20, device, dtype)
+    samplers = {}
     if "unet" in parts:
         print("1. UNet throughput (bf16 autocast, channels_last)")
         unet_throughput(eager, batches, device, 3, "eager")
         if not args.smoke:  # the smoke run on the CPU stays eager
-            compiled_throughput(unet, device, dtype, batches, modes)
-        write_json(args.json)
+            samplers = compiled_throughput(unet, device, dtype, batches, modes)
     batch = batches[1] if len(batches) > 1 else batches[0]
     if "presets" in parts:
         mode = None if args.smoke else fastest_mode(batch, modes)
         print(f"2. our sampler, {'eager' if mode is None else 'compiled ' + mode} UNet")
         presets = [(p.split(":")[0], int(p.split(":")[1]) if not args.smoke else 4) for p in args.presets.split(",")]
-        sampler_throughput(unet, device, dtype, batch, presets, mode)
-        write_json(args.json)
+        sampler_throughput(unet, device, dtype, batch, presets, mode, samplers.get(mode))
     compiled = torch.compile(eager.unet) if not args.smoke else eager.unet  # sections 3-4, as before
     if "pipeline" in parts:
         print("3. our loop vs diffusers.DDPMPipeline (same UNet, DDPMScheduler, steps, batch)")

@@ -44,7 +44,7 @@ def test_tiny_run_makes_one_table_of_every_part(tmp_path):
 def test_spent_budget_skips_every_part_with_a_note(tmp_path):
     proc, text = figures(tmp_path, "--budget-s", "1")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("train-speed", "train-packed", "train-fig1", "sampler", "label"):
+    for name in ("train-packed", "train-fig1", "sampler", "label"):
         assert f"- {name}: skipped: the budget is spent" in text
     assert "6M-image pipeline: sampling dpmpp-20 + labelling | not measured (see the notes)" in text
 

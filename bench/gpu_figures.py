@@ -22,7 +22,6 @@ a part whose slice is spent is skipped with a note. Then one table is printed an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import signal
@@ -33,6 +32,8 @@ import threading
 import time
 from dataclasses import dataclass
 from importlib.metadata import version
+
+from shards.jsonio import read_json
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -65,7 +66,7 @@ PARTS = (
          ("--parts", "fig1", "--tiny")),
     Part("sampler", "gpu_sampler.py", 170, ("--parts", "unet,presets", "--batches", "4096", "--compile-modes",
                                             "reduce-overhead,default", "--presets", "dpmpp:20"),
-         ("--smoke", "--parts", "unet,presets", "--presets", "dpmpp:20")),
+         ("--smoke", "--parts", "unet,presets", "--batches", "8", "--presets", "dpmpp:20")),
     Part("label", "gpu_label.py", 60, ("--batches", "512,1024", "--repeats", "3"),
          ("--smoke", "--model", "test_resnet")),
 )
@@ -87,7 +88,7 @@ def run_part(part: Part, args, json_path: Path, timeout_s: float) -> str:
         rc = proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         stop(proc)
-        return f"stopped at the end of its {timeout_s:.0f} s slice"
+        return "stopped at the end of its slice"
     except KeyboardInterrupt:
         stop(proc)
         raise
@@ -115,8 +116,6 @@ def stop(proc: subprocess.Popen) -> None:
             continue
 
 
-def read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def pct(fraction) -> str:
@@ -163,7 +162,8 @@ def label_rows(results: dict) -> tuple[list[str], float | None]:
     rows, best = [], None
     for batch, r in results.get("batches", {}).items():
         rows.append(f"| labeller {results['model']} @ {results['input_px']} px, batch {batch} | "
-                    f"{r['images_per_s']:,.0f} img/s | {pct(r['peak_fraction'])}; 6M images in {r['hours_6m']:.2f} h | |")
+                    f"{r['images_per_s']:,.0f} img/s | {pct(r['peak_fraction'])}; "
+                    f"6M images in {r['hours_6m']:.2f} h | |")
         best = r["hours_6m"] if best is None else min(best, r["hours_6m"])
     return rows, best
 
@@ -183,7 +183,7 @@ def table(outputs: dict[str, dict], notes: dict[str, str]) -> list[str]:
                      f"({preset[1]:.2f} + {label_h:.2f}) | | |")
     else:
         lines.append("| 6M-image pipeline: sampling dpmpp-20 + labelling | not measured (see the notes) | | |")
-    lines += [""] + [f"- {name}: {note}" for name, note in notes.items() if note]
+    lines += [""] + [f"- {name}: {note}" for name, note in notes.items()]
     return lines
 
 
@@ -215,8 +215,12 @@ def main() -> None:
                 notes[part.name] = f"skipped: the budget is spent ({max(left, 0):.0f} s of {args.budget_s:.0f} left)"
                 continue
             json_path = Path(tmp) / f"{part.name}.json"
-            notes[part.name] = run_part(part, args, json_path, timeout_s)
-            outputs[part.name] = read(json_path)
+            start = time.perf_counter()
+            note = run_part(part, args, json_path, timeout_s)
+            # each part's wall time: what the next session needs to set the slices
+            notes[part.name] = f"{time.perf_counter() - start:.0f} s of a {timeout_s:.0f} s slice" + (
+                f"; {note}" if note else "")
+            outputs[part.name] = read_json(json_path, default={})  # the parts write it atomically
     total_s = time.perf_counter() - began
     head = (f"\n## GPU figures (`python bench/gpu_figures.py {shlex.join(sys.argv[1:])}`)\n\n{device}, "
             f"torch {version('torch')}, {time.strftime('%Y-%m-%d')}, {total_s:.0f} s of a {args.budget_s:.0f} s "

@@ -16,7 +16,6 @@ add them to the sampler's hours (bench/gpu_sampler.py) for the 6M-image pipeline
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from shards.jsonio import write_json_atomic  # noqa: E402  (the repository root is on sys.path from here)
 
 PEAK_TFLOPS = 790.0  # bf16 dense matmul measured on an H200 (bench/RESULTS.md, gpu_sampler)
 IMAGES = 6_002_688  # CIFAR-5m's size
@@ -94,7 +94,7 @@ def main() -> None:
         print(f"batch {batch:5d}: {rate:10,.1f} images/s, {'-' if peak is None else f'{peak:.1%}':>6} of bf16 peak, "
               f"{IMAGES / rate / 3600:8.2f} h for {IMAGES:,} images", flush=True)
         if args.json:  # after every batch: a run stopped at its time budget keeps what it measured
-            Path(args.json).write_text(json.dumps(results, indent=1))
+            write_json_atomic(args.json, results)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ parameters) with random weights, which cost the same to run as the trained ones.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from shards.jsonio import write_json_atomic  # noqa: E402  (the repository root is on sys.path from here)
 
 GFLOP_PER_IMAGE_STEP = 12.4  # one UNet forward at 32x32: 6.2 GMAC (torch's FlopCounterMode says 12.1)
 PEAK_TFLOPS = 790.0  # bf16 dense matmul measured on an H200 (8192^3, random data)
@@ -178,10 +178,10 @@ def fastest_mode(batch: int, modes: list[str]) -> str:
     return max(measured, key=measured.get) if measured else modes[0]
 
 
-def write_json() -> None:
+def write_json() -> None:  # atomic: the process may be killed at any moment
     """After every figure: a run stopped at its time budget (bench/gpu_figures.py) keeps what it measured."""
     if JSON_PATH:
-        Path(JSON_PATH[0]).write_text(json.dumps(RESULTS, indent=1))
+        write_json_atomic(JSON_PATH[0], RESULTS)
 
 
 def parse_args() -> argparse.Namespace:

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from bench_train import PILDataset  # the same reference pipeline as the CPU benchmark (bench/ is on sys.path)
+from shards.jsonio import write_text_atomic
 from train.core.config import RunConfig
 from train.data.datasets import TrainStore
 from train.core.ddp import Dist
@@ -396,7 +397,7 @@ def main() -> None:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
             if args.json:  # after every part: a run stopped at its time budget keeps what it measured
-                Path(args.json).write_text(json.dumps(RESULTS, indent=1, default=str))
+                write_text_atomic(args.json, json.dumps(RESULTS, indent=1, default=str))
     print(f"total {time.perf_counter() - began:.0f} s", flush=True)
     if args.record:
         record(args.record, began)

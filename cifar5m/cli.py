@@ -15,7 +15,8 @@ import argparse
 import json
 
 from cifar5m import convert_ddpm, npz, report
-from cifar5m.config import COMPILE_MODES, DEFAULT_MODEL, DTYPES, PRESETS, GenerateConfig, parse_class_names, parse_shard_range
+from cifar5m.config import (COMPILE_MODES, DEFAULT_MODEL, DTYPES, PRESETS, GenerateConfig, parse_class_names,
+                            parse_shard_range)
 from cifar5m.generate import plan_run
 from cifar5m.progress import run_with_bar
 from cifar5m.runners.inprocess import run_local

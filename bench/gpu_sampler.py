@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -165,14 +166,19 @@ def compiled_throughput(unet, device, dtype, batches, modes) -> dict:
     samplers = {}
     for mode in modes:
         torch.compiler.reset()
-        samplers[mode] = Sampler(unet, ddpm_scheduler_config(), "dpmpp", 20, device, dtype, compile=True,
-                                 compile_mode=mode)
-        unet_throughput(samplers[mode], batches, device, 3, f"compiled {mode}")
+        sampler = Sampler(unet, ddpm_scheduler_config(), "dpmpp", 20, device, dtype, compile=True, compile_mode=mode)
+        try:
+            unet_throughput(sampler, batches, device, 3, f"compiled {mode}")
+            samplers[mode] = sampler
+        except Exception as exc:  # report and go on: one mode failing to compile must not hide the others
+            traceback.print_exc()
+            RESULTS.setdefault("errors", {})[f"compiled {mode}"] = f"{type(exc).__name__}: {exc}"[:300]
+            write_json()
     return samplers
 
 
 def fastest_mode(batch: int, modes: list[str]) -> str:
-    """The compile mode with the most UNet evals/s at `batch` in section 1 (the first if not measured)."""
+    """The compile mode with the most UNet evals/s at `batch` in section 1 (the first if none was measured)."""
     measured = {r["variant"].removeprefix("compiled "): r["evals_per_s"] for r in RESULTS.get("unet", {}).values()
                 if r["batch"] == batch and r["variant"].startswith("compiled ")}
     return max(measured, key=measured.get) if measured else modes[0]

@@ -71,3 +71,14 @@ def test_part_past_its_slice_is_stopped_and_keeps_what_it_wrote(tmp_path):
     note = gpu_figures.run_part(part, argparse.Namespace(tiny=True), out, timeout_s=3)
     assert note == "stopped at the end of its slice" and time.perf_counter() - start < 20
     assert json.loads(out.read_text()) == {"done": 1}
+
+
+def test_a_part_that_records_a_failure_is_retried_with_its_fallback(tmp_path):
+    script = tmp_path / "flaky.py"
+    script.write_text("import json, sys\nfig1 = {'error': 'Traceback ...\\nRuntimeError: no graphs'} "
+                      "if sys.argv[1] == 'graphs' else {'total_s': 240.0}\n"
+                      "open(sys.argv[-1], 'w').write(json.dumps({'fig1': fig1}))\n")
+    part = gpu_figures.Part("fig1", str(script), 1, ("graphs",), (), retry_args=("plain",))
+    results, note = gpu_figures.run_with_retry(part, argparse.Namespace(tiny=False), tmp_path / "f.json", 100)
+    assert results == {"fig1": {"total_s": 240.0}}
+    assert re.fullmatch(r"\d+ s of a 100 s slice; fig1 failed: RuntimeError: no graphs; retried with plain", note)

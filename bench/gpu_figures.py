@@ -81,7 +81,8 @@ def run_part(part: Part, args, json_path: Path, timeout_s: float) -> str:
     argv = [sys.executable, str(BENCH / part.script), *(part.tiny_args if args.tiny else part.gpu_args),
             "--json", str(json_path)]
     print(f"== {part.name}: {shlex.join(argv[1:])} (slice {timeout_s:.0f} s)", flush=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1",  # its lines as they come, through the pipe
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH), os.environ.get("PYTHONPATH", "")])}
     # its own session: on a timeout the whole group goes (torch.compile's worker processes too)
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -109,6 +110,7 @@ def echo(stream, tail: list[str]) -> None:
 
 
 def stop(proc: subprocess.Popen) -> None:
+    """End the part's process group (only it: the group was made for this child), politely first."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
@@ -118,8 +120,6 @@ def stop(proc: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
-
-
 
 
 def pct(fraction) -> str:
@@ -260,4 +260,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the running part's group was stopped in run_part
+        raise SystemExit("interrupted: nothing recorded; run the same command again") from None

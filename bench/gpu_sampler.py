@@ -166,8 +166,9 @@ def compiled_throughput(unet, device, dtype, batches, modes) -> dict:
     samplers = {}
     for mode in modes:
         torch.compiler.reset()
-        sampler = Sampler(unet, ddpm_scheduler_config(), "dpmpp", 20, device, dtype, compile=True, compile_mode=mode)
         try:
+            sampler = Sampler(unet, ddpm_scheduler_config(), "dpmpp", 20, device, dtype, compile=True,
+                              compile_mode=mode)
             unet_throughput(sampler, batches, device, 3, f"compiled {mode}")
             samplers[mode] = sampler
         except Exception as exc:  # report and go on: one mode failing to compile must not hide the others

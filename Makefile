@@ -118,10 +118,8 @@ bench: $(STAMP) ## CPU benchmarks (ratios against named baselines, same run)
 	$(PY) bench/bench_dogbird.py
 	$(PY) bench/bench_npz.py
 
-bench-gpu: $(STAMP) ## GPU benchmarks (needs CUDA)
-	$(PY) bench/gpu_sampler.py
-	$(PY) bench/gpu_train.py
-	$(PY) bench/gpu_label.py
+bench-gpu: $(STAMP) ## GPU figures in one call, < 10 min on one H200 (needs CUDA; ARGS=--tiny checks it on CPU)
+	$(PY) bench/gpu_figures.py $(ARGS)
 
 clean: ## remove the virtual environment and caches (not datasets or runs)
 	rm -rf $(VENV) .pytest_cache

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from bench_train import PILDataset  # the same reference pipeline as the CPU benchmark (bench/ is on sys.path)
+from shards.jsonio import write_text_atomic
 from train.core.config import RunConfig
 from train.data.datasets import TrainStore
 from train.core.ddp import Dist
@@ -318,7 +319,7 @@ def part_fig1(args, device) -> None:
     eval_s = 2 * 2 * (time.perf_counter() - start)
     count = len(parse_eval_schedule("log:64", 39_000))
     total_s = first_s + 39_000 * step_s + count * eval_s
-    RESULTS["fig1"] = dict(train_img_per_s=ips, step_s=step_s, timed_steps=args.fig1_steps, first_step_s=first_s,
+    RESULTS["fig1"] = dict(train_img_per_s=ips, batch_size=args.world_batch, step_s=step_s, timed_steps=args.fig1_steps, first_step_s=first_s,
                            evaluations=count, eval_s_each=eval_s, total_s=total_s)
     report(f"| Fig. 1 packed: Real n={packed.lanes[0].cfg.n:,} + Ideal, {args.ideal_pool:,} pool, "
            f"batch {args.world_batch} | "
@@ -395,9 +396,9 @@ def main() -> None:
                 RESULTS[name] = {"error": traceback.format_exc(limit=3)}
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+            if args.json:  # after every part: a run stopped at its time budget keeps what it measured
+                write_text_atomic(args.json, json.dumps(RESULTS, indent=1, default=str))
     print(f"total {time.perf_counter() - began:.0f} s", flush=True)
-    if args.json:
-        Path(args.json).write_text(json.dumps(RESULTS, indent=1, default=str))
     if args.record:
         record(args.record, began)
 

@@ -15,7 +15,8 @@ import argparse
 import json
 
 from cifar5m import convert_ddpm, npz, report
-from cifar5m.config import DEFAULT_MODEL, DTYPES, PRESETS, GenerateConfig, parse_class_names, parse_shard_range
+from cifar5m.config import (COMPILE_MODES, DEFAULT_MODEL, DTYPES, PRESETS, GenerateConfig, parse_class_names,
+                            parse_shard_range)
 from cifar5m.generate import plan_run
 from cifar5m.progress import run_with_bar
 from cifar5m.runners.inprocess import run_local
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dtype", default="auto", choices=DTYPES,
                    help="UNet/labeler autocast dtype (auto: bf16 on CUDA, fp32 on CPU); scheduler math stays fp32")
     g.add_argument("--compile", action="store_true", help="torch.compile the UNet (GPU; first batch is slow)")
+    g.add_argument("--compile-mode", default="default", metavar="MODE",
+                   help=f"torch.compile mode, implies --compile: {', '.join(COMPILE_MODES)} (reduce-overhead: "
+                   "CUDA graphs; default: default)")
     g.add_argument("--shards", type=parse_shard_range, dest="shard_range", metavar="A:B",
                    help="only shard positions A..B-1 (train shards first), e.g. for a Slurm job array")
     g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
@@ -94,7 +98,8 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
         out_dir=args.out, labeler=args.labeler, labeler_checkpoint=args.labeler_checkpoint,
         class_names=args.class_names, model=args.model, sampler=args.sampler, steps=args.steps,
         train=args.train, test=args.test, samples_per_shard=args.shard_size, seed=args.seed,
-        batch_size=args.batch_size, device=args.device, dtype=args.dtype, compile=args.compile,
+        batch_size=args.batch_size, device=args.device, dtype=args.dtype,
+        compile=args.compile or args.compile_mode != "default", compile_mode=args.compile_mode,
         shard_range=args.shard_range, workers=args.workers, ray=args.ray is not None, ray_address=args.ray or None,
         overwrite=args.overwrite, dry_run=args.dry_run, labeler_eval=args.labeler_eval,
         min_labeler_accuracy=args.min_labeler_accuracy,
@@ -128,7 +133,8 @@ def describe(plan) -> dict:
     return {"out": cfg.out_dir, "dataset_config": plan.dataset_config(), "class_names": list(plan.class_names),
             "image_shape": list(plan.pipeline.image_shape), "splits": cfg.splits(),
             "samples_per_shard": cfg.samples_per_shard,
-            "run": {"batch_size": cfg.batch_size, "device": cfg.device, "workers": cfg.workers, "compile": cfg.compile,
+            "run": {"batch_size": cfg.batch_size, "device": cfg.device, "workers": cfg.workers,
+                    "compile": cfg.compile_hash_value(),
                     "shards": cfg.shard_range, "ray": cfg.ray_address if cfg.ray else None}}
 
 

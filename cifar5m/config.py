@@ -24,6 +24,9 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 # Version of the per-image noise scheme (cifar5m/noise.py): part of the dataset identity.
 NOISE_SCHEME = "lowbias32x2-erfinv-v1"
 DTYPES = ("auto", "fp32", "bf16", "fp16")
+# torch.compile's modes (pytorch.org/docs/stable/generated/torch.compile.html); "reduce-overhead" and
+# "max-autotune" replay the UNet as CUDA graphs.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,7 @@ class GenerateConfig:
     device: str = "auto"
     dtype: str = "auto"
     compile: bool = False
+    compile_mode: str = "default"  # with compile: torch.compile's mode (COMPILE_MODES)
     shard_range: tuple[int, int] | None = None
     workers: int = 1  # local worker processes (cifar5m/runners/processes.py); not part of the bytes
     ray: bool = False
@@ -104,6 +108,11 @@ class GenerateConfig:
             raise Cifar5mError(f"--steps={self.steps}: must be >= 1")
         if self.dtype not in DTYPES:
             raise Cifar5mError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise Cifar5mError(f"--compile-mode {self.compile_mode!r}: choose one of {', '.join(COMPILE_MODES)}")
+        if self.compile_mode != "default" and not self.compile:
+            raise Cifar5mError(f"compile_mode={self.compile_mode!r} without compile: set compile=True "
+                               "(the CLI's --compile-mode does)")
         if self.class_names is not None:
             if len(self.class_names) < 2 or any(not n.strip() for n in self.class_names):
                 raise Cifar5mError(f"--class-names {','.join(self.class_names)!r}: give at least two non-empty "
@@ -136,6 +145,11 @@ class GenerateConfig:
     def shard_count(self) -> int:
         return sum(-(-count // self.samples_per_shard) for count in self.splits().values())
 
+    def compile_hash_value(self) -> bool | str:
+        """`compile` as hashed: True/False as before modes existed (datasets made then keep their hash),
+        the mode's name for another mode (max-autotune may pick other kernels, so other rounding)."""
+        return self.compile if self.compile_mode == "default" else self.compile_mode
+
     def splits(self) -> dict[str, int]:
         return {name: count for name, count in (("train", self.train), ("test", self.test)) if count > 0}
 
@@ -145,7 +159,7 @@ class GenerateConfig:
             "generator": {"model": model_source, "sampler": self.sampler, "steps": self.steps,
                           "scheduler_kwargs": dict(self.preset.scheduler_kwargs), "dtype": dtype,
                           "noise": NOISE_SCHEME, "seed": self.seed, "batch_size": self.batch_size,
-                          "compile": self.compile},
+                          "compile": self.compile_hash_value()},
             "labeler": {"model": labeler_source, "checkpoint": self.labeler_checkpoint},
         }
 

@@ -109,7 +109,7 @@ class ShardMaker:
         self.plan = plan
         self.device = resolve_device(device)
         self.sampler = Sampler(load_unet(plan.pipeline), plan.pipeline.scheduler_config, cfg.sampler, cfg.steps,
-                               self.device, plan.dtype, cfg.compile)
+                               self.device, plan.dtype, cfg.compile, cfg.compile_mode)
         model = create_labeler_model(plan.labeler, len(plan.class_names))
         check_head(int(model.num_classes), plan.class_names, cfg.labeler)
         self.labeler = Labeler(model, self.device, TORCH_DTYPES[plan.dtype])

@@ -12,6 +12,9 @@ conversion happens on the device. DDPM's ancestral step is written out (`ddpm_st
 (tests/test_cifar5m_sample.py checks it against diffusers).
 Measured on an H200 (bench/gpu_sampler.py, CIFAR-10 DDPM UNet, batch 256, 50 steps): 4.4x DDPMPipeline
 with bf16 + compile, 1.04x in plain fp32 (the loop itself costs nothing extra).
+`compile_mode` passes torch.compile's mode: "reduce-overhead" replays each UNet call as a CUDA graph
+(pytorch.org/docs/stable/generated/torch.compile.html), "max-autotune" also searches kernels; both are
+measured by bench/gpu_sampler.py --compile-modes.
 """
 from __future__ import annotations
 
@@ -23,6 +26,9 @@ from cifar5m.config import PRESETS
 from cifar5m.noise import gaussian_noise, seed_words
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# torch.compile's modes (cifar5m.config.COMPILE_MODES) that capture CUDA graphs: a replay reuses the
+# previous replay's output buffers.
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -98,7 +104,7 @@ class Sampler:
     """Holds the UNet on its device and turns a list of image seeds into uint8 images."""
 
     def __init__(self, unet, scheduler_config: dict, sampler: str, steps: int, device: str | torch.device,
-                 dtype: str = "fp32", compile: bool = False):
+                 dtype: str = "fp32", compile: bool = False, compile_mode: str = "default"):
         self.device = torch.device(device)
         self.sampler, self.steps = sampler, steps
         self.scheduler_config = dict(scheduler_config)
@@ -110,7 +116,8 @@ class Sampler:
         unet = unet.to(self.device).eval().requires_grad_(False)
         if self.channels_last:
             unet = unet.to(memory_format=torch.channels_last)
-        self.unet = torch.compile(unet) if compile else unet
+        self.unet = torch.compile(unet, mode=None if compile_mode == "default" else compile_mode) if compile else unet
+        self.cuda_graphs = compile and compile_mode in CUDA_GRAPH_MODES and self.device.type == "cuda"
 
     def _predict(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """One UNet evaluation in the compute dtype; the result back in fp32 for the scheduler."""
@@ -118,9 +125,12 @@ class Sampler:
             x = x.contiguous(memory_format=torch.channels_last)
         timestep = t.to(self.device).expand(len(x))  # a tensor: a compiled UNet is not re-traced per t
         enabled = self.autocast_dtype != torch.float32
+        if self.cuda_graphs:  # a new step: the previous graph replay's outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=enabled):
             out = self.unet(x, timestep).sample
-        return out.float()
+        # under CUDA graphs always a copy out of the graph's static buffer (.float() keeps an fp32 one)
+        return out.to(torch.float32, copy=self.cuda_graphs)
 
     @torch.inference_mode()
     def sample(self, seeds: Sequence[int]) -> torch.Tensor:

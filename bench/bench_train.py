@@ -168,7 +168,7 @@ def main() -> None:
                                          args.rounds)
         print(f"{args.samples:,} 32x32 RGB images, batch {args.batch_size}, {args.threads} torch thread(s), "
               f"reference with {args.ref_workers} DataLoader workers")
-        print(f"| pipeline | ours img/s | reference img/s | ratio | target |\n|---|---:|---:|---:|---|")
+        print("| pipeline | ours img/s | reference img/s | ratio | target |\n|---|---:|---:|---:|---|")
         print(f"| data path (crop+flip, normalise) | {ours_data:,.0f} | {ref_data:,.0f} | "
               f"{ours_data / ref_data:.1f}x | >= 20x |")
         for spec in args.models.split(","):

@@ -15,7 +15,6 @@ before any weights load; `Labeler` loads the weights.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from cifar5m.errors import Cifar5mError
+from shards.errors import ShardsError
+from shards.jsonio import read_json_object
 
 LUMA = (0.299, 0.587, 0.114)
 INTERPOLATIONS = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
@@ -81,9 +82,10 @@ def _hub_config(repo_id: str) -> Path:
 
 def _read_config(path: Path) -> dict:
     try:
-        return json.loads(Path(path).read_text())
-    except ValueError as exc:
-        raise Cifar5mError(f"{path}: not valid JSON ({exc})") from None
+        return read_json_object(path, fix="re-download or re-save the labeler", expected="an object of settings "
+                                "(timm writes one with architecture and num_classes)")
+    except ShardsError as exc:
+        raise Cifar5mError(str(exc)) from None
 
 
 def _info_from_config(spec: str, checkpoint: str | None, config: dict) -> LabelerInfo:

@@ -6,13 +6,14 @@ every later step reads a local folder. Everything here reads JSON only; `load_un
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cifar5m.config import PRESETS
 from cifar5m.errors import Cifar5mError
+from shards.errors import ShardsError
+from shards.jsonio import read_json_object
 
 PIPELINE_PARTS = ["model_index.json", "unet/*", "scheduler/*"]
 # Schedulers whose config is a discrete beta schedule over `num_train_timesteps` (DDPM-style training):
@@ -83,13 +84,10 @@ def read_pipeline(source: str, path: Path) -> PipelineInfo:
 def _read_json(path: Path) -> dict[str, Any]:
     """A model config: a JSON object (the checks read its keys), else a Cifar5mError naming the file."""
     try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise Cifar5mError(f"{path}: not valid JSON ({exc}); re-download or re-save the model") from None
-    if not isinstance(data, dict):
-        raise Cifar5mError(f"{path}: a JSON {type(data).__name__}, not an object of settings (diffusers writes "
-                           "one with _class_name and the model's settings); re-download or re-save the model")
-    return data
+        return read_json_object(path, fix="re-download or re-save the model", expected="an object of settings "
+                                "(diffusers writes one with _class_name and the model's settings)")
+    except ShardsError as exc:
+        raise Cifar5mError(str(exc)) from None
 
 
 def check_unet(info: PipelineInfo) -> None:

@@ -45,9 +45,10 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     write_text_atomic(path, dumps(data) + "\n")
 
 
-def read_json(path: str | os.PathLike, default: Any = _MISSING) -> Any:
+def read_json(path: str | os.PathLike, default: Any = _MISSING, fix: str = "delete or restore it") -> Any:
     """Parse a JSON file. A missing file returns `default` when one is given; unreadable JSON is an error
-    naming the file (a file we wrote atomically is never half-written, so this means someone edited it)."""
+    naming the file and ending with `fix` (a file we wrote atomically is never half-written, so this means
+    someone edited or damaged it)."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -58,7 +59,16 @@ def read_json(path: str | os.PathLike, default: Any = _MISSING) -> Any:
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise ShardsError(f"{path}: not valid JSON ({exc}); delete or restore it") from exc
+        raise ShardsError(f"{path}: not valid JSON ({exc}); {fix}") from exc
+
+
+def read_json_object(path: str | os.PathLike, default: Any = _MISSING, fix: str = "delete or restore it",
+                     expected: str = "an object") -> dict:
+    """`read_json` for a file that must hold one JSON object (a config, a description)."""
+    data = read_json(path, default, fix)
+    if not isinstance(data, dict):
+        raise ShardsError(f"{path}: a JSON {type(data).__name__}, not {expected}; {fix}")
+    return data
 
 
 def append_jsonl(path: str | os.PathLike, row: Any, sort_keys: bool = True) -> None:

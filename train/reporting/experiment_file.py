@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from shards.errors import ShardsError
-from shards.jsonio import read_json, write_json_atomic
+from shards.jsonio import read_json_object, write_json_atomic
 from train.errors import TrainError
 from train.reporting.results import json_safe
 
@@ -18,13 +18,10 @@ RESULTS = "results.json"
 def read_experiment(exp_dir: str | Path) -> dict[str, Any]:
     """The experiment's description, {} when the folder has none; unreadable JSON is a TrainError."""
     try:
-        spec = read_json(Path(exp_dir) / EXPERIMENT, default={})
+        return read_json_object(Path(exp_dir) / EXPERIMENT, default={}, fix="re-run the experiment with "
+                                "--overwrite", expected="an experiment description (a JSON object)")
     except ShardsError as exc:
-        raise TrainError(f"{exc}; or re-run the experiment with --overwrite") from exc
-    if not isinstance(spec, dict):
-        raise TrainError(f"{Path(exp_dir) / EXPERIMENT}: not an experiment description (a JSON object); "
-                         "re-run the experiment with --overwrite")
-    return spec
+        raise TrainError(str(exc)) from None
 
 
 def write_results(exp_dir: str | Path, results: dict[str, Any]) -> None:

@@ -1,0 +1,36 @@
+"""The toolkit's one JSON helper: atomic writes, tolerant JSON lines, objects that must be objects."""
+import pytest
+
+from shards.errors import ShardsError
+from shards.jsonio import append_jsonl, read_json, read_json_object, read_jsonl, write_json_atomic
+
+
+def test_atomic_write_leaves_only_the_file(tmp_path):
+    write_json_atomic(tmp_path / "a.json", {"b": 1, "a": [1, 2]})
+    write_json_atomic(tmp_path / "a.json", {"b": 2})
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+    assert (tmp_path / "a.json").read_text() == '{\n "b": 2\n}\n'
+
+
+def test_a_torn_last_line_is_dropped_a_bad_middle_line_is_an_error(tmp_path):
+    path = tmp_path / "m.jsonl"
+    for step in (1, 2):
+        append_jsonl(path, {"step": step})
+    with open(path, "a") as f:
+        f.write('{"step": 3, "err')  # a kill in the middle of an append
+    assert read_jsonl(path) == [{"step": 1}, {"step": 2}]
+    path.write_text('{"step": 1}\n{"ste\n{"step": 3}\n')
+    with pytest.raises(ShardsError, match=r"m.jsonl:2: not valid JSON"):
+        read_jsonl(path)
+    assert read_jsonl(tmp_path / "missing.jsonl") == []
+
+
+def test_read_json_object_names_the_file_the_type_and_the_fix(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ShardsError, match=r"config.json: a JSON list, not a model config; re-save it$"):
+        read_json_object(path, fix="re-save it", expected="a model config")
+    path.write_text("{bad")
+    with pytest.raises(ShardsError, match=r"config.json: not valid JSON \(.*\); re-save it$"):
+        read_json(path, fix="re-save it")
+    assert read_json_object(tmp_path / "none.json", default={}) == {}

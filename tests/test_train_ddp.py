@@ -2,10 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,7 +10,7 @@ import torch
 
 from train.core.config import RunConfig
 from train.run.loop import run_training
-from train_fixtures import build_dataset
+from train_fixtures import build_dataset, run_torchrun
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,16 +35,7 @@ def test_two_gloo_ranks_keep_real_and_ideal_semantics(tmp_path):
     ds = build_dataset(tmp_path / "ds", train=192, test=40, per_shard=48)
     script = tmp_path / "ddp_runs.py"
     script.write_text(SCRIPT.format(configs=_configs(ds, tmp_path / "ddp")))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the ranks too, not only torchrun
-        raise
-    assert proc.returncode == 0, stderr[-3000:]
+    run_torchrun(script, tmp_path)
     for cfg in _configs(ds, tmp_path / "single"):
         run_training(RunConfig(**cfg), progress=False)
     for mode in ("real", "ideal"):

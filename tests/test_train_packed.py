@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +26,7 @@ from train.run import packed as packed_mod
 from train.run import runfolder
 from train.run.loop import run_training
 from train.run.packed import plan_packs, run_packed
-from train_fixtures import build_dataset, build_protos, tiny_cfg
+from train_fixtures import build_dataset, build_protos, run_torchrun, tiny_cfg
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 TOL = 1e-5
@@ -274,16 +270,7 @@ def test_packed_runs_under_two_gloo_ranks_equal_runs_alone(dataset, tmp_path):
     cfgs = three_runs(dataset, tmp_path / "packed", model="mcnn", aug="crop-flip")
     script = tmp_path / "ddp_pack.py"
     script.write_text(DDP_SCRIPT.format(configs=[c.to_dict() for c in cfgs]))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(script)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the ranks too, not only torchrun
-        raise
-    assert proc.returncode == 0, stderr[-3000:]
+    run_torchrun(script, tmp_path)
     for cfg in cfgs:
         summary = json.loads((Path(cfg.out_dir) / "summary.json").read_text())
         assert summary["world_size"] == 2 and summary["steps_done"] == 8

@@ -24,7 +24,7 @@ from train.errors import TrainError
 from train.run import loop
 from train.run import runfolder
 from train.run.loop import run_training
-from train_fixtures import build_dataset, copy_dataset
+from train_fixtures import build_dataset, copy_dataset, killed_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,22 +46,6 @@ def make_cfg(ds: Path, out: Path, **kw) -> RunConfig:
 def rows_of(out: Path) -> list[dict]:
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in r.items() if k not in ("wall_s", "img_per_s")} for r in rows]
-
-
-def killed_run(cfg: RunConfig, monkeypatch, at: int = 25) -> Path:
-    """Run until step `at`, as if killed there: a checkpoint at step 20, no summary."""
-    step_once = loop.Trainer.train_step
-
-    def killed(self, model):
-        if self.step == at:
-            raise KeyboardInterrupt
-        step_once(self, model)
-
-    monkeypatch.setattr(loop.Trainer, "train_step", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(cfg, progress=False)
-    monkeypatch.undo()
-    return Path(cfg.out_dir)
 
 
 # --- run folders: ours, busy, writable --------------------------------------------------------------------
@@ -151,7 +135,7 @@ def _record(path: Path) -> None:
 ])
 def test_a_damaged_checkpoint_is_refused_with_one_line(dataset, tmp_path, monkeypatch, how, resealed, message):
     cfg = make_cfg(dataset, tmp_path / "run")
-    ckpt = killed_run(cfg, monkeypatch) / "checkpoints" / "last.pt"
+    ckpt = killed_run(cfg, monkeypatch, at=25) / "checkpoints" / "last.pt"
     lines = (ckpt.parent / "last.pt.sha256").read_text().splitlines()
     assert lines == [f"{hashlib.sha256(ckpt.read_bytes()).hexdigest()}  last.pt"]  # `sha256sum -c` format
     if how == "shapes":
@@ -214,7 +198,7 @@ def test_a_refused_run_frees_its_folder_for_other_processes(dataset, tmp_path):
 
 def test_resume_without_metrics_is_refused_not_a_wrong_t_n(dataset, tmp_path, monkeypatch):
     cfg = make_cfg(dataset, tmp_path / "run")
-    out = killed_run(cfg, monkeypatch)
+    out = killed_run(cfg, monkeypatch, at=25)
     (out / "metrics.jsonl").unlink()
     with pytest.raises(TrainError, match=r"metrics.jsonl: the rows of steps \[0, 10\] logged before the checkpoint "
                                          r"\(step 20\) are missing \(deleted or edited\), so T\(n\) would be wrong"):

@@ -17,7 +17,7 @@ from train.core.config import RunConfig
 from train.errors import TrainError
 from train.run import loop
 from train.run.loop import run_training
-from train_fixtures import build_dataset, copy_dataset, label_of, sample_image
+from train_fixtures import build_dataset, copy_dataset, killed_run, label_of, sample_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,17 +93,7 @@ def test_resume_matches_an_uninterrupted_run(dataset, tmp_path, monkeypatch):
     kw = dict(model="mcnn", width=4, aug="flip", momentum=0.9, eval_schedule="every:10+steps:42")
     whole = run_training(make_cfg(dataset, tmp_path / "whole", **kw), progress=False)
     cfg = make_cfg(dataset, tmp_path / "killed", **kw)
-    step_once = loop.Trainer.train_step
-
-    def killed_at_45(self, model):
-        if self.step == 45:
-            raise KeyboardInterrupt
-        step_once(self, model)
-
-    monkeypatch.setattr(loop.Trainer, "train_step", killed_at_45)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(cfg, progress=False)
-    monkeypatch.undo()
+    killed_run(cfg, monkeypatch, at=45)
     assert [r["step"] for r in rows_of(Path(cfg.out_dir))][-1] == 42  # logged after the checkpoint at 40
     with pytest.raises(TrainError, match="unfinished run of this config; pass --resume"):
         run_training(cfg, progress=False)
@@ -246,17 +236,7 @@ def test_resume_after_a_kill_cut_the_last_metrics_line(dataset, tmp_path, monkey
     """A kill mid-append leaves half a row at the end of metrics.jsonl: --resume drops it and carries on."""
     whole = run_training(make_cfg(dataset, tmp_path / "whole"), progress=False)
     cfg = make_cfg(dataset, tmp_path / "killed")
-    step_once = loop.Trainer.train_step
-
-    def killed_at_45(self, model):
-        if self.step == 45:
-            raise KeyboardInterrupt
-        step_once(self, model)
-
-    monkeypatch.setattr(loop.Trainer, "train_step", killed_at_45)
-    with pytest.raises(KeyboardInterrupt):
-        run_training(cfg, progress=False)
-    monkeypatch.undo()
+    killed_run(cfg, monkeypatch, at=45)
     metrics = Path(cfg.out_dir) / "metrics.jsonl"
     text = metrics.read_text()
     last = text.rstrip("\n").rsplit("\n", 1)[1]

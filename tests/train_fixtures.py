@@ -5,7 +5,11 @@ steps) plus faint noise seeded by its index (so every sample's bytes differ and 
 """
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,8 @@ import numpy as np
 from shards import DatasetWriter
 from shards.card import CardInfo
 from train.core.config import RunConfig
+from train.run import loop
+from train.run.loop import run_training
 
 NUM_CLASSES = 10
 
@@ -112,3 +118,38 @@ def build_jpeg_dataset(out: Path, train: int = 120, test: int = 40, per_shard: i
         writer.write_shard(spec, samples)
     assert writer.finalize() is not None
     return out
+
+
+def killed_run(cfg: RunConfig, monkeypatch, at: int) -> Path:
+    """Train `cfg` until step `at`, as if the process were killed there (KeyboardInterrupt mid-loop)."""
+    step_once = loop.Trainer.train_step
+
+    def killed(self, model):
+        if self.step == at:
+            raise KeyboardInterrupt
+        step_once(self, model)
+
+    monkeypatch.setattr(loop.Trainer, "train_step", killed)
+    try:
+        run_training(cfg, progress=False)
+        raise AssertionError(f"the run was not interrupted at step {at}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        monkeypatch.undo()
+    return Path(cfg.out_dir)
+
+
+def run_torchrun(script: Path, cwd: Path, ranks: int = 2, timeout_s: int = 240) -> None:
+    """Run `script` under torchrun with `ranks` CPU processes; kill the whole group on a hang."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             f"--nproc_per_node={ranks}", str(script)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the ranks too, not only torchrun
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
+

@@ -239,20 +239,24 @@ def _data_ids(*datasets: Path) -> dict:
     return {path.name: load_manifest(path).config_hash for path in datasets}
 
 
+DEMO_DATA = "sections/demo-data.json"  # the datasets' config hashes the bootstrap was made on
+
+
 def _claim_bootstrap(exp: Path, run_cfg, data_ids: dict, overwrite: bool) -> bool:
     """Reuse a bootstrap of these settings on these datasets; True when one of others must be replaced.
 
     The trainer knows a run's dataset by its path only, so a pool regenerated with other settings in the
-    same folder would pass for the old one: the datasets' config hashes are kept in demo-data.json.
+    same folder would pass for the old one: the datasets' config hashes are kept in sections/demo-data.json
+    (`sections/` is what an experiment folder may hold before `train bootstrap` claims it).
     """
     old = read_json(exp / "experiment.json", {})
     stale = bool(old) and (old.get("config_hash") != config_hash(world_configs(run_cfg, exp)[0])
-                           or read_json(exp / "demo-data.json", {}) != data_ids)
+                           or read_json(exp / DEMO_DATA, {}) != data_ids)
     if stale and not overwrite:
         raise DemoError(f"{exp}: holds a bootstrap of other settings or of another synthetic pool; pass "
                         "--overwrite to replace it, or choose another --out")
-    exp.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(exp / "demo-data.json", data_ids)
+    (exp / DEMO_DATA).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(exp / DEMO_DATA, data_ids)
     return stale
 
 

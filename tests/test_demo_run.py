@@ -170,8 +170,8 @@ def test_other_settings_or_pool_need_overwrite(tiny_models, tmp_path):
         run_demo(dataclasses.replace(cfg, train=240))
     # a regenerated pool in the same folder: the finished runs must not pass for runs on it
     changed = dataclasses.replace(cfg, train=240, overwrite=True)
-    before = json.loads((cfg.out / "bootstrap" / "demo-data.json").read_text())
+    before = json.loads((cfg.out / "bootstrap" / "sections" / "demo-data.json").read_text())
     result = run_demo(changed)
-    assert json.loads((cfg.out / "bootstrap" / "demo-data.json").read_text()) != before
+    assert json.loads((cfg.out / "bootstrap" / "sections" / "demo-data.json").read_text()) != before
     ideal = json.loads((cfg.out / "bootstrap" / "seed0" / "ideal" / "summary.json").read_text())
     assert ideal["ledger"]["pool_size"] == 240 and result["headline"]["steps"] == 4

@@ -141,3 +141,20 @@ def test_bootstrap_dry_run_prints_both_worlds(datasets, tmp_path, capsys):
     out = capsys.readouterr().out
     assert '"mode": "real"' in out and '"mode": "ideal"' in out
     assert not (tmp_path / "boot").exists()
+
+
+def test_a_folder_of_the_users_files_is_refused_and_overwrite_deletes_none(datasets, tmp_path):
+    data, _ = datasets
+    exp = tmp_path / "mine"
+    exp.mkdir()
+    (exp / "notes.txt").write_text("my notes")
+    with pytest.raises(TrainError, match=r"--out=.*mine: not empty and not an experiment folder of this toolkit "
+                                         r"\(found notes.txt; no experiment.json\)"):
+        bootstrap(tiny_cfg(data, exp, steps=8), progress=False)
+    assert [p.name for p in exp.iterdir()] == ["notes.txt"]  # nothing written
+    bootstrap(tiny_cfg(data, exp, steps=8), overwrite=True, progress=False)
+    assert (exp / "notes.txt").read_text() == "my notes"
+    assert (exp / "experiment.json").is_file() and (exp / "real" / "summary.json").is_file()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TrainError, match="exists and is not a folder"):
+        bootstrap(tiny_cfg(data, tmp_path / "file", steps=8), progress=False)

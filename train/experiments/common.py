@@ -15,6 +15,7 @@ from train.core.config import RunConfig, validate
 from train.core.samplers import check_pool
 from train.errors import TrainError
 from train.reporting.experiment_file import EXPERIMENT, read_experiment
+from train.run import runfolder
 
 
 def is_main_process() -> bool:
@@ -44,9 +45,30 @@ def preflight(cfgs: list[RunConfig]) -> None:
         check_pool(cfg.mode, cfg.steps, cfg.batch_size, pool, cfg.allow_reuse)
 
 
+# What a caller may put into a new experiment folder before claiming it (the report's extra sections).
+BEFORE_CLAIM = {"sections"}
+
+
+def _only_runs_of_ours(path: Path) -> bool:
+    """A folder holding nothing but run folders this toolkit made (their marker), at any depth."""
+    if not path.is_dir():
+        return False
+    return (path / runfolder.MARKER).is_file() or all(_only_runs_of_ours(child) for child in path.iterdir())
+
+
 def claim_experiment(exp_dir: Path, spec: dict, overwrite: bool, same) -> None:
-    """Write experiment.json, refusing a folder that holds another experiment unless overwrite."""
+    """Write experiment.json, refusing a folder that holds another experiment unless overwrite, and a
+    folder of other files (no experiment.json: not ours) unless overwrite, which then deletes none of them."""
     path = exp_dir / EXPERIMENT
+    if exp_dir.exists() and not exp_dir.is_dir():
+        raise TrainError(f"--out={exp_dir}: exists and is not a folder; choose another --out")
+    if exp_dir.is_dir() and not path.is_file() and not overwrite:
+        found = sorted(p.name for p in exp_dir.iterdir() if p.name not in BEFORE_CLAIM and not _only_runs_of_ours(p))
+        if found:
+            raise TrainError(f"--out={exp_dir}: not empty and not an experiment folder of this toolkit (found "
+                             f"{', '.join(found[:5])}{', ...' if len(found) > 5 else ''}; no {EXPERIMENT}); "
+                             "choose an empty or new --out, or pass --overwrite to write the experiment there "
+                             "(none of those files is deleted)")
     if path.is_file() and not overwrite:
         old = read_experiment(exp_dir)
         if old.get("kind") != spec["kind"] or not same(old):

@@ -33,6 +33,7 @@ import numpy as np
 from cifar5m.config import CIFAR10_CLASSES
 from cifar5m.errors import Cifar5mError
 from shards import CardInfo, DatasetWriter, iter_samples, load_manifest
+from shards.jsonio import atomic_target
 
 IMAGE_SHAPE = (32, 32, 3)
 PART_ROWS = 1_000_448  # rows in each released part (github.com/preetum/cifar5m README)
@@ -215,10 +216,9 @@ def export_layout(manifest, part_rows: int | None) -> list[tuple[str, int]]:
 
 def write_npz_part(path: Path, images: Iterator[np.ndarray], labels: np.ndarray, y_dtype: str) -> None:
     """Write part `path` (X streamed row by row, Y whole) through a temporary file, then rename it."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
               "shape": (len(labels), *IMAGE_SHAPE)}
-    try:
+    with atomic_target(path) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             with zf.open(zipfile.ZipInfo("X.npy", ZIP_TIME), "w", force_zip64=True) as f:
                 np.lib.format.write_array_header_2_0(f, header)
@@ -227,10 +227,6 @@ def write_npz_part(path: Path, images: Iterator[np.ndarray], labels: np.ndarray,
                 raise Cifar5mError(f"{path}: wrote {written:,} bytes of X for {len(labels):,} rows; dataset changed?")
             with zf.open(zipfile.ZipInfo("Y.npy", ZIP_TIME), "w") as f:
                 np.lib.format.write_array(f, labels.astype(y_dtype), allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def export_npz(dataset: str, out_dir: str, part_rows: int | None = None, overwrite: bool = False,

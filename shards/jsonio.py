@@ -5,30 +5,40 @@ it: a reader (or a process killed mid-write) sees the old file or the new one, n
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from shards.errors import ShardsError
 
 _MISSING = object()
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write bytes via a unique temp file + fsync + rename; nothing is left behind on error."""
+@contextlib.contextmanager
+def atomic_target(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A new, uniquely named empty file beside `path` for the block to write; when the block ends normally
+    it is fsynced and renamed over `path`, when it raises it is deleted. Readers (and a process killed
+    mid-write) see the old file or the complete new one, never part of it. Created with the usual mode
+    (0666 less the umask, as `open` does), so a dataset's files stay readable by others."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{suffix}")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write bytes through `atomic_target`: nothing is left behind on error."""
+    with atomic_target(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

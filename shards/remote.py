@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from shards.errors import ShardsError
 from shards.httpio import RemoteNotFound, check_dataset_url
-from shards.jsonio import write_json_atomic
+from shards.jsonio import atomic_target, write_json_atomic
 from shards.manifest import MANIFEST, Manifest, load_manifest, parse_manifest
 from shards.naming import shard_path
 from shards.read import open_url
@@ -49,9 +49,8 @@ def resolve_dataset(location: str | os.PathLike, cache_dir: str | os.PathLike | 
 
 def _fetch(url: str, dest: Path, sha256: str | None = None) -> None:
     """Download `url` to `dest` via a temp file beside it, checking its sha256 when one is given."""
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     digest = hashlib.sha256()
-    try:
+    with atomic_target(dest, suffix=".part") as tmp:
         with open_url(url) as src, open(tmp, "wb") as out:
             for chunk in iter(lambda: src.read(1 << 20), b""):
                 out.write(chunk)
@@ -59,9 +58,6 @@ def _fetch(url: str, dest: Path, sha256: str | None = None) -> None:
         if sha256 and digest.hexdigest() != sha256:
             raise ShardsError(f"{url}: sha256 {digest.hexdigest()[:12]} does not match the manifest's "
                               f"{sha256[:12]}; the remote copy is corrupt or changing, re-publish it")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _download(url: str, cache_dir: Path) -> Path:

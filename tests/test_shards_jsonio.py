@@ -1,8 +1,11 @@
 """The toolkit's one JSON helper: atomic writes, tolerant JSON lines, objects that must be objects."""
+import os
+import stat
+
 import pytest
 
 from shards.errors import ShardsError
-from shards.jsonio import append_jsonl, read_json, read_json_object, read_jsonl, write_json_atomic
+from shards.jsonio import append_jsonl, atomic_target, read_json, read_json_object, read_jsonl, write_json_atomic
 
 
 def test_atomic_write_leaves_only_the_file(tmp_path):
@@ -34,3 +37,22 @@ def test_read_json_object_names_the_file_the_type_and_the_fix(tmp_path):
     with pytest.raises(ShardsError, match=r"config.json: not valid JSON \(.*\); re-save it$"):
         read_json(path, fix="re-save it")
     assert read_json_object(tmp_path / "none.json", default={}) == {}
+
+
+def test_atomic_files_get_the_usual_mode_not_a_private_temp_files(tmp_path):
+    """A dataset's manifest and card must stay readable by others (mkstemp would make them 0600)."""
+    umask = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "manifest.json", {"a": 1})
+        with atomic_target(tmp_path / "part0.npz") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "manifest.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "part0.npz").stat().st_mode) == 0o644
+    with pytest.raises(RuntimeError):
+        with atomic_target(tmp_path / "manifest.json") as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert (tmp_path / "manifest.json").read_text() == '{\n "a": 1\n}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "part0.npz"]

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from shards.errors import ShardsError
-from shards.jsonio import append_jsonl, dumps, read_json, read_jsonl, write_json_atomic, write_text_atomic
+from shards.jsonio import (append_jsonl, atomic_target, dumps, read_json, read_jsonl, write_json_atomic,
+                           write_text_atomic)
 from shards.lock import InUseError, hold_lock, release_lock
 from shards.version import __version__
 from train.core.config import RunConfig, config_hash, identity_dict
@@ -221,11 +222,10 @@ def save_checkpoint(out: str | os.PathLike, state: dict[str, Any]) -> None:
 
     path, sums = Path(out) / CHECKPOINT, Path(out) / CHECKSUM
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    new = _sha256(tmp)
-    _write_sums(sums, [new] + _recorded_sums(sums)[:1])
-    os.replace(tmp, path)
+    with atomic_target(path) as tmp:
+        torch.save(state, tmp)
+        new = _sha256(tmp)
+        _write_sums(sums, [new] + _recorded_sums(sums)[:1])
     _write_sums(sums, [new])
 
 

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -115,7 +116,7 @@ def _damage(path: Path, how: str) -> None:
     if how == "flipped":
         data[len(data) // 2] ^= 0x01
         data[len(data) // 3] ^= 0x80
-    path.write_bytes(b"" if how == "empty" else bytes(data) if how == "flipped" else os.urandom(4096))
+    path.write_bytes(b"" if how == "empty" else bytes(data) if how == "flipped" else random.Random(0).randbytes(4096))
 
 
 def _record(path: Path) -> None:
@@ -304,3 +305,15 @@ def test_a_second_cli_run_is_refused_and_ctrl_c_exits_130(dataset, tmp_path):
     assert "Traceback" not in err and err.strip().splitlines()[-1] == (
         "interrupted; re-run the same command with --resume to continue")
     assert (out / "checkpoints" / "last.pt.sha256").is_file()  # killed mid-run, after a checkpoint
+
+
+def test_any_bytes_that_match_their_checksum_but_are_no_checkpoint_give_one_line(tmp_path):
+    """torch's unpickler fails on garbage with many exception types (IndexError, KeyError, ...): each is
+    the same clear error (a CI run once hit IndexError on os.urandom bytes)."""
+    (tmp_path / "checkpoints").mkdir()
+    for seed in range(100):
+        data = random.Random(seed).randbytes(4096)
+        (tmp_path / runfolder.CHECKPOINT).write_bytes(data)
+        runfolder._write_sums(tmp_path / runfolder.CHECKSUM, [hashlib.sha256(data).hexdigest()])
+        with pytest.raises(TrainError, match=r"last.pt: unreadable checkpoint \(.*\); restore it from a backup"):
+            runfolder.load_checkpoint(tmp_path)

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import math
 
 import pytest
@@ -119,3 +122,21 @@ def test_timm_models_get_channels_classes_and_size():
     assert model(torch.zeros(2, 1, 16, 16)).shape == (2, 4)
     cnn = build_model(dataclasses.replace(RunConfig(), model="timm:test_resnet"), 3, 3, 8)
     assert cnn(torch.zeros(2, 3, 8, 8)).shape == (2, 3)
+
+
+def test_cpu_layout_guard_survives_the_onednn_heap_bug():
+    """A PreAct ResNet-18 at width 2 has 1x1 stride-2 shortcuts on 2-4 channels: torch 2.14.1's oneDNN
+    backward of those on channels_last input corrupts the heap on CPUs without AVX-512. Forced onto that
+    code path (ONEDNN_MAX_CPU_ISA=AVX2, as on an AMD EPYC without AVX-512), the built model still trains."""
+    script = (
+        "import torch\n"
+        "from train.core.config import RunConfig\n"
+        "from train.core.models import build_model\n"
+        "model = build_model(RunConfig(model='preact-resnet18', width=2), 10, 3, 16)\n"
+        "x = torch.randn(8, 16, 16, 3).permute(0, 3, 1, 2)  # the channels_last view our transforms yield\n"
+        "for _ in range(5):\n"
+        "    model(x).sum().backward()\n"
+        "print('trained')\n")
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "trained", done.stderr[-2000:]

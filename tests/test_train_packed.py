@@ -90,7 +90,7 @@ def train_alone(cfgs: list[RunConfig], tmp_path: Path) -> list[Path]:
 @pytest.mark.parametrize("model, aug", [("mcnn", "none"), ("mcnn", "crop-flip"), ("preact-resnet18", "none"),
                                         ("preact-resnet18", "crop-flip")])
 def test_packed_runs_equal_runs_trained_alone(dataset, tmp_path, monkeypatch, model, aug):
-    cfgs = three_runs(dataset, tmp_path / "packed", model=model, aug=aug, width=2 if model != "mcnn" else 4)
+    cfgs = three_runs(dataset, tmp_path / "packed", model=model, aug=aug, width=8 if model != "mcnn" else 4)
     stores = []
     build = sources.TrainStore.build
 

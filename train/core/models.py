@@ -37,11 +37,36 @@ def known_models() -> list[str]:
 def build_model(cfg, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
     """The model named by cfg.model, for inputs of shape (in_chans, image_size, image_size)."""
     if cfg.model.startswith("timm:"):
-        return _timm_model(cfg.model[5:], cfg.pretrained, num_classes, in_chans, image_size)
+        return guard_cpu_layout(_timm_model(cfg.model[5:], cfg.pretrained, num_classes, in_chans, image_size))
     if cfg.model not in _REGISTRY:
         raise TrainError(f"--model={cfg.model}: unknown model; known: {', '.join(known_models())}, "
                          "or timm:NAME for any timm model")
-    return _REGISTRY[cfg.model](cfg, num_classes, in_chans, image_size)
+    return guard_cpu_layout(_REGISTRY[cfg.model](cfg, num_classes, in_chans, image_size))
+
+
+def _contiguous_on_cpu(module: nn.Module, args: tuple) -> tuple:
+    return tuple(a.contiguous() if isinstance(a, torch.Tensor) and a.device.type == "cpu" else a for a in args)
+
+
+def _hits_onednn_heap_bug(module: nn.Module) -> bool:
+    return (isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.stride != (1, 1)
+            and module.in_channels // module.groups <= 4)
+
+
+def guard_cpu_layout(model: nn.Module) -> nn.Module:
+    """Feed NCHW-contiguous inputs on the CPU to the convolutions that hit a torch bug (idempotent).
+
+    torch 2.14.1's oneDNN backward of a 1x1 strided convolution on a channels_last input with <= 4
+    channels corrupts the heap on CPUs without AVX-512 ("double free or corruption", or a hang; reproduced
+    with ONEDNN_MAX_CPU_ISA=AVX2). Our batch transforms yield channels_last views and a convolution keeps
+    its input's layout, so such a layer (e.g. a PreAct ResNet shortcut at --width <= 4) gets a contiguous
+    copy; every other layer keeps its layout, and a GPU is untouched.
+    """
+    for module in model.modules():
+        if _hits_onednn_heap_bug(module) and not getattr(module, "_cpu_layout_guarded", False):
+            module.register_forward_pre_hook(_contiguous_on_cpu)
+            module._cpu_layout_guarded = True
+    return model
 
 
 def zero_head(model: nn.Module) -> None:

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from train.core.models import guard_cpu_layout
 from train.errors import TrainError
 
 # Leaf modules that act per channel (or have no parameters): kept as they are in the packed model.
@@ -108,7 +109,7 @@ def pack_model(models: list[nn.Module]) -> nn.Module:
     first = next(models[0].parameters())
     packed.to(device=first.device, dtype=first.dtype)  # built on the CPU in float32: follow the runs' models
     pack_into(models, packed)
-    return packed.train(models[0].training)
+    return guard_cpu_layout(packed.train(models[0].training))
 
 
 def _pairs(models: list[nn.Module], packed: nn.Module):

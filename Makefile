@@ -32,7 +32,7 @@ SWEEP ?= out/runs/sweep
 ARGS ?=
 VARS := OUT DATA IMAGENET LABELER LABELER_DIR CIFAR10 MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS LRS PRESET RUN EXP SWEEP ARGS
 
-.PHONY: help install test demo demo-models cifar10 labeler cifar5m quality dogbird verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
+.PHONY: help install test demo demo-models cifar10 labeler cifar5m quality dogbird verify info publish train-real train-ideal bootstrap sweep report bench bench-scale bench-gpu clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -117,6 +117,9 @@ bench: $(STAMP) ## CPU benchmarks (ratios against named baselines, same run)
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_dogbird.py
 	$(PY) bench/bench_npz.py
+
+bench-scale: $(STAMP) ## cost curves at 10K/100K/1M samples (time, peak memory, growth exponents, 6M projections)
+	$(PY) bench/bench_scale.py $(ARGS)
 
 bench-gpu: $(STAMP) ## GPU figures in one call, < 10 min on one H200 (needs CUDA; ARGS=--tiny checks it on CPU)
 	$(PY) bench/gpu_figures.py $(ARGS)

@@ -23,6 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from shards.card import CardInfo
+from shards.codec import to_8bit
 from shards.errors import ShardsError
 from shards.naming import validate_name
 from shards.writer import DatasetWriter
@@ -116,9 +117,12 @@ def decode_rgb(value: dict[str, Any], where: str) -> np.ndarray:
 
     try:
         pil = Image().decode_example(value)
-        return np.asarray(pil.convert("RGB"))
     except Exception as exc:  # PIL raises several types for a bad image; all mean "unreadable"
         raise ShardsError(f"{where}: unreadable image ({exc}); fix or remove it in the source") from exc
+    try:
+        return np.asarray(to_8bit(pil).convert("RGB"))  # 16-bit scaled, not clipped by convert()
+    except ValueError as exc:
+        raise ShardsError(f"{where}: {exc}") from exc
 
 
 def shard_samples(src: ImportSource, split: str, rows, first_index: int, count: int) -> Iterator[dict]:

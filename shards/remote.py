@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from shards.diskspace import no_space_is_one_line
 from shards.errors import ShardsError
 from shards.httpio import RemoteNotFound, check_dataset_url
 from shards.jsonio import atomic_target, write_json_atomic
@@ -68,16 +69,17 @@ def _download(url: str, cache_dir: Path) -> Path:
     if (root / MANIFEST).is_file() and load_manifest(root).to_dict() == manifest.to_dict():
         return root
     entries = [e for s in manifest.splits.values() for e in s.shards]
-    for entry in tqdm(entries, desc=f"downloading {url}", unit="shard"):
-        dest = shard_path(root, entry.file)
-        if not (dest.is_file() and dest.stat().st_size == entry.bytes):
-            _fetch(f"{url}/{entry.file}", dest, entry.sha256)
-    for name in SIDE_FILES:
-        try:
-            _fetch(f"{url}/{name}", root / name)
-        except RemoteNotFound:
-            log.info("%s/%s not found; continuing without it", url, name)
-    write_json_atomic(root / MANIFEST, manifest.to_dict())
+    with no_space_is_one_line(root, sum(e.bytes for e in entries)):  # at most the whole dataset is needed
+        for entry in tqdm(entries, desc=f"downloading {url}", unit="shard"):
+            dest = shard_path(root, entry.file)
+            if not (dest.is_file() and dest.stat().st_size == entry.bytes):
+                _fetch(f"{url}/{entry.file}", dest, entry.sha256)
+        for name in SIDE_FILES:
+            try:
+                _fetch(f"{url}/{name}", root / name)
+            except RemoteNotFound:
+                log.info("%s/%s not found; continuing without it", url, name)
+        write_json_atomic(root / MANIFEST, manifest.to_dict())
     return root
 
 

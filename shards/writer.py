@@ -35,7 +35,7 @@ import numpy as np
 
 from shards.card import card_text, write_timm_info
 from shards.codec import IMAGE_EXTS, encode_image, encode_json, json_schema
-from shards.diskspace import is_no_space, no_space_error
+from shards.diskspace import is_no_space, no_space_error, no_space_is_one_line
 from shards.errors import ShardsError
 from shards.manifest import (
     FORMAT_VERSION,
@@ -199,10 +199,11 @@ class DatasetWriter:
                     f"{STATE_DIR}/{MARKER}); its files are never replaced, even with --overwrite: choose an "
                     "empty or new --out"
                 )
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
-        if not (self.state_dir / MARKER).is_file():
-            write_json_atomic(self.state_dir / MARKER, {"written_by": "shards.DatasetWriter", "toolkit_version":
-                                                        __version__})
+        with no_space_is_one_line(self.out_dir):
+            self.lock_dir.mkdir(parents=True, exist_ok=True)
+            if not (self.state_dir / MARKER).is_file():
+                write_json_atomic(self.state_dir / MARKER, {"written_by": "shards.DatasetWriter",
+                                                            "toolkit_version": __version__})
         existing = self._existing_hash()
         if existing is not None and existing != self.config_hash:
             if not self.overwrite:
@@ -423,11 +424,12 @@ class DatasetWriter:
                      len(missing), len(specs), missing[0])
             return None
         manifest = dataclasses.replace(self._assemble(specs, stats), skipped=list(skipped or []))
-        self._record_config()  # a dataset of empty splits commits no shard
-        self._remove_stray_shards(specs)
-        write_timm_info(self.out_dir, manifest)
-        self._write_card(manifest)
-        write_json_atomic(self.out_dir / MANIFEST, manifest.to_dict())
+        with no_space_is_one_line(self.out_dir):
+            self._record_config()  # a dataset of empty splits commits no shard
+            self._remove_stray_shards(specs)
+            write_timm_info(self.out_dir, manifest)
+            self._write_card(manifest)
+            write_json_atomic(self.out_dir / MANIFEST, manifest.to_dict())
         return manifest
 
     def _write_card(self, manifest: Manifest) -> None:

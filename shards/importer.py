@@ -8,7 +8,8 @@ All three go through `datasets.load_dataset(SOURCE, streaming=True)`: it reads H
 folders (split from the file names) and the `SPLIT/CLASS/...` image folder layout, and in streaming mode
 it writes no Arrow cache outside --out. The image and label columns are the dataset's one `Image` and one
 `ClassLabel` feature unless named; class names come from that `ClassLabel`. Each split is kept, its rows in
-source order; the image is decoded and stored as RGB PNG (or JPEG), the label as `cls`, and `json` holds
+source order; the image is decoded (16-bit greyscale scaled to 8 bits, float images in [0, 1] scaled,
+others refused: `shards.codec.to_8bit`) and stored as RGB PNG (or JPEG), the label as `cls`, and `json` holds
 the row number in the source split. Writing goes through `shards.DatasetWriter`, so the result is
 deterministic and resumable: complete shards are skipped (their rows are read but not decoded).
 """

@@ -269,6 +269,9 @@ def stage_unit(url: str, kind: str, folder: str, stage: str) -> int:
         except ValueError as exc:
             raise DogbirdError(f"{url}: {exc}; is this an ImageNet source?") from exc
         dest = stage_dir / folder / wnids[label] / f"{sid}.JPEG"
+        if dest.is_file() and dest.read_bytes() != data:  # equal bytes: this unit staged again after a kill
+            raise DogbirdError(f"{url}: {name!r} is ImageNet image {sid}, which another row of the source holds "
+                               "with other bytes; keep one row per image and re-run")
         dest.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(dest, data)
         count += 1

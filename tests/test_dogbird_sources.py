@@ -122,3 +122,20 @@ def test_a_flat_val_csv_of_another_shape_is_one_line(images, tmp_path, capsys, c
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"error: {root / 'LOC_val_solution.csv'}: {message}; use Kaggle's LOC_val_solution.csv as it comes "
         "(header ImageId,PredictionString)")
+
+
+def test_two_parquet_rows_of_one_imagenet_id_with_other_bytes_are_refused(images, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "src"
+    (root / "data").mkdir(parents=True)
+    one, other = images["val"][0].data, images["val"][1].data
+    rows = [{"bytes": one, "path": "ILSVRC2012_val_00000001.JPEG"},
+            {"bytes": other, "path": "ILSVRC2012_val_00000001 copy.JPEG"}]
+    pq.write_table(pa.table({"image": rows, "label": [160, 160]}), root / "data" / "validation-00000-of-00001.parquet")
+    assert run(root, tmp_path / "out") == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {root / 'data' / 'validation-00000-of-00001.parquet'}: 'ILSVRC2012_val_00000001 copy.JPEG' is "
+        "ImageNet image ILSVRC2012_val_00000001, which another row of the source holds with other bytes; keep one "
+        "row per image and re-run")

@@ -39,17 +39,6 @@ def encode_image(image: np.ndarray | bytes, ext: str) -> bytes:
     return buffer.getvalue()
 
 
-def _check_encoded(data: bytes) -> None:
-    """Refuse encoded bytes that are no image or hold more than 8 bits per channel (read from the header)."""
-    try:
-        mode = Image.open(io.BytesIO(data)).mode
-    except DECODE_ERRORS as exc:
-        raise ShardsError(f"encoded image bytes that are no image ({type(exc).__name__}: {exc})") from exc
-    if mode in WIDE_MODES:
-        raise ShardsError(f"encoded image of mode {mode} (more than 8 bits per channel): the format stores 8-bit "
-                          "images; decode it and pass a uint8 array (shards.codec.to_8bit scales it)")
-
-
 # What PIL raises for damaged or hostile image bytes (zlib.error, struct.error and SyntaxError come from
 # its PNG/JPEG plugins); decode_image turns them into ValueError, the one type readers treat as bad data.
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, Image.DecompressionBombError)
@@ -82,6 +71,17 @@ def to_8bit(pil: Image.Image) -> Image.Image:
                              "convert it to 8-bit, or scale it to [0, 1]")
         return Image.fromarray(np.rint(array * 255).astype(np.uint8), "L")
     return Image.fromarray((array.astype(np.uint16) >> 8).astype(np.uint8), "L")
+
+
+def _check_encoded(data: bytes) -> None:
+    """Refuse encoded bytes that are no image or hold more than 8 bits per channel (read from the header)."""
+    try:
+        mode = Image.open(io.BytesIO(data)).mode
+    except DECODE_ERRORS as exc:
+        raise ShardsError(f"encoded image bytes that are no image ({type(exc).__name__}: {exc})") from exc
+    if mode in WIDE_MODES:
+        raise ShardsError(f"encoded image of mode {mode} (more than 8 bits per channel): the format stores 8-bit "
+                          "images; decode it and pass a uint8 array (shards.codec.to_8bit scales it)")
 
 
 def decode_image(data: bytes, channels: int | None = None, shape: list[int] | None = None) -> np.ndarray:

@@ -45,7 +45,7 @@ from shards.manifest import (
     SplitInfo,
     config_hash,
 )
-from shards.jsonio import read_json, write_json_atomic, write_text_atomic
+from shards.jsonio import read_json, read_json_object, write_json_atomic, write_text_atomic
 from shards.lock import hold_lock, release_lock
 from shards.naming import sample_key, shard_relpath, shard_stem, validate_name
 from shards.tario import tar_end, tar_member
@@ -436,15 +436,16 @@ class DatasetWriter:
         """Write README.md, unless it is not one the writer wrote (edited by hand since, or the user's):
         then keep it and say so. `.shards/card.json` holds the sha256s of the cards written here."""
         path, record = self.out_dir / "README.md", self.state_dir / CARD_RECORD
+        text = card_text(manifest, self.card)
+        new = hashlib.sha256(text.encode()).hexdigest()
         current = _sha256_file(path) if path.is_file() else None
-        if current is not None and current not in read_json(record, default={}).get("sha256", []):
+        written = read_json_object(record, default={}, fix="delete it and re-run").get("sha256", [])
+        if current not in (None, new, *written):  # a card equal to the one due is ours (made before the record)
             log.warning("%s: edited since this toolkit wrote it (or not written by it): kept as it is; delete it "
                         "and re-run the same command to have the dataset card written again", path)
             return
-        text = card_text(manifest, self.card)
-        new = hashlib.sha256(text.encode()).hexdigest()
         # Recorded before the card is replaced: a kill between the two leaves both cards recognised as ours.
-        write_json_atomic(record, {"sha256": [h for h in (current, new) if h]})
+        write_json_atomic(record, {"sha256": [h for h in dict.fromkeys((current, new)) if h]})
         write_text_atomic(path, text)
 
     def _remove_stray_shards(self, specs: list[ShardSpec]) -> None:

@@ -30,6 +30,7 @@ from dogbird.classes import dogbird_classes, imagenet_wnids
 from dogbird.errors import DogbirdError
 from dogbird.runner import map_unordered, no_bar
 from shards.codec import group_samples
+from shards.httpio import split_hub_url
 from shards.jsonio import read_json, write_bytes_atomic, write_json_atomic
 from shards.read import open_url
 from shards.tario import iter_tar_members
@@ -224,6 +225,7 @@ def _units(source: str) -> list[tuple[str, str, str]]:
     if source.startswith("hf://"):
         from huggingface_hub import HfFileSystem  # deferred: network client, only for hf:// sources
 
+        split_hub_url(source)  # a repo name the Hub forbids is one line here, not HfFileSystem's traceback
         fs, base = HfFileSystem(), source[len("hf://"):].rstrip("/")
         try:
             names = [f"hf://{p}" for pattern in ("*", "data/*") for p in fs.glob(f"{base}/{pattern}")]

@@ -139,3 +139,11 @@ def test_two_parquet_rows_of_one_imagenet_id_with_other_bytes_are_refused(images
         f"error: {root / 'data' / 'validation-00000-of-00001.parquet'}: 'ILSVRC2012_val_00000001 copy.JPEG' is "
         "ImageNet image ILSVRC2012_val_00000001, which another row of the source holds with other bytes; keep one "
         "row per image and re-run")
+
+
+@pytest.mark.parametrize("url, part", [("hf://datasets/me/x?y=1", "x?y=1"), ("hf://datasets/-me/x", "-me"),
+                                       ("hf://datasets/me/x..y", "x..y")])
+def test_an_hf_source_the_hub_cannot_name_is_one_line(tmp_path, capsys, url, part):
+    assert run(url, tmp_path / "out") == 2  # was: HfFileSystem's HfUriError traceback
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        f"error: {url}: {part!r} is not a Hub repo name")

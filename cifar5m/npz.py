@@ -88,7 +88,11 @@ def open_part(path: str | os.PathLike, num_classes: int = len(CIFAR10_CLASSES)) 
             if len(y_shape) != 1 or y_dtype.kind not in "iu":
                 raise Cifar5mError(f"{path}: Y is {y_dtype} {y_shape}; must be integer labels of shape (N,)")
             f.seek(0)
-            labels = np.lib.format.read_array(f, allow_pickle=False)
+            try:
+                labels = np.lib.format.read_array(f, allow_pickle=False)
+            except ValueError as exc:  # numpy: "EOF: reading array data, expected N bytes got M"
+                raise Cifar5mError(f"{path}: Y's header says {y_shape[0]:,} labels but the file holds fewer ({exc}); "
+                                   "the file is damaged: download it again") from exc
     if dtype != np.uint8 or fortran or tuple(shape[1:]) != IMAGE_SHAPE:
         raise Cifar5mError(f"{path}: X is {dtype} {shape}{' (Fortran order)' if fortran else ''}; must be "
                            f"uint8 (N, {', '.join(map(str, IMAGE_SHAPE))}) in C order")
@@ -238,6 +242,9 @@ def export_npz(dataset: str, out_dir: str, part_rows: int | None = None, overwri
     manifest = load_manifest(root)
     if manifest.image_shape != list(IMAGE_SHAPE):
         raise Cifar5mError(f"{dataset}: images are {manifest.image_shape}, CIFAR-5m parts hold 32x32x3")
+    if "train" not in manifest.splits:  # the parts' layout: train parts, then the test split in the last
+        raise Cifar5mError(f"{dataset}: no train split (splits: {', '.join(manifest.splits)}); CIFAR-5m parts "
+                           "hold the train split, then the test split in the last part")
     layout = export_layout(manifest, part_rows)
     out = Path(out_dir)
     paths = [out / f"part{k}.npz" for k in range(len(layout))]

@@ -59,12 +59,13 @@ def _reason(exc: BaseException) -> str:
     return re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", f"{type(exc).__name__}: {exc}")
 
 
-def scan_chunk(items: list[Item]) -> list[dict[str, str]]:
-    """The unreadable images among `items`, each as {split-free file, source_id, reason}."""
+def scan_chunk(items: list[Item], size: int = 0) -> list[dict[str, str]]:
+    """The images among `items` that cannot be read (or resized to shorter side `size`), each as
+    {split-free file, source_id, reason}."""
     bad = []
     for item in items:
         try:
-            check_image(Path(item.path).read_bytes())
+            check_image(Path(item.path).read_bytes(), size)
         except DATA_ERRORS as exc:
             bad.append({"file": item.where, "source_id": item.source_id, "reason": _reason(exc)})
     return bad
@@ -105,6 +106,7 @@ def run_build(cfg: BuildConfig, bar: Callable = no_bar) -> BuildResult:
     check_out_dir(out)
     listed = list_source(cfg.source, out, cfg.workers, cfg.ray, bar)
     _check_classes(listed, cfg)
+    _check_unique_ids(listed, cfg)
     ordered = {split: order_items(items, cfg.seed, split) for split, items in listed.items()}
     skipped, scan_file = cached_scan(out, listed, ordered, cfg, bar)
     bad = {(s["split"], s["source_id"]) for s in skipped}
@@ -156,9 +158,20 @@ def _check_classes(listed: dict[str, list[Item]], cfg: BuildConfig) -> None:
                            "use the full ImageNet, or pass --allow-missing-classes to build without them")
 
 
+def _check_unique_ids(listed: dict[str, list[Item]], cfg: BuildConfig) -> None:
+    """Refuse two files with one ImageNet id (`x.JPEG` and `x copy.JPEG`, or a val image in two class
+    folders): the id is each sample's provenance, and which file is the right one is the user's call."""
+    for items in listed.values():  # sorted by source id: a repeated id is adjacent
+        for a, b in zip(items, items[1:]):
+            if a.source_id == b.source_id:
+                raise DogbirdError(f"{cfg.source}: {a.where} and {b.where} are both ImageNet image {a.source_id}; "
+                                   "keep one file per image (remove the copy, or the one in the wrong class "
+                                   "folder) and re-run")
+
+
 def scan(ordered: dict[str, list[Item]], cfg: BuildConfig, bar: Callable) -> list[dict[str, str]]:
     """Every unreadable image as {split, file, source_id, reason}, sorted by split and source id."""
-    tasks = [((split, items[i:i + SCAN_CHUNK]),) for split, items in ordered.items()
+    tasks = [((split, items[i:i + SCAN_CHUNK], cfg.size),) for split, items in ordered.items()
              for i in range(0, len(items), SCAN_CHUNK)]
     skipped = []
     with bar("checking images", sum(len(t[0][1]) for t in tasks), "img") as progress:
@@ -170,9 +183,10 @@ def scan(ordered: dict[str, list[Item]], cfg: BuildConfig, bar: Callable) -> lis
 
 def cached_scan(out: Path, listed: dict[str, list[Item]], ordered: dict[str, list[Item]], cfg: BuildConfig,
                 bar: Callable) -> tuple[list[dict[str, str]], Path]:
-    """scan(), kept in OUT/.work per listing (independent of seed and image settings), so a resumed or
-    repeated build does not decode every image again; returns the skipped entries and the cache file."""
-    listing = json.dumps({s: [[i.source_id, i.where] for i in items] for s, items in listed.items()}, sort_keys=True)
+    """scan(), kept in OUT/.work per listing and --size (what decides which images fit a JPEG), so a resumed
+    or repeated build does not decode every image again; returns the skipped entries and the cache file."""
+    ids = {s: [[i.source_id, i.where] for i in items] for s, items in listed.items()}
+    listing = json.dumps({"size": cfg.size, **ids}, sort_keys=True)
     path = out / SCRATCH_DIR / f"scan-{hashlib.sha256(listing.encode()).hexdigest()[:16]}.json"
     if path.is_file():
         return read_json(path), path
@@ -182,9 +196,9 @@ def cached_scan(out: Path, listed: dict[str, list[Item]], ordered: dict[str, lis
     return skipped, path
 
 
-def _scan_task(task: tuple[str, list[Item]]) -> tuple[str, int, list[dict[str, str]]]:
-    split, items = task
-    return split, len(items), scan_chunk(items)
+def _scan_task(task: tuple[str, list[Item], int]) -> tuple[str, int, list[dict[str, str]]]:
+    split, items, size = task
+    return split, len(items), scan_chunk(items, size)
 
 
 def dataset_writer(cfg: BuildConfig, kept: dict[str, list[Item]]) -> DatasetWriter:
@@ -211,7 +225,7 @@ def card_info(cfg: BuildConfig, res: int | None = None) -> CardInfo:
         annotations_creators=("expert-generated",),
         source_datasets=("imagenet-1k",),
         notes=("ImageNet's terms of access apply (image-net.org/download): research and non-commercial use.",
-               "manifest.json lists every source image that could not be decoded (`skipped`, with the reason)."),
+               "manifest.json lists every source image that could not be used (`skipped`, with the reason)."),
     )
 
 

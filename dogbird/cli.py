@@ -28,9 +28,10 @@ test from ImageNet val (6,100). Other classes never enter (Chihuahua, German she
 sheepdog are dogs but not hunting dogs).
 
 --imagenet: {LAYOUTS}. Gated Hub repos need HF_TOKEN.
-Images are re-encoded as RGB JPEGs (EXIF orientation applied); unreadable files are skipped and listed
-in manifest.json. The same source and seed give byte-identical shards whatever the layout; re-run the
-same command to resume after an interruption.
+Images are re-encoded as RGB JPEGs (EXIF orientation applied; 16-bit greyscale scaled to 8 bits);
+unreadable files, and those whose resized longer side would pass JPEG's 65,500 px limit, are skipped and
+listed in manifest.json; two files with one ImageNet id are refused. The same source and seed give
+byte-identical shards whatever the layout; re-run the same command to resume after an interruption.
 """
 
 
@@ -83,8 +84,8 @@ def build(args: argparse.Namespace) -> int:
                  len(info.shards))
     for entry in result.skipped[:10]:
         log.warning("skipped %s: %s", entry["file"], entry["reason"])
-    log.info("wrote %d images to %s; skipped %d unreadable (listed in manifest.json)%s", result.written, cfg.out_dir,
-             len(result.skipped), "".join(f"; fixed-size copy in {d}" for d in result.res_dirs))
+    log.info("wrote %d images to %s; skipped %d unreadable or unusable (listed in manifest.json)%s", result.written,
+             cfg.out_dir, len(result.skipped), "".join(f"; fixed-size copy in {d}" for d in result.res_dirs))
     return 0
 
 

@@ -14,6 +14,8 @@ import logging
 import numpy as np
 from PIL import Image, ImageOps
 
+from shards.codec import to_8bit
+
 log = logging.getLogger(__name__)
 
 # A truncated file is an error, never a half-grey image (PIL's default; stated because it matters here).
@@ -21,12 +23,32 @@ Image.LOAD_TRUNCATED_IMAGES = False
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
 
 
-def check_image(data: bytes) -> None:
-    """Raise when `data` cannot be decoded; cheap: JPEGs decode at 1/8 scale (libjpeg DCT scaling)."""
+# libjpeg's JPEG_MAX_DIMENSION: no side of a JPEG may be longer. It also bounds the memory of one resized
+# image (a 1x8000 JPEG of a few hundred bytes resized to shorter side 256 would take 1.5 GB, then fail).
+JPEG_MAX_SIDE = 65_500
+
+
+def check_image(data: bytes, size: int = 0) -> None:
+    """Raise ValueError (or PIL's error) when `data` cannot become a dataset image at shorter side `size`.
+
+    Cheap: the resized size is checked from the header, and JPEGs decode at 1/8 scale (libjpeg DCT scaling).
+    """
     with Image.open(io.BytesIO(data)) as image:
+        longer = resized_longer_side(image.size, size)
+        if longer > JPEG_MAX_SIDE:
+            w, h = image.size
+            raise ValueError(f"a {w}x{h} image: resizing its shorter side to {size} px makes the longer one "
+                             f"{longer:,} px, over JPEG's limit of {JPEG_MAX_SIDE:,}")
         if image.format == "JPEG":
             image.draft("RGB", (image.width // 8 or 1, image.height // 8 or 1))
         image.load()
+        to_8bit(image)  # a float image outside [0, 1] or a 32-bit one raises here, not while writing
+
+
+def resized_longer_side(wh: tuple[int, int], size: int) -> int:
+    """The longer side after resize_shorter(size) (size 0 keeps it)."""
+    short, long = sorted(wh)
+    return max(1, round(long * (size / short))) if size else long
 
 
 def open_rgb(data: bytes) -> Image.Image:
@@ -39,6 +61,7 @@ def open_rgb(data: bytes) -> Image.Image:
         log.debug("unreadable EXIF (%s): orientation left as stored", exc)
     if image.mode == "RGB":
         return image  # convert() would copy it
+    image = to_8bit(image)  # 16-bit greyscale scaled (convert() clips it); unusable floats raise ValueError
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):
@@ -53,8 +76,8 @@ def resize_shorter(image: Image.Image, size: int) -> Image.Image:
     if size == 0:
         return image
     w, h = image.size
-    scale = size / min(w, h)
-    new = (size, max(1, round(h * scale))) if w <= h else (max(1, round(w * scale)), size)
+    longer = resized_longer_side((w, h), size)
+    new = (size, longer) if w <= h else (longer, size)
     return image if new == (w, h) else image.resize(new, Image.Resampling.BILINEAR)
 
 

@@ -30,6 +30,7 @@ from dogbird.classes import dogbird_classes, imagenet_wnids
 from dogbird.errors import DogbirdError
 from dogbird.runner import map_unordered, no_bar
 from shards.codec import group_samples
+from shards.httpio import split_hub_url
 from shards.jsonio import read_json, write_bytes_atomic, write_json_atomic
 from shards.read import open_url
 from shards.tario import iter_tar_members
@@ -173,8 +174,7 @@ def _val_labels(root: Path, base: Path) -> dict[str, str]:
     folders = [base, *[p for p in base.parents if p == root or root in p.parents]]
     for d in folders:
         if (d / KAGGLE_VAL).is_file():
-            with open(d / KAGGLE_VAL, newline="") as f:
-                return {row["ImageId"]: row["PredictionString"].split()[0] for row in csv.DictReader(f)}
+            return _kaggle_labels(d / KAGGLE_VAL)
     for d in folders:
         for data in (d, d / "data", d / "ILSVRC2012_devkit_t12" / "data"):
             if (data / GROUND_TRUTH).is_file():
@@ -182,6 +182,27 @@ def _val_labels(root: Path, base: Path) -> dict[str, str]:
     raise DogbirdError(f"{base / 'val'}: flat val images but no labels; put Kaggle's {KAGGLE_VAL} or the devkit "
                        f"(ILSVRC2012_devkit_t12/data/{GROUND_TRUTH} + meta.mat) next to it, or sort val into "
                        "wnid folders (valprep.sh)")
+
+
+def _kaggle_labels(path: Path) -> dict[str, str]:
+    """Kaggle's LOC_val_solution.csv: ImageId, PredictionString ("wnid x0 y0 x1 y1 wnid ..."; the first wnid
+    is the image's class); another header or a row without a leading wnid is one clear error."""
+    fix = f"use Kaggle's {KAGGLE_VAL} as it comes (header ImageId,PredictionString)"
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or ()):
+                raise DogbirdError(f"{path}: header {reader.fieldnames}, not ImageId,PredictionString; {fix}")
+            labels = {}
+            for line, row in enumerate(reader, start=2):
+                words = (row["PredictionString"] or "").split()
+                if not words or not WNID_RE.fullmatch(words[0]):
+                    raise DogbirdError(f"{path}: line {line}: PredictionString {row['PredictionString']!r} does not "
+                                       f"start with a wnid (nNNNNNNNN); {fix}")
+                labels[row["ImageId"]] = words[0]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DogbirdError(f"{path}: not a CSV file ({exc}); {fix}") from exc
+    return labels
 
 
 def _devkit_labels(ground_truth: Path, meta_mat: Path) -> dict[str, str]:
@@ -204,6 +225,7 @@ def _units(source: str) -> list[tuple[str, str, str]]:
     if source.startswith("hf://"):
         from huggingface_hub import HfFileSystem  # deferred: network client, only for hf:// sources
 
+        split_hub_url(source)  # a repo name the Hub forbids is one line here, not HfFileSystem's traceback
         fs, base = HfFileSystem(), source[len("hf://"):].rstrip("/")
         try:
             names = [f"hf://{p}" for pattern in ("*", "data/*") for p in fs.glob(f"{base}/{pattern}")]
@@ -249,6 +271,9 @@ def stage_unit(url: str, kind: str, folder: str, stage: str) -> int:
         except ValueError as exc:
             raise DogbirdError(f"{url}: {exc}; is this an ImageNet source?") from exc
         dest = stage_dir / folder / wnids[label] / f"{sid}.JPEG"
+        if dest.is_file() and dest.read_bytes() != data:  # equal bytes: this unit staged again after a kill
+            raise DogbirdError(f"{url}: {name!r} is ImageNet image {sid}, which another row of the source holds "
+                               "with other bytes; keep one row per image and re-run")
         dest.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(dest, data)
         count += 1
@@ -268,18 +293,37 @@ def _parquet_rows(url: str) -> Iterator[tuple[str, int, bytes]]:
             stream = io.BytesIO(stream.read())  # plain HTTP: parquet needs random access to its footer
         try:
             batches = pq.ParquetFile(stream).iter_batches(columns=["label", "image"], batch_size=256)
+            row = 0
             for batch in batches:
                 labels = batch.column("label").to_pylist()
                 images = batch.column("image")
                 for i, label in enumerate(labels):
-                    if label is not None and 0 <= label < 1000:
-                        image = images[i].as_py()
-                        yield image.get("path") or "", label, image["bytes"]
+                    if _parquet_label(url, row + i, label) is not None and 0 <= label < 1000:
+                        name, data = _parquet_image(url, row + i, images[i].as_py())
+                        yield name, label, data
+                row += len(labels)
         except (KeyError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
             raise DogbirdError(f"{url}: not an ImageNet parquet file with columns image {{bytes, path}} and "
                                f"label ({exc})") from exc
         except OSError as exc:
             raise DogbirdError(f"{url}: {_READ_FAILED} ({exc})") from exc
+
+
+def _parquet_label(url: str, row: int, label) -> int | None:
+    """A row's label: an integer class index, or None (unlabelled); anything else is no ImageNet file."""
+    if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
+        raise DogbirdError(f"{url}: row {row}: label {label!r} is a {type(label).__name__}, not an ImageNet class "
+                           "index (0-999); is this an ImageNet parquet file?")
+    return label
+
+
+def _parquet_image(url: str, row: int, image) -> tuple[str, bytes]:
+    """A row's image {bytes, path} -> (path, bytes); a null, bare-bytes or other image is one clear error."""
+    if not (isinstance(image, dict) and isinstance(image.get("bytes"), bytes)):
+        what = "null" if image is None or isinstance(image, dict) else f"a {type(image).__name__} value"
+        raise DogbirdError(f"{url}: row {row}: its image is {what}, where an ImageNet parquet file has "
+                           "image {bytes, path} with the file's bytes in every row")
+    return image.get("path") or "", image["bytes"]
 
 
 def _tar_rows(url: str) -> Iterator[tuple[str, int, bytes]]:

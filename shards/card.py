@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shards.jsonio import write_json_atomic, write_text_atomic
+from shards.jsonio import write_json_atomic
 from shards.manifest import Manifest
 
 JSON_TO_HF = {"int": "int64", "float": "float64", "str": "string", "bool": "bool", "null": "null"}
@@ -124,9 +124,9 @@ ds = wds.WebDataset("data/{first}-{{000000..{len(manifest.splits[first].shards) 
 """
 
 
-def write_card(out_dir: Path, manifest: Manifest, info: CardInfo | None) -> None:
+def card_text(manifest: Manifest, info: CardInfo | None) -> str:
     info = info or CardInfo()
-    write_text_atomic(Path(out_dir) / "README.md", card_yaml(manifest, info) + card_body(manifest, info))
+    return card_yaml(manifest, info) + card_body(manifest, info)
 
 
 def write_timm_info(out_dir: Path, manifest: Manifest) -> None:

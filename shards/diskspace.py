@@ -10,6 +10,8 @@ import errno
 import math
 import os
 import shutil
+from contextlib import contextmanager
+from typing import Iterator
 
 from shards.errors import ShardsError
 
@@ -29,3 +31,14 @@ def check_free_space(path: str | os.PathLike, need_bytes: int) -> None:
     free = shutil.disk_usage(path).free
     if free < need_bytes:
         raise no_space_error(path, need_bytes - free)
+
+
+@contextmanager
+def no_space_is_one_line(path: str | os.PathLike, need_bytes: int = 0) -> Iterator[None]:
+    """A full disk inside the block becomes no_space_error(path, need_bytes); other errors pass."""
+    try:
+        yield
+    except OSError as exc:
+        if is_no_space(exc):
+            raise no_space_error(path, need_bytes) from exc
+        raise

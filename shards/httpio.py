@@ -19,6 +19,7 @@ from __future__ import annotations
 import http.client
 import io
 import logging
+import re
 import socket
 import ssl
 import time
@@ -38,12 +39,22 @@ TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 TRANSIENT_ERRORS = (ConnectionError, TimeoutError, http.client.IncompleteRead, http.client.RemoteDisconnected)
 
 
+# The Hub's rule for ORG and NAME (huggingface_hub.utils.validate_repo_id): letters, digits, '-', '_', '.';
+# 1 to 96 of them; not starting or ending with '-' or '.'; no '--' or '..'.
+_REPO_PART = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
+
+
 def split_hub_url(url: str) -> tuple[str, str | None, str]:
     """`hf://datasets/ORG/NAME[@REV][/PATH]` -> (repo id, revision or None, path)."""
     parts = url[len("hf://"):].split("/", 3) if url.startswith("hf://") else []
     if len(parts) < 3 or parts[0] != "datasets" or not parts[1] or not parts[2].split("@")[0]:
         raise ShardsError(f"{url}: expected hf://datasets/ORG/NAME[@REVISION]; check the dataset URL")
     name, _, revision = parts[2].partition("@")
+    for part in (parts[1], name):
+        if not _REPO_PART.fullmatch(part):
+            raise ShardsError(f"{url}: {part!r} is not a Hub repo name (letters, digits, '-', '_', '.'; not "
+                              "starting or ending with '-' or '.'; no '--' or '..'; at most 96); expected "
+                              "hf://datasets/ORG/NAME[@REVISION]")
     return f"{parts[1]}/{name}", unquote(revision) or None, parts[3] if len(parts) > 3 else ""
 
 

@@ -8,7 +8,8 @@ All three go through `datasets.load_dataset(SOURCE, streaming=True)`: it reads H
 folders (split from the file names) and the `SPLIT/CLASS/...` image folder layout, and in streaming mode
 it writes no Arrow cache outside --out. The image and label columns are the dataset's one `Image` and one
 `ClassLabel` feature unless named; class names come from that `ClassLabel`. Each split is kept, its rows in
-source order; the image is decoded and stored as RGB PNG (or JPEG), the label as `cls`, and `json` holds
+source order; the image is decoded (16-bit greyscale scaled to 8 bits, float images in [0, 1] scaled,
+others refused: `shards.codec.to_8bit`) and stored as RGB PNG (or JPEG), the label as `cls`, and `json` holds
 the row number in the source split. Writing goes through `shards.DatasetWriter`, so the result is
 deterministic and resumable: complete shards are skipped (their rows are read but not decoded).
 """
@@ -23,6 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from shards.card import CardInfo
+from shards.codec import to_8bit
 from shards.errors import ShardsError
 from shards.naming import validate_name
 from shards.writer import DatasetWriter
@@ -116,9 +118,12 @@ def decode_rgb(value: dict[str, Any], where: str) -> np.ndarray:
 
     try:
         pil = Image().decode_example(value)
-        return np.asarray(pil.convert("RGB"))
     except Exception as exc:  # PIL raises several types for a bad image; all mean "unreadable"
         raise ShardsError(f"{where}: unreadable image ({exc}); fix or remove it in the source") from exc
+    try:
+        return np.asarray(to_8bit(pil).convert("RGB"))  # 16-bit scaled, not clipped by convert()
+    except ValueError as exc:
+        raise ShardsError(f"{where}: {exc}") from exc
 
 
 def shard_samples(src: ImportSource, split: str, rows, first_index: int, count: int) -> Iterator[dict]:

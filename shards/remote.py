@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from shards.diskspace import no_space_is_one_line
 from shards.errors import ShardsError
 from shards.httpio import RemoteNotFound, check_dataset_url
 from shards.jsonio import atomic_target, write_json_atomic
@@ -68,16 +69,17 @@ def _download(url: str, cache_dir: Path) -> Path:
     if (root / MANIFEST).is_file() and load_manifest(root).to_dict() == manifest.to_dict():
         return root
     entries = [e for s in manifest.splits.values() for e in s.shards]
-    for entry in tqdm(entries, desc=f"downloading {url}", unit="shard"):
-        dest = shard_path(root, entry.file)
-        if not (dest.is_file() and dest.stat().st_size == entry.bytes):
-            _fetch(f"{url}/{entry.file}", dest, entry.sha256)
-    for name in SIDE_FILES:
-        try:
-            _fetch(f"{url}/{name}", root / name)
-        except RemoteNotFound:
-            log.info("%s/%s not found; continuing without it", url, name)
-    write_json_atomic(root / MANIFEST, manifest.to_dict())
+    with no_space_is_one_line(root, sum(e.bytes for e in entries)):  # at most the whole dataset is needed
+        for entry in tqdm(entries, desc=f"downloading {url}", unit="shard"):
+            dest = shard_path(root, entry.file)
+            if not (dest.is_file() and dest.stat().st_size == entry.bytes):
+                _fetch(f"{url}/{entry.file}", dest, entry.sha256)
+        for name in SIDE_FILES:
+            try:
+                _fetch(f"{url}/{name}", root / name)
+            except RemoteNotFound:
+                log.info("%s/%s not found; continuing without it", url, name)
+        write_json_atomic(root / MANIFEST, manifest.to_dict())
     return root
 
 
@@ -119,13 +121,49 @@ def _remote_manifest(repo_id: str, revision: str | None) -> Manifest | None:
         return None
 
 
+def _head(api, repo_id: str, revision: str | None) -> str | None:
+    """The commit the branch (or PR ref) `revision` (main) points to; None while the repo does not exist.
+
+    Read from the repo's git refs, not `repo_info`, whose sha can lag behind the last commit and so fail a
+    parent_commit check with no one else committing (github.com/evaleval/every_eval_ever/pull/265)."""
+    if not api.repo_exists(repo_id, repo_type="dataset"):
+        return None
+    refs = api.list_repo_refs(repo_id, repo_type="dataset", include_pull_requests=True)
+    wanted = revision or "main"
+    for ref in [*refs.branches, *(refs.pull_requests or [])]:
+        if wanted in (ref.name, ref.ref):
+            return ref.target_commit
+    raise ShardsError(f"{repo_id}: no branch {wanted!r} to publish to; create it on the Hub first "
+                      "(`hf repo branch create`), or leave out --revision (nothing was uploaded)")
+
+
+def _stale_shards(local: Manifest, remote: Manifest | None, repo_id: str, force: bool) -> list[str]:
+    """Refuse a repo holding another dataset unless `force`; then the old shards ours lacks (to delete)."""
+    if remote is None or remote.config_hash == local.config_hash:
+        return []
+    if not force:
+        raise ShardsError(
+            f"{repo_id}: already holds another dataset (config hash {remote.config_hash[:12]}..., yours "
+            f"{local.config_hash[:12]}...); publish to another repo, or pass --force to replace it")
+    ours = {e.file for s in local.splits.values() for e in s.shards}
+    return sorted({e.file for s in remote.splits.values() for e in s.shards} - ours)
+
+
+def _is_conflict(exc: Exception) -> bool:
+    """The Hub's answer to a commit whose parent_commit is no longer the branch's head: 412."""
+    return getattr(getattr(exc, "response", None), "status_code", None) == 412
+
+
 def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,
             message: str | None = None, force: bool = False) -> str:
     """Verify a local dataset, then upload it to a Hub dataset repo; returns the dataset's URL.
 
     Two commits: the shards, then card + manifest. Re-running resumes (the Hub skips files it has).
     A repo whose manifest describes another dataset is refused unless `force`; then the old dataset's
-    shards that the new one lacks are deleted (only those: other files in the repo are not ours)."""
+    shards that the new one lacks are deleted (only those: other files in the repo are not ours).
+    The manifest is read at the branch's head commit and each commit names its parent (`parent_commit`,
+    the Hub's optimistic concurrency): if anything else commits to the branch meanwhile (another publish),
+    the Hub refuses the next commit, so a repo never ends with one dataset's manifest over another's shards."""
     from huggingface_hub import HfApi, get_token
 
     if not get_token():
@@ -136,25 +174,27 @@ def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revisi
     if not report.ok:
         raise ShardsError(f"{root}: verify failed ({report.problems[0]}); fix the dataset before publishing")
     local = load_manifest(root)
-    remote = _remote_manifest(repo_id, revision)
-    stale = []
-    if remote is not None and remote.config_hash != local.config_hash:
-        if not force:
-            raise ShardsError(
-                f"{repo_id}: already holds another dataset (config hash {remote.config_hash[:12]}..., yours "
-                f"{local.config_hash[:12]}...); publish to another repo, or pass --force to replace it")
-        ours = {e.file for s in local.splits.values() for e in s.shards}
-        stale = sorted({e.file for s in remote.splits.values() for e in s.shards} - ours)
     plan = upload_plan(root)
     first = [f for f in plan if f.startswith(("data/", "extras/"))]
     api = HfApi()
     try:
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        parent = _head(api, repo_id, revision)
+        if parent is None:
+            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+            parent = _head(api, repo_id, revision)
+        stale = _stale_shards(local, _remote_manifest(repo_id, parent), repo_id, force)
         for files, note, delete in ((first, " (shards)", stale or None), (plan[len(first):], "", None)):
-            api.upload_folder(folder_path=str(root), repo_id=repo_id, repo_type="dataset", revision=revision,
-                              commit_message=(message or f"Upload {root.name}") + note, allow_patterns=files,
-                              delete_patterns=delete)
+            parent = api.upload_folder(
+                folder_path=str(root), repo_id=repo_id, repo_type="dataset", revision=revision,
+                commit_message=(message or f"Upload {root.name}") + note, allow_patterns=files,
+                delete_patterns=delete, parent_commit=parent).oid
+    except ShardsError:
+        raise
     except Exception as exc:  # hub errors have many types; report them as one clear message
+        if _is_conflict(exc):
+            raise ShardsError(f"{repo_id}: someone else committed to it while this publish ran (another publish?), "
+                              "so it stopped before its manifest; check what the repo holds now, then re-run the "
+                              "same command") from exc
         raise ShardsError(f"publishing {root} to {repo_id} failed ({type(exc).__name__}: {exc}); "
                           "check `hf auth login`/HF_TOKEN and re-run the same command to resume") from exc
     return hub_dataset_url(repo_id, revision)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from shards.codec import decode_image
+from shards.codec import decode_image, json_schema
 from shards.errors import ShardsError
 from shards.manifest import Manifest, ShardEntry, config_hash, load_manifest
 from shards.naming import sample_key, shard_path
@@ -102,10 +102,13 @@ def _check_samples(data: bytes, entry: ShardEntry, manifest: Manifest) -> list[s
     counts = [0] * num_classes
     shape = manifest.image_shape
     try:
-        for n, (key, encoded, cls, _) in enumerate(iter_tar_samples(data, entry.file, decode=False), start=1):
+        for n, (key, encoded, cls, meta) in enumerate(iter_tar_samples(data, entry.file, decode=False), start=1):
             expected = entry.first_index + n - 1
             if key != sample_key(expected):
                 problems.append(f"{entry.file}: sample {key} where index {expected} was expected")
+            schema_problem = _check_json(meta, manifest.json_schema)
+            if schema_problem:
+                problems.append(f"{entry.file}: sample {key}: {schema_problem}")
             if not 0 <= cls < num_classes:
                 problems.append(f"{entry.file}: sample {key} has label {cls}, outside [0, {num_classes})")
             else:
@@ -124,6 +127,20 @@ def _check_samples(data: bytes, entry: ShardEntry, manifest: Manifest) -> list[s
     elif counts != entry.label_counts:
         problems.append(f"{entry.file}: label counts {counts} differ from the manifest's {entry.label_counts}")
     return problems
+
+
+def _check_json(meta, schema: dict[str, str]) -> str | None:
+    """What is wrong with a sample's json against the manifest's schema (every sample has the same fields
+    and JSON types: `datasets` infers its features from the first samples and fails on the others)."""
+    if not isinstance(meta, dict):
+        return f"json is a {type(meta).__name__}, not an object of the manifest's fields {sorted(schema)}"
+    try:
+        found = json_schema(meta)
+    except ShardsError as exc:
+        return str(exc)
+    if found != schema:
+        return f"json fields {found} differ from the manifest's {schema}"
+    return None
 
 
 def _check_manifest(manifest: Manifest) -> list[str]:

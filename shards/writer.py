@@ -33,9 +33,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from shards.card import write_card, write_timm_info
+from shards.card import card_text, write_timm_info
 from shards.codec import IMAGE_EXTS, encode_image, encode_json, json_schema
-from shards.diskspace import is_no_space, no_space_error
+from shards.diskspace import is_no_space, no_space_error, no_space_is_one_line
 from shards.errors import ShardsError
 from shards.manifest import (
     FORMAT_VERSION,
@@ -45,7 +45,7 @@ from shards.manifest import (
     SplitInfo,
     config_hash,
 )
-from shards.jsonio import read_json, write_json_atomic
+from shards.jsonio import read_json, read_json_object, write_json_atomic, write_text_atomic
 from shards.lock import hold_lock, release_lock
 from shards.naming import sample_key, shard_relpath, shard_stem, validate_name
 from shards.tario import tar_end, tar_member
@@ -57,6 +57,7 @@ STATE_DIR = ".shards"
 # A producer's scratch (e.g. dogbird's staged source files): never counted as a dataset, never wiped here.
 SCRATCH_DIR = ".work"
 MARKER = "created.json"  # in STATE_DIR: written when the writer creates the folder; ours only if present
+CARD_RECORD = "card.json"  # in STATE_DIR: the sha256s of the README.md cards the writer wrote
 LOCKS = "locks"  # in STATE_DIR: kept across a wipe (a lock file must not change while it is held)
 _SHARD_FILE = re.compile(r"[a-z0-9_-]+-[0-9]{6}\.tar")  # shard_relpath's file names
 
@@ -198,10 +199,11 @@ class DatasetWriter:
                     f"{STATE_DIR}/{MARKER}); its files are never replaced, even with --overwrite: choose an "
                     "empty or new --out"
                 )
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
-        if not (self.state_dir / MARKER).is_file():
-            write_json_atomic(self.state_dir / MARKER, {"written_by": "shards.DatasetWriter", "toolkit_version":
-                                                        __version__})
+        with no_space_is_one_line(self.out_dir):
+            self.lock_dir.mkdir(parents=True, exist_ok=True)
+            if not (self.state_dir / MARKER).is_file():
+                write_json_atomic(self.state_dir / MARKER, {"written_by": "shards.DatasetWriter",
+                                                            "toolkit_version": __version__})
         existing = self._existing_hash()
         if existing is not None and existing != self.config_hash:
             if not self.overwrite:
@@ -422,12 +424,29 @@ class DatasetWriter:
                      len(missing), len(specs), missing[0])
             return None
         manifest = dataclasses.replace(self._assemble(specs, stats), skipped=list(skipped or []))
-        self._record_config()  # a dataset of empty splits commits no shard
-        self._remove_stray_shards(specs)
-        write_timm_info(self.out_dir, manifest)
-        write_card(self.out_dir, manifest, self.card)
-        write_json_atomic(self.out_dir / MANIFEST, manifest.to_dict())
+        with no_space_is_one_line(self.out_dir):
+            self._record_config()  # a dataset of empty splits commits no shard
+            self._remove_stray_shards(specs)
+            write_timm_info(self.out_dir, manifest)
+            self._write_card(manifest)
+            write_json_atomic(self.out_dir / MANIFEST, manifest.to_dict())
         return manifest
+
+    def _write_card(self, manifest: Manifest) -> None:
+        """Write README.md, unless it is not one the writer wrote (edited by hand since, or the user's):
+        then keep it and say so. `.shards/card.json` holds the sha256s of the cards written here."""
+        path, record = self.out_dir / "README.md", self.state_dir / CARD_RECORD
+        text = card_text(manifest, self.card)
+        new = hashlib.sha256(text.encode()).hexdigest()
+        current = _sha256_file(path) if path.is_file() else None
+        written = read_json_object(record, default={}, fix="delete it and re-run").get("sha256", [])
+        if current not in (None, new, *written):  # a card equal to the one due is ours (made before the record)
+            log.warning("%s: edited since this toolkit wrote it (or not written by it): kept as it is; delete it "
+                        "and re-run the same command to have the dataset card written again", path)
+            return
+        # Recorded before the card is replaced: a kill between the two leaves both cards recognised as ours.
+        write_json_atomic(record, {"sha256": [h for h in dict.fromkeys((current, new)) if h]})
+        write_text_atomic(path, text)
 
     def _remove_stray_shards(self, specs: list[ShardSpec]) -> None:
         """Delete shard-named files in data/ that this dataset does not plan (ours: the folder carries our

@@ -140,3 +140,38 @@ def test_one_part_or_a_missing_file_is_refused(parts, tmp_path, capsys):
     assert "give at least two" in capsys.readouterr().err
     assert main(["import-npz", str(paths[0]), str(tmp_path / "part9.npz"), "--out", str(tmp_path / "ds")]) == 2
     assert "part9.npz: no such file" in capsys.readouterr().err
+
+
+def test_a_y_header_that_claims_more_rows_than_stored_is_one_line(tmp_path, capsys):
+    import io
+    import zipfile
+
+    good, bad = tmp_path / "part0.npz", tmp_path / "part1.npz"
+    make_part(good, 3, 0)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<i8", "fortran_order": False, "shape": (5,)})
+    x = io.BytesIO()
+    np.lib.format.write_array(x, GOOD_X)
+    with zipfile.ZipFile(bad, "w") as zf:  # Y's header says 5 labels; 3 are stored
+        zf.writestr("X.npy", x.getvalue())
+        zf.writestr("Y.npy", header.getvalue() + GOOD_Y.astype("<i8").tobytes())
+    assert main(["import-npz", str(good), str(bad), "--out", str(tmp_path / "ds")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: Y's header says 5 labels but the file holds fewer (") and err.endswith(
+        "the file is damaged: download it again\n") and err.count("\n") == 1
+    assert not (tmp_path / "ds").exists()
+
+
+def test_export_of_a_dataset_without_a_train_split_is_one_line(tmp_path, capsys):
+    from shards import DatasetWriter
+
+    writer = DatasetWriter(tmp_path / "ds", {"kind": "test-only"}, [f"c{i}" for i in range(10)], {"test": 4}, 4)
+    writer.prepare()
+    for spec in writer.pending():
+        writer.write_shard(spec, ({"image": GOOD_X[0], "cls": i} for i in range(4)))
+    writer.finalize()
+    assert main(["export-npz", str(tmp_path / "ds"), "--out", str(tmp_path / "parts")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: {tmp_path / 'ds'}: no train split (splits: test); CIFAR-5m parts hold the train split, then the "
+        "test split in the last part")
+    assert not (tmp_path / "parts").exists()

@@ -11,10 +11,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from dogbird.cli import main
-from dogbird_fixtures import (BIRDS, DOGS, TRUNCATED, dogbird_counts, fake_imagenet, shard_hashes, write_folder,
-                              write_parquet, write_wds)
+from dogbird_fixtures import (BIRDS, DOGS, TRUNCATED, _encode, dogbird_counts, fake_imagenet, shard_hashes,
+                              write_folder, write_parquet, write_wds)
 from hub_server import FakeHub
 from shards import iter_samples, load_manifest
 
@@ -264,3 +265,32 @@ def test_a_file_broken_after_the_scan_is_an_error_then_rescanned(sources, tmp_pa
     assert f"{path.relative_to(source)}: passed the scan but failed to decode" in capsys.readouterr().err
     assert build(source, out, "--overwrite") == 0  # rescanned: another dataset now, so --overwrite
     assert victim["source_id"] in [s["source_id"] for s in load_manifest(out).skipped]
+
+
+def test_an_image_too_long_to_resize_is_skipped_and_listed_and_reruns_pass(sources, tmp_path, capsys):
+    source, out = tmp_path / "folder", tmp_path / "out"
+    shutil.copytree(sources["folder"], source)
+    long = source / "train" / DOGS[0] / f"{DOGS[0]}_99.JPEG"
+    long.write_bytes(_encode(Image.new("RGB", (1, 5000), (9, 9, 9)), "JPEG"))  # 16 x 80,000 px at --size 16
+    assert build(source, out) == 0
+    [entry] = [s for s in load_manifest(out).skipped if s["source_id"] == f"{DOGS[0]}_99"]
+    assert entry["reason"] == ("ValueError: a 1x5000 image: resizing its shorter side to 16 px makes the longer "
+                               "one 80,000 px, over JPEG's limit of 65,500")
+    assert build(source, out) == 0  # the re-run agrees (was: every re-run failed on it)
+
+
+@pytest.mark.parametrize("copy", ["n02099601_1 copy.JPEG", "val-in-two-classes"])
+def test_two_files_with_one_imagenet_id_are_refused(sources, tmp_path, capsys, copy):
+    source, out = tmp_path / "folder", tmp_path / "out"
+    shutil.copytree(sources["folder"], source)
+    if copy == "val-in-two-classes":
+        first = next((source / "val" / DOGS[0]).iterdir())
+        shutil.copy(first, source / "val" / BIRDS[0] / first.name)
+        pair = f"val/{BIRDS[0]}/{first.name} and val/{DOGS[0]}/{first.name} are both ImageNet image {first.stem}"
+    else:
+        shutil.copy(source / "train" / DOGS[1] / "n02099601_1.JPEG", source / "train" / DOGS[1] / copy)
+        pair = f"train/{DOGS[1]}/{copy} and train/{DOGS[1]}/n02099601_1.JPEG are both ImageNet image n02099601_1"
+    assert build(source, out) == 2
+    err = capsys.readouterr().err
+    assert f"{pair}; keep one file per image" in err and "Traceback" not in err
+    assert not (out / "manifest.json").exists()

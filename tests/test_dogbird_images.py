@@ -48,3 +48,30 @@ def test_same_input_gives_same_bytes():
 def test_broken_files_raise(data):
     with pytest.raises((OSError, ValueError)):
         check_image(data)
+
+
+def test_a_16bit_greyscale_png_is_scaled_not_clipped():
+    ramp = (np.arange(256, dtype=np.uint32).reshape(16, 16) * 257 + 100).astype(np.uint16)
+    crop = to_fixed(_encode(Image.fromarray(ramp), "PNG"), res=16)  # I;16, which convert("RGB") clips
+    assert np.array_equal(crop, np.repeat((ramp >> 8).astype(np.uint8)[:, :, None], 3, axis=2))
+
+
+def test_a_float_image_outside_0_1_is_refused_by_the_scan():
+    data = _encode(Image.fromarray(np.full((8, 8), 200.0, np.float32)), "TIFF")
+    with pytest.raises(ValueError, match=r"a float image with values in \[200, 200\], not \[0, 1\]"):
+        check_image(data)
+
+
+@pytest.mark.parametrize("width, height", [(1, 3000), (8000, 1)])
+def test_an_image_too_long_for_a_jpeg_once_resized_is_refused_from_its_header(width, height):
+    data = _encode(Image.new("RGB", (width, height), (90, 30, 200)), "JPEG", quality=90)
+    with pytest.raises(ValueError, match=f"a {width}x{height} image: resizing its shorter side to 256 px makes the "
+                                         f"longer one {256 * max(width, height):,} px, over JPEG's limit of 65,500"):
+        check_image(data, size=256)
+    check_image(data, size=0)  # kept at its own size, it fits
+
+
+def test_a_long_image_that_fits_once_resized_is_kept():
+    data = _encode(Image.new("RGB", (1, 3000), (90, 30, 200)), "JPEG", quality=90)
+    check_image(data, size=16)
+    assert decode(to_jpeg(data, size=16, quality=90, crop=0)).size == (16, 48000)

@@ -80,3 +80,70 @@ def test_a_tar_that_breaks_off_is_a_clear_error(tmp_path, capsys):
     assert run(root, tmp_path / "out") == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"error: {tar}: unreadable WebDataset tar (") and "Traceback" not in err
+
+
+def parquet_with(root, label, image):
+    """A Hub-layout parquet source whose one validation row has this label and image value."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (root / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"image": [image], "label": [label]}),
+                   root / "data" / "validation-00000-of-00001.parquet")
+    return root
+
+
+@pytest.mark.parametrize("label, image, message", [
+    ("160", {"bytes": b"jpeg", "path": "a.JPEG"}, "row 0: label '160' is a str, not an ImageNet class index (0-999)"),
+    (160, b"jpeg bytes", "row 0: its image is a bytes value, where an ImageNet parquet file has image {bytes, path}"),
+    (160, None, "row 0: its image is null, where an ImageNet parquet file has image {bytes, path}"),
+    (160, {"bytes": None, "path": "a.JPEG"}, "row 0: its image is null, where an ImageNet parquet file"),
+])
+def test_parquet_rows_of_the_wrong_kind_are_one_line(tmp_path, capsys, label, image, message):
+    root = parquet_with(tmp_path / "src", label, image)
+    assert run(root, tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {root / 'data' / 'validation-00000-of-00001.parquet'}: {message}")
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+WNID_FIRST = "does not start with a wnid (nNNNNNNNN)"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("ImageId,PredictionString\nILSVRC2012_val_00000001,\n", f"line 2: PredictionString '' {WNID_FIRST}"),
+    ("ImageId,PredictionString\nILSVRC2012_val_00000001\n", f"line 2: PredictionString None {WNID_FIRST}"),
+    ("id,label\nILSVRC2012_val_00000001,n02088094\n", "header ['id', 'label'], not ImageId,PredictionString"),
+])
+def test_a_flat_val_csv_of_another_shape_is_one_line(images, tmp_path, capsys, content, message):
+    root = write_folder(tmp_path / "src", images, val="kaggle")
+    (root / "LOC_val_solution.csv").write_text(content)
+    assert run(root, tmp_path / "out") == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {root / 'LOC_val_solution.csv'}: {message}; use Kaggle's LOC_val_solution.csv as it comes "
+        "(header ImageId,PredictionString)")
+
+
+def test_two_parquet_rows_of_one_imagenet_id_with_other_bytes_are_refused(images, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "src"
+    (root / "data").mkdir(parents=True)
+    one, other = images["val"][0].data, images["val"][1].data
+    rows = [{"bytes": one, "path": "ILSVRC2012_val_00000001.JPEG"},
+            {"bytes": other, "path": "ILSVRC2012_val_00000001 copy.JPEG"}]
+    pq.write_table(pa.table({"image": rows, "label": [160, 160]}), root / "data" / "validation-00000-of-00001.parquet")
+    assert run(root, tmp_path / "out") == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {root / 'data' / 'validation-00000-of-00001.parquet'}: 'ILSVRC2012_val_00000001 copy.JPEG' is "
+        "ImageNet image ILSVRC2012_val_00000001, which another row of the source holds with other bytes; keep one "
+        "row per image and re-run")
+
+
+@pytest.mark.parametrize("url, part", [("hf://datasets/me/x?y=1", "x?y=1"), ("hf://datasets/-me/x", "-me"),
+                                       ("hf://datasets/me/x..y", "x..y")])
+def test_an_hf_source_the_hub_cannot_name_is_one_line(tmp_path, capsys, url, part):
+    assert run(url, tmp_path / "out") == 2  # was: HfFileSystem's HfUriError traceback
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        f"error: {url}: {part!r} is not a Hub repo name")

@@ -139,3 +139,45 @@ def test_a_missing_shard_is_a_clear_error_on_the_memory_path(tmp_path):
                                           "that made the dataset"):
         load_split(root, "train", cache_dir=tmp_path / "c", progress=False)
     assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_disk_full_while_finishing_the_dataset_is_the_same_clear_error(tmp_path, monkeypatch):
+    """Every shard committed, then the card (or manifest, config.json) cannot be written: one line, no
+    manifest; the re-run finishes the dataset."""
+    out = build(tmp_path / "ds")
+    (out / "manifest.json").unlink()
+    (out / "README.md").unlink()
+    monkeypatch.setattr(shards.writer, "write_text_atomic", enospc)
+    writer = make_writer(out)
+    with pytest.raises(ShardsError) as err:
+        writer.prepare()
+        writer.finalize()
+    assert MESSAGE.fullmatch(str(err.value)).group(1) == str(out)
+    assert not (out / "manifest.json").exists()
+    monkeypatch.undo()
+    assert make_writer(out).finalize() is not None and not [p for p in out.rglob("*.tmp*")]
+
+
+def test_disk_full_during_fetch_is_one_line_and_the_rerun_completes(tmp_path, monkeypatch, capsys):
+    from hub_server import FakeHub
+    from shards.cli import main
+
+    import shards.remote
+
+    hub = FakeHub().start()
+    try:
+        hub.add("me/tiny", build(tmp_path / "ds"))
+        hub.endpoint(monkeypatch)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        room = iter([10**9, 100])  # the first shard (test-000000) fits, the second fills the disk
+        monkeypatch.setattr(shards.remote, "open", lambda path, mode="r": FillingFile(builtins.open(path, mode),
+                                                                                      next(room, 0)), raising=False)
+        assert main(["fetch", "hf://datasets/me/tiny"]) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("error", "Traceback"))]
+        assert len(err) == 1 and MESSAGE.fullmatch(err[0].removeprefix("error: "))
+        assert not [p for p in (tmp_path / "cache").rglob("*") if p.name.endswith(".part")]
+        monkeypatch.setattr(shards.remote, "open", builtins.open, raising=False)
+        assert main(["fetch", "hf://datasets/me/tiny"]) == 0
+        assert hub.served("data/test-000000.tar") == 1  # kept from the first run, not fetched again
+    finally:
+        hub.stop()

@@ -133,3 +133,31 @@ def test_hf_datasets_webdataset_and_timm_read_everything(tmp_path):
     reader = timm.data.create_dataset("wds/index", root=str(root), split="train", is_training=False)
     targets = [int(t) for _, t in reader]
     assert len(reader) == 250 and targets == [label_of(i) for i in range(250)]
+
+
+def finish_again(root):
+    """Re-run the build on a complete dataset: nothing pending, the manifest and card assembled again."""
+    writer = make_writer(root)
+    writer.prepare()
+    assert writer.pending() == []
+    return writer.finalize()
+
+
+def test_a_hand_edited_card_is_kept_on_rerun_and_said_so(tmp_path, caplog):
+    root = build(tmp_path / "ds")
+    card = (root / "README.md").read_bytes()
+    (root / ".shards" / "card.json").unlink()  # as in a dataset made before cards were recorded
+    with caplog.at_level("WARNING", logger="shards.writer"):
+        finish_again(root)
+    assert (root / "README.md").read_bytes() == card and not caplog.records  # the card due: ours
+    edited = card.replace(b"## Load it", b"My notes on this dataset.\n\n## Load it")
+    (root / "README.md").write_bytes(edited)
+    with caplog.at_level("WARNING", logger="shards.writer"):
+        assert finish_again(root) is not None
+    assert (root / "README.md").read_bytes() == edited
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{root / 'README.md'}: edited since this toolkit wrote it (or not written by it): kept as it is; delete "
+        "it and re-run the same command to have the dataset card written again"]
+    (root / "README.md").unlink()
+    finish_again(root)
+    assert (root / "README.md").read_bytes() == card

@@ -1,5 +1,6 @@
 """The Hub round trip against a fake Hub on 127.0.0.1: hf:// streams, downloads, verify, retries, errors."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import shards.httpio
 from hub_server import FakeHub
 from shards import ShardsError, iter_shard, load_manifest, load_split, resolve_dataset
+from shards.cli import main
 from shards.verify import verify_dataset
 from train_fixtures import build_dataset
 from shards_fixtures import build, index_image, label_of
@@ -115,6 +117,18 @@ def test_bad_hf_urls_are_refused():
     for url in ("hf://me/tiny", "hf://datasets/", "hf://datasets/me"):
         with pytest.raises(ShardsError, match="expected hf://datasets/ORG/NAME"):
             load_manifest(url)
+
+
+@pytest.mark.parametrize("url, part", [("hf://datasets/me/x?y=1", "x?y=1"), ("hf://datasets/-me/x", "-me"),
+                                       ("hf://datasets/me/x..y", "x..y"), ("hf://datasets/me/x--y@main", "x--y")])
+def test_hf_urls_with_names_the_hub_forbids_are_one_line_everywhere(url, part, capsys, tmp_path):
+    """Was: huggingface_hub's HFValidationError traceback, also out of verify (documented as never raising)."""
+    message = f"{url}: {part!r} is not a Hub repo name"
+    with pytest.raises(ShardsError, match=re.escape(message)):
+        load_manifest(url)
+    assert verify_dataset(url).problems[0].startswith(message)
+    assert main(["fetch", url]) == 2 and capsys.readouterr().err.startswith(f"error: {message}")
+    assert main(["verify", url]) == 1 and f"FAIL {message}" in capsys.readouterr().out
 
 
 def _env(hub, tmp_path):

@@ -5,8 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import huggingface_hub
 import pytest
+from huggingface_hub.hf_api import GitRefInfo, GitRefs
 
 from hub_server import FakeHub
 from shards import ShardsError
@@ -18,23 +21,70 @@ ROOT = Path(__file__).resolve().parents[1]
 LAST = ["_info.json", "README.md", "manifest.json"]
 
 
+class PreconditionFailed(Exception):
+    """What the Hub answers a commit whose parent_commit is not the branch's head: HTTP 412."""
+
+    response = SimpleNamespace(status_code=412)
+
+
 class FakeApi:
+    """The Hub's commit API: branch heads move with each commit, and a commit whose parent_commit is not
+    the head is refused with 412, as on the Hub. The repo's files at each commit are served by `hub`."""
+
     calls = []
+    commits = []  # (commit, folder_path, allow_patterns) of the commits made
+    heads: dict = {}  # (repo_id, branch) -> commit
+    hub = None
+    hooks: dict = {}  # "before" / "after": run once around the next commit (another publisher getting in)
+
+    def repo_exists(self, repo_id, repo_type=None):
+        return any(repo == repo_id for repo, _ in self.heads)
+
+    def list_repo_refs(self, repo_id, repo_type=None, include_pull_requests=False):
+        branches = [GitRefInfo(name=b, ref=f"refs/heads/{b}", target_commit=c)
+                    for (repo, b), c in self.heads.items() if repo == repo_id]
+        return GitRefs(branches=branches, converts=[], tags=[], pull_requests=[])
 
     def create_repo(self, repo_id, **kw):
         self.calls.append(("create_repo", repo_id, kw))
+        self.heads.setdefault((repo_id, "main"), "initial")
 
     def upload_folder(self, **kw):
         self.calls.append(("upload_folder", kw["repo_id"], kw))
+        self._hook("before")
+        branch = (kw["repo_id"], kw["revision"] or "main")
+        if kw["parent_commit"] != self.heads[branch]:
+            raise PreconditionFailed(f"412 Client Error: Precondition Failed (head is {self.heads[branch]})")
+        commit = f"commit{len(self.calls)}"
+        files = Path(kw["folder_path"]) if "manifest.json" in kw["allow_patterns"] else \
+            self.hub.repos.get((kw["repo_id"], self.heads[branch]), (None,))[0]
+        if files is not None:
+            self.hub.add(kw["repo_id"], files, revision=commit)
+        self.heads[branch] = commit
+        self.commits.append((commit, kw["folder_path"], kw["allow_patterns"]))
+        self._hook("after")
+        return SimpleNamespace(oid=commit)
+
+    def _hook(self, when):
+        hook = FakeApi.hooks.pop(when, None)
+        if hook:
+            hook()
+
+
+def put(hub, repo_id: str, folder: Path, branch: str = "main") -> None:
+    """A repo whose `branch` holds `folder` at commit `branch`-head."""
+    FakeApi.heads[(repo_id, branch)] = f"{branch}-head"
+    hub.add(repo_id, folder, revision=f"{branch}-head")
 
 
 @pytest.fixture
 def hub(monkeypatch):
     """The Hub's API faked (uploads recorded), its file server on 127.0.0.1, and a token."""
-    FakeApi.calls = []
+    FakeApi.calls, FakeApi.commits, FakeApi.heads, FakeApi.hooks = [], [], {}, {}
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     monkeypatch.setenv("HF_TOKEN", "hf_write")
     server = FakeHub().start()
+    FakeApi.hub = server
     server.endpoint(monkeypatch)
     yield server
     server.stop()
@@ -58,7 +108,8 @@ def test_publish_uploads_shards_first_then_card_and_manifest(dataset, hub):
     assert last["allow_patterns"] == LAST and last["commit_message"] == "Upload ds"
     assert first["folder_path"] == str(dataset) and first["repo_type"] == "dataset"
     # the repo was asked for its manifest first: there was none (a new repo)
-    assert [r["path"] for r in hub.requests] == ["/datasets/me/index-images/resolve/main/manifest.json"]
+    assert [r["path"] for r in hub.requests] == ["/datasets/me/index-images/resolve/initial/manifest.json"]
+    assert [c[2].get("parent_commit") for c in FakeApi.calls] == [None, "initial", "commit2"]
 
 
 def test_publish_refuses_damaged_dataset(tmp_path, hub):
@@ -75,22 +126,22 @@ def test_another_dataset_in_the_repo_is_refused_unless_forced(dataset, hub, tmp_
     for spec in other.pending():
         other.write_shard(spec, index_samples(spec))
     other.finalize()
-    hub.add("me/index-images", tmp_path / "other")
+    put(hub, "me/index-images", tmp_path / "other")
     with pytest.raises(ShardsError, match=r"me/index-images: already holds another dataset \(config hash "
                                           r"[0-9a-f]{12}\.\.\., yours [0-9a-f]{12}\.\.\.\); publish to another "
                                           "repo, or pass --force to replace it"):
         publish(dataset, "me/index-images")
     assert FakeApi.calls == []
     publish(dataset, "me/index-images", force=True)
-    first = FakeApi.calls[1][2]
+    first = FakeApi.calls[0][2]
     # only the old dataset's shards that the new one lacks are deleted
     assert first["delete_patterns"] == ["data/train-000003.tar", "data/train-000004.tar"]
 
 
 def test_republishing_the_same_dataset_resumes(dataset, hub):
-    hub.add("me/index-images", dataset)
+    put(hub, "me/index-images", dataset)
     publish(dataset, "me/index-images")
-    assert len(FakeApi.calls) == 3 and FakeApi.calls[1][2]["delete_patterns"] is None
+    assert len(FakeApi.calls) == 2 and FakeApi.calls[0][2]["delete_patterns"] is None
 
 
 def test_dry_run_prints_the_plan_and_the_card_and_uploads_nothing(dataset, hub, capsys, monkeypatch):
@@ -105,6 +156,7 @@ def test_dry_run_prints_the_plan_and_the_card_and_uploads_nothing(dataset, hub, 
 
 
 def test_cli_ends_with_the_url_and_loading_lines(dataset, hub, capsys):
+    FakeApi.heads[("me/index-images", "v2")] = "v2-head"
     assert main(["publish", str(dataset), "--repo", "me/index-images", "--revision", "v2"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         f"published: {hub.url}/datasets/me/index-images/tree/v2",
@@ -125,3 +177,22 @@ def test_missing_token_is_a_clear_error_before_any_work(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip() == ("error: no Hugging Face token: set HF_TOKEN or run `hf auth login` with a token "
                                    "that can write to the repo, then re-run (nothing was uploaded)")
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_two_publishes_of_different_datasets_to_one_repo_one_stops_with_one_line(dataset, hub, tmp_path, capsys,
+                                                                                when):
+    """Another publish runs whole just before our first commit (both read the same head), or just after
+    it (it sees no manifest yet, so it passes the another-dataset check): ours is refused either way."""
+    other = build(tmp_path / "other", train=450)  # another dataset: 5 train shards where ours has 3
+    FakeApi.heads[("me/x", "main")] = "initial"
+    FakeApi.hooks[when] = lambda: publish(other, "me/x")
+    assert main(["publish", str(dataset), "--repo", "me/x"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: me/x: someone else committed to it while this publish ran (another publish?), so it stopped "
+        "before its manifest; check what the repo holds now, then re-run the same command")
+    manifests = [folder for _, folder, files in FakeApi.commits if "manifest.json" in files]
+    assert manifests == [str(other)]  # only the other dataset's manifest was ever committed, and it is last
+    assert hub.repos[("me/x", FakeApi.heads[("me/x", "main")])][0] == other
+    with pytest.raises(ShardsError, match="me/x: already holds another dataset"):
+        publish(dataset, "me/x")  # a re-run sees the other dataset and refuses (unless --force)

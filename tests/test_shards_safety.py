@@ -12,7 +12,7 @@ import pytest
 from hub_server import FakeHub
 from shards import DatasetWriter, ShardsError, load_manifest, load_split, resolve_dataset
 from shards.cli import main
-from shards.codec import encode_image
+from shards.codec import encode_image, encode_json
 from shards.tario import tar_end, tar_member
 from shards.verify import verify_dataset
 from shards_fixtures import CLASSES, build, index_image, label_of
@@ -38,11 +38,16 @@ def rewrite_shard(root, file: str, members: list[bytes]) -> None:
     edit_manifest(root, update)
 
 
-def sample_members(index: int, image: bytes | None = None, cls: int | None = None) -> list[bytes]:
+def sample_members(index: int, image: bytes | None = None, cls: int | None = None,
+                   meta: bytes | None = None) -> list[bytes]:
+    """A sample as the fixtures write it (index_samples), but for the image, label or json bytes given."""
     key = f"{index:09d}"
     image = encode_image(index_image(index), "png") if image is None else image
     label = label_of(index) if cls is None else cls
-    return [tar_member(f"{key}.png", image), tar_member(f"{key}.cls", str(label).encode())]
+    meta = encode_json({"index": index, "score": round(index / 1000, 3), "source": f"s{index}"}) \
+        if meta is None else meta
+    return [tar_member(f"{key}.png", image), tar_member(f"{key}.cls", str(label).encode()),
+            tar_member(f"{key}.json", meta)]
 
 
 def shard_with(first: int, count: int, changed: dict[int, dict]) -> list[bytes]:
@@ -176,8 +181,8 @@ def test_bomb_in_a_dataset_of_mixed_sizes_is_refused_by_the_pixel_limit(tmp_path
     root = tmp_path / "mixed"
     assert writer.finalize().image_shape is None
     fine = encode_image(np.zeros((12, 12, 3), np.uint8), "png")
-    rewrite_shard(root, "data/train-000001.tar", [*sample_members(2, png_header(12000, 9000), 1),
-                                                  *sample_members(3, fine, 1)])
+    rewrite_shard(root, "data/train-000001.tar", [*sample_members(2, png_header(12000, 9000), 1, b"{}"),
+                                                  *sample_members(3, fine, 1, b"{}")])
     assert verify_dataset(root).problems == ["data/train-000001.tar: sample 000000002: image of 12000x9000 "
                                              "pixels: over the decompression-bomb limit of 89,478,485"]
     with pytest.raises(ShardsError, match="sample 000000002: image of 12000x9000 pixels"):

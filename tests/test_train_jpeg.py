@@ -180,3 +180,30 @@ def test_real_vs_ideal_on_a_dogbird_build(tmp_path):
     assert real.summary["ledger"]["within_subset"] and real.summary["ledger"]["unique_samples"] == 8
     assert ideal.summary["ledger"]["no_reuse"] and ideal.summary["ledger"]["unique_samples"] == 20
     assert real.rows[-1]["test/error"] is not None and len(real.rows) == len(ideal.rows) == 2
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_corrupt_jpeg_whose_shard_hash_matches_is_one_line(tmp_path, capsys, workers):
+    """The shard was built with a JPEG cut in half (its header reads, its pixels do not): sha256 and verify's
+    size checks pass it to the decode path, which must name the sample, not raise PIL's OSError."""
+    from shards import DatasetWriter
+
+    writer = DatasetWriter(tmp_path / "ds", config={"kind": "cut-jpeg"}, class_names=["dog", "bird"],
+                           splits={"train": 24, "test": 8}, samples_per_shard=24, image_ext="jpg")
+    writer.prepare()
+    for spec in writer.pending():
+        full = jpeg_image(3, "train")
+        cut = full[:len(full) * 3 // 4]
+        writer.write_shard(spec, ({"image": cut if (spec.split, i) == ("train", 3) else jpeg_image(i, spec.split),
+                                   "cls": jpeg_label(i, spec.split)} for i in range(spec.count)))
+    writer.finalize()
+    args = ["run", "--data", str(tmp_path / "ds"), "--mode", "real", "--n", "24", "--image-size", "16", "--model",
+            "mcnn", "--width", "8", "--steps", "4", "--batch-size", "24", "--eval-schedule", "every:2",
+            "--eval-train-samples", "1", "--device", "cpu", "--num-workers", str(workers), "--no-progress",
+            "--out", str(tmp_path / "run")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert line.startswith("error: sample 000000003: undecodable image (OSError: ") and line.endswith(
+        "its shard matches the manifest, so the dataset was built so: rebuild it from its source")

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from shards.codec import IMAGE_EXTS, group_samples
+from shards.codec import DECODE_ERRORS, IMAGE_EXTS, group_samples
 from shards.tario import iter_tar_bytes
 from train.core import ddp
 from train.core.augment import EvalView
@@ -151,6 +151,17 @@ def decode_view_pil(encoded: bytes, rng: np.random.Generator | None, size: int, 
     return array[:, :, None] if array.ndim == 2 else array
 
 
+def decode_row(rows: EncodedRows, i: int, rng: np.random.Generator | None, size: int, aug: str,
+               mode: str) -> np.ndarray:
+    """decode_view_pil of held image `i`; bytes that match their shard's sha256 but are no image (the
+    shard was made so) are one clear error naming the sample, not a PIL traceback from a worker."""
+    try:
+        return decode_view_pil(rows.encoded(i).tobytes(), rng, size, aug, mode)
+    except DECODE_ERRORS as exc:
+        raise TrainError(f"sample {rows.rows[i]:09d}: undecodable image ({type(exc).__name__}: {exc}); its shard "
+                         "matches the manifest, so the dataset was built so: rebuild it from its source") from exc
+
+
 def decode_views_torch(encoded: list[torch.Tensor], rng: np.random.Generator, size: int, aug: str,
                        channels: int, device: torch.device) -> torch.Tensor:
     """A batch decoded by torchvision on `device` (nvJPEG on CUDA), views resized there: uint8 NHWC."""
@@ -161,7 +172,11 @@ def decode_views_torch(encoded: list[torch.Tensor], rng: np.random.Generator, si
         images = decode_jpeg(encoded, mode=mode, device=device)
     except RuntimeError as exc:  # a PNG or CMYK file the GPU decoder refuses: decode this batch on the CPU
         log.debug("GPU JPEG decode refused a batch (%s); decoding it on the CPU", exc)
-        images = [decode_image(e, mode=mode).to(device) for e in encoded]
+        try:
+            images = [decode_image(e, mode=mode).to(device) for e in encoded]
+        except RuntimeError as bad:  # torchvision's error for bytes that are no image
+            raise TrainError(f"a batch holds an undecodable image ({bad}); its shard matches the manifest, so "
+                             "the dataset was built so: rebuild it from its source") from bad
     views = plan_views(rng, [(im.shape[2], im.shape[1]) for im in images], aug)
     out = torch.empty((len(images), size, size, channels), dtype=torch.uint8, device=device)
     for i, (image, ((left, top, w, h), mirrored)) in enumerate(zip(images, views)):
@@ -192,8 +207,7 @@ class DecodedBatches(torch.utils.data.Dataset):
         idx = self.sampler.indices(step, self.batch_size)[start:start + self.per_rank]
         local = self.rows.local(idx)
         rng = np.random.default_rng(derive_seed(self.seed, "decode-view", step, self.rank))
-        images = np.stack([decode_view_pil(self.rows.encoded(i).tobytes(), rng, self.size, self.aug, self.mode)
-                           for i in local])
+        images = np.stack([decode_row(self.rows, i, rng, self.size, self.aug, self.mode) for i in local])
         return torch.from_numpy(images), torch.from_numpy(self.rows.labels[local]), torch.from_numpy(idx)
 
 
@@ -209,8 +223,7 @@ class JpegSource:
         first = sampler.first_samples(cfg.eval_train_samples)
         self.eval_rows = len(first)
         local = rows.local(first[dist.rank::dist.world])
-        images = [decode_view_pil(rows.encoded(i).tobytes(), None, cfg.image_size, "none", self.batches.mode)
-                  for i in local]
+        images = [decode_row(rows, i, None, cfg.image_size, "none", self.batches.mode) for i in local]
         empty = np.empty((0, cfg.image_size, cfg.image_size, channels), np.uint8)
         self.keep = torch.from_numpy(np.stack(images) if images else empty).to(device)
         self.keep_labels = torch.from_numpy(rows.labels[local]).to(device)

@@ -317,3 +317,35 @@ def test_any_bytes_that_match_their_checksum_but_are_no_checkpoint_give_one_line
         runfolder._write_sums(tmp_path / runfolder.CHECKSUM, [hashlib.sha256(data).hexdigest()])
         with pytest.raises(TrainError, match=r"last.pt: unreadable checkpoint \(.*\); restore it from a backup"):
             runfolder.load_checkpoint(tmp_path)
+
+
+# --- divergence -------------------------------------------------------------------------------------------
+def test_a_diverged_run_stops_with_one_line_and_a_summary_that_says_so(dataset, tmp_path, capsys):
+    from train.__main__ import main
+
+    out = tmp_path / "run"
+    args = ["run", "--data", str(dataset), "--n", "100", "--steps", "30", "--batch-size", "16", "--model", "mlp",
+            "--mlp-widths", "16", "--lr", "1e30", "--device", "cpu", "--num-workers", "0", "--eval-schedule",
+            "every:10", "--eval-train-samples", "32", "--out", str(out)]  # with the progress bar, which once crashed
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {out}: training diverged (NaN or infinite loss or outputs) by step ")
+    assert "Lower --lr (now 1e+30)" in err
+    summary = runfolder.read_summary(out)
+    assert summary["diverged_by_step"] in (10, 20, 30)
+    rows = rows_of(out)  # only the evaluations before the divergence, each with finite metrics
+    assert [r["step"] for r in rows] == list(range(0, summary["diverged_by_step"], 10))
+    assert all(r["test/loss"] is not None for r in rows)
+    assert main(args) == 2  # the finished-but-diverged folder answers the same line, never its summary
+    assert capsys.readouterr().err.strip().splitlines()[-1] == err
+
+
+def test_a_diverged_lane_stops_its_pack_with_one_line(dataset, tmp_path):
+    from train.run.packed import run_packed
+
+    cfgs = [make_cfg(dataset, tmp_path / "ok", checkpoint_every_steps=100),
+            make_cfg(dataset, tmp_path / "bad", lr=1e30, seed=1, checkpoint_every_steps=100)]
+    with pytest.raises(TrainError, match=f"{tmp_path / 'bad'}: training diverged"):
+        run_packed(cfgs, progress=False)
+    assert runfolder.read_summary(tmp_path / "bad")["diverged_by_step"] is not None
+    assert runfolder.read_summary(tmp_path / "ok") is None  # unfinished: a re-run resumes it

@@ -319,6 +319,20 @@ def test_any_bytes_that_match_their_checksum_but_are_no_checkpoint_give_one_line
             runfolder.load_checkpoint(tmp_path)
 
 
+def test_an_extra_test_set_with_other_class_names_or_order_is_refused(dataset, tmp_path):
+    names = [f"c{i}" for i in range(10)]
+    swapped = build_dataset(tmp_path / "swapped", splits={"test": 20}, class_names=[names[1], names[0], *names[2:]])
+    renamed = build_dataset(tmp_path / "renamed", splits={"test": 20}, class_names=[*names[:9], "truck"])
+    with pytest.raises(TrainError, match=r"swapped: classes \['c1', 'c0', .* are not the train set's \['c0', "
+                       r"'c1', .*\(first difference at label 0\); an extra test set must name the same classes"):
+        run_training(make_cfg(dataset, tmp_path / "a", extra_test=(f"s={swapped}",)), progress=False)
+    with pytest.raises(TrainError, match=r"renamed: classes .* \(first difference at label 9\)"):
+        run_training(make_cfg(dataset, tmp_path / "b", extra_test=(f"r={renamed}",)), progress=False)
+    same = build_dataset(tmp_path / "same", splits={"test": 20}, class_names=names)
+    summary = run_training(make_cfg(dataset, tmp_path / "c", steps=10, extra_test=(f"same={same}",)), progress=False)
+    assert summary["final"]["same/error"] is not None
+
+
 # --- divergence -------------------------------------------------------------------------------------------
 def test_a_diverged_run_stops_with_one_line_and_a_summary_that_says_so(dataset, tmp_path, capsys):
     from train.__main__ import main

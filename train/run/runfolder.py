@@ -170,9 +170,29 @@ def _read_checked(path: Path) -> Any:
 def read_metrics(out: str | os.PathLike) -> list[dict[str, Any]]:
     """The logged rows in file order; the partial last line a killed run can leave is dropped."""
     try:
-        return read_jsonl(Path(out) / METRICS)
+        rows = read_jsonl(Path(out) / METRICS)
     except ShardsError as exc:
         raise TrainError(f"{exc}; or re-run the run with --overwrite") from exc
+    for number, row in enumerate(rows, 1):
+        problem = _row_problem(row)
+        if problem:
+            raise TrainError(f"{Path(out) / METRICS}: row {number} {problem}; restore the file as the run wrote "
+                             "it, or re-run the run with --overwrite")
+    return rows
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _row_problem(row: Any) -> str | None:
+    """What makes `row` no metrics row (an object with an integer step and numbers or null as metrics)."""
+    if not isinstance(row, dict):
+        return f"is {type(row).__name__} {str(row)[:40]}, not an object"
+    if not isinstance(row.get("step"), int) or isinstance(row["step"], bool) or row["step"] < 0:
+        return f"has step {row.get('step')!r}, not an integer >= 0"
+    bad = next((k for k, v in row.items() if "/" in k and v is not None and not _is_number(v)), None)
+    return None if bad is None else f"has {bad} = {row[bad]!r}, not a number or null"
 
 
 def truncate_metrics(out: str | os.PathLike, step: int) -> list[dict[str, Any]]:

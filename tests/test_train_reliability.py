@@ -363,3 +363,35 @@ def test_a_diverged_lane_stops_its_pack_with_one_line(dataset, tmp_path):
         run_packed(cfgs, progress=False)
     assert runfolder.read_summary(tmp_path / "bad")["diverged_by_step"] is not None
     assert runfolder.read_summary(tmp_path / "ok") is None  # unfinished: a re-run resumes it
+
+
+# --- full disk --------------------------------------------------------------------------------------------
+def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_last(dataset, tmp_path, monkeypatch):
+    import errno
+    import shutil as shutil_mod
+
+    out = tmp_path / "run"
+    cfg = make_cfg(dataset, out, steps=20)
+    saves = []
+    real_save = torch.save
+
+    def fills_the_disk(obj, f, *args, **kwargs):  # the second save (step 20) finds the disk full
+        saves.append(f)
+        if len(saves) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", fills_the_disk)
+    with pytest.raises(TrainError) as err:
+        run_training(cfg, progress=False)
+    assert str(err.value).startswith(f"no space left on {out / 'checkpoints'} for a ")
+    assert str(err.value).endswith("MB checkpoint: free that much and re-run with --resume; the previous "
+                                   "checkpoint is kept")
+    assert runfolder.load_checkpoint(out)["step"] == 10  # the step-10 checkpoint still checks out
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")) == []  # no temp file
+    monkeypatch.setattr(torch, "save", real_save)
+    free = shutil_mod.disk_usage(out).free
+    monkeypatch.setattr(shutil_mod, "disk_usage", lambda path: shutil_mod._ntuple_diskusage(free, 0, 1000))
+    with pytest.raises(TrainError, match="no space left on .* MB checkpoint"):  # refused before writing
+        runfolder.save_checkpoint(out, {"model": torch.zeros(1000)})
+    assert runfolder.load_checkpoint(out)["step"] == 10

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shards.diskspace import check_free_space, is_no_space
 from shards.errors import ShardsError
 from shards.jsonio import (append_jsonl, atomic_target, dumps, read_json, read_jsonl, write_json_atomic,
                            write_text_atomic)
@@ -241,11 +242,29 @@ def save_checkpoint(out: str | os.PathLike, state: dict[str, Any]) -> None:
 
     path, sums = Path(out) / CHECKPOINT, Path(out) / CHECKSUM
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_target(path) as tmp:
-        torch.save(state, tmp)
-        new = _sha256(tmp)
-        _write_sums(sums, [new] + _recorded_sums(sums)[:1])
-    _write_sums(sums, [new])
+    need = _state_bytes(state)
+    try:
+        check_free_space(path.parent, need)  # the old checkpoint stays until the new one is whole
+        with atomic_target(path) as tmp:
+            torch.save(state, tmp)
+            new = _sha256(tmp)
+            _write_sums(sums, [new] + _recorded_sums(sums)[:1])
+        _write_sums(sums, [new])
+    except (OSError, RuntimeError, ShardsError) as exc:
+        # torch.save reports a failed write as RuntimeError ("... file write failed"), not as ENOSPC.
+        if isinstance(exc, ShardsError) or is_no_space(exc) or "write failed" in str(exc):
+            raise TrainError(f"no space left on {path.parent} for a {max(1, need // 1_000_000):,} MB checkpoint: "
+                             "free that much and re-run with --resume; the previous checkpoint is kept") from None
+        raise
+
+
+def _state_bytes(state: Any) -> int:
+    """The bytes of the tensors in a (nested) checkpoint state: about its size on disk."""
+    if isinstance(state, dict):
+        return sum(_state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_state_bytes(v) for v in state)
+    return state.numel() * state.element_size() if hasattr(state, "element_size") else 0
 
 
 def load_checkpoint(out: str | os.PathLike) -> dict[str, Any]:

@@ -395,3 +395,23 @@ def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_last(dat
     with pytest.raises(TrainError, match="no space left on .* MB checkpoint"):  # refused before writing
         runfolder.save_checkpoint(out, {"model": torch.zeros(1000)})
     assert runfolder.load_checkpoint(out)["step"] == 10
+
+
+def test_a_full_disk_while_writing_config_metrics_or_summary_is_one_line(dataset, tmp_path, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "run"
+    message = (f"no space left on {out}: free some space and re-run the same command (with --resume to continue "
+               "from the last checkpoint)")
+    monkeypatch.setattr(runfolder, "append_jsonl", full)  # the metrics rows, in a real run
+    with pytest.raises(TrainError) as err:
+        run_training(make_cfg(dataset, out), progress=False)
+    assert str(err.value) == message
+    monkeypatch.setattr(runfolder, "write_json_atomic", full)  # config.json, summary.json
+    for write in (lambda: runfolder.start_fresh(make_cfg(dataset, out)), lambda: runfolder.write_summary(out, {})):
+        with pytest.raises(TrainError) as err:
+            write()
+        assert str(err.value) == message

@@ -19,6 +19,7 @@ running in ("in use by pid N"), and a folder it cannot write.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
@@ -136,7 +137,20 @@ def start_fresh(cfg: RunConfig) -> None:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _clear(out)
-    write_json_atomic(out / CONFIG, cfg.to_dict())
+    with _no_space_is_one_line(out):
+        write_json_atomic(out / CONFIG, cfg.to_dict())
+
+
+@contextlib.contextmanager
+def _no_space_is_one_line(folder: Path):
+    """A full disk (ENOSPC, EDQUOT) while writing a run's small files: one line naming the folder."""
+    try:
+        yield
+    except OSError as exc:
+        if is_no_space(exc):
+            raise TrainError(f"no space left on {folder}: free some space and re-run the same command (with "
+                             "--resume to continue from the last checkpoint)") from None
+        raise
 
 
 def summary_path(out: str | os.PathLike) -> Path:
@@ -209,11 +223,13 @@ def _row_line(row: dict[str, Any]) -> str:
 
 def append_metrics(out: str | os.PathLike, row: dict[str, Any]) -> None:
     # Keys in the loop's order (step, epoch, samples_seen, lr, then the metrics): rows read left to right.
-    append_jsonl(Path(out) / METRICS, row, sort_keys=False)
+    with _no_space_is_one_line(Path(out)):
+        append_jsonl(Path(out) / METRICS, row, sort_keys=False)
 
 
 def write_summary(out: str | os.PathLike, summary: dict[str, Any]) -> None:
-    write_json_atomic(summary_path(out), summary)
+    with _no_space_is_one_line(Path(out)):
+        write_json_atomic(summary_path(out), summary)
 
 
 def _sha256(path: Path) -> str:

@@ -23,7 +23,7 @@ IMAGENET ?=
 N ?= 50000
 NS ?= 5000,10000,25000,50000
 MODELS ?= preact-resnet18
-SEEDS ?= 3
+SEEDS ?=
 LRS ?= 0.1
 PRESET ?= paper-cifar5m
 RUN ?= out/runs/$(PRESET)-$(MODE)-n$(N)
@@ -102,11 +102,11 @@ train-ideal: MODE=ideal
 train-ideal: $(STAMP) ## Ideal World run (fresh samples every step): make train-ideal DATA=out/cifar5m
 	$(PY) -m train run --data $(DATA) --preset $(PRESET) --mode ideal --out $(RUN) $(ARGS)
 
-bootstrap: $(STAMP) ## Real (N) vs Ideal with one config, SEEDS seeds of each, then report.md + plots in EXP
-	$(PY) -m train bootstrap --data $(DATA) --preset $(PRESET) --n $(N) --seeds $(SEEDS) --out $(EXP) $(ARGS)
+bootstrap: $(STAMP) ## Real (N) vs Ideal with one config, SEEDS seeds of each (a paper preset: 10), then report.md + plots in EXP
+	$(PY) -m train bootstrap --data $(DATA) --preset $(PRESET) --n $(N) $(if $(SEEDS),--seeds $(SEEDS)) --out $(EXP) $(ARGS)
 
 sweep: $(STAMP) ## grid over NS x MODELS x LRS x SEEDS (resumable), then the Real vs Ideal scatter and L(n)
-	$(PY) -m train sweep --data $(DATA) --preset $(PRESET) --n $(NS) --model $(MODELS) --lr $(LRS) --seeds $(SEEDS) --out $(SWEEP) $(ARGS)
+	$(PY) -m train sweep --data $(DATA) --preset $(PRESET) --n $(NS) --model $(MODELS) --lr $(LRS) $(if $(SEEDS),--seeds $(SEEDS)) --out $(SWEEP) $(ARGS)
 
 report: $(STAMP) ## re-render plots and tables of a run, bootstrap or sweep folder: make report EXP=out/runs/...
 	$(PY) -m train report $(EXP)

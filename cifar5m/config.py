@@ -24,6 +24,9 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 # Version of the per-image noise scheme (cifar5m/noise.py): part of the dataset identity.
 NOISE_SCHEME = "lowbias32x2-erfinv-v1"
 DTYPES = ("auto", "fp32", "bf16", "fp16")
+# A plan of more shards than this is a typo (--shard-size 1), refused before any work: each shard is a file
+# and a stats file, and planning lists them all. CIFAR-5m at the default 10,000 per shard is 600.
+MAX_SHARDS = 100_000
 # torch.compile's modes (pytorch.org/docs/stable/generated/torch.compile.html); "reduce-overhead" and
 # "max-autotune" replay the UNet as CUDA graphs.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -104,6 +107,10 @@ class GenerateConfig:
                 raise Cifar5mError(f"{flag}={value}: must be >= {low}")
         if self.train + self.test == 0:
             raise Cifar5mError("--train 0 --test 0: nothing to generate; give at least one image")
+        if self.shard_count() > MAX_SHARDS:
+            raise Cifar5mError(f"--train {self.train} --test {self.test} at --shard-size {self.samples_per_shard}: "
+                               f"{self.shard_count():,} shards, more than {MAX_SHARDS:,} (a file each); use a "
+                               "larger --shard-size, e.g. the default 10000")
         if self.steps is not None and self.steps < 1:
             raise Cifar5mError(f"--steps={self.steps}: must be >= 1")
         if self.dtype not in DTYPES:

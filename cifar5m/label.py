@@ -88,14 +88,38 @@ def _read_config(path: Path) -> dict:
         raise Cifar5mError(str(exc)) from None
 
 
+# What each config.json field read here must hold (timm's and `train finetune`'s), checked before use.
+_FIELD_RULES = {
+    "label_names": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of class names"),
+    "num_classes": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
+    "label_accuracy": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
+                       "a number in [0, 1]"),
+    "label_accuracy_on": (lambda v: isinstance(v, str), "a text"),
+}
+
+
+def _config_field(spec: str, config: dict, pretrained: dict, key: str, default=None):
+    """config[key], else pretrained_cfg[key], else default; a value of the wrong type is one clear line."""
+    value = config.get(key)
+    value = pretrained.get(key, default) if value is None else value
+    ok, expected = _FIELD_RULES[key]
+    if value is not None and not ok(value):
+        raise Cifar5mError(f"--labeler {spec}: config.json's {key} is {value!r}, not {expected}; fix that field "
+                           "or re-save the labeler (`train finetune` writes it)")
+    return value
+
+
 def _info_from_config(spec: str, checkpoint: str | None, config: dict) -> LabelerInfo:
     pretrained = config.get("pretrained_cfg", {})
-    names = config.get("label_names") or pretrained.get("label_names")
-    num_classes = config.get("num_classes", pretrained.get("num_classes"))
-    accuracy = config.get("label_accuracy", pretrained.get("label_accuracy"))
+    if not isinstance(pretrained, dict):
+        raise Cifar5mError(f"--labeler {spec}: config.json's pretrained_cfg is {pretrained!r}, not an object of "
+                           "settings; fix that field or re-save the labeler (`train finetune` writes it)")
+    names = _config_field(spec, config, pretrained, "label_names")
+    num_classes = _config_field(spec, config, pretrained, "num_classes")
+    accuracy = _config_field(spec, config, pretrained, "label_accuracy")
     note = None
     if accuracy is not None:
-        on = config.get("label_accuracy_on", pretrained.get("label_accuracy_on", "its test set"))
+        on = _config_field(spec, config, pretrained, "label_accuracy_on", "its test set")
         note = f"{float(accuracy):.2%} on {on}"
     return LabelerInfo(spec, checkpoint, num_classes, tuple(names) if names else None, note)
 

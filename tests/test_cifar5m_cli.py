@@ -78,6 +78,15 @@ def test_each_bad_input_gets_one_clear_line(tmp_path, tiny_pipeline, tiny_labele
     assert not (tmp_path / "out").exists()  # every check runs before anything is written
 
 
+def test_a_plan_of_too_many_shards_is_refused_at_once(tmp_path, capsys):
+    start = time.perf_counter()
+    message = error_of(["generate", "--out", str(tmp_path / "out"), "--train", "100000000", "--shard-size", "1",
+                        "--labeler", "x", "--dry-run"], capsys)
+    assert message.startswith("error: --train 100000000 --test 1000000 at --shard-size 1: 101,000,000 shards, more "
+                              "than 100,000")
+    assert time.perf_counter() - start < 2 and not (tmp_path / "out").exists()
+
+
 def test_unreachable_hub_ids_name_the_id_and_the_local_way(tmp_path, tiny_pipeline, tiny_labeler):
     model = run_cli("generate", "--out", str(tmp_path / "a"), "--labeler", f"local-dir:{tiny_labeler}")
     labeler = run_cli("generate", "--out", str(tmp_path / "b"), "--model", str(tiny_pipeline),

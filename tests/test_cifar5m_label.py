@@ -1,6 +1,8 @@
 """The labeler: specs, class names, head checks, preprocessing to the model's own input size and channels."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -78,3 +80,21 @@ def test_head_must_match_the_class_names(tmp_path):
     model = create_labeler_model(info, 11)
     probs = Labeler(model, "cpu")(torch.randint(0, 256, (2, 32, 32, 3), dtype=torch.uint8))
     assert probs.shape == (2, 11) and torch.allclose(probs.sum(1), torch.ones(2))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("label_accuracy", "abc", "config.json's label_accuracy is 'abc', not a number in [0, 1]"),
+    ("label_accuracy", 98.5, "config.json's label_accuracy is 98.5, not a number in [0, 1]"),
+    ("label_names", 5, "config.json's label_names is 5, not a list of class names"),
+    ("pretrained_cfg", [], "config.json's pretrained_cfg is [], not an object of settings"),
+    ("num_classes", "10", "config.json's num_classes is '10', not an integer >= 1"),
+    ("label_accuracy_on", 3, "config.json's label_accuracy_on is 3, not a text"),
+])
+def test_a_labeler_config_field_of_the_wrong_type_is_one_line(tiny_labeler, tmp_path, field, value, message):
+    config = json.loads((tiny_labeler / "config.json").read_text())
+    config.update({field: value, "label_accuracy": config.get("label_accuracy", 0.9)} if field == "label_accuracy_on"
+                  else {field: value})
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(Cifar5mError, match="re-save the labeler") as err:
+        read_labeler_info(f"local-dir:{tmp_path}", None)
+    assert message in str(err.value) and "\n" not in str(err.value)

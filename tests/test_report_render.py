@@ -296,3 +296,20 @@ def test_sweep_report_with_nothing_finished(tmp_path):
     assert "No run of the grid has finished yet" in (exp / "report.md").read_text()
 
 
+
+
+@pytest.mark.parametrize("bad_line, message", [
+    ("[1, 2]", "row 6 is list [1, 2], not an object"),
+    ('{"step": "x", "test/error": 0.1}', "row 6 has step 'x', not an integer >= 0"),
+    ('{"step": 90, "test/error": "abc"}', "row 6 has test/error = 'abc', not a number or null"),
+])
+def test_report_on_a_metrics_row_that_is_no_row_is_one_line(tmp_path, capsys, bad_line, message):
+    from train.__main__ import main
+
+    run_dir = write_run(tmp_path / "r", REAL)
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(bad_line + "\n")
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {run_dir / 'metrics.jsonl'}: {message}; restore the file as the run wrote it, or re-run " \
+                  "the run with --overwrite"

@@ -6,6 +6,7 @@ upscaled to 16) is shared by the module; it runs offline on the CPU in seconds.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +199,14 @@ def test_resize_crop_flip_needs_both_sizes(data, tmp_path):
     with pytest.raises(TrainError, match="resize-size"):
         validate(apply_preset("bit-hyperrule", {"data": str(data), "out_dir": str(tmp_path), "n": 1,
                                                 "resize_size": 100}))
+
+
+def test_eval_of_a_model_whose_label_names_are_not_names_is_one_line(labeler, data, tmp_path, capsys):
+    out, _ = labeler
+    folder = tmp_path / "edited"
+    shutil.copytree(out, folder, ignore=shutil.ignore_patterns("training"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "label_names": 5}))
+    assert main(["eval", "--model", f"local-dir:{folder}", "--data", str(data), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: the model's label_names is 5, not a list of class names") and "\n" not in err

@@ -122,9 +122,9 @@ def test_ideal_source_train_eval_grows_with_the_stream(data):
 
 def test_real_vs_ideal_on_a_jpeg_dataset(data, tmp_path, capsys):
     exp = tmp_path / "boot"
-    args = ["bootstrap", "--data", str(data), "--preset", "paper-dogbird", "--n", "64", "--model", "mcnn",
-            "--width", "8", "--image-size", "16", "--steps", "20", "--batch-size", "16", "--lr", "0.05",
-            "--lr-update-every-steps", "1", "--eval-schedule", "every:10", "--eval-train-samples", "64",
+    args = ["bootstrap", "--data", str(data), "--preset", "paper-dogbird", "--seeds", "1", "--aug", "rrc-flip",
+            "--n", "64", "--model", "mcnn", "--width", "8", "--image-size", "16", "--steps", "20", "--batch-size", "16",
+            "--lr", "0.05", "--lr-update-every-steps", "1", "--eval-schedule", "every:10", "--eval-train-samples", "64",
             "--device", "cpu", "--num-workers", "0", "--no-progress", "--out", str(exp)]
     assert main(args) == 0
     real, ideal = load_run(exp / "real"), load_run(exp / "ideal")
@@ -172,8 +172,8 @@ def test_real_vs_ideal_on_a_dogbird_build(tmp_path):
     manifest = shards.load_manifest(data)
     assert manifest.image_shape is None and manifest.splits["train"].count == 23  # one truncated file skipped
     exp = tmp_path / "boot"
-    assert main(["bootstrap", "--data", str(data), "--preset", "paper-dogbird", "--n", "8", "--model", "mlp",
-                 "--mlp-widths", "16", "--image-size", "16", "--steps", "5", "--batch-size", "4",
+    assert main(["bootstrap", "--data", str(data), "--preset", "paper-dogbird", "--seeds", "1", "--n", "8",
+                 "--model", "mlp", "--mlp-widths", "16", "--image-size", "16", "--steps", "5", "--batch-size", "4",
                  "--eval-schedule", "every:5", "--eval-train-samples", "8", "--device", "cpu", "--num-workers", "0",
                  "--no-progress", "--out", str(exp)]) == 0
     real, ideal = load_run(exp / "real"), load_run(exp / "ideal")

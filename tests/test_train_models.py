@@ -110,6 +110,38 @@ def test_paper_widths():
     assert 1.4e6 < count(build_model(RunConfig(model="mcnn"), 10, 3, 32)) < 1.6e6
 
 
+def test_vgg11_bn_has_the_paper_codes_init():
+    torch.manual_seed(0)
+    model = build_model(RunConfig(model="vgg11-bn"), 10, 3, 32)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    # common/models/small/vgg.py: conv N(0, sqrt(2 / (3 * 3 * out))), linear N(0, 0.01), zero biases
+    for conv in convs[2:]:  # >= 295K weights each: the sample sd is within 1% of the true one
+        assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (9 * conv.out_channels)), rel=0.02)
+    assert all(conv.bias.abs().max() == 0 for conv in convs) and head.bias.abs().max() == 0
+    assert head.weight.std().item() == pytest.approx(0.01, rel=0.1) and head.in_features == 512
+
+
+def test_resnet50_is_torchvisions_without_zeroed_last_batchnorms():
+    torch.manual_seed(0)
+    model = build_model(RunConfig(model="resnet50"), 2, 3, 64)
+    assert 23.4e6 < sum(p.numel() for p in model.parameters()) < 23.6e6  # ResNet-50 with a 2-way head
+    last_bns = [block.bn3.weight for layer in (model.layer1, model.layer4) for block in layer]
+    assert all(bool((w == 1).all()) for w in last_bns)  # timm's resnet50 zeroes these
+    grey = build_model(RunConfig(model="resnet50"), 2, 1, 32)
+    assert grey.eval()(torch.zeros(2, 1, 32, 32)).shape == (2, 2)
+
+
+def test_unit_input_range_feeds_the_model_zero_to_one():
+    torch.manual_seed(0)
+    signed = build_model(RunConfig(model="mlp", mlp_widths=(8,)), 3, 1, 4).eval()
+    torch.manual_seed(0)
+    unit = build_model(RunConfig(model="mlp", mlp_widths=(8,), input_range="unit"), 3, 1, 4).eval()
+    x = torch.rand(5, 1, 4, 4) * 2 - 1  # what normalise() gives: [-1, 1]
+    torch.testing.assert_close(unit(x), signed((x + 1) / 2))
+    assert unit.state_dict().keys() == signed.state_dict().keys()
+
+
 def test_unknown_models_are_named():
     with pytest.raises(TrainError, match="known: " + ", ".join(known_models())):
         build_model(RunConfig(model="resnet9000"), 10, 3, 32)

@@ -317,3 +317,101 @@ def test_any_bytes_that_match_their_checksum_but_are_no_checkpoint_give_one_line
         runfolder._write_sums(tmp_path / runfolder.CHECKSUM, [hashlib.sha256(data).hexdigest()])
         with pytest.raises(TrainError, match=r"last.pt: unreadable checkpoint \(.*\); restore it from a backup"):
             runfolder.load_checkpoint(tmp_path)
+
+
+def test_an_extra_test_set_with_other_class_names_or_order_is_refused(dataset, tmp_path):
+    names = [f"c{i}" for i in range(10)]
+    swapped = build_dataset(tmp_path / "swapped", splits={"test": 20}, class_names=[names[1], names[0], *names[2:]])
+    renamed = build_dataset(tmp_path / "renamed", splits={"test": 20}, class_names=[*names[:9], "truck"])
+    with pytest.raises(TrainError, match=r"swapped: classes \['c1', 'c0', .* are not the train set's \['c0', "
+                       r"'c1', .*\(first difference at label 0\); an extra test set must name the same classes"):
+        run_training(make_cfg(dataset, tmp_path / "a", extra_test=(f"s={swapped}",)), progress=False)
+    with pytest.raises(TrainError, match=r"renamed: classes .* \(first difference at label 9\)"):
+        run_training(make_cfg(dataset, tmp_path / "b", extra_test=(f"r={renamed}",)), progress=False)
+    same = build_dataset(tmp_path / "same", splits={"test": 20}, class_names=names)
+    summary = run_training(make_cfg(dataset, tmp_path / "c", steps=10, extra_test=(f"same={same}",)), progress=False)
+    assert summary["final"]["same/error"] is not None
+
+
+# --- divergence -------------------------------------------------------------------------------------------
+def test_a_diverged_run_stops_with_one_line_and_a_summary_that_says_so(dataset, tmp_path, capsys):
+    from train.__main__ import main
+
+    out = tmp_path / "run"
+    args = ["run", "--data", str(dataset), "--n", "100", "--steps", "30", "--batch-size", "16", "--model", "mlp",
+            "--mlp-widths", "16", "--lr", "1e30", "--device", "cpu", "--num-workers", "0", "--eval-schedule",
+            "every:10", "--eval-train-samples", "32", "--out", str(out)]  # with the progress bar, which once crashed
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"error: {out}: training diverged (NaN or infinite loss or outputs) by step ")
+    assert "Lower --lr (now 1e+30)" in err
+    summary = runfolder.read_summary(out)
+    assert summary["diverged_by_step"] in (10, 20, 30)
+    rows = rows_of(out)  # only the evaluations before the divergence, each with finite metrics
+    assert [r["step"] for r in rows] == list(range(0, summary["diverged_by_step"], 10))
+    assert all(r["test/loss"] is not None for r in rows)
+    assert main(args) == 2  # the finished-but-diverged folder answers the same line, never its summary
+    assert capsys.readouterr().err.strip().splitlines()[-1] == err
+
+
+def test_a_diverged_lane_stops_its_pack_with_one_line(dataset, tmp_path):
+    from train.run.packed import run_packed
+
+    cfgs = [make_cfg(dataset, tmp_path / "ok", checkpoint_every_steps=100),
+            make_cfg(dataset, tmp_path / "bad", lr=1e30, seed=1, checkpoint_every_steps=100)]
+    with pytest.raises(TrainError, match=f"{tmp_path / 'bad'}: training diverged"):
+        run_packed(cfgs, progress=False)
+    assert runfolder.read_summary(tmp_path / "bad")["diverged_by_step"] is not None
+    assert runfolder.read_summary(tmp_path / "ok") is None  # unfinished: a re-run resumes it
+
+
+# --- full disk --------------------------------------------------------------------------------------------
+def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_last(dataset, tmp_path, monkeypatch):
+    import errno
+    import shutil as shutil_mod
+
+    out = tmp_path / "run"
+    cfg = make_cfg(dataset, out, steps=20)
+    saves = []
+    real_save = torch.save
+
+    def fills_the_disk(obj, f, *args, **kwargs):  # the second save (step 20) finds the disk full
+        saves.append(f)
+        if len(saves) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", fills_the_disk)
+    with pytest.raises(TrainError) as err:
+        run_training(cfg, progress=False)
+    assert str(err.value).startswith(f"no space left on {out / 'checkpoints'} for a ")
+    assert str(err.value).endswith("MB checkpoint: free that much and re-run with --resume; the previous "
+                                   "checkpoint is kept")
+    assert runfolder.load_checkpoint(out)["step"] == 10  # the step-10 checkpoint still checks out
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")) == []  # no temp file
+    monkeypatch.setattr(torch, "save", real_save)
+    free = shutil_mod.disk_usage(out).free
+    monkeypatch.setattr(shutil_mod, "disk_usage", lambda path: shutil_mod._ntuple_diskusage(free, 0, 1000))
+    with pytest.raises(TrainError, match="no space left on .* MB checkpoint"):  # refused before writing
+        runfolder.save_checkpoint(out, {"model": torch.zeros(1000)})
+    assert runfolder.load_checkpoint(out)["step"] == 10
+
+
+def test_a_full_disk_while_writing_config_metrics_or_summary_is_one_line(dataset, tmp_path, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "run"
+    message = (f"no space left on {out}: free some space and re-run the same command (with --resume to continue "
+               "from the last checkpoint)")
+    monkeypatch.setattr(runfolder, "append_jsonl", full)  # the metrics rows, in a real run
+    with pytest.raises(TrainError) as err:
+        run_training(make_cfg(dataset, out), progress=False)
+    assert str(err.value) == message
+    monkeypatch.setattr(runfolder, "write_json_atomic", full)  # config.json, summary.json
+    for write in (lambda: runfolder.start_fresh(make_cfg(dataset, out)), lambda: runfolder.write_summary(out, {})):
+        with pytest.raises(TrainError) as err:
+            write()
+        assert str(err.value) == message

@@ -38,11 +38,12 @@ def sample_image(index: int, split: str, size: int = 8, channels: int = 1) -> np
 
 
 def build_dataset(out: Path, train: int = 400, test: int = 100, size: int = 8, channels: int = 1,
-                  per_shard: int = 100, splits: dict[str, int] | None = None) -> Path:
+                  per_shard: int = 100, splits: dict[str, int] | None = None,
+                  class_names: list[str] | None = None) -> Path:
     """Write a dataset of `train`/`test` samples (or the given `splits`) and return its folder."""
     splits = splits or {"train": train, "test": test}
     writer = DatasetWriter(out, config={"kind": "train-test-templates", "size": size, "channels": channels},
-                           class_names=[f"c{i}" for i in range(NUM_CLASSES)], splits=splits,
+                           class_names=class_names or [f"c{i}" for i in range(NUM_CLASSES)], splits=splits,
                            samples_per_shard=per_shard)
     writer.prepare()
     for spec in writer.pending():

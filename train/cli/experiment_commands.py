@@ -20,6 +20,7 @@ import os
 
 from shards.entry import RUNS_ROOT
 from train.cli.flags import add_control_flags, add_run_flags, config_from_args
+from train.core.config import default_seeds
 from train.errors import TrainError
 from train.experiments.common import folder_name
 from train.reporting.render import format_headline, render
@@ -98,8 +99,9 @@ def add_experiment_commands(sub) -> None:
         "out/runs/bootstrap-nN-MODEL-seedS).")
     add_run_flags(boot)
     _hide_mode(boot)
-    boot.add_argument("--seeds", type=_seeds, default=1, help="number of seeds: --seed, --seed+1, ... each a "
-                      "Real and an Ideal run (default 1; with one seed the report can give no verdict)")
+    boot.add_argument("--seeds", type=_seeds, default=None, help="number of seeds: --seed, --seed+1, ... each a "
+                      "Real and an Ideal run (default: 10 under a paper preset, as the paper's sweep, else 1; "
+                      "with one seed the report can give no verdict)")
     _add_pack_flag(boot)
     add_control_flags(boot)
     boot.set_defaults(func=cmd_bootstrap)
@@ -119,7 +121,8 @@ def add_experiment_commands(sub) -> None:
                       help="models, comma-separated (default: the preset's or preact-resnet18)")
     grid.add_argument("--lr", dest="lr_list", type=_float_list, default=None,
                       help="peak learning rates, comma-separated, e.g. 0.1,0.05 (default: the preset's or 0.1)")
-    grid.add_argument("--seeds", type=_seeds, default=1, help="number of seeds: --seed, --seed+1, ... (default 1)")
+    grid.add_argument("--seeds", type=_seeds, default=None, help="number of seeds: --seed, --seed+1, ... "
+                      "(default: 10 under a paper preset, as the paper's sweep, else 1)")
     _add_pack_flag(grid)
     grid.add_argument("--ray", action="store_true", help="spread the runs over a Ray cluster (RAY_ADDRESS, "
                       "or a local one): one GPU per run when the cluster has GPUs, else one CPU")
@@ -144,6 +147,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     if args.mode is not None:
         raise TrainError(f"--mode={args.mode}: bootstrap runs both worlds; drop --mode (use `train run` for one)")
     cfg = config_from_args(args, mode="real")
+    args.seeds = args.seeds or default_seeds(args.preset)
     if args.out_dir is None:
         cfg = dataclasses.replace(cfg, out_dir=os.path.join(
             RUNS_ROOT, f"bootstrap-n{cfg.n}-{folder_name(cfg.model)}-seed{cfg.seed}"))
@@ -169,7 +173,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.out_dir is None:
         base = dataclasses.replace(base, out_dir=os.path.join(RUNS_ROOT, "sweep"))
     models = args.model_list or [base.model]
-    seeds = [base.seed + i for i in range(args.seeds)]
+    seeds = [base.seed + i for i in range(args.seeds or default_seeds(args.preset))]
     lrs = args.lr_list or [base.lr]
     if args.dry_run:
         for cfg in plan_sweep(base, args.n_list, models, seeds, lrs)[1]:

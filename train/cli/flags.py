@@ -10,8 +10,8 @@ import dataclasses
 import os
 
 from shards.entry import RUNS_ROOT
-from train.core.config import AUGS, DATA_PATHS, MODES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, RunConfig, \
-    apply_preset
+from train.core.config import AUGS, DATA_PATHS, INPUT_RANGES, MODES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, \
+    RunConfig, apply_preset
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -76,13 +76,15 @@ def _add_model_flags(g) -> None:
     _flag(g, "seed", "seed of the subset, data order, init and augmentation (default 0)", type=int)
     _flag(g, "device", "auto, cpu, cuda or cuda:N (default auto)")
     _flag(g, "precision", "auto = bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS)
+    _flag(g, "input-range", "the model's inputs: signed = [-1, 1] (train.py, default), unit = [0, 1] "
+          "(train_imgnet.py)", choices=INPUT_RANGES)
     _flag(g, "compile", "torch.compile the model", action=argparse.BooleanOptionalAction)
 
 
 def _add_eval_flags(g) -> None:
     _flag(g, "out", "run folder (default out/runs/MODE[-nN]-MODEL-seedS)", dest="out_dir")
-    _flag(g, "eval-schedule", "when to evaluate: log:POINTS, every:K, paper, steps:A,B; join with + "
-          "(default log:64)")
+    _flag(g, "eval-schedule", "when to evaluate: paper (after steps 1, 5, 9, ...: the paper code's), log:POINTS, "
+          "every:K, after:K (steps 1, 1+K, ...), steps:A,B; join with + (default paper)")
     _flag(g, "eval-train-samples", "size of the fixed train-evaluation subset (default 10,000)", type=int)
     _flag(g, "eval-train-aug", "train metrics (and T(n)) on augmented train images, as the paper code "
           "(default); --no-eval-train-aug: on the plain images", action=argparse.BooleanOptionalAction)

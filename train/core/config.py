@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "constant", "step")
 AUGS = ("none", "flip", "crop", "crop-flip", "rrc-flip", "resize-crop-flip")
 PRECISIONS = ("auto", "fp32", "bf16")
+# signed: uint8 / 255 then (x - 0.5) / 0.5, as inftrain/train.py; unit: uint8 / 255 (ToTensor alone), as
+# inftrain/train_imgnet.py (github.com/preetum/deep-bootstrap-code).
+INPUT_RANGES = ("signed", "unit")
 DATA_PATHS = ("auto", "memory", "stream", "decode")
 
 
@@ -70,7 +74,9 @@ class RunConfig:
     train_split: str = "train"
     test_split: str = "test"
     test_samples: int | None = None
-    eval_schedule: str = "log:64"
+    # The paper code's schedule (after steps 1, 5, 9, ...; every 64 after 2,048): "log:64" spaces its
+    # points 16-18% apart at 5K-20K steps, too coarse to place T(n).
+    eval_schedule: str = "paper"
     eval_train_samples: int = 10_000
     # Train metrics (and so T(n)) on augmented train images, as the paper code scores its augmented train
     # loader (github.com/preetum/deep-bootstrap-code `inftrain/train.py`); False: the plain images.
@@ -81,6 +87,7 @@ class RunConfig:
     extra_test: tuple[str, ...] = ()
     allow_reuse: bool = False
     precision: str = "auto"
+    input_range: str = "signed"
     compile: bool = False
     data_path: str = "auto"
     num_workers: int = 4
@@ -132,16 +139,20 @@ _PAPER_CIFAR5M = dict(
     weight_decay=0.0, nesterov=False, batch_size=128, steps=39_000, aug="none", precision="fp32",
     test_samples=10_000, eval_schedule="paper",
 )
-# The paper code's DogBird run (github.com/preetum/deep-bootstrap-code `inftrain/train_imgnet.py`
-# defaults: torchvision ResNet-50, SGD momentum 0.9, lr 0.1, batch 128, 224 px, --nsamps 10,000,
-# --epochs 10, so nbatches = int(10,000 / 128 x 10) = 781, and CosineAnnealingLR(T_max = epochs) stepped
-# once per epoch of floor(10,000 / 128) = 78 batches; its `--aug 2` is RandomResizedCrop(224) + flip).
-# The Ideal World draws 781 x 128 = 99,968 samples: 0.64 of one pass over the ~155K DogBird train
-# pool, so no sample is reused. One pass is ~1,210 steps; more than that needs --allow-reuse (the
-# summary's ledger then reports the passes made).
+# The paper code's DogBird run, its defaults as they are (github.com/preetum/deep-bootstrap-code
+# `inftrain/train_imgnet.py`): torchvision ResNet-50 (`resnet50`, torchvision's init), SGD momentum 0.9,
+# lr 0.1, no weight decay, batch 128, fp32, --nsamps 10,000, --epochs 10, so nbatches =
+# int(10,000 / 128 x 10) = 781 and CosineAnnealingLR(T_max = epochs) stepped once per epoch of
+# floor(10,000 / 128) = 78 batches; `--aug 0`: CenterCrop(224) of its 256-px copies for train and test
+# (our `none`: a 0.875 centre crop resized to 224), no flip; ToTensor inputs in [0, 1], no normalisation;
+# `--k 32`: evaluated after steps 1, 33, 65, ... The Ideal World draws 781 x 128 = 99,968 samples: 0.64 of
+# one pass over the ~155K DogBird train pool, so no sample is reused. Ten epochs of 10K images from
+# scratch are not expected to fit the train set (1% train error), so T(n) is usually undefined and the
+# reports read the worlds at the end (train/PRESETS.md).
 _PAPER_DOGBIRD = dict(
     optimizer="sgd", lr=0.1, schedule="cosine", lr_update_every_steps=78, momentum=0.9,
-    weight_decay=0.0, batch_size=128, steps=781, image_size=224, model="timm:resnet50", aug="rrc-flip",
+    weight_decay=0.0, batch_size=128, steps=781, image_size=224, model="resnet50", aug="none",
+    precision="fp32", input_range="unit", eval_schedule="after:32",
 )
 # BiT-HyperRule for CIFAR-10-sized sets (github.com/google-research/big_transfer `bit_hyperrule.py`,
 # `train.py`): upscale to 160, random crop 128 + flip (eval: resize to 128), SGD momentum 0.9 without
@@ -160,6 +171,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper-dogbird": _PAPER_DOGBIRD,
     "bit-hyperrule": _BIT_HYPERRULE,
 }
+# `--seeds` of bootstrap and sweep under a preset, when not given: the paper sweep's 10 trials
+# (`inftrain/sample_sweep.json`: "comment": [0, ..., 9]); train_imgnet.py has no sweep file, so DogBird
+# takes the same number.
+PRESET_SEEDS = {"paper-cifar5m": 10, "paper-cifar5m-aug": 10, "paper-dogbird": 10}
+
+
+def default_seeds(preset: str | None) -> int:
+    """bootstrap/sweep's number of seeds when --seeds is not given."""
+    return PRESET_SEEDS.get(preset or "", 1)
+
+
 # Presets whose lr is quoted at a batch size and scales linearly with it when only --batch-size is given
 # (BiT's README: the same results at batch 128 with lr 0.001 ~ 0.003 x 128 / 512).
 LR_REFERENCE_BATCH = {"bit-hyperrule": 512}
@@ -212,10 +234,10 @@ def validate(cfg: RunConfig) -> None:
         need(cfg.n is not None and cfg.n >= 1, "n", cfg.n, "the Real World needs a train-set size >= 1")
     need(cfg.steps >= 1, "steps", cfg.steps, "must be >= 1")
     need(cfg.batch_size >= 1, "batch-size", cfg.batch_size, "must be >= 1")
-    need(cfg.lr > 0, "lr", cfg.lr, "must be > 0")
+    need(cfg.lr > 0 and math.isfinite(cfg.lr), "lr", cfg.lr, "must be a finite number > 0")
     need(cfg.optimizer in OPTIMIZERS, "optimizer", cfg.optimizer, f"must be one of {', '.join(OPTIMIZERS)}")
     need(0 <= cfg.momentum < 1, "momentum", cfg.momentum, "must be in [0, 1)")
-    need(cfg.weight_decay >= 0, "weight-decay", cfg.weight_decay, "must be >= 0")
+    need(0 <= cfg.weight_decay < math.inf, "weight-decay", cfg.weight_decay, "must be a finite number >= 0")
     need(not cfg.nesterov or (cfg.optimizer == "sgd" and cfg.momentum > 0), "nesterov", cfg.nesterov,
          "Nesterov needs --optimizer sgd and --momentum > 0")
     need(cfg.schedule in SCHEDULES, "schedule", cfg.schedule, f"must be one of {', '.join(SCHEDULES)}")
@@ -227,7 +249,7 @@ def validate(cfg: RunConfig) -> None:
     need(0 <= cfg.label_smoothing < 1, "label-smoothing", cfg.label_smoothing, "must be in [0, 1)")
     need(cfg.aug in AUGS, "aug", cfg.aug, f"must be one of {', '.join(AUGS)}")
     need(cfg.crop_padding >= 0, "crop-padding", cfg.crop_padding, "must be >= 0")
-    need(cfg.mixup_alpha >= 0, "mixup-alpha", cfg.mixup_alpha, "must be >= 0 (0 = off)")
+    need(0 <= cfg.mixup_alpha < math.inf, "mixup-alpha", cfg.mixup_alpha, "must be a finite number >= 0 (0 = off)")
     if cfg.aug == "resize-crop-flip":
         need(cfg.image_size is not None and cfg.resize_size is not None and cfg.resize_size >= cfg.image_size,
              "resize-size", cfg.resize_size, "--aug resize-crop-flip needs --image-size and --resize-size >= it "
@@ -241,6 +263,7 @@ def validate(cfg: RunConfig) -> None:
     need(cfg.eval_train_samples >= 1, "eval-train-samples", cfg.eval_train_samples, "must be >= 1")
     need(cfg.eval_batch_size >= 1, "eval-batch-size", cfg.eval_batch_size, "must be >= 1")
     need(0 <= cfg.fit_threshold <= 1, "fit-threshold", cfg.fit_threshold, "must be in [0, 1]")
+    need(cfg.input_range in INPUT_RANGES, "input-range", cfg.input_range, f"must be one of {', '.join(INPUT_RANGES)}")
     need(cfg.precision in PRECISIONS, "precision", cfg.precision, f"must be one of {', '.join(PRECISIONS)}")
     need(cfg.data_path in DATA_PATHS, "data-path", cfg.data_path, f"must be one of {', '.join(DATA_PATHS)}")
     need(cfg.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", cfg.device) is not None, "device",

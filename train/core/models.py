@@ -6,11 +6,14 @@
 
 Built in (common/models32.py and common/models/small/ of the paper code): `preact-resnet18` (PreAct
 ResNet-18, widths k, 2k, 4k, 8k with k = --width, 64 in the paper), `mcnn` (the 4-layer CNN, width 64),
-`vgg11-bn`, `mlp` (Linear + BatchNorm + ReLU per width in --mlp-widths). `timm:NAME` builds a timm model
-with the dataset's channels and classes (ViTs get the image size); `--pretrained` loads its weights.
+`vgg11-bn` (with the paper code's init), `mlp` (Linear + BatchNorm + ReLU per width in --mlp-widths), and
+`resnet50` (torchvision's, as inftrain/train_imgnet.py builds it). `timm:NAME` builds a timm model with the
+dataset's channels and classes (ViTs get the image size); `--pretrained` loads its weights. Inputs arrive in
+[-1, 1]; with --input-range unit the model first maps them to [0, 1] (`unit_inputs`).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -37,11 +40,26 @@ def known_models() -> list[str]:
 def build_model(cfg, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
     """The model named by cfg.model, for inputs of shape (in_chans, image_size, image_size)."""
     if cfg.model.startswith("timm:"):
-        return guard_cpu_layout(_timm_model(cfg.model[5:], cfg.pretrained, num_classes, in_chans, image_size))
-    if cfg.model not in _REGISTRY:
+        model = _timm_model(cfg.model[5:], cfg.pretrained, num_classes, in_chans, image_size)
+    elif cfg.model in _REGISTRY:
+        model = _REGISTRY[cfg.model](cfg, num_classes, in_chans, image_size)
+    else:
         raise TrainError(f"--model={cfg.model}: unknown model; known: {', '.join(known_models())}, "
                          "or timm:NAME for any timm model")
-    return guard_cpu_layout(_REGISTRY[cfg.model](cfg, num_classes, in_chans, image_size))
+    if cfg.input_range == "unit":
+        unit_inputs(model)
+    return guard_cpu_layout(model)
+
+
+def _to_unit_range(module: nn.Module, args: tuple) -> tuple:
+    return (args[0] * 0.5 + 0.5, *args[1:])
+
+
+def unit_inputs(model: nn.Module) -> nn.Module:
+    """Map the model's [-1, 1] inputs to [0, 1] before its first layer: the ToTensor inputs of
+    inftrain/train_imgnet.py. A hook, not a layer: the weights and state_dict stay the plain model's."""
+    model.register_forward_pre_hook(_to_unit_range)
+    return model
 
 
 def _contiguous_on_cpu(module: nn.Module, args: tuple) -> tuple:
@@ -158,7 +176,35 @@ def _vgg11_bn(cfg, num_classes: int, in_chans: int, image_size: int) -> nn.Modul
         cout = item * cfg.width // 64
         layers += [nn.Conv2d(cin, cout, 3, 1, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
         cin = cout
-    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+    model = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+    _vgg_init(model)
+    return model
+
+
+def _vgg_init(model: nn.Module) -> None:
+    # The paper code's VGG._initialize_weights (common/models/small/vgg.py): conv N(0, sqrt(2 / (k^2 out))),
+    # linear N(0, 0.01), zero biases, BatchNorm weight 1 and bias 0.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.normal_(0, math.sqrt(2.0 / (m.kernel_size[0] * m.kernel_size[1] * m.out_channels)))
+                m.bias.zero_()
+            elif isinstance(m, nn.Linear):
+                m.weight.normal_(0, 0.01)
+                m.bias.zero_()
+
+
+@register("resnet50")
+def _resnet50(cfg, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
+    # train_imgnet.py's default: tvmodels.resnet50(num_classes=...), untrained, torchvision's init (no
+    # zero-initialised last BN per block, unlike timm's resnet50). A grey dataset gets a 1-channel stem.
+    from torchvision.models import resnet50  # deferred: only this model needs torchvision's models
+
+    model = resnet50(weights=None, num_classes=num_classes)
+    if in_chans != 3:
+        model.conv1 = nn.Conv2d(in_chans, 64, 7, 2, 3, bias=False)
+        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    return model
 
 
 @register("mlp")

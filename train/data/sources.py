@@ -146,14 +146,23 @@ def _open_all(cfg: RunConfig, dist: ddp.Dist, stream: bool, progress: bool):
     return prepare(first=False)
 
 
+def _check_classes(ds: Dataset, class_names: list[str]) -> None:
+    """An evaluation set's label k must name the train set's class k: a permuted order scores wrongly."""
+    names = list(ds.manifest.class_names)
+    if names == list(class_names):
+        return
+    at = next((i for i, (a, b) in enumerate(zip(names, class_names)) if a != b), min(len(names), len(class_names)))
+    raise TrainError(f"{ds.location}: classes {names} are not the train set's {list(class_names)} (first "
+                     f"difference at label {at}); an extra test set must name the same classes in the same order: "
+                     "rebuild it with the train set's class names")
+
+
 def _eval_set(name: str, ds: Dataset, split: str, cfg: RunConfig, dist: ddp.Dist, device: torch.device,
-              stream: bool, limit: int | None, channels: int, num_classes: int) -> EvalSet:
+              stream: bool, limit: int | None, channels: int, class_names: list[str]) -> EvalSet:
     if ds.channels != channels:
         raise TrainError(f"{ds.location}: {ds.channels}-channel images, the train set has {channels}; "
                          "evaluate on a dataset with the same channels")
-    if len(ds.manifest.class_names) > num_classes:
-        raise TrainError(f"{ds.location}: {len(ds.manifest.class_names)} classes, the model has {num_classes}; "
-                         "evaluate on a dataset with the train set's classes")
+    _check_classes(ds, class_names)
     images, labels = read_split(ds, split, cache_size(ds, cfg.image_size), limit, stream)
     share = slice(dist.rank, None, dist.world)
     x, y = to_device(images[share], labels[share], device)
@@ -202,9 +211,9 @@ def build_run_data(cfg: RunConfig, dist: ddp.Dist, device: torch.device, progres
     sampler = RealSampler(pool, cfg.n, cfg.seed) if cfg.mode == "real" else IdealSampler(pool, cfg.seed)
     num_classes = len(ds.manifest.class_names)
     source = _train_source(cfg, ds, sampler, dist, device, stream)
-    eval_sets = [_eval_set("test", ds, cfg.test_split, cfg, dist, device, stream, cfg.test_samples, c,
-                           num_classes)]
-    eval_sets += [_eval_set(name, d, _test_split(d), cfg, dist, device, stream, None, c, num_classes)
+    names = list(ds.manifest.class_names)
+    eval_sets = [_eval_set("test", ds, cfg.test_split, cfg, dist, device, stream, cfg.test_samples, c, names)]
+    eval_sets += [_eval_set(name, d, _test_split(d), cfg, dist, device, stream, None, c, names)
                   for name, d in extras]
     augment = source.view if isinstance(source, JpegSource) else None
     return RunData(sampler, source, eval_sets, num_classes, c, cfg.image_size or h, augment)

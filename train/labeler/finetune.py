@@ -75,9 +75,11 @@ def export_timm(model: torch.nn.Module, out: Path, class_names: list[str], chann
     from timm.models import save_for_hf  # deferred: heavy (seconds)
 
     size = run_cfg.image_size
-    # The trainer's input: bilinear resize to `size`, uint8 / 255 then (x - 0.5) / 0.5 (train.core.augment).
+    # The trainer's input: bilinear resize to `size`, uint8 / 255 then (x - 0.5) / 0.5 (train.core.augment),
+    # or uint8 / 255 alone with --input-range unit.
+    mean, std = (0.5, 0.5) if run_cfg.input_range == "signed" else (0.0, 1.0)
     data_config = {"input_size": (channels, size, size), "interpolation": "bilinear", "crop_pct": 1.0,
-                   "crop_mode": "center", "mean": (0.5,) * channels, "std": (0.5,) * channels}
+                   "crop_mode": "center", "mean": (mean,) * channels, "std": (std,) * channels}
     tmp = out / EXPORT_TMP
     shutil.rmtree(tmp, ignore_errors=True)  # our own scratch folder from an interrupted export
     save_for_hf(model, str(tmp), model_config={"label_names": list(class_names), "pretrained_cfg": data_config,

@@ -49,10 +49,20 @@ def run_training(cfg: RunConfig, resume: bool = False, overwrite: bool = False, 
     try:
         if start.kind == "finished":
             log.info("%s: finished already, returning its summary", cfg.out_dir)
-            return start.summary
+            return refuse_diverged(cfg, start.summary)
         return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
     finally:
         close_run(cfg, dist)
+
+
+def refuse_diverged(cfg: RunConfig, summary: dict) -> dict:
+    """The summary of a run that ended normally; a diverged run's raises its one-line error every time."""
+    step = summary.get("diverged_by_step")
+    if step is not None:
+        raise TrainError(f"{cfg.out_dir}: training diverged (NaN or infinite loss or outputs) by step {step:,}, "
+                         f"at lr {lr_at(cfg, max(step - 1, 0)):.3g}; its summary.json says so. Lower --lr (now "
+                         f"{cfg.lr:g}) or check the data, then re-run with --overwrite")
+    return summary
 
 
 def open_run(cfg: RunConfig, resume: bool,
@@ -163,6 +173,9 @@ class Trainer:
                                                          cfg.resize_size)
         self.view = EvalView(self.data.image_size)
         self.generator = torch.Generator(device)
+        # Whether a training loss was NaN or infinite: kept on the device (no sync per step), read at
+        # evaluations and saves, so a diverged run stops before it logs or saves anything more.
+        self.bad_loss = torch.zeros((), dtype=torch.bool, device=device)
         self.eval_steps = set(parse_eval_schedule(cfg.eval_schedule, cfg.steps))
         self.rows: list[dict[str, Any]] = []
         self.clock = _Clock()
@@ -241,6 +254,7 @@ class Trainer:
         return Ledger(self.data.sampler.pool_size, counts.numpy())
 
     def _checkpoint(self) -> None:
+        self.stop_if_diverged()
         ledger = self._global_ledger()
         if self.dist.is_main:
             runfolder.save_checkpoint(self.cfg.out_dir, {
@@ -297,9 +311,17 @@ class Trainer:
             loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), partners,
                                                             label_smoothing=cfg.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
+        self.bad_loss |= ~torch.isfinite(loss.detach())
         loss.backward()
         self.optimizer.step()
         self.step += 1
+
+    def stop_if_diverged(self, row: dict[str, Any] | None = None) -> None:
+        """Write a summary that says so and raise, if a training loss (any rank's) or this evaluation's test
+        outputs were NaN or infinite: argmax of NaN logits is class 0, a plausible-looking error rate."""
+        bad_row = row is not None and row["test/loss"] is None
+        if bad_row or ddp.all_reduce_sum(self.bad_loss.double().reshape(1), self.dist).item() > 0:
+            refuse_diverged(self.cfg, self._finish(stopped=False, diverged=True))
 
     def wrapped(self) -> torch.nn.Module:
         """The model to train: DDP under torchrun, compiled when asked."""
@@ -321,7 +343,9 @@ class Trainer:
 
     def record_row(self) -> tuple[dict[str, Any], bool]:
         """Evaluate and write this step's row; also whether the run should stop here (--stop-at-fit)."""
+        self.stop_if_diverged()
         row = self._evaluate()
+        self.stop_if_diverged(row)
         self.rows.append(row)
         if self.dist.is_main:
             runfolder.append_metrics(self.cfg.out_dir, row)
@@ -359,15 +383,16 @@ class Trainer:
         self._checkpoint()
         return self._finish(stopped)
 
-    def _finish(self, stopped: bool) -> dict:
+    def _finish(self, stopped: bool, diverged: bool = False) -> dict:
         cfg = self.cfg
         fit = fit_step(self.rows, cfg.fit_threshold)
         summary = {
             "mode": cfg.mode, "n": cfg.n if cfg.mode == "real" else None, "steps": cfg.steps,
             "steps_done": self.step, "batch_size": cfg.batch_size, "model": cfg.model, "seed": cfg.seed,
             "data": cfg.data, "fit_threshold": cfg.fit_threshold, "fit_step": fit,
-            "at_fit": next((r for r in self.rows if r["step"] == fit), None), "final": self.rows[-1],
-            "stopped_at_fit": stopped,
+            "at_fit": next((r for r in self.rows if r["step"] == fit), None),
+            "final": self.rows[-1] if self.rows else None, "stopped_at_fit": stopped,
+            "diverged_by_step": self.step if diverged else None,
             "ledger": self._global_ledger().summary(self.data.sampler.subset, self.data.sampler.subset_hash),
             "img_per_s": self.step * cfg.batch_size / self.clock.train_s if self.clock.train_s > 0 else None,
             "wall_s": self.clock.wall(), "world_size": self.dist.world, "config_hash": config_hash(cfg),
@@ -375,6 +400,7 @@ class Trainer:
         }
         if self.dist.is_main:
             runfolder.write_summary(cfg.out_dir, summary)
+        if self.dist.is_main and not diverged:
             log.info("%s: done at step %s; T(n) = %s; final test error %.4f", cfg.out_dir, f"{self.step:,}",
                      fit, summary["final"]["test/error"])
         return summary

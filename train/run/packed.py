@@ -29,12 +29,12 @@ from tqdm.auto import tqdm
 
 from train.core import ddp
 from train.core.config import RunConfig, identity_dict
-from train.core.packing import PackedSGD, pack_model, packed_input, packed_loss, unpack_into
+from train.core.packing import PackedSGD, pack_model, packed_input, packed_loss, split_logits, unpack_into
 from train.core.samplers import IdealSampler, RealSampler, check_pool, derive_seed
 from train.core.schedule import lr_at
 from train.data.sources import MemorySource, RunData
 from train.errors import TrainError
-from train.run.loop import Trainer, close_run, open_run
+from train.run.loop import Trainer, close_run, open_run, refuse_diverged
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def run_packed(cfgs: list[RunConfig], resume: bool = True, overwrite: bool = Fal
         # Ideal runs first: the first one's resident pool then serves every later run of the pack.
         for cfg, dist, device, start in sorted(opened, key=lambda o: o[0].mode != "ideal"):
             if start.kind == "finished":
-                summaries[cfg.out_dir] = start.summary
+                summaries[cfg.out_dir] = refuse_diverged(cfg, start.summary)
                 continue
             lane = Trainer(cfg, dist, device, progress=False, data=_shared_data(cfg, dist, shared))
             lane.begin(resumed=start.kind == "resume")
@@ -233,6 +233,8 @@ class PackedTrainer:
         with self.autocast:
             logits = self.wrapped(packed_input(images))
         loss = packed_loss(logits, labels, self.cfg.label_smoothing)
+        for lane, lane_logits in zip(self.lanes, split_logits(logits.detach(), len(self.lanes))):
+            lane.bad_loss |= ~torch.isfinite(lane_logits).all()  # a lane's loss is finite iff its logits are
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step(lr)

@@ -19,12 +19,14 @@ running in ("in use by pid N"), and a folder it cannot write.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shards.diskspace import check_free_space, is_no_space
 from shards.errors import ShardsError
 from shards.jsonio import (append_jsonl, atomic_target, dumps, read_json, read_jsonl, write_json_atomic,
                            write_text_atomic)
@@ -135,7 +137,20 @@ def start_fresh(cfg: RunConfig) -> None:
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _clear(out)
-    write_json_atomic(out / CONFIG, cfg.to_dict())
+    with _no_space_is_one_line(out):
+        write_json_atomic(out / CONFIG, cfg.to_dict())
+
+
+@contextlib.contextmanager
+def _no_space_is_one_line(folder: Path):
+    """A full disk (ENOSPC, EDQUOT) while writing a run's small files: one line naming the folder."""
+    try:
+        yield
+    except OSError as exc:
+        if is_no_space(exc):
+            raise TrainError(f"no space left on {folder}: free some space and re-run the same command (with "
+                             "--resume to continue from the last checkpoint)") from None
+        raise
 
 
 def summary_path(out: str | os.PathLike) -> Path:
@@ -170,9 +185,29 @@ def _read_checked(path: Path) -> Any:
 def read_metrics(out: str | os.PathLike) -> list[dict[str, Any]]:
     """The logged rows in file order; the partial last line a killed run can leave is dropped."""
     try:
-        return read_jsonl(Path(out) / METRICS)
+        rows = read_jsonl(Path(out) / METRICS)
     except ShardsError as exc:
         raise TrainError(f"{exc}; or re-run the run with --overwrite") from exc
+    for number, row in enumerate(rows, 1):
+        problem = _row_problem(row)
+        if problem:
+            raise TrainError(f"{Path(out) / METRICS}: row {number} {problem}; restore the file as the run wrote "
+                             "it, or re-run the run with --overwrite")
+    return rows
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _row_problem(row: Any) -> str | None:
+    """What makes `row` no metrics row (an object with an integer step and numbers or null as metrics)."""
+    if not isinstance(row, dict):
+        return f"is {type(row).__name__} {str(row)[:40]}, not an object"
+    if not isinstance(row.get("step"), int) or isinstance(row["step"], bool) or row["step"] < 0:
+        return f"has step {row.get('step')!r}, not an integer >= 0"
+    bad = next((k for k, v in row.items() if "/" in k and v is not None and not _is_number(v)), None)
+    return None if bad is None else f"has {bad} = {row[bad]!r}, not a number or null"
 
 
 def truncate_metrics(out: str | os.PathLike, step: int) -> list[dict[str, Any]]:
@@ -188,11 +223,13 @@ def _row_line(row: dict[str, Any]) -> str:
 
 def append_metrics(out: str | os.PathLike, row: dict[str, Any]) -> None:
     # Keys in the loop's order (step, epoch, samples_seen, lr, then the metrics): rows read left to right.
-    append_jsonl(Path(out) / METRICS, row, sort_keys=False)
+    with _no_space_is_one_line(Path(out)):
+        append_jsonl(Path(out) / METRICS, row, sort_keys=False)
 
 
 def write_summary(out: str | os.PathLike, summary: dict[str, Any]) -> None:
-    write_json_atomic(summary_path(out), summary)
+    with _no_space_is_one_line(Path(out)):
+        write_json_atomic(summary_path(out), summary)
 
 
 def _sha256(path: Path) -> str:
@@ -221,11 +258,29 @@ def save_checkpoint(out: str | os.PathLike, state: dict[str, Any]) -> None:
 
     path, sums = Path(out) / CHECKPOINT, Path(out) / CHECKSUM
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_target(path) as tmp:
-        torch.save(state, tmp)
-        new = _sha256(tmp)
-        _write_sums(sums, [new] + _recorded_sums(sums)[:1])
-    _write_sums(sums, [new])
+    need = _state_bytes(state)
+    try:
+        check_free_space(path.parent, need)  # the old checkpoint stays until the new one is whole
+        with atomic_target(path) as tmp:
+            torch.save(state, tmp)
+            new = _sha256(tmp)
+            _write_sums(sums, [new] + _recorded_sums(sums)[:1])
+        _write_sums(sums, [new])
+    except (OSError, RuntimeError, ShardsError) as exc:
+        # torch.save reports a failed write as RuntimeError ("... file write failed"), not as ENOSPC.
+        if isinstance(exc, ShardsError) or is_no_space(exc) or "write failed" in str(exc):
+            raise TrainError(f"no space left on {path.parent} for a {max(1, need // 1_000_000):,} MB checkpoint: "
+                             "free that much and re-run with --resume; the previous checkpoint is kept") from None
+        raise
+
+
+def _state_bytes(state: Any) -> int:
+    """The bytes of the tensors in a (nested) checkpoint state: about its size on disk."""
+    if isinstance(state, dict):
+        return sum(_state_bytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(_state_bytes(v) for v in state)
+    return state.numel() * state.element_size() if hasattr(state, "element_size") else 0
 
 
 def load_checkpoint(out: str | os.PathLike) -> dict[str, Any]:

@@ -323,7 +323,9 @@ def main() -> None:
         return
     root = Path(args.root or tempfile.mkdtemp(prefix="bench-scale-"))
     root.mkdir(parents=True, exist_ok=True)
-    png_pool(root)  # made once here, so no operation's figures include it
+    # The pool is made once, in a child: a parent's resident memory at fork counts in a child's ru_maxrss.
+    subprocess.run(python("-c", f"import sys; sys.path.insert(0, {str(REPO / 'bench')!r}); import bench_scale; "
+                                f"bench_scale.png_pool(bench_scale.Path({str(root)!r}))"), check=True, cwd=REPO)
     results = []
     try:
         for size in (int(s) for s in args.sizes.split(",")):

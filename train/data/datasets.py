@@ -143,7 +143,16 @@ def gpu_budget_bytes(device: torch.device) -> int:
     return max(0, free - max(_GPU_RESERVE_MIN_BYTES, int(total * _GPU_RESERVE_FRACTION)))
 
 
-def host_budget_bytes() -> int:
+def host_budget_bytes(meminfo: str = "/proc/meminfo") -> int:
+    """80% of the memory available to a new process: Linux's MemAvailable, which counts the page cache the
+    kernel can drop (proc(5)); free pages (SC_AVPHYS_PAGES) exclude it, and on a machine that has read a
+    big dataset once they understate what fits several times over. Free pages where there is no meminfo."""
+    try:
+        with open(meminfo) as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(0.8 * int(fields["MemAvailable"].split()[0]) * 1024)  # reported in kB
+    except (OSError, KeyError, ValueError, IndexError):
+        pass
     try:
         return int(0.8 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError):

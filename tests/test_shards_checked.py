@@ -13,6 +13,7 @@ import shards.httpio
 from hub_server import FakeHub
 from shards import ShardsError, StreamingBatches, load_manifest, load_split
 from shards.checked import MIN_SAMPLE_BYTES
+from shards.verify import verify_dataset
 from shards_fixtures import build, index_samples, make_writer
 from train.data.datasets import open_dataset, read_split
 from shards.errors import ToolkitError
@@ -136,3 +137,51 @@ def test_streamed_eval_rows_are_all_checked_samples(dataset, tmp_path):
     images, labels = read_split(ds, "train", None, 250, stream=True)
     cached = load_split(dataset, "train", cache_dir=tmp_path, progress=False)
     assert (images == cached.images[:250]).all() and (labels == cached.labels[:250]).all()
+
+
+# --- `shards fetch`: a cached shard is kept only when its sha256 matches ------------------------------------
+
+
+def _fetch(url: str, capsys) -> tuple[int, str]:
+    from shards.cli import main
+
+    code = main(["fetch", url])
+    return code, capsys.readouterr()
+
+
+def test_fetch_after_a_relabelled_republish_downloads_the_changed_shards(hub, dataset, tmp_path, monkeypatch,
+                                                                         capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    hub.add("me/x", dataset)
+    code, out = _fetch("hf://datasets/me/x", capsys)
+    local = Path(out.out.strip())
+    assert code == 0 and verify_dataset(local).ok
+    republished = make_writer(tmp_path / "v2", train=300, test=100)  # same images and sizes, other labels
+    republished.prepare()
+    for spec in republished.pending():
+        republished.write_shard(spec, ({**s, "cls": (s["cls"] + 1) % 10} for s in index_samples(spec)))
+    republished.finalize()
+    hub.add("me/x", tmp_path / "v2")
+    code, out = _fetch("hf://datasets/me/x", capsys)
+    assert code == 0 and Path(out.out.strip()) == local
+    for entry in load_manifest(tmp_path / "v2").splits["train"].shards:
+        assert (local / entry.file).read_bytes() == (tmp_path / "v2" / entry.file).read_bytes()
+    assert verify_dataset(local).ok
+
+
+def test_fetch_rehashes_a_complete_cached_copy(hub, dataset, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    served = shutil.copytree(dataset, tmp_path / "served")
+    hub.add("me/x", served)
+    local = Path(_fetch("hf://datasets/me/x", capsys)[1].out.strip())
+    shard = local / "data/train-000002.tar"
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[:600] + bytes([whole[600] ^ 1]) + whole[601:])  # same size, one bit flipped
+    code, _ = _fetch("hf://datasets/me/x", capsys)
+    assert code == 0 and shard.read_bytes() == whole and hub.served("data/train-000002.tar") == 2
+    shard.write_bytes(b"x" * len(whole))  # now the server's copy is damaged too: one line, exit 2
+    (served / "data/train-000002.tar").write_bytes(b"y" * len(whole))
+    code, out = _fetch("hf://datasets/me/x", capsys)
+    assert code == 2 and out.err.count("error:") == 1 and "Traceback" not in out.err
+    assert out.err.splitlines()[-1].startswith("error: hf://datasets/me/x/data/train-000002.tar: sha256 ")
+    assert not (local / "manifest.json").exists()  # the cached copy is no longer called complete

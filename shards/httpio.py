@@ -13,13 +13,15 @@ Transient failures (HTTP 429/5xx, refused or reset connections, timeouts) are re
 backoff, also mid-file: the read resumes where it broke with a `Range` request. Each file has one budget
 for all its connections: ATTEMPTS tries (progress does not refill them), a total deadline
 (`DEEPBOOT_HTTP_DEADLINE_S`, default 3600 s) and a minimum rate (`DEEPBOOT_HTTP_MIN_RATE`, default 10,000
-bytes/s over each 30 s; a connection silent for 30 s is dropped too), so a server that stalls after half
-of each response, or sends 1 byte/s, fails with one line instead of being read forever. 401/403/404 fail at once
+bytes/s over each 30 s; a connection silent for 30 s is dropped too), both counted in time spent waiting on
+the network, so a server that stalls after half of each response, or sends 1 byte/s, fails with one line
+instead of being read forever. 401/403/404 fail at once
 with one line that names the URL and what to do. The token goes only to the Hub's own host: a redirect to
 another host (the Hub's CDN) does not carry it.
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import logging
@@ -131,22 +133,32 @@ class _TooSlow(TimeoutError):
 
 
 class _Transfer:
-    """One file's budget, all its connections together: ATTEMPTS tries (progress does not refill them),
-    a total deadline, and a minimum rate over every RATE_WINDOW_S of reading."""
+    """One file's budget, all its connections together: ATTEMPTS tries (progress does not refill them), a
+    deadline and a minimum rate. Both count time spent waiting on the network (connecting, reading, backing
+    off), not the reader's own work between reads: a slow consumer of a stream is not a slow server."""
 
     def __init__(self, shown: str):
         self.shown = shown
         self.deadline_s, self.min_rate = _limits()
-        self.started = time.monotonic()
         self.tries = 0
-        self.window = (self.started, 0)  # (when the rate window began, the offset then)
-
-    def left_s(self) -> float:
-        return self.started + self.deadline_s - time.monotonic()
+        self.spent_s = 0.0
+        self.window_s, self.window_bytes = 0.0, 0  # the network time and bytes of the current rate window
 
     def timeout_s(self) -> float:
         """The socket timeout of the next connection: TIMEOUT_S, but never past the deadline."""
-        return max(0.001, min(TIMEOUT_S, self.left_s()))
+        return max(0.001, min(TIMEOUT_S, self.deadline_s - self.spent_s))
+
+    @contextlib.contextmanager
+    def waiting(self, got=lambda: 0):
+        """Count the time of the block as network time, and the bytes `got()` says it read."""
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            took = time.monotonic() - began
+            self.spent_s += took
+            self.window_s += took
+            self.window_bytes += got()
 
     def failed(self, problem: str, offset: int) -> None:
         """Count one failed try; give up (ShardsError) when the tries or the time are spent, else back off."""
@@ -156,33 +168,30 @@ class _Transfer:
             raise ShardsError(f"{self.shown}: {problem}{at} ({ATTEMPTS} tries); check the URL and the network, "
                               "then re-run")
         delay = BACKOFF_S * 2 ** (self.tries - 1)
-        if delay >= self.left_s():
+        if self.spent_s + delay >= self.deadline_s:
             raise self.overdue(problem, offset)
         log.warning("%s: %s%s; retrying in %.1f s (try %d of %d)", self.shown, problem, at, delay, self.tries + 1,
                     ATTEMPTS)
         time.sleep(delay)
+        self.spent_s += delay
+        self.window_s, self.window_bytes = 0.0, 0
 
     def overdue(self, problem: str, offset: int) -> ShardsError:
         return ShardsError(f"{self.shown}: not read within its deadline of {self.deadline_s:,.0f} s ({problem}; "
-                           f"{offset:,} bytes read, {self.tries} tries); check the network and re-run, or raise "
-                           "DEEPBOOT_HTTP_DEADLINE_S for a slow link")
+                           f"{offset:,} bytes read, {self.tries} failed tries); check the network and re-run, or "
+                           "raise DEEPBOOT_HTTP_DEADLINE_S for a slow link")
 
     def check(self, offset: int) -> None:
-        """Between reads: past the deadline is a ShardsError; a window slower than min_rate a TimeoutError
-        (the connection is dropped and the read resumed, as one failed try)."""
-        now = time.monotonic()
-        if now - self.started > self.deadline_s:
+        """Between reads: past the deadline is a ShardsError; a rate window under min_rate a _TooSlow (the
+        connection is dropped and the read resumed, as one failed try)."""
+        if self.spent_s > self.deadline_s:
             raise self.overdue("still reading", offset)
-        since, then = self.window
-        if now - since >= RATE_WINDOW_S:
-            rate = (offset - then) / (now - since)
-            self.window = (now, offset)
+        if self.window_s >= RATE_WINDOW_S:
+            rate, took = self.window_bytes / self.window_s, self.window_s
+            self.window_s, self.window_bytes = 0.0, 0
             if rate < self.min_rate:
-                raise _TooSlow(f"connection too slow: {rate:,.0f} bytes/s over {now - since:.1f} s, under the "
-                               f"minimum {self.min_rate:,.0f} (DEEPBOOT_HTTP_MIN_RATE)")
-
-    def restart_window(self, offset: int) -> None:
-        self.window = (time.monotonic(), offset)
+                raise _TooSlow(f"connection too slow: {rate:,.0f} bytes/s over {took:.1f} s, under the minimum "
+                               f"{self.min_rate:,.0f} (DEEPBOOT_HTTP_MIN_RATE)")
 
 
 def _request(url: str, transfer: _Transfer, start: int) -> http.client.HTTPResponse:
@@ -195,7 +204,8 @@ def _request(url: str, transfer: _Transfer, start: int) -> http.client.HTTPRespo
         if token:
             request.add_unredirected_header("Authorization", f"Bearer {token}")
         try:
-            response = _OPENER.open(request, timeout=transfer.timeout_s())
+            with transfer.waiting():
+                response = _OPENER.open(request, timeout=transfer.timeout_s())
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code not in TRANSIENT_STATUS:
@@ -209,7 +219,6 @@ def _request(url: str, transfer: _Transfer, start: int) -> http.client.HTTPRespo
         else:
             if start and response.status != 206:  # the server ignored Range: skip what was read already
                 _skip(response, start)
-            transfer.restart_window(start)
             return response
         transfer.failed(problem, start)
 
@@ -241,7 +250,9 @@ class _ResumingReader(io.RawIOBase):
                 self.transfer.check(self.offset)
                 # read1: one recv at most, so the deadline and the rate are checked between recvs (read()
                 # would block until the whole buffer is full, however slowly the bytes come)
-                data = self.response.read1(len(buffer))
+                data = b""
+                with self.transfer.waiting(lambda: len(data)):
+                    data = self.response.read1(len(buffer))
                 if not data and len(buffer) and self.response.length:
                     # the body ended before its Content-Length
                     raise http.client.IncompleteRead(b"", self.response.length)

@@ -59,9 +59,9 @@ def read_shard_bytes(url: str | os.PathLike, entry: ShardEntry) -> bytes:
                           "verify`) and rebuild, re-publish or re-download it")
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry.sha256:
-        raise ShardsError(f"{url}: sha256 {digest[:12]}... but the manifest says {entry.sha256[:12]}...; the shard "
-                          "is corrupt or changed since the manifest was written: verify the dataset (`python -m "
-                          "shards verify`) and rebuild, re-publish or re-download it")
+        raise ShardsError(f"{url}: corrupt: sha256 {digest[:12]}... but the manifest says {entry.sha256[:12]}...; the "
+                          "shard changed since the manifest was written: verify the dataset (`python -m shards "
+                          "verify`) and rebuild, re-publish or re-download it")
     return data
 
 

@@ -149,8 +149,8 @@ class _Transfer:
         return max(0.001, min(TIMEOUT_S, self.deadline_s - self.spent_s))
 
     @contextlib.contextmanager
-    def waiting(self, got=lambda: 0):
-        """Count the time of the block as network time, and the bytes `got()` says it read."""
+    def waiting(self):
+        """Count the time of the block as network time (the caller adds what it read to window_bytes)."""
         began = time.monotonic()
         try:
             yield
@@ -158,7 +158,6 @@ class _Transfer:
             took = time.monotonic() - began
             self.spent_s += took
             self.window_s += took
-            self.window_bytes += got()
 
     def failed(self, problem: str, offset: int) -> None:
         """Count one failed try; give up (ShardsError) when the tries or the time are spent, else back off."""
@@ -250,9 +249,9 @@ class _ResumingReader(io.RawIOBase):
                 self.transfer.check(self.offset)
                 # read1: one recv at most, so the deadline and the rate are checked between recvs (read()
                 # would block until the whole buffer is full, however slowly the bytes come)
-                data = b""
-                with self.transfer.waiting(lambda: len(data)):
+                with self.transfer.waiting():
                     data = self.response.read1(len(buffer))
+                self.transfer.window_bytes += len(data)
                 if not data and len(buffer) and self.response.length:
                     # the body ended before its Content-Length
                     raise http.client.IncompleteRead(b"", self.response.length)

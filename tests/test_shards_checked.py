@@ -13,10 +13,10 @@ import shards.httpio
 from hub_server import FakeHub
 from shards import ShardsError, StreamingBatches, load_manifest, load_split
 from shards.checked import MIN_SAMPLE_BYTES
+from shards.errors import ToolkitError
 from shards.verify import verify_dataset
 from shards_fixtures import build, index_samples, make_writer
 from train.data.datasets import open_dataset, read_split
-from shards.errors import ToolkitError
 from train.run.loop import run_training
 from train_fixtures import build_dataset, tiny_cfg
 
@@ -64,8 +64,8 @@ def test_a_relabelled_remote_shard_fails_before_its_samples_are_batched(hub, dat
     hub.add("me/x", _relabelled(dataset, tmp_path, "data/train-000001.tar"))
     stream = iter(StreamingBatches(_hub_urls(), 100, shuffle=False))
     assert next(stream)["index"].tolist() == list(range(100))  # shard 0 is as the manifest says
-    with pytest.raises(ShardsError, match=r"train-000001\.tar: sha256 [0-9a-f]{12}\.\.\. but the manifest says "
-                                          r"[0-9a-f]{12}\.\.\.; the shard is corrupt or changed"):
+    with pytest.raises(ShardsError, match=r"train-000001\.tar: corrupt: sha256 [0-9a-f]{12}\.\.\. but the manifest "
+                                          r"says [0-9a-f]{12}\.\.\.; the shard changed since the manifest was written"):
         next(stream)
 
 
@@ -77,7 +77,7 @@ def test_the_trainer_streaming_a_relabelled_remote_shard_stops_with_one_line(hub
     hub.add("me/x", served)
     cfg = tiny_cfg("hf://datasets/me/x", tmp_path / "run", mode="ideal", data_path="stream", steps=8,
                    batch_size=20, eval_train_samples=20)
-    with pytest.raises(ToolkitError, match=r"train-000001\.tar: sha256 .* but the manifest says"):
+    with pytest.raises(ToolkitError, match=r"train-000001\.tar: corrupt: sha256 .* but the manifest says"):
         run_training(cfg, progress=False)
     assert not (tmp_path / "run" / "summary.json").exists()
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import train.__main__
 from train.core.samplers import IdealSampler, Ledger
@@ -103,4 +102,4 @@ def test_the_ledger_allows_reuse_only_when_asked():
     with pytest.raises(TrainError, match="drew pool sample 4 2 times"):
         once.record(np.array([5, 4]))
     with pytest.raises(TrainError, match="drew pool sample 7 3 times"):
-        Ledger(10, torch.tensor([0, 0, 0, 0, 0, 0, 0, 3, 0, 0]).numpy(), once=True)
+        Ledger(10, np.array([0, 0, 0, 0, 0, 0, 0, 3, 0, 0]), once=True)

@@ -260,7 +260,7 @@ class _ResumingReader(io.RawIOBase):
                 return len(data)
             except TRANSIENT_ERRORS as exc:
                 self.response.close()
-                problem = str(exc) if isinstance(exc, _TooSlow) else f"connection broke ({exc or type(exc).__name__})"
+                problem = str(exc) if isinstance(exc, _TooSlow) else f"connection broke ({exc})"
                 self.transfer.failed(problem, self.offset)
                 self.response = _request(self.url, self.transfer, self.offset)
 

@@ -81,8 +81,9 @@ class RunData:
 
 def resolve_data_path(cfg: RunConfig, device: torch.device) -> RunConfig:
     """The config with `--data-path auto` made concrete (memory, stream or decode). It is recorded in
-    config.json and in the run's identity: the Ideal World's sample order depends on the path, so two runs
-    of one config never differ by the memory free at the time, and a resumed run never switches path."""
+    config.json and in the run's identity: the Ideal World's sample order depends on the path, so runs that
+    took different paths are different runs (not one config with two results), and a resume that would
+    take another path is refused instead of switching mid-run."""
     if cfg.data_path != "auto":
         return cfg
     try:

@@ -109,6 +109,10 @@ def test_an_empty_shard_whose_hash_an_edited_manifest_records_is_refused(dataset
         open_dataset(str(copy), stream=True, verify=True)
     with pytest.raises(ShardsError, match=r"splits\.test\.shards\[0\] claims 100 samples in 0 bytes"):
         StreamingBatches([str(copy / "data/test-000000.tar")], 10)
+    cfg = tiny_cfg(copy, tmp_path / "run", data_path="stream", steps=4)  # the trainer: no run starts
+    with pytest.raises(ToolkitError, match=r"splits\.test\.shards\[0\] claims 100 samples in 0 bytes"):
+        run_training(cfg, progress=False)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
 @pytest.mark.parametrize("count, message", [

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,8 @@ from shards_fixtures import build, index_samples, make_writer
 from train.data.datasets import open_dataset, read_split
 from train.run.loop import run_training
 from train_fixtures import build_dataset, tiny_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +84,25 @@ def test_the_trainer_streaming_a_relabelled_remote_shard_stops_with_one_line(hub
                    batch_size=20, eval_train_samples=20)
     with pytest.raises(ToolkitError, match=r"train-000001\.tar: corrupt: sha256 .* but the manifest says"):
         run_training(cfg, progress=False)
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_the_train_cli_streaming_a_changed_shard_through_a_worker_exits_2(hub, tmp_path):
+    ds = build_dataset(tmp_path / "templates", train=200, test=100)
+    served = shutil.copytree(ds, tmp_path / "served")
+    first = (served / "data/train-000001.tar").read_bytes()
+    (served / "data/train-000001.tar").write_bytes(first[:-1] + bytes([first[-1] ^ 1]))
+    hub.add("me/x", served)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test",
+           "XDG_CACHE_HOME": str(tmp_path / "xdg"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "train", "run", "--data", "hf://datasets/me/x", "--data-path", "stream", "--mode",
+         "ideal", "--steps", "8", "--batch-size", "20", "--model", "mlp", "--mlp-widths", "16", "--device", "cpu",
+         "--eval-schedule", "every:4", "--eval-train-samples", "20", "--num-workers", "1", "--out",
+         str(tmp_path / "run"), "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: hf://datasets/me/x/data/train-000001.tar: corrupt: sha256 ")
     assert not (tmp_path / "run" / "summary.json").exists()
 
 

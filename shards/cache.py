@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from shards.checked import check_split
 from shards.diskspace import check_free_space, is_no_space, no_space_error
 from shards.errors import ShardsError
 from shards.manifest import load_manifest
@@ -86,8 +87,7 @@ def _decode_shard(job: _ShardJob) -> np.ndarray:
     try:
         data = Path(job.path).read_bytes()  # one read serves the hash check and the decode
     except FileNotFoundError:
-        raise ShardsError(f"{job.path}: missing, but the manifest lists it; re-run the command that made the "
-                          "dataset (or re-download it) to restore the shard") from None
+        raise _missing(Path(job.path)) from None
     except OSError as exc:
         raise ShardsError(f"{job.path}: cannot read ({exc.strerror}); run `python -m shards verify` on the "
                           "dataset and rebuild or re-download what it reports") from exc
@@ -117,6 +117,24 @@ def _decode_shard(job: _ShardJob) -> np.ndarray:
     return labels
 
 
+def _missing(path: Path) -> ShardsError:
+    return ShardsError(f"{path}: missing, but the manifest lists it; re-run the command that made the dataset (or "
+                       "re-download it) to restore the shard")
+
+
+def _check_sizes(root: Path, info) -> None:
+    """Every shard file has its manifest size, before the cache is sized by the manifest (bytes bound samples)."""
+    for entry in info.shards:
+        path = shard_path(root, entry.file)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise _missing(path) from None
+        if size != entry.bytes:
+            raise ShardsError(f"{path}: {size:,} bytes, the manifest says {entry.bytes:,}; run `python -m shards "
+                              "verify` on the dataset and rebuild or re-download it")
+
+
 def _create_npy(path: Path, shape: tuple[int, ...]) -> int:
     """A uint8 .npy file of `shape` with its blocks reserved; returns the offset of its data."""
     with open(path, "wb") as f:
@@ -140,6 +158,7 @@ def load_split(root: str | os.PathLike, split: str, cache_dir: str | os.PathLike
     if split not in manifest.splits:
         raise ShardsError(f"{root}: no split {split!r} (has {', '.join(manifest.splits)})")
     info = manifest.splits[split]
+    check_split(split, info, str(root))  # the arrays are sized by `count`: it must be what the shards hold
     shape = manifest.image_shape
     if size is None and shape is None:
         raise ShardsError(f"{root}: images differ in size; pass size= to resize them into the cache")
@@ -150,6 +169,7 @@ def load_split(root: str | os.PathLike, split: str, cache_dir: str | os.PathLike
     labels_path = cache / f"{split}-{key[:16]}-labels.npy"
     if not (images_path.is_file() and labels_path.is_file()):
         cache.mkdir(parents=True, exist_ok=True)
+        _check_sizes(root, info)
         _build(root, info, images_path, labels_path, (info.count, height, width, channels), size, num_workers,
                progress, len(manifest.class_names))
     return SplitArrays(np.load(images_path, mmap_mode="r"), np.load(labels_path), manifest.class_names)

@@ -46,7 +46,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    print(resolve_dataset(args.url))
+    print(resolve_dataset(args.url, rehash=True))
     return 0
 
 
@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="dataset folder")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("fetch", help="download a dataset URL (http(s)://, hf://datasets/...) into the cache")
+    p = sub.add_parser("fetch", help="download a dataset URL (http(s)://, hf://datasets/...) into the cache; "
+                       "shards cached already are re-hashed and downloaded again when they differ")
     p.add_argument("url")
     p.set_defaults(func=cmd_fetch)
     p = sub.add_parser("publish", help="verify, then upload a dataset to a Hugging Face Hub dataset repo")

@@ -10,15 +10,23 @@ retry policy and one set of error messages, and because HfFileSystem asks the Hu
 paths-info) before every file it opens. A REV holding `/` (`refs/pr/1`) must be URL-quoted (`refs%2Fpr%2F1`).
 
 Transient failures (HTTP 429/5xx, refused or reset connections, timeouts) are retried with exponential
-backoff, also mid-file: the read resumes where it broke with a `Range` request. 401/403/404 fail at once
+backoff, also mid-file: the read resumes where it broke with a `Range` request. Each file has one budget
+for all its connections: ATTEMPTS tries (progress does not refill them), a total deadline
+(`DEEPBOOT_HTTP_DEADLINE_S`, default 3600 s) and a minimum rate (`DEEPBOOT_HTTP_MIN_RATE`, default 10,000
+bytes/s over each 30 s; a connection silent for 30 s is dropped too), both counted in time spent waiting on
+the network, so a server that stalls after half of each response, or sends 1 byte/s, fails with one line
+instead of being read forever. 401/403/404 fail at once
 with one line that names the URL and what to do. The token goes only to the Hub's own host: a redirect to
 another host (the Hub's CDN) does not carry it.
 """
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import logging
+import math
+import os
 import re
 import socket
 import ssl
@@ -32,9 +40,15 @@ from shards.errors import ShardsError
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 5  # 4 waits of 0.5, 1, 2, 4 s: rides out a server restart, fails within ~8 s when it is down
+ATTEMPTS = 5  # per file, all its connections together: 4 waits of 0.5, 1, 2, 4 s ride out a server restart
 BACKOFF_S = 0.5
-TIMEOUT_S = 60
+TIMEOUT_S = 30  # a connection silent this long is stalled: dropped, and the read resumed (one try)
+# Per file, overridable by the environment: the most one file may take, all tries together, and the slowest
+# connection kept (over each RATE_WINDOW_S). The defaults let a 1 GB shard through at 0.3 MB/s while a
+# server that stalls or crawls (1 byte/s) fails in ATTEMPTS x 30 s + backoff, about 2.6 minutes.
+DEADLINE_S = 3600
+MIN_RATE = 10_000  # bytes/s
+RATE_WINDOW_S = 30
 TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
 TRANSIENT_ERRORS = (ConnectionError, TimeoutError, http.client.IncompleteRead, http.client.RemoteDisconnected)
 
@@ -110,15 +124,98 @@ def _fatal(shown: str, exc: urllib.error.HTTPError) -> ShardsError:
     return ShardsError(f"{what}; check the URL")
 
 
-def _request(url: str, shown: str, start: int) -> http.client.HTTPResponse:
-    """GET `url` from byte `start`, retrying transient failures; a ShardsError for the rest."""
-    for attempt in range(1, ATTEMPTS + 1):
+def _limits() -> tuple[float, float]:
+    """(deadline in s, minimum rate in bytes/s) for one file: the module defaults, or the environment's."""
+    values = []
+    for name, default in (("DEEPBOOT_HTTP_DEADLINE_S", DEADLINE_S), ("DEEPBOOT_HTTP_MIN_RATE", MIN_RATE)):
+        text = os.environ.get(name, "")
+        try:
+            value = float(text) if text else float(default)
+        except ValueError:
+            value = -1.0
+        if not 0 < value < math.inf:
+            raise ShardsError(f"{name}={text!r}: must be a positive number (default {default:,}); fix or unset it")
+        values.append(value)
+    return values[0], values[1]
+
+
+class _TooSlow(TimeoutError):
+    """A connection slower than the minimum rate: dropped and resumed like a stalled one."""
+
+
+class _Transfer:
+    """One file's budget, all its connections together: ATTEMPTS tries (progress does not refill them), a
+    deadline and a minimum rate. Both count time spent waiting on the network (connecting, reading, backing
+    off), not the reader's own work between reads: a slow consumer of a stream is not a slow server."""
+
+    def __init__(self, shown: str):
+        self.shown = shown
+        self.deadline_s, self.min_rate = _limits()
+        self.tries = 0
+        self.spent_s = 0.0
+        self.window_s, self.window_bytes = 0.0, 0  # the network time and bytes of the current rate window
+
+    def timeout_s(self) -> float:
+        """The socket timeout of the next connection: TIMEOUT_S, but never past the deadline."""
+        return max(0.001, min(TIMEOUT_S, self.deadline_s - self.spent_s))
+
+    @contextlib.contextmanager
+    def waiting(self):
+        """Count the time of the block as network time (the caller adds what it read to window_bytes)."""
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            took = time.monotonic() - began
+            self.spent_s += took
+            self.window_s += took
+
+    def failed(self, problem: str, offset: int) -> None:
+        """Count one failed try; give up (ShardsError) when the tries or the time are spent, else back off."""
+        self.tries += 1
+        at = f" at byte {offset:,}" if offset else ""
+        if self.tries >= ATTEMPTS:
+            raise ShardsError(f"{self.shown}: {problem}{at} ({ATTEMPTS} tries); check the URL and the network, "
+                              "then re-run")
+        delay = BACKOFF_S * 2 ** (self.tries - 1)
+        if self.spent_s + delay >= self.deadline_s:
+            raise self.overdue(problem, offset)
+        log.warning("%s: %s%s; retrying in %.1f s (try %d of %d)", self.shown, problem, at, delay, self.tries + 1,
+                    ATTEMPTS)
+        time.sleep(delay)
+        self.spent_s += delay
+        self.window_s, self.window_bytes = 0.0, 0
+
+    def overdue(self, problem: str, offset: int) -> ShardsError:
+        return ShardsError(f"{self.shown}: not read within its deadline of {self.deadline_s:,.0f} s ({problem}; "
+                           f"{offset:,} bytes read, {self.tries} failed tries); check the network and re-run, or "
+                           "raise DEEPBOOT_HTTP_DEADLINE_S for a slow link")
+
+    def check(self, offset: int) -> None:
+        """Between reads: past the deadline is a ShardsError; a rate window under min_rate a _TooSlow (the
+        connection is dropped and the read resumed, as one failed try)."""
+        if self.spent_s > self.deadline_s:
+            raise self.overdue("still reading", offset)
+        if self.window_s >= RATE_WINDOW_S:
+            rate, took = self.window_bytes / self.window_s, self.window_s
+            self.window_s, self.window_bytes = 0.0, 0
+            if rate < self.min_rate:
+                raise _TooSlow(f"connection too slow: {rate:,.0f} bytes/s over {took:.1f} s, under the minimum "
+                               f"{self.min_rate:,.0f} (DEEPBOOT_HTTP_MIN_RATE)")
+
+
+def _request(url: str, transfer: _Transfer, start: int) -> http.client.HTTPResponse:
+    """GET `url` from byte `start`, retrying transient failures within the file's budget; a ShardsError
+    for the rest."""
+    shown = transfer.shown
+    while True:
         request = urllib.request.Request(url, headers={"Range": f"bytes={start}-"} if start else {})
         token = _hub_token(url)
         if token:
             request.add_unredirected_header("Authorization", f"Bearer {token}")
         try:
-            response = _OPENER.open(request, timeout=TIMEOUT_S)
+            with transfer.waiting():
+                response = _OPENER.open(request, timeout=transfer.timeout_s())
         except urllib.error.HTTPError as exc:
             exc.close()
             if exc.code not in TRANSIENT_STATUS:
@@ -133,13 +230,7 @@ def _request(url: str, shown: str, start: int) -> http.client.HTTPResponse:
             if start and response.status != 206:  # the server ignored Range: skip what was read already
                 _skip(response, start)
             return response
-        if attempt == ATTEMPTS:
-            raise ShardsError(f"{shown}: {problem} ({ATTEMPTS} tries); check the URL and the network, "
-                              "then re-run")
-        delay = BACKOFF_S * 2 ** (attempt - 1)
-        log.warning("%s: %s; retrying in %.1f s (try %d of %d)", shown, problem, delay, attempt + 1, ATTEMPTS)
-        time.sleep(delay)
-    raise AssertionError("unreachable")
+        transfer.failed(problem, start)
 
 
 def _skip(response: http.client.HTTPResponse, count: int) -> None:
@@ -151,34 +242,38 @@ def _skip(response: http.client.HTTPResponse, count: int) -> None:
 
 
 class _ResumingReader(io.RawIOBase):
-    """A response body that reopens at its current offset (a Range request) when the connection breaks."""
+    """A response body that reopens at its current offset (a Range request) when the connection breaks,
+    stalls or crawls, within one budget for the whole file (_Transfer)."""
 
     def __init__(self, url: str, shown: str):
-        self.url, self.shown, self.offset = url, shown, 0
+        self.url, self.offset = url, 0
+        self.transfer = _Transfer(shown)
         self.response = None  # set before the request: close() runs even when it fails
-        self.response = _request(url, shown, 0)
+        self.response = _request(url, self.transfer, 0)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        for attempt in range(1, ATTEMPTS + 1):
+        while True:
             try:
-                count = self.response.readinto(buffer)
-                if not count and len(buffer) and self.response.length:
-                    # http.client's readinto returns 0 where the body ends before its Content-Length
+                self.transfer.check(self.offset)
+                # read1: one recv at most, so the deadline and the rate are checked between recvs (read()
+                # would block until the whole buffer is full, however slowly the bytes come)
+                with self.transfer.waiting():
+                    data = self.response.read1(len(buffer))
+                self.transfer.window_bytes += len(data)
+                if not data and len(buffer) and self.response.length:
+                    # the body ended before its Content-Length
                     raise http.client.IncompleteRead(b"", self.response.length)
-                self.offset += count
-                return count
+                buffer[:len(data)] = data
+                self.offset += len(data)
+                return len(data)
             except TRANSIENT_ERRORS as exc:
-                if attempt == ATTEMPTS:
-                    raise ShardsError(f"{self.shown}: connection broke {ATTEMPTS} times at byte "
-                                      f"{self.offset:,} ({exc}); check the network and re-run") from exc
-                log.warning("%s: %s at byte %d; resuming", self.shown, exc, self.offset)
                 self.response.close()
-                time.sleep(BACKOFF_S * 2 ** (attempt - 1))
-                self.response = _request(self.url, self.shown, self.offset)
-        raise AssertionError("unreachable")
+                problem = str(exc) if isinstance(exc, _TooSlow) else f"connection broke ({exc})"
+                self.transfer.failed(problem, self.offset)
+                self.response = _request(self.url, self.transfer, self.offset)
 
     def close(self) -> None:
         if self.response is not None:

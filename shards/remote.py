@@ -3,7 +3,9 @@ and publish a local dataset to the Hugging Face Hub.
 
 Downloads go to a cache (`~/.cache/deep-bootstrap/remote/`), shard by shard, each checked against the
 manifest's sha256 before it is renamed into place; the manifest is written last, so an interrupted
-download resumes and is never read half-done. Both kinds of URL are read by shards.httpio (retries,
+download resumes and is never read half-done. A shard already in the cache is kept only when its sha256
+matches (a re-published dataset may change a shard's labels but not its size); `rehash=True` (`shards
+fetch`) re-hashes the whole cached copy even when its manifest is the remote one. Both kinds of URL are read by shards.httpio (retries,
 clear 401/403/404 errors). Every file name comes from the manifest, which is checked to name only
 `data/{split}-NNNNNN.tar` files, and every destination is checked to stay inside the cache folder.
 """
@@ -20,7 +22,7 @@ from shards.diskspace import no_space_is_one_line
 from shards.errors import ShardsError
 from shards.httpio import RemoteNotFound, check_dataset_url
 from shards.jsonio import atomic_target, write_json_atomic
-from shards.manifest import MANIFEST, Manifest, load_manifest, parse_manifest
+from shards.manifest import MANIFEST, Manifest, ShardEntry, load_manifest, parse_manifest
 from shards.naming import shard_path
 from shards.read import open_url
 from shards.urls import is_url
@@ -36,11 +38,14 @@ def remote_cache_dir() -> Path:
     return base / "deep-bootstrap" / "remote"
 
 
-def resolve_dataset(location: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
-    """A local dataset folder for a path, an `http(s)://` dataset URL or `hf://datasets/ORG/NAME[@REV]`."""
+def resolve_dataset(location: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+                    rehash: bool = False) -> Path:
+    """A local dataset folder for a path, an `http(s)://` dataset URL or `hf://datasets/ORG/NAME[@REV]`.
+
+    `rehash`: check every cached shard's sha256 even when the cached manifest is the remote one."""
     location = str(location)
     if is_url(location):
-        return _download(check_dataset_url(location), Path(cache_dir) if cache_dir else remote_cache_dir())
+        return _download(check_dataset_url(location), Path(cache_dir) if cache_dir else remote_cache_dir(), rehash)
     root = Path(location)
     if not root.is_dir():
         raise ShardsError(f"{location}: no such dataset folder; give a dataset folder, http(s):// URL or "
@@ -61,18 +66,31 @@ def _fetch(url: str, dest: Path, sha256: str | None = None) -> None:
                               f"{sha256[:12]}; the remote copy is corrupt or changing, re-publish it")
 
 
-def _download(url: str, cache_dir: Path) -> Path:
+def _is_cached(dest: Path, entry: ShardEntry) -> bool:
+    """The cached shard is the manifest's: same size and sha256 (a size match alone is not enough)."""
+    if not dest.is_file():
+        return False
+    if dest.stat().st_size == entry.bytes:
+        with open(dest, "rb") as f:
+            if hashlib.file_digest(f, "sha256").hexdigest() == entry.sha256:
+                return True
+    log.warning("%s: the cached copy differs from the manifest (size or sha256); downloading it again", dest)
+    return False
+
+
+def _download(url: str, cache_dir: Path, rehash: bool = False) -> Path:
     root = cache_dir / hashlib.sha256(url.encode()).hexdigest()[:16]
     (root / "data").mkdir(parents=True, exist_ok=True)
     with open_url(f"{url}/{MANIFEST}") as f:
         manifest = parse_manifest(f.read(), f"{url}/{MANIFEST}")  # checks every shard file name
-    if (root / MANIFEST).is_file() and load_manifest(root).to_dict() == manifest.to_dict():
-        return root
+    if not rehash and (root / MANIFEST).is_file() and load_manifest(root).to_dict() == manifest.to_dict():
+        return root  # each shard was hashed when downloaded; readers check them again as they read them
+    (root / MANIFEST).unlink(missing_ok=True)  # incomplete until every shard checks: a failed run re-checks
     entries = [e for s in manifest.splits.values() for e in s.shards]
     with no_space_is_one_line(root, sum(e.bytes for e in entries)):  # at most the whole dataset is needed
         for entry in tqdm(entries, desc=f"downloading {url}", unit="shard"):
             dest = shard_path(root, entry.file)
-            if not (dest.is_file() and dest.stat().st_size == entry.bytes):
+            if not _is_cached(dest, entry):
                 _fetch(f"{url}/{entry.file}", dest, entry.sha256)
         for name in SIDE_FILES:
             try:

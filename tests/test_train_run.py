@@ -46,7 +46,7 @@ def test_real_run_writes_its_folder_and_finds_t_n(dataset, tmp_path):
     summary = run_training(cfg, progress=False)
     out = Path(cfg.out_dir)
     data_hash = shards.load_manifest(cfg.data).config_hash[:16]  # which dataset the run read
-    recorded = {**cfg.to_dict(), "data_hashes": [data_hash]}
+    recorded = {**cfg.to_dict(), "data_hashes": [data_hash], "data_path": "memory"}  # auto, recorded resolved
     assert json.loads((out / "config.json").read_text()) == recorded
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     rows = rows_of(out)

@@ -125,13 +125,33 @@ def check_pool(mode: str, steps: int, batch_size: int, pool_size: int, allow_reu
 
 
 class Ledger:
-    """How many times each pool sample was drawn for training (by this rank, or summed over ranks)."""
+    """How many times each pool sample was drawn for training (by this rank, or summed over ranks).
 
-    def __init__(self, pool_size: int, counts: np.ndarray | None = None):
+    `once` (the Ideal World without --allow-reuse) makes "no sample is drawn twice" an invariant: a draw
+    of a sample already counted is a TrainError, never a `no_reuse: false` in a summary of a finished run."""
+
+    def __init__(self, pool_size: int, counts: np.ndarray | None = None, once: bool = False):
         self.counts = np.zeros(pool_size, dtype=np.int32) if counts is None else counts.astype(np.int32)
+        self.once = once
+        self.check()
 
     def record(self, indices: np.ndarray) -> None:
         np.add.at(self.counts, indices, 1)  # add.at: a batch may hold a sample twice when reuse is allowed
+        if self.once:
+            self.check(indices)
+
+    def check(self, indices: np.ndarray | None = None) -> None:
+        """With `once`: no sample (of `indices`, else of the pool) drawn more than once."""
+        if not self.once:
+            return
+        counts = self.counts if indices is None else self.counts[indices]
+        twice = np.flatnonzero(counts > 1)
+        if len(twice):
+            sample = int(twice[0] if indices is None else indices[twice[0]])
+            raise TrainError(f"the Ideal World drew pool sample {sample:,} {int(self.counts[sample])} times (and "
+                             f"{len(twice) - 1:,} other samples more than once): it never reuses a sample, so the run "
+                             "stops without a summary; start it again with --overwrite (or pass --allow-reuse to "
+                             "allow passes over the pool)")
 
     def summary(self, subset: np.ndarray | None, subset_hash: str | None) -> dict:
         """The proof stored in summary.json: counts recomputed from every recorded draw."""

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import shards
+from shards.checked import check_split, read_checked_shard
 from shards.urls import is_url
 from shards.verify import verify_dataset
 from train.errors import TrainError
@@ -68,7 +69,7 @@ def open_dataset(location: str, stream: bool = False, verify: bool = True) -> Da
     """
     if stream and is_url(location):
         # Streaming reads the shards where they are: fetch only the manifest.
-        return Dataset(location, location, shards.load_manifest(location))
+        return _checked(Dataset(location, location, shards.load_manifest(location)))
     root = shards.resolve_dataset(location)
     manifest = shards.load_manifest(root)
     if verify and stream:  # the fast path's decoded cache checks every shard's sha256 as it is built
@@ -77,7 +78,14 @@ def open_dataset(location: str, stream: bool = False, verify: bool = True) -> Da
             raise shards.ShardsError(
                 f"{location}: {len(report.problems)} problem(s), first: {report.problems[0]}; run "
                 f"`python -m shards verify {root}` for all, then rebuild or re-download the dataset")
-    return Dataset(location, str(root), manifest)
+    return _checked(Dataset(location, str(root), manifest))
+
+
+def _checked(ds: Dataset) -> Dataset:
+    """Every split's count must be what its shards hold: readers size their arrays by it."""
+    for split, info in ds.manifest.splits.items():
+        check_split(split, info, ds.location)
+    return ds
 
 
 def check_sample(ds: Dataset, where: str, key: str, image: np.ndarray, cls: int) -> None:
@@ -118,9 +126,13 @@ def read_split(ds: Dataset, split: str, size: int | None, limit: int | None, str
     h, w, c = ds.manifest.image_shape
     images = np.empty((count, h, w, c), dtype=np.uint8)
     labels = np.empty(count, dtype=np.int64)
-    for i, (key, image, cls, _) in zip(range(count), shards.iter_samples(ds.shard_urls(split), channels=c)):
-        check_sample(ds, f"{ds.location}/{split}", key, image, cls)
-        images[i], labels[i] = image, cls
+    # check_split (open_dataset) makes the shards tile [0, count): every row below is filled exactly once.
+    for entry, url in zip(ds.split(split).shards, ds.shard_urls(split)):
+        if entry.first_index >= count:
+            break
+        for key, image, cls, _ in read_checked_shard(url, entry, channels=c)[:count - entry.first_index]:
+            check_sample(ds, f"{ds.location}/{split}", key, image, cls)
+            images[int(key)], labels[int(key)] = image, cls
     return images, labels
 
 
@@ -131,7 +143,16 @@ def gpu_budget_bytes(device: torch.device) -> int:
     return max(0, free - max(_GPU_RESERVE_MIN_BYTES, int(total * _GPU_RESERVE_FRACTION)))
 
 
-def host_budget_bytes() -> int:
+def host_budget_bytes(meminfo: str = "/proc/meminfo") -> int:
+    """80% of the memory available to a new process: Linux's MemAvailable, which counts the page cache the
+    kernel can drop (proc(5)); free pages (SC_AVPHYS_PAGES) exclude it, and on a machine that has read a
+    big dataset once they understate what fits several times over. Free pages where there is no meminfo."""
+    try:
+        with open(meminfo) as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        return int(0.8 * int(fields["MemAvailable"].split()[0]) * 1024)  # reported in kB
+    except (OSError, KeyError, ValueError, IndexError):
+        pass
     try:
         return int(0.8 * os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError):

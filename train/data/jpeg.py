@@ -1,7 +1,7 @@
 """The decode data path (`--data-path decode`, the default for datasets of variable-size images such as
 DogBird): encoded images held in memory, decoded and cropped to the model's input per batch.
 
-    rows = read_encoded(ds, "train", sampler.subset)        # bytes of the held rows, sha256-checked
+    rows = read_encoded(ds, "train", sampler.subset)        # bytes of the held rows, checked per shard
     source = JpegSource(rows, sampler, cfg, dist, device)   # GPU: nvJPEG batches; CPU: DataLoader workers
     x_u8, y, idx = source.batch(step)                       # uint8 (b, size, size, C), already cropped
 
@@ -19,7 +19,6 @@ is at least twice the output size.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import math
@@ -31,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from shards.codec import DECODE_ERRORS, IMAGE_EXTS, group_samples
-from shards.tario import iter_tar_bytes
+from shards.codec import DECODE_ERRORS
+from shards.checked import read_checked_shard
 from train.core import ddp
 from train.core.augment import EvalView
 from train.core.samplers import derive_seed
@@ -64,26 +63,9 @@ class EncodedRows:
         return self.data[self.offsets[i]:self.offsets[i + 1]]
 
 
-def _shard_images(path: Path, sha256: str):
-    """(key, encoded image, cls) of one local shard, after checking its sha256 against the manifest."""
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != sha256:
-        raise TrainError(f"{path}: corrupt: sha256 {digest[:12]}... but the manifest says {sha256[:12]}...; run "
-                         "`python -m shards verify` on the dataset and rebuild or re-download it")
-    try:
-        for key, fields in group_samples(iter_tar_bytes(data, str(path)), str(path)):
-            ext = next((e for e in IMAGE_EXTS if e in fields), None)
-            if ext is None or "cls" not in fields:
-                raise ValueError(f"sample {key!r} lacks an image or a cls member (has {sorted(fields)})")
-            yield int(key), fields[ext], int(fields["cls"])
-    except ValueError as exc:
-        raise TrainError(f"{path}: unreadable shard ({exc}); rebuild the dataset") from exc
-
-
 def read_encoded(ds: Dataset, split: str, rows: np.ndarray | None) -> EncodedRows:
     """The encoded images of `rows` (sorted global indices; None = all) of a local split, reading only
-    the shards that hold some, each checked against the manifest's sha256."""
+    the shards that hold some, each checked against its manifest entry (sha256, keys, sample count)."""
     info = ds.split(split)
     rows = np.arange(info.count, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
     touched = sorted((e for e in info.shards
@@ -95,7 +77,8 @@ def read_encoded(ds: Dataset, split: str, rows: np.ndarray | None) -> EncodedRow
     filled = 0
     # Shards in index order and keys ascending within each: rows are filled in order, so the buffer is too.
     for entry in touched:
-        for key, image, cls in _shard_images(Path(ds.root) / entry.file, entry.sha256):
+        for key, image, cls, _ in read_checked_shard(Path(ds.root) / entry.file, entry, decode=False):
+            key = int(key)
             pos = np.searchsorted(rows, key)
             if pos < len(rows) and rows[pos] == key and pos == filled:
                 start = offsets[pos]

@@ -11,6 +11,7 @@ exactly the single-device one. Evaluation sets are dealt round-robin to ranks an
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Callable
@@ -78,19 +79,31 @@ class RunData:
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
 
-def _choose_stream(cfg: RunConfig, device: torch.device) -> bool:
-    """`auto` streams only an Ideal World pool too big for both the GPU and host memory."""
+def resolve_data_path(cfg: RunConfig, device: torch.device) -> RunConfig:
+    """The config with `--data-path auto` made concrete (memory, stream or decode). It is recorded in
+    config.json and in the run's identity: the Ideal World's sample order depends on the path, so runs that
+    took different paths are different runs (not one config with two results), and a resume that would
+    take another path is refused instead of switching mid-run."""
     if cfg.data_path != "auto":
-        return cfg.data_path == "stream"
-    if cfg.mode == "real" or is_url(cfg.data):
-        return False
+        return cfg
     try:
-        ds = open_dataset(cfg.data, verify=False)
+        manifest = shards.load_manifest(cfg.data)  # a URL's manifest is read where it is
     except shards.ShardsError as exc:
         raise TrainError(str(exc)) from exc
-    shape = ds.manifest.image_shape
-    need = ds.split(cfg.train_split).count * int(np.prod(shape)) if shape else 0
-    return need > max(gpu_budget_bytes(device), host_budget_bytes())
+    if manifest.image_shape is None:
+        return dataclasses.replace(cfg, data_path="decode")
+    return dataclasses.replace(cfg, data_path="stream" if _streams(cfg, manifest, device) else "memory")
+
+
+def _streams(cfg: RunConfig, manifest: shards.Manifest, device: torch.device) -> bool:
+    """`auto` streams only an Ideal World pool of a local dataset too big for both the GPU and host memory."""
+    if cfg.mode == "real" or is_url(cfg.data) or cfg.train_split not in manifest.splits:
+        return False
+    need = manifest.splits[cfg.train_split].count * int(np.prod(manifest.image_shape))
+    budget = max(gpu_budget_bytes(device), host_budget_bytes())
+    log.info("--data-path auto: the train pool takes %.2f GB, %.2f GB of memory is available: %s", need / 1e9,
+             budget / 1e9, "stream" if need > budget else "memory")
+    return need > budget
 
 
 def _test_split(ds: Dataset) -> str:
@@ -104,9 +117,9 @@ def _test_split(ds: Dataset) -> str:
                      f"({', '.join(splits)}); give a dataset with a test split")
 
 
-def decodes(cfg: RunConfig, ds: Dataset) -> bool:
-    """Decode the train images per batch: asked for, or `auto` on a dataset of variable-size images."""
-    return cfg.data_path == "decode" or (cfg.data_path == "auto" and ds.manifest.image_shape is None)
+def decodes(cfg: RunConfig) -> bool:
+    """Decode the train images per batch (the resolved path; `auto` picks it for variable-size images)."""
+    return cfg.data_path == "decode"
 
 
 def _check_sizes(cfg: RunConfig, ds: Dataset) -> None:
@@ -127,7 +140,7 @@ def _open_all(cfg: RunConfig, dist: ddp.Dist, stream: bool, progress: bool):
             extras = [(name, open_dataset(path, stream=stream, verify=first))
                       for name, path in map(parse_extra_test, cfg.extra_test)]
             if first and not stream:
-                own = [cfg.test_split] if decodes(cfg, ds) else [cfg.train_split, cfg.test_split]
+                own = [cfg.test_split] if decodes(cfg) else [cfg.train_split, cfg.test_split]
                 wanted = [(ds, split) for split in own] + [(d, _test_split(d)) for _, d in extras]
                 for d, split in wanted:
                     d.split(split)
@@ -172,7 +185,7 @@ def _eval_set(name: str, ds: Dataset, split: str, cfg: RunConfig, dist: ddp.Dist
 
 def _train_source(cfg: RunConfig, ds: Dataset, sampler, dist: ddp.Dist, device: torch.device, stream: bool):
     per_rank = cfg.batch_size // dist.world
-    if decodes(cfg, ds):
+    if decodes(cfg):
         if cfg.aug not in ("none", "flip", "rrc-flip") or cfg.image_size is None:
             raise TrainError(f"{ds.location}: its train images are decoded and cropped per batch, which needs "
                              f"--image-size and --aug none, flip or rrc-flip (got {cfg.aug}); or pass "
@@ -201,7 +214,8 @@ def build_run_data(cfg: RunConfig, dist: ddp.Dist, device: torch.device, progres
     if cfg.batch_size % dist.world:
         raise TrainError(f"--batch-size={cfg.batch_size}: the global batch must split evenly over "
                          f"{dist.world} ranks; use a multiple of {dist.world}")
-    stream = _choose_stream(cfg, device)
+    cfg = resolve_data_path(cfg, device)  # run_training resolved it already; a caller of ours may not have
+    stream = cfg.data_path == "stream"
     ds, extras = _open_all(cfg, dist, stream, progress)
     pool = ds.split(cfg.train_split).count
     size = cache_size(ds, cfg.image_size)

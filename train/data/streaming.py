@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 import shards
+from shards.checked import read_checked_shard
 from train.core import ddp
 from train.data.datasets import Dataset, PinnedStaging, check_sample
 from train.errors import TrainError
@@ -36,7 +37,7 @@ def collect_rows(ds: Dataset, split: str, rows: np.ndarray) -> tuple[np.ndarray,
         lo, hi = np.searchsorted(rows, [entry.first_index, entry.first_index + entry.samples])
         if lo == hi:
             continue
-        for key, image, cls, _ in shards.iter_shard(url, channels=c):
+        for key, image, cls, _ in read_checked_shard(url, entry, channels=c):
             pos = np.searchsorted(rows, int(key))
             if pos < len(rows) and rows[pos] == int(key):
                 check_sample(ds, url, key, image, cls)
@@ -75,7 +76,8 @@ class StreamSource:
     def _dataset(self, epoch: int):
         return shards.StreamingBatches(self.urls, self.batch_size, seed=self.seed, epoch=epoch,
                                        rank=self.dist.rank, world_size=self.dist.world, shuffle=True,
-                                       channels=self.ds.manifest.image_shape[2])
+                                       channels=self.ds.manifest.image_shape[2],
+                                       entries=self.ds.split(self.split).shards)
 
     def rank_samples(self, epoch: int, rank: int) -> int:
         """Samples rank `rank` reads in pass `epoch` (from the shard deal and the manifest counts)."""

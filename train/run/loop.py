@@ -36,7 +36,7 @@ from train.core.models import build_model, zero_head
 from train.core.samplers import Ledger, derive_seed
 from train.core.schedule import lr_at, parse_eval_schedule
 from train.core.stopping import fit_step
-from train.data.sources import RunData, build_run_data
+from train.data.sources import RunData, build_run_data, resolve_data_path
 from train.errors import TrainError
 from train.run import runfolder
 
@@ -73,6 +73,7 @@ def open_run(cfg: RunConfig, resume: bool,
     cfg = with_data_hashes(cfg)
     dist = ddp.init_distributed(_wants_cuda(cfg.device))
     device = _device(cfg.device, dist)
+    cfg = ddp.run_on_main(dist, lambda: resolve_data_path(cfg, device))  # recorded: a resume never switches
 
     def claim_and_decide() -> runfolder.Start:
         runfolder.claim_run_dir(cfg.out_dir, overwrite)  # before any data loads: in use, foreign, unwritable
@@ -167,7 +168,7 @@ class Trainer:
         self.autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         self.model = self._model()
         self.optimizer = self._optimizer()
-        self.ledger = Ledger(self.data.sampler.pool_size)
+        self.ledger = self._ledger()
         # A source that crops while decoding (JPEG datasets) brings its own view of the batch.
         self.augment = self.data.augment or TrainAugment(cfg.aug, cfg.crop_padding, self.data.image_size,
                                                          cfg.resize_size)
@@ -229,7 +230,7 @@ class Trainer:
             raise TrainError(f"{self.cfg.out_dir}: its checkpoint does not fit this run's model or optimizer "
                              f"({type(exc).__name__}: {reason}); pass --overwrite to start again") from None
         if self.dist.is_main:  # the checkpoint holds the global ledger; other ranks add from zero
-            self.ledger = Ledger(self.data.sampler.pool_size, ledger)
+            self.ledger = self._ledger(ledger)
         self.clock = _Clock(wall_before=wall_s, train_s=train_s,
                             row_samples=self.step * self.cfg.batch_size, row_train_s=train_s)
         # Rank 0 drops the rows after the checkpoint; every rank needs them (T(n), what is logged).
@@ -251,7 +252,12 @@ class Trainer:
 
     def _global_ledger(self) -> Ledger:
         counts = ddp.all_reduce_sum(torch.from_numpy(self.ledger.counts.copy()), self.dist)
-        return Ledger(self.data.sampler.pool_size, counts.numpy())
+        return self._ledger(counts.numpy())  # every rank checks the sum: draws of other ranks count too
+
+    def _ledger(self, counts=None) -> Ledger:
+        """A ledger; the Ideal World's (unless --allow-reuse) ends the run at the first sample drawn twice."""
+        once = self.cfg.mode == "ideal" and not self.cfg.allow_reuse
+        return Ledger(self.data.sampler.pool_size, counts, once=once)
 
     def _checkpoint(self) -> None:
         self.stop_if_diverged()

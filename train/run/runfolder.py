@@ -57,7 +57,10 @@ def _differences(old: dict[str, Any], new: RunConfig) -> str:
         return "its config.json is not a trainer config"
     after = identity_dict(new)
     keys = sorted(set(before) | set(after))
-    changed = [f"{k}: {before.get(k)!r} -> {after.get(k)!r}" for k in keys if before.get(k) != after.get(k)]
+    # `--data-path auto` is recorded resolved: the Ideal World's sample order depends on the path.
+    hint = {"data_path": f" (a run never switches path: pass --data-path {before.get('data_path')} to go on with it)"}
+    changed = [f"{k}: {before.get(k)!r} -> {after.get(k)!r}{hint.get(k, '')}" for k in keys
+               if before.get(k) != after.get(k)]
     return "; ".join(changed[:6]) + ("; ..." if len(changed) > 6 else "")
 
 

@@ -73,9 +73,13 @@ def test_bootstrap_seeds_cli(datasets, tmp_path, capsys):
     flags = ["--data", str(data), "--n", "40", "--steps", "12", "--batch-size", "16", "--model", "mlp",
              "--mlp-widths", "32", "--eval-schedule", "every:4", "--eval-train-samples", "40", "--device", "cpu",
              "--num-workers", "0", "--out", str(exp), "--no-progress", "--seed", "5", "--seeds", "2"]
-    assert main(["bootstrap", *flags]) == 0
+    assert main(["bootstrap", *flags, "--margin", "0.05"]) == 0
     spec = json.loads((exp / "experiment.json").read_text())
     assert spec["seeds"] == 2 and [e["real"] for e in spec["runs"]] == ["seed5/real", "seed6/real"]
+    assert spec["margin"] == {"value": 0.05, "relative": False}
+    # the margin is declared before the run: another margin on the same folder is refused
+    assert main(["bootstrap", *flags, "--margin", "10%"]) == 2
+    assert "holds another bootstrap experiment" in capsys.readouterr().err
     runs = {f"seed{s}/{w}": load_run(exp / f"seed{s}" / w) for s in (5, 6) for w in ("real", "ideal")}
     assert {r.config["seed"] for r in runs.values()} == {5, 6}
     # each seed's worlds share an init; the two seeds do not
@@ -91,6 +95,9 @@ def test_bootstrap_seeds_cli(datasets, tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse rejects it before anything runs
         main(["bootstrap", *flags[:-1], "0"])
     assert "--seeds: '0': give a number of seeds >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bootstrap", *flags, "--margin", "0"])
+    assert "--margin: give an absolute margin > 0" in capsys.readouterr().err
 
 
 def test_bootstrap_refuses_another_experiment(datasets, tmp_path):

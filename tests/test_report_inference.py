@@ -43,9 +43,9 @@ def test_the_readme_headline_fails_a_paired_t_test():
 def test_inconclusive_never_reads_as_agreement():
     text = paired_inference([-0.017, -0.011, -0.005], margin=0.01).describe("test soft-error")
     assert text == (
-        "Real - Ideal test soft-error: mean -0.011 over 3 seeds (sd 0.006, SE 0.003), 95% CI [-0.026, +0.004], "
-        "paired t(2) = -3.18, p = 0.086; equivalence within ±0.010: TOST p = 0.60. Inconclusive: the difference "
-        "was neither shown to be non-zero nor shown to be within ±0.010; this is not evidence that the worlds "
+        "Real - Ideal test soft-error: mean -0.0110 over 3 seeds (sd 0.0060, SE 0.0035), 95% CI [-0.0259, "
+        "+0.0039], paired t(2) = -3.18, p = 0.086; equivalence within ±0.0100: TOST p = 0.60. Inconclusive: the "
+        "difference was neither shown to be non-zero nor shown to be within ±0.0100; this is not evidence that the worlds "
         "agree. More seeds (or a larger test set) are needed.")
     assert "Deep Bootstrap" not in text
 
@@ -56,7 +56,7 @@ def test_equivalent_within_margin():
     # both one-sided tests: t = (0 +- 0.01) / SE = +-17.32; p = 1 - F(17.32) = 0.00166
     assert res.tost_p == pytest.approx(1 - cdf2(0.01 / se)) and res.tost_p < 0.002
     assert res.p_value == pytest.approx(1.0) and res.outcome == "equivalent"
-    assert "Equivalent within ±0.010" in res.describe()
+    assert "Equivalent within ±0.0100" in res.describe()  # SE 0.00058: four decimals
 
 
 def test_differ_but_within_margin_and_differ():
@@ -154,7 +154,8 @@ def test_examples_needed_by_hand():
 
 
 def test_decimals_follow_the_standard_error():
-    assert [decimals_for(se) for se in (0.0095, 0.0035, 0.03, 2.0)] == [3, 3, 2, 0]
+    # one significant digit of the SE, two when its leading digits are 100-354
+    assert [decimals_for(se) for se in (0.0095, 0.0035, 0.0036, 0.05, 0.012, 2.0, 0.0)] == [3, 4, 3, 2, 3, 1, 4]
 
 
 def test_margin_parses_absolute_and_relative():

@@ -6,7 +6,7 @@
     python -m train report out/runs/boot        # re-render report.md and PNGs from saved metrics
 
 `bootstrap` and `sweep` take every trainer flag of `train run` (they share one config); `--seeds K` runs
-seeds --seed .. --seed+K-1 (the reports' noise floor needs K >= 2); the sweep's `--n`, `--model` and
+seeds --seed .. --seed+K-1 (the reports' paired tests need K >= 2); the sweep's `--n`, `--model` and
 `--lr` take comma lists. Both take `--pack K`: up to K runs trained as one packed model (`train.run.packed`).
 `train.cli.parser.build_parser` calls `add_experiment_commands`.
 """

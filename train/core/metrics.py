@@ -5,7 +5,7 @@ github.com/preetum/deep-bootstrap-code `inftrain/train.py`).
     evaluate(model, eval_set, ...)        # the same over a uint8 set held on the device, in big batches
 
 error = mean(argmax != label); soft_error = 1 - mean p(label) with p = softmax(logits), as in the paper
-code's `test_all`; loss = mean cross-entropy (no label smoothing). Under DDP each rank holds its share
+code's `test_all`; loss = mean cross-entropy (no label smoothing); count = the number of examples. Under DDP each rank holds its share
 of a set and the per-rank sums are added, so every rank gets the metrics of the whole set.
 """
 from __future__ import annotations
@@ -58,4 +58,5 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     total = ddp.all_reduce_sum(sums, dist).tolist()
     count = total[3]
     # None (JSON null) for an empty set, and for a diverged model's NaN/inf (JSON has no NaN).
-    return {name: (v / count if count and math.isfinite(v) else None) for name, v in zip(NAMES, total[:3])}
+    result = {name: (v / count if count and math.isfinite(v) else None) for name, v in zip(NAMES, total[:3])}
+    return {**result, "count": int(count)}  # the set's size: reports derive its sampling error from it

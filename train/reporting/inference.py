@@ -34,10 +34,14 @@ class InferenceError(TrainError):
 
 
 def decimals_for(se: float, most: int = 6) -> int:
-    """Decimal places a figure with standard error `se` supports: down to the SE's first significant digit."""
+    """Decimal places a figure with standard error `se` supports, by the Particle Data Group's rule
+    (Review of Particle Physics, Introduction, "Rounding"): the SE to two significant digits when its three
+    leading digits are 100-354, else to one; 4 when the SE is unknown or 0."""
     if se is None or not math.isfinite(se) or se <= 0:
         return 4
-    return int(min(most, max(0, -math.floor(math.log10(se)))))
+    exponent = math.floor(math.log10(se))
+    leading = round(se / 10 ** (exponent - 2))  # the SE's three leading digits, 100-999
+    return int(min(most, max(0, -exponent + (1 if leading <= 354 else 0))))
 
 
 def _num(value: float, digits: int, sign: bool = False) -> str:
@@ -109,8 +113,9 @@ class PairedInference:
                 "evidence that the worlds agree. More seeds (or a larger test set) are needed.")
 
 
-def _outcome(ci_low: float, ci_high: float, tost_p: float, alpha: float) -> str:
-    differs = ci_low > 0 or ci_high < 0
+def outcome_of(p_value: float, tost_p: float, alpha: float = 0.05) -> str:
+    """One of OUTCOMES from the two tests' p-values (p < alpha is the same as the 1 - alpha CI excluding 0)."""
+    differs = p_value < alpha
     equivalent = math.isfinite(tost_p) and tost_p < alpha
     if differs:
         return "differ-within-margin" if equivalent else "differ"
@@ -155,7 +160,7 @@ def paired_inference(diffs, margin: float, alpha: float = 0.05) -> PairedInferen
         tost_p = (0.0 if abs(mean) < margin else 1.0) if math.isfinite(margin) else math.nan
     ci_low, ci_high = mean - half, mean + half
     return PairedInference(k, mean, sd, se, df, ci_low, ci_high, p_value, margin, tost_p,
-                           _outcome(ci_low, ci_high, tost_p, alpha), alpha)
+                           outcome_of(p_value, tost_p, alpha), alpha)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from train_fixtures import build_protos, tiny_cfg
 from train.errors import TrainError
 from train.experiments.bootstrap import bootstrap
 from train.reporting.results import load_run
+from train.run import test_outputs
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -94,6 +95,15 @@ def test_bootstrap_seeds_cli(datasets, tmp_path, capsys):
     assert results["headline"]["verdict_code"] != "no-verdict"
     text = (exp / "report.md").read_text()
     assert "seeds 5, 6" in text and "over 2 seeds" in text and "`seed6/ideal`" in text
+    # per-example test outputs at every evaluation: their means are the logged test metrics
+    real5 = runs["seed5/real"]
+    assert test_outputs.saved_steps(real5.run_dir) == [r["step"] for r in real5.rows]
+    kept = np.load(real5.run_dir / "test_outputs" / f"step-{real5.rows[-1]['step']:09d}.npy")
+    assert kept.dtype == np.float16 and kept.shape == (3, real5.rows[-1]["test/count"])
+    for row, key in zip(kept, ("test/error", "test/soft_error", "test/loss")):
+        assert row.astype(float).mean() == pytest.approx(real5.rows[-1][key], abs=2e-3)
+    low, high = results["headline"]["seed_test_ci"]
+    assert low <= results["headline"]["gap"] <= high and "resampling seeds and test examples together" in text
     with pytest.raises(SystemExit):  # argparse rejects it before anything runs
         main(["bootstrap", *flags[:-1], "0"])
     assert "--seeds: '0': give a number of seeds >= 1" in capsys.readouterr().err

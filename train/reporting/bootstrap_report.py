@@ -24,11 +24,15 @@ from scipy import stats as scipy_stats
 from shards.jsonio import write_text_atomic
 from train.reporting.experiment_file import REPORT, read_experiment, write_results
 from train.reporting.formatting import fmt, fmt_ci, fmt_int, fmt_se, ledger_table, runs_table, test_set_se
+from train.reporting.inference import BootstrapInterval, seed_test_bootstrap
 from train.reporting.margin import Margin
 from train.reporting.plots import EXTRA_COLORS, IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
 from train.reporting.results import METRIC_NAMES, METRICS, RunRecord, config_differences, json_safe, load_run, \
     seed_curves
 from train.reporting.statistics import READOUT_EVALS, SeedStatistics, readout_text, seed_statistics, verdict
+from train.run import test_outputs
+
+BOOTSTRAP_DRAWS = 2000  # percentile CI: the 2.5% tail holds 50 draws (Efron & Tibshirani 1993, Sec. 13.3)
 
 
 def seed_entries(spec: dict) -> list[dict]:
@@ -50,7 +54,8 @@ def render_bootstrap(exp_dir: str | Path) -> dict:
     counts = test_counts(pairs[0][0], config)
     figures = [world_figure(exp_dir / "soft_error.png", pairs, stats, config),
                gap_figure(exp_dir / "gap.png", pairs, stats)]
-    headline = bootstrap_headline(exp_dir, config, stats, counts)
+    combined = seed_test_interval(pairs, stats["test"]["soft_error"])
+    headline = bootstrap_headline(exp_dir, config, stats, counts, combined)
     text = bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline, counts)
     write_text_atomic(exp_dir / REPORT, text)
     write_results(exp_dir, {"headline": headline.to_dict(),
@@ -77,6 +82,20 @@ def test_counts(run: RunRecord, config: dict) -> dict:
     if not counts.get("test") and config.get("test_samples"):
         counts["test"] = config["test_samples"]
     return counts
+
+
+def seed_test_interval(pairs, st: SeedStatistics, row: str = "soft_error") -> BootstrapInterval | None:
+    """The CI over seeds and test examples together from the kept per-example outputs at the read-out
+    (`inference.seed_test_bootstrap`); None when a run kept none (DDP, or runs from before they were kept)."""
+    worlds = []
+    for world in (0, 1):
+        per_seed = [test_outputs.load(pairs[i][world].run_dir, st.readout_steps, row) for i in st.used]
+        if any(values is None for values in per_seed):
+            return None
+        worlds.append(np.stack([values.mean(axis=0) for values in per_seed]))
+    if worlds[0].shape != worlds[1].shape:
+        return None
+    return seed_test_bootstrap(worlds[0], worlds[1], draws=BOOTSTRAP_DRAWS, seed=0)
 
 
 def se_of(st: SeedStatistics, metric: str, count) -> float:
@@ -190,6 +209,7 @@ class BootstrapHeadline:
     generalisation_gap: float
     time_avg_gap: float
     time_avg_ci: list
+    seed_test_ci: list  # 95% CI over seeds and test examples together; nan without kept outputs
     other_gaps: dict  # {"error": {...}, "loss": {...}}: mean, ci_low, ci_high, p_value, outcome
     extra: dict
     verdict_code: str
@@ -211,7 +231,8 @@ def _gap_dict(st: SeedStatistics) -> dict:
     return {"mean": g.mean, "ci_low": g.ci_low, "ci_high": g.ci_high, "p_value": g.p_value, "outcome": g.outcome}
 
 
-def bootstrap_headline(exp_dir: Path, config: dict, stats: dict, counts: dict) -> BootstrapHeadline:
+def bootstrap_headline(exp_dir: Path, config: dict, stats: dict, counts: dict,
+                       combined: BootstrapInterval | None = None) -> BootstrapHeadline:
     soft = stats["test"]["soft_error"]
     judged, g, t = verdict(soft), soft.gap, soft.time_avg
     nan = math.nan
@@ -227,6 +248,7 @@ def bootstrap_headline(exp_dir: Path, config: dict, stats: dict, counts: dict) -
         ci_high=g.ci_high if g else nan, p_value=g.p_value if g else nan, tost_p=g.tost_p if g else nan,
         margin=soft.margin, margin_text=soft.margin_text, generalisation_gap=soft.generalisation_gap.mean,
         time_avg_gap=t.mean if t else nan, time_avg_ci=[t.ci_low, t.ci_high] if t else [nan, nan],
+        seed_test_ci=[combined.ci_low, combined.ci_high] if combined else [nan, nan],
         other_gaps={m: _gap_dict(st) for m, st in stats["test"].items() if m != "soft_error"},
         extra={name: {"real": m["soft_error"].real.mean, "ideal": m["soft_error"].ideal.mean,
                       **_gap_dict(m["soft_error"])} for name, m in stats.items() if name != "test" and "soft_error" in m},
@@ -235,7 +257,7 @@ def bootstrap_headline(exp_dir: Path, config: dict, stats: dict, counts: dict) -
 
 def bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline, counts) -> str:
     lines = [f"# Deep Bootstrap: Real World (n = {fmt_int(config.get('n'))}) vs Ideal World", ""]
-    lines += [_settings_line(config, entries), "", "## Result", "", headline.verdict, ""]
+    lines += [_settings_line(config, entries), "", "## Result", "", headline.verdict, "", _combined_text(headline), ""]
     lines += _notes(pairs, stats)
     lines += ["## Figures", ""]
     lines += [f"![{fig.stem}]({fig.relative_to(exp_dir).as_posix()})" for fig in figures] + [""]
@@ -253,6 +275,17 @@ def bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline
     for section in sorted((exp_dir / "sections").glob("*.md")):
         lines += [section.read_text().rstrip(), ""]
     return "\n".join(lines)
+
+
+def _combined_text(h: BootstrapHeadline) -> str:
+    """The seed-only CI holds the test set fixed; this one also resamples its examples."""
+    se = h.gap_se if math.isfinite(h.gap_se) else h.test_se
+    if not math.isfinite(h.seed_test_ci[0]):
+        return ("The test set's own sampling error is not in the CIs above: the runs kept no per-example test "
+                "outputs (multi-process runs do not).")
+    return (f"Counting the test set's sampling error too (a paired bootstrap resampling seeds and test examples "
+            f"together, {BOOTSTRAP_DRAWS:,} draws): 95% CI {fmt_ci(*h.seed_test_ci, se)}, beside the seed-only "
+            f"CI {fmt_ci(h.ci_low, h.ci_high, se)}.")
 
 
 def _settings_line(config: dict, entries: list[dict]) -> str:
@@ -346,7 +379,8 @@ def format_bootstrap_headline(headline: dict) -> str:
            f"{fmt_se(h.gap, se, True)} 95% CI {fmt_ci(h.ci_low, h.ci_high, se)}  generalisation gap "
            f"{fmt_se(h.generalisation_gap, se, True)}",
            f"  time-averaged gap over [n / batch, read-out]: {fmt_se(h.time_avg_gap, se, True)} 95% CI "
-           f"{fmt_ci(*h.time_avg_ci, se)}"]
+           f"{fmt_ci(*h.time_avg_ci, se)}",
+           f"  gap's 95% CI over seeds and test examples together: {fmt_ci(*h.seed_test_ci, se)}"]
     for metric, g in h.other_gaps.items():
         out.append(f"  test {METRIC_NAMES[metric]} gap: {fmt_se(g['mean'], se, True)} ({g['outcome']})")
     for name, e in h.extra.items():

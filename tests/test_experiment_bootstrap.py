@@ -102,6 +102,12 @@ def test_bootstrap_seeds_cli(datasets, tmp_path, capsys):
     assert kept.dtype == np.float16 and kept.shape == (3, real5.rows[-1]["test/count"])
     for row, key in zip(kept, ("test/error", "test/soft_error", "test/loss")):
         assert row.astype(float).mean() == pytest.approx(real5.rows[-1][key], abs=2e-3)
+    assert main(["bootstrap", "--plan", str(exp), "--margin", "0.05"]) == 0  # trains nothing
+    out = capsys.readouterr().out
+    assert out.startswith("From 2 pilot seeds: sd of the paired gap") and "margin 0.05 (absolute) = ±" in out
+    assert f"(this pilot evaluated {real5.rows[-1]['test/count']:,})" in out
+    assert main(["bootstrap", "--plan", str(real5.run_dir)]) == 2
+    assert "not a bootstrap experiment folder" in capsys.readouterr().err
     low, high = results["headline"]["seed_test_ci"]
     assert low <= results["headline"]["gap"] <= high and "resampling seeds and test examples together" in text
     with pytest.raises(SystemExit):  # argparse rejects it before anything runs

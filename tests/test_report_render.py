@@ -6,6 +6,9 @@ import pytest
 
 from train.errors import TrainError
 from train.reporting.bootstrap_report import render_bootstrap
+from train.reporting.inference import seeds_needed, seeds_to_detect
+from train.reporting.margin import Margin
+from train.reporting.planning import plan_from_pilot
 from train.reporting.render import detect_kind, format_headline, render
 from train.reporting.results import align, compare_worlds, load_run
 from train.reporting.sweep_report import render_sweep
@@ -162,6 +165,18 @@ def test_three_seed_bootstrap_report(tmp_path):
     assert "| test | soft-error | 0.4233 ± 0.0100 | 0.3767 ± 0.0100 | n/a | +0.047 [-0.003, +0.096] | 0.056 |" in text
     assert "| 2 | 40 | +0.027 | yes | `seed2/real` | `seed2/ideal` |" in text
     assert (exp / "soft_error.png").read_bytes()[:4] == (exp / "gap.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plan_from_a_pilot(tmp_path):
+    exp = write_seeds(tmp_path / "exp", [(0.01, 0.0), (0.0, 0.01), (-0.01, 0.02)])
+    plan = plan_from_pilot(exp, Margin.parse("0.01"))
+    # paired gaps sd .02 (see test_three_seed_bootstrap_report), mean .14 / 3
+    assert plan.sd_of_gaps == pytest.approx(0.02) and plan.margin == 0.01
+    assert plan.seeds_for_equivalence == seeds_needed(0.02, 0.01)
+    assert plan.seeds_for_observed_gap == seeds_to_detect(0.02, 0.14 / 3) and plan.test_examples is None
+    assert "the pilot kept no per-example test outputs" in plan.describe()
+    render_bootstrap(exp)  # the report plans for the experiment's own margin (the default 20%)
+    assert plan_from_pilot(exp, Margin.parse("20%")).describe() in (exp / "report.md").read_text()
 
 
 def test_sweep_and_bootstrap_judge_alike(tmp_path):

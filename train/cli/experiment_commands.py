@@ -4,6 +4,7 @@
     python -m train sweep --data DATASET --n 5000,10000 --model mcnn,preact-resnet18 --lr 0.1,0.05 --seeds 3 \
         --preset paper-cifar5m --out out/runs/sweep [--ray]
     python -m train report out/runs/boot        # re-render report.md and PNGs from saved metrics
+    python -m train bootstrap --plan out/runs/boot --margin 0.01   # seeds and test size for 80% power
 
 `bootstrap` and `sweep` take every trainer flag of `train run` (they share one config); `--seeds K` runs
 seeds --seed .. --seed+K-1 (the reports' paired tests need K >= 2); the sweep's `--n`, `--model` and
@@ -118,6 +119,9 @@ def add_experiment_commands(sub) -> None:
                       "Real and an Ideal run (default 1; with one seed the report can give no verdict)")
     _add_pack_flag(boot)
     _add_margin_flag(boot)
+    boot.add_argument("--plan", metavar="PILOT", default=None,
+                      help="print the seeds and test-set size --margin needs at 80%% power, from the spread "
+                      "measured in PILOT (a bootstrap folder with >= 2 seeds), and stop without training")
     add_control_flags(boot)
     boot.set_defaults(func=cmd_bootstrap)
 
@@ -161,6 +165,11 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
     if args.mode is not None:
         raise TrainError(f"--mode={args.mode}: bootstrap runs both worlds; drop --mode (use `train run` for one)")
+    if args.plan is not None:
+        from train.reporting.planning import plan_from_pilot  # deferred: reads runs, imports scipy
+
+        print(plan_from_pilot(args.plan, args.margin).describe())
+        return 0
     cfg = config_from_args(args, mode="real")
     if args.out_dir is None:
         cfg = dataclasses.replace(cfg, out_dir=os.path.join(

@@ -22,10 +22,12 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from shards.jsonio import write_text_atomic
+from train.errors import TrainError
 from train.reporting.experiment_file import REPORT, read_experiment, write_results
 from train.reporting.formatting import fmt, fmt_ci, fmt_int, fmt_se, ledger_table, runs_table, test_set_se
 from train.reporting.inference import BootstrapInterval, seed_test_bootstrap
 from train.reporting.margin import Margin
+from train.reporting.planning import make_plan
 from train.reporting.plots import EXTRA_COLORS, IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
 from train.reporting.results import METRIC_NAMES, METRICS, RunRecord, config_differences, json_safe, load_run, \
     seed_curves
@@ -57,8 +59,9 @@ def render_bootstrap(exp_dir: str | Path) -> dict:
     combined = seed_test_interval(pairs, stats["test"]["soft_error"])
     headline = bootstrap_headline(exp_dir, config, stats, counts, combined)
     text = bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline, counts)
-    write_text_atomic(exp_dir / REPORT, text)
-    write_results(exp_dir, {"headline": headline.to_dict(),
+    plan = planning_text(pairs, stats["test"]["soft_error"])
+    write_text_atomic(exp_dir / REPORT, text.replace(PLAN_SLOT, plan))
+    write_results(exp_dir, {"headline": headline.to_dict(), "plan": plan,
                             "statistics": {n: {m: st.to_dict() for m, st in ms.items()} for n, ms in stats.items()},
                             "per_seed": per_seed_rows(entries, pairs, stats["test"]["soft_error"])})
     return json_safe(headline.to_dict())
@@ -268,6 +271,7 @@ def bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline
               "loss; the shaded window [n / batch, read-out] is where the time-averaged gap is taken (the first "
               "epoch is left out: there both worlds draw fresh samples, so they are the same random process).", ""]
     soft = stats["test"]["soft_error"]
+    lines += ["## Planning", "", PLAN_SLOT, ""]
     lines += seed_table(per_seed_rows(entries, pairs, soft), soft.gap.se if soft.gap else math.nan)
     lines += statistics_table(stats, counts)
     runs = [(f"{world} s{e['seed']}", run) for e, pair in zip(entries, pairs) for world, run in zip(("Real", "Ideal"), pair)]
@@ -275,6 +279,19 @@ def bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline
     for section in sorted((exp_dir / "sections").glob("*.md")):
         lines += [section.read_text().rstrip(), ""]
     return "\n".join(lines)
+
+
+PLAN_SLOT = "<!-- plan -->"
+
+
+def planning_text(pairs, st: SeedStatistics) -> str:
+    """What this experiment's spread implies for the next one (`train bootstrap --plan` prints the same)."""
+    if st.gap is None:
+        return "With one seed the spread is unknown, so no plan: run a pilot with --seeds 3 or more."
+    try:
+        return make_plan(pairs, st).describe()
+    except TrainError as exc:
+        return str(exc)
 
 
 def _combined_text(h: BootstrapHeadline) -> str:

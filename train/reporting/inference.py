@@ -9,7 +9,7 @@ d_s = Real_s - Ideal_s (Student's paired t, e.g. NIST/SEMATECH e-Handbook 7.3.1)
   and test examples together (a two-way paired bootstrap over the (K, N) per-example differences).
 - `holm`, `benjamini_hochberg`: adjusted p-values for many comparisons (Holm 1979, Scand. J. Stat. 6:65;
   Benjamini & Hochberg 1995, JRSS B 57:289).
-- `seeds_needed`, `examples_needed`: planning at a given power.
+- `seeds_needed`, `seeds_to_detect`, `examples_needed`: planning at a given power.
 
     res = paired_inference([-0.017, -0.011, -0.005], margin=0.01)
     res.outcome, res.describe("test soft-error")
@@ -264,6 +264,19 @@ def _check_plan(sd: float, margin: float, power: float) -> None:
         raise InferenceError(f"power {power}: must be in (0, 1)")
 
 
+def _fewest(power_at, power: float, most: int, what: str) -> int:
+    """Smallest k >= 2 with power_at(k) >= power (power grows with k): double, then bisect."""
+    low, high = 2, 2
+    while power_at(high) < power:
+        low, high = high, high * 2
+        if high > most:
+            raise InferenceError(f"more than {most:,} seeds needed for power {power:.0%} {what}")
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (mid + 1, high) if power_at(mid) < power else (low, mid)
+    return high
+
+
 def seeds_needed(sd_of_diffs: float, margin: float, true_gap: float = 0.0, power: float = 0.8,
                  alpha: float = 0.05, most: int = 100_000) -> int:
     """Fewest seeds (>= 2) for the resolving test to reach `power` at a true gap `true_gap`.
@@ -272,21 +285,21 @@ def seeds_needed(sd_of_diffs: float, margin: float, true_gap: float = 0.0, power
     |true_gap| >= margin equivalence cannot hold, and it is the paired t-test detecting true_gap.
     """
     _check_plan(sd_of_diffs, margin, power)
+    if abs(true_gap) >= margin:
+        return seeds_to_detect(sd_of_diffs, true_gap, power, alpha, most)
     if sd_of_diffs == 0:
         return 2
-    if abs(true_gap) < margin:
-        def power_at(k: int) -> float: return tost_power(sd_of_diffs, margin, k, true_gap, alpha)
-    else:
-        def power_at(k: int) -> float: return ttest_power(sd_of_diffs, true_gap, k, alpha)
-    low, high = 2, 2
-    while power_at(high) < power:  # power grows with k: double, then bisect
-        low, high = high, high * 2
-        if high > most:
-            raise InferenceError(f"more than {most:,} seeds needed for power {power:.0%} at margin {margin}")
-    while low < high:
-        mid = (low + high) // 2
-        low, high = (mid + 1, high) if power_at(mid) < power else (low, mid)
-    return high
+    return _fewest(lambda k: tost_power(sd_of_diffs, margin, k, true_gap, alpha), power, most,
+                   f"at margin {margin}")
+
+
+def seeds_to_detect(sd_of_diffs: float, true_gap: float, power: float = 0.8, alpha: float = 0.05,
+                    most: int = 100_000) -> int:
+    """Fewest seeds (>= 2) for the two-sided paired t-test to tell a true gap `true_gap` from 0."""
+    _check_plan(sd_of_diffs, abs(true_gap) or math.nan, power)
+    if sd_of_diffs == 0:
+        return 2
+    return _fewest(lambda k: ttest_power(sd_of_diffs, true_gap, k, alpha), power, most, f"at a gap of {true_gap}")
 
 
 def examples_needed(example_sd: float, margin: float, power: float = 0.8, alpha: float = 0.05) -> int:

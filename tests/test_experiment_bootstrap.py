@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from train.__main__ import main
 from train_fixtures import build_protos, tiny_cfg
@@ -37,6 +38,8 @@ def test_bootstrap_runs_both_worlds_with_one_config(datasets, tmp_path):
     assert [r["step"] for r in real.rows] == [r["step"] for r in ideal.rows] == list(range(0, 25, 4))
     assert real.rows[0]["test/soft_error"] == pytest.approx(ideal.rows[0]["test/soft_error"])  # same init
     assert real.summary["ledger"]["within_subset"] and ideal.summary["ledger"]["no_reuse"]
+    assert (real.summary["pack_size"], real.summary["device"], real.summary["torch_version"]) == (
+        1, "cpu", torch.__version__)  # provenance: trained alone, here
 
     # the headline is read off the saved runs: the 3 evaluations around T(n), averaged, in both worlds
     fit = real.summary["fit_step"]

@@ -12,6 +12,7 @@ from train.reporting.planning import plan_from_pilot
 from train.reporting.render import detect_kind, format_headline, render
 from train.reporting.results import align, compare_worlds, load_run
 from train.reporting.sweep_report import render_sweep
+from train.run.summary import RunSummary
 
 STEPS = [0, 10, 20, 40, 80]
 # Real: train error reaches <= 1% first at step 40 -> T(n) = 40.
@@ -165,6 +166,30 @@ def test_three_seed_bootstrap_report(tmp_path):
     assert "| test | soft-error | 0.4233 ± 0.0100 | 0.3767 ± 0.0100 | n/a | +0.047 [-0.003, +0.096] | 0.056 |" in text
     assert "| 2 | 40 | +0.027 | yes | `seed2/real` | `seed2/ideal` |" in text
     assert (exp / "soft_error.png").read_bytes()[:4] == (exp / "gap.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_report_mixing_devices_and_packing_says_so(tmp_path):
+    exp = write_seeds(tmp_path / "exp", [(0.0, 0.0), (0.0, 0.0)])
+    for seed, (device, pack) in enumerate([("cpu", 1), ("cuda:0 (NVIDIA H200)", 4)]):
+        for world in ("real", "ideal"):
+            path = exp / f"seed{seed}/{world}/summary.json"
+            path.write_text(json.dumps({**json.loads(path.read_text()), "device": device, "pack_size": pack,
+                                        "torch_version": "2.14.1"}))
+    render_bootstrap(exp)
+    text = (exp / "report.md").read_text()
+    assert "mixes packed and unpacked runs (pack size 1, pack size 4)" in text
+    assert "mixes devices (cpu, cuda:0 (NVIDIA H200))" in text and "mixes torch versions" not in text
+
+
+def test_run_summary_round_trip_keeps_unknown_fields():
+    saved = {"mode": "real", "n": 100, "steps": 80, "steps_done": 80, "batch_size": 10, "model": "mcnn",
+             "seed": 0, "data": "tiny", "fit_threshold": 0.01, "fit_step": 40, "at_fit": None, "final": {"step": 80},
+             "stopped_at_fit": False, "ledger": {}, "img_per_s": None, "wall_s": 1.0, "world_size": 1,
+             "config_hash": "h", "batchnorm": "none", "data_identity": "sha256:abc"}
+    summary = RunSummary.from_dict(saved)  # written before provenance was recorded: those fields are None
+    assert summary.device is None and summary.pack_size is None and summary.extra == {"data_identity": "sha256:abc"}
+    assert RunSummary.from_dict(summary.to_dict()) == summary
+    assert {k: v for k, v in summary.to_dict().items() if k not in ("pack_size", "device", "torch_version")} == saved
 
 
 def test_plan_from_a_pilot(tmp_path):

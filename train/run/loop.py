@@ -39,6 +39,7 @@ from train.core.stopping import fit_step
 from train.data.sources import RunData, build_run_data
 from train.errors import TrainError
 from train.run import runfolder, test_outputs
+from train.run.summary import RunSummary, device_name
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ class Trainer:
         self.rows: list[dict[str, Any]] = []
         self.clock = _Clock()
         self.step = 0
+        self.pack_size = 1  # train.run.packed sets the size of the pack this run trains in
 
     def _model(self) -> torch.nn.Module:
         # Same init seed in both worlds: the Real and Ideal runs of a seed start from one network.
@@ -368,17 +370,17 @@ class Trainer:
     def _finish(self, stopped: bool) -> dict:
         cfg = self.cfg
         fit = fit_step(self.rows, cfg.fit_threshold)
-        summary = {
-            "mode": cfg.mode, "n": cfg.n if cfg.mode == "real" else None, "steps": cfg.steps,
-            "steps_done": self.step, "batch_size": cfg.batch_size, "model": cfg.model, "seed": cfg.seed,
-            "data": cfg.data, "fit_threshold": cfg.fit_threshold, "fit_step": fit,
-            "at_fit": next((r for r in self.rows if r["step"] == fit), None), "final": self.rows[-1],
-            "stopped_at_fit": stopped,
-            "ledger": self._global_ledger().summary(self.data.sampler.subset, self.data.sampler.subset_hash),
-            "img_per_s": self.step * cfg.batch_size / self.clock.train_s if self.clock.train_s > 0 else None,
-            "wall_s": self.clock.wall(), "world_size": self.dist.world, "config_hash": config_hash(cfg),
-            "batchnorm": self.batchnorm_kind(self.model),
-        }
+        summary = RunSummary(
+            mode=cfg.mode, n=cfg.n if cfg.mode == "real" else None, steps=cfg.steps, steps_done=self.step,
+            batch_size=cfg.batch_size, model=cfg.model, seed=cfg.seed, data=cfg.data,
+            fit_threshold=cfg.fit_threshold, fit_step=fit, at_fit=next((r for r in self.rows if r["step"] == fit), None),
+            final=self.rows[-1], stopped_at_fit=stopped,
+            ledger=self._global_ledger().summary(self.data.sampler.subset, self.data.sampler.subset_hash),
+            img_per_s=self.step * cfg.batch_size / self.clock.train_s if self.clock.train_s > 0 else None,
+            wall_s=self.clock.wall(), world_size=self.dist.world, config_hash=config_hash(cfg),
+            batchnorm=self.batchnorm_kind(self.model), pack_size=self.pack_size, device=device_name(self.device),
+            torch_version=torch.__version__,
+        ).to_dict()
         if self.dist.is_main:
             runfolder.write_summary(cfg.out_dir, summary)
             log.info("%s: done at step %s; T(n) = %s; final test error %.4f", cfg.out_dir, f"{self.step:,}",

@@ -192,6 +192,25 @@ def test_run_summary_round_trip_keeps_unknown_fields():
     assert {k: v for k, v in summary.to_dict().items() if k not in ("pack_size", "device", "torch_version")} == saved
 
 
+def test_regime_checks_from_shard_stats_and_extra_test(tmp_path):
+    data = tmp_path / "synthetic"
+    (data / ".shards").mkdir(parents=True)
+    hists = {"train": {17: 10, 19: 90}, "test": {0: 5, 19: 15}}  # 20 bins over [0, 1]: bin 17 is [0.85, 0.9)
+    for split, bins in hists.items():
+        hist = [bins.get(i, 0) for i in range(20)]
+        (data / ".shards" / f"{split}-000000.json").write_text(json.dumps({"split": split, "extra": {"max_prob_hist": hist}}))
+    exp = write_seeds(tmp_path / "exp", [(0.0, 0.0), (0.01, 0.0)])
+    spec = json.loads((exp / "experiment.json").read_text())
+    (exp / "experiment.json").write_text(json.dumps({**spec, "config": {**spec["config"], "data": str(data)}}))
+    render_bootstrap(exp)
+    regime = json.loads((exp / "results.json").read_text())["regime"]
+    assert regime["low_confidence"] == {"train": pytest.approx(0.1), "test": pytest.approx(0.25)}
+    # Real test error at the read-out (.35 + .30 + .31) / 3 = .32, +.01 on seed 1, vs digits (.45 + .40 + .41) / 3
+    assert regime["error_ratio"] == {"digits": pytest.approx((0.32 + 0.005) / 0.42)}
+    text = (exp / "report.md").read_text()
+    assert "the labeler's top probability is below 0.9 on 25.0% of the test images" in text
+
+
 def test_plan_from_a_pilot(tmp_path):
     exp = write_seeds(tmp_path / "exp", [(0.01, 0.0), (0.0, 0.01), (-0.01, 0.02)])
     plan = plan_from_pilot(exp, Margin.parse("0.01"))

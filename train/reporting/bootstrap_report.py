@@ -28,6 +28,7 @@ from train.reporting.formatting import fmt, fmt_ci, fmt_int, fmt_se, ledger_tabl
 from train.reporting.inference import BootstrapInterval, seed_test_bootstrap
 from train.reporting.margin import Margin
 from train.reporting.planning import make_plan
+from train.reporting.regime import regime_checks
 from train.reporting.plots import EXTRA_COLORS, IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
 from train.reporting.results import METRIC_NAMES, METRICS, RunRecord, config_differences, json_safe, load_run, \
     seed_curves
@@ -61,8 +62,9 @@ def render_bootstrap(exp_dir: str | Path) -> dict:
     headline = bootstrap_headline(exp_dir, config, stats, counts, combined)
     text = bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline, counts)
     plan = planning_text(pairs, stats["test"]["soft_error"])
-    write_text_atomic(exp_dir / REPORT, text.replace(PLAN_SLOT, plan))
-    write_results(exp_dir, {"headline": headline.to_dict(), "plan": plan,
+    regime = regime_checks(config.get("data"), stats)
+    write_text_atomic(exp_dir / REPORT, text.replace(PLAN_SLOT, plan).replace(REGIME_SLOT, regime.describe()))
+    write_results(exp_dir, {"headline": headline.to_dict(), "plan": plan, "regime": regime.to_dict(),
                             "statistics": {n: {m: st.to_dict() for m, st in ms.items()} for n, ms in stats.items()},
                             "per_seed": per_seed_rows(entries, pairs, stats["test"]["soft_error"])})
     return json_safe(headline.to_dict())
@@ -262,7 +264,7 @@ def bootstrap_headline(exp_dir: Path, config: dict, stats: dict, counts: dict,
 def bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline, counts) -> str:
     lines = [f"# Deep Bootstrap: Real World (n = {fmt_int(config.get('n'))}) vs Ideal World", ""]
     lines += [_settings_line(config, entries), "", "## Result", "", headline.verdict, "", _combined_text(headline), ""]
-    lines += _notes(pairs, stats)
+    lines += [REGIME_SLOT, ""] + _notes(pairs, stats)
     lines += ["## Figures", ""]
     lines += [f"![{fig.stem}]({fig.relative_to(exp_dir).as_posix()})" for fig in figures] + [""]
     lines += ["`soft_error.png`: test soft-error of both worlds (solid) and train soft-error (dashed), mean over "
@@ -282,7 +284,7 @@ def bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline
     return "\n".join(lines)
 
 
-PLAN_SLOT = "<!-- plan -->"
+PLAN_SLOT, REGIME_SLOT = "<!-- plan -->", "<!-- regime -->"
 
 
 def planning_text(pairs, st: SeedStatistics) -> str:

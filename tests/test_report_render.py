@@ -294,6 +294,13 @@ def test_single_run_report(tmp_path):
     assert (run_dir / "soft_error.png").is_file()
 
 
+def test_single_run_figures_carry_their_sampling_se(tmp_path):
+    run_dir = write_run(tmp_path / "r", {**REAL, "test/count": [1000] * 5})
+    render(run_dir)
+    # soft-error .42 at the end over 1,000 examples: SE sqrt(.42 .58 / 1000) = 0.0156 -> three decimals (PDG)
+    assert "| test | soft-error | 0.400 | 0.420 | 0.0156 |" in (run_dir / "report.md").read_text()
+
+
 def test_detect_kind_errors(tmp_path):
     with pytest.raises(TrainError, match="no such folder"):
         render(tmp_path / "missing")

@@ -24,7 +24,8 @@ from scipy import stats as scipy_stats
 from shards.jsonio import write_text_atomic
 from train.errors import TrainError
 from train.reporting.experiment_file import REPORT, read_experiment, write_results
-from train.reporting.formatting import fmt, fmt_ci, fmt_int, fmt_se, ledger_table, runs_table, test_set_se
+from train.reporting.formatting import fmt, fmt_ci, fmt_int, fmt_se, ledger_table, provenance_notes, runs_table, \
+    test_set_se
 from train.reporting.inference import BootstrapInterval, seed_test_bootstrap
 from train.reporting.margin import Margin
 from train.reporting.planning import make_plan
@@ -34,7 +35,6 @@ from train.reporting.results import METRIC_NAMES, METRICS, RunRecord, config_dif
     seed_curves
 from train.reporting.statistics import READOUT_EVALS, SeedStatistics, readout_text, seed_statistics, verdict
 from train.run import test_outputs
-from train.run.summary import RunSummary
 
 BOOTSTRAP_DRAWS = 2000  # percentile CI: the 2.5% tail holds 50 draws (Efron & Tibshirani 1993, Sec. 13.3)
 
@@ -338,19 +338,6 @@ def _notes(pairs, stats: dict) -> list[str]:
                          "so it is not a pure Ideal World.")
     notes += provenance_notes([run for pair in pairs for run in pair])
     return ([f"- {note}" for note in notes] + [""]) if notes else []
-
-
-def provenance_notes(runs: list[RunRecord]) -> list[str]:
-    """A sentence for each provenance the finished runs of one comparison do not share (packed and unpacked,
-    devices, torch versions): each is another float path, and SGD amplifies float differences."""
-    summaries = [RunSummary.from_dict(run.summary) for run in runs if run.summary]
-    packs = {s.pack_size for s in summaries if s.pack_size is not None}
-    mixed = {"packed and unpacked runs": sorted(f"pack size {p}" for p in packs) if 1 in packs and len(packs) > 1 else [],
-             "devices": sorted({s.device for s in summaries if s.device}),
-             "torch versions": sorted({s.torch_version for s in summaries if s.torch_version})}
-    return [f"This comparison mixes {label} ({', '.join(values)}): their float paths differ, so their runs agree "
-            "only in distribution, and a paired gap may carry that difference." for label, values in mixed.items()
-            if len(values) > 1]
 
 
 def seed_table(rows: list[dict], se: float) -> list[str]:

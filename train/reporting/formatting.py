@@ -9,6 +9,7 @@ from pathlib import Path
 
 from train.reporting.inference import decimals_for
 from train.reporting.results import RunRecord
+from train.run.summary import RunSummary
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -72,3 +73,16 @@ def runs_table(base: Path, runs: list[tuple[str, RunRecord]]) -> list[str]:
         lines.append(f"| {label} | `{folder}` | {fmt_int(done)} / {fmt_int(run.config.get('steps'))} | "
                      f"{fmt(s.get('img_per_s'), 0)} | {fmt(s.get('wall_s'), 1)} | `{s.get('config_hash', '-')}` |")
     return lines + [""]
+
+
+def provenance_notes(runs: list[RunRecord]) -> list[str]:
+    """A sentence for each provenance the finished runs of one comparison do not share (packed and unpacked,
+    devices, torch versions): each is another float path, and SGD amplifies float differences."""
+    summaries = [RunSummary.from_dict(run.summary) for run in runs if run.summary]
+    packs = {s.pack_size for s in summaries if s.pack_size is not None}
+    mixed = {"packed and unpacked runs": sorted(f"pack size {p}" for p in packs) if 1 in packs and len(packs) > 1 else [],
+             "devices": sorted({s.device for s in summaries if s.device}),
+             "torch versions": sorted({s.torch_version for s in summaries if s.torch_version})}
+    return [f"This comparison mixes {label} ({', '.join(values)}): their float paths differ, so their runs agree "
+            "only in distribution, and a paired gap may carry that difference." for label, values in mixed.items()
+            if len(values) > 1]

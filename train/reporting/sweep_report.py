@@ -26,7 +26,7 @@ import numpy as np
 
 from shards.jsonio import write_text_atomic
 from train.reporting.experiment_file import REPORT, read_experiment, write_results
-from train.reporting.formatting import fmt, fmt_ci, fmt_gap, fmt_int, fmt_se
+from train.reporting.formatting import fmt, fmt_ci, fmt_gap, fmt_int, fmt_se, provenance_notes
 from train.reporting.inference import OUTCOMES, holm, outcome_of
 from train.reporting.margin import Margin
 from train.reporting.plots import EXTRA_COLORS, IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
@@ -47,7 +47,9 @@ def render_sweep(exp_dir: str | Path) -> dict:
         figures = [scatter_figure(exp_dir / "scatter.png", groups),
                    learning_curve_figure(exp_dir / "learning_curve.png", groups)]
     headline = sweep_headline(exp_dir, spec, points, groups)
-    write_text_atomic(exp_dir / REPORT, sweep_markdown(spec, points, missing, groups, figures, headline))
+    folders = sorted({p[k] for p in points for k in ("real_dir", "ideal_dir")})
+    notes = tuple(provenance_notes([load_run(exp_dir / folder) for folder in folders]))
+    write_text_atomic(exp_dir / REPORT, sweep_markdown(spec, points, missing, groups, figures, headline, notes))
     write_results(exp_dir, {"headline": headline, "points": points, "groups": groups})
     return json_safe(headline)
 
@@ -230,7 +232,8 @@ def _pm(stat: dict, se: float = math.nan, sign: bool = False) -> str:
     return text + (f" ± {fmt_se(sd, se)}" if sd is not None and math.isfinite(sd) else "")
 
 
-def sweep_markdown(spec, points, missing, groups, figures, headline) -> str:
+def sweep_markdown(spec, points, missing, groups, figures, headline, notes: tuple = ()) -> str:
+    """`notes`: sentences under the result (runs of mixed provenance)."""
     config = spec.get("config", {})
     lines = ["# Deep Bootstrap sweep: Real World vs Ideal World", "",
              f"Data `{config.get('data')}`, models {', '.join(f'`{m}`' for m in spec['models'])}, "
@@ -239,6 +242,7 @@ def sweep_markdown(spec, points, missing, groups, figures, headline) -> str:
              f"{fmt_int(config.get('steps'))} SGD steps at batch {fmt_int(config.get('batch_size'))}. One "
              "Ideal run per (model, lr, seed) serves every n: the Ideal World does not depend on n.", "",
              "## Result", "", sweep_verdict(headline), ""]
+    lines += [f"- {note}" for note in notes] + ([""] if notes else [])
     lines += [f"![{f.stem}]({f.name})" for f in figures] + [""]
     lines += ["## Each cell over its seeds (test soft-error at the read-out)", "",
               "| model | lr | n | runs (fit) | T(n) | L(n): Real | L~(T(n)): Ideal | gap [95% CI] | p (Holm) | "

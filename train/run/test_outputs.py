@@ -28,9 +28,8 @@ def save(out: str | os.PathLike, step: int, values: np.ndarray) -> None:
     """Write one evaluation's (3, N) per-example values atomically (a killed write leaves no half file)."""
     path = _path(out, step)
     path.parent.mkdir(exist_ok=True)
-    with atomic_target(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(values, dtype=np.float16))
+    with atomic_target(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(values, dtype=np.float16))
 
 
 def saved_steps(out: str | os.PathLike) -> list[int]:

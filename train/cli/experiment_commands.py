@@ -8,7 +8,8 @@
 
 `bootstrap` and `sweep` take every trainer flag of `train run` (they share one config); `--seeds K` runs
 seeds --seed .. --seed+K-1 (the reports' paired tests need K >= 2); the sweep's `--n`, `--model` and
-`--lr` take comma lists. Both take `--pack K`: up to K runs trained as one packed model (`train.run.packed`).
+`--lr` take comma lists. Both take `--pack K`: up to K runs trained as one packed model (`train.run.packed`),
+and `--margin M`: the equivalence margin of the verdicts, declared before the run (`train.reporting.margin`).
 `train.cli.parser.build_parser` calls `add_experiment_commands`.
 """
 from __future__ import annotations

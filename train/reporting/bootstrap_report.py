@@ -305,7 +305,8 @@ def _combined_text(h: BootstrapHeadline) -> str:
                 "outputs (multi-process runs do not).")
     return (f"Counting the test set's sampling error too (a paired bootstrap resampling seeds and test examples "
             f"together, {BOOTSTRAP_DRAWS:,} draws): 95% CI {fmt_ci(*h.seed_test_ci, se)}, beside the seed-only "
-            f"CI {fmt_ci(h.ci_low, h.ci_high, se)}.")
+            f"CI {fmt_ci(h.ci_low, h.ci_high, se)}. The verdict above holds this test set fixed; for the "
+            "distribution the test set was drawn from, use the CI over seeds and test examples.")
 
 
 def _settings_line(config: dict, entries: list[dict]) -> str:

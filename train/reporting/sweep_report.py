@@ -23,6 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from shards.jsonio import write_text_atomic
 from train.reporting.experiment_file import REPORT, read_experiment, write_results
@@ -108,8 +109,6 @@ def aggregate(exp_dir: Path, points: list[dict], margin: Margin | None = None) -
 
 def _ci(stat: MeanSd) -> dict:
     """mean, sd and the half-width of the t-quantile 95% CI of the mean over seeds (nan with one seed)."""
-    from scipy import stats as scipy_stats  # deferred: only cells with seeds need it
-
     half = (scipy_stats.t.ppf(0.975, stat.count - 1) * stat.sd / math.sqrt(stat.count)
             if stat.count > 1 else math.nan)
     return {**stat.to_dict(), "ci_half": half}

@@ -6,7 +6,7 @@ import pytest
 
 from train.errors import TrainError
 from train.reporting.bootstrap_report import render_bootstrap
-from train.reporting.inference import seeds_needed, seeds_to_detect
+from train.reporting.inference import seeds_needed, seeds_to_detect, tost_power
 from train.reporting.margin import Margin
 from train.reporting.planning import plan_from_pilot
 from train.reporting.render import detect_kind, format_headline, render
@@ -218,6 +218,8 @@ def test_plan_from_a_pilot(tmp_path):
     assert plan.sd_of_gaps == pytest.approx(0.02) and plan.margin == 0.01
     assert plan.seeds_for_equivalence == seeds_needed(0.02, 0.01)
     assert plan.seeds_for_observed_gap == seeds_to_detect(0.02, 0.14 / 3) and plan.test_examples is None
+    assert plan.power_now == pytest.approx(tost_power(0.02, 0.01, 3))
+    assert f"its 3 seeds had {plan.power_now:.0%} power" in plan.describe()
     assert "the pilot kept no per-example test outputs" in plan.describe()
     render_bootstrap(exp)  # the report plans for the experiment's own margin (the default 20%)
     assert plan_from_pilot(exp, Margin.parse("20%")).describe() in (exp / "report.md").read_text()

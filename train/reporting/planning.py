@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from train.errors import TrainError
-from train.reporting.inference import InferenceError, decimals_for, examples_needed, seeds_needed, seeds_to_detect
+from train.reporting.inference import (InferenceError, decimals_for, examples_needed, seeds_needed, seeds_to_detect,
+                                       tost_power)
 from train.reporting.margin import Margin
 from train.reporting.statistics import SeedStatistics
 from train.run import test_outputs
@@ -39,6 +40,7 @@ class Plan:
     example_sd: float
     test_examples: int | None  # for the test set alone to allow equivalence at no true gap
     test_examples_now: int | None
+    power_now: float  # this design's power (its seeds) to show equivalence at no true gap
 
     def to_dict(self) -> dict:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
@@ -50,8 +52,9 @@ class Plan:
                 + (f" = ±{self.margin:.{d}f}." if math.isfinite(self.margin) else ", undefined here."))
         if not math.isfinite(self.margin):
             return head + " No plan for equivalence is possible without a margin; give an absolute --margin."
-        parts = [f"At {self.power:.0%} power and alpha 0.05: {self.seeds_for_equivalence} seeds show equivalence "
-                 "within the margin if the true gap is 0"]
+        parts = [f"At the measured sd, its {self.pilot_seeds} seeds had {self.power_now:.0%} power to show "
+                 f"equivalence within the margin at no true gap. At {self.power:.0%} power and alpha 0.05: "
+                 f"{self.seeds_for_equivalence} seeds show equivalence within the margin if the true gap is 0"]
         if self.seeds_for_observed_gap is not None:
             parts.append(f"{self.seeds_for_observed_gap} seeds tell a true gap of the observed size "
                          f"({self.observed_gap:+.{d}f}) from 0")
@@ -90,7 +93,8 @@ def make_plan(pairs, st: SeedStatistics, power: float = POWER) -> Plan:
         examples = examples_needed(ex_sd, margin, power) if math.isfinite(margin) and math.isfinite(ex_sd) else None
     except InferenceError as exc:
         raise TrainError(f"planning from the pilot: {exc}") from None
-    return Plan(len(st.used), sd, gap, margin, st.margin_text, power, eq, observed, ex_sd, examples, count)
+    now = tost_power(sd, margin, len(st.used)) if math.isfinite(margin) and sd > 0 else math.nan
+    return Plan(len(st.used), sd, gap, margin, st.margin_text, power, eq, observed, ex_sd, examples, count, now)
 
 
 def plan_from_pilot(pilot_dir: str | Path, margin: Margin) -> Plan:

@@ -223,6 +223,8 @@ def test_plan_from_a_pilot(tmp_path):
     assert "the pilot kept no per-example test outputs" in plan.describe()
     render_bootstrap(exp)  # the report plans for the experiment's own margin (the default 20%)
     assert plan_from_pilot(exp, Margin.parse("20%")).describe() in (exp / "report.md").read_text()
+    saved = json.loads((exp / "results.json").read_text())["plan"]
+    assert saved["power_now"] == pytest.approx(plan_from_pilot(exp, Margin.parse("20%")).power_now)
 
 
 def test_sweep_and_bootstrap_judge_alike(tmp_path):

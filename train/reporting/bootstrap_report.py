@@ -28,7 +28,7 @@ from train.reporting.formatting import fmt, fmt_ci, fmt_int, fmt_se, ledger_tabl
     test_set_se
 from train.reporting.inference import BootstrapInterval, seed_test_bootstrap
 from train.reporting.margin import Margin
-from train.reporting.planning import make_plan
+from train.reporting.planning import Plan, make_plan
 from train.reporting.regime import regime_checks
 from train.reporting.plots import EXTRA_COLORS, IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
 from train.reporting.results import METRIC_NAMES, METRICS, RunRecord, config_differences, json_safe, load_run, \
@@ -61,10 +61,12 @@ def render_bootstrap(exp_dir: str | Path) -> dict:
     combined = seed_test_interval(pairs, stats["test"]["soft_error"])
     headline = bootstrap_headline(exp_dir, config, stats, counts, combined)
     text = bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline, counts)
-    plan = planning_text(pairs, stats["test"]["soft_error"])
+    plan, plan_text = planning(pairs, stats["test"]["soft_error"])
     regime = regime_checks(config.get("data"), stats)
-    write_text_atomic(exp_dir / REPORT, text.replace(PLAN_SLOT, plan).replace(REGIME_SLOT, regime.describe()))
-    write_results(exp_dir, {"headline": headline.to_dict(), "plan": plan, "regime": regime.to_dict(),
+    write_text_atomic(exp_dir / REPORT, text.replace(PLAN_SLOT, plan_text).replace(REGIME_SLOT, regime.describe()))
+    write_results(exp_dir, {"headline": headline.to_dict(), "plan": {**(plan.to_dict() if plan else {}),
+                                                                     "text": plan_text},
+                            "regime": regime.to_dict(),
                             "statistics": {n: {m: st.to_dict() for m, st in ms.items()} for n, ms in stats.items()},
                             "per_seed": per_seed_rows(entries, pairs, stats["test"]["soft_error"])})
     return json_safe(headline.to_dict())
@@ -287,14 +289,16 @@ def bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline
 PLAN_SLOT, REGIME_SLOT = "<!-- plan -->", "<!-- regime -->"
 
 
-def planning_text(pairs, st: SeedStatistics) -> str:
-    """What this experiment's spread implies for the next one (`train bootstrap --plan` prints the same)."""
+def planning(pairs, st: SeedStatistics) -> tuple[Plan | None, str]:
+    """What this experiment's spread implies for the next one (`train bootstrap --plan` prints the same),
+    and its own power; (None, why) when it cannot be planned from."""
     if st.gap is None:
-        return "With one seed the spread is unknown, so no plan: run a pilot with --seeds 3 or more."
+        return None, "With one seed the spread is unknown, so no plan: run a pilot with --seeds 3 or more."
     try:
-        return make_plan(pairs, st).describe()
+        plan = make_plan(pairs, st)
     except TrainError as exc:
-        return str(exc)
+        return None, str(exc)
+    return plan, plan.describe()
 
 
 def _combined_text(h: BootstrapHeadline) -> str:

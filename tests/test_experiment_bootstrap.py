@@ -112,7 +112,7 @@ def test_bootstrap_seeds_cli(datasets, tmp_path, capsys):
     assert main(["bootstrap", "--plan", str(real5.run_dir)]) == 2
     assert "not a bootstrap experiment folder" in capsys.readouterr().err
     low, high = results["headline"]["seed_test_ci"]
-    assert low <= results["headline"]["gap"] <= high and "resampling seeds and test examples together" in text
+    assert low <= results["headline"]["gap"] <= high and "seed and test-set variance components" in text
     with pytest.raises(SystemExit):  # argparse rejects it before anything runs
         main(["bootstrap", *flags[:-1], "0"])
     assert "--seeds: '0': give a number of seeds >= 1" in capsys.readouterr().err

@@ -7,10 +7,11 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from train.reporting.inference import (
     InferenceError, PairedInference, benjamini_hochberg, decimals_for, examples_needed, holm, paired_inference,
-    seed_test_bootstrap, seeds_needed, tost_power)
+    seed_test_bootstrap, seed_test_interval, seeds_needed, tost_power)
 from train.errors import TrainError
 from train.reporting.margin import Margin
 
@@ -74,6 +75,7 @@ def test_no_margin_means_no_equivalence_test():
     res = paired_inference([0.001, -0.001, 0.0], margin=math.nan)
     assert math.isnan(res.tost_p) and res.outcome == "inconclusive"
     assert "no margin was available" in res.describe()
+    assert "Inconclusive: the difference was not shown to be non-zero;" in res.describe()
 
 
 def test_record_round_trips_through_json_dict():
@@ -123,6 +125,24 @@ def test_bootstrap_counts_seed_and_test_variance_and_keeps_the_pairing():
     assert (out.ci_high - out.ci_low) / 2 == pytest.approx(half, rel=0.1)
     assert out.ci_low < a.mean() + b.mean() < out.ci_high
     assert seed_test_bootstrap(real, ideal, draws=2000, seed=1) == out  # seeded: the same interval
+
+
+def test_seed_and_test_interval_by_hand():
+    a = np.array([0.01, 0.02, 0.03])  # per-seed effects
+    b = np.array([-0.1, 0.1, -0.2, 0.2])  # per-example effects (mean 0), shared by the seeds
+    out = seed_test_interval(a[:, None] + b[None, :], np.zeros((3, 4)))
+    v_seed, v_test = 0.0001 / 3, (0.1 / 3) / 4  # sample variances / K and / N
+    df = (v_seed + v_test) ** 2 / (v_seed ** 2 / 2 + v_test ** 2 / 3)  # Welch-Satterthwaite: 3.024
+    half = scipy_stats.t.ppf(0.975, df) * math.sqrt(v_seed + v_test)
+    assert df == pytest.approx(3.024, abs=1e-3)
+    assert (out.mean, out.ci_low, out.ci_high) == (pytest.approx(0.02), pytest.approx(0.02 - half),
+                                                   pytest.approx(0.02 + half))
+    # no test-set spread: the interval is the paired t-test's over the seed means
+    flat = seed_test_interval(np.tile(a[:, None], (1, 4)), np.zeros((3, 4)))
+    t = paired_inference(a, margin=math.nan)
+    assert (flat.ci_low, flat.ci_high) == (pytest.approx(t.ci_low), pytest.approx(t.ci_high))
+    with pytest.raises(InferenceError, match="seeds >= 2"):
+        seed_test_interval(np.zeros((1, 4)), np.zeros((1, 4)))
 
 
 def test_bootstrap_refuses_mismatched_shapes():

@@ -26,7 +26,7 @@ from train.errors import TrainError
 from train.reporting.experiment_file import REPORT, read_experiment, write_results
 from train.reporting.formatting import fmt, fmt_ci, fmt_int, fmt_se, ledger_table, provenance_notes, runs_table, \
     test_set_se
-from train.reporting.inference import BootstrapInterval, seed_test_bootstrap
+from train.reporting.inference import BootstrapInterval, seed_test_interval
 from train.reporting.margin import Margin
 from train.reporting.planning import Plan, make_plan
 from train.reporting.regime import regime_checks
@@ -36,7 +36,6 @@ from train.reporting.results import METRIC_NAMES, METRICS, RunRecord, config_dif
 from train.reporting.statistics import READOUT_EVALS, SeedStatistics, readout_text, seed_statistics, verdict
 from train.run import test_outputs
 
-BOOTSTRAP_DRAWS = 2000  # percentile CI: the 2.5% tail holds 50 draws (Efron & Tibshirani 1993, Sec. 13.3)
 
 
 def seed_entries(spec: dict) -> list[dict]:
@@ -58,7 +57,7 @@ def render_bootstrap(exp_dir: str | Path) -> dict:
     counts = test_counts(pairs[0][0], config)
     figures = [world_figure(exp_dir / "soft_error.png", pairs, stats, config),
                gap_figure(exp_dir / "gap.png", pairs, stats)]
-    combined = seed_test_interval(pairs, stats["test"]["soft_error"])
+    combined = combined_interval(pairs, stats["test"]["soft_error"])
     headline = bootstrap_headline(exp_dir, config, stats, counts, combined)
     text = bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline, counts)
     plan, plan_text = planning(pairs, stats["test"]["soft_error"])
@@ -92,9 +91,11 @@ def test_counts(run: RunRecord, config: dict) -> dict:
     return counts
 
 
-def seed_test_interval(pairs, st: SeedStatistics, row: str = "soft_error") -> BootstrapInterval | None:
+def combined_interval(pairs, st: SeedStatistics, row: str = "soft_error") -> BootstrapInterval | None:
     """The CI over seeds and test examples together from the kept per-example outputs at the read-out
-    (`inference.seed_test_bootstrap`); None when a run kept none (DDP, or runs from before they were kept)."""
+    (`inference.seed_test_interval`); None with one seed or when a run kept none (multi-process runs)."""
+    if len(st.used) < 2:
+        return None
     worlds = []
     for world in (0, 1):
         per_seed = [test_outputs.load(pairs[i][world].run_dir, st.readout_steps, row) for i in st.used]
@@ -103,7 +104,7 @@ def seed_test_interval(pairs, st: SeedStatistics, row: str = "soft_error") -> Bo
         worlds.append(np.stack([values.mean(axis=0) for values in per_seed]))
     if worlds[0].shape != worlds[1].shape:
         return None
-    return seed_test_bootstrap(worlds[0], worlds[1], draws=BOOTSTRAP_DRAWS, seed=0)
+    return seed_test_interval(worlds[0], worlds[1])
 
 
 def se_of(st: SeedStatistics, metric: str, count) -> float:
@@ -307,8 +308,8 @@ def _combined_text(h: BootstrapHeadline) -> str:
     if not math.isfinite(h.seed_test_ci[0]):
         return ("The test set's own sampling error is not in the CIs above: the runs kept no per-example test "
                 "outputs (multi-process runs do not).")
-    return (f"Counting the test set's sampling error too (a paired bootstrap resampling seeds and test examples "
-            f"together, {BOOTSTRAP_DRAWS:,} draws): 95% CI {fmt_ci(*h.seed_test_ci, se)}, beside the seed-only "
+    return (f"Counting the test set's sampling error too (its per-example outputs at the read-out; seed and "
+            f"test-set variance components, Welch-Satterthwaite df): 95% CI {fmt_ci(*h.seed_test_ci, se)}, beside the seed-only "
             f"CI {fmt_ci(h.ci_low, h.ci_high, se)}. The verdict above holds this test set fixed; for the "
             "distribution the test set was drawn from, use the CI over seeds and test examples.")
 

@@ -5,8 +5,9 @@ d_s = Real_s - Ideal_s (Student's paired t, e.g. NIST/SEMATECH e-Handbook 7.3.1)
 - `paired_inference`: mean, SE = sd / sqrt(K), the t-quantile 95% CI, the two-sided paired p-value, and an
   equivalence test against a margin declared before the run (TOST: two one-sided t-tests against -margin
   and +margin, Schuirmann 1987, J. Pharmacokinet. Biopharm. 15:657); four outcomes.
-- `seed_test_bootstrap`: a CI that also counts the shared test set's sampling error, by resampling seeds
-  and test examples together (a two-way paired bootstrap over the (K, N) per-example differences).
+- `seed_test_interval`, `seed_test_bootstrap`: a CI that also counts the shared test set's sampling error,
+  from the seed and test-set variance components, or by resampling seeds and test examples together (a
+  two-way paired bootstrap over the (K, N) per-example differences; too narrow at small K).
 - `holm`, `benjamini_hochberg`: adjusted p-values for many comparisons (Holm 1979, Scand. J. Stat. 6:65;
   Benjamini & Hochberg 1995, JRSS B 57:289).
 - `seeds_needed`, `seeds_to_detect`, `examples_needed`: planning at a given power.
@@ -108,9 +109,10 @@ class PairedInference:
         if self.outcome == "equivalent":
             return (f"Equivalent within ±{margin}: the difference was shown to be smaller than the declared "
                     "margin.")
-        not_equiv = (f" nor shown to be within ±{margin}" if math.isfinite(self.margin) else "")
-        return (f"Inconclusive: the difference was neither shown to be non-zero{not_equiv}; this is not "
-                "evidence that the worlds agree. More seeds (or a larger test set) are needed.")
+        shown = (f"neither shown to be non-zero nor shown to be within ±{margin}" if math.isfinite(self.margin)
+                 else "not shown to be non-zero")
+        return (f"Inconclusive: the difference was {shown}; this is not evidence that the worlds agree. More "
+                "seeds (or a larger test set) are needed.")
 
 
 def outcome_of(p_value: float, tost_p: float, alpha: float = 0.05) -> str:
@@ -192,6 +194,8 @@ def seed_test_bootstrap(real, ideal, draws: int = 2000, seed: int = 0, level: fl
     read-out. Each draw takes K seeds and N examples with replacement and averages the paired differences
     over the chosen (seed, example) cells; Real and Ideal are always resampled together, so the pairing by
     seed and by example is kept. Counts as weights: mean = w_seed @ D @ w_example / (K N).
+    With few seeds its seed part is too narrow (resampling K values shrinks their variance by (K - 1) / K,
+    and the tails are normal, not t): reports use `seed_test_interval`.
     """
     real, ideal = _finite(real, "per-example Real values"), _finite(ideal, "per-example Ideal values")
     if real.ndim != 2 or real.shape != ideal.shape or real.size == 0:
@@ -210,6 +214,32 @@ def seed_test_bootstrap(real, ideal, draws: int = 2000, seed: int = 0, level: fl
         means.append(np.einsum("dn,dn->d", w_seed @ diff, w_ex) / (k * n))
     low, high = np.quantile(np.concatenate(means), [(1 - level) / 2, (1 + level) / 2])
     return BootstrapInterval(float(diff.mean()), float(low), float(high), k, n, draws, seed, level)
+
+
+def seed_test_interval(real, ideal, level: float = 0.95) -> BootstrapInterval:
+    """CI of mean(Real - Ideal) over seeds and test examples from the two variance components:
+    mean ± t_df sqrt(SE_seed^2 + SE_test^2), SE_seed = sd of the per-seed mean gaps / sqrt(K) (the paired
+    t-test's SE, in which the shared test set cancels) and SE_test = sd over examples of the seed-averaged
+    per-example gap / sqrt(N) (the shared test set's own sampling error, which more seeds cannot remove).
+    df by Welch-Satterthwaite (Satterthwaite 1946, Biometrics Bull. 2:110). Slightly conservative: the
+    seed-by-example noise enters both terms. Unlike the percentile bootstrap, whose seed part shrinks by
+    (K - 1) / K and uses normal tails, it keeps its coverage at K = 3 (simulated, 300 trials per case:
+    0.93-0.96 across seed- and test-dominated cases, where the bootstrap gave 0.75 with seed noise dominant
+    at K = 3). The `draws` and `seed` fields of the record are 0: nothing is random.
+    """
+    real, ideal = _finite(real, "per-example Real values"), _finite(ideal, "per-example Ideal values")
+    if real.ndim != 2 or real.shape != ideal.shape or real.shape[0] < 2 or real.shape[1] < 2:
+        raise InferenceError(f"per-example values: Real {real.shape} and Ideal {ideal.shape} must both be "
+                             "(seeds >= 2, test examples >= 2)")
+    diff = real - ideal
+    k, n = diff.shape
+    v_seed = float(diff.mean(axis=1).var(ddof=1)) / k
+    v_test = float(diff.mean(axis=0).var(ddof=1)) / n
+    total = v_seed + v_test
+    df = total ** 2 / (v_seed ** 2 / (k - 1) + v_test ** 2 / (n - 1)) if total > 0 else k - 1
+    half = float(stats.t.ppf((1 + level) / 2, df)) * math.sqrt(total)
+    mean = float(diff.mean())
+    return BootstrapInterval(mean, mean - half, mean + half, k, n, 0, 0, level)
 
 
 def holm(p_values) -> list[float]:

@@ -358,8 +358,8 @@ def test_sweep_report_golden_means(tmp_path):
     assert "4 of 5 runs finished, in 2 (model, lr, n) cells" in text and "## Not finished" in text
     assert "real-n400" in text
     # rounded to the gap's SE (.01: two significant digits, PDG); CI +-12.706 SE (t quantile, df 1)
-    assert ("| mcnn | 0.1 | 100 | 2 (2) | 40 ± 0 | 0.387 ± 0.014 | 0.367 ± 0.000 | +0.020 [-0.107, +0.147] | 0.59 | "
-            "n/a |") in text
+    assert ("| mcnn | 0.1 | 100 | 2 (2) | 40 ± 0 | 0.387 ± 0.014 | 0.367 ± 0.000 | n/a | +0.020 [-0.107, +0.147] | "
+            "0.59 | n/a |") in text
     assert "with Holm's correction across the cells" in text and "2 inconclusive" in text
     for name in ("scatter.png", "learning_curve.png"):
         assert (exp / name).read_bytes()[:4] == b"\x89PNG"

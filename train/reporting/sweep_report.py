@@ -27,7 +27,7 @@ from scipy import stats as scipy_stats
 
 from shards.jsonio import write_text_atomic
 from train.reporting.experiment_file import REPORT, read_experiment, write_results
-from train.reporting.formatting import fmt, fmt_ci, fmt_gap, fmt_int, fmt_se, provenance_notes
+from train.reporting.formatting import fmt, fmt_ci, fmt_gap, fmt_int, fmt_se, provenance_notes, test_set_se
 from train.reporting.inference import OUTCOMES, holm, outcome_of
 from train.reporting.margin import Margin
 from train.reporting.plots import EXTRA_COLORS, IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
@@ -97,7 +97,8 @@ def aggregate(exp_dir: Path, points: list[dict], margin: Margin | None = None) -
         group = {"model": model, "lr": lr or None, "n": n, "runs": len(cell), "fitted": stats.fitted,
                  "statistics": stats.to_dict(), "verdict": verdict(stats).to_dict(),
                  "real": _ci(stats.real), "ideal": _ci(stats.ideal), "gap": _gap(stats),
-                 "generalisation_gap": stats.generalisation_gap.to_dict()}
+                 "generalisation_gap": stats.generalisation_gap.to_dict(),
+                 "test_se": test_set_se((stats.real.mean + stats.ideal.mean) / 2, pairs[0][0].rows[-1].get("test/count"))}
         for key in AGG_KEYS:
             group[key] = mean_sd([p[key] for p in cell]).to_dict()
         extras = sorted({name for p in cell for name in p["extra"]})
@@ -244,19 +245,21 @@ def sweep_markdown(spec, points, missing, groups, figures, headline, notes: tupl
     lines += [f"- {note}" for note in notes] + ([""] if notes else [])
     lines += [f"![{f.stem}]({f.name})" for f in figures] + [""]
     lines += ["## Each cell over its seeds (test soft-error at the read-out)", "",
-              "| model | lr | n | runs (fit) | T(n) | L(n): Real | L~(T(n)): Ideal | gap [95% CI] | p (Holm) | "
-              "TOST p (Holm) | Real test - train | Real error | Ideal error | verdict (Holm) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | lr | n | runs (fit) | T(n) | L(n): Real | L~(T(n)): Ideal | test-set SE | gap [95% CI] | "
+              "p (Holm) | TOST p (Holm) | Real test - train | Real error | Ideal error | verdict (Holm) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for g in groups:
         gap, se = g["gap"], g["gap"]["se"]
         lines.append(f"| {g['model']} | {g['lr'] or 0:g} | {g['n']:,} | {g['runs']} ({g['fitted']}) | "
                      f"{_pm(g['fit_step'], 100)} | {_pm(g['real'], se)} | {_pm(g['ideal'], se)} | "
+                     f"{fmt(g['test_se'], 4) if math.isfinite(g['test_se']) else 'n/a'} | "
                      f"{fmt_se(gap['mean'], se, True)} {fmt_ci(gap['ci_low'], gap['ci_high'], se)} | "
                      f"{_p(gap.get('p_holm'))} | {_p(gap.get('tost_p_holm'))} | "
                      f"{_pm(g['generalisation_gap'], se, True)} | {_pm(g['real_error'], se)} | "
                      f"{_pm(g['ideal_error'], se)} | {g['outcome']} |")
-    lines += ["", "Mean ± sd over seeds, rounded to the gap's SE. The CI is each cell's own (uncorrected) paired t "
-              "interval; p and TOST p are Holm-adjusted across the cells, and the verdict uses them. Each "
+    lines += ["", "Mean ± sd over seeds, rounded to the gap's SE. Test-set SE: the sampling SE of one seed's "
+              "Real or Ideal figure over the N test examples, sqrt(p (1 - p) / N) (an upper bound for "
+              "soft-error). The CI is each cell's own (uncorrected) paired t interval; p and TOST p are Holm-adjusted across the cells, and the verdict uses them. Each "
               "cell is worded in full as in a bootstrap report in results.json (`groups[].verdict`).", ""]
     lines += _extra_table(groups) + _points_table(points)
     if missing:

@@ -37,7 +37,6 @@ from train.reporting.statistics import READOUT_EVALS, SeedStatistics, readout_te
 from train.run import test_outputs
 
 
-
 def seed_entries(spec: dict) -> list[dict]:
     """[{seed, real, ideal}] of an experiment.json; the one-seed form of older experiments is read too."""
     runs = spec.get("runs", {"real": "real", "ideal": "ideal"})
@@ -54,7 +53,7 @@ def render_bootstrap(exp_dir: str | Path) -> dict:
     pairs = [(load_run(exp_dir / e["real"]), load_run(exp_dir / e["ideal"])) for e in entries]
     stats = compare_seeds(pairs, Margin.from_dict(spec.get("margin")))
     config = spec.get("config") or pairs[0][0].config
-    counts = test_counts(pairs[0][0], config)
+    counts = eval_counts(pairs[0][0], config)
     figures = [world_figure(exp_dir / "soft_error.png", pairs, stats, config),
                gap_figure(exp_dir / "gap.png", pairs, stats)]
     combined = combined_interval(pairs, stats["test"]["soft_error"])
@@ -83,8 +82,8 @@ def compare_seeds(pairs: list[tuple[RunRecord, RunRecord]], margin: Margin | Non
     return out
 
 
-def test_counts(run: RunRecord, config: dict) -> dict:
-    """{set: examples evaluated}: logged with every evaluation; the config's test_samples for older runs."""
+def eval_counts(run: RunRecord, config: dict) -> dict:
+    """{set: examples evaluated}, as logged with each evaluation; else the config's test_samples."""
     counts = {name: run.rows[-1].get(f"{name}/count") for name in run.eval_sets()}
     if not counts.get("test") and config.get("test_samples"):
         counts["test"] = config["test_samples"]

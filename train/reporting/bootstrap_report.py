@@ -25,7 +25,7 @@ from shards.jsonio import write_text_atomic
 from train.errors import TrainError
 from train.reporting.experiment_file import REPORT, read_experiment, write_results
 from train.reporting.formatting import fmt, fmt_ci, fmt_int, fmt_se, ledger_table, provenance_notes, runs_table, \
-    test_set_se
+    sampling_se
 from train.reporting.inference import BootstrapInterval, seed_test_interval
 from train.reporting.margin import Margin
 from train.reporting.planning import Plan, make_plan
@@ -110,7 +110,7 @@ def se_of(st: SeedStatistics, metric: str, count) -> float:
     """Test-set sampling SE of the seed-averaged read-out (rates only; nan for the loss)."""
     if metric == "loss":
         return math.nan
-    return test_set_se(np.mean([st.real.mean, st.ideal.mean]), count)
+    return sampling_se(np.mean([st.real.mean, st.ideal.mean]), count)
 
 
 def per_seed_rows(entries: list[dict], pairs, st: SeedStatistics) -> list[dict]:

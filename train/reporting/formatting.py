@@ -34,7 +34,7 @@ def fmt_ci(low, high, se) -> str:
     return f"[{fmt_se(low, se, True)}, {fmt_se(high, se, True)}]"
 
 
-def test_set_se(rate, count) -> float:
+def sampling_se(rate, count) -> float:
     """Sampling SE of a rate in [0, 1] over `count` test examples: sqrt(p (1 - p) / N), exact for the error
     (binomial) and an upper bound for the soft-error (a [0, 1] variable with mean p has variance <= p (1 - p))."""
     if rate is None or not count or not math.isfinite(rate):

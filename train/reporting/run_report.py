@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shards.jsonio import write_text_atomic
 from train.reporting.experiment_file import REPORT
-from train.reporting.formatting import fmt_int, fmt_se, ledger_table, runs_table, test_set_se
+from train.reporting.formatting import fmt_int, fmt_se, ledger_table, runs_table, sampling_se
 from train.reporting.plots import EXTRA_COLORS, REAL_COLOR, Line, Panel, save_panels
 from train.reporting.results import METRIC_NAMES, METRICS, RunRecord, json_safe, load_run, value_at
 
@@ -56,7 +56,7 @@ def run_markdown(run: RunRecord, fit: int | None, ref: int, values: dict, figure
     table = [f"| set | metric | at {at} | at end | sampling SE |", "|---|---|---|---|---|"]
     for key, v in values.items():
         name, metric = key.rsplit("/", 1)
-        se = test_set_se(v["end"], run.rows[-1].get(f"{name}/count")) if metric != "loss" else math.nan
+        se = sampling_se(v["end"], run.rows[-1].get(f"{name}/count")) if metric != "loss" else math.nan
         shown = "n/a" if not math.isfinite(se) else f"{se:.4f}"
         table.append(f"| {name} | {METRIC_NAMES[metric]} | {fmt_se(v['at_fit'], se)} | {fmt_se(v['end'], se)} | "
                      f"{shown} |")

@@ -27,7 +27,7 @@ from scipy import stats as scipy_stats
 
 from shards.jsonio import write_text_atomic
 from train.reporting.experiment_file import REPORT, read_experiment, write_results
-from train.reporting.formatting import fmt, fmt_ci, fmt_gap, fmt_int, fmt_se, provenance_notes, test_set_se
+from train.reporting.formatting import fmt, fmt_ci, fmt_gap, fmt_int, fmt_se, provenance_notes, sampling_se
 from train.reporting.inference import OUTCOMES, holm, outcome_of
 from train.reporting.margin import Margin
 from train.reporting.plots import EXTRA_COLORS, IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
@@ -98,7 +98,7 @@ def aggregate(exp_dir: Path, points: list[dict], margin: Margin | None = None) -
                  "statistics": stats.to_dict(), "verdict": verdict(stats).to_dict(),
                  "real": _ci(stats.real), "ideal": _ci(stats.ideal), "gap": _gap(stats),
                  "generalisation_gap": stats.generalisation_gap.to_dict(),
-                 "test_se": test_set_se((stats.real.mean + stats.ideal.mean) / 2, pairs[0][0].rows[-1].get("test/count"))}
+                 "test_se": sampling_se((stats.real.mean + stats.ideal.mean) / 2, pairs[0][0].rows[-1].get("test/count"))}
         for key in AGG_KEYS:
             group[key] = mean_sd([p[key] for p in cell]).to_dict()
         extras = sorted({name for p in cell for name in p["extra"]})

@@ -4,11 +4,12 @@ Writes `report.md` and `soft_error.png` into the run folder, from its saved metr
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from shards.jsonio import write_text_atomic
 from train.reporting.experiment_file import REPORT
-from train.reporting.formatting import fmt, fmt_int, ledger_table, runs_table
+from train.reporting.formatting import fmt_int, fmt_se, ledger_table, runs_table, sampling_se
 from train.reporting.plots import EXTRA_COLORS, REAL_COLOR, Line, Panel, save_panels
 from train.reporting.results import METRIC_NAMES, METRICS, RunRecord, json_safe, load_run, value_at
 
@@ -52,10 +53,16 @@ def run_markdown(run: RunRecord, fit: int | None, ref: int, values: dict, figure
     else:
         fit_text = f"The run never reached train error <= {run.fit_threshold:.0%}: T(n) is undefined."
         at = f"step {ref:,} (no T(n))"
-    table = [f"| set | metric | at {at} | at end |", "|---|---|---|---|"]
+    table = [f"| set | metric | at {at} | at end | sampling SE |", "|---|---|---|---|---|"]
     for key, v in values.items():
         name, metric = key.rsplit("/", 1)
-        table.append(f"| {name} | {METRIC_NAMES[metric]} | {fmt(v['at_fit'])} | {fmt(v['end'])} |")
+        se = sampling_se(v["end"], run.rows[-1].get(f"{name}/count")) if metric != "loss" else math.nan
+        shown = "n/a" if not math.isfinite(se) else f"{se:.4f}"
+        table.append(f"| {name} | {METRIC_NAMES[metric]} | {fmt_se(v['at_fit'], se)} | {fmt_se(v['end'], se)} | "
+                     f"{shown} |")
+    table += ["", "Rates are rounded to what their sampling SE over the evaluated examples supports: "
+              "sqrt(p (1 - p) / N), exact for the error, an upper bound for the soft-error; n/a for the loss "
+              "and for runs that did not log N."]
     c = run.config
     lines = [f"# Run: {mode} world, n = {fmt_int(c.get('n'))}", "",
              f"Data `{c.get('data')}`, model `{c.get('model')}`, {fmt_int(c.get('steps'))} SGD steps at "

@@ -38,7 +38,8 @@ from train.core.schedule import lr_at, parse_eval_schedule
 from train.core.stopping import fit_step
 from train.data.sources import RunData, build_run_data, resolve_data_path
 from train.errors import TrainError
-from train.run import runfolder
+from train.run import runfolder, test_outputs
+from train.run.summary import RunSummary, device_name
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,7 @@ class Trainer:
         self.rows: list[dict[str, Any]] = []
         self.clock = _Clock()
         self.step = 0
+        self.pack_size = 1  # train.run.packed sets the size of the pack this run trains in
 
     def _model(self) -> torch.nn.Module:
         # Same init seed in both worlds: the Real and Ideal runs of a seed start from one network.
@@ -283,8 +285,14 @@ class Trainer:
         sets += [(s.name, s.images, s.labels) for s in self.data.eval_sets[1:]]
         for name, images, labels in sets:
             view = self._train_eval_view(step) if name == "train" else self.view
-            result = evaluate(self.model, images, labels, view, cfg.eval_batch_size, self.dist, self.autocast)
+            # Per-example test outputs let reports count the test set's sampling error; a rank under DDP
+            # holds only its share, so they are kept in single-process runs only.
+            outputs = [] if name == "test" and self.dist.world == 1 else None
+            result = evaluate(self.model, images, labels, view, cfg.eval_batch_size, self.dist, self.autocast,
+                              outputs)
             row.update({f"{name}/{k}": v for k, v in result.items()})
+            if outputs:
+                test_outputs.save(cfg.out_dir, step, torch.cat(outputs, dim=1).numpy())
         return row
 
     def _train_eval_view(self, step: int):
@@ -392,18 +400,18 @@ class Trainer:
     def _finish(self, stopped: bool, diverged: bool = False) -> dict:
         cfg = self.cfg
         fit = fit_step(self.rows, cfg.fit_threshold)
-        summary = {
-            "mode": cfg.mode, "n": cfg.n if cfg.mode == "real" else None, "steps": cfg.steps,
-            "steps_done": self.step, "batch_size": cfg.batch_size, "model": cfg.model, "seed": cfg.seed,
-            "data": cfg.data, "fit_threshold": cfg.fit_threshold, "fit_step": fit,
-            "at_fit": next((r for r in self.rows if r["step"] == fit), None),
-            "final": self.rows[-1] if self.rows else None, "stopped_at_fit": stopped,
-            "diverged_by_step": self.step if diverged else None,
-            "ledger": self._global_ledger().summary(self.data.sampler.subset, self.data.sampler.subset_hash),
-            "img_per_s": self.step * cfg.batch_size / self.clock.train_s if self.clock.train_s > 0 else None,
-            "wall_s": self.clock.wall(), "world_size": self.dist.world, "config_hash": config_hash(cfg),
-            "batchnorm": self.batchnorm_kind(self.model),
-        }
+        summary = RunSummary(
+            mode=cfg.mode, n=cfg.n if cfg.mode == "real" else None, steps=cfg.steps, steps_done=self.step,
+            batch_size=cfg.batch_size, model=cfg.model, seed=cfg.seed, data=cfg.data,
+            fit_threshold=cfg.fit_threshold, fit_step=fit, at_fit=next((r for r in self.rows if r["step"] == fit), None),
+            final=self.rows[-1] if self.rows else None, stopped_at_fit=stopped,
+            diverged_by_step=self.step if diverged else None,
+            ledger=self._global_ledger().summary(self.data.sampler.subset, self.data.sampler.subset_hash),
+            img_per_s=self.step * cfg.batch_size / self.clock.train_s if self.clock.train_s > 0 else None,
+            wall_s=self.clock.wall(), world_size=self.dist.world, config_hash=config_hash(cfg),
+            batchnorm=self.batchnorm_kind(self.model), pack_size=self.pack_size, device=device_name(self.device),
+            torch_version=torch.__version__,
+        ).to_dict()
         if self.dist.is_main:
             runfolder.write_summary(cfg.out_dir, summary)
         if self.dist.is_main and not diverged:

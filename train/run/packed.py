@@ -150,6 +150,8 @@ class PackedTrainer:
         self.cfg, self.dist, self.device, self.autocast = lead.cfg, lead.dist, lead.device, lead.autocast
         self.step = lead.step
         self.summaries: dict[int, dict] = {}
+        for lane in self.lanes:
+            lane.pack_size = len(self.lanes)
         self._pack()
 
     def _pack(self) -> None:

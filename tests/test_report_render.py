@@ -186,10 +186,10 @@ def test_run_summary_round_trip_keeps_unknown_fields():
              "seed": 0, "data": "tiny", "fit_threshold": 0.01, "fit_step": 40, "at_fit": None, "final": {"step": 80},
              "stopped_at_fit": False, "ledger": {}, "img_per_s": None, "wall_s": 1.0, "world_size": 1,
              "config_hash": "h", "batchnorm": "none", "data_identity": "sha256:abc"}
-    summary = RunSummary.from_dict(saved)  # written before provenance was recorded: those fields are None
+    summary = RunSummary.from_dict(saved)  # written before provenance was recorded: those fields and diverged_by_step are None
     assert summary.device is None and summary.pack_size is None and summary.extra == {"data_identity": "sha256:abc"}
     assert RunSummary.from_dict(summary.to_dict()) == summary
-    assert {k: v for k, v in summary.to_dict().items() if k not in ("pack_size", "device", "torch_version")} == saved
+    assert {k: v for k, v in summary.to_dict().items() if k not in ("pack_size", "device", "torch_version", "diverged_by_step")} == saved
 
 
 def test_regime_checks_from_shard_stats_and_extra_test(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from cifar5m.errors import Cifar5mError
 
@@ -160,7 +161,8 @@ class GenerateConfig:
                           "scheduler_kwargs": dict(self.preset.scheduler_kwargs), "dtype": dtype,
                           "noise": NOISE_SCHEME, "seed": self.seed, "batch_size": self.batch_size,
                           "compile": self.compile_hash_value()},
-            "labeler": {"model": labeler_source, "checkpoint": self.labeler_checkpoint},
+            "labeler": {"model": labeler_source,
+                        "checkpoint": Path(self.labeler_checkpoint).name if self.labeler_checkpoint else None},
         }
 
 

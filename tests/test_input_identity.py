@@ -134,3 +134,41 @@ def test_no_manifest_or_card_written_here_holds_a_local_path(tiny_pipeline, tiny
     assert "tiny-ddpm" in text
     if name == "README.md":  # the card names the content hash runs are keyed by
         assert load_manifest(out).data_sha256() in text
+
+
+def test_hub_models_are_recorded_by_id_and_the_revision_their_files_came_from(tiny_pipeline, tiny_labeler, tmp_path,
+                                                                              monkeypatch):
+    import huggingface_hub
+
+    from cifar5m import models
+    from cifar5m.label import read_labeler_info
+
+    # huggingface_hub's cache layout: files of a commit lie in models--ORG--NAME/snapshots/<commit>/
+    pipe = shutil.copytree(tiny_pipeline, tmp_path / "models--org--ddpm" / "snapshots" / "c0ffee")
+    labeler_files = shutil.copytree(tiny_labeler, tmp_path / "models--org--labeler" / "snapshots" / "beef")
+    monkeypatch.setattr(models, "_download", lambda repo_id: pipe)
+    pipeline = models.resolve_pipeline("org/ddpm")
+    assert (pipeline.name, pipeline.weights.revision) == ("org/ddpm", "c0ffee")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda repo_id, filename, revision=None: str(labeler_files / filename))
+    labeler = read_labeler_info("hf-hub:org/labeler", None)
+    assert labeler.name == "hf-hub:org/labeler" and labeler.weights.revision == "beef"
+    assert [r.path for r in labeler.weights.listing] == ["config.json (settings)", "model.safetensors"]
+
+
+def test_a_hub_import_source_is_read_at_the_revision_it_is_recorded_with(monkeypatch):
+    import datasets
+    import huggingface_hub
+
+    from shards import importer
+
+    class Info:
+        sha = "5eed" * 10
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info", lambda self, repo_id: Info())
+    identity = importer.source_identity("org/data")
+    assert (identity.name, identity.revision, identity.files) == ("org/data", "5eed" * 10, 0)
+    seen = {}
+    monkeypatch.setattr(datasets, "load_dataset", lambda source, **kw: seen.update(kw) or datasets.IterableDatasetDict())
+    importer.load_streaming("org/data", identity.revision)
+    assert seen["revision"] == "5eed" * 10

@@ -158,3 +158,29 @@ def test_a_folder_of_the_users_files_is_refused_and_overwrite_deletes_none(datas
     (tmp_path / "file").write_text("x")
     with pytest.raises(TrainError, match="exists and is not a folder"):
         bootstrap(tiny_cfg(data, tmp_path / "file", steps=8), progress=False)
+
+
+def test_a_dataset_rebuilt_with_other_bytes_is_not_given_the_old_results(tmp_path):
+    import shutil
+
+    from shards import DatasetWriter, iter_samples, load_manifest
+
+    data = build_protos(tmp_path / "protos")
+    cfg = tiny_cfg(data, tmp_path / "boot")
+    bootstrap(cfg, progress=False)
+    m = load_manifest(data)
+    samples = {s: list(iter_samples(data / f for f in info.shard_files())) for s, info in m.splits.items()}
+    shutil.rmtree(data)
+    writer = DatasetWriter(data, m.config, m.class_names, {s: i.count for s, i in m.splits.items()},
+                           m.samples_per_shard)  # the same config, every label moved to the next class
+    writer.prepare()
+    for spec in writer.pending():
+        rows = samples[spec.split][spec.first_index:spec.first_index + spec.count]
+        writer.write_shard(spec, ({"image": image, "cls": (cls + 1) % 4, "json": meta} for _, image, cls, meta in rows))
+    assert writer.finalize().config_hash == m.config_hash
+    with pytest.raises(TrainError, match="holds a run trained on other data"):
+        bootstrap(cfg, progress=False)  # was: the old runs' "finished" results, reported for the new data
+    bootstrap(cfg, overwrite=True, progress=False)  # trained anew on the data as it is now
+    for world in ("real", "ideal"):
+        recorded = json.loads((tmp_path / "boot" / world / "config.json").read_text())["data_hashes"]
+        assert recorded == [load_manifest(data).data_sha256()[:16]] != [m.data_sha256()[:16]]

@@ -17,8 +17,7 @@ from train.core.config import RunConfig
 from train.errors import TrainError
 from train.run import loop
 from train.run.loop import run_training
-from shards import DatasetWriter
-from train_fixtures import NUM_CLASSES, build_dataset, copy_dataset, killed_run, label_of, sample_image
+from train_fixtures import build_dataset, copy_dataset, killed_run, label_of, relabel_dataset, sample_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,26 +222,12 @@ def test_a_dataset_regenerated_at_the_same_path_is_not_mistaken_for_the_old_one(
         run_training(cfg, progress=False)
 
 
-def relabel(ds: Path) -> shards.Manifest:
-    """Rebuild `build_dataset(ds, train=200, test=50)` under its own config, every label moved to the next class."""
-    shutil.rmtree(ds)
-    writer = DatasetWriter(ds, config={"kind": "train-test-templates", "size": 8, "channels": 1},
-                           class_names=[f"c{i}" for i in range(NUM_CLASSES)], splits={"train": 200, "test": 50},
-                           samples_per_shard=100)
-    writer.prepare()
-    for spec in writer.pending():
-        writer.write_shard(spec, ({"image": sample_image(i, spec.split, 8, 1), "json": {"index": i},
-                                   "cls": (label_of(i, spec.split) + 1) % NUM_CLASSES}
-                                  for i in range(spec.first_index, spec.first_index + spec.count)))
-    return writer.finalize()
-
-
 def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path, monkeypatch):
     ds = build_dataset(tmp_path / "ds", train=200, test=50)
     cfg = make_cfg(ds, tmp_path / "run", steps=40, eval_schedule="every:10")
     out = killed_run(cfg, monkeypatch, at=25)
     assert (out / "checkpoints" / "last.pt").is_file()
-    relabel(ds)
+    relabel_dataset(ds)
     with pytest.raises(TrainError, match="holds a run trained on other data"):
         run_training(cfg, resume=True, progress=False)
 
@@ -254,7 +239,7 @@ def test_a_dataset_rebuilt_with_other_bytes_under_the_same_config_is_other_data(
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["data_hashes"]
     assert recorded == [shards.load_manifest(ds).data_sha256()[:16]]
     config_hash = shards.load_manifest(ds).config_hash
-    assert relabel(ds).config_hash == config_hash  # the same config: only the content tells them apart
+    assert relabel_dataset(ds).config_hash == config_hash  # the same config: only the content tells them apart
     with pytest.raises(TrainError, match=r"holds a run trained on other data \(content hashes .*--overwrite"):
         run_training(cfg, progress=False)  # not the old "finished" summary
     again = run_training(cfg, overwrite=True, progress=False)

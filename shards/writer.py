@@ -120,6 +120,11 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _clip(text: str, limit: int = 60) -> str:
+    """A config value short enough for a one-line error (a file listing can run to kilobytes)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class DatasetWriter:
     """Plans the shards of a dataset, commits them atomically and assembles the manifest."""
 
@@ -233,7 +238,7 @@ class DatasetWriter:
         """`config.generator.steps: 100 -> 20, ...`: what changed against the folder's config."""
         old = _flatten(read_json(self.state_dir / "config.json"))
         new = _flatten(self._identity())
-        changed = [f"{k}: {old.get(k, '(none)')} -> {new.get(k, '(none)')}"
+        changed = [f"{k}: {_clip(old.get(k, '(none)'))} -> {_clip(new.get(k, '(none)'))}"
                    for k in sorted(set(old) | set(new)) if k != "hash" and old.get(k) != new.get(k)]
         return "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
 

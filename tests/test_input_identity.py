@@ -172,3 +172,18 @@ def test_a_hub_import_source_is_read_at_the_revision_it_is_recorded_with(monkeyp
     monkeypatch.setattr(datasets, "load_dataset", lambda source, **kw: seen.update(kw) or datasets.IterableDatasetDict())
     importer.load_streaming("org/data", identity.revision)
     assert seen["revision"] == "5eed" * 10
+
+
+def test_a_folder_made_before_identities_is_refused_in_one_short_line(tiny_pipeline, tiny_labeler, tmp_path, capsys):
+    out = tmp_path / "gen"
+    assert generate(out, tiny_pipeline, tiny_labeler, "--shards", "0:1") == 0
+    state = out / ".shards" / "config.json"
+    old = json.loads(state.read_text())
+    for part in ("generator", "labeler"):  # as an older toolkit wrote it: the path, no weights
+        del old["config"][part]["weights"]
+    old["config"]["generator"]["model"], old["hash"] = str(tiny_pipeline), "0" * 64
+    state.write_text(json.dumps(old))
+    capsys.readouterr()
+    assert generate(out, tiny_pipeline, tiny_labeler) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and len(err) < 800 and "another config (config.generator.model: " in err

@@ -107,10 +107,9 @@ def folder_files(root: str | os.PathLike) -> list[str]:
     return sorted(found)
 
 
-def identify_folder(root: str | os.PathLike, name: str | None = None) -> InputIdentity:
-    """Hash every (non-hidden) file of a folder; named by the folder's own name unless `name` is given."""
-    root = Path(root)
-    return identify_files(name or root.resolve().name, root, folder_files(root))
+def identify_folder(root: str | os.PathLike) -> InputIdentity:
+    """Hash every (non-hidden) file of a folder, named by the folder's own name."""
+    return identify_files(portable_path(root), root, folder_files(root))
 
 
 def portable_path(path: str | os.PathLike) -> str:

@@ -15,7 +15,7 @@ from cifar5m.cli import main as cifar5m_main
 from conftest import make_tiny_labeler
 from shards import load_manifest
 from shards.cli import main as shards_main
-from shards.identity import identify_folder, input_changes
+from shards.identity import InputIdentity, identify_folder, input_changes
 
 
 def generate(out: Path, pipeline: Path, labeler: Path, *extra: str) -> int:
@@ -122,6 +122,7 @@ def test_input_changes_names_only_identities_that_differ(tmp_path):
     assert input_changes({"a": {"weights": old}, "seed": 1}, {"a": {"weights": new}, "seed": 2}) == [
         "a.weights (m): extra.bin added"]
     assert input_changes({"w": old}, {"w": old}) == []
+    assert InputIdentity.from_dict(json.loads(json.dumps(new))).to_dict() == new  # as read back from a config
 
 
 @pytest.mark.parametrize("name", ["manifest.json", "README.md"])

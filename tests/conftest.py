@@ -100,12 +100,14 @@ def tiny_digits_labeler(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def no_local_path_in_any_manifest_or_card(tmp_path_factory):
-    """Once every test of the session ran: no manifest.json, nor the card (README.md) beside one, that any test
-    wrote holds the session's temporary root, the absolute local path every dataset and model here lies under
-    (a published dataset must not leak the author's file system, and the same inputs elsewhere are the same)."""
+    """Once every test of the session ran: no manifest.json, nor the card (README.md) beside it, that the toolkit
+    wrote in any test (a dataset folder with the writer's `.shards/created.json`; not the hostile manifests
+    tests forge) holds the session's temporary root, the absolute local path every dataset and model here lies
+    under (a published dataset must not leak the author's file system, and the same inputs elsewhere are the same)."""
     yield
     root = tmp_path_factory.getbasetemp()
     prefixes = {str(root), str(root.resolve())}
-    written = [p for m in root.rglob("manifest.json") for p in (m, m.parent / "README.md") if p.is_file()]
+    written = [p for m in root.rglob("manifest.json") if (m.parent / ".shards" / "created.json").is_file()
+               for p in (m, m.parent / "README.md") if p.is_file()]
     leaks = [str(p.relative_to(root)) for p in written if any(x in p.read_text(errors="replace") for x in prefixes)]
     assert not leaks, f"absolute local paths in {', '.join(leaks[:5])}"

@@ -41,7 +41,8 @@ class PipelineInfo:
     @property
     def name(self) -> str:
         """How the dataset records the model: the Hub id, or the folder's own name (never its path)."""
-        return self.weights.name if self.weights else portable_path(self.source)
+        assert self.weights is not None, "resolve_pipeline identifies the model"
+        return self.weights.name
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

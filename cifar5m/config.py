@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from cifar5m.errors import Cifar5mError
 
@@ -160,14 +161,16 @@ class GenerateConfig:
     def splits(self) -> dict[str, int]:
         return {name: count for name, count in (("train", self.train), ("test", self.test)) if count > 0}
 
-    def dataset_config(self, model_source: str, labeler_source: str, dtype: str) -> dict:
-        """What decides the bytes of every sample: the config hash a resumed run must match."""
+    def dataset_config(self, model_name: str, labeler_name: str, dtype: str) -> dict:
+        """What decides the bytes of every sample: the config hash a resumed run must match. The names are
+        portable (a Hub id, a folder's own name); RunPlan adds what the weights are."""
         return {
-            "generator": {"model": model_source, "sampler": self.sampler, "steps": self.steps,
+            "generator": {"model": model_name, "sampler": self.sampler, "steps": self.steps,
                           "scheduler_kwargs": dict(self.preset.scheduler_kwargs), "dtype": dtype,
                           "noise": NOISE_SCHEME, "seed": self.seed, "batch_size": self.batch_size,
                           "compile": self.compile_hash_value()},
-            "labeler": {"model": labeler_source, "checkpoint": self.labeler_checkpoint},
+            "labeler": {"model": labeler_name,
+                        "checkpoint": Path(self.labeler_checkpoint).name if self.labeler_checkpoint else None},
         }
 
 

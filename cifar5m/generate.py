@@ -55,7 +55,10 @@ class RunPlan:
     labeler_accuracy: dict | str = "not measured"  # cifar5m.labeler_eval: measured on --labeler-eval
 
     def dataset_config(self) -> dict[str, Any]:
-        config = self.cfg.dataset_config(self.pipeline.source, self.labeler.spec, self.dtype)
+        config = self.cfg.dataset_config(self.pipeline.name, self.labeler.name, self.dtype)
+        # What the weights are, not where they lie: a resume over changed weights is refused.
+        config["generator"]["weights"] = self.pipeline.weights.to_dict()
+        config["labeler"]["weights"] = self.labeler.weights.to_dict()
         config["labeler"]["accuracy"] = self.labeler_accuracy
         return config
 
@@ -80,14 +83,21 @@ class RunPlan:
         cifar = tuple(self.class_names) == CIFAR10_CLASSES
         return CardInfo(
             pretty_name="CIFAR-5m-like synthetic images" if cifar else "Synthetic labelled images",
-            description=(f"Unconditional samples of the diffusion model `{self.pipeline.source}` "
-                         f"({cfg.sampler}, {cfg.steps} steps, {self.dtype}, seed {cfg.seed}), each labelled "
-                         f"by the classifier `{self.labeler.spec}`, made as CIFAR-5m was for the Deep "
+            description=(f"Unconditional samples of the diffusion model `{self.pipeline.name}` "
+                         f"({_weights_note(self.pipeline.weights)}; {cfg.sampler}, {cfg.steps} steps, {self.dtype}, "
+                         f"seed {cfg.seed}), each labelled by the classifier `{self.labeler.name}` "
+                         f"({_weights_note(self.labeler.weights)}), made as CIFAR-5m was for the Deep "
                          "Bootstrap paper (Nakkiran et al., ICLR 2021)."),
             source_datasets=("cifar10",) if cifar else (),
             tags=("deep-bootstrap", "webdataset", "synthetic"),
             notes=tuple(notes),
         )
+
+
+def _weights_note(weights) -> str:
+    """`revision 1a2b3c4d, files sha256 5e6f7a8b...` : enough to tell which weights made the dataset."""
+    revision = f"revision {weights.revision}, " if weights.revision else ""
+    return f"{revision}files sha256 {weights.sha256[:16]}"
 
 
 def plan_run(cfg: GenerateConfig, device_type: str) -> RunPlan:

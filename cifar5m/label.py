@@ -15,6 +15,9 @@ before any weights load; `Labeler` loads the weights.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +26,14 @@ import torch.nn.functional as F
 
 from cifar5m.errors import Cifar5mError
 from shards.errors import ShardsError
+from shards.identity import FileRecord, InputIdentity, file_record, identity_of, portable_path
 from shards.jsonio import read_json_object
 
 LUMA = (0.299, 0.587, 0.114)
+# The checkpoint suffixes timm's local-dir loader looks for (timm/models/_hub.py, _EXT_PRIORITY).
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pth.tar", ".bin")
+# What `train eval --record` / `train finetune` write into a labeler's config.json after measuring it.
+MEASUREMENTS = ("label_accuracy", "label_accuracy_on", "label_ece", "label_per_class_accuracy")
 INTERPOLATIONS = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest"}
 
 
@@ -38,6 +46,14 @@ class LabelerInfo:
     num_classes: int | None
     label_names: tuple[str, ...] | None
     accuracy_note: str | None  # "label_accuracy" (and "label_accuracy_on") from its config, if recorded
+    weights: InputIdentity | None = None  # what its weights (and settings) are: set by read_labeler_info
+
+    @property
+    def name(self) -> str:
+        """How the dataset records the labeler: `hf-hub:ORG/NAME`, `local-dir:FOLDER` with the folder's own
+        name, or the timm name (never a local path)."""
+        source, sep, ident = self.spec.partition(":")
+        return f"local-dir:{portable_path(ident)}" if sep and source == "local-dir" else self.spec
 
 
 def read_labeler_info(spec: str, checkpoint: str | None) -> LabelerInfo:
@@ -53,9 +69,12 @@ def read_labeler_info(spec: str, checkpoint: str | None) -> LabelerInfo:
                 raise Cifar5mError(f"--labeler {spec}: {folder}/config.json not found; a local-dir: labeler is "
                                    "a folder saved by timm (config.json + model.safetensors)")
             spec, config = f"local-dir:{folder}", _read_config(folder / "config.json")
+            weights = _weights_identity(folder, folder.name, config, spec)
         else:
-            config = _read_config(_hub_config(ident))
-        return _info_from_config(spec, None, config)
+            config_file = _hub_config(ident)
+            config = _read_config(config_file)
+            weights = _hub_weights_identity(ident, config_file, config)
+        return dataclasses.replace(_info_from_config(spec, None, config), weights=weights)
     if "/" in spec or ":" in spec:
         raise Cifar5mError(f"--labeler {spec}: write hf-hub:{spec} for a Hub model, local-dir:{spec} for a "
                            "folder, or a plain timm name with --labeler-checkpoint")
@@ -64,7 +83,53 @@ def read_labeler_info(spec: str, checkpoint: str | None) -> LabelerInfo:
                            "10-way weights (or use hf-hub:ORG/NAME / local-dir:/path)")
     if not Path(checkpoint).is_file():
         raise Cifar5mError(f"--labeler-checkpoint {checkpoint}: no such file")
-    return LabelerInfo(spec, str(Path(checkpoint).resolve()), None, None, None)
+    path = Path(checkpoint).resolve()
+    return LabelerInfo(spec, str(path), None, None, None, _identify(path.name, path.parent, [path.name], spec))
+
+
+def _identify(name: str, folder: Path, files: list[str], spec: str, revision: str | None = None,
+              config: dict | None = None) -> InputIdentity:
+    try:
+        records = [file_record(folder, f) for f in files]
+    except ShardsError as exc:
+        raise Cifar5mError(f"--labeler {spec}: {exc}") from None
+    return identity_of(name, records + ([_settings_record(config)] if config is not None else []), revision)
+
+
+def _settings_record(config: dict) -> FileRecord:
+    """config.json as its settings (architecture, head, preprocessing): the measurements `train eval
+    --record` writes into it later (train/labeler/finetune.py) do not change the labels, so they are left out."""
+    settings = {k: v for k, v in config.items() if k not in MEASUREMENTS}
+    text = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+    return FileRecord("config.json (settings)", len(text), hashlib.sha256(text).hexdigest())
+
+
+def _weights_identity(folder: Path, name: str, config: dict, spec: str) -> InputIdentity:
+    """Every checkpoint file timm's local-dir loader may pick (its _EXT_PRIORITY suffixes) and the settings."""
+    files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    if not files:
+        raise Cifar5mError(f"--labeler {spec}: {folder} holds no weights ({', '.join(WEIGHT_SUFFIXES)} file); "
+                           "a local-dir: labeler is a folder saved by timm (config.json + model.safetensors)")
+    return _identify(f"local-dir:{name}", folder, files, spec, config=config)
+
+
+def _hub_weights_identity(repo_id: str, config_file: Path, config: dict) -> InputIdentity:
+    """The weights timm loads for hf-hub: (model.safetensors, else pytorch_model.bin), at the revision the
+    config came from (hf_hub_download returns the cache's `snapshots/<commit>/` path)."""
+    from huggingface_hub import hf_hub_download  # heavy: loaded only when this is used
+    from huggingface_hub.errors import EntryNotFoundError
+
+    revision = config_file.parent.name
+    for filename in ("model.safetensors", "pytorch_model.bin"):
+        try:
+            path = Path(hf_hub_download(repo_id, filename, revision=revision))
+        except EntryNotFoundError:
+            continue
+        except Exception as exc:  # noqa: BLE001 - offline, auth, network: all end the same way
+            raise Cifar5mError(f"--labeler hf-hub:{repo_id}: cannot get its weights {filename} to identify them "
+                               f"({type(exc).__name__}); check the network and re-run") from None
+        return _identify(f"hf-hub:{repo_id}", path.parent, [filename], f"hf-hub:{repo_id}", revision, config)
+    raise Cifar5mError(f"--labeler hf-hub:{repo_id}: holds neither model.safetensors nor pytorch_model.bin")
 
 
 def _hub_config(repo_id: str) -> Path:

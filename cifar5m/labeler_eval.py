@@ -22,7 +22,9 @@ from cifar5m.errors import Cifar5mError
 from cifar5m.label import Labeler, create_labeler_model
 from cifar5m.sample import TORCH_DTYPES, resolve_device
 from shards import iter_samples, load_manifest, resolve_dataset
+from shards.identity import InputIdentity, portable_path
 from shards.jsonio import read_json
+from shards.urls import is_url
 
 NOT_MEASURED = "not measured"
 
@@ -33,7 +35,7 @@ class LabelerAccuracy:
 
     dataset: str
     split: str
-    dataset_hash: str  # the evaluation set's manifest config hash: which data exactly
+    dataset_hash: str  # the evaluation set's content (Manifest.data_sha256): which data exactly
     samples: int
     accuracy: float
     per_class: tuple[float, ...]
@@ -98,16 +100,23 @@ def measure_accuracy(labeler, dataset: str, class_names: tuple[str, ...], batch_
     if not total.sum():
         raise Cifar5mError(f"--labeler-eval {dataset}: split {split} is empty; give a labelled test set")
     per_class = tuple(float(c / t) if t else float("nan") for c, t in zip(correct, total))
-    return LabelerAccuracy(str(dataset), split, manifest.config_hash[:16], int(total.sum()),
+    return LabelerAccuracy(dataset_name(dataset), split, manifest.data_sha256()[:16], int(total.sum()),
                            float(correct.sum() / total.sum()), per_class)
 
 
-def recorded_accuracy(out_dir: str, labeler_spec: str, dataset: str) -> dict | None:
-    """The accuracy a previous run of this dataset recorded for the same labeler and evaluation set."""
+def dataset_name(dataset: str) -> str:
+    """The evaluation set as recorded: a URL as given, a local folder by its own name (never its path)."""
+    return str(dataset) if is_url(dataset) else portable_path(dataset)
+
+
+def recorded_accuracy(out_dir: str, labeler_weights: InputIdentity, dataset: str) -> dict | None:
+    """The accuracy a previous run of this dataset recorded for the same labeler weights and evaluation set."""
     config = read_json(Path(out_dir) / ".shards" / "config.json", default={}).get("config", {})
     labeler = config.get("labeler", {})
     record = labeler.get("accuracy")
-    if labeler.get("model") == labeler_spec and isinstance(record, dict) and record.get("dataset") == str(dataset):
+    weights = labeler.get("weights")
+    if (isinstance(weights, dict) and weights.get("sha256") == labeler_weights.sha256 and isinstance(record, dict)
+            and record.get("dataset") == dataset_name(dataset)):
         return record
     return None
 
@@ -121,7 +130,7 @@ def check_minimum(record: dict, minimum: float | None, labeler_spec: str) -> Non
 def measured_plan(plan, device: str, progress=None):
     """The plan with its labeler's accuracy recorded (measured now, or reused from the folder on a resume)."""
     cfg = plan.cfg
-    record = recorded_accuracy(cfg.out_dir, plan.labeler.spec, cfg.labeler_eval)
+    record = recorded_accuracy(cfg.out_dir, plan.labeler.weights, cfg.labeler_eval)
     if record is None:
         eval_split(cfg.labeler_eval, plan.class_names)  # fail on a wrong set before loading any weights
         model = create_labeler_model(plan.labeler, len(plan.class_names))

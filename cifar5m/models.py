@@ -6,6 +6,7 @@ every later step reads a local folder. Everything here reads JSON only; `load_un
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from cifar5m.config import PRESETS
 from cifar5m.errors import Cifar5mError
 from shards.errors import ShardsError
+from shards.identity import InputIdentity, identify_files, portable_path
 from shards.jsonio import read_json_object
 
 PIPELINE_PARTS = ["model_index.json", "unet/*", "scheduler/*"]
@@ -34,6 +36,13 @@ class PipelineInfo:
     path: str
     unet_config: dict[str, Any]
     scheduler_config: dict[str, Any]
+    weights: InputIdentity | None = None  # what the files are: set by resolve_pipeline
+
+    @property
+    def name(self) -> str:
+        """How the dataset records the model: the Hub id, or the folder's own name (never its path)."""
+        assert self.weights is not None, "resolve_pipeline identifies the model"
+        return self.weights.name
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -47,11 +56,26 @@ def resolve_pipeline(model: str) -> PipelineInfo:
     """A local folder, or a Hub id fetched into the HF cache; raise Cifar5mError when neither works."""
     folder = Path(model).expanduser()
     if folder.exists():
-        return read_pipeline(str(folder.resolve()), folder.resolve())
+        info = read_pipeline(str(folder.resolve()), folder.resolve())
+        return dataclasses.replace(info, weights=pipeline_identity(folder.resolve(), portable_path(folder)))
     if model.startswith((".", "/", "~")) or model.count("/") != 1:
         raise Cifar5mError(f"--model {model}: no such folder, and not a Hub id (ORG/NAME); give a diffusers "
                            "pipeline folder (model_index.json, unet/, scheduler/) or a Hub id")
-    return read_pipeline(model, _download(model))
+    snapshot = _download(model)
+    # snapshot_download returns the cache's `snapshots/<commit>` folder: the revision the files are from.
+    info = read_pipeline(model, snapshot)
+    return dataclasses.replace(info, weights=pipeline_identity(snapshot, model, revision=snapshot.name))
+
+
+def pipeline_identity(folder: Path, name: str, revision: str | None = None) -> InputIdentity:
+    """The sha256 of every file the pipeline is loaded from (model_index.json, unet/*, scheduler/*)."""
+    files = ["model_index.json"] if (folder / "model_index.json").is_file() else []
+    for part in ("unet", "scheduler"):
+        files += sorted(f"{part}/{p.name}" for p in (folder / part).iterdir() if p.is_file())
+    try:
+        return identify_files(name, folder, files, revision)
+    except ShardsError as exc:
+        raise Cifar5mError(f"--model {name}: {exc}") from None
 
 
 def _download(repo_id: str) -> Path:

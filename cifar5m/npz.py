@@ -17,6 +17,7 @@ small (8 MB) and read whole up front, so the label range is checked before anyth
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import struct
@@ -33,6 +34,8 @@ import numpy as np
 from cifar5m.config import CIFAR10_CLASSES
 from cifar5m.errors import Cifar5mError
 from shards import CardInfo, DatasetWriter, iter_samples, load_manifest
+from shards.errors import ShardsError
+from shards.identity import file_record, identity_of
 from shards.jsonio import atomic_target
 
 IMAGE_SHAPE = (32, 32, 3)
@@ -177,6 +180,17 @@ def _write_shard(writer: DatasetWriter, paths: tuple[str, ...], test_rows: int |
     return spec.count
 
 
+def parts_identity(parts: list[NpzPart]) -> dict:
+    """The parts by content (size and sha256 of each, ~3 GB read once per run), in command order (`[k] NAME`):
+    a resume over a re-downloaded or replaced part is refused rather than mixing two parts' rows."""
+    try:
+        records = [file_record(p.path.resolve().parent, p.path.resolve().name) for p in parts]
+    except ShardsError as exc:
+        raise Cifar5mError(str(exc)) from None
+    ordered = [dataclasses.replace(r, path=f"[{k}] {r.path}") for k, r in enumerate(records)]
+    return identity_of("parts", ordered).to_dict()
+
+
 def import_npz(paths: list[str], out_dir: str, test_rows: int | None = PAPER_TEST_ROWS,
                samples_per_shard: int = 10_000, overwrite: bool = False, workers: int = 1, progress=None):
     """Write the parts into a dataset of ours (resumable; shards written by `workers` processes, the same
@@ -185,7 +199,7 @@ def import_npz(paths: list[str], out_dir: str, test_rows: int | None = PAPER_TES
     counts = {split: sum(stop - start for _, start, stop in segs)
               for split, segs in split_layout(parts, test_rows).items()}
     config = {"kind": "cifar5m-npz", "test_rows": test_rows, "y_dtype": str(parts[0].labels.dtype),
-              "parts": [{"file": p.path.name, "rows": p.rows} for p in parts]}
+              "parts": [{"file": p.path.name, "rows": p.rows} for p in parts], "part_files": parts_identity(parts)}
     card = CardInfo(pretty_name="CIFAR-5m (released npz)", source_datasets=("cifar5m",),
                     description="The released CIFAR-5m (Nakkiran et al., ICLR 2021; github.com/preetum/cifar5m): "
                                 "DDPM samples labelled by a fine-tuned BiT-M-R152x2. `json.part`/`json.row` give "

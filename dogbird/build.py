@@ -25,12 +25,13 @@ import numpy as np
 from PIL import Image
 
 from dogbird.classes import CLASS_NAMES, dogbird_classes
-from dogbird.config import BuildConfig
+from dogbird.config import BuildConfig, source_listing
 from dogbird.errors import DogbirdError
 from dogbird.images import check_image, to_fixed, to_jpeg
 from dogbird.runner import map_unordered, no_bar
 from dogbird.sources import Item, drop_stage, list_source, missing_classes, prune_stage
 from shards import CardInfo, DatasetWriter, Manifest, ShardSpec, ShardStats, derive_seed, iter_shard
+from shards.identity import InputIdentity
 from shards.jsonio import read_json, write_json_atomic
 from shards.writer import SCRATCH_DIR, is_dataset_folder
 
@@ -108,10 +109,12 @@ def run_build(cfg: BuildConfig, bar: Callable = no_bar) -> BuildResult:
     _check_classes(listed, cfg)
     _check_unique_ids(listed, cfg)
     ordered = {split: order_items(items, cfg.seed, split) for split, items in listed.items()}
-    skipped, scan_file = cached_scan(out, listed, ordered, cfg, bar)
+    files = source_listing((i.where, i.path) for items in listed.values() for i in items
+                           if not i.where.startswith("staged:"))
+    skipped, scan_file = cached_scan(out, listed, ordered, cfg, bar, files.sha256)
     bad = {(s["split"], s["source_id"]) for s in skipped}
     kept = {split: [i for i in items if (split, i.source_id) not in bad] for split, items in ordered.items()}
-    writer = dataset_writer(cfg, kept)
+    writer = dataset_writer(cfg, kept, files)
     writer.prepare()
     pending = writer.pending()
     tasks = [(writer, spec, kept[spec.split][spec.first_index:spec.first_index + spec.count]) for spec in pending]
@@ -182,11 +185,12 @@ def scan(ordered: dict[str, list[Item]], cfg: BuildConfig, bar: Callable) -> lis
 
 
 def cached_scan(out: Path, listed: dict[str, list[Item]], ordered: dict[str, list[Item]], cfg: BuildConfig,
-                bar: Callable) -> tuple[list[dict[str, str]], Path]:
-    """scan(), kept in OUT/.work per listing and --size (what decides which images fit a JPEG), so a resumed
-    or repeated build does not decode every image again; returns the skipped entries and the cache file."""
+                bar: Callable, files_sha256: str) -> tuple[list[dict[str, str]], Path]:
+    """scan(), kept in OUT/.work per listing, file sizes and --size (what decides which images fit a JPEG), so a
+    resumed or repeated build does not decode every image again; returns the skipped entries and the cache file."""
     ids = {s: [[i.source_id, i.where] for i in items] for s, items in listed.items()}
     listing = json.dumps({"size": cfg.size, **ids}, sort_keys=True)
+    listing += files_sha256  # a file replaced at the same name is scanned again
     path = out / SCRATCH_DIR / f"scan-{hashlib.sha256(listing.encode()).hexdigest()[:16]}.json"
     if path.is_file():
         return read_json(path), path
@@ -201,11 +205,13 @@ def _scan_task(task: tuple[str, list[Item], int]) -> tuple[str, int, list[dict[s
     return split, len(items), scan_chunk(items, size)
 
 
-def dataset_writer(cfg: BuildConfig, kept: dict[str, list[Item]]) -> DatasetWriter:
-    """The writer of the JPEG dataset; its config hash covers the ordered ids, so a changed source rebuilds."""
+def dataset_writer(cfg: BuildConfig, kept: dict[str, list[Item]], files: InputIdentity) -> DatasetWriter:
+    """The writer of the JPEG dataset; its config hash covers the ordered ids and the source files' sizes, so a
+    resume over a changed source is refused."""
     ids = {split: hashlib.sha256("\n".join(i.source_id for i in items).encode()).hexdigest()
            for split, items in kept.items()}
-    config = {"task": "imagenet-dogbird", "seed": cfg.seed, "image": cfg.image_config(), "ids_sha256": ids}
+    config = {"task": "imagenet-dogbird", "seed": cfg.seed, "image": cfg.image_config(), "ids_sha256": ids,
+              "source_files": files.to_dict()}
     return DatasetWriter(cfg.out_dir, config, list(CLASS_NAMES), {s: len(i) for s, i in kept.items()},
                          cfg.samples_per_shard, image_ext="jpg", card=card_info(cfg), overwrite=cfg.overwrite)
 

@@ -1,10 +1,12 @@
 """The `build` command's settings: one frozen dataclass, validated before any image is read."""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from dogbird.errors import DogbirdError
+from shards.identity import FileRecord, InputIdentity, identity_of
 
 # The paper's code trained on copies resized to shorter side 256 (then centre crop 224 at load time).
 DEFAULT_SIZE = 256
@@ -53,3 +55,17 @@ class BuildConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "res": list(self.res)}
+
+
+def source_listing(files: Iterable[tuple[str, str]]) -> InputIdentity:
+    """The local source files a build reads, as (path relative to SOURCE, local file) pairs, identified by
+    relative path and size: a stat each, cheap for ImageNet's ~155K DogBird files, so a resume over a source
+    whose files were replaced, added or removed is refused. Staged copies of a remote source are left out:
+    it is identified by the ordered ids (`ids_sha256`) and its files are pruned after a build."""
+    records = []
+    for where, path in files:
+        try:
+            records.append(FileRecord(where, os.stat(path).st_size, None))
+        except OSError as exc:
+            raise DogbirdError(f"{where}: cannot read it ({exc.strerror}); check the source and re-run") from None
+    return identity_of("source", records)

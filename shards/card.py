@@ -120,7 +120,8 @@ ds = wds.WebDataset("data/{first}-{{000000..{len(manifest.splits[first].shards) 
 ```json
 {json.dumps(manifest.config, indent=1, sort_keys=True)}
 ```
-(config hash `{manifest.config_hash}`, toolkit {manifest.toolkit_version})
+(config hash `{manifest.config_hash}`; content `data_sha256` `{manifest.data_sha256()}`, the hash the trainer
+keys its runs by; toolkit {manifest.toolkit_version})
 """
 
 

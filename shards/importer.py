@@ -26,6 +26,7 @@ import numpy as np
 from shards.card import CardInfo
 from shards.codec import to_8bit
 from shards.errors import ShardsError
+from shards.identity import InputIdentity, identify_files, identify_folder, identity_of, portable_path
 from shards.naming import validate_name
 from shards.writer import DatasetWriter
 
@@ -42,18 +43,40 @@ class ImportSource:
     label_column: str
     class_names: list[str]
     counts: dict[str, int]
+    identity: InputIdentity  # what the source is: its files' hashes, or the Hub revision it was read at
+
+    @property
+    def name(self) -> str:
+        """How the dataset records its source: the Hub id, or the folder's own name (never its path)."""
+        return self.identity.name
 
 
-def load_streaming(source: str):
+def source_identity(source: str) -> InputIdentity:
+    """A local folder (or file): every file's relative path, size and sha256. A Hub id: the commit its main
+    branch points at now, which `load_streaming` then reads, so a later push cannot slip into a resume."""
+    path = Path(source)
+    if path.is_dir():
+        return identify_folder(path)
+    if path.is_file():
+        return identify_files(portable_path(path), path.resolve().parent, [path.resolve().name])
+    from huggingface_hub import HfApi  # heavy: imported only by the import command
+
+    try:
+        revision = HfApi().dataset_info(source).sha
+    except Exception as exc:  # noqa: BLE001 - offline, 404, auth, bad id: all end the same way
+        raise ShardsError(f"{source}: cannot read its revision on the Hugging Face Hub ({type(exc).__name__}); "
+                          "check the id, the network and HF_TOKEN, or give a local folder") from None
+    return identity_of(source, (), revision=revision)
+
+
+def load_streaming(source: str, revision: str | None = None):
     """`datasets.load_dataset(source, streaming=True)` with its failures turned into one clear error."""
     import datasets  # heavy: imported only by the import command
 
     path = Path(source)
-    if not path.exists() and (path.is_absolute() or source.startswith(".") or source.count("/") > 1):
-        raise ShardsError(f"{source}: no such folder (and not a Hub id ORG/NAME); check the path")
     where = "local folder" if path.exists() else "Hub dataset id"
     try:
-        loaded = datasets.load_dataset(source, streaming=True)
+        loaded = datasets.load_dataset(source, streaming=True, revision=revision)
     except Exception as exc:  # datasets raises many types (FileNotFound, DatasetNotFound, HTTP, ValueError)
         raise ShardsError(f"{source}: cannot open as a {where} with `datasets` ({type(exc).__name__}: {exc}); "
                           "give a Hub id (ORG/NAME), a folder of parquet files, or a SPLIT/CLASS/*.png "
@@ -81,7 +104,11 @@ def open_source(source: str, image_column: str | None = None, label_column: str 
     """Open `source`, detect the columns and class names, and count every split's rows."""
     from datasets import ClassLabel, Image
 
-    loaded = load_streaming(source)
+    path = Path(source)
+    if not path.exists() and (path.is_absolute() or source.startswith(".") or source.count("/") > 1):
+        raise ShardsError(f"{source}: no such folder (and not a Hub id ORG/NAME); check the path")
+    identity = source_identity(source)
+    loaded = load_streaming(source, identity.revision)
     chosen = splits or list(loaded)
     unknown = [s for s in chosen if s not in loaded]
     if unknown:
@@ -100,7 +127,7 @@ def open_source(source: str, image_column: str | None = None, label_column: str 
                           "has no class names; choose the ClassLabel column")
     streams = {s: loaded[s].cast_column(image, Image(decode=False)) for s in chosen}
     counts = {s: split_count(loaded[s], label) for s in chosen}
-    return ImportSource(source, streams, image, label, list(features[label].names), counts)
+    return ImportSource(source, streams, image, label, list(features[label].names), counts, identity)
 
 
 def split_count(stream, label_column: str) -> int:
@@ -143,17 +170,18 @@ def shard_samples(src: ImportSource, split: str, rows, first_index: int, count: 
 
 
 def import_config(src: ImportSource, image_ext: str) -> dict[str, Any]:
-    return {"kind": "import", "source": src.source, "image_column": src.image_column,
-            "label_column": src.label_column, "image_ext": image_ext}
+    """What decides the bytes: the source by content (a changed source is refused on resume), the columns."""
+    return {"kind": "import", "source": src.name, "source_files": src.identity.to_dict(),
+            "image_column": src.image_column, "label_column": src.label_column, "image_ext": image_ext}
 
 
 def import_dataset(src: ImportSource, out_dir: str | Path, samples_per_shard: int = 10_000,
                    image_ext: str = "png", overwrite: bool = False, progress=None):
     """Write every split of `src` into `out_dir` (resumable); return the manifest."""
-    card = CardInfo(pretty_name=f"{src.source} (imported)", annotations_creators=("found",),
-                    description=f"`{src.source}` imported with `python -m shards import`: one sample per source "
+    card = CardInfo(pretty_name=f"{src.name} (imported)", annotations_creators=("found",),
+                    description=f"`{src.name}` imported with `python -m shards import`: one sample per source "
                                 "row, in source order; `json.row` is the row's number in its split.",
-                    source_datasets=(src.source,), tags=("deep-bootstrap", "webdataset"))
+                    source_datasets=(src.name,), tags=("deep-bootstrap", "webdataset"))
     writer = DatasetWriter(out_dir, import_config(src, image_ext), src.class_names, dict(src.counts),
                            samples_per_shard, image_ext=image_ext, card=card, overwrite=overwrite)
     writer.prepare()

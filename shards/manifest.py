@@ -66,6 +66,14 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def data_sha256(self) -> str:
+        """What the dataset holds, by content: sha256 over its class names and, per split, the count and every
+        shard's file, samples and sha256. Rebuilt with other bytes under the same config, it differs."""
+        content = {"class_names": self.class_names,
+                   "splits": {name: [info.count, [[e.file, e.samples, e.sha256] for e in info.shards]]
+                              for name, info in sorted(self.splits.items())}}
+        return config_hash(content)
+
     @classmethod
     def from_dict(cls, data: Any, source: str = MANIFEST) -> "Manifest":
         """Build from parsed JSON, checking every field's type first (a ShardsError names the field)."""

@@ -37,6 +37,7 @@ from shards.card import card_text, write_timm_info
 from shards.codec import IMAGE_EXTS, encode_image, encode_json, json_schema
 from shards.diskspace import is_no_space, no_space_error, no_space_is_one_line
 from shards.errors import ShardsError
+from shards.identity import input_changes, sha256_file
 from shards.manifest import (
     FORMAT_VERSION,
     MANIFEST,
@@ -110,14 +111,6 @@ class ShardSpec:
         return shard_stem(self.split, self.shard_index)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat = {}
     for key, value in tree.items():
@@ -126,6 +119,11 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = json.dumps(value)
     return flat
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """A config value short enough for a one-line error (a file listing can run to kilobytes)."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class DatasetWriter:
@@ -207,10 +205,7 @@ class DatasetWriter:
         existing = self._existing_hash()
         if existing is not None and existing != self.config_hash:
             if not self.overwrite:
-                raise ShardsError(
-                    f"{self.out_dir}: holds a dataset built with another config ({self._differences()}); "
-                    "use another --out, the same settings, or --overwrite to replace it"
-                )
+                raise self._refusal()
             hold_lock(self.lock_dir / "folder.lock", f"dataset folder {self.out_dir}")
             self._wipe()
             release_lock(self.lock_dir / "folder.lock")  # wiped: other drivers (disjoint --shards) may join
@@ -231,11 +226,21 @@ class DatasetWriter:
             raise ShardsError(f"{self.out_dir}: another run with another config ({self._differences()}) started "
                               "writing here meanwhile; use another --out")
 
+    def _refusal(self) -> ShardsError:
+        """The one line refusing to resume over another config: a changed input named first."""
+        changed = input_changes(read_json(self.state_dir / "config.json").get("config", {}), self.config)
+        if changed:
+            return ShardsError(f"{self.out_dir}: its shards were made from other inputs ({'; '.join(changed)}); "
+                               "resuming would mix both in one dataset: restore the original input, use another "
+                               "--out, or pass --overwrite to rebuild it from the new one")
+        return ShardsError(f"{self.out_dir}: holds a dataset built with another config ({self._differences()}); "
+                           "use another --out, the same settings, or --overwrite to replace it")
+
     def _differences(self) -> str:
         """`config.generator.steps: 100 -> 20, ...`: what changed against the folder's config."""
         old = _flatten(read_json(self.state_dir / "config.json"))
         new = _flatten(self._identity())
-        changed = [f"{k}: {old.get(k, '(none)')} -> {new.get(k, '(none)')}"
+        changed = [f"{k}: {_clip(old.get(k, '(none)'))} -> {_clip(new.get(k, '(none)'))}"
                    for k in sorted(set(old) | set(new)) if k != "hash" and old.get(k) != new.get(k)]
         return "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
 
@@ -307,7 +312,7 @@ class DatasetWriter:
         path = self.out_dir / spec.relpath
         if stats is None or not path.is_file():
             return False
-        return path.stat().st_size == stats.bytes and _sha256_file(path) == stats.sha256
+        return path.stat().st_size == stats.bytes and sha256_file(path) == stats.sha256
 
     # --- writing ----------------------------------------------------------------------------------------
     def write_shard(

@@ -96,3 +96,18 @@ def tiny_digits_labeler(tmp_path_factory) -> Path:
     """10-way, 1-channel input at 16x16, with digit label names."""
     return make_tiny_labeler(tmp_path_factory.mktemp("models") / "tiny-digits-labeler", in_chans=1,
                              input_size=16, label_names=[str(d) for d in range(10)], image_shape=(8, 8, 1))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_local_path_in_any_manifest_or_card(tmp_path_factory):
+    """Once every test of the session ran: no manifest.json, nor the card (README.md) beside it, that the toolkit
+    wrote in any test (a dataset folder with the writer's `.shards/created.json`; not the hostile manifests
+    tests forge) holds the session's temporary root, the absolute local path every dataset and model here lies
+    under (a published dataset must not leak the author's file system, and the same inputs elsewhere are the same)."""
+    yield
+    root = tmp_path_factory.getbasetemp()
+    prefixes = {str(root), str(root.resolve())}
+    written = [p for m in root.rglob("manifest.json") if (m.parent / ".shards" / "created.json").is_file()
+               for p in (m, m.parent / "README.md") if p.is_file()]
+    leaks = [str(p.relative_to(root)) for p in written if any(x in p.read_text(errors="replace") for x in prefixes)]
+    assert not leaks, f"absolute local paths in {', '.join(leaks[:5])}"

@@ -48,8 +48,8 @@ def test_accuracy_is_measured_recorded_and_reused(eval_set, tiny_pipeline, tiny_
                     "--min-labeler-accuracy", "0.7") == 0
     record = load_manifest(out).config["labeler"]["accuracy"]
     assert record["accuracy"] == 0.75 and record["samples"] == EVAL_IMAGES and record["split"] == "test"
-    assert record["dataset"] == str(real) and len(record["per_class"]) == 10
-    assert f"75.00% on {real} test (40 images)" in (out / "README.md").read_text()
+    assert record["dataset"] == real.name and len(record["per_class"]) == 10  # the folder's name, not its path
+    assert f"75.00% on {real.name} test (40 images)" in (out / "README.md").read_text()
     # A resume must not re-measure (float noise on another device could change the config hash).
     (out / "manifest.json").unlink()
     monkeypatch.setattr(labeler_eval, "measure_accuracy", lambda *a, **k: pytest.fail("measured again"))

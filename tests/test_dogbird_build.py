@@ -259,7 +259,8 @@ def test_a_file_broken_after_the_scan_is_an_error_then_rescanned(sources, tmp_pa
     assert build(source, out) == 0
     victim = next(iter_samples([out / "data" / "train-000000.tar"]))[3]
     path = source / "train" / victim["wnid"] / f"{victim['source_id']}.JPEG"
-    path.write_bytes(path.read_bytes()[:100])
+    data = path.read_bytes()
+    path.write_bytes(data[:100] + bytes(len(data) - 100))  # same size: the listing cannot tell
     (out / "data" / "train-000000.tar").unlink()
     assert build(source, out) == 2
     assert f"{path.relative_to(source)}: passed the scan but failed to decode" in capsys.readouterr().err
@@ -294,3 +295,19 @@ def test_two_files_with_one_imagenet_id_are_refused(sources, tmp_path, capsys, c
     err = capsys.readouterr().err
     assert f"{pair}; keep one file per image" in err and "Traceback" not in err
     assert not (out / "manifest.json").exists()
+
+
+def test_a_resume_over_a_replaced_source_image_is_refused_naming_it(sources, tmp_path, capsys):
+    source, out = tmp_path / "folder", tmp_path / "out"
+    shutil.copytree(sources["folder"], source)
+    assert build(source, out) == 0
+    (out / "manifest.json").unlink()
+    (out / "data" / "train-000000.tar").unlink()  # a partly written dataset
+    meta = next(iter_samples([out / "data" / "train-000001.tar"]))[3]
+    victim = source / "train" / meta["wnid"] / f"{meta['source_id']}.JPEG"
+    victim.write_bytes(victim.read_bytes() + b"\0" * 7)  # replaced by a file of another size
+    capsys.readouterr()
+    assert build(source, out) == 2
+    err = capsys.readouterr().err
+    assert f"source_files (source): {victim.relative_to(source)} changed" in err and "--overwrite" in err
+    assert not (out / "data" / "train-000000.tar").exists()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from train.__main__ import main
-from train_fixtures import build_protos, tiny_cfg
+from train_fixtures import build_protos, relabel_dataset, tiny_cfg
 from train.errors import TrainError
 from train.experiments.bootstrap import bootstrap
 from train.reporting.results import load_run
@@ -186,3 +186,19 @@ def test_a_folder_of_the_users_files_is_refused_and_overwrite_deletes_none(datas
     (tmp_path / "file").write_text("x")
     with pytest.raises(TrainError, match="exists and is not a folder"):
         bootstrap(tiny_cfg(data, tmp_path / "file", steps=8), progress=False)
+
+
+def test_a_dataset_rebuilt_with_other_bytes_is_not_given_the_old_results(tmp_path):
+    from shards import load_manifest
+
+    data = build_protos(tmp_path / "protos")
+    cfg = tiny_cfg(data, tmp_path / "boot")
+    bootstrap(cfg, progress=False)
+    before = load_manifest(data)
+    assert relabel_dataset(data).config_hash == before.config_hash  # other bytes, the same config
+    with pytest.raises(TrainError, match="holds a run trained on other data"):
+        bootstrap(cfg, progress=False)  # was: the old runs' "finished" results, reported for the new data
+    bootstrap(cfg, overwrite=True, progress=False)  # trained anew on the data as it is now
+    for world in ("real", "ideal"):
+        recorded = json.loads((tmp_path / "boot" / world / "config.json").read_text())["data_hashes"]
+        assert recorded == [load_manifest(data).data_sha256()[:16]] != [before.data_sha256()[:16]]

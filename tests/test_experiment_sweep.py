@@ -7,7 +7,7 @@ from train.__main__ import main
 from train.errors import TrainError
 from train.experiments.sweep import plan_sweep, sweep
 from train.reporting.results import load_run
-from train_fixtures import build_protos, tiny_cfg
+from train_fixtures import build_protos, relabel_dataset, tiny_cfg
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -142,3 +142,17 @@ def test_sweep_on_ray_matches_local(data, tmp_path):
         assert remote[key] == pytest.approx(local[key], abs=1e-6)
     for ours, theirs in zip(remote["groups"], local["groups"]):
         assert ours == pytest.approx(theirs, abs=1e-6)
+
+
+def test_runs_over_a_dataset_rebuilt_with_other_bytes_are_refused_not_skipped_as_finished(tmp_path):
+    data = build_protos(tmp_path / "protos")
+    exp = tmp_path / "sweep"
+    cfg = tiny_cfg(data, exp, n=None, steps=8)
+    sweep(cfg, ns=[20], models=["mlp"], seeds=[0], progress=False)
+    new = relabel_dataset(data)
+    with pytest.raises(TrainError, match=r"2 of 2 sweep runs failed \(.*holds a run trained on other data"):
+        sweep(cfg, ns=[20], models=["mlp"], seeds=[0], progress=False)
+    sweep(cfg, ns=[20], models=["mlp"], seeds=[0], overwrite=True, progress=False)
+    for run in ("real-n20", "ideal"):  # trained anew, on the data as it is now
+        config = json.loads((exp / "runs/mlp-lr0.05-s0" / run / "config.json").read_text())
+        assert config["data_hashes"] == [new.data_sha256()[:16]]

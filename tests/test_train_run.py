@@ -17,7 +17,7 @@ from train.core.config import RunConfig
 from train.errors import TrainError
 from train.run import loop
 from train.run.loop import run_training
-from train_fixtures import build_dataset, copy_dataset, killed_run, label_of, sample_image
+from train_fixtures import build_dataset, copy_dataset, killed_run, label_of, relabel_dataset, sample_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_real_run_writes_its_folder_and_finds_t_n(dataset, tmp_path):
     cfg = make_cfg(dataset, tmp_path / "run")
     summary = run_training(cfg, progress=False)
     out = Path(cfg.out_dir)
-    data_hash = shards.load_manifest(cfg.data).config_hash[:16]  # which dataset the run read
+    data_hash = shards.load_manifest(cfg.data).data_sha256()[:16]  # which data, by content, the run read
     recorded = {**cfg.to_dict(), "data_hashes": [data_hash], "data_path": "memory"}  # auto, recorded resolved
     assert json.loads((out / "config.json").read_text()) == recorded
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
@@ -218,8 +218,33 @@ def test_a_dataset_regenerated_at_the_same_path_is_not_mistaken_for_the_old_one(
     assert run_training(cfg, progress=False)["steps_done"] == 10  # same data: the finished run is reused
     shutil.rmtree(ds)
     build_dataset(ds, train=300, test=50)  # other settings, same folder
-    with pytest.raises(TrainError, match="another config.*data_hashes"):
+    with pytest.raises(TrainError, match="holds a run trained on other data"):
         run_training(cfg, progress=False)
+
+
+def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path, monkeypatch):
+    ds = build_dataset(tmp_path / "ds", train=200, test=50)
+    cfg = make_cfg(ds, tmp_path / "run", steps=40, eval_schedule="every:10")
+    out = killed_run(cfg, monkeypatch, at=25)
+    assert (out / "checkpoints" / "last.pt").is_file()
+    relabel_dataset(ds)
+    with pytest.raises(TrainError, match="holds a run trained on other data"):
+        run_training(cfg, resume=True, progress=False)
+
+
+def test_a_dataset_rebuilt_with_other_bytes_under_the_same_config_is_other_data(tmp_path):
+    ds = build_dataset(tmp_path / "ds", train=200, test=50)
+    cfg = make_cfg(ds, tmp_path / "run", steps=10, eval_schedule="every:5")
+    first = run_training(cfg, progress=False)
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["data_hashes"]
+    assert recorded == [shards.load_manifest(ds).data_sha256()[:16]]
+    config_hash = shards.load_manifest(ds).config_hash
+    assert relabel_dataset(ds).config_hash == config_hash  # the same config: only the content tells them apart
+    with pytest.raises(TrainError, match=r"holds a run trained on other data \(content hashes .*--overwrite"):
+        run_training(cfg, progress=False)  # not the old "finished" summary
+    again = run_training(cfg, overwrite=True, progress=False)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data_hashes"] != recorded
+    assert again["final"]["test/error"] != first["final"]["test/error"]  # trained on the new labels
 
 
 def test_fixture_dataset_reads_back(tmp_path):

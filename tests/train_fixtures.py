@@ -154,3 +154,22 @@ def run_torchrun(script: Path, cwd: Path, ranks: int = 2, timeout_s: int = 240) 
         raise
     assert proc.returncode == 0, stderr[-3000:]
 
+
+
+def relabel_dataset(root: Path):
+    """Rebuild the dataset at `root` under its own config with every label moved to the next class: other
+    bytes, the same config hash (what a regenerated dataset with a retrained labeler looks like). Returns
+    the new manifest."""
+    from shards import iter_samples, load_manifest
+
+    m = load_manifest(root)
+    samples = {s: list(iter_samples(root / f for f in info.shard_files())) for s, info in m.splits.items()}
+    shutil.rmtree(root)
+    writer = DatasetWriter(root, m.config, m.class_names, {s: i.count for s, i in m.splits.items()},
+                           m.samples_per_shard)
+    writer.prepare()
+    for spec in writer.pending():
+        rows = samples[spec.split][spec.first_index:spec.first_index + spec.count]
+        writer.write_shard(spec, ({"image": image, "cls": (cls + 1) % len(m.class_names), "json": meta}
+                                  for _, image, cls, meta in rows))
+    return writer.finalize()

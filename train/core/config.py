@@ -92,8 +92,8 @@ class RunConfig:
     data_path: str = "auto"
     num_workers: int = 4
     checkpoint_every_steps: int = 2000
-    # The config hashes of the datasets' manifests (train data, then each extra test set), filled in by
-    # run_training: a dataset regenerated with other settings at the same path makes it another run.
+    # The datasets' content hashes (Manifest.data_sha256 of the train data, then each extra test set), filled
+    # in by run_training: a dataset rebuilt with other bytes at the same path makes it another run.
     data_hashes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:

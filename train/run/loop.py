@@ -96,7 +96,8 @@ def close_run(cfg: RunConfig, dist: ddp.Dist) -> None:
 
 
 def with_data_hashes(cfg: RunConfig) -> RunConfig:
-    """Record which datasets (by manifest config hash) the run reads, so a changed dataset is a new run."""
+    """Record which datasets the run reads by their content (`Manifest.data_sha256`: every shard's sha256 and
+    count), so a dataset rebuilt with other bytes, even under the same config, is another run."""
     if cfg.data_hashes:
         return cfg
     hashes = []
@@ -105,7 +106,7 @@ def with_data_hashes(cfg: RunConfig) -> RunConfig:
             manifest = shards.load_manifest(location if is_url(location) else shards.resolve_dataset(location))
         except shards.ShardsError as exc:
             raise TrainError(str(exc)) from exc
-        hashes.append(manifest.config_hash[:16])
+        hashes.append(manifest.data_sha256()[:16])
     return dataclasses.replace(cfg, data_hashes=tuple(hashes))
 
 

@@ -51,18 +51,29 @@ class Start:
     summary: dict[str, Any] | None = None
 
 
-def _differences(old: dict[str, Any], new: RunConfig) -> str:
+def _differences(old: dict[str, Any], new: RunConfig) -> dict[str, str]:
+    """`{field: "old -> new"}` for each field of the run's identity that differs from the folder's config."""
     try:
         before = identity_dict(RunConfig.from_dict(old))
     except (TrainError, TypeError):
-        return "its config.json is not a trainer config"
+        return {"config.json": "not a trainer config"}
     after = identity_dict(new)
     keys = sorted(set(before) | set(after))
     # `--data-path auto` is recorded resolved: the Ideal World's sample order depends on the path.
     hint = {"data_path": f" (a run never switches path: pass --data-path {before.get('data_path')} to go on with it)"}
-    changed = [f"{k}: {before.get(k)!r} -> {after.get(k)!r}{hint.get(k, '')}" for k in keys
-               if before.get(k) != after.get(k)]
-    return "; ".join(changed[:6]) + ("; ..." if len(changed) > 6 else "")
+    return {k: f"{before.get(k)!r} -> {after.get(k)!r}{hint.get(k, '')}" for k in keys
+            if before.get(k) != after.get(k)}
+
+
+def _refusal(out: Path, diff: dict[str, str]) -> TrainError:
+    """One line: the data changed (its content, under any config), or which settings did."""
+    if list(diff) == ["data_hashes"]:
+        return TrainError(f"{out}: holds a run trained on other data (content hashes {diff['data_hashes']}: a "
+                          "dataset was rebuilt with other bytes); its results and checkpoint are not this data's: "
+                          "pass --overwrite to train anew on the data as it is now, or choose another --out")
+    shown = "; ".join(f"{k}: {v}" for k, v in list(diff.items())[:6]) + ("; ..." if len(diff) > 6 else "")
+    return TrainError(f"{out}: holds a run with another config ({shown}); choose another --out, or pass "
+                      "--overwrite to replace it")
 
 
 def _clear(out: Path) -> None:
@@ -111,8 +122,7 @@ def prepare_run_dir(cfg: RunConfig, resume: bool, overwrite: bool) -> Start:
     if (out / CONFIG).is_file() and not overwrite:
         diff = _differences(_read_or_none(out / CONFIG) or {}, cfg)
         if diff:
-            raise TrainError(f"{out}: holds a run with another config ({diff}); choose another --out, or pass "
-                             "--overwrite to replace it")
+            raise _refusal(out, diff)
         summary = _read_or_none(out / SUMMARY)
         if summary and summary.get("config_hash") == config_hash(cfg):
             return Start("finished", summary)

@@ -443,7 +443,7 @@ class DatasetWriter:
         path, record = self.out_dir / "README.md", self.state_dir / CARD_RECORD
         text = card_text(manifest, self.card)
         new = hashlib.sha256(text.encode()).hexdigest()
-        current = _sha256_file(path) if path.is_file() else None
+        current = sha256_file(path) if path.is_file() else None
         written = read_json_object(record, default={}, fix="delete it and re-run").get("sha256", [])
         if current not in (None, new, *written):  # a card equal to the one due is ours (made before the record)
             log.warning("%s: edited since this toolkit wrote it (or not written by it): kept as it is; delete it "

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import train.__main__
 from train.core.samplers import IdealSampler, Ledger
 from train.data import sources
-from train.data.datasets import host_budget_bytes
+from train.data.datasets import TrainStore, host_budget_bytes
 from train.errors import TrainError
 from train.run import runfolder
 from train.run.loop import run_training
@@ -103,3 +104,16 @@ def test_the_ledger_allows_reuse_only_when_asked():
         once.record(np.array([5, 4]))
     with pytest.raises(TrainError, match="drew pool sample 7 3 times"):
         Ledger(10, np.array([0, 0, 0, 0, 0, 0, 0, 3, 0, 0]), once=True)
+
+
+@pytest.mark.parametrize("rows", [None, np.array([1, 4, 7])])
+def test_a_cpu_store_over_the_memory_mapped_cache_gathers_the_rows_asked_for(tmp_path, rows):
+    """A CPU run over a whole cached pool gathers from the mapped file itself (no second copy); a subset is copied."""
+    images = np.random.default_rng(0).integers(0, 256, (9, 4, 4, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", images)
+    mapped = np.load(tmp_path / "images.npy", mmap_mode="r")
+    store = TrainStore.build(mapped, np.arange(9) % 3, torch.device("cpu"), rows=rows)
+    wanted = np.array([7, 1, 4])
+    x, y = store.gather(wanted)
+    assert np.array_equal(x.numpy(), images[wanted]) and y.tolist() == (wanted % 3).tolist()
+    assert np.array_equal(np.load(tmp_path / "images.npy"), images)  # the cache file is never written

@@ -207,7 +207,7 @@ def card_info(cfg: BuildConfig, res: int | None = None) -> CardInfo:
             "63 ImageNet classes under WordNet hunting_dog.n.01, label 1 = the 59 under bird.n.01. Train from "
             f"ImageNet train, test from ImageNet val. Images: {image}. Sample json: wnid, imagenet_index, "
             "class_name, source_id (the ImageNet file name without extension)."),
-        license="other",
+        license="other", license_name="imagenet-terms-of-access", license_link="https://image-net.org/download",
         annotations_creators=("expert-generated",),
         source_datasets=("imagenet-1k",),
         notes=("ImageNet's terms of access apply (image-net.org/download): research and non-commercial use.",

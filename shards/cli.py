@@ -5,6 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
+from shards.card import LICENSES, License
 from shards.entry import run_cli
 from shards.importer import import_dataset, open_source
 from shards.manifest import load_manifest
@@ -75,14 +76,24 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    license = License(args.license, args.license_name, args.license_link)
     src = open_source(args.source, args.image_column, args.label_column, args.splits)
     print(f"{args.source}: image column {src.image_column!r}, label column {src.label_column!r}, "
           f"{len(src.class_names)} classes; " + ", ".join(f"{s} {n:,}" for s, n in src.counts.items()))
     with tqdm(total=sum(src.counts.values()), unit="img", desc="import", dynamic_ncols=True) as bar:
-        manifest = import_dataset(src, args.out, args.shard_size, args.image_ext, args.overwrite, bar)
+        manifest = import_dataset(src, args.out, args.shard_size, args.image_ext, args.overwrite, bar,
+                                  license=license)
     print(f"complete: {args.out}/manifest.json, " + ", ".join(f"{s} {i.count:,}" for s, i in manifest.splits.items())
           + f"; check it with `python -m shards verify {args.out}`")
     return 0
+
+
+def add_license_flags(p: argparse.ArgumentParser) -> None:
+    """--license (a Hub licence id) and, for `other`, --license-name and --license-link; shared by the tools."""
+    p.add_argument("--license", default="unknown", choices=LICENSES,
+                   help="the dataset's licence for its card (default unknown: state the source's licence here)")
+    p.add_argument("--license-name", default="", help="with --license other: the licence's id, e.g. my-license-1.0")
+    p.add_argument("--license-link", default="", help="with --license other: its URL, or LICENSE for a file in the repo")
 
 
 def _csv(text: str) -> list[str]:
@@ -121,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
     p.add_argument("--image-ext", default="png", choices=["png", "jpg"], help="stored image format (default png)")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
+    add_license_flags(p)
     p.set_defaults(func=cmd_import)
     return parser
 

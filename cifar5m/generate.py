@@ -64,7 +64,7 @@ class RunPlan:
     def writer(self):
         return DatasetWriter(self.cfg.out_dir, self.dataset_config(), list(self.class_names), self.cfg.splits(),
                              self.cfg.samples_per_shard, image_ext="png", card=self.card(),
-                             overwrite=self.cfg.overwrite)
+                             overwrite=self.cfg.overwrite, min_shards=self.cfg.min_shards)
 
     def card(self):
         cfg = self.cfg

@@ -193,7 +193,8 @@ def dataset_writer(cfg: BuildConfig, kept: dict[str, list[Item]]) -> DatasetWrit
            for split, items in kept.items()}
     config = {"task": "imagenet-dogbird", "seed": cfg.seed, "image": cfg.image_config(), "ids_sha256": ids}
     return DatasetWriter(cfg.out_dir, config, list(CLASS_NAMES), {s: len(i) for s, i in kept.items()},
-                         cfg.samples_per_shard, image_ext="jpg", card=card_info(cfg), overwrite=cfg.overwrite)
+                         cfg.samples_per_shard, image_ext="jpg", card=card_info(cfg), overwrite=cfg.overwrite,
+                         min_shards=cfg.min_shards)
 
 
 def card_info(cfg: BuildConfig, res: int | None = None) -> CardInfo:
@@ -220,7 +221,8 @@ def build_res_copy(parent: DatasetWriter, cfg: BuildConfig, res: int, bar: Calla
     out = Path(cfg.out_dir) / f"res{res}"
     config = {"task": "imagenet-dogbird", "res": res, "parent_config_hash": parent.config_hash}
     writer = DatasetWriter(out, config, list(CLASS_NAMES), parent.splits, parent.samples_per_shard,
-                           image_ext="png", card=card_info(cfg, res), overwrite=cfg.overwrite)
+                           image_ext="png", card=card_info(cfg, res), overwrite=cfg.overwrite,
+                           min_shards=parent.min_shards)
     writer.prepare()
     pending = writer.pending()
     tasks = [(writer, spec, str(parent.out_dir / spec.relpath), res) for spec in pending]

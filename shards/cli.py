@@ -5,8 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
-from shards.card import LICENSES, License
-from shards.entry import run_cli
+from shards.card import License
+from shards.entry import add_license_flags, add_min_shards_flag, run_cli
 from shards.importer import import_dataset, open_source
 from shards.manifest import load_manifest
 from shards.remote import hub_dataset_url, loading_snippets, publish, resolve_dataset, upload_plan
@@ -82,18 +82,10 @@ def cmd_import(args: argparse.Namespace) -> int:
           f"{len(src.class_names)} classes; " + ", ".join(f"{s} {n:,}" for s, n in src.counts.items()))
     with tqdm(total=sum(src.counts.values()), unit="img", desc="import", dynamic_ncols=True) as bar:
         manifest = import_dataset(src, args.out, args.shard_size, args.image_ext, args.overwrite, bar,
-                                  license=license)
+                                  license=license, min_shards=args.min_shards)
     print(f"complete: {args.out}/manifest.json, " + ", ".join(f"{s} {i.count:,}" for s, i in manifest.splits.items())
           + f"; check it with `python -m shards verify {args.out}`")
     return 0
-
-
-def add_license_flags(p: argparse.ArgumentParser) -> None:
-    """--license (a Hub licence id) and, for `other`, --license-name and --license-link; shared by the tools."""
-    p.add_argument("--license", default="unknown", choices=LICENSES,
-                   help="the dataset's licence for its card (default unknown: state the source's licence here)")
-    p.add_argument("--license-name", default="", help="with --license other: the licence's id, e.g. my-license-1.0")
-    p.add_argument("--license-link", default="", help="with --license other: its URL, or LICENSE for a file in the repo")
 
 
 def _csv(text: str) -> list[str]:
@@ -131,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits", type=_csv, help="comma-separated splits to import (default: all)")
     p.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
     p.add_argument("--image-ext", default="png", choices=["png", "jpg"], help="stored image format (default png)")
+    add_min_shards_flag(p)
     p.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
     add_license_flags(p)
     p.set_defaults(func=cmd_import)

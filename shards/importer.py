@@ -24,6 +24,7 @@ import numpy as np
 
 from shards.card import CardInfo, License
 from shards.errors import ShardsError
+from shards.manifest import MIN_SHARDS
 from shards.naming import validate_name
 from shards.writer import DatasetWriter
 
@@ -143,14 +144,16 @@ def import_config(src: ImportSource, image_ext: str) -> dict[str, Any]:
 
 
 def import_dataset(src: ImportSource, out_dir: str | Path, samples_per_shard: int = 10_000,
-                   image_ext: str = "png", overwrite: bool = False, progress=None, license: License = License()):
+                   image_ext: str = "png", overwrite: bool = False, progress=None, license: License = License(),
+                   min_shards: int = MIN_SHARDS):
     """Write every split of `src` into `out_dir` (resumable); return the manifest."""
     card = CardInfo(pretty_name=f"{src.source} (imported)", annotations_creators=("found",),
                     description=f"`{src.source}` imported with `python -m shards import`: one sample per source "
                                 "row, in source order; `json.row` is the row's number in its split.",
                     source_datasets=(src.source,), tags=("deep-bootstrap", "webdataset"), **license.card_fields())
     writer = DatasetWriter(out_dir, import_config(src, image_ext), src.class_names, dict(src.counts),
-                           samples_per_shard, image_ext=image_ext, card=card, overwrite=overwrite)
+                           samples_per_shard, image_ext=image_ext, card=card, overwrite=overwrite,
+                           min_shards=min_shards)
     writer.prepare()
     pending = {s.stem for s in writer.pending()}
     try:

@@ -54,7 +54,7 @@ def _edited_pipeline(src: Path, dst: Path, part: str, **changes) -> Path:
 
 
 def test_each_bad_input_gets_one_clear_line(tmp_path, tiny_pipeline, tiny_labeler, capsys):
-    base = ["generate", "--out", str(tmp_path / "out"), "--train", "10", "--test", "0"]
+    base = ["generate", "--out", str(tmp_path / "out"), "--train", "10", "--test", "0", "--min-shards", "1"]
     good = ["--model", str(tiny_pipeline), "--labeler", f"local-dir:{tiny_labeler}"]
     assert "--labeler is required" in error_of(base + ["--model", str(tiny_pipeline)], capsys)
     assert "write it as A:B" in error_of(base + good + ["--shards", "7"], capsys)

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 def generate(out: Path, pipeline: Path, labeler: Path, *extra: str, train=TRAIN, test=TEST) -> int:
     return main(["generate", "--model", str(pipeline), "--labeler", f"local-dir:{labeler}", "--out", str(out),
-                 "--train", str(train), "--test", str(test), "--shard-size", str(SHARD), "--batch-size", "16",
+                 "--train", str(train), "--test", str(test), "--shard-size", str(SHARD), "--min-shards", "1", "--batch-size", "16",
                  *extra])
 
 

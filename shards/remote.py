@@ -1,7 +1,7 @@
 """Datasets by URL: download `hf://datasets/ORG/NAME[@REV]` or `http(s)://.../DATASET` to a local folder,
 and publish a local dataset to the Hugging Face Hub.
 
-Downloads go to a cache (`~/.cache/deep-bootstrap/remote/`), shard by shard, each checked against the
+Downloads go to `remote/` in the user cache directory (shards.cachedir), shard by shard, each checked against the
 manifest's sha256 before it is renamed into place; the manifest is written last, so an interrupted
 download resumes and is never read half-done. Both kinds of URL are read by shards.httpio (retries,
 clear 401/403/404 errors). Every file name comes from the manifest, which is checked to name only
@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from tqdm.auto import tqdm
 
@@ -22,6 +24,7 @@ from shards.jsonio import atomic_target, write_json_atomic
 from shards.manifest import MANIFEST, Manifest, load_manifest, parse_manifest
 from shards.naming import shard_path
 from shards.read import open_url
+from shards.cachedir import user_cache_root
 from shards.urls import is_url
 from shards.verify import verify_dataset
 
@@ -31,8 +34,7 @@ SIDE_FILES = ("README.md", "_info.json")  # downloaded when present; the dataset
 
 
 def remote_cache_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "deep-bootstrap" / "remote"
+    return user_cache_root() / "remote"
 
 
 def resolve_dataset(location: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -119,30 +121,72 @@ def _remote_manifest(repo_id: str, revision: str | None) -> Manifest | None:
         return None
 
 
+@dataclass(frozen=True)
+class PublishCheck:
+    """One check a publish makes before uploading: its name, whether it passed, and what it found."""
+
+    name: str
+    ok: bool
+    detail: str
+    remote: Manifest | None = None  # the repo check: the manifest the repo holds, if any
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it (constants._is_true), read now: the library's own constant is
+    fixed when it is imported."""
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def publish_checks(root: str | os.PathLike, repo_id: str, revision: str | None = None,
+                   force: bool = False) -> Iterator[PublishCheck]:
+    """The checks of a publish, in order: offline mode, token, verify, the repo's state (where reachable).
+    `publish` stops at the first that fails; `--dry-run` runs them all and reports each."""
+    from huggingface_hub import get_token
+
+    offline, token = hub_offline(), get_token()
+    yield PublishCheck("online", not offline, "HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset it and "
+                       "re-run (nothing was uploaded)" if offline else "HF_HUB_OFFLINE not set")
+    yield PublishCheck("token", bool(token), "found (write access is proven only by the upload)" if token
+                       else "no Hugging Face token: set HF_TOKEN or run `hf auth login` with a token that can "
+                       "write to the repo, then re-run (nothing was uploaded)")
+    report = verify_dataset(root, decode=False)
+    yield PublishCheck("verify", report.ok, f"{report.shards_checked} shards, {report.samples_checked:,} samples: "
+                       "sizes and sha256s match the manifest" if report.ok else
+                       f"{root}: verify failed ({report.problems[0]}); fix the dataset before publishing")
+    yield _repo_check(root, repo_id, revision, force, offline)
+
+
+def _repo_check(root, repo_id: str, revision: str | None, force: bool, offline: bool) -> PublishCheck:
+    """Whether the repo is new, holds this dataset (a re-run resumes) or another one (refused unless force)."""
+    if offline:
+        return PublishCheck("repo", True, "not checked (offline)")
+    remote = _remote_manifest(repo_id, revision)
+    if remote is None:
+        return PublishCheck("repo", True, f"{repo_id}: no dataset of ours there yet (created if need be)")
+    local = load_manifest(root)
+    if remote.config_hash == local.config_hash:
+        return PublishCheck("repo", True, f"{repo_id}: holds this dataset; publishing again resumes", remote)
+    return PublishCheck("repo", force, f"{repo_id}: already holds another dataset (config hash {remote.config_hash[:12]}..., "
+                        f"yours {local.config_hash[:12]}...)" + ("; --force replaces it" if force else
+                                                                 "; publish to another repo, or pass --force to replace it"), remote)
+
+
 def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,
             message: str | None = None, force: bool = False) -> str:
-    """Verify a local dataset, then upload it to a Hub dataset repo; returns the dataset's URL.
+    """Check (publish_checks), then upload a local dataset to a Hub dataset repo; returns the dataset's URL.
 
     Two commits: the shards, then card + manifest. Re-running resumes (the Hub skips files it has).
     A repo whose manifest describes another dataset is refused unless `force`; then the old dataset's
     shards that the new one lacks are deleted (only those: other files in the repo are not ours)."""
-    from huggingface_hub import HfApi, get_token
+    from huggingface_hub import HfApi
 
-    if not get_token():
-        raise ShardsError("no Hugging Face token: set HF_TOKEN or run `hf auth login` with a token that can "
-                          "write to the repo, then re-run (nothing was uploaded)")
-    root = Path(root)
-    report = verify_dataset(root, decode=False)
-    if not report.ok:
-        raise ShardsError(f"{root}: verify failed ({report.problems[0]}); fix the dataset before publishing")
+    for check in publish_checks(root, repo_id, revision, force):
+        if not check.ok:
+            raise ShardsError(check.detail)
+    root, remote = Path(root), check.remote
     local = load_manifest(root)
-    remote = _remote_manifest(repo_id, revision)
     stale = []
     if remote is not None and remote.config_hash != local.config_hash:
-        if not force:
-            raise ShardsError(
-                f"{repo_id}: already holds another dataset (config hash {remote.config_hash[:12]}..., yours "
-                f"{local.config_hash[:12]}...); publish to another repo, or pass --force to replace it")
         ours = {e.file for s in local.splits.values() for e in s.shards}
         stale = sorted({e.file for s in remote.splits.values() for e in s.shards} - ours)
     plan = upload_plan(root)

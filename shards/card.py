@@ -147,7 +147,8 @@ def card_body(manifest: Manifest, info: CardInfo) -> str:
 Samples: {splits}. Classes: {classes}.
 Format: WebDataset tar shards `data/{{split}}-NNNNNN.tar`; each sample is `KEY.{manifest.image_ext}` (the
 image), `KEY.cls` (integer label) and `KEY.json` (fields: {', '.join(manifest.json_schema) or 'none'}).
-`manifest.json` lists every shard with its sample count and sha256.
+`manifest.json` lists every shard with its sample count and sha256; [`croissant.json`](croissant.json)
+describes the files, splits, fields and class names in MLCommons Croissant 1.0.
 
 {notes}
 

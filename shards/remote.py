@@ -30,7 +30,7 @@ from shards.verify import verify_dataset
 
 log = logging.getLogger(__name__)
 
-SIDE_FILES = ("README.md", "_info.json")  # downloaded when present; the dataset is complete without them
+SIDE_FILES = ("README.md", "_info.json", "croissant.json")  # downloaded when present; the dataset is complete without them
 
 
 def remote_cache_dir() -> Path:
@@ -91,7 +91,7 @@ def upload_plan(root: str | os.PathLike) -> list[str]:
     manifest = load_manifest(root)
     shards = [e.file for s in manifest.splits.values() for e in s.shards]
     extras = sorted(p.relative_to(root).as_posix() for p in (root / "extras").rglob("*") if p.is_file())
-    last = [name for name in ("_info.json", "README.md") if (root / name).is_file()] + [MANIFEST]
+    last = [name for name in ("_info.json", "croissant.json", "README.md") if (root / name).is_file()] + [MANIFEST]
     return shards + extras + last
 
 

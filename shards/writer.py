@@ -34,6 +34,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from shards.card import write_card, write_timm_info
+from shards.croissant import CROISSANT, write_croissant
 from shards.codec import IMAGE_EXTS, encode_image, encode_json, json_schema
 from shards.diskspace import is_no_space, no_space_error
 from shards.errors import ShardsError
@@ -245,7 +246,7 @@ class DatasetWriter:
         """Delete what the writer made (the caller holds the folder lock exclusively); keep the locks."""
         for name in ("data", ".cache", "extras"):
             shutil.rmtree(self.out_dir / name, ignore_errors=True)
-        for name in (MANIFEST, "README.md", "_info.json"):
+        for name in (MANIFEST, "README.md", "_info.json", CROISSANT):
             (self.out_dir / name).unlink(missing_ok=True)
         for path in self.state_dir.iterdir():
             if path.name not in (LOCKS, MARKER):
@@ -428,6 +429,7 @@ class DatasetWriter:
         self._remove_stray_shards(specs)
         write_timm_info(self.out_dir, manifest)
         write_card(self.out_dir, manifest, self.card)
+        write_croissant(self.out_dir, manifest, self.card)
         write_json_atomic(self.out_dir / MANIFEST, manifest.to_dict())
         return manifest
 

@@ -17,7 +17,7 @@ from shards.remote import publish
 from shards_fixtures import build, index_samples, make_writer
 
 ROOT = Path(__file__).resolve().parents[1]
-LAST = ["_info.json", "README.md", "manifest.json"]
+LAST = ["_info.json", "croissant.json", "README.md", "manifest.json"]
 
 
 class FakeApi:

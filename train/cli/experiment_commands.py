@@ -156,6 +156,11 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
                          progress=not args.no_progress, pack=args.pack)
     if headline:  # empty on torchrun ranks other than 0
         print(format_headline(headline))
+        if args.log_to:
+            from train.run.tracking import export_run
+
+            for run in plan_bootstrap(cfg, args.seeds)[1]:
+                export_run(run.out_dir, args.log_to)
     return 0
 
 

@@ -15,6 +15,12 @@ from train.core.config import AUGS, DATA_PATHS, MODES, OPTIMIZERS, PRECISIONS, P
     apply_preset
 
 
+def _trackers(text: str) -> tuple[str, ...]:
+    from train.run.tracking import parse_trackers  # light: the trackers' packages load only when logging
+
+    return parse_trackers(text)
+
+
 def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(x) for x in text.split(",") if x.strip())
 
@@ -111,6 +117,10 @@ def add_control_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_cache_flag(g)
+    g.add_argument("--log-to", type=_trackers, default=(), metavar="TRACKERS",
+                   help="when the run ends, copy its config, metrics at every evaluation and T(n) into "
+                   "wandb, tensorboard and/or mlflow (comma-separated; offline by default; metrics.jsonl stays "
+                   "the record)")
 
 
 class _SetCacheRoot(argparse.Action):

@@ -120,3 +120,13 @@ def test_the_run_folder_stays_the_record(data, tmp_path, monkeypatch):
     assert main(args) == 2
     assert runfolder.is_finished(out) and len(runfolder.read_metrics(out)) == 2
     assert os.path.isfile(out / "summary.json")
+
+
+def test_bootstrap_logs_both_worlds(data, tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install '.[tracking]')")
+    exp = tmp_path / "boot"
+    assert main(["bootstrap", "--data", str(data), "--n", "32", "--steps", "4", "--batch-size", "8", "--model", "mlp",
+                 "--mlp-widths", "16", "--eval-schedule", "every:2", "--eval-train-samples", "32", "--device", "cpu",
+                 "--num-workers", "0", "--no-progress", "--out", str(exp), "--log-to", "tensorboard"]) == 0
+    for world in ("real", "ideal"):
+        assert list((exp / world / "tensorboard").glob("events.out.tfevents.*")), world

@@ -19,7 +19,7 @@ import logging
 import os
 
 from shards.entry import RUNS_ROOT
-from train.cli.flags import add_control_flags, add_run_flags, config_from_args
+from train.cli.flags import add_cache_flag, add_control_flags, add_log_to_flag, add_run_flags, config_from_args
 from train.errors import TrainError
 from train.experiments.common import folder_name
 from train.reporting.render import format_headline, render
@@ -121,6 +121,8 @@ def add_experiment_commands(sub) -> None:
                       help="peak learning rates, comma-separated, e.g. 0.1,0.05 (default: the preset's or 0.1)")
     grid.add_argument("--seeds", type=_seeds, default=1, help="number of seeds: --seed, --seed+1, ... (default 1)")
     _add_pack_flag(grid)
+    add_log_to_flag(grid)
+    add_cache_flag(grid)
     grid.add_argument("--ray", action="store_true", help="spread the runs over a Ray cluster (RAY_ADDRESS, "
                       "or a local one): one GPU per run when the cluster has GPUs, else one CPU")
     control = sweep.add_argument_group("run control")
@@ -184,6 +186,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                      overwrite=args.overwrite, progress=not args.no_progress, pack=args.pack)
     if headline:
         print(format_headline(headline))
+        if args.log_to:
+            from train.run.tracking import export_run
+
+            for run in plan_sweep(base, args.n_list, models, seeds, lrs)[1]:
+                export_run(run.out_dir, args.log_to)
     return 0
 
 

@@ -117,6 +117,10 @@ def add_control_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_cache_flag(g)
+    add_log_to_flag(g)
+
+
+def add_log_to_flag(g) -> None:
     g.add_argument("--log-to", type=_trackers, default=(), metavar="TRACKERS",
                    help="when the run ends, copy its config, metrics at every evaluation and T(n) into "
                    "wandb, tensorboard and/or mlflow (comma-separated; offline by default; metrics.jsonl stays "

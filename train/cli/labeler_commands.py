@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 
 import shards
@@ -77,6 +78,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if result["eval"]:
         print(_format(result["eval"]))
         print(f"saved: {result['out']} (use it as --labeler local-dir:{result['out']})")
+        if args.log_to:
+            from train.labeler.finetune import TRAINING
+            from train.run.tracking import export_run
+
+            export_run(os.path.join(result["out"], TRAINING), args.log_to)
     return 0
 
 

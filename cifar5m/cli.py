@@ -25,7 +25,8 @@ from cifar5m.runners.ray import connect, run_ray
 from cifar5m.labeler_eval import describe as describe_accuracy, measured_plan
 from cifar5m.sample import resolve_device
 from shards.entry import run_cli
-from shards.entry import add_min_shards_flag
+from shards.card import License
+from shards.entry import add_license_flags, add_min_shards_flag
 
 GENERATE_DESCRIPTION = f"""\
 Make a CIFAR-5m-like dataset: unconditional samples of a pretrained diffusion model, each labelled
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--test", type=int, default=1_000_000, help="test images (default 1,000,000)")
     g.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
     add_min_shards_flag(g)
+    add_license_flags(g)
     g.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
     g.add_argument("--batch-size", type=int, default=GenerateConfig.batch_size,
                    help=f"images per UNet batch (default {GenerateConfig.batch_size}; part of the config: float rounding depends on it)")
@@ -105,6 +107,7 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
         shard_range=args.shard_range, workers=args.workers, ray=args.ray is not None, ray_address=args.ray or None,
         overwrite=args.overwrite, dry_run=args.dry_run, labeler_eval=args.labeler_eval,
         min_labeler_accuracy=args.min_labeler_accuracy,
+        license=License(args.license, args.license_name, args.license_link),
     ).validate()
 
 

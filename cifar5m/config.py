@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from cifar5m.errors import Cifar5mError
+from shards.card import License
 from shards.manifest import MIN_SHARDS, shard_size
 
 # The diffusers port of Ho et al.'s CIFAR-10 DDPM. It holds the non-EMA weights (FID ~12.4 at 1000
@@ -84,6 +85,7 @@ class GenerateConfig:
     dry_run: bool = False
     labeler_eval: str | None = None  # a real labelled dataset to measure the labeler on first
     min_labeler_accuracy: float | None = None
+    license: License = License()  # the card's licence of the generated data (--license)
 
     @property
     def preset(self) -> SamplerPreset:

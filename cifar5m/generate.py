@@ -92,6 +92,7 @@ class RunPlan:
             source_datasets=("cifar10",) if cifar else (),
             tags=("deep-bootstrap", "webdataset", "synthetic"),
             notes=tuple(notes),
+            **cfg.license.card_fields(),
         )
 
 

@@ -93,8 +93,8 @@ def shard_size(count: int, samples_per_shard: int, min_shards: int = 1) -> int:
     """Samples per shard of a split of `count`: `samples_per_shard`, or less so that the split has at least
     min(min_shards, count) shards. ceil(count / min_shards) first: for a count divisible by min_shards
     that is min_shards equal shards, which timm's training-mode reader (capped at ceil(count / workers)
-    per worker) reads exactly once; below 16 x 15 samples it can give too few shards, then the largest
-    size that still gives min_shards."""
+    per worker) reads exactly once; for counts below min_shards x (min_shards - 1) it can give too few
+    shards, and then the largest size that still gives min_shards."""
     if min_shards <= 1:
         return samples_per_shard
     if count <= min_shards:

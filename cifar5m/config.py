@@ -102,7 +102,8 @@ class GenerateConfig:
                 "name with --labeler-checkpoint FILE"
             )
         for flag, value, low in [("--train", self.train, 0), ("--test", self.test, 0),
-                                 ("--shard-size", self.samples_per_shard, 1), ("--min-shards", self.min_shards, 1), ("--batch-size", self.batch_size, 1),
+                                 ("--shard-size", self.samples_per_shard, 1), ("--min-shards", self.min_shards, 1),
+                                 ("--batch-size", self.batch_size, 1),
                                  ("--seed", self.seed, 0), ("--workers", self.workers, 1)]:
             if value < low:
                 raise Cifar5mError(f"{flag}={value}: must be >= {low}")

@@ -24,7 +24,8 @@ CONFORMS_TO = "http://mlcommons.org/croissant/1.0"
 # The @context every Croissant 1.0 file carries (as mlcroissant writes it).
 CONTEXT = {
     "@language": "en", "@vocab": "https://schema.org/", "citeAs": "cr:citeAs", "column": "cr:column",
-    "conformsTo": "dct:conformsTo", "cr": "http://mlcommons.org/croissant/", "rai": "http://mlcommons.org/croissant/RAI/",
+    "conformsTo": "dct:conformsTo", "cr": "http://mlcommons.org/croissant/",
+    "rai": "http://mlcommons.org/croissant/RAI/",
     "data": {"@id": "cr:data", "@type": "@json"}, "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
     "dct": "http://purl.org/dc/terms/", "examples": {"@id": "cr:examples", "@type": "@json"},
     "extract": "cr:extract", "field": "cr:field", "fileProperty": "cr:fileProperty", "fileObject": "cr:fileObject",
@@ -95,7 +96,8 @@ def croissant_metadata(manifest: Manifest, name: str, description: str, license:
         "description": description or name, "license": license, "url": "https://huggingface.co/datasets",
         "version": "1.0.0", "citeAs": "Nakkiran, Neyshabur, Sedghi. The Deep Bootstrap Framework. ICLR 2021.",
         "distribution": _file_objects(manifest) + _file_sets(manifest),
-        "recordSet": [_class_names(manifest)] + [r for s in manifest.splits for r in _split_record_sets(s, manifest.image_ext)],
+        "recordSet": [_class_names(manifest)] + [
+            r for split in manifest.splits for r in _split_record_sets(split, manifest.image_ext)],
     }
 
 

@@ -73,4 +73,5 @@ def add_license_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--license", default="unknown", choices=LICENSES,
                    help="the dataset's licence for its card (default unknown: state the source's licence here)")
     p.add_argument("--license-name", default="", help="with --license other: the licence's id, e.g. my-license-1.0")
-    p.add_argument("--license-link", default="", help="with --license other: its URL, or LICENSE for a file in the repo")
+    p.add_argument("--license-link", default="",
+                   help="with --license other: its URL, or LICENSE for a file in the repo")

@@ -131,7 +131,8 @@ def label_column_and_names(features: dict[str, Any], given: str | None, class_na
     if isinstance(feature, ClassLabel) and feature.num_classes != len(class_names):
         raise ShardsError(f"{source}: --class-names gives {len(class_names)} names, the ClassLabel {label!r} has "
                           f"{feature.num_classes}; give one name per class")
-    if not isinstance(feature, ClassLabel) and not (isinstance(feature, Value) and feature.dtype.startswith(("int", "uint"))):
+    integer = isinstance(feature, Value) and feature.dtype.startswith(("int", "uint"))
+    if not isinstance(feature, ClassLabel) and not integer:
         raise ShardsError(f"{source}: label column {label!r} is {feature}, not integer labels; choose another "
                           "with --label-column")
     return label, list(class_names)

@@ -30,7 +30,8 @@ from shards.verify import verify_dataset
 
 log = logging.getLogger(__name__)
 
-SIDE_FILES = ("README.md", "_info.json", "croissant.json")  # downloaded when present; the dataset is complete without them
+# Downloaded when present; the dataset is complete without them.
+SIDE_FILES = ("README.md", "_info.json", "croissant.json")
 
 
 def remote_cache_dir() -> Path:
@@ -166,9 +167,10 @@ def _repo_check(root, repo_id: str, revision: str | None, force: bool, offline: 
     local = load_manifest(root)
     if remote.config_hash == local.config_hash:
         return PublishCheck("repo", True, f"{repo_id}: holds this dataset; publishing again resumes", remote)
-    return PublishCheck("repo", force, f"{repo_id}: already holds another dataset (config hash {remote.config_hash[:12]}..., "
-                        f"yours {local.config_hash[:12]}...)" + ("; --force replaces it" if force else
-                                                                 "; publish to another repo, or pass --force to replace it"), remote)
+    what = (f"{repo_id}: already holds another dataset (config hash {remote.config_hash[:12]}..., yours "
+            f"{local.config_hash[:12]}...)")
+    todo = "; --force replaces it" if force else "; publish to another repo, or pass --force to replace it"
+    return PublishCheck("repo", force, what + todo, remote)
 
 
 def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,

@@ -5,7 +5,8 @@ Biases, TensorBoard or MLflow (`--log-to wandb,tensorboard,mlflow`).
 
 The run folder (config.json, metrics.jsonl, summary.json) stays the record: each tracker gets a copy read
 from it when the run ends, every evaluation at its own step, so a tracker failure can never change or
-stop a run, and a resumed run is copied once. Each tracker is an optional extra (`pip install
+stop a run, and a resumed run is copied once (re-running a finished command copies it again, as a new
+tracker run). Each tracker is an optional extra (`pip install
 '.[tracking]'`) and works with no network: W&B in offline mode unless WANDB_MODE says otherwise (`wandb
 sync` uploads later), TensorBoard event files in RUN/tensorboard, MLflow in a file store RUN/mlruns unless
 MLFLOW_TRACKING_URI is set.

@@ -25,6 +25,8 @@ from cifar5m.runners.ray import connect, run_ray
 from cifar5m.labeler_eval import describe as describe_accuracy, measured_plan
 from cifar5m.sample import resolve_device
 from shards.entry import run_cli
+from shards.card import License
+from shards.entry import add_license_flags, add_min_shards_flag
 
 GENERATE_DESCRIPTION = f"""\
 Make a CIFAR-5m-like dataset: unconditional samples of a pretrained diffusion model, each labelled
@@ -65,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train", type=int, default=5_000_000, help="train images (default 5,000,000)")
     g.add_argument("--test", type=int, default=1_000_000, help="test images (default 1,000,000)")
     g.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
+    add_min_shards_flag(g)
+    add_license_flags(g)
     g.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
     g.add_argument("--batch-size", type=int, default=GenerateConfig.batch_size,
                    help=f"images per UNet batch (default {GenerateConfig.batch_size}; part of the config: float rounding depends on it)")
@@ -97,12 +101,13 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
     return GenerateConfig(
         out_dir=args.out, labeler=args.labeler, labeler_checkpoint=args.labeler_checkpoint,
         class_names=args.class_names, model=args.model, sampler=args.sampler, steps=args.steps,
-        train=args.train, test=args.test, samples_per_shard=args.shard_size, seed=args.seed,
+        train=args.train, test=args.test, samples_per_shard=args.shard_size, min_shards=args.min_shards, seed=args.seed,
         batch_size=args.batch_size, device=args.device, dtype=args.dtype,
         compile=args.compile or args.compile_mode != "default", compile_mode=args.compile_mode,
         shard_range=args.shard_range, workers=args.workers, ray=args.ray is not None, ray_address=args.ray or None,
         overwrite=args.overwrite, dry_run=args.dry_run, labeler_eval=args.labeler_eval,
         min_labeler_accuracy=args.min_labeler_accuracy,
+        license=License(args.license, args.license_name, args.license_link),
     ).validate()
 
 
@@ -132,7 +137,7 @@ def describe(plan) -> dict:
     cfg = plan.cfg
     return {"out": cfg.out_dir, "dataset_config": plan.dataset_config(), "class_names": list(plan.class_names),
             "image_shape": list(plan.pipeline.image_shape), "splits": cfg.splits(),
-            "samples_per_shard": cfg.samples_per_shard,
+            "samples_per_shard": cfg.samples_per_shard, "min_shards": cfg.min_shards,
             "run": {"batch_size": cfg.batch_size, "device": cfg.device, "workers": cfg.workers,
                     "compile": cfg.compile_hash_value(),
                     "shards": cfg.shard_range, "ray": cfg.ray_address if cfg.ray else None}}

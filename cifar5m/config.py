@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cifar5m.errors import Cifar5mError
+from shards.card import License
+from shards.manifest import MIN_SHARDS, shard_size
 
 # The diffusers port of Ho et al.'s CIFAR-10 DDPM. It holds the non-EMA weights (FID ~12.4 at 1000
 # steps against ~3.2 for the EMA ones, per the discussion on its Hub model page): pass a pipeline folder
@@ -69,6 +71,7 @@ class GenerateConfig:
     train: int = 5_000_000
     test: int = 1_000_000
     samples_per_shard: int = 10_000
+    min_shards: int = MIN_SHARDS  # per split (shards.manifest.MIN_SHARDS)
     seed: int = 0
     # Measured on an H200 (bench/gpu_sampler.py, compiled bf16 CIFAR-10 UNet): 17.5K UNet evals/s at batch
     # 256, 20.3K at 1024, 20.7K at 4096. 1000 gets ~98% of that and divides the 10,000-image shards, so
@@ -86,6 +89,7 @@ class GenerateConfig:
     dry_run: bool = False
     labeler_eval: str | None = None  # a real labelled dataset to measure the labeler on first
     min_labeler_accuracy: float | None = None
+    license: License = License()  # the card's licence of the generated data (--license)
 
     @property
     def preset(self) -> SamplerPreset:
@@ -102,7 +106,8 @@ class GenerateConfig:
                 "name with --labeler-checkpoint FILE"
             )
         for flag, value, low in [("--train", self.train, 0), ("--test", self.test, 0),
-                                 ("--shard-size", self.samples_per_shard, 1), ("--batch-size", self.batch_size, 1),
+                                 ("--shard-size", self.samples_per_shard, 1), ("--min-shards", self.min_shards, 1),
+                                 ("--batch-size", self.batch_size, 1),
                                  ("--seed", self.seed, 0), ("--workers", self.workers, 1)]:
             if value < low:
                 raise Cifar5mError(f"{flag}={value}: must be >= {low}")
@@ -151,7 +156,8 @@ class GenerateConfig:
         return dataclasses.replace(self, steps=default)
 
     def shard_count(self) -> int:
-        return sum(-(-count // self.samples_per_shard) for count in self.splits().values())
+        return sum(-(-count // shard_size(count, self.samples_per_shard, self.min_shards))
+                   for count in self.splits().values())
 
     def compile_hash_value(self) -> bool | str:
         """`compile` as hashed: True/False as before modes existed (datasets made then keep their hash),

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -25,6 +26,7 @@ from cifar5m.labeler_eval import describe as describe_accuracy
 from cifar5m.models import PipelineInfo, check_sampler, load_unet, resolve_pipeline
 from cifar5m.sample import TORCH_DTYPES, Sampler, resolve_device, resolve_dtype
 from shards import CardInfo, DatasetWriter, ShardStats, derive_seed
+from shards.card import declared_license
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ class RunPlan:
     def writer(self):
         return DatasetWriter(self.cfg.out_dir, self.dataset_config(), list(self.class_names), self.cfg.splits(),
                              self.cfg.samples_per_shard, image_ext="png", card=self.card(),
-                             overwrite=self.cfg.overwrite)
+                             overwrite=self.cfg.overwrite, min_shards=self.cfg.min_shards)
 
     def card(self):
         cfg = self.cfg
@@ -80,6 +82,9 @@ class RunPlan:
         if self.pipeline.source == DEFAULT_MODEL:
             notes.append(f"`{DEFAULT_MODEL}` holds the non-EMA DDPM weights (FID ~12.4 against ~3.2 for the "
                          "EMA weights at 1000 steps); CIFAR-5m itself came from the original DDPM release.")
+        notes.append(f"Licences of the inputs the images and labels derive from (check both before redistributing): "
+                     f"generator {model_license(self.pipeline.source, self.pipeline.path)}; labeler "
+                     f"{model_license(*_labeler_location(self.labeler.spec))}.")
         cifar = tuple(self.class_names) == CIFAR10_CLASSES
         return CardInfo(
             pretty_name="CIFAR-5m-like synthetic images" if cifar else "Synthetic labelled images",
@@ -91,6 +96,7 @@ class RunPlan:
             source_datasets=("cifar10",) if cifar else (),
             tags=("deep-bootstrap", "webdataset", "synthetic"),
             notes=tuple(notes),
+            **cfg.license.card_fields(),
         )
 
 
@@ -98,6 +104,18 @@ def _weights_note(weights) -> str:
     """`revision 1a2b3c4d, files sha256 5e6f7a8b...` : enough to tell which weights made the dataset."""
     revision = f"revision {weights.revision}, " if weights.revision else ""
     return f"{revision}files sha256 {weights.sha256[:16]}"
+def model_license(source: str, folder: str | None) -> str:
+    """A model's licence as its own card declares it: read from a local folder, else its Hub page."""
+    if folder and (Path(folder) / "README.md").is_file():
+        return declared_license(folder)
+    on_hub = source.count("/") == 1 and not Path(source).is_absolute()
+    return f"not stated here: see huggingface.co/{source}" if on_hub else "not stated in its README.md"
+
+
+def _labeler_location(spec: str) -> tuple[str, str | None]:
+    """(Hub id or name, local folder or None) of a labeler spec."""
+    kind, _, ident = spec.partition(":")
+    return (ident, ident) if kind == "local-dir" else (ident if kind == "hf-hub" else spec, None)
 
 
 def plan_run(cfg: GenerateConfig, device_type: str) -> RunPlan:

@@ -37,6 +37,8 @@ from shards import CardInfo, DatasetWriter, iter_samples, load_manifest
 from shards.errors import ShardsError
 from shards.identity import file_record, identity_of
 from shards.jsonio import atomic_target
+from shards.entry import add_min_shards_flag
+from shards.manifest import MIN_SHARDS
 
 IMAGE_SHAPE = (32, 32, 3)
 PART_ROWS = 1_000_448  # rows in each released part (github.com/preetum/cifar5m README)
@@ -192,7 +194,8 @@ def parts_identity(parts: list[NpzPart]) -> dict:
 
 
 def import_npz(paths: list[str], out_dir: str, test_rows: int | None = PAPER_TEST_ROWS,
-               samples_per_shard: int = 10_000, overwrite: bool = False, workers: int = 1, progress=None):
+               samples_per_shard: int = 10_000, overwrite: bool = False, workers: int = 1, progress=None,
+               min_shards: int = MIN_SHARDS):
     """Write the parts into a dataset of ours (resumable; shards written by `workers` processes, the same
     bytes for any count); return the manifest."""
     parts = [open_part(p) for p in paths]
@@ -205,7 +208,7 @@ def import_npz(paths: list[str], out_dir: str, test_rows: int | None = PAPER_TES
                                 "DDPM samples labelled by a fine-tuned BiT-M-R152x2. `json.part`/`json.row` give "
                                 "each image's place in the part files.", tags=("deep-bootstrap", "webdataset",
                                                                                 "synthetic"))
-    writer = DatasetWriter(out_dir, config, list(CIFAR10_CLASSES), counts, samples_per_shard, card=card,
+    writer = DatasetWriter(out_dir, config, list(CIFAR10_CLASSES), counts, samples_per_shard, card=card, min_shards=min_shards,
                            overwrite=overwrite)
     writer.prepare()
     task = functools.partial(_write_shard, writer, tuple(str(p) for p in paths), test_rows)
@@ -292,7 +295,8 @@ def _cmd_import(args) -> int:
     if args.workers < 1:
         raise Cifar5mError(f"--workers={args.workers}: must be >= 1")
     with tqdm(total=total, unit="img", desc="import-npz", dynamic_ncols=True) as bar:
-        manifest = import_npz(args.parts, args.out, test_rows, args.shard_size, args.overwrite, args.workers, bar)
+        manifest = import_npz(args.parts, args.out, test_rows, args.shard_size, args.overwrite, args.workers, bar,
+                              args.min_shards)
     print(f"complete: {args.out}/manifest.json, " + ", ".join(f"{s} {i.count:,}" for s, i in manifest.splits.items())
           + f"; check it with `python -m shards verify {args.out}`")
     return 0
@@ -319,6 +323,7 @@ def register(sub) -> None:
                    help=f"test = the first N rows of the last part (default {PAPER_TEST_ROWS:,}, as in the paper)")
     p.add_argument("--full-test", action="store_true", help="test = all of the last part")
     p.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
+    add_min_shards_flag(p)
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                    help="processes writing shards (PNG encoding is the cost; default min(8, CPUs)); same bytes "
                         "for any count")

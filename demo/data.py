@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from shards import CardInfo, DatasetWriter
+from shards.manifest import MIN_SHARDS
 
 DEFAULT_SPLIT_SEED = 0
 TRAIN_FRACTION = 0.7
@@ -116,6 +117,7 @@ def write_real_digits(out_dir: str | Path, seed: int = DEFAULT_SPLIT_SEED,
         out_dir, config=config, class_names=CLASS_NAMES,
         splits={name: len(part[1]) for name, part in parts.items()},
         samples_per_shard=samples_per_shard, image_ext="png", card=_real_card(seed), overwrite=overwrite,
+        min_shards=MIN_SHARDS,
     )
     writer.prepare()
     for spec in writer.pending():

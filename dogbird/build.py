@@ -213,7 +213,8 @@ def dataset_writer(cfg: BuildConfig, kept: dict[str, list[Item]], files: InputId
     config = {"task": "imagenet-dogbird", "seed": cfg.seed, "image": cfg.image_config(), "ids_sha256": ids,
               "source_files": files.to_dict()}
     return DatasetWriter(cfg.out_dir, config, list(CLASS_NAMES), {s: len(i) for s, i in kept.items()},
-                         cfg.samples_per_shard, image_ext="jpg", card=card_info(cfg), overwrite=cfg.overwrite)
+                         cfg.samples_per_shard, image_ext="jpg", card=card_info(cfg), overwrite=cfg.overwrite,
+                         min_shards=cfg.min_shards)
 
 
 def card_info(cfg: BuildConfig, res: int | None = None) -> CardInfo:
@@ -227,7 +228,7 @@ def card_info(cfg: BuildConfig, res: int | None = None) -> CardInfo:
             "63 ImageNet classes under WordNet hunting_dog.n.01, label 1 = the 59 under bird.n.01. Train from "
             f"ImageNet train, test from ImageNet val. Images: {image}. Sample json: wnid, imagenet_index, "
             "class_name, source_id (the ImageNet file name without extension)."),
-        license="other",
+        license="other", license_name="imagenet-terms-of-access", license_link="https://image-net.org/download",
         annotations_creators=("expert-generated",),
         source_datasets=("imagenet-1k",),
         notes=("ImageNet's terms of access apply (image-net.org/download): research and non-commercial use.",
@@ -240,7 +241,8 @@ def build_res_copy(parent: DatasetWriter, cfg: BuildConfig, res: int, bar: Calla
     out = Path(cfg.out_dir) / f"res{res}"
     config = {"task": "imagenet-dogbird", "res": res, "parent_config_hash": parent.config_hash}
     writer = DatasetWriter(out, config, list(CLASS_NAMES), parent.splits, parent.samples_per_shard,
-                           image_ext="png", card=card_info(cfg, res), overwrite=cfg.overwrite)
+                           image_ext="png", card=card_info(cfg, res), overwrite=cfg.overwrite,
+                           min_shards=parent.min_shards)
     writer.prepare()
     pending = writer.pending()
     tasks = [(writer, spec, str(parent.out_dir / spec.relpath), res) for spec in pending]

@@ -18,6 +18,7 @@ from dogbird.build import run_build
 from dogbird.config import DEFAULT_QUALITY, DEFAULT_SAMPLES_PER_SHARD, DEFAULT_SIZE, BuildConfig
 from dogbird.sources import LAYOUTS
 from shards.entry import run_cli
+from shards.entry import add_min_shards_flag
 
 log = logging.getLogger("dogbird")
 
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--center-crop", type=int, default=0, help="centre crop to C x C after resizing (default: none)")
     b.add_argument("--samples-per-shard", type=int, default=DEFAULT_SAMPLES_PER_SHARD,
                    help=f"images per shard (default {DEFAULT_SAMPLES_PER_SHARD})")
+    add_min_shards_flag(b)
     b.add_argument("--res", type=int, action="append", default=[],
                    help="also write OUT/resR: R x R centre crops as PNG, for fast training (repeatable)")
     b.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
@@ -71,7 +73,8 @@ def tqdm_bar(desc: str, total: int, unit: str):
 
 def build(args: argparse.Namespace) -> int:
     cfg = BuildConfig(source=args.imagenet, out_dir=args.out, seed=args.seed, size=args.size, quality=args.quality,
-                      center_crop=args.center_crop, samples_per_shard=args.samples_per_shard, res=tuple(args.res),
+                      center_crop=args.center_crop, samples_per_shard=args.samples_per_shard,
+                      min_shards=args.min_shards, res=tuple(args.res),
                       workers=args.workers, ray=args.ray, allow_missing_classes=args.allow_missing_classes,
                       overwrite=args.overwrite).validate()
     log.info("settings: %s", json.dumps(cfg.to_dict(), sort_keys=True))

@@ -7,6 +7,7 @@ from typing import Any, Iterable
 
 from dogbird.errors import DogbirdError
 from shards.identity import FileRecord, InputIdentity, identity_of
+from shards.manifest import MIN_SHARDS
 
 # The paper's code trained on copies resized to shorter side 256 (then centre crop 224 at load time).
 DEFAULT_SIZE = 256
@@ -24,6 +25,7 @@ class BuildConfig:
     quality: int = DEFAULT_QUALITY
     center_crop: int = 0
     samples_per_shard: int = DEFAULT_SAMPLES_PER_SHARD
+    min_shards: int = MIN_SHARDS  # per split (shards.manifest.MIN_SHARDS)
     res: tuple[int, ...] = ()
     workers: int = 1
     ray: bool = False
@@ -36,6 +38,7 @@ class BuildConfig:
             ("--quality", self.quality, 1 <= self.quality <= 100, "in 1..100"),
             ("--center-crop", self.center_crop, self.center_crop >= 0, ">= 0 (0: no crop)"),
             ("--samples-per-shard", self.samples_per_shard, self.samples_per_shard >= 1, ">= 1"),
+            ("--min-shards", self.min_shards, self.min_shards >= 1, ">= 1"),
             ("--workers", self.workers, self.workers >= 1, ">= 1"),
         ]
         for flag, value, ok, rule in checks:

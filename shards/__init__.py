@@ -8,7 +8,7 @@ from shards.version import __version__  # noqa: F401 (the toolkit version, re-ex
 from shards.errors import ShardsError, ToolkitError  # noqa: E402
 from shards.naming import derive_seed  # noqa: E402
 from shards.manifest import Manifest, load_manifest  # noqa: E402
-from shards.card import CardInfo  # noqa: E402
+from shards.card import CardInfo, License  # noqa: E402
 from shards.writer import DatasetWriter, ShardSpec, ShardStats  # noqa: E402
 from shards.read import iter_samples, iter_shard  # noqa: E402
 from shards.cache import SplitArrays, load_split  # noqa: E402
@@ -25,6 +25,6 @@ def __getattr__(name):
 
 
 __all__ = [
-    "ShardsError", "ToolkitError", "derive_seed", "Manifest", "load_manifest", "CardInfo", "DatasetWriter", "ShardSpec", "ShardStats",
+    "ShardsError", "ToolkitError", "derive_seed", "Manifest", "load_manifest", "CardInfo", "License", "DatasetWriter", "ShardSpec", "ShardStats",
     "iter_samples", "iter_shard", "SplitArrays", "load_split", "resolve_dataset", "StreamingBatches",
 ]

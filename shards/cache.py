@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from shards.checked import check_split
+from shards.cachedir import decoded_cache_dir
 from shards.diskspace import check_free_space, is_no_space, no_space_error
 from shards.errors import ShardsError
 from shards.manifest import load_manifest
@@ -42,14 +43,6 @@ class SplitArrays:
     images: np.ndarray  # uint8 (N, H, W, C), memory-mapped
     labels: np.ndarray  # int64 (N,)
     class_names: list[str]
-
-
-def default_cache_dir(root: Path) -> Path:
-    """`<dataset>/.cache` when writable, else a per-dataset folder under ~/.cache/deep-bootstrap."""
-    if os.access(root, os.W_OK):
-        return root / ".cache"
-    digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deep-bootstrap" / digest
 
 
 def _fit(image: np.ndarray, size: int) -> np.ndarray:
@@ -152,7 +145,8 @@ def _create_npy(path: Path, shape: tuple[int, ...]) -> int:
 
 def load_split(root: str | os.PathLike, split: str, cache_dir: str | os.PathLike | None = None,
                num_workers: int | None = None, size: int | None = None, progress: bool = True) -> SplitArrays:
-    """Decode `split` of a local dataset into the cache (once) and return it memory-mapped."""
+    """Decode `split` of a local dataset into the cache (once; `cache_dir`, else the user cache directory,
+    shards.cachedir) and return it memory-mapped. Nothing is written into the dataset folder."""
     root = Path(root)
     manifest = load_manifest(root)
     if split not in manifest.splits:
@@ -164,7 +158,7 @@ def load_split(root: str | os.PathLike, split: str, cache_dir: str | os.PathLike
         raise ShardsError(f"{root}: images differ in size; pass size= to resize them into the cache")
     height, width, channels = (size, size, shape[2] if shape else 3) if size else shape
     key = hashlib.sha256(f"{split}/{size}/".encode() + "".join(e.sha256 for e in info.shards).encode()).hexdigest()
-    cache = Path(cache_dir) if cache_dir else default_cache_dir(root)
+    cache = Path(cache_dir) if cache_dir else decoded_cache_dir(manifest)
     images_path = cache / f"{split}-{key[:16]}-images.npy"
     labels_path = cache / f"{split}-{key[:16]}-labels.npy"
     if not (images_path.is_file() and labels_path.is_file()):

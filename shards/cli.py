@@ -5,10 +5,13 @@ import argparse
 import json
 from pathlib import Path
 
-from shards.entry import run_cli
+from shards.card import License
+from shards.entry import add_license_flags, add_min_shards_flag, run_cli
 from shards.importer import import_dataset, open_source
 from shards.manifest import load_manifest
-from shards.remote import hub_dataset_url, loading_snippets, publish, resolve_dataset, upload_plan
+from shards.errors import ShardsError
+from shards.remote import (PublishCheck, hub_dataset_url, loading_snippets, publish, publish_checks,
+                           resolve_dataset, upload_plan)
 from shards.verify import verify_dataset
 
 
@@ -50,20 +53,35 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def dry_run_publish(root: Path, args: argparse.Namespace) -> int:
+    """Run every check of a publish, print each with the upload plan and the card; 1 if one would fail."""
+    checks = []
+    try:
+        checks.extend(publish_checks(root, args.repo, args.revision, args.force))
+    except ShardsError as exc:  # only the last check, the repo's state, reads the network
+        checks.append(PublishCheck("repo", False, f"cannot read the repo: {exc}"))
+    print(f"dry run: publishing {root} to {hub_dataset_url(args.repo, args.revision)}; checks:")
+    for check in checks:
+        print(f"  {'ok' if check.ok else 'FAIL':<4}  {check.name}: {check.detail}")
+    plan = upload_plan(root)
+    print(f"would upload {len(plan)} files in this order (shards first; card and manifest last, in the final commit):")
+    for number, name in enumerate(plan, start=1):
+        print(f"  {number:>4}. {name}")
+    card = root / "README.md"
+    print(f"\n--- {card} (the dataset card) ---")
+    print(card.read_text() if card.is_file() else "(none: the dataset has no README.md)")
+    failed = [c.name for c in checks if not c.ok]
+    print(f"dry run: publishing would fail ({', '.join(failed)}); nothing uploaded" if failed else
+          "dry run: every check passes; nothing uploaded")
+    return 1 if failed else 0
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     root = Path(args.dir)
     splits = list(load_manifest(root).splits)
     split = "train" if "train" in splits else splits[0]
     if args.dry_run:
-        plan = upload_plan(root)
-        print(f"dry run: would upload {len(plan)} files to {hub_dataset_url(args.repo, args.revision)} "
-              "in this order (shards first; card and manifest last, in the final commit):")
-        for number, name in enumerate(plan, start=1):
-            print(f"  {number:>4}. {name}")
-        card = root / "README.md"
-        print(f"\n--- {card} (the dataset card) ---")
-        print(card.read_text() if card.is_file() else "(none: the dataset has no README.md)")
-        return 0
+        return dry_run_publish(root, args)
     url = publish(root, args.repo, private=args.private, revision=args.revision, force=args.force)
     print(f"published: {url}")
     print("load it with:")
@@ -75,14 +93,29 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    src = open_source(args.source, args.image_column, args.label_column, args.splits)
+    license = License(args.license, args.license_name, args.license_link)
+    src = open_source(args.source, args.image_column, args.label_column, args.splits, args.class_names,
+                      args.channels)
     print(f"{args.source}: image column {src.image_column!r}, label column {src.label_column!r}, "
           f"{len(src.class_names)} classes; " + ", ".join(f"{s} {n:,}" for s, n in src.counts.items()))
     with tqdm(total=sum(src.counts.values()), unit="img", desc="import", dynamic_ncols=True) as bar:
-        manifest = import_dataset(src, args.out, args.shard_size, args.image_ext, args.overwrite, bar)
+        manifest = import_dataset(src, args.out, args.shard_size, args.image_ext, args.overwrite, bar,
+                                  license=license, min_shards=args.min_shards)
     print(f"complete: {args.out}/manifest.json, " + ", ".join(f"{s} {i.count:,}" for s, i in manifest.splits.items())
           + f"; check it with `python -m shards verify {args.out}`")
     return 0
+
+
+def _class_names(text: str) -> list[str]:
+    """`a,b,c`, or `@FILE` with one name per line (names may then hold commas)."""
+    if not text.startswith("@"):
+        return _csv(text)
+    try:
+        lines = Path(text[1:]).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ShardsError(f"--class-names {text}: cannot read the names file ({exc}); give a UTF-8 text file, "
+                          "one class name per line") from exc
+    return [line.strip() for line in lines if line.strip()]
 
 
 def _csv(text: str) -> list[str]:
@@ -109,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="Hub dataset repo id, e.g. me/cifar5m")
     p.add_argument("--private", action="store_true")
     p.add_argument("--revision", default=None, help="branch to push to (default: main)")
-    p.add_argument("--dry-run", action="store_true", help="print the upload plan and the card; upload nothing")
+    p.add_argument("--dry-run", action="store_true", help="run the publish's checks (offline mode, token, verify, "
+                   "the repo's state), print them, the upload plan and the card; upload nothing; exit 1 if one fails")
     p.add_argument("--force", action="store_true", help="replace a repo that holds another dataset of ours")
     p.set_defaults(func=cmd_publish)
     p = sub.add_parser("import", help="a labelled image dataset (Hub id, parquet folder, SPLIT/CLASS/ image folder) "
@@ -119,9 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-column", help="image column (default: the one Image feature)")
     p.add_argument("--label-column", help="label column (default: the one ClassLabel feature)")
     p.add_argument("--splits", type=_csv, help="comma-separated splits to import (default: all)")
+    p.add_argument("--class-names", type=_class_names, metavar="A,B,... | @FILE",
+                   help="class names in label order, for an integer label column (e.g. WebDataset `cls`); "
+                   "@FILE reads one name per line")
+    p.add_argument("--channels", default="auto", choices=["auto", "1", "3"],
+                   help="stored channels: auto keeps a grey source grey (from its first image) (default auto)")
     p.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
     p.add_argument("--image-ext", default="png", choices=["png", "jpg"], help="stored image format (default png)")
+    add_min_shards_flag(p)
     p.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
+    add_license_flags(p)
     p.set_defaults(func=cmd_import)
     return parser
 

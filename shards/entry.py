@@ -14,7 +14,9 @@ import logging
 import os
 import sys
 
+from shards.card import LICENSES
 from shards.errors import ToolkitError
+from shards.manifest import MIN_SHARDS
 
 INTERRUPTED_HINT = "interrupted; re-run the same command to resume"
 # Every command's default output lives under this one git-ignored root: datasets in out/<name>,
@@ -57,3 +59,19 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None,
     except KeyboardInterrupt:
         print(interrupted_hint, file=sys.stderr)
         return 130
+
+
+def add_min_shards_flag(p: argparse.ArgumentParser) -> None:
+    """--min-shards: the per-split shard floor (shards.manifest.MIN_SHARDS says why 16); shared by the tools."""
+    p.add_argument("--min-shards", type=int, default=MIN_SHARDS, metavar="N",
+                   help=f"every split gets at least N shards (smaller shards if need be) so that each loader "
+                   f"worker has one (default {MIN_SHARDS})")
+
+
+def add_license_flags(p: argparse.ArgumentParser) -> None:
+    """--license (a Hub licence id) and, for `other`, --license-name and --license-link; shared by the tools."""
+    p.add_argument("--license", default="unknown", choices=LICENSES,
+                   help="the dataset's licence for its card (default unknown: state the source's licence here)")
+    p.add_argument("--license-name", default="", help="with --license other: the licence's id, e.g. my-license-1.0")
+    p.add_argument("--license-link", default="",
+                   help="with --license other: its URL, or LICENSE for a file in the repo")

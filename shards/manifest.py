@@ -62,6 +62,7 @@ class Manifest:
     json_schema: dict[str, str]
     splits: dict[str, SplitInfo]
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    min_shards: int = 1  # each split has at least min(min_shards, count) shards (shard_size below)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -89,6 +90,38 @@ class Manifest:
         return cls(**{**data, "splits": splits})
 
 
+# Loaders split a split's shards among workers (and ranks): webdataset raises "No samples found" in a
+# worker left without a shard, and timm's wds reader in training mode yields only the samples of whole
+# rounds over the workers, silently (both seen with a one-shard test split and 2 workers). At least 16
+# shards per split covers 16 workers, or 2 ranks x 8 workers, with no worker idle.
+MIN_SHARDS = 16
+
+
+def shard_size(count: int, samples_per_shard: int, min_shards: int = 1) -> int:
+    """Samples per shard of a split of `count`: `samples_per_shard`, or less so that the split has at least
+    min(min_shards, count) shards. ceil(count / min_shards) first: for a count divisible by min_shards
+    that is min_shards equal shards, which timm's training-mode reader (capped at ceil(count / workers)
+    per worker) reads exactly once; for counts below min_shards x (min_shards - 1) it can give too few
+    shards, and then the largest size that still gives min_shards."""
+    if min_shards <= 1:
+        return samples_per_shard
+    if count <= min_shards:
+        return 1
+    size = min(samples_per_shard, -(-count // min_shards))
+    if -(-count // size) < min_shards:
+        size = (count - 1) // (min_shards - 1)
+    return max(1, size)
+
+
+def dataset_identity(config: dict[str, Any], class_names: list[str], splits: dict[str, int],
+                     samples_per_shard: int, image_ext: str, min_shards: int = 1) -> dict[str, Any]:
+    """Everything that decides the bytes of a dataset: what its config hash covers. `min_shards` is left
+    out at 1 (the rule before it existed), so those datasets keep their hash."""
+    identity = {"config": config, "class_names": class_names, "splits": splits,
+                "samples_per_shard": samples_per_shard, "image_ext": image_ext}
+    return identity if min_shards == 1 else {**identity, "min_shards": min_shards}
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -110,6 +143,7 @@ _FIELDS = {
     "format_version": "int>=1", "toolkit_version": "str", "config": "object", "config_hash": "str",
     "class_names": "list of str", "image_ext": "str", "image_shape": "null or list of 3 int>=1",
     "samples_per_shard": "int>=1", "json_schema": "object of str", "splits": "object", "skipped": "list",
+    "min_shards": "int>=1",
 }
 _SPLIT_FIELDS = {"count": "int>=0", "shards": "list", "label_histogram": "list of int>=0"}
 _ENTRY_FIELDS = {"file": "str", "samples": "int>=0", "bytes": "int>=0", "sha256": "sha256 hex",
@@ -142,7 +176,7 @@ def _check_manifest_fields(data: Any, source: str) -> None:
     if _is_int(version) and version > FORMAT_VERSION:
         raise ShardsError(f"{source}: format version {version} is newer than this toolkit's "
                           f"{FORMAT_VERSION}; upgrade the toolkit")
-    _check_fields(data, _FIELDS, "", source, optional=("skipped",))
+    _check_fields(data, _FIELDS, "", source, optional=("skipped", "min_shards"))
     for split, info in data["splits"].items():
         validate_name("split", split)
         _check_fields(info, _SPLIT_FIELDS, f"splits.{split}.", source)

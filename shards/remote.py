@@ -1,7 +1,7 @@
 """Datasets by URL: download `hf://datasets/ORG/NAME[@REV]` or `http(s)://.../DATASET` to a local folder,
 and publish a local dataset to the Hugging Face Hub.
 
-Downloads go to a cache (`~/.cache/deep-bootstrap/remote/`), shard by shard, each checked against the
+Downloads go to `remote/` in the user cache directory (shards.cachedir), shard by shard, each checked against the
 manifest's sha256 before it is renamed into place; the manifest is written last, so an interrupted
 download resumes and is never read half-done. A shard already in the cache is kept only when its sha256
 matches (a re-published dataset may change a shard's labels but not its size); `rehash=True` (`shards
@@ -14,7 +14,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from tqdm.auto import tqdm
 
@@ -25,17 +27,18 @@ from shards.jsonio import atomic_target, write_json_atomic
 from shards.manifest import MANIFEST, Manifest, ShardEntry, load_manifest, parse_manifest
 from shards.naming import shard_path
 from shards.read import open_url
+from shards.cachedir import user_cache_root
 from shards.urls import is_url
 from shards.verify import verify_dataset
 
 log = logging.getLogger(__name__)
 
-SIDE_FILES = ("README.md", "_info.json")  # downloaded when present; the dataset is complete without them
+# Downloaded when present; the dataset is complete without them.
+SIDE_FILES = ("README.md", "_info.json", "croissant.json")
 
 
 def remote_cache_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "deep-bootstrap" / "remote"
+    return user_cache_root() / "remote"
 
 
 def resolve_dataset(location: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
@@ -109,7 +112,7 @@ def upload_plan(root: str | os.PathLike) -> list[str]:
     manifest = load_manifest(root)
     shards = [e.file for s in manifest.splits.values() for e in s.shards]
     extras = sorted(p.relative_to(root).as_posix() for p in (root / "extras").rglob("*") if p.is_file())
-    last = [name for name in ("_info.json", "README.md") if (root / name).is_file()] + [MANIFEST]
+    last = [name for name in ("_info.json", "croissant.json", "README.md") if (root / name).is_file()] + [MANIFEST]
     return shards + extras + last
 
 
@@ -172,9 +175,60 @@ def _is_conflict(exc: Exception) -> bool:
     return getattr(getattr(exc, "response", None), "status_code", None) == 412
 
 
+@dataclass(frozen=True)
+class PublishCheck:
+    """One check a publish makes before uploading: its name, whether it passed, and what it found."""
+
+    name: str
+    ok: bool
+    detail: str
+    remote: Manifest | None = None  # the repo check: the manifest the repo holds, if any
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub reads it (constants._is_true), read now: the library's own constant is
+    fixed when it is imported."""
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def publish_checks(root: str | os.PathLike, repo_id: str, revision: str | None = None,
+                   force: bool = False) -> Iterator[PublishCheck]:
+    """The checks of a publish, in order: offline mode, token, verify, the repo's state (where reachable).
+    `publish` stops at the first that fails; `--dry-run` runs them all and reports each."""
+    from huggingface_hub import get_token
+
+    offline, token = hub_offline(), get_token()
+    yield PublishCheck("online", not offline, "HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset it and "
+                       "re-run (nothing was uploaded)" if offline else "HF_HUB_OFFLINE not set")
+    yield PublishCheck("token", bool(token), "found (write access is proven only by the upload)" if token
+                       else "no Hugging Face token: set HF_TOKEN or run `hf auth login` with a token that can "
+                       "write to the repo, then re-run (nothing was uploaded)")
+    report = verify_dataset(root, decode=False)
+    yield PublishCheck("verify", report.ok, f"{report.shards_checked} shards, {report.samples_checked:,} samples: "
+                       "sizes and sha256s match the manifest" if report.ok else
+                       f"{root}: verify failed ({report.problems[0]}); fix the dataset before publishing")
+    yield _repo_check(root, repo_id, revision, force, offline)
+
+
+def _repo_check(root, repo_id: str, revision: str | None, force: bool, offline: bool) -> PublishCheck:
+    """Whether the repo is new, holds this dataset (a re-run resumes) or another one (refused unless force)."""
+    if offline:
+        return PublishCheck("repo", True, "not checked (offline)")
+    remote = _remote_manifest(repo_id, revision)
+    if remote is None:
+        return PublishCheck("repo", True, f"{repo_id}: no dataset of ours there yet (created if need be)")
+    local = load_manifest(root)
+    if remote.config_hash == local.config_hash:
+        return PublishCheck("repo", True, f"{repo_id}: holds this dataset; publishing again resumes", remote)
+    what = (f"{repo_id}: already holds another dataset (config hash {remote.config_hash[:12]}..., yours "
+            f"{local.config_hash[:12]}...)")
+    todo = "; --force replaces it" if force else "; publish to another repo, or pass --force to replace it"
+    return PublishCheck("repo", force, what + todo, remote)
+
+
 def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,
             message: str | None = None, force: bool = False) -> str:
-    """Verify a local dataset, then upload it to a Hub dataset repo; returns the dataset's URL.
+    """Check (publish_checks), then upload a local dataset to a Hub dataset repo; returns the dataset's URL.
 
     Two commits: the shards, then card + manifest. Re-running resumes (the Hub skips files it has).
     A repo whose manifest describes another dataset is refused unless `force`; then the old dataset's
@@ -182,15 +236,12 @@ def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revisi
     The manifest is read at the branch's head commit and each commit names its parent (`parent_commit`,
     the Hub's optimistic concurrency): if anything else commits to the branch meanwhile (another publish),
     the Hub refuses the next commit, so a repo never ends with one dataset's manifest over another's shards."""
-    from huggingface_hub import HfApi, get_token
+    from huggingface_hub import HfApi
 
-    if not get_token():
-        raise ShardsError("no Hugging Face token: set HF_TOKEN or run `hf auth login` with a token that can "
-                          "write to the repo, then re-run (nothing was uploaded)")
+    for check in publish_checks(root, repo_id, revision, force):
+        if not check.ok:
+            raise ShardsError(check.detail)
     root = Path(root)
-    report = verify_dataset(root, decode=False)
-    if not report.ok:
-        raise ShardsError(f"{root}: verify failed ({report.problems[0]}); fix the dataset before publishing")
     local = load_manifest(root)
     plan = upload_plan(root)
     first = [f for f in plan if f.startswith(("data/", "extras/"))]

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from shards.codec import decode_image, json_schema
 from shards.errors import ShardsError
-from shards.manifest import Manifest, ShardEntry, config_hash, load_manifest
+from shards.manifest import Manifest, ShardEntry, config_hash, dataset_identity, load_manifest
 from shards.naming import sample_key, shard_path
 from shards.read import iter_tar_samples, open_url
 from shards.tario import iter_tar_entries, unsafe_member
@@ -145,11 +145,9 @@ def _check_json(meta, schema: dict[str, str]) -> str | None:
 
 def _check_manifest(manifest: Manifest) -> list[str]:
     """Internal consistency: the config hash and the label histograms must match what they summarise."""
-    identity = {
-        "config": manifest.config, "class_names": manifest.class_names,
-        "splits": {split: info.count for split, info in manifest.splits.items()},
-        "samples_per_shard": manifest.samples_per_shard, "image_ext": manifest.image_ext,
-    }
+    identity = dataset_identity(manifest.config, manifest.class_names,
+                                {split: info.count for split, info in manifest.splits.items()},
+                                manifest.samples_per_shard, manifest.image_ext, manifest.min_shards)
     problems = []
     if config_hash(identity) != manifest.config_hash:
         problems.append("manifest.json: config, class names or split sizes were edited (config hash mismatch)")

@@ -34,6 +34,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from shards.card import card_text, write_timm_info
+from shards.croissant import CROISSANT, write_croissant
 from shards.codec import IMAGE_EXTS, encode_image, encode_json, json_schema
 from shards.diskspace import is_no_space, no_space_error, no_space_is_one_line
 from shards.errors import ShardsError
@@ -45,6 +46,8 @@ from shards.manifest import (
     ShardEntry,
     SplitInfo,
     config_hash,
+    dataset_identity,
+    shard_size,
 )
 from shards.jsonio import read_json, read_json_object, write_json_atomic, write_text_atomic
 from shards.lock import hold_lock, release_lock
@@ -139,6 +142,7 @@ class DatasetWriter:
         image_ext: str = "png",
         card: Any = None,
         overwrite: bool = False,
+        min_shards: int = 1,
     ):
         self.out_dir = Path(out_dir)
         self.config = json.loads(json.dumps(config))  # JSON round trip: what is hashed is what is stored
@@ -148,12 +152,15 @@ class DatasetWriter:
         self.image_ext = image_ext
         self.card = card
         self.overwrite = overwrite
+        self.min_shards = min_shards
         self._validate()
         self.config_hash = config_hash(self._identity())
 
     def _validate(self) -> None:
         if not isinstance(self.samples_per_shard, int) or self.samples_per_shard < 1:
             raise ShardsError(f"samples_per_shard={self.samples_per_shard!r}: must be an integer >= 1")
+        if not isinstance(self.min_shards, int) or self.min_shards < 1:
+            raise ShardsError(f"min_shards={self.min_shards!r}: must be an integer >= 1")
         if self.image_ext not in IMAGE_EXTS:
             raise ShardsError(f"image_ext={self.image_ext!r}: must be one of {', '.join(IMAGE_EXTS)}")
         if not self.class_names:
@@ -167,13 +174,8 @@ class DatasetWriter:
 
     def _identity(self) -> dict[str, Any]:
         """Everything that decides the bytes of the dataset."""
-        return {
-            "config": self.config,
-            "class_names": self.class_names,
-            "splits": self.splits,
-            "samples_per_shard": self.samples_per_shard,
-            "image_ext": self.image_ext,
-        }
+        return dataset_identity(self.config, self.class_names, self.splits, self.samples_per_shard, self.image_ext,
+                                self.min_shards)
 
     @property
     def state_dir(self) -> Path:
@@ -251,7 +253,7 @@ class DatasetWriter:
         """Delete what the writer made (the caller holds the folder lock exclusively); keep the locks."""
         for name in ("data", ".cache", "extras"):
             shutil.rmtree(self.out_dir / name, ignore_errors=True)
-        for name in (MANIFEST, "README.md", "_info.json"):
+        for name in (MANIFEST, "README.md", "_info.json", CROISSANT):
             (self.out_dir / name).unlink(missing_ok=True)
         for path in self.state_dir.iterdir():
             if path.name not in (LOCKS, MARKER):
@@ -262,8 +264,9 @@ class DatasetWriter:
         """Every shard of every split, in order."""
         specs = []
         for split, count in self.splits.items():
-            for shard_index, first in enumerate(range(0, count, self.samples_per_shard)):
-                specs.append(ShardSpec(split, shard_index, first, min(self.samples_per_shard, count - first)))
+            size = shard_size(count, self.samples_per_shard, self.min_shards)
+            for shard_index, first in enumerate(range(0, count, size)):
+                specs.append(ShardSpec(split, shard_index, first, min(size, count - first)))
         return specs
 
     def pending(self, shard_range: tuple[int, int] | None = None) -> list[ShardSpec]:
@@ -434,6 +437,7 @@ class DatasetWriter:
             self._remove_stray_shards(specs)
             write_timm_info(self.out_dir, manifest)
             self._write_card(manifest)
+            write_croissant(self.out_dir, manifest, self.card)
             write_json_atomic(self.out_dir / MANIFEST, manifest.to_dict())
         return manifest
 
@@ -492,6 +496,7 @@ class DatasetWriter:
             image_ext=self.image_ext,
             image_shape=list(next(iter(shapes))) if len(shapes) == 1 and None not in shapes else None,
             samples_per_shard=self.samples_per_shard,
+            min_shards=self.min_shards,
             json_schema=json.loads(schemas.pop()) if schemas else {},
             splits=splits,
         )

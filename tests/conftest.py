@@ -5,6 +5,7 @@ tests can make variants (1-channel 8x8 images, other heads, other schedulers).
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,22 @@ def make_tiny_labeler(folder: Path, num_classes: int = 10, in_chans: int = 3, in
         model_config["label_names"] = list(label_names)
     save_for_hf(model, folder, model_config=model_config, safe_serialization=True)  # data config: pretrained_cfg
     return Path(folder)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory) -> Path:
+    """The toolkit's user cache directory (decoded arrays, downloads) in a session temp folder, so tests
+    never write under ~/.cache; subprocesses inherit it."""
+    from shards.cachedir import CACHE_ENV
+
+    root = tmp_path_factory.mktemp("user-cache")
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(root)
+    yield root
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous
 
 
 @pytest.fixture(scope="module")

@@ -54,13 +54,15 @@ def _edited_pipeline(src: Path, dst: Path, part: str, **changes) -> Path:
 
 
 def test_each_bad_input_gets_one_clear_line(tmp_path, tiny_pipeline, tiny_labeler, capsys):
-    base = ["generate", "--out", str(tmp_path / "out"), "--train", "10", "--test", "0"]
+    base = ["generate", "--out", str(tmp_path / "out"), "--train", "10", "--test", "0", "--min-shards", "1"]
     good = ["--model", str(tiny_pipeline), "--labeler", f"local-dir:{tiny_labeler}"]
     assert "--labeler is required" in error_of(base + ["--model", str(tiny_pipeline)], capsys)
     assert "write it as A:B" in error_of(base + good + ["--shards", "7"], capsys)
     assert "need 0 <= A < B" in error_of(base + good + ["--shards", "5:5"], capsys)
     assert "this dataset has 1 shards" in error_of(base + good + ["--shards", "3:9"], capsys)
     assert "--batch-size=0: must be >= 1" in error_of(base + good + ["--batch-size", "0"], capsys)
+    assert "--license other: needs --license-name" in error_of(base + good + ["--license", "other"], capsys)
+    assert "--min-shards=0: must be >= 1" in error_of(base + good + ["--min-shards", "0"], capsys)
     assert "no such folder" in error_of(base + ["--model", "./missing", "--labeler", "x"], capsys)
     assert "not a diffusers pipeline folder" in error_of(
         base + ["--model", str(tiny_labeler), "--labeler", f"local-dir:{tiny_labeler}"], capsys)
@@ -138,3 +140,18 @@ def test_ctrl_c_and_kill_leave_no_partial_shard_and_resume_identically(tmp_path,
     assert 2 <= len(committed) < 20 and not (out / "manifest.json").exists()
     assert main(args + ["--out", str(out)]) == 0
     assert _hashes(out) == _hashes(reference)
+
+
+def test_generated_card_states_the_chosen_licence_and_the_inputs_licences(tmp_path, tiny_pipeline, tiny_labeler):
+    from cifar5m.cli import build_parser, config_from_args
+    from cifar5m.generate import plan_run
+
+    (tiny_pipeline / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
+    try:
+        args = build_parser().parse_args(["generate", "--out", str(tmp_path / "o"), "--model", str(tiny_pipeline),
+                                          "--labeler", f"local-dir:{tiny_labeler}", "--license", "cc-by-4.0"])
+        card = plan_run(config_from_args(args), "cpu").card()
+    finally:
+        (tiny_pipeline / "README.md").unlink()
+    assert card.license == "cc-by-4.0"
+    assert any(n.endswith("generator apache-2.0; labeler not stated in its README.md.") for n in card.notes)

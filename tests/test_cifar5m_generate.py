@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 def generate(out: Path, pipeline: Path, labeler: Path, *extra: str, train=TRAIN, test=TEST) -> int:
     return main(["generate", "--model", str(pipeline), "--labeler", f"local-dir:{labeler}", "--out", str(out),
-                 "--train", str(train), "--test", str(test), "--shard-size", str(SHARD), "--batch-size", "16",
+                 "--train", str(train), "--test", str(test), "--shard-size", str(SHARD), "--min-shards", "1", "--batch-size", "16",
                  *extra])
 
 
@@ -168,3 +168,10 @@ def test_bad_workers_are_refused_before_anything_is_written(tmp_path, tiny_pipel
     assert generate(tmp_path / "out", tiny_pipeline, tiny_labeler, *extra) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_generated_croissant_validates_and_loads_equal_records(dataset, tmp_path):
+    pytest.importorskip("mlcroissant", reason="mlcroissant is not installed (pip install '.[croissant]')")
+    from test_shards_croissant import check_equal
+
+    check_equal(dataset, tmp_path / "croissant-cache")

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 def generate(out: Path, pipeline: Path, labeler: Path, *extra: str) -> int:
     return main(["generate", "--model", str(pipeline), "--labeler", f"local-dir:{labeler}", "--out", str(out),
-                 "--train", "20", "--test", "0", "--shard-size", "10", "--batch-size", "10", *extra])
+                 "--train", "20", "--test", "0", "--shard-size", "10", "--min-shards", "1", "--batch-size", "10",
+                 *extra])
 
 
 def test_a_hf_style_folder_of_the_users_is_never_wiped(tmp_path, tiny_pipeline, tiny_labeler, capsys):

@@ -20,7 +20,7 @@ from hub_server import FakeHub
 from shards import iter_samples, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["--size", "16", "--samples-per-shard", "4", "--allow-missing-classes", "--log-level", "WARNING"]
+ARGS = ["--size", "16", "--samples-per-shard", "4", "--min-shards", "1", "--allow-missing-classes", "--log-level", "WARNING"]
 ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
 
 

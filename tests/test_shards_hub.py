@@ -12,6 +12,7 @@ import shards.httpio
 from hub_server import FakeHub
 from shards import ShardsError, iter_shard, load_manifest, load_split, resolve_dataset
 from shards.cli import main
+from shards.cachedir import CACHE_ENV
 from shards.verify import verify_dataset
 from train_fixtures import build_dataset
 from shards_fixtures import build, index_image, label_of
@@ -133,8 +134,10 @@ def test_hf_urls_with_names_the_hub_forbids_are_one_line_everywhere(url, part, c
 
 def _env(hub, tmp_path):
     """A subprocess's environment: huggingface_hub reads HF_ENDPOINT at import, so it is set before it starts."""
-    return {**os.environ, "PYTHONPATH": str(ROOT), "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN,
-            "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN,
+           "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    env.pop(CACHE_ENV, None)  # the user cache then follows XDG_CACHE_HOME
+    return env
 
 
 @pytest.mark.parametrize("data_path", ["stream", "memory"])

@@ -94,7 +94,7 @@ def sha256s(out: Path) -> dict[str, str]:
 
 def test_parquet_folder_imports_every_split_with_labels_classes_and_pixels(parquet_folder, tmp_path, capsys):
     out = tmp_path / "ds"
-    assert main(["import", str(parquet_folder), "--out", str(out), "--shard-size", "4"]) == 0
+    assert main(["import", str(parquet_folder), "--out", str(out), "--shard-size", "4", "--min-shards", "1"]) == 0
     m = load_manifest(out)
     assert m.class_names == ["ant", "bee", "cow"]
     assert {s: i.count for s, i in m.splits.items()} == {"train": 13, "test": 5}
@@ -155,10 +155,10 @@ def test_missing_source_names_it(tmp_path, capsys):
 def test_a_hub_style_repo_folder_takes_split_sizes_from_its_card(parquet_folder, tmp_path):
     repo = hub_repo(parquet_folder, tmp_path / "repo", train=13)
     out = tmp_path / "ds"
-    assert main(["import", str(repo), "--out", str(out), "--shard-size", "4"]) == 0
+    assert main(["import", str(repo), "--out", str(out), "--shard-size", "4", "--min-shards", "1"]) == 0
     assert {s: i.count for s, i in load_manifest(out).splits.items()} == {"train": 13, "test": 5}
     reference = tmp_path / "plain"
-    assert main(["import", str(parquet_folder), "--out", str(reference), "--shard-size", "4"]) == 0
+    assert main(["import", str(parquet_folder), "--out", str(reference), "--shard-size", "4", "--min-shards", "1"]) == 0
     assert sha256s(out) == sha256s(reference)  # same rows, same bytes, whichever way the count was found
 
 
@@ -191,9 +191,9 @@ def test_a_stream_that_breaks_midway_resumes_to_the_uninterrupted_bytes(parquet_
     broken = dataclasses.replace(src, splits={"train": breaks_after(src.splits["train"], 10), "test": src.splits["test"]})
     out, reference = tmp_path / "ds", tmp_path / "ref"
     with pytest.raises(ShardsError, match="import stopped .*connection reset by peer.*re-run the same command"):
-        import_dataset(broken, out, samples_per_shard=4)
+        import_dataset(broken, out, samples_per_shard=4, min_shards=1)
     assert sorted(p.name for p in (out / "data").iterdir()) == ["train-000000.tar", "train-000001.tar"]
     assert not list((out / ".shards" / "tmp").iterdir())  # the half-written shard is gone
-    import_dataset(src, out, samples_per_shard=4)
-    import_dataset(src, reference, samples_per_shard=4)
+    import_dataset(src, out, samples_per_shard=4, min_shards=1)
+    import_dataset(src, reference, samples_per_shard=4, min_shards=1)
     assert sha256s(out) == sha256s(reference)

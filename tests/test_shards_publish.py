@@ -8,9 +8,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import huggingface_hub
+import huggingface_hub.constants
 import pytest
 from huggingface_hub.hf_api import GitRefInfo, GitRefs
 
+import shards.httpio
 from hub_server import FakeHub
 from shards import ShardsError
 from shards.cli import main
@@ -18,7 +20,7 @@ from shards.remote import publish
 from shards_fixtures import build, index_samples, make_writer
 
 ROOT = Path(__file__).resolve().parents[1]
-LAST = ["_info.json", "README.md", "manifest.json"]
+LAST = ["_info.json", "croissant.json", "README.md", "manifest.json"]
 
 
 class PreconditionFailed(Exception):
@@ -144,15 +146,47 @@ def test_republishing_the_same_dataset_resumes(dataset, hub):
     assert len(FakeApi.calls) == 2 and FakeApi.calls[0][2]["delete_patterns"] is None
 
 
-def test_dry_run_prints_the_plan_and_the_card_and_uploads_nothing(dataset, hub, capsys, monkeypatch):
-    monkeypatch.delenv("HF_TOKEN")  # a dry run needs no token
+def test_dry_run_prints_the_checks_the_plan_and_the_card_and_uploads_nothing(dataset, hub, capsys):
     assert main(["publish", str(dataset), "--repo", "me/index-images", "--dry-run"]) == 0
     out = capsys.readouterr().out
     listed = [line.split(". ", 1)[1] for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert listed == shard_files(dataset) + LAST
-    assert out.startswith(f"dry run: would upload {len(listed)} files to {hub.url}/datasets/me/index-images")
+    assert out.startswith(f"dry run: publishing {dataset} to {hub.url}/datasets/me/index-images; checks:\n"
+                          "  ok    online: HF_HUB_OFFLINE not set\n"
+                          "  ok    token: found (write access is proven only by the upload)\n"
+                          "  ok    verify: 4 shards, 300 samples: sizes and sha256s match the manifest\n"
+                          "  ok    repo: me/index-images: no dataset of ours there yet (created if need be)\n")
     assert (dataset / "README.md").read_text() in out
+    assert out.rstrip().endswith("dry run: every check passes; nothing uploaded")
+    assert FakeApi.calls == [] and all(r["path"].endswith("/manifest.json") for r in hub.requests)
+
+
+def test_dry_run_says_what_would_fail_corrupt_shard_token_other_dataset(tmp_path, hub, capsys, monkeypatch):
+    root = build(tmp_path / "ds")
+    other = build(tmp_path / "other", train=200)
+    hub.add("me/taken", other)
+    shard = root / "data/train-000001.tar"
+    shard.write_bytes(b"x" + shard.read_bytes()[1:])
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # no stored token either
+    assert main(["publish", str(root), "--repo", "me/taken", "--dry-run"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    failed = [line.split(":")[0].split()[-1] for line in lines if line.startswith("  FAIL")]
+    assert failed == ["token", "verify", "repo"]
+    assert lines[-1] == "dry run: publishing would fail (token, verify, repo); nothing uploaded"
+    assert FakeApi.calls == []
+
+
+def test_offline_mode_is_one_clear_line_before_any_work(dataset, hub, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["publish", str(dataset), "--repo", "me/index-images"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset it "
+                                               "and re-run (nothing was uploaded)")
     assert FakeApi.calls == [] and hub.requests == []
+    assert main(["publish", str(dataset), "--repo", "me/index-images", "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert "  FAIL  online: HF_HUB_OFFLINE=1 is set" in out and "  ok    repo: not checked (offline)" in out
+    assert hub.requests == []
 
 
 def test_cli_ends_with_the_url_and_loading_lines(dataset, hub, capsys):
@@ -196,3 +230,12 @@ def test_two_publishes_of_different_datasets_to_one_repo_one_stops_with_one_line
     assert hub.repos[("me/x", FakeApi.heads[("me/x", "main")])][0] == other
     with pytest.raises(ShardsError, match="me/x: already holds another dataset"):
         publish(dataset, "me/x")  # a re-run sees the other dataset and refuses (unless --force)
+
+
+def test_dry_run_reports_an_unreachable_hub_as_a_failed_repo_check(dataset, capsys, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_write")
+    monkeypatch.setattr(shards.httpio, "BACKOFF_S", 0.01)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    assert main(["publish", str(dataset), "--repo", "me/index-images", "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert "  FAIL  repo: cannot read the repo: " in out and "  ok    verify: " in out

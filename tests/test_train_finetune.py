@@ -193,6 +193,21 @@ def test_finetune_dry_run_sets_n_to_the_train_split(data, capsys):
     assert cfg["out_dir"] == "out/labeler"
 
 
+def test_finetune_image_size_defaults_to_the_datas_size(data, capsys):
+    assert main(["finetune", "--data", str(data), "--model", "timm:resnet18", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["image_size"] == 8
+    assert main(["finetune", "--data", str(data), "--model", "timm:resnet18", "--image-size", "12", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["image_size"] == 12
+
+
+def test_finetune_without_image_size_on_mixed_sizes_is_one_line(tmp_path, capsys):
+    from train_fixtures import build_jpeg_dataset
+
+    jpeg = build_jpeg_dataset(tmp_path / "jpeg")
+    assert main(["finetune", "--data", str(jpeg), "--model", "timm:resnet18", "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip().endswith("images have no one square size (they differ); pass it (BiT: 128)")
+
+
 def test_resize_crop_flip_needs_both_sizes(data, tmp_path):
     from train.core.config import validate
 

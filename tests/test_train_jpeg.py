@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import shards
+from shards.cachedir import decoded_cache_dir
 from train.__main__ import main
 from train.core import ddp
 from train.core.samplers import IdealSampler, RealSampler
@@ -136,7 +137,8 @@ def test_real_vs_ideal_on_a_jpeg_dataset(data, tmp_path, capsys):
     assert real.rows[0]["test/soft_error"] == pytest.approx(ideal.rows[0]["test/soft_error"])  # same init
     assert real.summary["final"]["test/error"] < 0.3  # stripes are learnable from random crops
     assert (exp / "report.md").is_file()
-    assert not list((data / ".cache").glob("train-*")), "the train split is decoded per batch, never cached"
+    cache = decoded_cache_dir(shards.load_manifest(data))
+    assert not list(cache.glob("train-*")), "the train split is decoded per batch, never cached"
 
 
 def test_decode_path_errors_are_one_line(data, tmp_path, capsys):

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from shards.cachedir import CACHE_ENV
 from shards.tario import tar_end, tar_member
 from train.core.config import RunConfig
 from train.errors import TrainError
@@ -247,7 +248,9 @@ def _png(shape) -> bytes:
     ("size", r"data/train-000001.tar: unreadable shard \(sample 000000150: image is 9x9, expected 8x8\); verify"),
     ("missing", r"data/train-000001.tar: missing, but the manifest lists it; re-run the command that made"),
 ])
-def test_bad_shards_on_the_memory_path_give_one_line(dataset, tmp_path, case, message):
+def test_bad_shards_on_the_memory_path_give_one_line(dataset, tmp_path, monkeypatch, case, message):
+    # The decoded cache is keyed by the manifest: the copy gets a cache of its own, so its shards are read.
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     ds = copy_dataset(dataset, tmp_path / "ds")
     if case == "label":
         _rewrite_sample(ds, "data/train-000001.tar", "000000150", "cls", b"12")

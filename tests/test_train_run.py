@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import shards
+from shards.cachedir import CACHE_ENV
 from train.core.config import RunConfig
 from train.errors import TrainError
 from train.run import loop
@@ -160,12 +161,14 @@ def _corrupt(ds: Path) -> None:
     ("channels", "3-channel images, the train set has 1"),
     ("model", "--model=resnet7: unknown model; known:"),
 ])
-def test_bad_inputs_give_clear_errors(dataset, tmp_path, case, message):
+def test_bad_inputs_give_clear_errors(dataset, tmp_path, monkeypatch, case, message):
     ds = dataset
     kw = {}
     if case == "missing":
         ds = tmp_path / "nowhere"
     elif case in ("no-manifest", "corrupt"):
+        # The decoded cache is keyed by the manifest: the copy gets a cache of its own, so its shards are read.
+        monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
         ds = copy_dataset(dataset, tmp_path / "copy")
         (ds / "manifest.json").unlink() if case == "no-manifest" else _corrupt(ds)
     elif case == "n-too-big":

@@ -21,7 +21,7 @@ import logging
 import os
 
 from shards.entry import RUNS_ROOT
-from train.cli.flags import add_control_flags, add_run_flags, config_from_args
+from train.cli.flags import add_cache_flag, add_control_flags, add_log_to_flag, add_run_flags, config_from_args
 from train.core.config import default_seeds
 from train.errors import TrainError
 from train.experiments.common import folder_name
@@ -147,6 +147,8 @@ def add_experiment_commands(sub) -> None:
                       "(default: 10 under a paper preset, as the paper's sweep, else 1)")
     _add_pack_flag(grid)
     _add_margin_flag(grid)
+    add_log_to_flag(grid)
+    add_cache_flag(grid)
     grid.add_argument("--ray", action="store_true", help="spread the runs over a Ray cluster (RAY_ADDRESS, "
                       "or a local one): one GPU per run when the cluster has GPUs, else one CPU")
     control = sweep.add_argument_group("run control")
@@ -188,6 +190,11 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
                          progress=not args.no_progress, pack=args.pack, margin=args.margin)
     if headline:  # empty on torchrun ranks other than 0
         print(format_headline(headline))
+        if args.log_to:
+            from train.run.tracking import export_run
+
+            for run in plan_bootstrap(cfg, args.seeds)[1]:
+                export_run(run.out_dir, args.log_to)
     return 0
 
 
@@ -212,6 +219,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                      margin=args.margin)
     if headline:
         print(format_headline(headline))
+        if args.log_to:
+            from train.run.tracking import export_run
+
+            for run in plan_sweep(base, args.n_list, models, seeds, lrs)[1]:
+                export_run(run.out_dir, args.log_to)
     return 0
 
 

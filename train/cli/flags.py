@@ -9,9 +9,16 @@ import argparse
 import dataclasses
 import os
 
+from shards.cachedir import CACHE_ENV
 from shards.entry import RUNS_ROOT
 from train.core.config import AUGS, DATA_PATHS, INPUT_RANGES, MODES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, \
     RunConfig, apply_preset
+
+
+def _trackers(text: str) -> tuple[str, ...]:
+    from train.run.tracking import parse_trackers  # light: the trackers' packages load only when logging
+
+    return parse_trackers(text)
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -111,6 +118,30 @@ def add_control_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace a run folder holding another config")
     g.add_argument("--dry-run", action="store_true", help="print the resolved config and stop")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_cache_flag(g)
+    add_log_to_flag(g)
+
+
+def add_log_to_flag(g) -> None:
+    g.add_argument("--log-to", type=_trackers, default=(), metavar="TRACKERS",
+                   help="when the run ends, copy its config, metrics at every evaluation and T(n) into "
+                   "wandb, tensorboard and/or mlflow (comma-separated; offline by default; metrics.jsonl stays "
+                   "the record)")
+
+
+class _SetCacheRoot(argparse.Action):
+    """--cache-dir DIR is DEEPBOOT_CACHE=DIR: one setting that this process, its data workers and the
+    torchrun ranks launched with the same flags all see."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        os.environ[CACHE_ENV] = os.path.abspath(values)
+        setattr(namespace, self.dest, values)
+
+
+def add_cache_flag(g) -> None:
+    g.add_argument("--cache-dir", action=_SetCacheRoot, metavar="DIR",
+                   help=f"the user cache for decoded datasets and downloads, never inside a dataset (default "
+                   f"${CACHE_ENV}, else $XDG_CACHE_HOME/deep-bootstrap, else ~/.cache/deep-bootstrap)")
 
 
 def default_out_dir(cfg: RunConfig) -> str:

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 
 import shards
@@ -63,7 +64,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if value is not None:
             raise TrainError(f"--{flag}={value}: finetune trains on the whole train split; drop --{flag}")
     cfg = config_from_args(args, mode="real", out_dir=args.out_dir or DEFAULT_LABELER_DIR)
-    cfg = dataclasses.replace(cfg, n=_train_pool(cfg))
+    manifest = _manifest(cfg)
+    cfg = dataclasses.replace(cfg, n=_train_pool(cfg, manifest), image_size=cfg.image_size or _data_size(cfg, manifest))
     validate(cfg)
     log.info("config: %s", json.dumps(cfg.to_dict()))
     if args.dry_run:
@@ -76,17 +78,34 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if result["eval"]:
         print(_format(result["eval"]))
         print(f"saved: {result['out']} (use it as --labeler local-dir:{result['out']})")
+        if args.log_to:
+            from train.labeler.finetune import TRAINING
+            from train.run.tracking import export_run
+
+            export_run(os.path.join(result["out"], TRAINING), args.log_to)
     return 0
 
 
-def _train_pool(cfg) -> int:
-    """The size of the train split, from the manifest (n of the one Real World run over all of it)."""
+def _manifest(cfg) -> shards.Manifest:
     if not cfg.data:
         raise TrainError("--data='': give a dataset folder or URL")
     try:
-        manifest = shards.load_manifest(cfg.data if is_url(cfg.data) else shards.resolve_dataset(cfg.data))
+        return shards.load_manifest(cfg.data if is_url(cfg.data) else shards.resolve_dataset(cfg.data))
     except shards.ShardsError as exc:
         raise TrainError(str(exc)) from exc
+
+
+def _data_size(cfg, manifest: shards.Manifest) -> int:
+    """--image-size by default: the data's own size when all its images share one square size."""
+    shape = manifest.image_shape
+    if shape is None or shape[0] != shape[1]:
+        raise TrainError(f"--image-size is not set and {cfg.data}'s images have no one square size "
+                         f"({'they differ' if shape is None else f'{shape[0]}x{shape[1]}'}); pass it (BiT: 128)")
+    return shape[0]
+
+
+def _train_pool(cfg, manifest: shards.Manifest) -> int:
+    """The size of the train split, from the manifest (n of the one Real World run over all of it)."""
     if cfg.train_split not in manifest.splits:
         raise TrainError(f"{cfg.data}: no split {cfg.train_split!r} (it has {', '.join(manifest.splits)}); pass "
                          "--train-split")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 
 from train.cli.flags import add_control_flags, add_run_flags, config_from_args
 from train.core.config import validate
@@ -39,6 +40,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from train.run.loop import run_training
 
     summary = run_training(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    if args.log_to and os.environ.get("RANK", "0") == "0":
+        from train.run.tracking import export_run
+
+        export_run(cfg.out_dir, args.log_to)
     final = summary["final"]
     log.info("%s: %s steps; T(n) = %s; final test error %.4f, soft-error %.4f; %s img/s; resume/inspect: %s",
              cfg.out_dir, f"{summary['steps_done']:,}", summary["fit_step"], final["test/error"],

@@ -109,8 +109,9 @@ def test_publish_uploads_shards_first_then_card_and_manifest(dataset, hub):
     assert first["allow_patterns"] == shard_files(dataset) and first["delete_patterns"] is None
     assert last["allow_patterns"] == LAST and last["commit_message"] == "Upload ds"
     assert first["folder_path"] == str(dataset) and first["repo_type"] == "dataset"
-    # the repo was asked for its manifest first: there was none (a new repo)
-    assert [r["path"] for r in hub.requests] == ["/datasets/me/index-images/resolve/initial/manifest.json"]
+    # the repo was asked for its manifest by the checks, then at the head commit the upload builds on: none
+    assert [r["path"] for r in hub.requests] == ["/datasets/me/index-images/resolve/main/manifest.json",
+                                                 "/datasets/me/index-images/resolve/initial/manifest.json"]
     assert [c[2].get("parent_commit") for c in FakeApi.calls] == [None, "initial", "commit2"]
 
 

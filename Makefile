@@ -32,7 +32,7 @@ SWEEP ?= out/runs/sweep
 ARGS ?=
 VARS := OUT DATA IMAGENET LABELER LABELER_DIR CIFAR10 MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS LRS PRESET RUN EXP SWEEP ARGS
 
-.PHONY: help install test demo demo-models cifar10 labeler cifar5m quality dogbird verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
+.PHONY: help install test test-all lint format demo demo-models cifar10 labeler cifar5m quality dogbird verify info publish train-real train-ideal bootstrap sweep report bench bench-gpu clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -52,6 +52,15 @@ install: $(STAMP) ## create .venv and install the toolkit (done automatically by
 
 test: $(STAMP) ## run the offline test suite
 	$(PY) -m pytest -q $(ARGS)
+
+lint: $(STAMP) ## ruff (lint, import order, format check) and mypy, as configured in pyproject.toml
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: $(STAMP) ## apply ruff's fixes and formatter to the whole tree
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 demo: $(STAMP) ## the whole pipeline on scikit-learn's digits, offline, on a laptop (< 10 min)
 	$(PY) -m demo run $(ARGS)

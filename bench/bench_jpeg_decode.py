@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,7 +104,7 @@ def main() -> None:
           f"{args.batches} batches per round, {args.rounds} rounds")
     with tempfile.TemporaryDirectory() as tmp:
         root = write_dataset(Path(tmp) / "ds", jpegs)
-        rates = {"baseline": [], **{w: [] for w in map(int, args.workers.split(","))}}
+        rates: dict[Any, list[float]] = {"baseline": [], **{w: [] for w in map(int, args.workers.split(","))}}
         for _ in range(args.rounds):  # interleaved rounds: shared-machine load hits every pipeline alike
             rates["baseline"].append(baseline_rate(jpegs, args.batch_size, args.batches))
             for workers in rates:

@@ -33,6 +33,7 @@ def make_part(path: Path, rows: int, seed: int = 0) -> None:
     """A part whose images cycle through 4,096 CIFAR-like ones (smooth + noise: they PNG-encode like real
     32x32 images, which matters for the import timing; reading speed does not depend on content)."""
     from bench_shards import cifar_like_images
+
     from cifar5m.npz import write_npz_part
 
     rng = np.random.default_rng(seed)

@@ -55,8 +55,8 @@ class Ours:
         from train.core.augment import TrainAugment
         from train.core.ddp import Dist
         from train.core.samplers import Ledger, RealSampler
-        from train.data.sources import MemorySource
         from train.data.datasets import TrainStore
+        from train.data.sources import MemorySource
 
         arrays = shards.load_split(root, "train", progress=False)
         sampler = RealSampler(len(arrays.labels), len(arrays.labels), seed=0)
@@ -106,7 +106,7 @@ def data_rates(pipelines: list, counts: list[int], rounds: int) -> list[float]:
     interleaving exposes every pipeline to the same background load)."""
     for batches in pipelines:
         next(batches)  # start-up (workers, first epoch) is not throughput
-    rates = [[] for _ in pipelines]
+    rates: list[list[float]] = [[] for _ in pipelines]
     for _ in range(rounds):
         for batches, count, out in zip(pipelines, counts, rates):
             start = time.perf_counter()

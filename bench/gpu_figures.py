@@ -33,9 +33,9 @@ import threading
 import time
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 
 from shards.jsonio import read_json
-from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -148,7 +148,7 @@ def train_rows(results: dict) -> list[str]:
     return rows
 
 
-def sampler_rows(results: dict) -> tuple[list[str], float | None]:
+def sampler_rows(results: dict) -> tuple[list[str], tuple[str, float] | None]:
     rows = []
     for name, r in results.get("unet", {}).items():
         rows.append(f"| UNet (DDPM CIFAR-10), {name} | {r['evals_per_s']:,.0f} evals/s "

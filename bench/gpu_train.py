@@ -36,20 +36,21 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from bench_train import PILDataset  # the same reference pipeline as the CPU benchmark (bench/ is on sys.path)
+
 from shards.jsonio import write_text_atomic
 from train.core.config import RunConfig
-from train.data.datasets import TrainStore
 from train.core.ddp import Dist
+from train.core.samplers import IdealSampler, RealSampler
+from train.data.datasets import TrainStore
+from train.data.sources import MemorySource, RunData
 from train.run.loop import Trainer, run_training
 from train.run.packed import PackedTrainer
-from train.core.samplers import IdealSampler, RealSampler
-from train.data.sources import MemorySource, RunData
 
 GFLOP_PER_IMAGE = 3.33
 RESULTS: dict[str, dict] = {}
@@ -175,7 +176,7 @@ def part_worlds(args, device) -> None:
     images, labels = synthetic_pool(args.ideal_pool, device, seed=1)
     out = {}
     n = min(50_000, args.ideal_pool // 2)
-    worlds = [(f"real n={n:,}, GPU", RealSampler(args.ideal_pool, n, 0), images, labels),
+    worlds: list[tuple[str, RealSampler | IdealSampler, torch.Tensor, torch.Tensor]] = [(f"real n={n:,}, GPU", RealSampler(args.ideal_pool, n, 0), images, labels),
               (f"ideal {args.ideal_pool:,} pool, GPU", IdealSampler(args.ideal_pool, 0), images, labels)]
     host = min(args.ideal_pool, args.pinned_pool)
     if device.type == "cuda":
@@ -242,6 +243,8 @@ def pack_of(args, device, images, labels, runs: int, batch: int, compile_mode: s
     """`runs` ResNet-18 runs (seeds 0.., Real n=50K and Ideal in turn) on one pool, packed as one model."""
     lanes = []
     for k in range(runs):
+        sampler: RealSampler | IdealSampler
+        world: dict[str, Any]
         if k % 2:
             sampler, world = IdealSampler(len(labels), k), dict(mode="ideal", n=None)
         else:
@@ -251,7 +254,8 @@ def pack_of(args, device, images, labels, runs: int, batch: int, compile_mode: s
         lanes.append(Trainer(cfg, Dist(), device, False, data=run_data(sampler, images, labels, cfg, device)))
     packed = PackedTrainer(lanes, progress=False)
     if compile_mode:  # "reduce-overhead" captures the compiled forward/backward in CUDA graphs
-        packed.wrapped = torch.compile(packed.model, mode=None if compile_mode == "default" else compile_mode)
+        mode = None if compile_mode == "default" else compile_mode
+        packed.wrapped = cast(torch.nn.Module, torch.compile(packed.model, mode=mode))
     return packed
 
 

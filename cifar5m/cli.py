@@ -15,14 +15,22 @@ import argparse
 import json
 
 from cifar5m import convert_ddpm, npz, report
-from cifar5m.config import (COMPILE_MODES, DEFAULT_MODEL, DTYPES, PRESETS, GenerateConfig, parse_class_names,
-                            parse_shard_range)
+from cifar5m.config import (
+    COMPILE_MODES,
+    DEFAULT_MODEL,
+    DTYPES,
+    PRESETS,
+    GenerateConfig,
+    parse_class_names,
+    parse_shard_range,
+)
 from cifar5m.generate import plan_run
+from cifar5m.labeler_eval import describe as describe_accuracy
+from cifar5m.labeler_eval import measured_plan
 from cifar5m.progress import run_with_bar
 from cifar5m.runners.inprocess import run_local
 from cifar5m.runners.processes import run_processes, worker_devices
 from cifar5m.runners.ray import connect, run_ray
-from cifar5m.labeler_eval import describe as describe_accuracy, measured_plan
 from cifar5m.sample import resolve_device
 from shards.entry import run_cli
 

@@ -87,7 +87,7 @@ class GenerateConfig:
     def preset(self) -> SamplerPreset:
         return PRESETS[self.sampler]
 
-    def validate(self) -> "GenerateConfig":
+    def validate(self) -> GenerateConfig:
         """Check every setting that needs no model; return the config with defaults filled in."""
         if self.sampler not in PRESETS:
             raise Cifar5mError(f"--sampler {self.sampler!r}: unknown; choose one of {', '.join(PRESETS)}")
@@ -135,7 +135,7 @@ class GenerateConfig:
                                "leave --device at auto")
         return self
 
-    def with_model_steps(self, train_steps: int) -> "GenerateConfig":
+    def with_model_steps(self, train_steps: int) -> GenerateConfig:
         """Fill in the preset's step count: ddpm takes every training timestep, the others their default."""
         if self.steps is not None:
             return self

@@ -35,12 +35,16 @@ CONFIDENCE_BINS = 20  # histogram of max_prob over [0, 1] kept per shard, summed
 # each core its own process (cifar5m/runners/processes.py says why that is faster on a shared machine).
 CPU_THREADS = 1
 
-class Progress(Protocol):
+class Counter(Protocol):
+    """What a shard maker reports images to (a worker process forwards them to its parent)."""
+
+    def update(self, n: int) -> None: ...
+
+
+class Progress(Counter, Protocol):
     """What runners report to: the CLI's progress bar, or nothing."""
 
     def start(self, total: int) -> None: ...
-
-    def update(self, n: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class RunPlan:
         config["labeler"]["accuracy"] = self.labeler_accuracy
         return config
 
-    def writer(self):
+    def writer(self) -> DatasetWriter:
         return DatasetWriter(self.cfg.out_dir, self.dataset_config(), list(self.class_names), self.cfg.splits(),
                              self.cfg.samples_per_shard, image_ext="png", card=self.card(),
                              overwrite=self.cfg.overwrite)
@@ -104,7 +108,7 @@ def plan_run(cfg: GenerateConfig, device_type: str) -> RunPlan:
 class ShardMaker:
     """Holds the sampler and the labeler on one device and makes whole shards."""
 
-    def __init__(self, plan: RunPlan, device: str = "auto", writer=None):
+    def __init__(self, plan: RunPlan, device: str = "auto", writer: DatasetWriter | None = None):
         cfg = self.cfg = plan.cfg
         self.plan = plan
         self.device = resolve_device(device)
@@ -117,7 +121,7 @@ class ShardMaker:
         log.info("models loaded on %s (%s): images %s, labeler input %s", self.device, plan.dtype,
                  "x".join(map(str, self.sampler.image_shape)), self.labeler.input_size)
 
-    def make_samples(self, spec, progress: Progress | None = None) -> tuple[list[dict], dict]:
+    def make_samples(self, spec, progress: Counter | None = None) -> tuple[list[dict], dict]:
         """The samples of one shard, in index order, and the shard's summary numbers."""
         samples, timing = [], {"sample_s": 0.0, "label_s": 0.0}
         for first in range(spec.first_index, spec.first_index + spec.count, self.cfg.batch_size):
@@ -135,7 +139,7 @@ class ShardMaker:
                 progress.update(len(seeds))
         return samples, shard_extra(samples, timing, str(self.device), self.cfg.batch_size)
 
-    def run_shard(self, spec, progress: Progress | None = None) -> dict:
+    def run_shard(self, spec, progress: Counter | None = None) -> ShardStats:
         samples, extra = self.make_samples(spec, progress)
         return self.writer.write_shard(spec, samples, extra)
 

@@ -21,7 +21,7 @@ import numpy as np
 from cifar5m.errors import Cifar5mError
 from cifar5m.label import Labeler, create_labeler_model
 from cifar5m.sample import TORCH_DTYPES, resolve_device
-from shards import iter_samples, load_manifest, resolve_dataset
+from shards import Manifest, iter_samples, load_manifest, resolve_dataset
 from shards.jsonio import read_json
 
 NOT_MEASURED = "not measured"
@@ -52,7 +52,7 @@ def describe(record: dict | str) -> str:
     return f"{record['accuracy']:.2%} on {record['dataset']} {record['split']} ({record['samples']:,} images)"
 
 
-def eval_split(dataset: str, class_names: tuple[str, ...]) -> tuple[Path, str, object]:
+def eval_split(dataset: str, class_names: tuple[str, ...]) -> tuple[Path, str, Manifest]:
     """The evaluation set's folder, split ("test", else its only split) and manifest; class names must match."""
     root = resolve_dataset(dataset)
     manifest = load_manifest(root)
@@ -76,7 +76,8 @@ def measure_accuracy(labeler, dataset: str, class_names: tuple[str, ...], batch_
     root, split, manifest = eval_split(dataset, class_names)
     k = len(class_names)
     correct, total = np.zeros(k, np.int64), np.zeros(k, np.int64)
-    images, labels = [], []
+    images: list[np.ndarray] = []
+    labels: list[int] = []
 
     def flush():
         predicted = labeler(torch.from_numpy(np.stack(images))).argmax(dim=1).cpu().numpy()

@@ -21,12 +21,13 @@ import functools
 import os
 import struct
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Iterator
+from typing import IO
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class NpzPart:
         return len(self.labels)
 
 
-def _npy_header(stream, where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
+def _npy_header(stream, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     try:
         version = np.lib.format.read_magic(stream)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -118,7 +119,7 @@ def iter_rows(part: NpzPart, start: int, stop: int, chunk_rows: int = CHUNK_ROWS
     row_bytes = int(np.prod(IMAGE_SHAPE))
     with ExitStack() as stack:
         if part.x_offset is not None:
-            f = stack.enter_context(open(part.path, "rb"))
+            f: IO[bytes] = stack.enter_context(open(part.path, "rb"))
             f.seek(part.x_offset + start * row_bytes)
         else:
             f = stack.enter_context(stack.enter_context(zipfile.ZipFile(part.path)).open("X.npy"))

@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from cifar5m.errors import Cifar5mError
 from cifar5m.extras import collect_grid, plot_classes, plot_grid
 from cifar5m.sample import resolve_device
-from shards import iter_samples, load_manifest, resolve_dataset
+from shards import Manifest, iter_samples, load_manifest, resolve_dataset
 from shards.jsonio import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,15 @@ class SplitSample:
     max_prob: np.ndarray | None  # float (N,), None when the samples do not record it
 
 
-def read_split(dataset: str, split: str | None, limit: int) -> tuple[SplitSample, object, str]:
+def read_split(dataset: str, split: str | None, limit: int) -> tuple[SplitSample, Manifest, str]:
     """Up to `limit` samples of `split` (default: train, else the first split), in index order."""
     root = resolve_dataset(dataset)
     manifest = load_manifest(root)
     split = split or ("train" if "train" in manifest.splits else next(iter(manifest.splits)))
     if split not in manifest.splits:
         raise Cifar5mError(f"{dataset}: no split {split!r} (has {', '.join(manifest.splits)})")
-    images, labels, probs = [], [], []
+    images: list[np.ndarray] = []
+    labels, probs = [], []
     for _, image, cls, meta in iter_samples(root / f for f in manifest.splits[split].shard_files()):
         if len(images) == limit:
             break

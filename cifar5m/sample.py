@@ -18,7 +18,7 @@ measured by bench/gpu_sampler.py --compile-modes.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

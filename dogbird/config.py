@@ -28,7 +28,7 @@ class BuildConfig:
     allow_missing_classes: bool = False
     overwrite: bool = False
 
-    def validate(self) -> "BuildConfig":
+    def validate(self) -> BuildConfig:
         checks = [
             ("--size", self.size, self.size >= 0, ">= 0 (0 keeps the original size)"),
             ("--quality", self.quality, 1 <= self.quality <= 100, "in 1..100"),

@@ -38,9 +38,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1))
         return 0
     print(f"{root}: {size / 1e6:,.1f} MB on disk, {m.image_ext} images of shape {m.image_shape}")
-    for split, s in info["splits"].items():
-        print(f"  {split}: {s['samples']:,} samples in {s['shards']} shards")
-        for name, count in zip(m.class_names, s["label_histogram"]):
+    for split, s in m.splits.items():
+        print(f"  {split}: {s.count:,} samples in {len(s.shards)} shards")
+        for name, count in zip(m.class_names, s.label_histogram):
             print(f"    {name:>16}: {count:,}")
     return 0
 

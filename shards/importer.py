@@ -15,10 +15,11 @@ deterministic and resumable: complete shards are skipped (their rows are read bu
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

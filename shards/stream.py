@@ -10,7 +10,8 @@ shard. Fewer shards than ranks x workers would leave readers idle (and hang DDP)
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch

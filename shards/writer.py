@@ -19,6 +19,7 @@ the folder lock (`.shards/locks/folder.lock`) is shared by every driver and take
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,10 +27,10 @@ import os
 import re
 import shutil
 import socket
-import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,8 @@ from shards.card import write_card, write_timm_info
 from shards.codec import IMAGE_EXTS, encode_image, encode_json, json_schema
 from shards.diskspace import is_no_space, no_space_error
 from shards.errors import ShardsError
+from shards.jsonio import read_json, write_json_atomic
+from shards.lock import hold_lock, release_lock
 from shards.manifest import (
     FORMAT_VERSION,
     MANIFEST,
@@ -45,8 +48,6 @@ from shards.manifest import (
     SplitInfo,
     config_hash,
 )
-from shards.jsonio import read_json, write_json_atomic
-from shards.lock import hold_lock, release_lock
 from shards.naming import sample_key, shard_relpath, shard_stem, validate_name
 from shards.tario import tar_end, tar_member
 from shards.version import __version__
@@ -84,7 +85,7 @@ class ShardStats(ShardEntry):
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ShardStats":
+    def from_dict(cls, data: dict[str, Any]) -> ShardStats:
         return cls(**data)
 
     def entry(self) -> ShardEntry:

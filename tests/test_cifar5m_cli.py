@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import make_tiny_labeler
 
 from cifar5m.cli import main
-from conftest import make_tiny_labeler
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -56,7 +56,7 @@ def test_manifest_counts_and_schema(dataset):
 
 def test_json_fields_follow_from_seed_split_index(dataset):
     for split, shard in [("train", "train-000003"), ("test", "test-000001")]:
-        for key, image, cls, meta in iter_samples([dataset / "data" / f"{shard}.tar"]):
+        for key, _, cls, meta in iter_samples([dataset / "data" / f"{shard}.tar"]):
             assert meta["index"] == int(key)
             assert meta["seed"] == derive_seed(0, split, int(key))
             assert len(meta["probs"]) == 10 and meta["max_prob"] == max(meta["probs"])

@@ -11,11 +11,20 @@ import threading
 from pathlib import Path
 
 import pytest
+from dogbird_fixtures import (
+    BIRDS,
+    DOGS,
+    TRUNCATED,
+    dogbird_counts,
+    fake_imagenet,
+    shard_hashes,
+    write_folder,
+    write_parquet,
+    write_wds,
+)
+from hub_server import FakeHub
 
 from dogbird.cli import main
-from dogbird_fixtures import (BIRDS, DOGS, TRUNCATED, dogbird_counts, fake_imagenet, shard_hashes, write_folder,
-                              write_parquet, write_wds)
-from hub_server import FakeHub
 from shards import iter_samples, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +69,7 @@ def test_labels_counts_skips_and_no_leaks(reference, images):
         ("test", TRUNCATED["test"], f"val/{BIRDS[1]}/{TRUNCATED['test']}.JPEG"),
         ("train", TRUNCATED["train"], f"train/{BIRDS[1]}/{TRUNCATED['train']}.JPEG")]
     assert all("Truncated" in s["reason"] or "truncated" in s["reason"] for s in manifest.skipped)
-    for split, info in manifest.splits.items():
+    for info in manifest.splits.values():
         samples = list(iter_samples([reference / f for f in info.shard_files()]))
         assert [key for key, *_ in samples] == [f"{i:09d}" for i in range(info.count)]
         for _, image, cls, meta in samples:

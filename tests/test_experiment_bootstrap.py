@@ -3,13 +3,12 @@ import json
 
 import numpy as np
 import pytest
+from train_fixtures import build_protos, tiny_cfg
 
 from train.__main__ import main
-from train_fixtures import build_protos, tiny_cfg
 from train.errors import TrainError
 from train.experiments.bootstrap import bootstrap
 from train.reporting.results import load_run
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

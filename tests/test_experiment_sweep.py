@@ -2,13 +2,12 @@
 import json
 
 import pytest
+from train_fixtures import build_protos, tiny_cfg
 
 from train.__main__ import main
 from train.errors import TrainError
 from train.experiments.sweep import plan_sweep, sweep
 from train.reporting.results import load_run
-from train_fixtures import build_protos, tiny_cfg
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 

@@ -10,11 +10,11 @@ import sys
 from collections import namedtuple
 
 import pytest
+from shards_fixtures import build, index_samples, make_writer
 
 import shards.diskspace
 import shards.writer
 from shards import ShardsError, load_manifest, load_split
-from shards_fixtures import build, index_samples, make_writer
 
 MESSAGE = re.compile(r"no space left on (.+): free ([\d,]+) MB and re-run; committed shards are kept")
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
-
 from hub_server import FakeHub
+from shards_fixtures import build, index_samples, make_writer
+
 from shards import ShardsError
 from shards.cli import main
 from shards.remote import publish
-from shards_fixtures import build, index_samples, make_writer
 
 ROOT = Path(__file__).resolve().parents[1]
 LAST = ["_info.json", "README.md", "manifest.json"]

@@ -6,10 +6,10 @@ import threading
 import numpy as np
 import pytest
 import torch
+from shards_fixtures import build, index_image, label_of
 from torch.utils.data import DataLoader
 
 from shards import ShardsError, StreamingBatches, load_manifest, load_split, resolve_dataset
-from shards_fixtures import build, index_image, label_of
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,9 @@ def test_decoded_cache_round_trip_and_reuse(dataset, tmp_path):
 def test_cache_is_keyed_by_shard_hashes(tmp_path):
     root = build(tmp_path / "ds", train=100, test=10)
     first = load_split(root, "train", cache_dir=tmp_path / "c", progress=False)
-    from shards import DatasetWriter
     from shards_fixtures import CLASSES
+
+    from shards import DatasetWriter
 
     writer = DatasetWriter(root, {"kind": "zeros"}, CLASSES, {"train": 100, "test": 10}, 100, overwrite=True)
     writer.prepare()

@@ -11,8 +11,8 @@ import pytest
 from train.cli.flags import add_run_flags, config_from_args
 from train.cli.parser import build_parser
 from train.core.config import PRESETS, RunConfig, config_hash, parse_extra_test, validate
-from train.errors import TrainError
 from train.core.schedule import lr_at, parse_eval_schedule
+from train.errors import TrainError
 
 
 def _args(*flags: str) -> argparse.Namespace:

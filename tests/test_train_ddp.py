@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_fixtures import build_dataset, run_torchrun
 
 from train.core.config import RunConfig
 from train.run.loop import run_training
-from train_fixtures import build_dataset, run_torchrun
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]

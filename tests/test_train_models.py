@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import subprocess
 import sys
-import math
 
 import pytest
 import torch

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+from train_fixtures import build_dataset, build_protos, run_torchrun, tiny_cfg
 
 from train.__main__ import main
 from train.core.config import RunConfig
@@ -26,7 +27,6 @@ from train.run import packed as packed_mod
 from train.run import runfolder
 from train.run.loop import run_training
 from train.run.packed import plan_packs, run_packed
-from train_fixtures import build_dataset, build_protos, run_torchrun, tiny_cfg
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 TOL = 1e-5

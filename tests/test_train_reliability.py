@@ -18,14 +18,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_fixtures import build_dataset, copy_dataset, killed_run
 
 from shards.tario import tar_end, tar_member
 from train.core.config import RunConfig
 from train.errors import TrainError
-from train.run import loop
-from train.run import runfolder
+from train.run import loop, runfolder
 from train.run.loop import run_training
-from train_fixtures import build_dataset, copy_dataset, killed_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,6 @@ reports), `experiments` (bootstrap, sweep) and
 Torch is imported only by the modules that need it, so `import train` stays fast.
 """
 from shards.version import __version__  # noqa: F401 (re-exported: one version for the whole toolkit)
-
 from train.core.config import RunConfig
 from train.errors import TrainError
 

@@ -24,6 +24,7 @@ import torch
 from cifar5m.errors import Cifar5mError
 from cifar5m.generate import CPU_THREADS, Progress, RunPlan, RunResult, ShardMaker, run_pending
 from cifar5m.sample import resolve_device
+from shards import ShardStats
 
 _maker = None  # the worker process's ShardMaker
 _updates = None  # the queue its pid and batch counts go to
@@ -60,7 +61,7 @@ class _QueueProgress:
         _updates.put(("images", n))
 
 
-def _run_shard(spec) -> dict:
+def _run_shard(spec) -> ShardStats:
     return _maker.run_shard(spec, _QueueProgress())
 
 
@@ -87,7 +88,7 @@ def run_processes(plan: RunPlan, workers: int, progress: Progress | None = None)
 
 def _make_all(plan: RunPlan, specs: list, devices: list[str], result: RunResult, progress: Progress | None) -> None:
     context = multiprocessing.get_context("spawn")  # fork would copy this process's torch thread pools (and CUDA)
-    updates, pids, device_queue = context.Queue(), set(), context.Queue()
+    updates, pids, device_queue = context.Queue(), set[int](), context.Queue()
     for device in devices:
         device_queue.put(device)
     pool = ProcessPoolExecutor(max_workers=min(len(devices), len(specs)), mp_context=context,

@@ -17,6 +17,7 @@ import logging
 import torch
 
 from cifar5m.generate import CPU_THREADS, Progress, RunPlan, RunResult, ShardMaker, run_pending
+from shards import ShardStats
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class ShardActor:
             torch.set_num_threads(CPU_THREADS)  # one CPU slot per actor, the same arithmetic as every runner
         self.maker = ShardMaker(plan, "auto")
 
-    def run_shard(self, spec) -> dict:
+    def run_shard(self, spec) -> ShardStats:
         return self.maker.run_shard(spec)
 
 

@@ -31,7 +31,7 @@ def _int_list(text: str) -> list[int]:
     try:
         values = [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give integers separated by commas, e.g. 5000,10000")
+        raise argparse.ArgumentTypeError(f"{text!r}: give integers separated by commas, e.g. 5000,10000") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give one or more sizes >= 1, e.g. 5000,10000")
     return values
@@ -41,7 +41,7 @@ def _float_list(text: str) -> list[float]:
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas, e.g. 0.1,0.05")
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas, e.g. 0.1,0.05") from None
     if not values or min(values) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: give one or more learning rates > 0, e.g. 0.1,0.05")
     return values

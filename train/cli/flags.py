@@ -10,8 +10,17 @@ import dataclasses
 import os
 
 from shards.entry import RUNS_ROOT
-from train.core.config import AUGS, DATA_PATHS, MODES, OPTIMIZERS, PRECISIONS, PRESETS, SCHEDULES, RunConfig, \
-    apply_preset
+from train.core.config import (
+    AUGS,
+    DATA_PATHS,
+    MODES,
+    OPTIMIZERS,
+    PRECISIONS,
+    PRESETS,
+    SCHEDULES,
+    RunConfig,
+    apply_preset,
+)
 
 
 def _floats(text: str) -> tuple[float, ...]:

@@ -102,7 +102,7 @@ def _check_classes(model: torch.nn.Module, class_names: list[str], location: str
     if model.num_classes != len(class_names):
         raise TrainError(f"{location}: {len(class_names)} classes ({', '.join(class_names[:10])}), the model has "
                          f"{model.num_classes} outputs; evaluate it on a dataset with its classes")
-    names = model.pretrained_cfg.get("label_names")
+    names = getattr(model, "pretrained_cfg", {}).get("label_names")
     if names and list(names) != list(class_names):
         raise TrainError(f"{location}: class names {list(class_names)[:10]} differ from the model's label_names "
                          f"{list(names)[:10]}; the labels would not mean the same classes")

@@ -20,8 +20,15 @@ from shards.jsonio import write_text_atomic
 from train.reporting.experiment_file import REPORT, read_experiment, write_results
 from train.reporting.formatting import fmt, fmt_gap, fmt_int, ledger_table, runs_table
 from train.reporting.plots import EXTRA_COLORS, IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
-from train.reporting.results import METRIC_NAMES, METRICS, RunRecord, config_differences, json_safe, load_run, \
-    seed_curves
+from train.reporting.results import (
+    METRIC_NAMES,
+    METRICS,
+    RunRecord,
+    config_differences,
+    json_safe,
+    load_run,
+    seed_curves,
+)
 from train.reporting.statistics import SeedCurves, pm, seed_statistics, verdict
 
 

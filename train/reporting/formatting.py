@@ -9,6 +9,7 @@ from pathlib import Path
 
 from train.reporting.results import RunRecord
 
+
 def fmt(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"

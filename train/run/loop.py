@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -193,12 +193,14 @@ class Trainer:
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg, params = self.cfg, self.model.parameters()
-        fused = {"fused": True} if self.device.type == "cuda" else {}
+        fused: dict[str, Any] = {"fused": True} if self.device.type == "cuda" else {}
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                    nesterov=cfg.nesterov, **fused)
-        cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        adams = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+        if cfg.optimizer not in adams:
+            raise TrainError(f"--optimizer {cfg.optimizer}: must be one of sgd, {', '.join(adams)}")
+        return adams[cfg.optimizer](params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
 
     def _restore(self) -> None:
         state = runfolder.load_checkpoint(self.cfg.out_dir)
@@ -307,7 +309,7 @@ class Trainer:
         if self.dist.active:
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        return torch.compile(model) if self.cfg.compile else model
+        return cast(torch.nn.Module, torch.compile(model)) if self.cfg.compile else model
 
     def _log_row(self, bar) -> bool:
         """Evaluate now, write the row; True when the run should stop here (fitted, --stop-at-fit)."""
@@ -362,7 +364,7 @@ class Trainer:
     def _finish(self, stopped: bool) -> dict:
         cfg = self.cfg
         fit = fit_step(self.rows, cfg.fit_threshold)
-        summary = {
+        summary: dict[str, Any] = {
             "mode": cfg.mode, "n": cfg.n if cfg.mode == "real" else None, "steps": cfg.steps,
             "steps_done": self.step, "batch_size": cfg.batch_size, "model": cfg.model, "seed": cfg.seed,
             "data": cfg.data, "fit_threshold": cfg.fit_threshold, "fit_step": fit,

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 from itertools import groupby
+from typing import cast
 
 import torch
 from tqdm.auto import tqdm
@@ -165,7 +166,7 @@ class PackedTrainer:
             self.wrapped = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if cfg.compile:
-            self.wrapped = torch.compile(self.wrapped)
+            self.wrapped = cast(torch.nn.Module, torch.compile(self.wrapped))
         self.wrapped.train()
 
     def _sync_lanes(self) -> None:

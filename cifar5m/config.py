@@ -24,6 +24,7 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 # Version of the per-image noise scheme (cifar5m/noise.py): part of the dataset identity.
 NOISE_SCHEME = "lowbias32x2-erfinv-v1"
 DTYPES = ("auto", "fp32", "bf16", "fp16")
+CONFIDENCE_BINS = 20  # histogram of max_prob over [0, 1] kept per shard, summed for the report
 # torch.compile's modes (pytorch.org/docs/stable/generated/torch.compile.html); "reduce-overhead" and
 # "max-autotune" replay the UNet as CUDA graphs.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

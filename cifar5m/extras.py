@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar5m.generate import CONFIDENCE_BINS
+from cifar5m.config import CONFIDENCE_BINS
 from shards import Manifest, ShardStats
+from shards.jsonio import write_text_atomic
 from shards.read import iter_samples
 
 GRID_PER_CLASS = 10
@@ -113,7 +114,7 @@ def write_extras(root: str | Path, manifest: Manifest, stats: list[ShardStats]) 
     out = root / "extras"
     out.mkdir(exist_ok=True)
     numbers = dataset_numbers(manifest, stats)
-    (out / "summary.json").write_text(json.dumps(numbers, indent=1) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(numbers, indent=1) + "\n")
     plot_grid(collect_grid(root, manifest), manifest.class_names, out / "samples_per_class.png")
     plot_classes(numbers, out / "class_histogram.png")
     _plot_confidence(numbers, out / "confidence_histogram.png")

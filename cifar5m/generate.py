@@ -19,16 +19,17 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from cifar5m.config import CIFAR10_CLASSES, DEFAULT_MODEL, GenerateConfig
+from cifar5m.config import CIFAR10_CLASSES, CONFIDENCE_BINS, DEFAULT_MODEL, GenerateConfig
+from cifar5m.errors import Cifar5mError
 from cifar5m.label import Labeler, LabelerInfo, check_head, create_labeler_model, read_labeler_info
 from cifar5m.labeler_eval import describe as describe_accuracy
 from cifar5m.models import PipelineInfo, check_sampler, load_unet, resolve_pipeline
-from cifar5m.sample import TORCH_DTYPES, Sampler, resolve_device, resolve_dtype
+from cifar5m.sample import TORCH_DTYPES, Sampler, resolve_dtype
 from shards import CardInfo, DatasetWriter, ShardStats, derive_seed
+from shards.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
-CONFIDENCE_BINS = 20  # histogram of max_prob over [0, 1] kept per shard, summed for the report
 # Torch intra-op threads of every CPU generation, whatever the runner. CPU kernels split their sums by
 # thread, so the float rounding (and a pixel here and there) depends on the thread count: one fixed count
 # makes in-process, --workers and Ray runs byte-identical. 1 because the local-process runner gives
@@ -111,7 +112,7 @@ class ShardMaker:
     def __init__(self, plan: RunPlan, device: str = "auto", writer: DatasetWriter | None = None):
         cfg = self.cfg = plan.cfg
         self.plan = plan
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, Cifar5mError)
         self.sampler = Sampler(load_unet(plan.pipeline), plan.pipeline.scheduler_config, cfg.sampler, cfg.steps,
                                self.device, plan.dtype, cfg.compile, cfg.compile_mode)
         model = create_labeler_model(plan.labeler, len(plan.class_names))

@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 
 from cifar5m.errors import Cifar5mError
-from shards.errors import ShardsError
 from shards.jsonio import read_json_object
 
 LUMA = (0.299, 0.587, 0.114)
@@ -81,11 +80,8 @@ def _hub_config(repo_id: str) -> Path:
 
 
 def _read_config(path: Path) -> dict:
-    try:
-        return read_json_object(path, fix="re-download or re-save the labeler", expected="an object of settings "
-                                "(timm writes one with architecture and num_classes)")
-    except ShardsError as exc:
-        raise Cifar5mError(str(exc)) from None
+    return read_json_object(path, fix="re-download or re-save the labeler", expected="an object of settings "
+                            "(timm writes one with architecture and num_classes)")
 
 
 def _info_from_config(spec: str, checkpoint: str | None, config: dict) -> LabelerInfo:

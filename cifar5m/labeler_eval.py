@@ -20,9 +20,10 @@ import numpy as np
 
 from cifar5m.errors import Cifar5mError
 from cifar5m.label import Labeler, create_labeler_model
-from cifar5m.sample import TORCH_DTYPES, resolve_device
+from cifar5m.sample import TORCH_DTYPES
 from shards import Manifest, iter_samples, load_manifest, resolve_dataset
 from shards.jsonio import read_json
+from shards.runtime import resolve_device
 
 NOT_MEASURED = "not measured"
 
@@ -126,7 +127,7 @@ def measured_plan(plan, device: str, progress=None):
     if record is None:
         eval_split(cfg.labeler_eval, plan.class_names)  # fail on a wrong set before loading any weights
         model = create_labeler_model(plan.labeler, len(plan.class_names))
-        labeler = Labeler(model, resolve_device(device), TORCH_DTYPES[plan.dtype])
+        labeler = Labeler(model, resolve_device(device, Cifar5mError), TORCH_DTYPES[plan.dtype])
         record = measure_accuracy(labeler, cfg.labeler_eval, plan.class_names, progress=progress).record()
     check_minimum(record, cfg.min_labeler_accuracy, plan.labeler.spec)
     return dataclasses.replace(plan, labeler_accuracy=record)

@@ -31,12 +31,6 @@ TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.flo
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def resolve_dtype(dtype: str, device_type: str) -> str:
     """`auto` is bf16 on CUDA (the UNet is compute-bound there) and fp32 elsewhere."""
     if dtype != "auto":

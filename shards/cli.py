@@ -5,11 +5,14 @@ import argparse
 import json
 from pathlib import Path
 
+from shards.cliargs import add_out, add_overwrite, add_samples_per_shard, root_parser
 from shards.entry import run_cli
-from shards.importer import import_dataset, open_source
+from shards.importer import SAMPLES_PER_SHARD, import_dataset, open_source
 from shards.manifest import load_manifest
 from shards.remote import hub_dataset_url, loading_snippets, publish, resolve_dataset, upload_plan
 from shards.verify import verify_dataset
+
+DESCRIPTION = "Check, describe, download, publish and import datasets in the toolkit's shard format."
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -64,7 +67,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         print(f"\n--- {card} (the dataset card) ---")
         print(card.read_text() if card.is_file() else "(none: the dataset has no README.md)")
         return 0
-    url = publish(root, args.repo, private=args.private, revision=args.revision, force=args.force)
+    url = publish(root, args.repo, private=args.private, revision=args.revision, force=args.overwrite)
     print(f"published: {url}")
     print("load it with:")
     for line in loading_snippets(args.repo, split, args.revision):
@@ -79,7 +82,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     print(f"{args.source}: image column {src.image_column!r}, label column {src.label_column!r}, "
           f"{len(src.class_names)} classes; " + ", ".join(f"{s} {n:,}" for s, n in src.counts.items()))
     with tqdm(total=sum(src.counts.values()), unit="img", desc="import", dynamic_ncols=True) as bar:
-        manifest = import_dataset(src, args.out, args.shard_size, args.image_ext, args.overwrite, bar)
+        manifest = import_dataset(src, args.out, args.samples_per_shard, args.image_ext, args.overwrite, bar)
     print(f"complete: {args.out}/manifest.json, " + ", ".join(f"{s} {i.count:,}" for s, i in manifest.splits.items())
           + f"; check it with `python -m shards verify {args.out}`")
     return 0
@@ -90,7 +93,7 @@ def _csv(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m shards", description=__doc__)
+    parser = root_parser("shards", DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("verify", help="re-hash, count and decode every shard against the manifest")
     p.add_argument("dir", help="dataset folder, http(s):// URL or hf://datasets/ORG/NAME[@REV]")
@@ -109,18 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true")
     p.add_argument("--revision", default=None, help="branch to push to (default: main)")
     p.add_argument("--dry-run", action="store_true", help="print the upload plan and the card; upload nothing")
-    p.add_argument("--force", action="store_true", help="replace a repo that holds another dataset of ours")
+    add_overwrite(p, "a repo that holds another dataset of ours")
     p.set_defaults(func=cmd_publish)
     p = sub.add_parser("import", help="a labelled image dataset (Hub id, parquet folder, SPLIT/CLASS/ image folder) "
                        "-> our shards")
     p.add_argument("source", help="Hub dataset id (ORG/NAME, streamed), a parquet folder, or an image folder")
-    p.add_argument("--out", required=True, help="output dataset folder (created; resumed if it holds this import)")
+    add_out(p, "output dataset folder (created; resumed if it holds this import)")
     p.add_argument("--image-column", help="image column (default: the one Image feature)")
     p.add_argument("--label-column", help="label column (default: the one ClassLabel feature)")
     p.add_argument("--splits", type=_csv, help="comma-separated splits to import (default: all)")
-    p.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
+    add_samples_per_shard(p, SAMPLES_PER_SHARD)
     p.add_argument("--image-ext", default="png", choices=["png", "jpg"], help="stored image format (default png)")
-    p.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
+    add_overwrite(p, "a dataset of another config in --out")
     p.set_defaults(func=cmd_import)
     return parser
 

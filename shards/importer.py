@@ -30,6 +30,8 @@ from shards.writer import DatasetWriter
 
 log = logging.getLogger(__name__)
 
+SAMPLES_PER_SHARD = 10_000
+
 
 @dataclass(frozen=True)
 class ImportSource:
@@ -143,7 +145,7 @@ def import_config(src: ImportSource, image_ext: str) -> dict[str, Any]:
             "label_column": src.label_column, "image_ext": image_ext}
 
 
-def import_dataset(src: ImportSource, out_dir: str | Path, samples_per_shard: int = 10_000,
+def import_dataset(src: ImportSource, out_dir: str | Path, samples_per_shard: int = SAMPLES_PER_SHARD,
                    image_ext: str = "png", overwrite: bool = False, progress=None):
     """Write every split of `src` into `out_dir` (resumable); return the manifest."""
     card = CardInfo(pretty_name=f"{src.source} (imported)", annotations_creators=("found",),

@@ -142,7 +142,7 @@ def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revisi
         if not force:
             raise ShardsError(
                 f"{repo_id}: already holds another dataset (config hash {remote.config_hash[:12]}..., yours "
-                f"{local.config_hash[:12]}...); publish to another repo, or pass --force to replace it")
+                f"{local.config_hash[:12]}...); publish to another repo, or pass --overwrite to replace it")
         ours = {e.file for s in local.splits.values() for e in s.shards}
         stale = sorted({e.file for s in remote.splits.values() for e in s.shards} - ours)
     plan = upload_plan(root)

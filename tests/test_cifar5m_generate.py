@@ -160,7 +160,7 @@ def test_workers_write_the_bytes_of_one_process(dataset, tmp_path, tiny_pipeline
     (("--workers", "0"), "--workers=0: must be >= 1"),
     (("--workers", "2", "--ray"), "--workers 2 with --ray: Ray starts its own workers"),
     (("--workers", "2", "--device", "cuda:1"), "--device cuda:1 with --workers 2: worker i uses cuda:i"),
-    pytest.param(("--workers", "2", "--device", "cuda"), "--workers 2: only 0 CUDA devices are visible",
+    pytest.param(("--workers", "2", "--device", "cuda"), "--device=cuda: no CUDA device here; use --device cpu or auto",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
 ])
 def test_bad_workers_are_refused_before_anything_is_written(tmp_path, tiny_pipeline, tiny_labeler, capsys, extra,

@@ -78,7 +78,7 @@ def test_another_dataset_in_the_repo_is_refused_unless_forced(dataset, hub, tmp_
     hub.add("me/index-images", tmp_path / "other")
     with pytest.raises(ShardsError, match=r"me/index-images: already holds another dataset \(config hash "
                                           r"[0-9a-f]{12}\.\.\., yours [0-9a-f]{12}\.\.\.\); publish to another "
-                                          "repo, or pass --force to replace it"):
+                                          "repo, or pass --overwrite to replace it"):
         publish(dataset, "me/index-images")
     assert FakeApi.calls == []
     publish(dataset, "me/index-images", force=True)

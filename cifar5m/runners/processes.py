@@ -23,8 +23,8 @@ import torch
 
 from cifar5m.errors import Cifar5mError
 from cifar5m.generate import CPU_THREADS, Progress, RunPlan, RunResult, ShardMaker, run_pending
-from cifar5m.sample import resolve_device
 from shards import ShardStats
+from shards.runtime import resolve_device
 
 _maker = None  # the worker process's ShardMaker
 _updates = None  # the queue its pid and batch counts go to
@@ -32,12 +32,12 @@ _updates = None  # the queue its pid and batch counts go to
 
 def worker_devices(device: str, workers: int) -> list[str]:
     """The device of each worker: all 'cpu', or cuda:0..N-1 (checked against the visible GPUs)."""
-    resolved = resolve_device(device)
-    if resolved.type == "cpu" or workers == 1:
-        return [str(resolved)] * workers
-    if resolved.type != "cuda" or resolved.index is not None:
+    if workers > 1 and device not in ("auto", "cpu", "cuda"):
         raise Cifar5mError(f"--device {device} with --workers {workers}: worker i uses cuda:i; pass --device "
                            "cuda (or auto), or --workers 1 to use that one device")
+    resolved = resolve_device(device, Cifar5mError)
+    if resolved.type == "cpu" or workers == 1:
+        return [str(resolved)] * workers
     count = torch.cuda.device_count()
     if workers > count:
         raise Cifar5mError(f"--workers {workers}: only {count} CUDA devices are visible and worker i uses cuda:i; "

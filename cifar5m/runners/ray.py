@@ -25,15 +25,6 @@ MAX_RESTARTS = 3  # per actor: a killed or crashed worker is replaced this many 
 MAX_TASK_RETRIES = 3  # per shard task, on actor death (not on errors raised by our code)
 
 
-def connect(address: str | None) -> str:
-    """Join (or start) the cluster; return 'cuda' when it has GPUs, else 'cpu'."""
-    import ray  # heavy and optional (the `ray` extra): only --ray runs load it
-
-    if not ray.is_initialized():
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=True)
-    return "cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu"
-
-
 class ShardActor:
     """A Ray actor (wrapped with ray.remote in `run_ray`) holding one ShardMaker on its device."""
 

@@ -18,7 +18,9 @@ import json
 import logging
 import os
 
+from shards.cliargs import add_overwrite, add_ray
 from shards.entry import RUNS_ROOT
+from shards.runtime import start_ray
 from train.cli.flags import add_control_flags, add_run_flags, config_from_args
 from train.errors import TrainError
 from train.experiments.common import folder_name
@@ -121,10 +123,9 @@ def add_experiment_commands(sub) -> None:
                       help="peak learning rates, comma-separated, e.g. 0.1,0.05 (default: the preset's or 0.1)")
     grid.add_argument("--seeds", type=_seeds, default=1, help="number of seeds: --seed, --seed+1, ... (default 1)")
     _add_pack_flag(grid)
-    grid.add_argument("--ray", action="store_true", help="spread the runs over a Ray cluster (RAY_ADDRESS, "
-                      "or a local one): one GPU per run when the cluster has GPUs, else one CPU")
+    add_ray(grid)  # one GPU per run when the cluster has GPUs, else one CPU
     control = sweep.add_argument_group("run control")
-    control.add_argument("--overwrite", action="store_true", help="start every run of the grid again")
+    add_overwrite(control, "every run of the grid: start them again")
     control.add_argument("--dry-run", action="store_true", help="print the runs of the grid and stop")
     control.add_argument("--no-progress", action="store_true", help="no progress bars")
     sweep.set_defaults(func=cmd_sweep)
@@ -175,7 +176,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for cfg in plan_sweep(base, args.n_list, models, seeds, lrs)[1]:
             print(json.dumps(cfg.to_dict()))
         return 0
-    headline = sweep(base, ns=args.n_list, models=models, seeds=seeds, lrs=lrs, use_ray=args.ray,
+    if args.ray:
+        start_ray(args.ray)  # join ADDRESS now; the sweep's tasks find the cluster joined
+    headline = sweep(base, ns=args.n_list, models=models, seeds=seeds, lrs=lrs, use_ray=args.ray is not None,
                      overwrite=args.overwrite, progress=not args.no_progress, pack=args.pack)
     if headline:
         print(format_headline(headline))

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import shards
 from train.data.datasets import cache_size, open_dataset, read_split
 from train.errors import TrainError
 
@@ -113,12 +112,9 @@ def evaluate_classifier(model: torch.nn.Module, data: str, split: str = "test", 
                         batch_size: int = 256, limit: int | None = None) -> EvalResult:
     """Accuracy, per-class accuracy and ECE of `model` on the first `limit` samples (all when None) of a split."""
     device = device or torch.device("cpu")
-    try:
-        ds = open_dataset(data)
-        prep = Preprocess(model, device)
-        images, labels = read_split(ds, split, cache_size(ds, prep.size[0]), limit, stream=False)
-    except shards.ShardsError as exc:
-        raise TrainError(str(exc)) from exc
+    ds = open_dataset(data)
+    prep = Preprocess(model, device)
+    images, labels = read_split(ds, split, cache_size(ds, prep.size[0]), limit, stream=False)
     names = ds.manifest.class_names
     _check_classes(model, names, ds.location)
     model = model.to(device).eval()

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import shards
+from shards.runtime import resolve_device
 from shards.urls import is_url
 from train.core import ddp
 from train.core.augment import EvalView, TrainAugment, mixup
@@ -102,17 +103,13 @@ def _wants_cuda(spec: str) -> bool:
 
 
 def _device(spec: str, dist: ddp.Dist) -> torch.device:
-    if not _wants_cuda(spec):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise TrainError(f"--device={spec}: no CUDA device here; use --device cpu or auto")
-    count = torch.cuda.device_count()
-    if ":" in spec and int(spec.split(":")[1]) >= count:
-        raise TrainError(f"--device={spec}: only {count} CUDA device(s) here (cuda:0..cuda:{count - 1}); "
-                         "pick one of them, or --device cuda")
+    """The run's device; under torchrun a CUDA run uses its local rank's GPU."""
+    device = resolve_device(spec, TrainError)
+    if device.type != "cuda":
+        return device
     if dist.active:
         return torch.device("cuda", dist.local_rank)
-    return torch.device(spec) if ":" in spec else torch.device("cuda", torch.cuda.current_device())
+    return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
 @dataclass

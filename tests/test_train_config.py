@@ -73,6 +73,19 @@ def test_validate_names_the_flag_and_rule(change, message):
     assert message in str(err.value)
 
 
+def test_a_saved_config_is_the_start_and_flags_override_it(tmp_path):
+    saved = config_from_args(_args("--preset", "paper-cifar5m", "--data", "d", "--n", "5000", "--out", "o"))
+    (tmp_path / "config.json").write_text(json.dumps(dataclasses.replace(saved, data_hashes=("abc",)).to_dict()))
+    assert config_from_args(_args("--config", str(tmp_path / "config.json"))) == saved  # the hashes are the run's
+    again = config_from_args(_args("--config", str(tmp_path), "--lr", "0.01", "--out", "o2"))  # a run folder
+    assert again == dataclasses.replace(saved, lr=0.01, out_dir="o2")
+    with pytest.raises(SystemExit):  # one starting point: a preset or a saved config
+        _args("--config", str(tmp_path), "--preset", "paper-cifar5m")
+    (tmp_path / "config.json").write_text(json.dumps({**saved.to_dict(), "colour": "red"}))
+    with pytest.raises(TrainError, match=r"config has unknown fields \['colour'\]"):
+        config_from_args(_args("--config", str(tmp_path)))
+
+
 def test_unknown_preset_lists_known():
     with pytest.raises(TrainError, match="paper-cifar5m") as err:
         config_from_args(argparse.Namespace(preset="nope", data="d"))

@@ -1,6 +1,6 @@
 """The trainer's flags, shared by `run`, `bootstrap` and `sweep`: `add_run_flags(parser)` adds every
 trainer setting, `add_control_flags(parser)` the run-folder controls, and `config_from_args(args,
-**overrides)` builds the RunConfig (defaults <- --preset <- explicit flags <- overrides). Every flag
+**overrides)` builds the RunConfig (defaults <- --preset or --config FILE <- explicit flags <- overrides). Every flag
 defaults to None here, so "not given" is distinguishable from a default value.
 """
 from __future__ import annotations
@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from pathlib import Path
+from typing import Any
 
 from shards.cliargs import add_overwrite
 from shards.entry import RUNS_ROOT
+from shards.jsonio import read_json_object
 from train.core.config import (
     AUGS,
     DATA_PATHS,
@@ -22,6 +25,7 @@ from train.core.config import (
     RunConfig,
     apply_preset,
 )
+from train.run import runfolder
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -115,8 +119,11 @@ def _add_eval_flags(g) -> None:
 
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """Every trainer setting as a flag (all default None), plus --preset."""
-    parser.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                        help="paper settings; explicit flags override them")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                       help="paper settings; explicit flags override them")
+    start.add_argument("--config", default=None, metavar="FILE",
+                       help="start from a saved config.json (or a run folder holding one); explicit flags override it")
     _add_data_flags(parser.add_argument_group("data"))
     _add_optim_flags(parser.add_argument_group("optimisation"))
     _add_model_flags(parser.add_argument_group("model and device"))
@@ -137,9 +144,19 @@ def default_out_dir(cfg: RunConfig) -> str:
     return os.path.join(RUNS_ROOT, f"{cfg.mode}{size}-{cfg.model.replace(':', '-').replace('/', '-')}-seed{cfg.seed}")
 
 
+def saved_config(path: str) -> dict[str, Any]:
+    """The settings of a saved config.json (or of a run folder's), less the dataset hashes a run fills in."""
+    file = Path(path) / runfolder.CONFIG if Path(path).is_dir() else Path(path)
+    data = read_json_object(file, fix="give a config.json written by `python -m train`",
+                            expected="a trainer config (a JSON object of settings)")
+    values = RunConfig.from_dict(data).to_dict()
+    del values["data_hashes"]
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
 def config_from_args(args: argparse.Namespace, **overrides) -> RunConfig:
-    """RunConfig from parsed flags: defaults <- preset <- flags given <- overrides."""
-    values = {}
+    """RunConfig from parsed flags: defaults <- preset or saved --config <- flags given <- overrides."""
+    values = saved_config(args.config) if getattr(args, "config", None) else {}
     for f in dataclasses.fields(RunConfig):
         value = getattr(args, f.name, None)
         if value is not None:

@@ -9,7 +9,7 @@ resident memory (VmHWM) is its own:
   ours:     `cifar5m.npz.iter_rows`, chunks of 4,096 rows straight out of the zip member
   import:   `import-npz` end to end on a part of `--import-rows` rows (PNG encoding + shard writing),
             with 1 and with `--workers` processes
-Target (issue 12): peak resident memory < 1 GB per part.
+Target: peak resident memory < 1 GB per part.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ PIL images with transforms.Compose([RandomCrop(32, padding=4), RandomHorizontalF
 Normalize(0.5, 0.5)]) in a shuffling `DataLoader`.
 Reported per pipeline: the data path alone (augmented, normalised batches per second; median of interleaved
 rounds) and end to end (data + forward + backward + SGD step) for each model; and the ratios ours / reference.
-Targets (issue 4, CPU): data path >= 20x; end to end >= 1.1x (compute dominates on a CPU).
+Targets (CPU): data path >= 20x; end to end >= 1.1x (compute dominates on a CPU).
 """
 from __future__ import annotations
 

@@ -108,7 +108,7 @@ def base_cfg(args, **kw) -> RunConfig:
 def part_speed(args, device) -> None:
     cfg = base_cfg(args)
     images, labels = synthetic_pool(args.pool, device)
-    trainer = Trainer(cfg, Dist(), device, False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg,
+    trainer = Trainer(cfg, Dist(), device, progress=False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg,
                                                                 device))
     model = trainer.wrapped()
     start = time.perf_counter()
@@ -184,7 +184,7 @@ def part_worlds(args, device) -> None:
         worlds.append((f"ideal {host:,} pool, pinned host", IdealSampler(host, 0), pinned, labels[:host]))
     for name, sampler, imgs, labs in worlds:
         cfg = base_cfg(args, batch_size=args.world_batch, mode=sampler.kind, n=n)
-        trainer = Trainer(cfg, Dist(), device, False, data=run_data(sampler, imgs, labs, cfg, device))
+        trainer = Trainer(cfg, Dist(), device, progress=False, data=run_data(sampler, imgs, labs, cfg, device))
         model = trainer.wrapped()
         out[name] = rate(trainer, model, args.warmup, args.world_steps)
         report(f"| {name}, batch {cfg.batch_size} | {out[name]:,.0f} img/s | "
@@ -251,7 +251,7 @@ def pack_of(args, device, images, labels, runs: int, batch: int, compile_mode: s
             sampler = RealSampler(len(labels), min(50_000, len(labels) // 2), k)
             world = dict(mode="real", n=sampler.n)
         cfg = base_cfg(args, batch_size=batch, seed=k, compile=False, **world)
-        lanes.append(Trainer(cfg, Dist(), device, False, data=run_data(sampler, images, labels, cfg, device)))
+        lanes.append(Trainer(cfg, Dist(), device, progress=False, data=run_data(sampler, images, labels, cfg, device)))
     packed = PackedTrainer(lanes, progress=False)
     if compile_mode:  # "reduce-overhead" captures the compiled forward/backward in CUDA graphs
         mode = None if compile_mode == "default" else compile_mode
@@ -281,7 +281,7 @@ def part_packed(args, device) -> None:
     out = {}
     for batch in args.packed_batches:
         cfg = base_cfg(args, batch_size=batch)
-        alone = Trainer(cfg, Dist(), device, False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg,
+        alone = Trainer(cfg, Dist(), device, progress=False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg,
                                                                   device))
         one = rate(alone, alone.wrapped(), args.warmup, args.steps)
         report(f"| 1 run, batch {batch}{', compiled' if cfg.compile else ''} | {one:,.0f} img/s | "

@@ -24,12 +24,12 @@ def plan_generation(cfg: GenerateConfig) -> RunPlan:
     """Validate `cfg`, join Ray when asked, read the model's and labeler's configs, and measure the labeler
     on `cfg.labeler_eval` when given (not on a dry run)."""
     cfg = cfg.validate()
+    if cfg.workers > 1:
+        worker_devices(cfg.device, cfg.workers)  # too many for the GPUs: say so before anything is loaded
     if cfg.ray and not cfg.dry_run:
         device_type = start_ray(cfg.ray_address)
     else:
         device_type = resolve_device(cfg.device, Cifar5mError).type
-    if cfg.workers > 1:
-        worker_devices(cfg.device, cfg.workers)  # too many for the GPUs: say so before anything is loaded
     plan = plan_run(cfg, device_type)
     if cfg.labeler_eval and not cfg.dry_run:
         plan = measured_plan(plan, "auto" if cfg.ray else cfg.device)

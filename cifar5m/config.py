@@ -94,7 +94,8 @@ class GenerateConfig:
             raise Cifar5mError(f"--sampler {self.sampler!r}: unknown; choose one of {', '.join(PRESETS)}")
         if not self.labeler:
             raise Cifar5mError(
-                "--labeler is required (until the fine-tuned BiT labeler exists): a timm 10-way classifier, "
+                "--labeler is required: a timm classifier with one output per class (`make labeler` fine-tunes "
+                "BiT-M-R152x2 on CIFAR-10 into out/labeler), "
                 "e.g. --labeler hf-hub:ORG/NAME, --labeler local-dir:/path/to/timm-model, or a timm "
                 "name with --labeler-checkpoint FILE"
             )

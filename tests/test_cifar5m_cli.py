@@ -12,15 +12,11 @@ import tarfile
 import time
 from pathlib import Path
 
-import pytest
-from conftest import make_tiny_labeler
+from model_fixtures import make_tiny_labeler
 
 from cifar5m.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def run_cli(*args: str, **env: str) -> subprocess.Popen:

@@ -17,9 +17,6 @@ from shards.verify import verify_dataset
 TRAIN, TEST, SHARD = 200, 60, 50  # 4 train shards + 2 test shards (the last holds 10)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-
-
 def generate(out: Path, pipeline: Path, labeler: Path, *extra: str, train=TRAIN, test=TEST) -> int:
     return main(["generate", "--model", str(pipeline), "--labeler", f"local-dir:{labeler}", "--out", str(out),
                  "--train", str(train), "--test", str(test), "--shard-size", str(SHARD), "--batch-size", "16",

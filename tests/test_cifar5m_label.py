@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_tiny_labeler
+from model_fixtures import make_tiny_labeler
 
 from cifar5m.errors import Cifar5mError
 from cifar5m.label import Labeler, check_head, create_labeler_model, read_labeler_info
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _load(spec, checkpoint=None, classes=10) -> Labeler:

@@ -11,7 +11,6 @@ from cifar5m.generate import plan_run
 from cifar5m.runners.inprocess import run_local
 
 ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _hashes(root) -> dict[str, str]:

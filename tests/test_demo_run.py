@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 import pytest
-from conftest import make_tiny_labeler, make_tiny_pipeline
+from model_fixtures import make_tiny_labeler, make_tiny_pipeline
 
 from demo import pipeline
 from demo.cli import main
@@ -16,8 +16,6 @@ from demo.errors import DemoError
 from demo.pipeline import run_demo
 from demo.report import generator_markdown
 from shards import ShardsError, load_manifest
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

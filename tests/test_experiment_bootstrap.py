@@ -10,8 +10,6 @@ from train.errors import TrainError
 from train.experiments.bootstrap import bootstrap
 from train.reporting.results import load_run
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):

@@ -9,8 +9,6 @@ from train.errors import TrainError
 from train.experiments.sweep import plan_sweep, sweep
 from train.reporting.results import load_run
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):

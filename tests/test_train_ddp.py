@@ -5,14 +5,12 @@ import json
 import textwrap
 from pathlib import Path
 
-import pytest
 import torch
 from train_fixtures import build_dataset, run_torchrun
 
 from train.core.config import RunConfig
 from train.run.loop import run_training
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent("""

@@ -21,8 +21,6 @@ from train.core.schedule import lr_at
 from train.errors import TrainError
 from train.labeler.evaluate import calibration_error
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 @pytest.fixture(scope="module")
 def backbone(tmp_path_factory) -> Path:

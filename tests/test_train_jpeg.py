@@ -26,8 +26,6 @@ from train.data.jpeg import (
 )
 from train.reporting.results import load_run
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):

@@ -17,8 +17,6 @@ from train.core.metrics import evaluate, metrics_from_logits
 from train.core.models import build_model, known_models
 from train.errors import TrainError
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-
 
 def test_metrics_on_hand_made_logits():
     logits = torch.tensor([[math.log(3.0), 0.0], [0.0, 0.0], [0.0, math.log(4.0)]])

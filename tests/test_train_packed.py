@@ -28,7 +28,6 @@ from train.run import runfolder
 from train.run.loop import run_training
 from train.run.packed import plan_packs, run_packed
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 TOL = 1e-5
 
 

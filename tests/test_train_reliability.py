@@ -26,7 +26,6 @@ from train.errors import TrainError
 from train.run import loop, runfolder
 from train.run.loop import run_training
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
 

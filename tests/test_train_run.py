@@ -19,7 +19,6 @@ from train.errors import TrainError
 from train.run import loop
 from train.run.loop import run_training
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ("wall_s", "img_per_s")
 

@@ -51,7 +51,7 @@ def run_training(cfg: RunConfig, resume: bool = False, overwrite: bool = False, 
         if start.kind == "finished":
             log.info("%s: finished already, returning its summary", cfg.out_dir)
             return start.summary
-        return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
+        return Trainer(cfg, dist, device, progress=progress and dist.is_main).train(resumed=start.kind == "resume")
     finally:
         close_run(cfg, dist)
 
@@ -144,7 +144,7 @@ class Trainer:
     prebuilt `data` and call `train_step` directly; `train.run.packed` drives several through `begin`,
     `record_row`, `_checkpoint` and `_finish` while one packed model trains them all."""
 
-    def __init__(self, cfg: RunConfig, dist: ddp.Dist, device: torch.device, progress: bool,
+    def __init__(self, cfg: RunConfig, dist: ddp.Dist, device: torch.device, *, progress: bool,
                  data: RunData | None = None):
         self.cfg, self.dist, self.device, self.progress = cfg, dist, device, progress
         if device.type == "cuda":

@@ -12,6 +12,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import pytest
 from model_fixtures import make_tiny_labeler
 
 from cifar5m.cli import main
@@ -74,6 +75,7 @@ def test_each_bad_input_gets_one_clear_line(tmp_path, tiny_pipeline, tiny_labele
     assert not (tmp_path / "out").exists()  # every check runs before anything is written
 
 
+@pytest.mark.slow
 def test_unreachable_hub_ids_name_the_id_and_the_local_way(tmp_path, tiny_pipeline, tiny_labeler):
     model = run_cli("generate", "--out", str(tmp_path / "a"), "--labeler", f"local-dir:{tiny_labeler}")
     labeler = run_cli("generate", "--out", str(tmp_path / "b"), "--model", str(tiny_pipeline),
@@ -99,6 +101,7 @@ def _hashes(root: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
+@pytest.mark.slow
 def test_ctrl_c_and_kill_leave_no_partial_shard_and_resume_identically(tmp_path, tiny_pipeline, tiny_labeler):
     args = ["generate", "--model", str(tiny_pipeline), "--labeler", f"local-dir:{tiny_labeler}", "--train", "200",
             "--test", "0", "--shard-size", "10", "--batch-size", "10"]

@@ -138,6 +138,7 @@ def test_dry_run_writes_nothing(tmp_path, tiny_pipeline, tiny_labeler, capsys):
     assert "6 shards planned" in out and not (tmp_path / "dry").exists()
 
 
+@pytest.mark.slow
 def test_workers_write_the_bytes_of_one_process(dataset, tmp_path, tiny_pipeline, tiny_labeler):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # a caller's thread count must not reach the bytes: every runner fixes its own

@@ -238,6 +238,7 @@ def test_hf_datasets_and_webdataset_read_it(reference):
     assert len(samples) == manifest.splits["train"].count and samples[0][0].shape[2] == 3
 
 
+@pytest.mark.slow
 def test_ray_gives_the_same_shards(sources, reference, tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

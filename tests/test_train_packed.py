@@ -264,6 +264,7 @@ for cfg in cfgs:
 """
 
 
+@pytest.mark.slow
 def test_packed_runs_under_two_gloo_ranks_equal_runs_alone(dataset, tmp_path):
     """torchrun, 2 ranks: each rank's slice of every run's batch, gradients averaged over ranks."""
     cfgs = three_runs(dataset, tmp_path / "packed", model="mcnn", aug="crop-flip")
@@ -276,6 +277,7 @@ def test_packed_runs_under_two_gloo_ranks_equal_runs_alone(dataset, tmp_path):
         assert_same_run(cfg.out_dir, cfg.out_dir.replace("packed", "alone"))
 
 
+@pytest.mark.slow
 def test_sweep_packs_on_ray_equal_local_packs(tmp_path):
     ray = pytest.importorskip("ray")
     data = build_protos(tmp_path / "protos")

@@ -22,8 +22,8 @@ from cifar5m.errors import Cifar5mError
 from cifar5m.label import Labeler, create_labeler_model
 from cifar5m.sample import TORCH_DTYPES
 from shards import Manifest, iter_samples, load_manifest, resolve_dataset
-from shards.jsonio import read_json
 from shards.runtime import resolve_device
+from shards.writer import recorded_config
 
 NOT_MEASURED = "not measured"
 
@@ -106,7 +106,7 @@ def measure_accuracy(labeler, dataset: str, class_names: tuple[str, ...], batch_
 
 def recorded_accuracy(out_dir: str, labeler_spec: str, dataset: str) -> dict | None:
     """The accuracy a previous run of this dataset recorded for the same labeler and evaluation set."""
-    config = read_json(Path(out_dir) / ".shards" / "config.json", default={}).get("config", {})
+    config = recorded_config(out_dir)
     labeler = config.get("labeler", {})
     record = labeler.get("accuracy")
     if labeler.get("model") == labeler_spec and isinstance(record, dict) and record.get("dataset") == str(dataset):

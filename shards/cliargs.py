@@ -35,8 +35,13 @@ def root_parser(package: str, description: str) -> argparse.ArgumentParser:
 def add_log_level(parser: argparse.ArgumentParser, subcommand: bool = False) -> None:
     """--log-level; on a subcommand too, so it may follow the command's name (not given: the top's value)."""
     default = argparse.SUPPRESS if subcommand else "INFO"
-    parser.add_argument("--log-level", default=default, choices=LOG_LEVELS, type=str.upper,
-                        help="verbosity of the toolkit's messages (default INFO)")
+    parser.add_argument(
+        "--log-level",
+        default=default,
+        choices=LOG_LEVELS,
+        type=str.upper,
+        help="verbosity of the toolkit's messages (default INFO)",
+    )
 
 
 def add_out(parser: Flags, help: str) -> None:
@@ -51,14 +56,22 @@ def add_overwrite(parser: Flags, what: str) -> None:
 
 def add_samples_per_shard(parser: Flags, default: int) -> None:
     """--samples-per-shard (alias --shard-size): samples in every shard but a split's last."""
-    parser.add_argument("--samples-per-shard", "--shard-size", dest="samples_per_shard", type=int, default=default,
-                        metavar="N", help="samples per shard (default %(default)s)")
+    parser.add_argument(
+        "--samples-per-shard",
+        "--shard-size",
+        dest="samples_per_shard",
+        type=int,
+        default=default,
+        metavar="N",
+        help="samples per shard (default %(default)s)",
+    )
 
 
 def add_device(parser: Flags, default: str = "auto") -> None:
     """--device: auto (cuda when present), cpu, cuda or cuda:N."""
-    parser.add_argument("--device", default=default,
-                        help="auto (cuda when present), cpu, cuda or cuda:N (default %(default)s)")
+    parser.add_argument(
+        "--device", default=default, help="auto (cuda when present), cpu, cuda or cuda:N (default %(default)s)"
+    )
 
 
 def add_workers(parser: Flags, default: int, help: str) -> None:
@@ -68,5 +81,11 @@ def add_workers(parser: Flags, default: int, help: str) -> None:
 
 def add_ray(parser: Flags) -> None:
     """--ray [ADDRESS]: run on a Ray cluster; args.ray is None without the flag, "" for RAY_ADDRESS or a new one."""
-    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                        help="run on a Ray cluster: ADDRESS, else RAY_ADDRESS, else a new local one")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Ray cluster: ADDRESS, else RAY_ADDRESS, else a new local one",
+    )

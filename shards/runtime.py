@@ -32,8 +32,10 @@ def resolve_device(spec: str = "auto", error: type[ToolkitError] = ShardsError) 
             raise error(f"--device={spec}: no CUDA device here; use --device cpu or auto")
         count = torch.cuda.device_count()
         if ":" in spec and int(spec.split(":")[1]) >= count:
-            raise error(f"--device={spec}: only {count} CUDA device(s) here (cuda:0..cuda:{count - 1}); "
-                        "pick one of them, or --device cuda")
+            raise error(
+                f"--device={spec}: only {count} CUDA device(s) here (cuda:0..cuda:{count - 1}); "
+                "pick one of them, or --device cuda"
+            )
     return torch.device(spec)
 
 

@@ -62,6 +62,11 @@ LOCKS = "locks"  # in STATE_DIR: kept across a wipe (a lock file must not change
 _SHARD_FILE = re.compile(r"[a-z0-9_-]+-[0-9]{6}\.tar")  # shard_relpath's file names
 
 
+def recorded_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The config an unfinished or finished dataset folder was started with ({} when it has none yet)."""
+    return read_json(Path(path) / STATE_DIR / "config.json", default={}).get("config", {})
+
+
 def is_dataset_folder(path: str | os.PathLike) -> bool:
     """True when a DatasetWriter made this folder: its marker, or a config.json (folders made before the
     marker existed). Only such a folder is ever written into or wiped."""

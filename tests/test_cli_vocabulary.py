@@ -31,8 +31,10 @@ def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 
 def test_help_parsers_are_built_without_importing_torch():
-    code = (f"import importlib, sys\nfor p in {CLIS!r}:\n    importlib.import_module(p + '.cli').build_parser()\n"
-            "    assert 'torch' not in sys.modules, p + ' imported torch'\n")
+    code = (
+        f"import importlib, sys\nfor p in {CLIS!r}:\n    importlib.import_module(p + '.cli').build_parser()\n"
+        "    assert 'torch' not in sys.modules, p + ' imported torch'\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 
@@ -41,7 +43,8 @@ def test_console_scripts_are_each_packages_cli_main():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert {name: target for name, target in scripts.items() if name != "deepboot-demo"} == {
-        f"deepboot-{p}": f"{p}.cli:main" for p in CLIS}
+        f"deepboot-{p}": f"{p}.cli:main" for p in CLIS
+    }
     for p in CLIS:
         assert callable(importlib.import_module(f"{p}.cli").main)
 
@@ -65,12 +68,15 @@ def test_every_cli_takes_log_level_and_every_overwrite_takes_force(package):
                 assert action.dest == "overwrite" and action.default is False, f"{package} {name}"
 
 
-@pytest.mark.parametrize("argv", [
-    ["shards", "import", "SRC", "--out", "o"],
-    ["cifar5m", "generate", "--out", "o"],
-    ["cifar5m", "import-npz", "p.npz", "--out", "o"],
-    ["dogbird", "build", "--imagenet", "I", "--out", "o"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["shards", "import", "SRC", "--out", "o"],
+        ["cifar5m", "generate", "--out", "o"],
+        ["cifar5m", "import-npz", "p.npz", "--out", "o"],
+        ["dogbird", "build", "--imagenet", "I", "--out", "o"],
+    ],
+)
 def test_samples_per_shard_with_shard_size_as_its_alias(argv):
     parser = parser_of(argv[0])
     assert parser.parse_args(argv[1:] + ["--samples-per-shard", "7"]).samples_per_shard == 7
@@ -92,7 +98,9 @@ def test_log_level_may_follow_the_command():
     parser = parser_of("dogbird")
     assert parser.parse_args(["build", "--imagenet", "I", "--out", "o"]).log_level == "INFO"
     assert parser.parse_args(["--log-level", "debug", "build", "--imagenet", "I", "--out", "o"]).log_level == "DEBUG"
-    assert parser.parse_args(["build", "--imagenet", "I", "--out", "o", "--log-level", "WARNING"]).log_level == "WARNING"
+    assert (
+        parser.parse_args(["build", "--imagenet", "I", "--out", "o", "--log-level", "WARNING"]).log_level == "WARNING"
+    )
 
 
 def test_help_defaults_come_from_the_config_dataclasses():
@@ -124,15 +132,20 @@ def test_device_resolution(monkeypatch):
 
 
 def test_each_tool_lists_its_entry_calls_and_imports_without_torch():
-    code = ("import importlib, sys\n"
-            "for p in ['shards', 'cifar5m', 'dogbird', 'train']:\n"
-            "    importlib.import_module(p)\n"
-            "    assert 'torch' not in sys.modules, p + ' imported torch'\n")
+    code = (
+        "import importlib, sys\n"
+        "for p in ['shards', 'cifar5m', 'dogbird', 'train']:\n"
+        "    importlib.import_module(p)\n"
+        "    assert 'torch' not in sys.modules, p + ' imported torch'\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    entry_calls = {"shards": ["import_dataset", "verify_dataset", "publish", "DatasetWriter"],
-                   "cifar5m": ["generate_dataset", "GenerateConfig"], "dogbird": ["build_dataset", "BuildConfig"],
-                   "train": ["run_training", "bootstrap", "sweep", "RunConfig"]}
+    entry_calls = {
+        "shards": ["import_dataset", "verify_dataset", "publish", "DatasetWriter"],
+        "cifar5m": ["generate_dataset", "GenerateConfig"],
+        "dogbird": ["build_dataset", "BuildConfig"],
+        "train": ["run_training", "bootstrap", "sweep", "RunConfig"],
+    }
     for package, names in entry_calls.items():
         module = importlib.import_module(package)
         assert set(names) <= set(module.__all__), package

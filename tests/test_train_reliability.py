@@ -284,6 +284,7 @@ def test_a_device_that_is_not_here_is_a_clear_error(dataset, tmp_path, monkeypat
 
 
 # --- Ctrl-C end to end ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_second_cli_run_is_refused_and_ctrl_c_exits_130(dataset, tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "train", "run", "--data", str(dataset), "--n", "100", "--steps", "100000",

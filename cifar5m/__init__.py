@@ -18,6 +18,7 @@ _LAZY = {  # name -> module: these import torch, diffusers or timm
     "generate_dataset": "cifar5m.api", "plan_generation": "cifar5m.api", "run_plan": "cifar5m.api",
     "RunPlan": "cifar5m.generate", "RunResult": "cifar5m.generate", "Progress": "cifar5m.generate",
     "run_with_bar": "cifar5m.progress",
+    "Labeler": "cifar5m.label", "create_labeler_model": "cifar5m.label", "read_labeler_info": "cifar5m.label",
     "import_npz": "cifar5m.npz", "export_npz": "cifar5m.npz", "write_report": "cifar5m.report",
 }
 

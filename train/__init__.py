@@ -21,11 +21,12 @@ import importlib
 from typing import Any
 
 from shards.version import __version__
-from train.core.config import PRESETS, RunConfig, apply_preset
+from train.core.config import PRESETS, RunConfig, apply_preset, config_hash
 from train.errors import TrainError
 
 _LAZY = {  # name -> module: these import torch
     "run_training": "train.run.loop", "bootstrap": "train.experiments.bootstrap", "sweep": "train.experiments.sweep",
+    "world_configs": "train.experiments.bootstrap",
     "finetune": "train.labeler.finetune", "evaluate_classifier": "train.labeler.evaluate",
 }
 
@@ -36,4 +37,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'train' has no attribute {name!r}")
 
 
-__all__ = ["PRESETS", "RunConfig", "TrainError", "__version__", "apply_preset", *_LAZY]
+__all__ = ["PRESETS", "RunConfig", "TrainError", "__version__", "apply_preset", "config_hash", *_LAZY]

@@ -84,7 +84,7 @@ def run_child(mode: str, path: Path, out: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_448)
     parser.add_argument("--import-rows", type=int, default=40_000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="for the parallel import")

@@ -114,7 +114,7 @@ def time_model_only(name: str, runs: int, steps: int) -> tuple[float, float, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=8, help="K: runs packed together")
     parser.add_argument("--steps", type=int, default=6, help="timed steps per side")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")

@@ -227,7 +227,7 @@ def cuda_device_name() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-s", type=float, default=540, help="time for all parts together (default 540)")
     parser.add_argument("--tiny", action="store_true", help="toy sizes on the CPU: checks every part in seconds")
     parser.add_argument("--record", help="append the table here (default bench/RESULTS.md; none with --tiny)")

@@ -193,7 +193,7 @@ def write_json() -> None:  # atomic: the process may be killed at any moment
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, no compile")
     parser.add_argument("--skip-unet", action="store_true", help="skip section 1 (UNet throughput)")
     parser.add_argument("--parts", default="unet,presets,pipeline,determinism",

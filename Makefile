@@ -32,7 +32,7 @@ SWEEP ?= out/runs/sweep
 ARGS ?=
 VARS := OUT DATA IMAGENET LABELER LABELER_DIR CIFAR10 MODEL SAMPLER STEPS TRAIN TEST SHARD_SIZE SEED REPO N NS MODELS SEEDS LRS PRESET RUN EXP SWEEP ARGS
 
-.PHONY: help install test demo demo-models cifar10 labeler cifar5m quality dogbird verify info publish train-real train-ideal bootstrap sweep report bench bench-scale bench-gpu clean
+.PHONY: help install test test-all lint format demo demo-models cifar10 labeler cifar5m quality dogbird verify info publish train-real train-ideal bootstrap sweep report bench bench-scale bench-gpu clean
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -50,8 +50,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the toolkit (done automatically by every target)
 
-test: $(STAMP) ## run the offline test suite
+test: $(STAMP) ## the quick tier of the offline tests (< 3 min on 2 cores; not the `slow` ones)
 	$(PY) -m pytest -q $(ARGS)
+
+test-all: $(STAMP) ## every offline test, the `slow` ones too (GPU tests skip themselves without CUDA)
+	$(PY) -m pytest -q -m "" $(ARGS)
+
+lint: $(STAMP) ## ruff (lint, import order, format check) and mypy, as configured in pyproject.toml
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: $(STAMP) ## apply ruff's fixes and formatter to the whole tree
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 demo: $(STAMP) ## the whole pipeline on scikit-learn's digits, offline, on a laptop (< 10 min)
 	$(PY) -m demo run $(ARGS)
@@ -74,7 +86,7 @@ cifar5m: $(STAMP) ## generate a CIFAR-5m-like dataset (labeler: LABELER, else LA
 	  "LABELER=local-dir:/path/to/timm-model" >&2; exit 2; fi
 	$(PY) -m cifar5m generate --model $(MODEL) --labeler $(CIFAR5M_LABELER) --sampler $(SAMPLER) $(if $(STEPS),--steps $(STEPS)) \
 	  $(if $(wildcard $(CIFAR10)/manifest.json),--labeler-eval $(CIFAR10)) \
-	  --train $(TRAIN) --test $(TEST) --shard-size $(SHARD_SIZE) --seed $(SEED) --out $(OUT) $(ARGS)
+	  --train $(TRAIN) --test $(TEST) --samples-per-shard $(SHARD_SIZE) --seed $(SEED) --out $(OUT) $(ARGS)
 
 dogbird: $(STAMP) ## ImageNet -> hunting dogs vs birds -> shards: make dogbird IMAGENET=/data/imagenet OUT=out/dogbird
 	@if [ -z "$(IMAGENET)" ]; then echo "error: IMAGENET is not set: give an ImageNet folder, parquet or WebDataset" \

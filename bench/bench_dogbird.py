@@ -72,7 +72,7 @@ def build(source: Path, out: Path, workers: int, n: int) -> float:
 
 
 def main_bench() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--width", type=int, default=500)
     parser.add_argument("--height", type=int, default=375)

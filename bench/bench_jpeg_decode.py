@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,7 +91,7 @@ def ours_rate(root: Path, batch_size: int, batches: int, workers: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--batches", type=int, default=6)
@@ -103,7 +104,7 @@ def main() -> None:
           f"{args.batches} batches per round, {args.rounds} rounds")
     with tempfile.TemporaryDirectory() as tmp:
         root = write_dataset(Path(tmp) / "ds", jpegs)
-        rates = {"baseline": [], **{w: [] for w in map(int, args.workers.split(","))}}
+        rates: dict[Any, list[float]] = {"baseline": [], **{w: [] for w in map(int, args.workers.split(","))}}
         for _ in range(args.rounds):  # interleaved rounds: shared-machine load hits every pipeline alike
             rates["baseline"].append(baseline_rate(jpegs, args.batch_size, args.batches))
             for workers in rates:

@@ -9,7 +9,7 @@ resident memory (VmHWM) is its own:
   ours:     `cifar5m.npz.iter_rows`, chunks of 4,096 rows straight out of the zip member
   import:   `import-npz` end to end on a part of `--import-rows` rows (PNG encoding + shard writing),
             with 1 and with `--workers` processes
-Target (issue 12): peak resident memory < 1 GB per part.
+Target: peak resident memory < 1 GB per part.
 """
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def make_part(path: Path, rows: int, seed: int = 0) -> None:
     """A part whose images cycle through 4,096 CIFAR-like ones (smooth + noise: they PNG-encode like real
     32x32 images, which matters for the import timing; reading speed does not depend on content)."""
     from bench_shards import cifar_like_images
+
     from cifar5m.npz import write_npz_part
 
     rng = np.random.default_rng(seed)
@@ -83,7 +84,7 @@ def run_child(mode: str, path: Path, out: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_448)
     parser.add_argument("--import-rows", type=int, default=40_000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="for the parallel import")

@@ -28,11 +28,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from train_fixtures import build_dataset  # noqa: E402
+
 from train.core.config import RunConfig  # noqa: E402  (after the path set-up above)
 from train.core.ddp import Dist  # noqa: E402
 from train.run.loop import Trainer  # noqa: E402
 from train.run.packed import PackedTrainer  # noqa: E402
-from train_fixtures import build_dataset  # noqa: E402
 
 CASES = {"demo": (64, 8, 1, 128), "tiny": (8, 8, 1, 32), "cifar": (16, 32, 3, 128)}
 
@@ -113,7 +114,7 @@ def time_model_only(name: str, runs: int, steps: int) -> tuple[float, float, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=8, help="K: runs packed together")
     parser.add_argument("--steps", type=int, default=6, help="timed steps per side")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")

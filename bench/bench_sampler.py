@@ -57,7 +57,7 @@ def main() -> None:
     from cifar5m.sample import Sampler
     from shards import derive_seed
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=50, help="DDPM training = sampling steps")

@@ -7,7 +7,7 @@ Baselines, measured in the same run on the same samples:
   read:  webdataset.WebDataset(urls, shardshuffle=False).decode("rgb8")
 Ours: shards.DatasetWriter; shards.StreamingBatches (in-process, batches of 256); the decoded cache
 (shards.load_split, random-order batches of 256 from the memory-mapped array).
-Targets (issue 2): write >= 1x, bytes <= 0.8x, streaming read >= 2x (aim 3x), cache read >= 100x.
+Targets: write >= 1x, bytes <= 0.8x, streaming read >= 2x (aim 3x), cache read >= 100x.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ PIL images with transforms.Compose([RandomCrop(32, padding=4), RandomHorizontalF
 Normalize(0.5, 0.5)]) in a shuffling `DataLoader`.
 Reported per pipeline: the data path alone (augmented, normalised batches per second; median of interleaved
 rounds) and end to end (data + forward + backward + SGD step) for each model; and the ratios ours / reference.
-Targets (issue 4, CPU): data path >= 20x; end to end >= 1.1x (compute dominates on a CPU).
+Targets (CPU): data path >= 20x; end to end >= 1.1x (compute dominates on a CPU).
 """
 from __future__ import annotations
 
@@ -55,8 +55,8 @@ class Ours:
         from train.core.augment import TrainAugment
         from train.core.ddp import Dist
         from train.core.samplers import Ledger, RealSampler
-        from train.data.sources import MemorySource
         from train.data.datasets import TrainStore
+        from train.data.sources import MemorySource
 
         arrays = shards.load_split(root, "train", progress=False)
         sampler = RealSampler(len(arrays.labels), len(arrays.labels), seed=0)
@@ -106,7 +106,7 @@ def data_rates(pipelines: list, counts: list[int], rounds: int) -> list[float]:
     interleaving exposes every pipeline to the same background load)."""
     for batches in pipelines:
         next(batches)  # start-up (workers, first epoch) is not throughput
-    rates = [[] for _ in pipelines]
+    rates: list[list[float]] = [[] for _ in pipelines]
     for _ in range(rounds):
         for batches, count, out in zip(pipelines, counts, rates):
             start = time.perf_counter()
@@ -144,7 +144,7 @@ def train_rates(pipelines: list, make_model, steps: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=5000)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--models", default="preact-resnet18:64,mcnn:16", help="NAME:WIDTH,... to train")

@@ -13,8 +13,8 @@ time budget (its weight's share of what is left, so time a part leaves unused go
   train-fig1    bench/gpu_train.py --parts fig1: Real n = 50K + Ideal on a random 5M pool, packed,
                 CUDA graphs, steps timed and projected to 39,000 each (target < 5 GPU-minutes)
   sampler       bench/gpu_sampler.py: UNet evals/s at batch 4096 with CUDA graphs (reduce-overhead), then
-                plain compile, fraction of peak (target >= 40%; was 20.7K = 32.5% at 4096, 20.3K at 1024:
-                a larger batch is not the lever); dpmpp-20 images/s on the faster one, no new compile
+                plain compile, fraction of peak (target >= 40%; the plain-compile baseline is 20.7K = 32.5% at
+                4096 and 20.3K at 1024: a larger batch is not the lever); dpmpp-20 images/s on the faster one
   label         bench/gpu_label.py: BiT-M-R152x2 at 128 px, images/s
 A part that overruns its slice is stopped (its process group killed) and reports what it had measured;
 a part whose slice is spent is skipped with a note. Then one table is printed and appended to --record.
@@ -33,14 +33,14 @@ import threading
 import time
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 
 from shards.jsonio import read_json
-from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 MIN_SLICE_S = 20  # below this a GPU part cannot even start (CUDA init + imports take ~10 s)
-# What today's sampler measured on the H200 (bench/RESULTS.md: compiled bf16, batch 4096).
+# The plain-compile sampler's rate on the H200 (bench/RESULTS.md: compiled bf16, batch 4096).
 BASELINE_EVALS_PER_S = 20_700
 PEAK_TFLOPS = 790.0  # bf16 dense matmul measured on an H200 (bench/gpu_sampler.py)
 
@@ -148,7 +148,7 @@ def train_rows(results: dict) -> list[str]:
     return rows
 
 
-def sampler_rows(results: dict) -> tuple[list[str], float | None]:
+def sampler_rows(results: dict) -> tuple[list[str], tuple[str, float] | None]:
     rows = []
     for name, r in results.get("unet", {}).items():
         rows.append(f"| UNet (DDPM CIFAR-10), {name} | {r['evals_per_s']:,.0f} evals/s "
@@ -227,7 +227,7 @@ def cuda_device_name() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget-s", type=float, default=540, help="time for all parts together (default 540)")
     parser.add_argument("--tiny", action="store_true", help="toy sizes on the CPU: checks every part in seconds")
     parser.add_argument("--record", help="append the table here (default bench/RESULTS.md; none with --tiny)")

@@ -69,7 +69,7 @@ def images_per_s(labeler, batch: int, repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="CPU, fp32, batch 2, one repeat")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--batches", default="128,256,512,1024", help="comma-separated batch sizes")

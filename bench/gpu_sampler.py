@@ -19,6 +19,7 @@ parameters) with random weights, which cost the same to run as the trained ones.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 import traceback
@@ -83,7 +84,7 @@ def unet_throughput(sampler, batches, device, repeats: int, label: str) -> None:
         sampler._predict(x, t)  # warm-up (and compilation for this shape)
         sync(device)
         warm = time.perf_counter() - start
-        seconds = best_seconds(lambda: sampler._predict(x, t), device, repeats)
+        seconds = best_seconds(functools.partial(sampler._predict, x, t), device, repeats)
         evals = batch / seconds
         tflops = evals * GFLOP_PER_IMAGE_STEP / 1e3
         out[f"{label}, batch {batch}"] = dict(evals_per_s=evals, tflops=tflops, peak_fraction=tflops / PEAK_TFLOPS,
@@ -106,7 +107,7 @@ def sampler_throughput(unet, device, dtype, batch: int, presets, compile_mode: s
             unet, ddpm_scheduler_config(), name, steps, device, dtype, compile=compile_mode is not None,
             compile_mode=compile_mode or "default")
         sampler.sample(seeds[:batch])  # warm-up
-        seconds = best_seconds(lambda: sampler.sample(seeds).cpu(), device, 1)
+        seconds = best_seconds(lambda s=sampler: s.sample(seeds).cpu(), device, 1)
         rates[name] = batch / seconds
         hours = IMAGES / rates[name] / 3600 * (1000 / steps if name == "ddpm" else 1)
         RESULTS.setdefault("presets", {})[f"{name}-{steps}"] = dict(images_per_s=rates[name], hours_6m=hours,
@@ -138,7 +139,7 @@ def versus_pipeline(unet, compiled, device, batch: int, steps: int) -> None:
                                  ("ours bf16 compiled", compiled, "bf16")]:
         sampler = Sampler(module, ddpm_scheduler_config(), "ddpm", steps, device, dtype)
         sampler.sample(seeds)
-        rate = batch / best_seconds(lambda: sampler.sample(seeds).cpu(), device, 1)
+        rate = batch / best_seconds(lambda s=sampler: s.sample(seeds).cpu(), device, 1)
         print(f"  {label:26}: {rate:9,.1f} images/s = {rate / base:5.2f}x baseline", flush=True)
 
 
@@ -192,7 +193,7 @@ def write_json() -> None:  # atomic: the process may be killed at any moment
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, no compile")
     parser.add_argument("--skip-unet", action="store_true", help="skip section 1 (UNet throughput)")
     parser.add_argument("--parts", default="unet,presets,pipeline,determinism",

@@ -36,20 +36,21 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from bench_train import PILDataset  # the same reference pipeline as the CPU benchmark (bench/ is on sys.path)
+
 from shards.jsonio import write_text_atomic
 from train.core.config import RunConfig
-from train.data.datasets import TrainStore
 from train.core.ddp import Dist
+from train.core.samplers import IdealSampler, RealSampler
+from train.data.datasets import TrainStore
+from train.data.sources import MemorySource, RunData
 from train.run.loop import Trainer, run_training
 from train.run.packed import PackedTrainer
-from train.core.samplers import IdealSampler, RealSampler
-from train.data.sources import MemorySource, RunData
 
 GFLOP_PER_IMAGE = 3.33
 RESULTS: dict[str, dict] = {}
@@ -107,7 +108,7 @@ def base_cfg(args, **kw) -> RunConfig:
 def part_speed(args, device) -> None:
     cfg = base_cfg(args)
     images, labels = synthetic_pool(args.pool, device)
-    trainer = Trainer(cfg, Dist(), device, False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg,
+    trainer = Trainer(cfg, Dist(), device, progress=False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg,
                                                                 device))
     model = trainer.wrapped()
     start = time.perf_counter()
@@ -175,7 +176,7 @@ def part_worlds(args, device) -> None:
     images, labels = synthetic_pool(args.ideal_pool, device, seed=1)
     out = {}
     n = min(50_000, args.ideal_pool // 2)
-    worlds = [(f"real n={n:,}, GPU", RealSampler(args.ideal_pool, n, 0), images, labels),
+    worlds: list[tuple[str, RealSampler | IdealSampler, torch.Tensor, torch.Tensor]] = [(f"real n={n:,}, GPU", RealSampler(args.ideal_pool, n, 0), images, labels),
               (f"ideal {args.ideal_pool:,} pool, GPU", IdealSampler(args.ideal_pool, 0), images, labels)]
     host = min(args.ideal_pool, args.pinned_pool)
     if device.type == "cuda":
@@ -183,7 +184,7 @@ def part_worlds(args, device) -> None:
         worlds.append((f"ideal {host:,} pool, pinned host", IdealSampler(host, 0), pinned, labels[:host]))
     for name, sampler, imgs, labs in worlds:
         cfg = base_cfg(args, batch_size=args.world_batch, mode=sampler.kind, n=n)
-        trainer = Trainer(cfg, Dist(), device, False, data=run_data(sampler, imgs, labs, cfg, device))
+        trainer = Trainer(cfg, Dist(), device, progress=False, data=run_data(sampler, imgs, labs, cfg, device))
         model = trainer.wrapped()
         out[name] = rate(trainer, model, args.warmup, args.world_steps)
         report(f"| {name}, batch {cfg.batch_size} | {out[name]:,.0f} img/s | "
@@ -242,16 +243,19 @@ def pack_of(args, device, images, labels, runs: int, batch: int, compile_mode: s
     """`runs` ResNet-18 runs (seeds 0.., Real n=50K and Ideal in turn) on one pool, packed as one model."""
     lanes = []
     for k in range(runs):
+        sampler: RealSampler | IdealSampler
+        world: dict[str, Any]
         if k % 2:
             sampler, world = IdealSampler(len(labels), k), dict(mode="ideal", n=None)
         else:
             sampler = RealSampler(len(labels), min(50_000, len(labels) // 2), k)
             world = dict(mode="real", n=sampler.n)
         cfg = base_cfg(args, batch_size=batch, seed=k, compile=False, **world)
-        lanes.append(Trainer(cfg, Dist(), device, False, data=run_data(sampler, images, labels, cfg, device)))
+        lanes.append(Trainer(cfg, Dist(), device, progress=False, data=run_data(sampler, images, labels, cfg, device)))
     packed = PackedTrainer(lanes, progress=False)
     if compile_mode:  # "reduce-overhead" captures the compiled forward/backward in CUDA graphs
-        packed.wrapped = torch.compile(packed.model, mode=None if compile_mode == "default" else compile_mode)
+        mode = None if compile_mode == "default" else compile_mode
+        packed.wrapped = cast(torch.nn.Module, torch.compile(packed.model, mode=mode))
     return packed
 
 
@@ -277,7 +281,7 @@ def part_packed(args, device) -> None:
     out = {}
     for batch in args.packed_batches:
         cfg = base_cfg(args, batch_size=batch)
-        alone = Trainer(cfg, Dist(), device, False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg,
+        alone = Trainer(cfg, Dist(), device, progress=False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg,
                                                                   device))
         one = rate(alone, alone.wrapped(), args.warmup, args.steps)
         report(f"| 1 run, batch {batch}{', compiled' if cfg.compile else ''} | {one:,.0f} img/s | "
@@ -347,7 +351,7 @@ def record(path: str, began: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", default="speed,reference,worlds,trainer,packed,fig1")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=150)

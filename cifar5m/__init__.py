@@ -1,1 +1,32 @@
-"""CIFAR-5m-like data: diffusion sampling -> labelling -> WebDataset shards (`python -m cifar5m --help`)."""
+"""CIFAR-5m-like data: diffusion sampling -> labelling -> WebDataset shards (`python -m cifar5m --help`).
+
+    from cifar5m import GenerateConfig, generate_dataset
+    generate_dataset(GenerateConfig(out_dir="out/cifar5m", labeler="local-dir:out/labeler"))
+
+The public names are listed in `__all__`; torch and diffusers load only when an entry call is first used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from cifar5m.config import GenerateConfig
+from cifar5m.errors import Cifar5mError
+
+_LAZY = {  # name -> module: these import torch, diffusers or timm
+    "generate_dataset": "cifar5m.api", "plan_generation": "cifar5m.api", "run_plan": "cifar5m.api",
+    "RunPlan": "cifar5m.generate", "RunResult": "cifar5m.generate", "Progress": "cifar5m.generate",
+    "run_with_bar": "cifar5m.progress",
+    "Labeler": "cifar5m.label", "create_labeler_model": "cifar5m.label", "read_labeler_info": "cifar5m.label",
+    "import_npz": "cifar5m.npz", "export_npz": "cifar5m.npz", "write_report": "cifar5m.report",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'cifar5m' has no attribute {name!r}")
+
+
+__all__ = ["Cifar5mError", "GenerateConfig", *_LAZY]

@@ -15,18 +15,20 @@ import argparse
 import json
 
 from cifar5m import convert_ddpm, npz, report
-from cifar5m.config import (COMPILE_MODES, DEFAULT_MODEL, DTYPES, PRESETS, GenerateConfig, parse_class_names,
-                            parse_shard_range)
-from cifar5m.generate import plan_run
-from cifar5m.progress import run_with_bar
-from cifar5m.runners.inprocess import run_local
-from cifar5m.runners.processes import run_processes, worker_devices
-from cifar5m.runners.ray import connect, run_ray
-from cifar5m.labeler_eval import describe as describe_accuracy, measured_plan
-from cifar5m.sample import resolve_device
-from shards.entry import run_cli
+from cifar5m.config import (
+    COMPILE_MODES,
+    DEFAULT_MODEL,
+    DTYPES,
+    PRESETS,
+    GenerateConfig,
+    parse_class_names,
+    parse_shard_range,
+)
 from shards.card import License
-from shards.entry import add_license_flags, add_min_shards_flag
+from shards.cliargs import add_device, add_out, add_overwrite, add_ray, add_samples_per_shard, add_workers, root_parser
+from shards.entry import add_license_flags, add_min_shards_flag, run_cli
+
+DESCRIPTION = "CIFAR-5m-like data: diffusion samples, labelled by a classifier, written as verified shards."
 
 GENERATE_DESCRIPTION = f"""\
 Make a CIFAR-5m-like dataset: unconditional samples of a pretrained diffusion model, each labelled
@@ -50,46 +52,46 @@ by a classifier, written as WebDataset shards. Resumable: re-run the same comman
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cifar5m", description=__doc__.split("\n\n")[0])
+    parser = root_parser("cifar5m", DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="diffusion samples -> labels -> shards", description=GENERATE_DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    g.add_argument("--out", required=True, help="output dataset folder (created; resumed if it holds this run)")
+    add_out(g, "output dataset folder (created; resumed if it holds this run)")
     g.add_argument("--labeler", help="timm labeler: hf-hub:ORG/NAME, local-dir:/path, or a timm name")
     g.add_argument("--labeler-checkpoint", help="weights file for a plain timm --labeler name")
     g.add_argument("--class-names", type=parse_class_names,
                    help="comma-separated class names in label order (default: labeler's, else CIFAR-10's)")
-    g.add_argument("--model", default=DEFAULT_MODEL, help=f"Hub id or pipeline folder (default {DEFAULT_MODEL}, "
+    g.add_argument("--model", default=DEFAULT_MODEL, help="Hub id or pipeline folder (default %(default)s, "
                    "the non-EMA weights; an EMA pipeline folder is accepted)")
-    g.add_argument("--sampler", default="ddpm", choices=list(PRESETS), help="sampler preset (default ddpm)")
+    g.add_argument("--sampler", default=GenerateConfig.sampler, choices=list(PRESETS),
+                   help="sampler preset (default %(default)s)")
     g.add_argument("--steps", type=int, help="sampling steps (default: ddpm all the model's training steps, "
                    "ddim 100, dpmpp 20)")
-    g.add_argument("--train", type=int, default=5_000_000, help="train images (default 5,000,000)")
-    g.add_argument("--test", type=int, default=1_000_000, help="test images (default 1,000,000)")
-    g.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
+    g.add_argument("--train", type=int, default=GenerateConfig.train, help="train images (default %(default)s)")
+    g.add_argument("--test", type=int, default=GenerateConfig.test, help="test images (default %(default)s)")
+    add_samples_per_shard(g, GenerateConfig.samples_per_shard)
     add_min_shards_flag(g)
     add_license_flags(g)
-    g.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
+    g.add_argument("--seed", type=int, default=GenerateConfig.seed, help="global seed (default %(default)s)")
     g.add_argument("--batch-size", type=int, default=GenerateConfig.batch_size,
-                   help=f"images per UNet batch (default {GenerateConfig.batch_size}; part of the config: float rounding depends on it)")
-    g.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
-    g.add_argument("--dtype", default="auto", choices=DTYPES,
+                   help="images per UNet batch (default %(default)s; part of the config: float rounding depends on it)")
+    add_device(g, GenerateConfig.device)
+    g.add_argument("--dtype", default=GenerateConfig.dtype, choices=DTYPES,
                    help="UNet/labeler autocast dtype (auto: bf16 on CUDA, fp32 on CPU); scheduler math stays fp32")
     g.add_argument("--compile", action="store_true", help="torch.compile the UNet (GPU; first batch is slow)")
-    g.add_argument("--compile-mode", default="default", metavar="MODE",
+    g.add_argument("--compile-mode", default=GenerateConfig.compile_mode, metavar="MODE",
                    help=f"torch.compile mode, implies --compile: {', '.join(COMPILE_MODES)} (reduce-overhead: "
                    "CUDA graphs; default: default)")
     g.add_argument("--shards", type=parse_shard_range, dest="shard_range", metavar="A:B",
                    help="only shard positions A..B-1 (train shards first), e.g. for a Slurm job array")
-    g.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
-                   help="run on a Ray cluster (ADDRESS, else RAY_ADDRESS or a new local one)")
-    g.add_argument("--workers", type=int, default=1, help="local worker processes (default 1): on the CPU one "
-                   "torch thread each, with CUDA worker i on cuda:i; same bytes as one process")
+    add_ray(g)
+    add_workers(g, GenerateConfig.workers, "local worker processes: on the CPU one torch thread each, with CUDA "
+                "worker i on cuda:i; same bytes as one process")
     g.add_argument("--labeler-eval", metavar="DATASET", help="measure the labeler on this real labelled dataset's "
                    "test split first (e.g. out/cifar10); recorded in the manifest and card")
     g.add_argument("--min-labeler-accuracy", type=float, metavar="FRACTION",
                    help="with --labeler-eval: refuse a labeler below this accuracy, e.g. 0.95")
-    g.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
+    add_overwrite(g, "a dataset of another config in --out")
     g.add_argument("--dry-run", action="store_true", help="check and print the plan, then stop")
     g.set_defaults(func=cmd_generate)
     for module in (convert_ddpm, npz, report):  # the other commands live in their own modules
@@ -101,27 +103,25 @@ def config_from_args(args: argparse.Namespace) -> GenerateConfig:
     return GenerateConfig(
         out_dir=args.out, labeler=args.labeler, labeler_checkpoint=args.labeler_checkpoint,
         class_names=args.class_names, model=args.model, sampler=args.sampler, steps=args.steps,
-        train=args.train, test=args.test, samples_per_shard=args.shard_size, min_shards=args.min_shards, seed=args.seed,
+        train=args.train, test=args.test, samples_per_shard=args.samples_per_shard, min_shards=args.min_shards,
+        seed=args.seed,
         batch_size=args.batch_size, device=args.device, dtype=args.dtype,
         compile=args.compile or args.compile_mode != "default", compile_mode=args.compile_mode,
         shard_range=args.shard_range, workers=args.workers, ray=args.ray is not None, ray_address=args.ray or None,
         overwrite=args.overwrite, dry_run=args.dry_run, labeler_eval=args.labeler_eval,
         min_labeler_accuracy=args.min_labeler_accuracy,
         license=License(args.license, args.license_name, args.license_link),
-    ).validate()
+    )
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    if cfg.ray and not cfg.dry_run:
-        device_type = connect(cfg.ray_address)
-    else:
-        device_type = resolve_device(cfg.device).type
-    if cfg.workers > 1:
-        worker_devices(cfg.device, cfg.workers)  # too many for the GPUs: say so before anything is loaded
-    plan = plan_run(cfg, device_type)
+    from cifar5m.api import plan_generation, run_plan  # heavy (torch, diffusers): not loaded for --help
+    from cifar5m.labeler_eval import describe as describe_accuracy
+    from cifar5m.progress import run_with_bar
+
+    plan = plan_generation(config_from_args(args))
+    cfg = plan.cfg
     if cfg.labeler_eval and not cfg.dry_run:
-        plan = measured_plan(plan, "auto" if cfg.ray else cfg.device)
         print(f"labeler accuracy: {describe_accuracy(plan.labeler_accuracy)}")
     print(json.dumps(describe(plan), indent=1))
     if cfg.dry_run:
@@ -130,7 +130,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"dry run: {len(writer.plan())} shards planned, {committed} with stats files in {cfg.out_dir}; "
               "nothing written")
         return 0
-    return run_and_report(plan)
+    run_with_bar(plan, lambda bar: run_plan(plan, bar))
+    return 0
 
 
 def describe(plan) -> dict:
@@ -141,16 +142,6 @@ def describe(plan) -> dict:
             "run": {"batch_size": cfg.batch_size, "device": cfg.device, "workers": cfg.workers,
                     "compile": cfg.compile_hash_value(),
                     "shards": cfg.shard_range, "ray": cfg.ray_address if cfg.ray else None}}
-
-
-def run_and_report(plan) -> int:
-    if plan.cfg.ray:
-        run_with_bar(plan, lambda bar: run_ray(plan, bar))
-    elif plan.cfg.workers > 1:
-        run_with_bar(plan, lambda bar: run_processes(plan, plan.cfg.workers, bar))
-    else:
-        run_with_bar(plan, lambda bar: run_local(plan, bar))
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

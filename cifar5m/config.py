@@ -30,6 +30,7 @@ DTYPES = ("auto", "fp32", "bf16", "fp16")
 # A plan of more shards than this is a typo (--shard-size 1), refused before any work: each shard is a file
 # and a stats file, and planning lists them all. CIFAR-5m at the default 10,000 per shard is 600.
 MAX_SHARDS = 100_000
+CONFIDENCE_BINS = 20  # histogram of max_prob over [0, 1] kept per shard, summed for the report
 # torch.compile's modes (pytorch.org/docs/stable/generated/torch.compile.html); "reduce-overhead" and
 # "max-autotune" replay the UNet as CUDA graphs.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -95,13 +96,14 @@ class GenerateConfig:
     def preset(self) -> SamplerPreset:
         return PRESETS[self.sampler]
 
-    def validate(self) -> "GenerateConfig":
+    def validate(self) -> GenerateConfig:
         """Check every setting that needs no model; return the config with defaults filled in."""
         if self.sampler not in PRESETS:
             raise Cifar5mError(f"--sampler {self.sampler!r}: unknown; choose one of {', '.join(PRESETS)}")
         if not self.labeler:
             raise Cifar5mError(
-                "--labeler is required (until the fine-tuned BiT labeler exists): a timm 10-way classifier, "
+                "--labeler is required: a timm classifier with one output per class (`make labeler` fine-tunes "
+                "BiT-M-R152x2 on CIFAR-10 into out/labeler), "
                 "e.g. --labeler hf-hub:ORG/NAME, --labeler local-dir:/path/to/timm-model, or a timm "
                 "name with --labeler-checkpoint FILE"
             )
@@ -148,7 +150,7 @@ class GenerateConfig:
                                "leave --device at auto")
         return self
 
-    def with_model_steps(self, train_steps: int) -> "GenerateConfig":
+    def with_model_steps(self, train_steps: int) -> GenerateConfig:
         """Fill in the preset's step count: ddpm takes every training timestep, the others their default."""
         if self.steps is not None:
             return self

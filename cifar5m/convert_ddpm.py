@@ -16,14 +16,16 @@ diffusers.py` expects other key names (`downsample.op`) and an older diffusers, 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cifar5m.errors import Cifar5mError
+from shards.cliargs import add_out
+from shards.jsonio import atomic_dir
 
 # Ho et al. 2020, CIFAR-10: linear betas 1e-4..0.02 over 1000 steps, sampling variance beta_t
 # ("fixed_large"), samples clipped to [-1, 1]; the same settings as google/ddpm-cifar10-32.
@@ -152,16 +154,10 @@ def convert_ddpm(ckpt: str | os.PathLike, out_dir: str | os.PathLike, resolution
         first = str(exc).splitlines()[1] if "\n" in str(exc) else str(exc)
         raise Cifar5mError(f"{path}: weights do not fit the inferred UNet {asdict(arch)} ({first.strip()[:300]}); "
                            "is the checkpoint complete?") from exc
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_dir(out) as tmp:
         DDPMPipeline(unet=unet.eval(), scheduler=DDPMScheduler(**SCHEDULER)).save_pretrained(tmp)
         (tmp / "conversion.json").write_text(json.dumps({"source": path.name, "original_arch": asdict(arch)},
                                                         indent=1) + "\n")
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -174,9 +170,9 @@ def _cmd_convert(args) -> int:
 def register(sub) -> None:
     """Add `convert-ddpm` to the `python -m cifar5m` subcommands."""
     p = sub.add_parser("convert-ddpm", help="original DDPM CIFAR-10 (EMA) checkpoint -> diffusers pipeline folder",
-                       description=__doc__.split("\n\n")[0])
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ckpt", help="the model-*.ckpt state dict (pesser/pytorch_diffusion / ermongroup/ddim layout)")
-    p.add_argument("--out", required=True, help="new pipeline folder (model_index.json, unet/, scheduler/)")
+    add_out(p, "new pipeline folder (model_index.json, unet/, scheduler/)")
     p.add_argument("--resolution", type=int, default=32, help="image size the model was trained at (default 32)")
     p.add_argument("--dropout", type=float, default=0.1, help="training dropout kept in the config (default 0.1)")
     p.set_defaults(func=_cmd_convert)

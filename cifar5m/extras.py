@@ -13,14 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar5m.generate import CONFIDENCE_BINS
+from cifar5m.config import CONFIDENCE_BINS
+from shards import Manifest, ShardStats
+from shards.jsonio import write_text_atomic
 from shards.read import iter_samples
 
 GRID_PER_CLASS = 10
 GRID_MAX_SHARDS = 3  # enough for 10 of every class unless one is very rare
 
 
-def dataset_numbers(manifest, stats: list[dict]) -> dict:
+def dataset_numbers(manifest: Manifest, stats: list[ShardStats]) -> dict:
     """Class histograms, mean confidence and the confidence histogram, from manifest and shard stats."""
     samples = sum(s.samples for s in stats)
     hist = np.sum([s.extra["max_prob_hist"] for s in stats], axis=0) if stats else np.zeros(CONFIDENCE_BINS)
@@ -103,7 +105,7 @@ def _plot_confidence(numbers: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write_extras(root: str | Path, manifest, stats: list[dict]) -> Path:
+def write_extras(root: str | Path, manifest: Manifest, stats: list[ShardStats]) -> Path:
     """Write the PNGs and summary.json into `<root>/extras/`; return that folder."""
     import matplotlib  # heavy: loaded only when this is used
 
@@ -112,7 +114,7 @@ def write_extras(root: str | Path, manifest, stats: list[dict]) -> Path:
     out = root / "extras"
     out.mkdir(exist_ok=True)
     numbers = dataset_numbers(manifest, stats)
-    (out / "summary.json").write_text(json.dumps(numbers, indent=1) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(numbers, indent=1) + "\n")
     plot_grid(collect_grid(root, manifest), manifest.class_names, out / "samples_per_class.png")
     plot_classes(numbers, out / "class_histogram.png")
     _plot_confidence(numbers, out / "confidence_histogram.png")

@@ -20,29 +20,34 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from cifar5m.config import CIFAR10_CLASSES, DEFAULT_MODEL, GenerateConfig
+from cifar5m.config import CIFAR10_CLASSES, CONFIDENCE_BINS, DEFAULT_MODEL, GenerateConfig
+from cifar5m.errors import Cifar5mError
 from cifar5m.label import Labeler, LabelerInfo, check_head, create_labeler_model, read_labeler_info
 from cifar5m.labeler_eval import describe as describe_accuracy
 from cifar5m.models import PipelineInfo, check_sampler, load_unet, resolve_pipeline
-from cifar5m.sample import TORCH_DTYPES, Sampler, resolve_device, resolve_dtype
+from cifar5m.sample import TORCH_DTYPES, Sampler, resolve_dtype
 from shards import CardInfo, DatasetWriter, ShardStats, derive_seed
 from shards.card import declared_license
+from shards.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
-CONFIDENCE_BINS = 20  # histogram of max_prob over [0, 1] kept per shard, summed for the report
 # Torch intra-op threads of every CPU generation, whatever the runner. CPU kernels split their sums by
 # thread, so the float rounding (and a pixel here and there) depends on the thread count: one fixed count
 # makes in-process, --workers and Ray runs byte-identical. 1 because the local-process runner gives
 # each core its own process (cifar5m/runners/processes.py says why that is faster on a shared machine).
 CPU_THREADS = 1
 
-class Progress(Protocol):
+class Counter(Protocol):
+    """What a shard maker reports images to (a worker process forwards them to its parent)."""
+
+    def update(self, n: int) -> None: ...
+
+
+class Progress(Counter, Protocol):
     """What runners report to: the CLI's progress bar, or nothing."""
 
     def start(self, total: int) -> None: ...
-
-    def update(self, n: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,7 @@ class RunPlan:
         config["labeler"]["accuracy"] = self.labeler_accuracy
         return config
 
-    def writer(self):
+    def writer(self) -> DatasetWriter:
         return DatasetWriter(self.cfg.out_dir, self.dataset_config(), list(self.class_names), self.cfg.splits(),
                              self.cfg.samples_per_shard, image_ext="png", card=self.card(),
                              overwrite=self.cfg.overwrite, min_shards=self.cfg.min_shards)
@@ -132,10 +137,10 @@ def plan_run(cfg: GenerateConfig, device_type: str) -> RunPlan:
 class ShardMaker:
     """Holds the sampler and the labeler on one device and makes whole shards."""
 
-    def __init__(self, plan: RunPlan, device: str = "auto", writer=None):
+    def __init__(self, plan: RunPlan, device: str = "auto", writer: DatasetWriter | None = None):
         cfg = self.cfg = plan.cfg
         self.plan = plan
-        self.device = resolve_device(device)
+        self.device = resolve_device(device, Cifar5mError)
         self.sampler = Sampler(load_unet(plan.pipeline), plan.pipeline.scheduler_config, cfg.sampler, cfg.steps,
                                self.device, plan.dtype, cfg.compile, cfg.compile_mode)
         model = create_labeler_model(plan.labeler, len(plan.class_names))
@@ -145,7 +150,7 @@ class ShardMaker:
         log.info("models loaded on %s (%s): images %s, labeler input %s", self.device, plan.dtype,
                  "x".join(map(str, self.sampler.image_shape)), self.labeler.input_size)
 
-    def make_samples(self, spec, progress: Progress | None = None) -> tuple[list[dict], dict]:
+    def make_samples(self, spec, progress: Counter | None = None) -> tuple[list[dict], dict]:
         """The samples of one shard, in index order, and the shard's summary numbers."""
         samples, timing = [], {"sample_s": 0.0, "label_s": 0.0}
         for first in range(spec.first_index, spec.first_index + spec.count, self.cfg.batch_size):
@@ -163,7 +168,7 @@ class ShardMaker:
                 progress.update(len(seeds))
         return samples, shard_extra(samples, timing, str(self.device), self.cfg.batch_size)
 
-    def run_shard(self, spec, progress: Progress | None = None) -> dict:
+    def run_shard(self, spec, progress: Counter | None = None) -> ShardStats:
         samples, extra = self.make_samples(spec, progress)
         return self.writer.write_shard(spec, samples, extra)
 

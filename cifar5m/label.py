@@ -146,11 +146,8 @@ def _hub_config(repo_id: str) -> Path:
 
 
 def _read_config(path: Path) -> dict:
-    try:
-        return read_json_object(path, fix="re-download or re-save the labeler", expected="an object of settings "
-                                "(timm writes one with architecture and num_classes)")
-    except ShardsError as exc:
-        raise Cifar5mError(str(exc)) from None
+    return read_json_object(path, fix="re-download or re-save the labeler", expected="an object of settings "
+                            "(timm writes one with architecture and num_classes)")
 
 
 # What each config.json field read here must hold (timm's and `train finetune`'s), checked before use.

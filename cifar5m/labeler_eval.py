@@ -20,11 +20,12 @@ import numpy as np
 
 from cifar5m.errors import Cifar5mError
 from cifar5m.label import Labeler, create_labeler_model
-from cifar5m.sample import TORCH_DTYPES, resolve_device
-from shards import iter_samples, load_manifest, resolve_dataset
+from cifar5m.sample import TORCH_DTYPES
+from shards import Manifest, iter_samples, load_manifest, resolve_dataset
 from shards.identity import InputIdentity, portable_path
-from shards.jsonio import read_json
+from shards.runtime import resolve_device
 from shards.urls import is_url
+from shards.writer import recorded_config
 
 NOT_MEASURED = "not measured"
 
@@ -54,7 +55,7 @@ def describe(record: dict | str) -> str:
     return f"{record['accuracy']:.2%} on {record['dataset']} {record['split']} ({record['samples']:,} images)"
 
 
-def eval_split(dataset: str, class_names: tuple[str, ...]) -> tuple[Path, str, object]:
+def eval_split(dataset: str, class_names: tuple[str, ...]) -> tuple[Path, str, Manifest]:
     """The evaluation set's folder, split ("test", else its only split) and manifest; class names must match."""
     root = resolve_dataset(dataset)
     manifest = load_manifest(root)
@@ -78,7 +79,8 @@ def measure_accuracy(labeler, dataset: str, class_names: tuple[str, ...], batch_
     root, split, manifest = eval_split(dataset, class_names)
     k = len(class_names)
     correct, total = np.zeros(k, np.int64), np.zeros(k, np.int64)
-    images, labels = [], []
+    images: list[np.ndarray] = []
+    labels: list[int] = []
 
     def flush():
         predicted = labeler(torch.from_numpy(np.stack(images))).argmax(dim=1).cpu().numpy()
@@ -111,7 +113,7 @@ def dataset_name(dataset: str) -> str:
 
 def recorded_accuracy(out_dir: str, labeler_weights: InputIdentity, dataset: str) -> dict | None:
     """The accuracy a previous run of this dataset recorded for the same labeler weights and evaluation set."""
-    config = read_json(Path(out_dir) / ".shards" / "config.json", default={}).get("config", {})
+    config = recorded_config(out_dir)
     labeler = config.get("labeler", {})
     record = labeler.get("accuracy")
     weights = labeler.get("weights")
@@ -134,7 +136,7 @@ def measured_plan(plan, device: str, progress=None):
     if record is None:
         eval_split(cfg.labeler_eval, plan.class_names)  # fail on a wrong set before loading any weights
         model = create_labeler_model(plan.labeler, len(plan.class_names))
-        labeler = Labeler(model, resolve_device(device), TORCH_DTYPES[plan.dtype])
+        labeler = Labeler(model, resolve_device(device, Cifar5mError), TORCH_DTYPES[plan.dtype])
         record = measure_accuracy(labeler, cfg.labeler_eval, plan.class_names, progress=progress).record()
     check_minimum(record, cfg.min_labeler_accuracy, plan.labeler.spec)
     return dataclasses.replace(plan, labeler_accuracy=record)

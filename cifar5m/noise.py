@@ -18,7 +18,7 @@ float bit between devices). u takes 2^24 values, so |z| <= 5.4: tails beyond 5.4
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -17,27 +17,31 @@ small (8 MB) and read whole up front, so the label range is checked before anyth
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import functools
 import os
 import struct
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Iterator
+from typing import IO
 
 import numpy as np
 
 from cifar5m.config import CIFAR10_CLASSES
 from cifar5m.errors import Cifar5mError
 from shards import CardInfo, DatasetWriter, iter_samples, load_manifest
+from shards.cliargs import add_out, add_overwrite, add_samples_per_shard, add_workers
+from shards.entry import add_min_shards_flag
 from shards.errors import ShardsError
 from shards.identity import file_record, identity_of
+from shards.importer import SAMPLES_PER_SHARD
 from shards.jsonio import atomic_target
-from shards.entry import add_min_shards_flag
 from shards.manifest import MIN_SHARDS
 
 IMAGE_SHAPE = (32, 32, 3)
@@ -63,7 +67,7 @@ class NpzPart:
         return len(self.labels)
 
 
-def _npy_header(stream, where: str) -> tuple[tuple[int, ...], np.dtype, bool]:
+def _npy_header(stream, where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     try:
         version = np.lib.format.read_magic(stream)
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
@@ -127,7 +131,7 @@ def iter_rows(part: NpzPart, start: int, stop: int, chunk_rows: int = CHUNK_ROWS
     row_bytes = int(np.prod(IMAGE_SHAPE))
     with ExitStack() as stack:
         if part.x_offset is not None:
-            f = stack.enter_context(open(part.path, "rb"))
+            f: IO[bytes] = stack.enter_context(open(part.path, "rb"))
             f.seek(part.x_offset + start * row_bytes)
         else:
             f = stack.enter_context(stack.enter_context(zipfile.ZipFile(part.path)).open("X.npy"))
@@ -194,8 +198,8 @@ def parts_identity(parts: list[NpzPart]) -> dict:
 
 
 def import_npz(paths: list[str], out_dir: str, test_rows: int | None = PAPER_TEST_ROWS,
-               samples_per_shard: int = 10_000, overwrite: bool = False, workers: int = 1, progress=None,
-               min_shards: int = MIN_SHARDS):
+               samples_per_shard: int = SAMPLES_PER_SHARD, overwrite: bool = False, workers: int = 1,
+               progress=None, min_shards: int = MIN_SHARDS):
     """Write the parts into a dataset of ours (resumable; shards written by `workers` processes, the same
     bytes for any count); return the manifest."""
     parts = [open_part(p) for p in paths]
@@ -295,8 +299,8 @@ def _cmd_import(args) -> int:
     if args.workers < 1:
         raise Cifar5mError(f"--workers={args.workers}: must be >= 1")
     with tqdm(total=total, unit="img", desc="import-npz", dynamic_ncols=True) as bar:
-        manifest = import_npz(args.parts, args.out, test_rows, args.shard_size, args.overwrite, args.workers, bar,
-                              args.min_shards)
+        manifest = import_npz(args.parts, args.out, test_rows, args.samples_per_shard, overwrite=args.overwrite,
+                              workers=args.workers, progress=bar, min_shards=args.min_shards)
     print(f"complete: {args.out}/manifest.json, " + ", ".join(f"{s} {i.count:,}" for s, i in manifest.splits.items())
           + f"; check it with `python -m shards verify {args.out}`")
     return 0
@@ -308,7 +312,7 @@ def _cmd_export(args) -> int:
     manifest = load_manifest(args.dataset)
     with tqdm(total=sum(i.count for i in manifest.splits.values()), unit="img", desc="export-npz",
               dynamic_ncols=True) as bar:
-        paths = export_npz(args.dataset, args.out, args.part_rows, args.overwrite, bar)
+        paths = export_npz(args.dataset, args.out, args.part_rows, overwrite=args.overwrite, progress=bar)
     print(f"wrote {len(paths)} parts: " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -316,23 +320,22 @@ def _cmd_export(args) -> int:
 def register(sub) -> None:
     """Add `import-npz` and `export-npz` to the `python -m cifar5m` subcommands."""
     p = sub.add_parser("import-npz", help="the released CIFAR-5m part{0..5}.npz -> our shards",
-                       description=__doc__.split("\n\n")[2])
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("parts", nargs="+", help="part files in order: every one but the last is train, the last is test")
-    p.add_argument("--out", required=True, help="output dataset folder (created; resumed if it holds this import)")
+    add_out(p, "output dataset folder (created; resumed if it holds this import)")
     p.add_argument("--test-rows", type=int, default=PAPER_TEST_ROWS,
                    help=f"test = the first N rows of the last part (default {PAPER_TEST_ROWS:,}, as in the paper)")
     p.add_argument("--full-test", action="store_true", help="test = all of the last part")
-    p.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
+    add_samples_per_shard(p, SAMPLES_PER_SHARD)
     add_min_shards_flag(p)
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
-                   help="processes writing shards (PNG encoding is the cost; default min(8, CPUs)); same bytes "
-                        "for any count")
-    p.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
+    add_workers(p, min(8, os.cpu_count() or 1), "processes writing shards (PNG encoding is the cost; min(8, CPUs)); "
+                "same bytes for any count")
+    add_overwrite(p, "a dataset of another config in --out")
     p.set_defaults(func=_cmd_import)
     p = sub.add_parser("export-npz", help="a dataset of ours -> CIFAR-5m-style part{k}.npz files")
     p.add_argument("dataset", help="dataset folder with 32x32x3 images")
-    p.add_argument("--out", required=True, help="folder for part0.npz, part1.npz, ...")
+    add_out(p, "folder for part0.npz, part1.npz, ...")
     p.add_argument("--part-rows", type=int, help=f"train rows per part (default: the imported parts' sizes, else "
                    f"{PART_ROWS:,}); the test split is the last part")
-    p.add_argument("--overwrite", action="store_true", help="replace existing part files in --out")
+    add_overwrite(p, "existing part files in --out")
     p.set_defaults(func=_cmd_export)

@@ -16,19 +16,21 @@ the paper-comparable figure uses 50,000.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from cifar5m.errors import Cifar5mError
 from cifar5m.extras import collect_grid, plot_classes, plot_grid
-from cifar5m.sample import resolve_device
-from shards import iter_samples, load_manifest, resolve_dataset
+from shards import Manifest, iter_samples, load_manifest, resolve_dataset
+from shards.cliargs import add_device
 from shards.jsonio import write_text_atomic
+from shards.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +49,15 @@ class SplitSample:
     max_prob: np.ndarray | None  # float (N,), None when the samples do not record it
 
 
-def read_split(dataset: str, split: str | None, limit: int) -> tuple[SplitSample, object, str]:
+def read_split(dataset: str, split: str | None, limit: int) -> tuple[SplitSample, Manifest, str]:
     """Up to `limit` samples of `split` (default: train, else the first split), in index order."""
     root = resolve_dataset(dataset)
     manifest = load_manifest(root)
     split = split or ("train" if "train" in manifest.splits else next(iter(manifest.splits)))
     if split not in manifest.splits:
         raise Cifar5mError(f"{dataset}: no split {split!r} (has {', '.join(manifest.splits)})")
-    images, labels, probs = [], [], []
+    images: list[np.ndarray] = []
+    labels, probs = [], []
     for _, image, cls, meta in iter_samples(root / f for f in manifest.splits[split].shard_files()):
         if len(images) == limit:
             break
@@ -253,7 +256,7 @@ def _cmd_report(args) -> int:
     if args.samples < 2:
         raise Cifar5mError(f"--samples={args.samples}: must be >= 2 (FID needs a covariance)")
     extractor = None if args.no_fid else inception_extractor(args.inception_weights,
-                                                             str(resolve_device(args.device)))
+                                                             str(resolve_device(args.device, Cifar5mError)))
     path = write_report(args.dir, args.reference, args.samples, args.split, args.reference_split, extractor)
     numbers = json.loads((path.parent / "report.json").read_text())
     fid = "not measured" if numbers["fid"] is None else f"{numbers['fid']:.2f}"
@@ -264,14 +267,14 @@ def _cmd_report(args) -> int:
 def register(sub) -> None:
     """Add `report` to the `python -m cifar5m` subcommands."""
     p = sub.add_parser("report", help="quality report: class balance, confidence, samples, neighbours, FID, KID",
-                       description=__doc__.split("\n\n")[0])
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", help="generated dataset folder (the report goes to DIR/extras/)")
     p.add_argument("--reference", required=True, help="real dataset of ours to compare with, e.g. out/cifar10")
     p.add_argument("--split", help="generated split (default train)")
     p.add_argument("--reference-split", help="reference split (default train: FIDs vs CIFAR-10 train are standard)")
-    p.add_argument("--samples", type=int, default=10_000, help="images per side (default 10,000; papers use 50,000)")
+    p.add_argument("--samples", type=int, default=10_000, help="images per side (default %(default)s; papers use 50,000)")
     p.add_argument("--inception-weights", metavar="FILE", help=f"torch-fidelity's {INCEPTION_FILE} (default: "
                    "the torch hub cache, where torch-fidelity downloads it)")
     p.add_argument("--no-fid", action="store_true", help="skip FID/KID (no Inception weights needed)")
-    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, ...")
+    add_device(p)
     p.set_defaults(func=_cmd_report)

@@ -18,23 +18,18 @@ measured by bench/gpu_sampler.py --compile-modes.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
 from cifar5m.config import PRESETS
 from cifar5m.noise import gaussian_noise, seed_words
+from shards.runtime import resolve_device as resolve_device  # the demo imports it from here
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # torch.compile's modes (cifar5m.config.COMPILE_MODES) that capture CUDA graphs: a replay reuses the
 # previous replay's output buffers.
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def resolve_dtype(dtype: str, device_type: str) -> str:

@@ -15,11 +15,11 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
+from demo.config import DemoConfig
 from demo.data import DEFAULT_SPLIT_SEED, write_real_digits
 from demo.diffusion import DiffusionConfig
 from demo.errors import DemoError
 from demo.labeler import LABELER_PRESET
-from demo.config import DemoConfig
 from demo.pipeline import run_demo
 from demo.quality import DEFAULT_SIZES, generator_quality
 from demo.train_models import MODEL_NAMES, DemoModelsConfig, resolve_device, train_models

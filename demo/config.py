@@ -62,7 +62,7 @@ class DemoConfig:
     # 2,600-4,300 img/s with 1 thread and at 190-1,200 img/s with 2 (threads stalling on each other).
     threads: int = 1
 
-    def validate(self) -> "DemoConfig":
+    def validate(self) -> DemoConfig:
         for flag, value, low in [("--train", self.train, 1), ("--test", self.test, 1),
                                  ("--shard-size", self.samples_per_shard, 1), ("--gen-steps", self.gen_steps, 1),
                                  ("--gen-batch-size", self.gen_batch_size, 1), ("--n", self.n, 1),

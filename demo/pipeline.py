@@ -36,8 +36,8 @@ from cifar5m.progress import run_with_bar
 from cifar5m.runners.inprocess import run_local
 from cifar5m.runners.processes import run_processes
 from cifar5m.sample import resolve_device
-from demo.data import CLASS_NAMES, load_digits_split, write_real_digits
 from demo.config import DemoConfig
+from demo.data import CLASS_NAMES, load_digits_split, write_real_digits
 from demo.errors import DemoError
 from demo.labeler import load_labeler, predict_proba
 from demo.quality import generator_quality

@@ -7,7 +7,6 @@ from demo.config import DemoConfig
 from train.reporting.formatting import fmt
 from train.reporting.render import format_headline
 
-
 REAL_TEST_NAME = "real-digits"  # the extra test set's name in the bootstrap report
 
 

@@ -14,11 +14,22 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
-from dogbird.build import run_build
-from dogbird.config import DEFAULT_QUALITY, DEFAULT_SAMPLES_PER_SHARD, DEFAULT_SIZE, BuildConfig
+from dogbird import build_dataset
+from dogbird.config import BuildConfig
 from dogbird.sources import LAYOUTS
-from shards.entry import run_cli
-from shards.entry import add_min_shards_flag
+from shards.cliargs import (
+    add_log_level,
+    add_out,
+    add_overwrite,
+    add_ray,
+    add_samples_per_shard,
+    add_workers,
+    root_parser,
+)
+from shards.entry import add_min_shards_flag, run_cli
+from shards.runtime import start_ray
+
+DESCRIPTION = "ImageNet's hunting dogs vs birds (the paper's DogBird task) as verified shards."
 
 log = logging.getLogger("dogbird")
 
@@ -37,30 +48,29 @@ byte-identical shards whatever the layout; re-run the same command to resume aft
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dogbird", description=__doc__.split("\n\n")[0])
+    parser = root_parser("dogbird", DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="ImageNet -> hunting dogs vs birds -> shards", description=BUILD_DESCRIPTION,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("--imagenet", required=True, help="the ImageNet source: folder, hf://datasets/ORG/NAME or URL")
-    b.add_argument("--out", required=True, help="output dataset folder (created; resumed if it holds this build)")
-    b.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
-    b.add_argument("--size", type=int, default=DEFAULT_SIZE,
-                   help=f"shorter side in pixels (default {DEFAULT_SIZE}, as the paper's copies; 0 keeps the size)")
-    b.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help=f"JPEG quality (default {DEFAULT_QUALITY})")
-    b.add_argument("--center-crop", type=int, default=0, help="centre crop to C x C after resizing (default: none)")
-    b.add_argument("--samples-per-shard", type=int, default=DEFAULT_SAMPLES_PER_SHARD,
-                   help=f"images per shard (default {DEFAULT_SAMPLES_PER_SHARD})")
+    add_out(b, "output dataset folder (created; resumed if it holds this build)")
+    b.add_argument("--seed", type=int, default=BuildConfig.seed, help="shuffle seed (default %(default)s)")
+    b.add_argument("--size", type=int, default=BuildConfig.size,
+                   help="shorter side in pixels (default %(default)s, as the paper's copies; 0 keeps the size)")
+    b.add_argument("--quality", type=int, default=BuildConfig.quality, help="JPEG quality (default %(default)s)")
+    b.add_argument("--center-crop", type=int, default=BuildConfig.center_crop,
+                   help="centre crop to C x C after resizing (default: none)")
+    add_samples_per_shard(b, BuildConfig.samples_per_shard)
     add_min_shards_flag(b)
     b.add_argument("--res", type=int, action="append", default=[],
                    help="also write OUT/resR: R x R centre crops as PNG, for fast training (repeatable)")
-    b.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
-    b.add_argument("--ray", action="store_true", help="run the tasks on Ray (RAY_ADDRESS, else a local cluster); "
-                   "every node needs this package, the source and --out at the same paths")
+    add_workers(b, BuildConfig.workers, "local worker processes")
+    add_ray(b)  # every node needs this package, the source and --out at the same paths
     b.add_argument("--allow-missing-classes", action="store_true",
                    help="build even when the source lacks some of the 122 classes")
-    b.add_argument("--overwrite", action="store_true", help="replace a dataset built with other settings")
+    add_overwrite(b, "a dataset built with other settings")
     b.add_argument("--dry-run", action="store_true", help="print the resolved settings and stop")
-    b.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(b, subcommand=True)
     b.set_defaults(func=build)
     return parser
 
@@ -75,12 +85,14 @@ def build(args: argparse.Namespace) -> int:
     cfg = BuildConfig(source=args.imagenet, out_dir=args.out, seed=args.seed, size=args.size, quality=args.quality,
                       center_crop=args.center_crop, samples_per_shard=args.samples_per_shard,
                       min_shards=args.min_shards, res=tuple(args.res),
-                      workers=args.workers, ray=args.ray, allow_missing_classes=args.allow_missing_classes,
+                      workers=args.workers, ray=args.ray is not None, allow_missing_classes=args.allow_missing_classes,
                       overwrite=args.overwrite).validate()
     log.info("settings: %s", json.dumps(cfg.to_dict(), sort_keys=True))
     if args.dry_run:
         return 0
-    result = run_build(cfg, bar=tqdm_bar)
+    if args.ray is not None:
+        start_ray(args.ray)  # join ADDRESS now: the runner's tasks find the cluster already joined
+    result = build_dataset(cfg, bar=tqdm_bar)
     for split, info in result.manifest.splits.items():
         dogs, birds = info.label_histogram
         log.info("%s: %d images (%d hunting dogs, %d birds) in %d shards", split, info.count, dogs, birds,

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from dogbird.errors import DogbirdError
 from shards.identity import FileRecord, InputIdentity, identity_of
@@ -32,7 +33,7 @@ class BuildConfig:
     allow_missing_classes: bool = False
     overwrite: bool = False
 
-    def validate(self) -> "BuildConfig":
+    def validate(self) -> BuildConfig:
         checks = [
             ("--size", self.size, self.size >= 0, ">= 0 (0 keeps the original size)"),
             ("--quality", self.quality, 1 <= self.quality <= 100, "in 1..100"),

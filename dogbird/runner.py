@@ -7,11 +7,13 @@ function of its arguments (the shard is the unit of work), so where it runs neve
 """
 from __future__ import annotations
 
-import os
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import nullcontext
 from multiprocessing import get_context
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
+
+from shards.runtime import start_ray
 
 
 class _NoBar:
@@ -49,8 +51,7 @@ def map_unordered(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int =
 def _ray_map(fn: Callable[..., Any], tasks: Sequence[tuple]) -> Iterator[Any]:
     import ray  # deferred: heavy, and only --ray needs it
 
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, include_dashboard=False, log_to_driver=True)
+    start_ray()
     # A task whose worker dies is retried by Ray; errors raised by our code are not (max_retries counts
     # system failures only unless retry_exceptions is set).
     remote = ray.remote(num_cpus=1, max_retries=3)(fn)

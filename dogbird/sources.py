@@ -22,9 +22,9 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from dogbird.classes import dogbird_classes, imagenet_wnids
 from dogbird.errors import DogbirdError

@@ -3,16 +3,18 @@
 See FORMAT.md beside this file for the layout and the API. Heavy imports (torch, huggingface_hub) are
 deferred to the modules that need them, so `import shards` stays fast.
 """
-from shards.version import __version__  # noqa: F401 (the toolkit version, re-exported)
-
-from shards.errors import ShardsError, ToolkitError  # noqa: E402
-from shards.naming import derive_seed  # noqa: E402
-from shards.manifest import Manifest, load_manifest  # noqa: E402
-from shards.card import CardInfo, License  # noqa: E402
-from shards.writer import DatasetWriter, ShardSpec, ShardStats  # noqa: E402
-from shards.read import iter_samples, iter_shard  # noqa: E402
-from shards.cache import SplitArrays, load_split  # noqa: E402
-from shards.remote import resolve_dataset  # noqa: E402
+from shards.cache import SplitArrays, load_split
+from shards.card import CardInfo, License
+from shards.errors import ShardsError, ToolkitError
+from shards.importer import import_dataset, open_source
+from shards.manifest import Manifest, load_manifest
+from shards.naming import derive_seed
+from shards.read import iter_samples, iter_shard
+from shards.remote import publish, resolve_dataset
+from shards.runtime import resolve_device, start_ray
+from shards.verify import VerifyReport, verify_dataset
+from shards.version import __version__
+from shards.writer import DatasetWriter, ShardSpec, ShardStats
 
 
 def __getattr__(name):
@@ -25,6 +27,13 @@ def __getattr__(name):
 
 
 __all__ = [
-    "ShardsError", "ToolkitError", "derive_seed", "Manifest", "load_manifest", "CardInfo", "License", "DatasetWriter", "ShardSpec", "ShardStats",
-    "iter_samples", "iter_shard", "SplitArrays", "load_split", "resolve_dataset", "StreamingBatches",
+    "ShardsError", "ToolkitError", "__version__",
+    # write: a dataset of shards, committed one by one, then its manifest
+    "DatasetWriter", "ShardSpec", "ShardStats", "CardInfo", "License", "derive_seed",
+    # read: the manifest, samples, decoded arrays, a stream (torch)
+    "Manifest", "load_manifest", "iter_samples", "iter_shard", "SplitArrays", "load_split", "StreamingBatches",
+    # the tool's entry calls: import, verify, publish, fetch
+    "import_dataset", "open_source", "verify_dataset", "VerifyReport", "publish", "resolve_dataset",
+    # where work runs (every tool)
+    "resolve_device", "start_ray",
 ]

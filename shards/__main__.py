@@ -1,5 +1,7 @@
+"""`python -m shards --help`: see shards/cli.py."""
 import sys
 
 from shards.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from shards.checked import check_split
 from shards.cachedir import decoded_cache_dir
+from shards.checked import check_split
 from shards.diskspace import check_free_space, is_no_space, no_space_error
 from shards.errors import ShardsError
 from shards.manifest import load_manifest

@@ -6,13 +6,23 @@ import json
 from pathlib import Path
 
 from shards.card import License
+from shards.cliargs import add_out, add_overwrite, add_samples_per_shard, root_parser
 from shards.entry import add_license_flags, add_min_shards_flag, run_cli
-from shards.importer import import_dataset, open_source
-from shards.manifest import load_manifest
 from shards.errors import ShardsError
-from shards.remote import (PublishCheck, hub_dataset_url, loading_snippets, publish, publish_checks,
-                           resolve_dataset, upload_plan)
+from shards.importer import SAMPLES_PER_SHARD, import_dataset, open_source
+from shards.manifest import load_manifest
+from shards.remote import (
+    PublishCheck,
+    hub_dataset_url,
+    loading_snippets,
+    publish,
+    publish_checks,
+    resolve_dataset,
+    upload_plan,
+)
 from shards.verify import verify_dataset
+
+DESCRIPTION = "Check, describe, download, publish and import datasets in the toolkit's shard format."
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -41,9 +51,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1))
         return 0
     print(f"{root}: {size / 1e6:,.1f} MB on disk, {m.image_ext} images of shape {m.image_shape}")
-    for split, s in info["splits"].items():
-        print(f"  {split}: {s['samples']:,} samples in {s['shards']} shards")
-        for name, count in zip(m.class_names, s["label_histogram"]):
+    for split, s in m.splits.items():
+        print(f"  {split}: {s.count:,} samples in {len(s.shards)} shards")
+        for name, count in zip(m.class_names, s.label_histogram):
             print(f"    {name:>16}: {count:,}")
     return 0
 
@@ -82,7 +92,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     split = "train" if "train" in splits else splits[0]
     if args.dry_run:
         return dry_run_publish(root, args)
-    url = publish(root, args.repo, private=args.private, revision=args.revision, force=args.force)
+    url = publish(root, args.repo, private=args.private, revision=args.revision, force=args.overwrite)
     print(f"published: {url}")
     print("load it with:")
     for line in loading_snippets(args.repo, split, args.revision):
@@ -99,7 +109,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     print(f"{args.source}: image column {src.image_column!r}, label column {src.label_column!r}, "
           f"{len(src.class_names)} classes; " + ", ".join(f"{s} {n:,}" for s, n in src.counts.items()))
     with tqdm(total=sum(src.counts.values()), unit="img", desc="import", dynamic_ncols=True) as bar:
-        manifest = import_dataset(src, args.out, args.shard_size, args.image_ext, args.overwrite, bar,
+        manifest = import_dataset(src, args.out, args.samples_per_shard, args.image_ext, args.overwrite, bar,
                                   license=license, min_shards=args.min_shards)
     print(f"complete: {args.out}/manifest.json, " + ", ".join(f"{s} {i.count:,}" for s, i in manifest.splits.items())
           + f"; check it with `python -m shards verify {args.out}`")
@@ -123,7 +133,7 @@ def _csv(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m shards", description=__doc__)
+    parser = root_parser("shards", DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("verify", help="re-hash, count and decode every shard against the manifest")
     p.add_argument("dir", help="dataset folder, http(s):// URL or hf://datasets/ORG/NAME[@REV]")
@@ -144,12 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None, help="branch to push to (default: main)")
     p.add_argument("--dry-run", action="store_true", help="run the publish's checks (offline mode, token, verify, "
                    "the repo's state), print them, the upload plan and the card; upload nothing; exit 1 if one fails")
-    p.add_argument("--force", action="store_true", help="replace a repo that holds another dataset of ours")
+    add_overwrite(p, "a repo that holds another dataset of ours")
     p.set_defaults(func=cmd_publish)
     p = sub.add_parser("import", help="a labelled image dataset (Hub id, parquet folder, SPLIT/CLASS/ image folder) "
                        "-> our shards")
     p.add_argument("source", help="Hub dataset id (ORG/NAME, streamed), a parquet folder, or an image folder")
-    p.add_argument("--out", required=True, help="output dataset folder (created; resumed if it holds this import)")
+    add_out(p, "output dataset folder (created; resumed if it holds this import)")
     p.add_argument("--image-column", help="image column (default: the one Image feature)")
     p.add_argument("--label-column", help="label column (default: the one ClassLabel feature)")
     p.add_argument("--splits", type=_csv, help="comma-separated splits to import (default: all)")
@@ -158,10 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "@FILE reads one name per line")
     p.add_argument("--channels", default="auto", choices=["auto", "1", "3"],
                    help="stored channels: auto keeps a grey source grey (from its first image) (default auto)")
-    p.add_argument("--shard-size", type=int, default=10_000, help="images per shard (default 10,000)")
+    add_samples_per_shard(p, SAMPLES_PER_SHARD)
     p.add_argument("--image-ext", default="png", choices=["png", "jpg"], help="stored image format (default png)")
     add_min_shards_flag(p)
-    p.add_argument("--overwrite", action="store_true", help="replace a dataset of another config in --out")
+    add_overwrite(p, "a dataset of another config in --out")
     add_license_flags(p)
     p.set_defaults(func=cmd_import)
     return parser

@@ -9,7 +9,8 @@ import io
 import json
 import struct
 import zlib
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -141,7 +142,7 @@ def json_schema(meta: dict[str, Any]) -> dict[str, str]:
 
 def group_samples(members: Iterable[tuple[str, bytes]], source: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(name, bytes) members -> (key, {ext: bytes}) samples; members of a key must be consecutive."""
-    key, fields = None, {}
+    key, fields = None, dict[str, bytes]()
     for name, data in members:
         base = name.rsplit("/", 1)[-1]
         member_key, dot, ext = base.partition(".")

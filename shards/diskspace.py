@@ -10,8 +10,8 @@ import errno
 import math
 import os
 import shutil
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from shards.errors import ShardsError
 

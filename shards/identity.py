@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from shards.errors import ShardsError
 
@@ -47,7 +48,7 @@ class FileRecord:
         return {"path": self.path, "bytes": self.bytes, "sha256": self.sha256}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "FileRecord":
+    def from_dict(cls, data: dict[str, Any]) -> FileRecord:
         return cls(str(data["path"]), int(data["bytes"]), data["sha256"])
 
 
@@ -67,7 +68,7 @@ class InputIdentity:
                 "revision": self.revision, "listing": [r.to_dict() for r in self.listing]}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "InputIdentity":
+    def from_dict(cls, data: dict[str, Any]) -> InputIdentity:
         return cls(str(data["name"]), str(data["sha256"]), int(data["files"]), int(data["bytes"]),
                    data.get("revision"), tuple(FileRecord.from_dict(r) for r in data.get("listing", ())))
 

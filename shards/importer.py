@@ -18,10 +18,11 @@ deterministic and resumable: complete shards are skipped (their rows are read bu
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,8 @@ from shards.naming import validate_name
 from shards.writer import DatasetWriter
 
 log = logging.getLogger(__name__)
+
+SAMPLES_PER_SHARD = 10_000
 
 
 @dataclass(frozen=True)
@@ -238,10 +241,11 @@ def import_config(src: ImportSource, image_ext: str) -> dict[str, Any]:
     return config if src.channels == 3 else {**config, "channels": 1}  # RGB imports keep their hash
 
 
-def import_dataset(src: ImportSource, out_dir: str | Path, samples_per_shard: int = 10_000,
-                   image_ext: str = "png", overwrite: bool = False, progress=None, license: License = License(),
+def import_dataset(src: ImportSource, out_dir: str | Path, samples_per_shard: int = SAMPLES_PER_SHARD,
+                   image_ext: str = "png", overwrite: bool = False, progress=None, license: License | None = None,
                    min_shards: int = MIN_SHARDS):
     """Write every split of `src` into `out_dir` (resumable); return the manifest."""
+    license = license or License()
     card = CardInfo(pretty_name=f"{src.name} (imported)", annotations_creators=("found",),
                     description=f"`{src.name}` imported with `python -m shards import`: one sample per source "
                                 "row, in source order; `json.row` is the row's number in its split.",

@@ -1,4 +1,4 @@
-"""JSON files the toolkit writes and reads: atomic writes, tolerant reads, append-only JSON lines.
+"""Files the toolkit writes and reads: atomic file and folder writes, tolerant JSON reads, JSON lines.
 
 An atomic write goes to a uniquely named temporary file beside the target, is fsynced, then renamed over
 it: a reader (or a process killed mid-write) sees the old file or the new one, never half of either.
@@ -9,8 +9,10 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from shards.errors import ShardsError
 
@@ -33,6 +35,31 @@ def atomic_target(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, replace: bool = False) -> Iterator[Path]:
+    """A new, uniquely named empty folder beside `path` for the block to fill; when the block ends normally
+    it takes `path`'s place, when it raises it is deleted. Readers see no folder or a complete one.
+
+    Args:
+        path: the folder to create; it may exist only empty, unless `replace`.
+        replace: delete an existing `path` (and everything in it) just before the new folder takes its place.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if path.exists() and replace:
+            shutil.rmtree(path)
+        elif path.exists() and any(path.iterdir()):
+            raise ShardsError(f"{path}: exists and is not empty; choose another folder")
+        elif path.exists():
+            path.rmdir()
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -16,8 +16,8 @@ from typing import Any
 
 from shards.errors import ShardsError
 from shards.httpio import check_dataset_url
-from shards.read import open_url
 from shards.naming import validate_name, validate_shard_file
+from shards.read import open_url
 from shards.urls import is_url
 
 FORMAT_VERSION = 1
@@ -76,7 +76,7 @@ class Manifest:
         return config_hash(content)
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = MANIFEST) -> "Manifest":
+    def from_dict(cls, data: Any, source: str = MANIFEST) -> Manifest:
         """Build from parsed JSON, checking every field's type first (a ShardsError names the field)."""
         _check_manifest_fields(data, source)
         splits = {

@@ -50,7 +50,7 @@ def derive_seed(seed: int, split: str, index: int) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-SHARD_FILE_RE = re.compile(r"^data/([a-z0-9_-]+)-([0-9]{%d})\.tar$" % SHARD_DIGITS)
+SHARD_FILE_RE = re.compile(rf"^data/([a-z0-9_-]+)-([0-9]{{{SHARD_DIGITS}}})\.tar$")
 
 
 def validate_shard_file(file: object, split: str, where: str) -> str:
@@ -66,7 +66,7 @@ def validate_shard_file(file: object, split: str, where: str) -> str:
             "format allows; anything else could point outside the dataset folder); the manifest is "
             "damaged or hostile: rebuild or re-download the dataset from a source you trust"
         )
-    return file
+    return str(file)
 
 
 def shard_path(root: str | os.PathLike, file: str) -> Path:

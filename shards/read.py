@@ -12,8 +12,9 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO
 
 from shards.codec import IMAGE_EXTS, decode_image, group_samples
 from shards.errors import ShardsError

@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from tqdm.auto import tqdm
 
+from shards.cachedir import user_cache_root
 from shards.diskspace import no_space_is_one_line
 from shards.errors import ShardsError
 from shards.httpio import RemoteNotFound, check_dataset_url
@@ -27,7 +28,6 @@ from shards.jsonio import atomic_target, write_json_atomic
 from shards.manifest import MANIFEST, Manifest, ShardEntry, load_manifest, parse_manifest
 from shards.naming import shard_path
 from shards.read import open_url
-from shards.cachedir import user_cache_root
 from shards.urls import is_url
 from shards.verify import verify_dataset
 

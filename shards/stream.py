@@ -14,7 +14,8 @@ the manifest of the dataset each URL lies in (`.../DATASET/data/SPLIT-NNNNNN.tar
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import tarfile
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 BLOCK = 512
 REGULAR = (b"0", b"\0", b"7")

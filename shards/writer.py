@@ -19,6 +19,7 @@ the folder lock (`.shards/locks/folder.lock`) is shared by every driver and take
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -26,19 +27,21 @@ import os
 import re
 import shutil
 import socket
-import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from shards.card import card_text, write_timm_info
-from shards.croissant import CROISSANT, write_croissant
 from shards.codec import IMAGE_EXTS, encode_image, encode_json, json_schema
+from shards.croissant import CROISSANT, write_croissant
 from shards.diskspace import is_no_space, no_space_error, no_space_is_one_line
 from shards.errors import ShardsError
 from shards.identity import input_changes, sha256_file
+from shards.jsonio import read_json, read_json_object, write_json_atomic, write_text_atomic
+from shards.lock import hold_lock, release_lock
 from shards.manifest import (
     FORMAT_VERSION,
     MANIFEST,
@@ -49,8 +52,6 @@ from shards.manifest import (
     dataset_identity,
     shard_size,
 )
-from shards.jsonio import read_json, read_json_object, write_json_atomic, write_text_atomic
-from shards.lock import hold_lock, release_lock
 from shards.naming import sample_key, shard_relpath, shard_stem, validate_name
 from shards.tario import tar_end, tar_member
 from shards.version import __version__
@@ -64,6 +65,11 @@ MARKER = "created.json"  # in STATE_DIR: written when the writer creates the fol
 CARD_RECORD = "card.json"  # in STATE_DIR: the sha256s of the README.md cards the writer wrote
 LOCKS = "locks"  # in STATE_DIR: kept across a wipe (a lock file must not change while it is held)
 _SHARD_FILE = re.compile(r"[a-z0-9_-]+-[0-9]{6}\.tar")  # shard_relpath's file names
+
+
+def recorded_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The config an unfinished or finished dataset folder was started with ({} when it has none yet)."""
+    return read_json(Path(path) / STATE_DIR / "config.json", default={}).get("config", {})
 
 
 def is_dataset_folder(path: str | os.PathLike) -> bool:
@@ -89,7 +95,7 @@ class ShardStats(ShardEntry):
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ShardStats":
+    def from_dict(cls, data: dict[str, Any]) -> ShardStats:
         return cls(**data)
 
     def entry(self) -> ShardEntry:

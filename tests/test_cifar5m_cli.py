@@ -13,14 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from model_fixtures import make_tiny_labeler
 
 from cifar5m.cli import main
-from conftest import make_tiny_labeler
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def run_cli(*args: str, **env: str) -> subprocess.Popen:
@@ -89,6 +86,7 @@ def test_a_plan_of_too_many_shards_is_refused_at_once(tmp_path, capsys):
     assert time.perf_counter() - start < 2 and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_unreachable_hub_ids_name_the_id_and_the_local_way(tmp_path, tiny_pipeline, tiny_labeler):
     model = run_cli("generate", "--out", str(tmp_path / "a"), "--labeler", f"local-dir:{tiny_labeler}")
     labeler = run_cli("generate", "--out", str(tmp_path / "b"), "--model", str(tiny_pipeline),
@@ -114,6 +112,7 @@ def _hashes(root: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
+@pytest.mark.slow
 def test_ctrl_c_and_kill_leave_no_partial_shard_and_resume_identically(tmp_path, tiny_pipeline, tiny_labeler):
     args = ["generate", "--model", str(tiny_pipeline), "--labeler", f"local-dir:{tiny_labeler}", "--train", "200",
             "--test", "0", "--shard-size", "10", "--batch-size", "10"]

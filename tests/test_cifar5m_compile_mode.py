@@ -14,8 +14,6 @@ from cifar5m.models import load_unet, read_pipeline
 from cifar5m.sample import Sampler
 from shards import derive_seed
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-
 
 def _config(**kw) -> GenerateConfig:
     return GenerateConfig(out_dir="out", labeler="local-dir:x", steps=4, **kw).validate()
@@ -56,9 +54,14 @@ def test_mode_reaches_torch_compile_and_cpu_bytes_stay_eager(tiny_pipeline, monk
     info = read_pipeline(str(tiny_pipeline), tiny_pipeline)
     seeds = [derive_seed(0, "train", i) for i in range(4)]
     eager = Sampler(load_unet(info), info.scheduler_config, "ddpm", 4, "cpu").sample(seeds)
-    seen = []
-    # torch.compile stands in as the identity: inductor on this CPU would take a minute per test
-    monkeypatch.setattr(torch, "compile", lambda module, mode=None: seen.append(mode) or module)
+    seen, calls = [], []
+
+    def fake_compile(module, mode=None):  # inductor on this CPU would take a minute per test
+        seen.append(mode)
+        return lambda *args: calls.append(len(args)) or module(*args)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
     sampler = Sampler(load_unet(info), info.scheduler_config, "ddpm", 4, "cpu", compile=True, compile_mode=mode)
     assert seen == [expected] and not sampler.cuda_graphs  # CUDA graphs only on a CUDA device
     assert torch.equal(sampler.sample(seeds), eager)
+    assert len(calls) == 4  # every one of the 4 DDPM steps ran the compiled UNet, not the eager one

@@ -137,7 +137,7 @@ def original(tmp_path_factory):
     return model, path
 
 
-def test_converted_unet_computes_the_original_function(original, tmp_path, one_thread):
+def test_converted_unet_computes_the_original_function(original, tmp_path):
     from diffusers import DDPMPipeline
 
     model, ckpt = original
@@ -209,7 +209,7 @@ def test_the_cifar10_architecture_maps_onto_the_ddpm_cifar10_unet():
     assert all(converted[k].shape == v.shape for k, v in unet.state_dict().items())
 
 
-def test_the_converted_folder_generates_as_model(original, tmp_path, tiny_labeler, one_thread):
+def test_the_converted_folder_generates_as_model(original, tmp_path, tiny_labeler):
     from shards import load_manifest
 
     pipe = tmp_path / "pipe"

@@ -5,13 +5,10 @@ import json
 
 import pytest
 import torch
+from model_fixtures import make_tiny_labeler
 
 from cifar5m.errors import Cifar5mError
 from cifar5m.label import Labeler, check_head, create_labeler_model, read_labeler_info
-from conftest import make_tiny_labeler
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _load(spec, checkpoint=None, classes=10) -> Labeler:

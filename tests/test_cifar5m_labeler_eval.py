@@ -12,7 +12,6 @@ from cifar5m.config import CIFAR10_CLASSES
 from cifar5m.label import Labeler, create_labeler_model, read_labeler_info
 from shards import DatasetWriter, load_manifest
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 EVAL_IMAGES = 40  # 30 labelled as the labeler predicts, 10 labelled otherwise: accuracy exactly 0.75
 
 

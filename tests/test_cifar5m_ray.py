@@ -11,7 +11,6 @@ from cifar5m.generate import plan_run
 from cifar5m.runners.inprocess import run_local
 
 ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _hashes(root) -> dict[str, str]:
@@ -19,6 +18,7 @@ def _hashes(root) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
+@pytest.mark.slow
 def test_ray_equals_local(tmp_path, tiny_pipeline, tiny_labeler):
     from cifar5m.runners.ray import run_ray  # imports ray: only after the importorskip above
 

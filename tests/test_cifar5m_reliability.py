@@ -10,13 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from cifar5m.cli import main
 from shards.verify import verify_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def generate(out: Path, pipeline: Path, labeler: Path, *extra: str) -> int:

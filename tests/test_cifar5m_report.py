@@ -128,7 +128,7 @@ def random_inception_weights(tmp_path_factory):
     return path
 
 
-def test_inception_extractor_maps_uint8_images_to_2048_features(random_inception_weights, one_thread):
+def test_inception_extractor_maps_uint8_images_to_2048_features(random_inception_weights):
     from cifar5m.report import inception_extractor
 
     extract = inception_extractor(str(random_inception_weights), batch_size=3)

@@ -10,10 +10,6 @@ from cifar5m.noise import gaussian_noise, seed_words
 from cifar5m.sample import Sampler, ddpm_step, make_scheduler
 from shards import derive_seed
 
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-
-
 SEEDS = [derive_seed(0, "train", i) for i in range(16)]
 
 

@@ -33,9 +33,6 @@ def split():
     return load_digits_split(0)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
-
-
 @pytest.fixture(scope="module")
 def tiny_models_dir(tmp_path_factory):
     """Both models trained a few steps by train_models (the labeler through the trainer's finetune)."""

@@ -6,19 +6,16 @@ import dataclasses
 import json
 
 import pytest
+from model_fixtures import make_tiny_labeler, make_tiny_pipeline
 
 from demo import pipeline
 from demo.cli import main
+from demo.config import DemoConfig
 from demo.data import CLASS_NAMES
 from demo.errors import DemoError
-from demo.config import DemoConfig
 from demo.pipeline import run_demo
 from demo.report import generator_markdown
-from conftest import make_tiny_labeler, make_tiny_pipeline
 from shards import ShardsError, load_manifest
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

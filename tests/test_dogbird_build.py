@@ -11,12 +11,22 @@ import threading
 from pathlib import Path
 
 import pytest
+from dogbird_fixtures import (
+    BIRDS,
+    DOGS,
+    TRUNCATED,
+    _encode,
+    dogbird_counts,
+    fake_imagenet,
+    shard_hashes,
+    write_folder,
+    write_parquet,
+    write_wds,
+)
+from hub_server import FakeHub
 from PIL import Image
 
 from dogbird.cli import main
-from dogbird_fixtures import (BIRDS, DOGS, TRUNCATED, _encode, dogbird_counts, fake_imagenet, shard_hashes,
-                              write_folder, write_parquet, write_wds)
-from hub_server import FakeHub
 from shards import iter_samples, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +71,7 @@ def test_labels_counts_skips_and_no_leaks(reference, images):
         ("test", TRUNCATED["test"], f"val/{BIRDS[1]}/{TRUNCATED['test']}.JPEG"),
         ("train", TRUNCATED["train"], f"train/{BIRDS[1]}/{TRUNCATED['train']}.JPEG")]
     assert all("Truncated" in s["reason"] or "truncated" in s["reason"] for s in manifest.skipped)
-    for split, info in manifest.splits.items():
+    for info in manifest.splits.values():
         samples = list(iter_samples([reference / f for f in info.shard_files()]))
         assert [key for key, *_ in samples] == [f"{i:09d}" for i in range(info.count)]
         for _, image, cls, meta in samples:
@@ -230,6 +240,7 @@ def test_hf_datasets_and_webdataset_read_it(reference):
     assert len(samples) == manifest.splits["train"].count and samples[0][0].shape[2] == 3
 
 
+@pytest.mark.slow
 def test_ray_gives_the_same_shards(sources, reference, tmp_path):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)

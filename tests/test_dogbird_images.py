@@ -3,10 +3,10 @@ import io
 
 import numpy as np
 import pytest
+from dogbird_fixtures import EXIF_ID, TRUNCATED, _encode, _image_bytes, _pixels
 from PIL import Image
 
 from dogbird.images import check_image, open_rgb, to_fixed, to_jpeg
-from dogbird_fixtures import EXIF_ID, TRUNCATED, _encode, _image_bytes, _pixels
 
 
 def decode(data: bytes) -> Image.Image:

@@ -2,11 +2,11 @@
 import shutil
 
 import pytest
+from dogbird_fixtures import fake_imagenet, write_folder
 
 from dogbird.classes import dogbird_classes, imagenet_wnids
 from dogbird.cli import main
 from dogbird.sources import source_id
-from dogbird_fixtures import fake_imagenet, write_folder
 
 
 def test_the_paper_classes():

@@ -4,16 +4,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from train_fixtures import build_protos, relabel_dataset, tiny_cfg
 
 from train.__main__ import main
-from train_fixtures import build_protos, relabel_dataset, tiny_cfg
 from train.errors import TrainError
 from train.experiments.bootstrap import bootstrap
 from train.reporting.results import load_run
 from train.run import test_outputs
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,12 @@
 import json
 
 import pytest
+from train_fixtures import build_protos, relabel_dataset, tiny_cfg
 
 from train.__main__ import main
 from train.errors import TrainError
 from train.experiments.sweep import plan_sweep, sweep
 from train.reporting.results import load_run
-from train_fixtures import build_protos, relabel_dataset, tiny_cfg
-
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +119,7 @@ def test_sweep_cli_runs_and_prints(data, tmp_path, capsys):
     assert f"report: {exp / 'report.md'}" in out and "mlp lr=0.1 n=40" in out
 
 
+@pytest.mark.slow
 def test_sweep_on_ray_matches_local(data, tmp_path):
     ray = pytest.importorskip("ray")
     local = sweep(tiny_cfg(data, tmp_path / "local", n=None, steps=8), ns=[20, 40], models=["mlp"],

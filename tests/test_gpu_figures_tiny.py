@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -25,6 +27,7 @@ def figures(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, str]:
     return proc, md.read_text() if md.is_file() else ""
 
 
+@pytest.mark.slow
 def test_tiny_run_makes_one_table_of_every_part(tmp_path):
     proc, text = figures(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_train_tiny_runs_every_packing_part(tmp_path):
     out, md = tmp_path / "results.json", tmp_path / "results.md"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}", "OMP_NUM_THREADS": "1"}

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_tiny_labeler
 from PIL import Image
 
 from cifar5m.cli import main as cifar5m_main
-from conftest import make_tiny_labeler
 from shards import load_manifest
 from shards.cli import main as shards_main
 from shards.identity import InputIdentity, identify_folder, input_changes

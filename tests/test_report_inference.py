@@ -9,10 +9,20 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from train.reporting.inference import (
-    InferenceError, PairedInference, benjamini_hochberg, decimals_for, examples_needed, holm, paired_inference,
-    seed_test_bootstrap, seed_test_interval, seeds_needed, tost_power)
 from train.errors import TrainError
+from train.reporting.inference import (
+    InferenceError,
+    PairedInference,
+    benjamini_hochberg,
+    decimals_for,
+    examples_needed,
+    holm,
+    paired_inference,
+    seed_test_bootstrap,
+    seed_test_interval,
+    seeds_needed,
+    tost_power,
+)
 from train.reporting.margin import Margin
 
 

@@ -10,7 +10,14 @@ import pytest
 
 from train.reporting.margin import Margin
 from train.reporting.statistics import (
-    SeedCurves, SeedStatistics, mean_sd, readout_indices, seed_statistics, time_averages, verdict)
+    SeedCurves,
+    SeedStatistics,
+    mean_sd,
+    readout_indices,
+    seed_statistics,
+    time_averages,
+    verdict,
+)
 
 STEPS = np.array([0, 10, 20, 40, 80])
 REAL = np.array([[0.90, 0.60, 0.45, 0.40, 0.42],

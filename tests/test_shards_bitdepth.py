@@ -7,13 +7,13 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from shards_fixtures import build
+from test_shards_safety import rewrite_shard, shard_with
 
 from shards import ShardsError, iter_samples, load_manifest
 from shards.cli import main
 from shards.codec import encode_image, encode_json, to_8bit
 from shards.verify import verify_dataset
-from shards_fixtures import build
-from test_shards_safety import rewrite_shard, shard_with
 
 # Every 16-bit value from 0 to 65,535 in steps of 257 and 1: a ramp whose high bytes are 0..255.
 RAMP16 = (np.arange(16 * 16, dtype=np.uint32).reshape(16, 16) * 257 + 128).astype(np.uint16)

@@ -4,10 +4,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from shards_fixtures import index_samples
 
 from shards import DatasetWriter, ShardsError
 from shards.card import CardInfo, License, declared_license
-from shards_fixtures import index_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = ("@src", "weird: v2 #1", "it's \"quoted\"", "two\nlines", "- dash", "{curly}", "yes", "null", "0123")

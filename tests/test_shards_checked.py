@@ -11,17 +11,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from hub_server import FakeHub
+from shards_fixtures import build, index_samples, make_writer
+from train_fixtures import build_dataset, tiny_cfg
 
 import shards.httpio
-from hub_server import FakeHub
 from shards import ShardsError, StreamingBatches, load_manifest, load_split
 from shards.checked import MIN_SAMPLE_BYTES
 from shards.errors import ToolkitError
 from shards.verify import verify_dataset
-from shards_fixtures import build, index_samples, make_writer
 from train.data.datasets import open_dataset, read_split
 from train.run.loop import run_training
-from train_fixtures import build_dataset, tiny_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 

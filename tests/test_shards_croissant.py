@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shards_fixtures import build
+from test_shards_import_wds import write_wds
 
 from shards import iter_samples, load_manifest
 from shards.cli import main
-from shards_fixtures import build
-from test_shards_import_wds import write_wds
 
 pytest.importorskip("mlcroissant", reason="mlcroissant is not installed (pip install '.[croissant]')")
 

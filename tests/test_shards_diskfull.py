@@ -10,11 +10,11 @@ import sys
 from collections import namedtuple
 
 import pytest
+from shards_fixtures import build, index_samples, make_writer
 
 import shards.diskspace
 import shards.writer
 from shards import ShardsError, load_manifest, load_split
-from shards_fixtures import build, index_samples, make_writer
 
 MESSAGE = re.compile(r"no space left on (.+): free ([\d,]+) MB and re-run; committed shards are kept")
 
@@ -160,9 +160,9 @@ def test_disk_full_while_finishing_the_dataset_is_the_same_clear_error(tmp_path,
 
 def test_disk_full_during_fetch_is_one_line_and_the_rerun_completes(tmp_path, monkeypatch, capsys):
     from hub_server import FakeHub
-    from shards.cli import main
 
     import shards.remote
+    from shards.cli import main
 
     hub = FakeHub().start()
     try:

@@ -5,9 +5,9 @@ import tarfile
 
 import numpy as np
 import pytest
+from shards_fixtures import CLASSES, build, index_image, index_samples, label_of, make_writer
 
 from shards import ShardsError, iter_samples, load_manifest
-from shards_fixtures import CLASSES, build, index_image, index_samples, label_of, make_writer
 
 
 def shard_hashes(root):

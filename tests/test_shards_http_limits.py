@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from shards_fixtures import build
 
 import shards.httpio
 from shards import ShardsError
 from shards.cli import main
 from shards.httpio import open_http
-from shards_fixtures import build
 
 BODY = bytes(range(256)) * 400  # 100 KB
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hub_server import FakeHub
+from shards_fixtures import build, index_image, label_of
+from train_fixtures import build_dataset
 
 import shards.httpio
-from hub_server import FakeHub
 from shards import ShardsError, iter_shard, load_manifest, load_split, resolve_dataset
-from shards.cli import main
 from shards.cachedir import CACHE_ENV
+from shards.cli import main
 from shards.verify import verify_dataset
-from train_fixtures import build_dataset
-from shards_fixtures import build, index_image, label_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "hf_test_token"

@@ -5,7 +5,15 @@ import stat
 import pytest
 
 from shards.errors import ShardsError
-from shards.jsonio import append_jsonl, atomic_target, read_json, read_json_object, read_jsonl, write_json_atomic
+from shards.jsonio import (
+    append_jsonl,
+    atomic_dir,
+    atomic_target,
+    read_json,
+    read_json_object,
+    read_jsonl,
+    write_json_atomic,
+)
 
 
 def test_atomic_write_leaves_only_the_file(tmp_path):
@@ -56,3 +64,28 @@ def test_atomic_files_get_the_usual_mode_not_a_private_temp_files(tmp_path):
             raise RuntimeError("killed")
     assert (tmp_path / "manifest.json").read_text() == '{\n "a": 1\n}\n'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "part0.npz"]
+
+
+def test_a_folder_appears_complete_or_not_at_all(tmp_path):
+    with atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "weights").write_bytes(b"w")
+        assert not (tmp_path / "model").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    assert (tmp_path / "model" / "weights").read_bytes() == b"w"
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "other") as tmp:
+        (tmp / "half").write_bytes(b"h")
+        raise RuntimeError("killed")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_a_folder_replaces_a_full_one_only_when_asked(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "old").write_text("old")
+    with pytest.raises(ShardsError, match="model: exists and is not empty; choose another folder"):
+        with atomic_dir(tmp_path / "model") as tmp:
+            (tmp / "new").write_text("new")
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["old"]
+    with atomic_dir(tmp_path / "model", replace=True) as tmp:
+        (tmp / "new").write_text("new")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["new"]

@@ -4,11 +4,11 @@ import json
 from collections import Counter
 
 import pytest
+from shards_fixtures import CLASSES, index_samples
 
 from shards import DatasetWriter, load_manifest
 from shards.manifest import MIN_SHARDS, shard_size
 from shards.verify import verify_dataset
-from shards_fixtures import CLASSES, index_samples
 
 WORKERS = 4
 SPLITS = {"train": 160, "test": 37}  # 160: 16 equal shards; 37: 19 shards of 2 and 1

@@ -4,20 +4,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-
 from types import SimpleNamespace
 
 import huggingface_hub
 import huggingface_hub.constants
 import pytest
+from hub_server import FakeHub
 from huggingface_hub.hf_api import GitRefInfo, GitRefs
+from shards_fixtures import build, index_samples, make_writer
 
 import shards.httpio
-from hub_server import FakeHub
 from shards import ShardsError
 from shards.cli import main
 from shards.remote import publish
-from shards_fixtures import build, index_samples, make_writer
 
 ROOT = Path(__file__).resolve().parents[1]
 LAST = ["_info.json", "croissant.json", "README.md", "manifest.json"]
@@ -132,7 +131,7 @@ def test_another_dataset_in_the_repo_is_refused_unless_forced(dataset, hub, tmp_
     put(hub, "me/index-images", tmp_path / "other")
     with pytest.raises(ShardsError, match=r"me/index-images: already holds another dataset \(config hash "
                                           r"[0-9a-f]{12}\.\.\., yours [0-9a-f]{12}\.\.\.\); publish to another "
-                                          "repo, or pass --force to replace it"):
+                                          "repo, or pass --overwrite to replace it"):
         publish(dataset, "me/index-images")
     assert FakeApi.calls == []
     publish(dataset, "me/index-images", force=True)

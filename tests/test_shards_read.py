@@ -6,10 +6,10 @@ import threading
 import numpy as np
 import pytest
 import torch
+from shards_fixtures import build, index_image, label_of
 from torch.utils.data import DataLoader
 
 from shards import ShardsError, StreamingBatches, load_manifest, load_split, resolve_dataset
-from shards_fixtures import build, index_image, label_of
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,9 @@ def test_decoded_cache_round_trip_and_reuse(dataset, tmp_path):
 def test_cache_is_keyed_by_shard_hashes(tmp_path):
     root = build(tmp_path / "ds", train=100, test=10)
     first = load_split(root, "train", cache_dir=tmp_path / "c", progress=False)
-    from shards import DatasetWriter
     from shards_fixtures import CLASSES
+
+    from shards import DatasetWriter
 
     writer = DatasetWriter(root, {"kind": "zeros"}, CLASSES, {"train": 100, "test": 10}, 100, overwrite=True)
     writer.prepare()
@@ -75,8 +76,12 @@ def test_stream_shard_order_depends_on_seed_and_epoch(dataset):
     def order(seed, epoch):
         return StreamingBatches(urls(dataset), 8, seed=seed, epoch=epoch).shards_for(0, 1)
 
-    assert order(0, 0) == order(0, 0)
-    assert order(0, 0) != order(0, 1) and sorted(order(0, 0)) == sorted(order(0, 1))
+    first = order(0, 0)
+    assert sorted(first) == sorted(urls(dataset))  # every shard once
+    assert StreamingBatches(urls(dataset), 32, seed=0, epoch=0).shards_for(0, 1) == first  # batch size plays no part
+    assert first != order(0, 1) and first != order(1, 0)
+    halves = StreamingBatches(urls(dataset), 8, seed=0, epoch=0)
+    assert halves.shards_for(0, 2) + halves.shards_for(1, 2) == first[0::2] + first[1::2]  # readers split one order
 
 
 def test_stream_refuses_too_few_shards(dataset):

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from shards_fixtures import build
 
 CHILD = """

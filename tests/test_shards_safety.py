@@ -8,14 +8,14 @@ import zlib
 
 import numpy as np
 import pytest
-
 from hub_server import FakeHub
+from shards_fixtures import CLASSES, build, index_image, label_of
+
 from shards import DatasetWriter, ShardsError, load_manifest, load_split, resolve_dataset
 from shards.cli import main
 from shards.codec import encode_image, encode_json
 from shards.tario import tar_end, tar_member
 from shards.verify import verify_dataset
-from shards_fixtures import CLASSES, build, index_image, label_of
 
 
 def edit_manifest(root, edit) -> None:

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
+from shards_fixtures import build
 
 from shards.verify import verify_dataset
-from shards_fixtures import build
 
 
 @pytest.fixture(scope="module")

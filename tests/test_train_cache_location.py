@@ -5,11 +5,11 @@ import stat
 from pathlib import Path
 
 import pytest
+from train_fixtures import build_dataset
 
 from shards import load_manifest
 from shards.cachedir import CACHE_ENV, decoded_cache_dir, user_cache_root
 from train.__main__ import main
-from train_fixtures import build_dataset
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:

@@ -5,7 +5,6 @@ import argparse
 import dataclasses
 import json
 import math
-
 import time
 
 import pytest
@@ -14,8 +13,8 @@ from train.__main__ import main
 from train.cli.flags import add_run_flags, config_from_args
 from train.cli.parser import build_parser
 from train.core.config import PRESETS, RunConfig, config_hash, default_seeds, parse_extra_test, validate
-from train.errors import TrainError
 from train.core.schedule import lr_at, parse_eval_schedule
+from train.errors import TrainError
 
 
 def _args(*flags: str) -> argparse.Namespace:
@@ -102,6 +101,19 @@ def test_validate_names_the_flag_and_rule(change, message):
     with pytest.raises(TrainError) as err:
         validate(cfg)
     assert message in str(err.value)
+
+
+def test_a_saved_config_is_the_start_and_flags_override_it(tmp_path):
+    saved = config_from_args(_args("--preset", "paper-cifar5m", "--data", "d", "--n", "5000", "--out", "o"))
+    (tmp_path / "config.json").write_text(json.dumps(dataclasses.replace(saved, data_hashes=("abc",)).to_dict()))
+    assert config_from_args(_args("--config", str(tmp_path / "config.json"))) == saved  # the hashes are the run's
+    again = config_from_args(_args("--config", str(tmp_path), "--lr", "0.01", "--out", "o2"))  # a run folder
+    assert again == dataclasses.replace(saved, lr=0.01, out_dir="o2")
+    with pytest.raises(SystemExit):  # one starting point: a preset or a saved config
+        _args("--config", str(tmp_path), "--preset", "paper-cifar5m")
+    (tmp_path / "config.json").write_text(json.dumps({**saved.to_dict(), "colour": "red"}))
+    with pytest.raises(TrainError, match=r"config has unknown fields \['colour'\]"):
+        config_from_args(_args("--config", str(tmp_path)))
 
 
 def test_unknown_preset_lists_known():

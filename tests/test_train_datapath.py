@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_fixtures import build_dataset, killed_run, tiny_cfg
 
 import train.__main__
 from train.core.samplers import IdealSampler, Ledger
@@ -16,7 +17,6 @@ from train.data.datasets import TrainStore, host_budget_bytes
 from train.errors import TrainError
 from train.run import runfolder
 from train.run.loop import run_training
-from train_fixtures import build_dataset, killed_run, tiny_cfg
 
 GB = 10 ** 9
 

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_fixtures import build_dataset, run_torchrun
 
 from train.core.config import RunConfig
 from train.run.loop import run_training
-from train_fixtures import build_dataset, run_torchrun
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent("""
@@ -31,6 +30,7 @@ def _configs(ds: Path, out: Path) -> list[dict]:
     return [dict(base, mode=mode, out_dir=str(out / mode)) for mode in ("real", "ideal")]
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_keep_real_and_ideal_semantics(tmp_path):
     ds = build_dataset(tmp_path / "ds", train=192, test=40, per_shard=48)
     script = tmp_path / "ddp_runs.py"

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_fixtures import build_dataset, label_of, sample_image
 
 from train.__main__ import main
 from train.core.augment import TrainAugment, mixup
@@ -20,9 +21,6 @@ from train.core.models import zero_head
 from train.core.schedule import lr_at
 from train.errors import TrainError
 from train.labeler.evaluate import calibration_error
-from train_fixtures import build_dataset, label_of, sample_image
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

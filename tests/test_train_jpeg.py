@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from train_fixtures import build_jpeg_dataset, jpeg_image, jpeg_label, tiny_cfg
 
 import shards
 from shards.cachedir import decoded_cache_dir
@@ -15,12 +16,16 @@ from train.__main__ import main
 from train.core import ddp
 from train.core.samplers import IdealSampler, RealSampler
 from train.data.datasets import open_dataset
-from train.data.jpeg import (CROP_PCT, JpegSource, decode_view_pil, decode_views_torch, plan_views, read_encoded,
-                             view_box)
+from train.data.jpeg import (
+    CROP_PCT,
+    JpegSource,
+    decode_view_pil,
+    decode_views_torch,
+    plan_views,
+    read_encoded,
+    view_box,
+)
 from train.reporting.results import load_run
-from train_fixtures import build_jpeg_dataset, jpeg_image, jpeg_label, tiny_cfg
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +169,9 @@ def test_paper_dogbird_preset_states_the_ideal_worlds_passes():
 
 def test_real_vs_ideal_on_a_dogbird_build(tmp_path):
     """The builder's own output (`python -m dogbird build`: variable-size JPEGs) trains through the decode path."""
-    from dogbird.cli import main as dogbird_main
     from dogbird_fixtures import fake_imagenet, write_folder
+
+    from dogbird.cli import main as dogbird_main
 
     source = write_folder(tmp_path / "imagenet", fake_imagenet(train_per_class=6))
     data = tmp_path / "dogbird"

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import subprocess
 import sys
-import math
 
 import pytest
 import torch
@@ -16,8 +16,6 @@ from train.core.config import RunConfig
 from train.core.metrics import evaluate, metrics_from_logits
 from train.core.models import build_model, known_models
 from train.errors import TrainError
-
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def test_metrics_on_hand_made_logits():

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+from train_fixtures import build_dataset, build_protos, run_torchrun, tiny_cfg
 
 from train.__main__ import main
 from train.core.config import RunConfig
@@ -26,9 +27,7 @@ from train.run import packed as packed_mod
 from train.run import runfolder
 from train.run.loop import run_training
 from train.run.packed import plan_packs, run_packed
-from train_fixtures import build_dataset, build_protos, run_torchrun, tiny_cfg
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 TOL = 1e-5
 
 
@@ -265,6 +264,7 @@ for cfg in cfgs:
 """
 
 
+@pytest.mark.slow
 def test_packed_runs_under_two_gloo_ranks_equal_runs_alone(dataset, tmp_path):
     """torchrun, 2 ranks: each rank's slice of every run's batch, gradients averaged over ranks."""
     cfgs = three_runs(dataset, tmp_path / "packed", model="mcnn", aug="crop-flip")
@@ -277,6 +277,7 @@ def test_packed_runs_under_two_gloo_ranks_equal_runs_alone(dataset, tmp_path):
         assert_same_run(cfg.out_dir, cfg.out_dir.replace("packed", "alone"))
 
 
+@pytest.mark.slow
 def test_sweep_packs_on_ray_equal_local_packs(tmp_path):
     ray = pytest.importorskip("ray")
     data = build_protos(tmp_path / "protos")

@@ -18,17 +18,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_fixtures import build_dataset, copy_dataset, killed_run
 
 from shards.cachedir import CACHE_ENV
 from shards.tario import tar_end, tar_member
 from train.core.config import RunConfig
 from train.errors import TrainError
-from train.run import loop
-from train.run import runfolder
+from train.run import loop, runfolder
 from train.run.loop import run_training
-from train_fixtures import build_dataset, copy_dataset, killed_run
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
 
@@ -289,6 +287,7 @@ def test_a_device_that_is_not_here_is_a_clear_error(dataset, tmp_path, monkeypat
 
 
 # --- Ctrl-C end to end ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_second_cli_run_is_refused_and_ctrl_c_exits_130(dataset, tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "train", "run", "--data", str(dataset), "--n", "100", "--steps", "100000",

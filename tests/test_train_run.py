@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_fixtures import build_dataset, copy_dataset, killed_run, label_of, relabel_dataset, sample_image
 
 import shards
 from shards.cachedir import CACHE_ENV
@@ -18,9 +19,7 @@ from train.core.config import RunConfig
 from train.errors import TrainError
 from train.run import loop
 from train.run.loop import run_training
-from train_fixtures import build_dataset, copy_dataset, killed_run, label_of, relabel_dataset, sample_image
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = ("wall_s", "img_per_s")
 

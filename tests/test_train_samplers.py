@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from train.core import ddp
-from train.errors import TrainError
 from train.core.samplers import IdealSampler, Ledger, RealSampler, check_pool
 from train.data.sources import MemorySource
+from train.errors import TrainError
 
 
 def test_real_stays_within_its_n_and_covers_it_every_epoch():

@@ -5,12 +5,12 @@ import os
 from pathlib import Path
 
 import pytest
+from train_fixtures import build_dataset
 
 from train.__main__ import main
 from train.errors import TrainError
 from train.run import runfolder
 from train.run.tracking import parse_trackers
-from train_fixtures import build_dataset
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,8 @@ import torch
 
 from cifar5m.errors import Cifar5mError
 from cifar5m.generate import CPU_THREADS, Progress, RunPlan, RunResult, ShardMaker, run_pending
-from cifar5m.sample import resolve_device
+from shards import ShardStats
+from shards.runtime import resolve_device
 
 _maker = None  # the worker process's ShardMaker
 _updates = None  # the queue its pid and batch counts go to
@@ -31,12 +32,12 @@ _updates = None  # the queue its pid and batch counts go to
 
 def worker_devices(device: str, workers: int) -> list[str]:
     """The device of each worker: all 'cpu', or cuda:0..N-1 (checked against the visible GPUs)."""
-    resolved = resolve_device(device)
-    if resolved.type == "cpu" or workers == 1:
-        return [str(resolved)] * workers
-    if resolved.type != "cuda" or resolved.index is not None:
+    if workers > 1 and device not in ("auto", "cpu", "cuda"):
         raise Cifar5mError(f"--device {device} with --workers {workers}: worker i uses cuda:i; pass --device "
                            "cuda (or auto), or --workers 1 to use that one device")
+    resolved = resolve_device(device, Cifar5mError)
+    if resolved.type == "cpu" or workers == 1:
+        return [str(resolved)] * workers
     count = torch.cuda.device_count()
     if workers > count:
         raise Cifar5mError(f"--workers {workers}: only {count} CUDA devices are visible and worker i uses cuda:i; "
@@ -60,7 +61,7 @@ class _QueueProgress:
         _updates.put(("images", n))
 
 
-def _run_shard(spec) -> dict:
+def _run_shard(spec) -> ShardStats:
     return _maker.run_shard(spec, _QueueProgress())
 
 
@@ -87,7 +88,7 @@ def run_processes(plan: RunPlan, workers: int, progress: Progress | None = None)
 
 def _make_all(plan: RunPlan, specs: list, devices: list[str], result: RunResult, progress: Progress | None) -> None:
     context = multiprocessing.get_context("spawn")  # fork would copy this process's torch thread pools (and CUDA)
-    updates, pids, device_queue = context.Queue(), set(), context.Queue()
+    updates, pids, device_queue = context.Queue(), set[int](), context.Queue()
     for device in devices:
         device_queue.put(device)
     pool = ProcessPoolExecutor(max_workers=min(len(devices), len(specs)), mp_context=context,

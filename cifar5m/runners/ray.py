@@ -17,20 +17,12 @@ import logging
 import torch
 
 from cifar5m.generate import CPU_THREADS, Progress, RunPlan, RunResult, ShardMaker, run_pending
+from shards import ShardStats
 
 log = logging.getLogger(__name__)
 
 MAX_RESTARTS = 3  # per actor: a killed or crashed worker is replaced this many times
 MAX_TASK_RETRIES = 3  # per shard task, on actor death (not on errors raised by our code)
-
-
-def connect(address: str | None) -> str:
-    """Join (or start) the cluster; return 'cuda' when it has GPUs, else 'cpu'."""
-    import ray  # heavy and optional (the `ray` extra): only --ray runs load it
-
-    if not ray.is_initialized():
-        ray.init(address=address or None, include_dashboard=False, log_to_driver=True)
-    return "cuda" if ray.cluster_resources().get("GPU", 0) >= 1 else "cpu"
 
 
 class ShardActor:
@@ -41,7 +33,7 @@ class ShardActor:
             torch.set_num_threads(CPU_THREADS)  # one CPU slot per actor, the same arithmetic as every runner
         self.maker = ShardMaker(plan, "auto")
 
-    def run_shard(self, spec) -> dict:
+    def run_shard(self, spec) -> ShardStats:
         return self.maker.run_shard(spec)
 
 

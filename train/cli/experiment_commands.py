@@ -20,7 +20,9 @@ import json
 import logging
 import os
 
+from shards.cliargs import add_overwrite, add_ray
 from shards.entry import RUNS_ROOT
+from shards.runtime import start_ray
 from train.cli.flags import add_cache_flag, add_control_flags, add_log_to_flag, add_run_flags, config_from_args
 from train.core.config import default_seeds
 from train.errors import TrainError
@@ -35,7 +37,7 @@ def _int_list(text: str) -> list[int]:
     try:
         values = [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give integers separated by commas, e.g. 5000,10000")
+        raise argparse.ArgumentTypeError(f"{text!r}: give integers separated by commas, e.g. 5000,10000") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: give one or more sizes >= 1, e.g. 5000,10000")
     return values
@@ -45,7 +47,7 @@ def _float_list(text: str) -> list[float]:
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas, e.g. 0.1,0.05")
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers separated by commas, e.g. 0.1,0.05") from None
     if not values or min(values) <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: give one or more learning rates > 0, e.g. 0.1,0.05")
     return values
@@ -149,10 +151,9 @@ def add_experiment_commands(sub) -> None:
     _add_margin_flag(grid)
     add_log_to_flag(grid)
     add_cache_flag(grid)
-    grid.add_argument("--ray", action="store_true", help="spread the runs over a Ray cluster (RAY_ADDRESS, "
-                      "or a local one): one GPU per run when the cluster has GPUs, else one CPU")
+    add_ray(grid)  # one GPU per run when the cluster has GPUs, else one CPU
     control = sweep.add_argument_group("run control")
-    control.add_argument("--overwrite", action="store_true", help="start every run of the grid again")
+    add_overwrite(control, "every run of the grid: start them again")
     control.add_argument("--dry-run", action="store_true", help="print the runs of the grid and stop")
     control.add_argument("--no-progress", action="store_true", help="no progress bars")
     sweep.set_defaults(func=cmd_sweep)
@@ -214,9 +215,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for cfg in plan_sweep(base, args.n_list, models, seeds, lrs)[1]:
             print(json.dumps(cfg.to_dict()))
         return 0
-    headline = sweep(base, ns=args.n_list, models=models, seeds=seeds, lrs=lrs, use_ray=args.ray,
-                     overwrite=args.overwrite, progress=not args.no_progress, pack=args.pack,
-                     margin=args.margin)
+    if args.ray:
+        start_ray(args.ray)  # join ADDRESS now; the sweep's tasks find the cluster joined
+    headline = sweep(base, ns=args.n_list, models=models, seeds=seeds, lrs=lrs, use_ray=args.ray is not None,
+                     overwrite=args.overwrite, progress=not args.no_progress, pack=args.pack, margin=args.margin)
     if headline:
         print(format_headline(headline))
         if args.log_to:

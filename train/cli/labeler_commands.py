@@ -18,7 +18,9 @@ import os
 from pathlib import Path
 
 import shards
+from shards.cliargs import add_device
 from shards.entry import OUTPUT_ROOT
+from shards.runtime import resolve_device
 from shards.urls import is_url
 from train.cli.flags import add_control_flags, add_run_flags, config_from_args
 from train.core.config import validate
@@ -52,7 +54,7 @@ def add_labeler_commands(sub) -> None:
     ev.add_argument("--split", default="test", help="split to evaluate (default test)")
     ev.add_argument("--limit", type=int, default=None, help="only the first N samples")
     ev.add_argument("--batch-size", type=int, default=256, help="default 256")
-    ev.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    add_device(ev)
     ev.add_argument("--record", action="store_true",
                     help="write label_accuracy (and _on, per-class, ECE) into the local-dir model's config.json")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -112,16 +114,6 @@ def _train_pool(cfg, manifest: shards.Manifest) -> int:
     return manifest.splits[cfg.train_split].count
 
 
-def _device(spec: str):
-    import torch  # deferred: heavy
-
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainError(f"--device={spec}: no CUDA device here; use --device cpu or auto")
-    return torch.device(spec)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
         raise TrainError(f"--batch-size={args.batch_size} --limit={args.limit}: both must be >= 1")
@@ -131,7 +123,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from train.labeler.evaluate import evaluate_classifier, load_classifier
     from train.labeler.finetune import record_accuracy
 
-    result = evaluate_classifier(load_classifier(args.model), args.data, args.split, _device(args.device),
+    result = evaluate_classifier(load_classifier(args.model), args.data, args.split, resolve_device(args.device, TrainError),
                                  args.batch_size, args.limit)
     if args.record:
         record_accuracy(Path(args.model[len("local-dir:"):]), result)

@@ -14,7 +14,7 @@ dataset's channels and classes (ViTs get the image size); `--pretrained` loads i
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -83,14 +83,15 @@ def guard_cpu_layout(model: nn.Module) -> nn.Module:
     for module in model.modules():
         if _hits_onednn_heap_bug(module) and not getattr(module, "_cpu_layout_guarded", False):
             module.register_forward_pre_hook(_contiguous_on_cpu)
-            module._cpu_layout_guarded = True
+            module._cpu_layout_guarded = True  # type: ignore[assignment]  # nn.Module types attributes as tensors
     return model
 
 
 def zero_head(model: nn.Module) -> None:
     """Zero the classifier's weights and bias (BiT fine-tuning starts from a zero head: Kolesnikov et al.
     2020, big_transfer `bit_pytorch/models.py` zero_head): timm's get_classifier(), else the last Linear."""
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    get_classifier = getattr(model, "get_classifier", None)
+    head = get_classifier() if get_classifier else None
     if not isinstance(head, (nn.Linear, nn.Conv2d)):
         head = next((m for m in reversed(list(model.modules())) if isinstance(m, nn.Linear)), None)
     if head is None:

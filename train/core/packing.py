@@ -21,6 +21,8 @@ momentum buffers and a per-run learning rate are all slices along dim 0.
 from __future__ import annotations
 
 import copy
+import functools
+import operator
 
 import torch
 import torch.nn as nn
@@ -61,8 +63,8 @@ class PackedConv2d(nn.Conv2d):
     """
 
     def __init__(self, k: int, conv: nn.Conv2d):
-        super().__init__(k * conv.in_channels, k * conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                         conv.dilation, k * conv.groups, conv.bias is not None)
+        super().__init__(k * conv.in_channels, k * conv.out_channels, conv.kernel_size, conv.stride,  # type: ignore[arg-type]
+                         conv.padding, conv.dilation, k * conv.groups, conv.bias is not None)  # type: ignore[arg-type]
         self.k = k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,7 +100,7 @@ def _packed_structure(module: nn.Module, k: int, where: str = "model") -> nn.Mod
     packed = copy.copy(module)  # same class and forward, fresh children below
     packed._modules = {name: _packed_structure(child, k, f"{where}.{name}") for name, child in children.items()}
     packed._parameters, packed._buffers = {}, {}
-    if list(module.named_parameters(recurse=False)) or list(module.named_buffers(recurse=False)):
+    if [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
         raise TrainError(f"{where}: {type(module).__name__} holds its own tensors; train this model with --pack 1")
     return packed
 
@@ -149,7 +151,8 @@ def packed_input(batches: list[torch.Tensor]) -> torch.Tensor:
 def packed_loss(logits: torch.Tensor, labels: list[torch.Tensor], label_smoothing: float) -> torch.Tensor:
     """Sum over runs of each run's mean cross-entropy: run k's gradient is that of its own loss alone."""
     per_run = split_logits(logits.float(), len(labels))
-    return sum(F.cross_entropy(z, y, label_smoothing=label_smoothing) for z, y in zip(per_run, labels))
+    losses = [F.cross_entropy(z, y, label_smoothing=label_smoothing) for z, y in zip(per_run, labels)]
+    return functools.reduce(operator.add, losses)
 
 
 class PackedSGD:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import numpy as np
 
@@ -157,7 +158,7 @@ class Ledger:
         """The proof stored in summary.json: counts recomputed from every recorded draw."""
         total = int(self.counts.sum(dtype=np.int64))
         used = int(np.count_nonzero(self.counts))
-        out = {
+        out: dict[str, Any] = {
             "unique_samples": used,
             "total_draws": total,
             "pool_size": int(self.counts.size),

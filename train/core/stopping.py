@@ -7,7 +7,8 @@ summary) both call `fit_step`, so the two can never disagree.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 DEFAULT_FIT_THRESHOLD = 0.01  # the paper's T(n): Real World train error reaches 1%
 

@@ -88,7 +88,7 @@ def _checked(ds: Dataset) -> Dataset:
     return ds
 
 
-def check_sample(ds: Dataset, where: str, key: str, image: np.ndarray, cls: int) -> None:
+def check_sample(ds: Dataset, where: str, key: str, image: np.ndarray | torch.Tensor, cls: int) -> None:
     """A streamed sample must fit the manifest (its classes, its image shape): else one clear TrainError,
     not an IndexError in the loss or a broadcast error mid-run. (The memory path checks in shards.cache.)"""
     classes = len(ds.manifest.class_names)
@@ -231,7 +231,7 @@ class TrainStore:
 
     @classmethod
     def build(cls, images: np.ndarray, labels: np.ndarray, device: torch.device, rows: np.ndarray | None = None,
-              held: np.ndarray | None = None) -> "TrainStore":
+              held: np.ndarray | None = None) -> TrainStore:
         """Copy `images[rows]` (all when None) to the device or pinned memory; `held` names the global
         pool index of each copied row (default: `rows`)."""
         count = len(images) if rows is None else len(rows)

@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from shards.codec import DECODE_ERRORS
 from shards.checked import read_checked_shard
+from shards.codec import DECODE_ERRORS
 from train.core import ddp
 from train.core.augment import EvalView
 from train.core.samplers import derive_seed

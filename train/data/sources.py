@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -24,8 +24,16 @@ from shards.urls import is_url
 from train.core import ddp
 from train.core.config import RunConfig, parse_extra_test
 from train.core.samplers import IdealSampler, RealSampler, check_pool
-from train.data.datasets import (Dataset, TrainStore, cache_size, gpu_budget_bytes, host_budget_bytes, open_dataset,
-                                 read_split, to_device)
+from train.data.datasets import (
+    Dataset,
+    TrainStore,
+    cache_size,
+    gpu_budget_bytes,
+    host_budget_bytes,
+    open_dataset,
+    read_split,
+    to_device,
+)
 from train.data.jpeg import JpegSource, read_encoded
 from train.data.streaming import StreamSource, collect_rows
 from train.errors import TrainError

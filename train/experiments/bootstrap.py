@@ -55,7 +55,8 @@ def plan_bootstrap(cfg: RunConfig, seeds: int = 1, margin: Margin | None = None)
     if seeds < 1:
         raise TrainError(f"--seeds={seeds}: must be >= 1")
     exp_dir = Path(cfg.out_dir)
-    entries, runs = [], []
+    entries: list[dict] = []
+    runs: list[RunConfig] = []
     for seed, folder in seed_folders(cfg, seeds):
         runs += world_configs(dataclasses.replace(cfg, seed=seed), exp_dir / folder)
         prefix = "" if folder == "." else f"{folder}/"

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from shards.runtime import start_ray
 from train.core.config import RunConfig, identity_dict
 from train.errors import TrainError
 from train.experiments.common import claim_experiment, folder_name, is_main_process, preflight
@@ -155,9 +156,7 @@ def run_on_ray(packs: list[list[RunConfig]], overwrite: bool = False,
     """
     import ray  # deferred: heavy, and needed only with --ray
 
-    if not ray.is_initialized():
-        ray.init()
-    options = {"num_gpus": 1} if ray.cluster_resources().get("GPU", 0) else {"num_cpus": 1}
+    options = {"num_gpus": 1} if start_ray() == "cuda" else {"num_cpus": 1}
     task = ray.remote(_run_pack).options(**options)
     folders = {task.remote([cfg.to_dict() for cfg in group], overwrite, os.getcwd()): [cfg.out_dir for cfg in group]
                for group in packs}

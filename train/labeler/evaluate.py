@@ -18,7 +18,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import shards
 from train.data.datasets import cache_size, open_dataset, read_split
 from train.errors import TrainError
 
@@ -102,7 +101,7 @@ def _check_classes(model: torch.nn.Module, class_names: list[str], location: str
     if model.num_classes != len(class_names):
         raise TrainError(f"{location}: {len(class_names)} classes ({', '.join(class_names[:10])}), the model has "
                          f"{model.num_classes} outputs; evaluate it on a dataset with its classes")
-    names = model.pretrained_cfg.get("label_names")
+    names = getattr(model, "pretrained_cfg", {}).get("label_names")
     if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         raise TrainError(f"the model's label_names is {names!r}, not a list of class names; fix that field of its "
                          "config.json or re-save it (`train finetune` writes it)")
@@ -116,12 +115,9 @@ def evaluate_classifier(model: torch.nn.Module, data: str, split: str = "test", 
                         batch_size: int = 256, limit: int | None = None) -> EvalResult:
     """Accuracy, per-class accuracy and ECE of `model` on the first `limit` samples (all when None) of a split."""
     device = device or torch.device("cpu")
-    try:
-        ds = open_dataset(data)
-        prep = Preprocess(model, device)
-        images, labels = read_split(ds, split, cache_size(ds, prep.size[0]), limit, stream=False)
-    except shards.ShardsError as exc:
-        raise TrainError(str(exc)) from exc
+    ds = open_dataset(data)
+    prep = Preprocess(model, device)
+    images, labels = read_split(ds, split, cache_size(ds, prep.size[0]), limit, stream=False)
     names = ds.manifest.class_names
     _check_classes(model, names, ds.location)
     model = model.to(device).eval()

@@ -22,6 +22,7 @@ import torch
 
 import shards
 from shards.jsonio import read_json, write_json_atomic
+from shards.runtime import resolve_device
 from train.core.config import RunConfig, validate
 from train.core.models import build_model
 from train.data.datasets import open_dataset
@@ -55,10 +56,7 @@ def _read(path: Path):
 
 def run_config(cfg: RunConfig) -> RunConfig:
     """The trainer's run: the Real World over the whole train split, into OUT/training."""
-    try:
-        ds = open_dataset(cfg.data, verify=False)
-    except shards.ShardsError as exc:
-        raise TrainError(str(exc)) from exc
+    ds = open_dataset(cfg.data, verify=False)
     pool = ds.split(cfg.train_split).count
     return dataclasses.replace(cfg, mode="real", n=pool, out_dir=str(Path(cfg.out_dir) / TRAINING))
 
@@ -118,8 +116,7 @@ def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False, prog
     channels = manifest.image_shape[2] if manifest.image_shape else 3
     model = _trained_model(run_cfg, len(manifest.class_names), channels)
     export_timm(model, out, manifest.class_names, channels, run_cfg)
-    device = torch.device(cfg.device if cfg.device.startswith("cuda") else
-                          "cuda" if cfg.device == "auto" and torch.cuda.is_available() else "cpu")
+    device = resolve_device(cfg.device, TrainError)
     result = evaluate_classifier(load_classifier(f"local-dir:{out.resolve()}"), cfg.data, cfg.test_split, device,
                                  batch_size=cfg.eval_batch_size)
     record_accuracy(out, result)

@@ -24,16 +24,37 @@ from scipy import stats as scipy_stats
 from shards.jsonio import write_text_atomic
 from train.errors import TrainError
 from train.reporting.experiment_file import REPORT, read_experiment, write_results
-from train.reporting.formatting import fmt, fmt_ci, fmt_int, fmt_se, ledger_table, provenance_notes, runs_table, \
-    sampling_se
+from train.reporting.formatting import (
+    fmt,
+    fmt_ci,
+    fmt_int,
+    fmt_se,
+    ledger_table,
+    provenance_notes,
+    runs_table,
+    sampling_se,
+)
 from train.reporting.inference import BootstrapInterval, seed_test_interval
 from train.reporting.margin import Margin
 from train.reporting.planning import Plan, make_plan
-from train.reporting.regime import regime_checks
 from train.reporting.plots import EXTRA_COLORS, IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
-from train.reporting.results import METRIC_NAMES, METRICS, RunRecord, config_differences, json_safe, load_run, \
-    seed_curves
-from train.reporting.statistics import READOUT_EVALS, SeedStatistics, readout_text, seed_statistics, verdict
+from train.reporting.regime import regime_checks
+from train.reporting.results import (
+    METRIC_NAMES,
+    METRICS,
+    RunRecord,
+    config_differences,
+    json_safe,
+    load_run,
+    seed_curves,
+)
+from train.reporting.statistics import (
+    READOUT_EVALS,
+    SeedStatistics,
+    readout_text,
+    seed_statistics,
+    verdict,
+)
 from train.run import test_outputs
 
 

@@ -16,8 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from train.errors import TrainError
-from train.reporting.inference import (InferenceError, decimals_for, examples_needed, seeds_needed, seeds_to_detect,
-                                       tost_power)
+from train.reporting.inference import (
+    InferenceError,
+    decimals_for,
+    examples_needed,
+    seeds_needed,
+    seeds_to_detect,
+    tost_power,
+)
 from train.reporting.margin import Margin
 from train.reporting.statistics import SeedStatistics
 from train.run import test_outputs

@@ -20,13 +20,14 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import shards
+from shards.runtime import resolve_device
 from shards.urls import is_url
 from train.core import ddp
 from train.core.augment import EvalView, TrainAugment, mixup
@@ -51,7 +52,7 @@ def run_training(cfg: RunConfig, resume: bool = False, overwrite: bool = False, 
         if start.kind == "finished":
             log.info("%s: finished already, returning its summary", cfg.out_dir)
             return refuse_diverged(cfg, start.summary)
-        return Trainer(cfg, dist, device, progress and dist.is_main).train(resumed=start.kind == "resume")
+        return Trainer(cfg, dist, device, progress=progress and dist.is_main).train(resumed=start.kind == "resume")
     finally:
         close_run(cfg, dist)
 
@@ -115,17 +116,13 @@ def _wants_cuda(spec: str) -> bool:
 
 
 def _device(spec: str, dist: ddp.Dist) -> torch.device:
-    if not _wants_cuda(spec):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise TrainError(f"--device={spec}: no CUDA device here; use --device cpu or auto")
-    count = torch.cuda.device_count()
-    if ":" in spec and int(spec.split(":")[1]) >= count:
-        raise TrainError(f"--device={spec}: only {count} CUDA device(s) here (cuda:0..cuda:{count - 1}); "
-                         "pick one of them, or --device cuda")
+    """The run's device; under torchrun a CUDA run uses its local rank's GPU."""
+    device = resolve_device(spec, TrainError)
+    if device.type != "cuda":
+        return device
     if dist.active:
         return torch.device("cuda", dist.local_rank)
-    return torch.device(spec) if ":" in spec else torch.device("cuda", torch.cuda.current_device())
+    return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
 @dataclass
@@ -160,7 +157,7 @@ class Trainer:
     prebuilt `data` and call `train_step` directly; `train.run.packed` drives several through `begin`,
     `record_row`, `_checkpoint` and `_finish` while one packed model trains them all."""
 
-    def __init__(self, cfg: RunConfig, dist: ddp.Dist, device: torch.device, progress: bool,
+    def __init__(self, cfg: RunConfig, dist: ddp.Dist, device: torch.device, *, progress: bool,
                  data: RunData | None = None):
         self.cfg, self.dist, self.device, self.progress = cfg, dist, device, progress
         if device.type == "cuda":
@@ -210,12 +207,14 @@ class Trainer:
 
     def _optimizer(self) -> torch.optim.Optimizer:
         cfg, params = self.cfg, self.model.parameters()
-        fused = {"fused": True} if self.device.type == "cuda" else {}
+        fused: dict[str, Any] = {"fused": True} if self.device.type == "cuda" else {}
         if cfg.optimizer == "sgd":
             return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                    nesterov=cfg.nesterov, **fused)
-        cls = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
-        return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+        adams = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+        if cfg.optimizer not in adams:
+            raise TrainError(f"--optimizer {cfg.optimizer}: must be one of sgd, {', '.join(adams)}")
+        return adams[cfg.optimizer](params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
 
     def _restore(self) -> None:
         state = runfolder.load_checkpoint(self.cfg.out_dir)
@@ -344,7 +343,7 @@ class Trainer:
         if self.dist.active:
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        return torch.compile(model) if self.cfg.compile else model
+        return cast(torch.nn.Module, torch.compile(model)) if self.cfg.compile else model
 
     def _log_row(self, bar) -> bool:
         """Evaluate now, write the row; True when the run should stop here (fitted, --stop-at-fit)."""

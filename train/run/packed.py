@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 from itertools import groupby
+from typing import cast
 
 import torch
 from tqdm.auto import tqdm
@@ -45,7 +46,7 @@ _MAY_DIFFER = ("mode", "n", "seed", "lr", "out_dir", "data_hashes")
 # Default pack size (--pack unset). CPU: 1, since 8 packed mcnn runs measured 0.77-0.91x as fast as the
 # same runs one after another at the demo's size (compute-bound; 1.3-2.3x only for tiny, overhead-bound
 # runs: bench/bench_pack.py, bench/RESULTS.md). CUDA: 16, where one batch-128 run leaves the GPU
-# launch-bound (issue 13; bench/gpu_train.py's `packed` part measures it on the device).
+# launch-bound (bench/gpu_train.py's `packed` part measures it on the device).
 DEFAULT_PACK = {"cpu": 1, "cuda": 16}
 
 
@@ -167,7 +168,7 @@ class PackedTrainer:
             self.wrapped = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if cfg.compile:
-            self.wrapped = torch.compile(self.wrapped)
+            self.wrapped = cast(torch.nn.Module, torch.compile(self.wrapped))
         self.wrapped.train()
 
     def _sync_lanes(self) -> None:

@@ -28,8 +28,15 @@ from typing import Any
 
 from shards.diskspace import check_free_space, is_no_space
 from shards.errors import ShardsError
-from shards.jsonio import (append_jsonl, atomic_target, dumps, read_json, read_jsonl, write_json_atomic,
-                           write_text_atomic)
+from shards.jsonio import (
+    append_jsonl,
+    atomic_target,
+    dumps,
+    read_json,
+    read_jsonl,
+    write_json_atomic,
+    write_text_atomic,
+)
 from shards.lock import InUseError, hold_lock, release_lock
 from shards.version import __version__
 from train.core.config import RunConfig, config_hash, identity_dict
@@ -248,8 +255,11 @@ def write_summary(out: str | os.PathLike, summary: dict[str, Any]) -> None:
 
 
 def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()  # hashlib.file_digest needs Python 3.11
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _recorded_sums(path: Path) -> list[str]:

@@ -65,7 +65,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def dry_run_publish(root: Path, args: argparse.Namespace) -> int:
     """Run every check of a publish, print each with the upload plan and the card; 1 if one would fail."""
-    checks = []
+    checks: list[PublishCheck] = []
     try:
         checks.extend(publish_checks(root, args.repo, args.revision, args.force))
     except ShardsError as exc:  # only the last check, the repo's state, reads the network

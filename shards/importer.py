@@ -249,7 +249,8 @@ def import_dataset(src: ImportSource, out_dir: str | Path, samples_per_shard: in
     card = CardInfo(pretty_name=f"{src.name} (imported)", annotations_creators=("found",),
                     description=f"`{src.name}` imported with `python -m shards import`: one sample per source "
                                 "row, in source order; `json.row` is the row's number in its split.",
-                    source_datasets=(src.name,), tags=("deep-bootstrap", "webdataset"), **license.card_fields())
+                    source_datasets=(src.name,), tags=("deep-bootstrap", "webdataset"), license=license.id,
+                    license_name=license.name, license_link=license.link)
     writer = DatasetWriter(out_dir, import_config(src, image_ext), src.class_names, dict(src.counts),
                            samples_per_shard, image_ext=image_ext, card=card, overwrite=overwrite,
                            min_shards=min_shards)

@@ -24,6 +24,7 @@ from shards.cachedir import user_cache_root
 from shards.diskspace import no_space_is_one_line
 from shards.errors import ShardsError
 from shards.httpio import RemoteNotFound, check_dataset_url
+from shards.identity import sha256_file
 from shards.jsonio import atomic_target, write_json_atomic
 from shards.manifest import MANIFEST, Manifest, ShardEntry, load_manifest, parse_manifest
 from shards.naming import shard_path
@@ -74,9 +75,8 @@ def _is_cached(dest: Path, entry: ShardEntry) -> bool:
     if not dest.is_file():
         return False
     if dest.stat().st_size == entry.bytes:
-        with open(dest, "rb") as f:
-            if hashlib.file_digest(f, "sha256").hexdigest() == entry.sha256:
-                return True
+        if sha256_file(dest) == entry.sha256:
+            return True
     log.warning("%s: the cached copy differs from the manifest (size or sha256); downloading it again", dest)
     return False
 
@@ -203,7 +203,7 @@ def publish_checks(root: str | os.PathLike, repo_id: str, revision: str | None =
     yield PublishCheck("token", bool(token), "found (write access is proven only by the upload)" if token
                        else "no Hugging Face token: set HF_TOKEN or run `hf auth login` with a token that can "
                        "write to the repo, then re-run (nothing was uploaded)")
-    report = verify_dataset(root, decode=False)
+    report = verify_dataset(Path(root), decode=False)
     yield PublishCheck("verify", report.ok, f"{report.shards_checked} shards, {report.samples_checked:,} samples: "
                        "sizes and sha256s match the manifest" if report.ok else
                        f"{root}: verify failed ({report.problems[0]}); fix the dataset before publishing")

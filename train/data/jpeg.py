@@ -78,9 +78,9 @@ def read_encoded(ds: Dataset, split: str, rows: np.ndarray | None) -> EncodedRow
     # Shards in index order and keys ascending within each: rows are filled in order, so the buffer is too.
     for entry in touched:
         for key, image, cls, _ in read_checked_shard(Path(ds.root) / entry.file, entry, decode=False):
-            key = int(key)
-            pos = np.searchsorted(rows, key)
-            if pos < len(rows) and rows[pos] == key and pos == filled:
+            index = int(key)
+            pos = np.searchsorted(rows, index)
+            if pos < len(rows) and rows[pos] == index and pos == filled:
                 start = offsets[pos]
                 data[start:start + len(image)] = np.frombuffer(image, dtype=np.uint8)
                 offsets[pos + 1], labels[pos] = start + len(image), cls

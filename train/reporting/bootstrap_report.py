@@ -17,6 +17,7 @@ import math
 import textwrap
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -249,8 +250,9 @@ class BootstrapHeadline:
 
     @classmethod
     def from_dict(cls, data: dict) -> BootstrapHeadline:
-        return cls(**{k: (math.nan if v is None and k not in ("n", "model", "steps", "fit_step") else v)
-                      for k, v in data.items() if k in cls.__dataclass_fields__})
+        kwargs: dict[str, Any] = {k: (math.nan if v is None and k not in ("n", "model", "steps", "fit_step") else v)
+                                  for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**kwargs)
 
 
 def _gap_dict(st: SeedStatistics) -> dict:
@@ -329,7 +331,7 @@ def _combined_text(h: BootstrapHeadline) -> str:
         return ("The test set's own sampling error is not in the CIs above: the runs kept no per-example test "
                 "outputs (multi-process runs do not).")
     return (f"Counting the test set's sampling error too (its per-example outputs at the read-out; seed and "
-            f"test-set variance components, Welch-Satterthwaite df): 95% CI {fmt_ci(*h.seed_test_ci, se)}, beside the seed-only "
+            f"test-set variance components, Welch-Satterthwaite df): 95% CI {fmt_ci(h.seed_test_ci[0], h.seed_test_ci[1], se)}, beside the seed-only "
             f"CI {fmt_ci(h.ci_low, h.ci_high, se)}. The verdict above holds this test set fixed; for the "
             "distribution the test set was drawn from, use the CI over seeds and test examples.")
 
@@ -426,8 +428,8 @@ def format_bootstrap_headline(headline: dict) -> str:
            f"{fmt_se(h.gap, se, True)} 95% CI {fmt_ci(h.ci_low, h.ci_high, se)}  generalisation gap "
            f"{fmt_se(h.generalisation_gap, se, True)}",
            f"  time-averaged gap over [n / batch, read-out]: {fmt_se(h.time_avg_gap, se, True)} 95% CI "
-           f"{fmt_ci(*h.time_avg_ci, se)}",
-           f"  gap's 95% CI over seeds and test examples together: {fmt_ci(*h.seed_test_ci, se)}"]
+           f"{fmt_ci(h.time_avg_ci[0], h.time_avg_ci[1], se)}",
+           f"  gap's 95% CI over seeds and test examples together: {fmt_ci(h.seed_test_ci[0], h.seed_test_ci[1], se)}"]
     for metric, g in h.other_gaps.items():
         out.append(f"  test {METRIC_NAMES[metric]} gap: {fmt_se(g['mean'], se, True)} ({g['outcome']})")
     for name, e in h.extra.items():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -82,8 +83,9 @@ class PairedInference:
     @classmethod
     def from_dict(cls, data: dict) -> PairedInference:
         floats = ("mean", "sd", "se", "ci_low", "ci_high", "p_value", "margin", "tost_p", "alpha")
-        return cls(**{key: (math.nan if key in floats and data.get(key) is None else data[key])
-                      for key in cls.__dataclass_fields__ if key in data})
+        kwargs: dict[str, Any] = {key: (math.nan if key in floats and data.get(key) is None else data[key])
+                                  for key in cls.__dataclass_fields__ if key in data}
+        return cls(**kwargs)
 
     def describe(self, metric: str = "test soft-error") -> str:
         """One paragraph with the numbers; inconclusive never reads as evidence of equality."""

@@ -287,7 +287,7 @@ class Trainer:
             view = self._train_eval_view(step) if name == "train" else self.view
             # Per-example test outputs let reports count the test set's sampling error; a rank under DDP
             # holds only its share, so they are kept in single-process runs only.
-            outputs = [] if name == "test" and self.dist.world == 1 else None
+            outputs: list | None = [] if name == "test" and self.dist.world == 1 else None
             result = evaluate(self.model, images, labels, view, cfg.eval_batch_size, self.dist, self.autocast,
                               outputs)
             row.update({f"{name}/{k}": v for k, v in result.items()})

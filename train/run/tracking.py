@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from train.errors import TrainError
 from train.run import runfolder
@@ -93,10 +93,17 @@ def to_tensorboard(record: RunRecord, run_dir: Path) -> None:
             writer.add_scalar(f"summary/{key}", value, record.summary.get("steps_done") or 0)
 
 
+_WANDB_MODES: dict[str, Literal["online", "offline", "disabled", "shared"]] = {
+    "online": "online", "offline": "offline", "disabled": "disabled", "shared": "shared"}
+
+
 def to_wandb(record: RunRecord, run_dir: Path) -> None:
     import wandb
 
-    mode = os.environ.get("WANDB_MODE") or "offline"  # no account or network needed; `wandb sync` later
+    given = os.environ.get("WANDB_MODE") or "offline"  # no account or network needed; `wandb sync` later
+    mode = _WANDB_MODES.get(given)
+    if mode is None:
+        raise TrainError(f"WANDB_MODE={given}: use one of {', '.join(_WANDB_MODES)}")
     run = wandb.init(project=os.environ.get("WANDB_PROJECT", "deep-bootstrap"), name=record.name,
                      config=record.config, dir=str(run_dir), mode=mode, reinit="create_new")
     try:

@@ -215,7 +215,16 @@ def committed_fraction(data: Path, shards: int):
     return lambda: state.is_dir() and len(list(state.glob("*-*.json"))) >= math.ceil(0.9 * shards)
 
 
-def measure_size(size: int, root: Path) -> list[Measure]:
+def merged(paths: list[str]) -> list[Measure]:
+    """Measurements from JSON files; the operations a later file measured replace the earlier files' rows."""
+    out: list[Measure] = []
+    for path in paths:
+        rows = [Measure(**row) for row in json.loads(Path(path).read_text())]
+        out = [r for r in out if r.op not in {r.op for r in rows}] + rows
+    return out
+
+
+def measure_size(size: int, root: Path, ops: set[str] | None = None) -> list[Measure]:
     data, out = root / f"ds-{size}", root / f"runs-{size}"
     train_args = ["--data", str(data), "--mode", "ideal", "--steps", "100", "--batch-size", "64", "--model",
                   "mcnn", "--width", "16", "--eval-schedule", "every:100", "--test-samples", "1000", "--eval-train-samples", "128",
@@ -240,12 +249,16 @@ def measure_size(size: int, root: Path) -> list[Measure]:
     ]
     results = []
     for op, argv, env, _ in plans:
+        if ops is not None and op not in ops | {"write"}:
+            continue
         wall, peak, rc, tail = run_child(argv, env)
         results.append(Measure(op, size, wall, peak, rc == 0, "" if rc == 0 else tail[:120]))
         print(f"  {op:<13} N={size:>9,}  {wall:8.2f} s  {peak / 2**20:8.0f} MB  {'ok' if rc == 0 else tail}",
               flush=True)
-    results.append(measure_stream(size, data, out))
-    results.append(measure_resume(size, root / f"resume-{size}"))
+    if ops is None or "stream-100" in ops:
+        results.append(measure_stream(size, data, out))
+    if ops is None or "resume-90" in ops:
+        results.append(measure_resume(size, root / f"resume-{size}"))
     shutil.rmtree(out, ignore_errors=True)
     return results
 
@@ -279,10 +292,16 @@ def measure_resume(size: int, data: Path) -> Measure:
     return Measure("resume-90", size, wall, peak, rc == 0, "" if rc == 0 else tail[:120])
 
 
-def exponent(sizes: list[int], values: list[float]) -> float:
-    """Least-squares slope of log(value) on log(size)."""
-    x, y = np.log(sizes), np.log(np.maximum(values, 1e-9))
-    return float(np.polyfit(x, y, 1)[0])
+def local_exponent(a: Measure, b: Measure, value) -> float:
+    """Log-log slope between the two largest sizes: how the cost grows where fixed costs no longer hide it."""
+    return math.log(max(value(b), 1e-9) / max(value(a), 1e-9)) / math.log(b.size / a.size)
+
+
+def project(a: Measure, b: Measure, value) -> float:
+    """The cost at 6M samples: the largest size's, plus the marginal cost per sample between the two largest
+    sizes times the samples still to come (affine, so a fixed start-up cost is not scaled up)."""
+    slope = max(0.0, (value(b) - value(a)) / (b.size - a.size))
+    return value(b) + slope * (FULL_SIZE - b.size)
 
 
 def table(results: list[Measure]) -> str:
@@ -290,6 +309,7 @@ def table(results: list[Measure]) -> str:
     head = " | ".join(f"{s:,}: s / MB" for s in sizes)
     lines = [f"| operation | {head} | us/sample at {sizes[-1]:,} | b time | b memory | 6M: time | 6M: peak | flag |",
              "|---|" + "---:|" * (len(sizes) + 6)]
+    wall, peak = (lambda r: r.wall_s), (lambda r: float(r.peak_bytes))
     for op in dict.fromkeys(r.op for r in results):
         rows = sorted((r for r in results if r.op == op), key=lambda r: r.size)
         cells = " | ".join(f"{r.wall_s:.2f} / {r.peak_bytes / 2**20:,.0f}" + ("" if r.ok else " (failed)")
@@ -297,12 +317,11 @@ def table(results: list[Measure]) -> str:
         if len(rows) < 2 or not all(r.ok for r in rows):
             lines.append(f"| {op} | {cells} |" + " |" * 6)
             continue
-        ns = [r.size for r in rows]
-        bt, bm = exponent(ns, [r.wall_s for r in rows]), exponent(ns, [r.peak_bytes for r in rows])
-        scale = FULL_SIZE / ns[-1]
-        t6, m6 = rows[-1].wall_s * scale ** bt, rows[-1].peak_bytes * scale ** bm
+        a, b = rows[-2], rows[-1]
+        bt, bm = local_exponent(a, b, wall), local_exponent(a, b, peak)
+        t6, m6 = project(a, b, wall), project(a, b, peak)
         flag = "; ".join(f for f, bad in (("superlinear time", bt > 1.15), ("over 24 GB", m6 > HOST_BYTES)) if bad)
-        lines.append(f"| {op} | {cells} | {1e6 * rows[-1].wall_s / ns[-1]:.2f} | {bt:.2f} | {bm:.2f} | "
+        lines.append(f"| {op} | {cells} | {1e6 * b.wall_s / b.size:.1f} | {bt:.2f} | {bm:.2f} | "
                      f"{t6:,.0f} s | {m6 / 2**30:.1f} GB | {flag or '-'} |")
     return "\n".join(lines)
 
@@ -312,11 +331,17 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000,1000000", help="train-split sizes, comma-separated")
     parser.add_argument("--root", help="working folder (default: a temporary one, removed at the end)")
     parser.add_argument("--json", help="also write every measurement to this JSON file")
+    parser.add_argument("--ops", help="measure only these operations (comma-separated; `write` always runs)")
+    parser.add_argument("--from-json", help="print the table of measurements saved with --json (several: comma-"
+                        "separated, a later file's operations replacing the earlier ones'), measuring nothing")
     parser.add_argument("--op", choices=sorted(OPS), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--shard-size", type=int, default=SHARD_SIZE, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.from_json:
+        print(table(merged(args.from_json.split(","))))
+        return
     if args.op:
         kwargs = {"shard_size": args.shard_size} if args.op == "write" else {}
         OPS[args.op](Path(args.data), args.size, **kwargs)
@@ -330,7 +355,7 @@ def main() -> None:
     try:
         for size in (int(s) for s in args.sizes.split(",")):
             print(f"N = {size:,}", flush=True)
-            results += measure_size(size, root)
+            results += measure_size(size, root, set(args.ops.split(",")) if args.ops else None)
             shutil.rmtree(root / f"ds-{size}", ignore_errors=True)
     finally:
         if not args.root:

@@ -67,7 +67,7 @@ def dry_run_publish(root: Path, args: argparse.Namespace) -> int:
     """Run every check of a publish, print each with the upload plan and the card; 1 if one would fail."""
     checks: list[PublishCheck] = []
     try:
-        checks.extend(publish_checks(root, args.repo, args.revision, args.force))
+        checks.extend(publish_checks(root, args.repo, args.revision, args.overwrite))
     except ShardsError as exc:  # only the last check, the repo's state, reads the network
         checks.append(PublishCheck("repo", False, f"cannot read the repo: {exc}"))
     print(f"dry run: publishing {root} to {hub_dataset_url(args.repo, args.revision)}; checks:")

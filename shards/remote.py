@@ -165,7 +165,7 @@ def _stale_shards(local: Manifest, remote: Manifest | None, repo_id: str, force:
     if not force:
         raise ShardsError(
             f"{repo_id}: already holds another dataset (config hash {remote.config_hash[:12]}..., yours "
-            f"{local.config_hash[:12]}...); publish to another repo, or pass --force to replace it")
+            f"{local.config_hash[:12]}...); publish to another repo, or pass --overwrite to replace it")
     ours = {e.file for s in local.splits.values() for e in s.shards}
     return sorted({e.file for s in remote.splits.values() for e in s.shards} - ours)
 
@@ -222,7 +222,7 @@ def _repo_check(root, repo_id: str, revision: str | None, force: bool, offline: 
         return PublishCheck("repo", True, f"{repo_id}: holds this dataset; publishing again resumes", remote)
     what = (f"{repo_id}: already holds another dataset (config hash {remote.config_hash[:12]}..., yours "
             f"{local.config_hash[:12]}...)")
-    todo = "; --force replaces it" if force else "; publish to another repo, or pass --force to replace it"
+    todo = "; --overwrite replaces it" if force else "; publish to another repo, or pass --overwrite to replace it"
     return PublishCheck("repo", force, what + todo, remote)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -91,7 +92,8 @@ def test_a_labeler_config_field_of_the_wrong_type_is_one_line(tiny_labeler, tmp_
     config = json.loads((tiny_labeler / "config.json").read_text())
     config.update({field: value, "label_accuracy": config.get("label_accuracy", 0.9)} if field == "label_accuracy_on"
                   else {field: value})
-    (tmp_path / "config.json").write_text(json.dumps(config))
+    folder = shutil.copytree(tiny_labeler, tmp_path / "labeler")
+    (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(Cifar5mError, match="re-save the labeler") as err:
-        read_labeler_info(f"local-dir:{tmp_path}", None)
+        read_labeler_info(f"local-dir:{folder}", None)
     assert message in str(err.value) and "\n" not in str(err.value)

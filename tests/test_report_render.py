@@ -5,10 +5,9 @@ import math
 import pytest
 
 from train.errors import TrainError
-from train.reporting.bootstrap_report import render_bootstrap
+from train.reporting.bootstrap_report import plan_from_pilot, render_bootstrap
 from train.reporting.inference import seeds_needed, seeds_to_detect, tost_power
 from train.reporting.margin import Margin
-from train.reporting.planning import plan_from_pilot
 from train.reporting.render import detect_kind, format_headline, render
 from train.reporting.results import align, compare_worlds, load_run
 from train.reporting.sweep_report import render_sweep

@@ -59,7 +59,7 @@ def test_import_scales_a_16bit_png_and_refuses_a_float_tiff_in_one_line(tmp_path
     assert main(["import", str(source), "--out", str(tmp_path / "ds")]) == 0
     samples = list(iter_samples(sorted((tmp_path / "ds" / "data").glob("*.tar"))))
     [image] = [image for _, image, cls, _ in samples if cls == 1]
-    assert np.array_equal(image, np.repeat((RAMP16 >> 8).astype(np.uint8)[:, :, None], 3, axis=2))
+    assert np.array_equal(image, (RAMP16 >> 8).astype(np.uint8)[:, :, None])  # a grey source stays grey
 
     (source / "train" / "ramp" / "000.png").unlink()
     (source / "train" / "ramp" / "000.tif").write_bytes(float_tiff(np.full((4, 4), 3.0)))

@@ -229,7 +229,7 @@ def test_two_publishes_of_different_datasets_to_one_repo_one_stops_with_one_line
     assert manifests == [str(other)]  # only the other dataset's manifest was ever committed, and it is last
     assert hub.repos[("me/x", FakeApi.heads[("me/x", "main")])][0] == other
     with pytest.raises(ShardsError, match="me/x: already holds another dataset"):
-        publish(dataset, "me/x")  # a re-run sees the other dataset and refuses (unless --force)
+        publish(dataset, "me/x")  # a re-run sees the other dataset and refuses (unless --overwrite)
 
 
 def test_dry_run_reports_an_unreachable_hub_as_a_failed_repo_check(dataset, capsys, monkeypatch):

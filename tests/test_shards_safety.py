@@ -89,6 +89,7 @@ def test_a_hostile_remote_manifest_writes_nothing(tmp_path, monkeypatch):
     hostile = build(tmp_path / "site" / "evil", train=100, test=10)
     escape = tmp_path / "escaped.tar"
     edit_manifest(hostile, lambda m: m["splits"]["train"]["shards"][0].update(file=f"data/../../../../{escape}"))
+    (hostile / ".shards" / "created.json").unlink()  # forged: no longer a folder the writer made
     hub = FakeHub().start()
     hub.add("me/evil", hostile)
     hub.endpoint(monkeypatch)

@@ -173,7 +173,7 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     if args.mode is not None:
         raise TrainError(f"--mode={args.mode}: bootstrap runs both worlds; drop --mode (use `train run` for one)")
     if args.plan is not None:
-        from train.reporting.planning import plan_from_pilot  # deferred: reads runs, imports scipy
+        from train.reporting.bootstrap_report import plan_from_pilot  # deferred: reads runs, imports scipy
 
         print(plan_from_pilot(args.plan, args.margin).describe())
         return 0

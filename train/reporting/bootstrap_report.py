@@ -438,3 +438,14 @@ def format_bootstrap_headline(headline: dict) -> str:
     out += textwrap.wrap(f"verdict ({h.verdict_code}): {h.verdict}", width=110,
                          initial_indent="  ", subsequent_indent="    ")
     return "\n".join(out)
+
+
+def plan_from_pilot(pilot_dir: str | Path, margin: Margin) -> Plan:
+    """Read a bootstrap pilot folder and plan for `margin` (applied to the pilot's generalisation gap)."""
+    pilot_dir = Path(pilot_dir)
+    spec = read_experiment(pilot_dir)
+    if spec.get("kind") != "bootstrap":
+        raise TrainError(f"--plan {pilot_dir}: not a bootstrap experiment folder (no experiment.json of kind "
+                         "bootstrap); give the --out folder of a `train bootstrap --seeds 3` pilot")
+    pairs = [(load_run(pilot_dir / e["real"]), load_run(pilot_dir / e["ideal"])) for e in seed_entries(spec)]
+    return make_plan(pairs, compare_seeds(pairs, margin)["test"]["soft_error"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -24,7 +23,6 @@ from train.reporting.inference import (
     seeds_to_detect,
     tost_power,
 )
-from train.reporting.margin import Margin
 from train.reporting.statistics import SeedStatistics
 from train.run import test_outputs
 
@@ -101,18 +99,3 @@ def make_plan(pairs, st: SeedStatistics, power: float = POWER) -> Plan:
         raise TrainError(f"planning from the pilot: {exc}") from None
     now = tost_power(sd, margin, len(st.used)) if math.isfinite(margin) and sd > 0 else math.nan
     return Plan(len(st.used), sd, gap, margin, st.margin_text, power, eq, observed, ex_sd, examples, count, now)
-
-
-def plan_from_pilot(pilot_dir: str | Path, margin: Margin) -> Plan:
-    """Read a bootstrap pilot folder and plan for `margin` (applied to the pilot's generalisation gap)."""
-    from train.reporting.bootstrap_report import compare_seeds, seed_entries  # deferred: plots and runs
-    from train.reporting.experiment_file import read_experiment
-    from train.reporting.results import load_run
-
-    pilot_dir = Path(pilot_dir)
-    spec = read_experiment(pilot_dir)
-    if spec.get("kind") != "bootstrap":
-        raise TrainError(f"--plan {pilot_dir}: not a bootstrap experiment folder (no experiment.json of kind "
-                         "bootstrap); give the --out folder of a `train bootstrap --seeds 3` pilot")
-    pairs = [(load_run(pilot_dir / e["real"]), load_run(pilot_dir / e["ideal"])) for e in seed_entries(spec)]
-    return make_plan(pairs, compare_seeds(pairs, margin)["test"]["soft_error"])

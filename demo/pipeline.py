@@ -4,7 +4,9 @@
     python -m demo run --train 8000 --steps 60 --out out/demo-small   # a quicker look
 
 Stages, each logged with its wall time; re-running the same command resumes (committed shards and
-finished runs are kept, a killed run continues from its checkpoint):
+finished runs are kept, a killed run continues from its checkpoint) only where a stage's inputs are the
+same by content (<out>/stages.json, demo/stages.py): otherwise --overwrite redoes it, and without it the
+run is refused:
 1. models: the shipped digits diffusion model and labeler (demo/models), trained if missing;
 2. real digits -> <out>/real-digits (train = the models' 70% train split, test = the 30% holdout);
 3. synthetic digits -> <out>/synthetic, through `cifar5m generate`'s own code (plan_run, then
@@ -22,6 +24,7 @@ sample; they are not tuned to make the bootstrap gap small, and the report state
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import dataclasses
 import json
 import logging
@@ -36,11 +39,12 @@ from cifar5m.progress import run_with_bar
 from cifar5m.runners.inprocess import run_local
 from cifar5m.runners.processes import run_processes
 from cifar5m.sample import resolve_device
-from demo.data import CLASS_NAMES, load_digits_split, write_real_digits
+from demo.data import CLASS_NAMES, load_all_digits, load_digits_split, write_real_digits
 from demo.config import DemoConfig
 from demo.errors import DemoError
 from demo.labeler import load_labeler, predict_proba
 from demo.quality import generator_quality
+from demo.stages import StageKey, claim_stage, dataset_sha256, model_sha256
 from demo.report import REAL_TEST_NAME, format_summary, generator_markdown, miniature_markdown, pct, rows_text
 from demo.train_models import DDPM_DIR, LABELER_DIR, DemoModelsConfig, train_models
 from shards import load_manifest
@@ -157,6 +161,10 @@ def _check_split(cfg: DemoConfig, *model_dirs: Path) -> None:
 
 def write_real(cfg: DemoConfig) -> Path:
     out = cfg.out / "real-digits"
+    images, labels = load_all_digits()
+    source = hashlib.sha256(images.tobytes() + labels.astype("<i8").tobytes()).hexdigest()
+    claim_stage(cfg.out, StageKey("real-digits", {"split_seed": cfg.split_seed}, {"digits": source}), out,
+                cfg.overwrite)
     manifest = write_real_digits(out, cfg.split_seed, samples_per_shard=500, overwrite=cfg.overwrite)
     log.info("real digits in %s: %s", out, {name: s.count for name, s in manifest.splits.items()})
     return out
@@ -170,6 +178,10 @@ def generate_synthetic(cfg: DemoConfig, models: dict) -> Path:
                          test=cfg.test, samples_per_shard=cfg.samples_per_shard, seed=cfg.seed,
                          batch_size=cfg.gen_batch_size, device=cfg.device, overwrite=cfg.overwrite).validate()
     device_type = resolve_device(cfg.device).type
+    settings = {k: v for k, v in dataclasses.asdict(gen).items() if k not in ("out_dir", "labeler", "model", "workers")}
+    claim_stage(cfg.out, StageKey("synthetic", settings, {"ddpm": model_sha256(models["ddpm"]),
+                                                          "labeler": model_sha256(models["labeler"])}),
+                out, cfg.overwrite)
     workers = cfg.cpu_workers if device_type == "cpu" else 1
     log.info("same as: python -m cifar5m generate --model %s --labeler %s --class-names %s --sampler dpmpp "
              "--steps %d --train %d --test %d --shard-size %d --seed %d --batch-size %d --workers %d --out %s",
@@ -225,39 +237,16 @@ def run_bootstrap(cfg: DemoConfig, synthetic_dir: Path, real_dir: Path, quality:
         extra_test=(f"{REAL_TEST_NAME}={real_dir}",), num_workers=0, data_path="memory",
         checkpoint_every_steps=max(1, cfg.steps // 4), precision="fp32",
     )
-    fresh = _claim_bootstrap(exp, run_cfg, _data_ids(synthetic_dir, real_dir), cfg.overwrite)
-    (exp / "sections").mkdir(exist_ok=True)
+    settings = {"run": config_hash(world_configs(run_cfg, exp)[0]), "seeds": cfg.seeds}
+    claim_stage(cfg.out, StageKey("bootstrap", settings, {"synthetic": dataset_sha256(synthetic_dir),
+                                                          "real-digits": dataset_sha256(real_dir)}),
+                exp, cfg.overwrite)
+    (exp / "sections").mkdir(parents=True, exist_ok=True)
     write_text_atomic(exp / "sections" / "generator.md", generator_markdown(cfg, quality, synthetic_dir))
     write_text_atomic(exp / "sections" / "miniature.md", miniature_markdown(cfg))
-    headline = bootstrap(run_cfg, seeds=cfg.seeds, resume=True, overwrite=fresh, progress=True,
-                         pack=cfg.pack)
+    headline = bootstrap(run_cfg, seeds=cfg.seeds, resume=True, progress=True, pack=cfg.pack)
     headline["real_digits_error"] = _real_digits_error(exp)
     return headline
-
-
-def _data_ids(*datasets: Path) -> dict:
-    return {path.name: load_manifest(path).config_hash for path in datasets}
-
-
-DEMO_DATA = "sections/demo-data.json"  # the datasets' config hashes the bootstrap was made on
-
-
-def _claim_bootstrap(exp: Path, run_cfg, data_ids: dict, overwrite: bool) -> bool:
-    """Reuse a bootstrap of these settings on these datasets; True when one of others must be replaced.
-
-    The trainer knows a run's dataset by its path only, so a pool regenerated with other settings in the
-    same folder would pass for the old one: the datasets' config hashes are kept in sections/demo-data.json
-    (`sections/` is what an experiment folder may hold before `train bootstrap` claims it).
-    """
-    old = read_json(exp / "experiment.json", {})
-    stale = bool(old) and (old.get("config_hash") != config_hash(world_configs(run_cfg, exp)[0])
-                           or read_json(exp / DEMO_DATA, {}) != data_ids)
-    if stale and not overwrite:
-        raise DemoError(f"{exp}: holds a bootstrap of other settings or of another synthetic pool; pass "
-                        "--overwrite to replace it, or choose another --out")
-    (exp / DEMO_DATA).parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(exp / DEMO_DATA, data_ids)
-    return stale
 
 
 def _real_digits_error(exp: Path) -> dict:

@@ -9,6 +9,7 @@ from train_fixtures import build_protos, tiny_cfg
 from train.errors import TrainError
 from train.experiments.bootstrap import bootstrap
 from train.reporting.results import load_run
+from train.run import test_outputs
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -37,19 +38,20 @@ def test_bootstrap_runs_both_worlds_with_one_config(datasets, tmp_path):
     assert real.rows[0]["test/soft_error"] == pytest.approx(ideal.rows[0]["test/soft_error"])  # same init
     assert real.summary["ledger"]["within_subset"] and ideal.summary["ledger"]["no_reuse"]
 
-    # the headline is read off the saved runs
+    # the headline is read off the saved runs: the 3 evaluations around T(n), averaged, in both worlds
     fit = real.summary["fit_step"]
     assert fit is not None and headline["fit_step"] == fit  # 40 prototype images are fitted quickly
-    at_fit = {r["step"]: r for r in ideal.rows}[fit]
-    assert headline["real_test_soft_error"] == pytest.approx(real.summary["at_fit"]["test/soft_error"])
-    assert headline["ideal_test_soft_error"] == pytest.approx(at_fit["test/soft_error"])
+    steps = [r["step"] for r in real.rows]
+    i = min(max(steps.index(fit) - 1, 0), len(steps) - 3)
+    assert headline["readout_steps"] == steps[i:i + 3]
+    def mean_at(run):
+        return np.mean([r["test/soft_error"] for r in run.rows[i:i + 3]])
+    assert headline["real_test_soft_error"] == pytest.approx(mean_at(real))
+    assert headline["ideal_test_soft_error"] == pytest.approx(mean_at(ideal))
     assert headline["gap"] == pytest.approx(headline["real_test_soft_error"] - headline["ideal_test_soft_error"])
-    # the 'for all t' figures: t in [n / batch, T(n)] = [40 / 16, T(n)], the window's ends interpolated
-    steps = np.array([r["step"] for r in real.rows])
-    gap = np.array([r["test/soft_error"] - i["test/soft_error"] for r, i in zip(real.rows, ideal.rows)])
-    grid = np.concatenate([[2.5], steps[(steps > 2.5) & (steps < fit)], [fit]])
-    assert (headline["window"]["start"], headline["window"]["end"]) == (2.5, fit)
-    assert headline["window"]["max_abs"] == pytest.approx(np.abs(np.interp(grid, steps, gap)).max())
+    # the time-averaged gap's window starts after the first epoch, n / batch = 40 / 16
+    results = json.loads((exp / "results.json").read_text())
+    assert results["statistics"]["test"]["soft_error"]["window"][0] == 2.5
     assert set(headline["extra"]) == {"shifted"}
 
     spec = json.loads((exp / "experiment.json").read_text())
@@ -73,9 +75,13 @@ def test_bootstrap_seeds_cli(datasets, tmp_path, capsys):
     flags = ["--data", str(data), "--n", "40", "--steps", "12", "--batch-size", "16", "--model", "mlp",
              "--mlp-widths", "32", "--eval-schedule", "every:4", "--eval-train-samples", "40", "--device", "cpu",
              "--num-workers", "0", "--out", str(exp), "--no-progress", "--seed", "5", "--seeds", "2"]
-    assert main(["bootstrap", *flags]) == 0
+    assert main(["bootstrap", *flags, "--margin", "0.05"]) == 0
     spec = json.loads((exp / "experiment.json").read_text())
     assert spec["seeds"] == 2 and [e["real"] for e in spec["runs"]] == ["seed5/real", "seed6/real"]
+    assert spec["margin"] == {"value": 0.05, "relative": False}
+    # the margin is declared before the run: another margin on the same folder is refused
+    assert main(["bootstrap", *flags, "--margin", "10%"]) == 2
+    assert "holds another bootstrap experiment" in capsys.readouterr().err
     runs = {f"seed{s}/{w}": load_run(exp / f"seed{s}" / w) for s in (5, 6) for w in ("real", "ideal")}
     assert {r.config["seed"] for r in runs.values()} == {5, 6}
     # each seed's worlds share an init; the two seeds do not
@@ -84,13 +90,26 @@ def test_bootstrap_seeds_cli(datasets, tmp_path, capsys):
     results = json.loads((exp / "results.json").read_text())
     soft = results["statistics"]["test"]["soft_error"]
     gaps = [runs[f"seed{s}/real"].summary["at_fit"]["test/soft_error"] for s in (5, 6)]
-    assert soft["seeds"] == 2 and soft["noise_floor"] is not None and len(gaps) == 2
+    assert soft["seeds"] == 2 and soft["gap"]["k"] == 2 and len(gaps) == 2
+    assert soft["gap"]["ci_low"] <= soft["gap"]["mean"] <= soft["gap"]["ci_high"]
     assert results["headline"]["verdict_code"] != "no-verdict"
     text = (exp / "report.md").read_text()
     assert "seeds 5, 6" in text and "over 2 seeds" in text and "`seed6/ideal`" in text
+    # per-example test outputs at every evaluation: their means are the logged test metrics
+    real5 = runs["seed5/real"]
+    assert test_outputs.saved_steps(real5.run_dir) == [r["step"] for r in real5.rows]
+    kept = np.load(real5.run_dir / "test_outputs" / f"step-{real5.rows[-1]['step']:09d}.npy")
+    assert kept.dtype == np.float16 and kept.shape == (3, real5.rows[-1]["test/count"])
+    for row, key in zip(kept, ("test/error", "test/soft_error", "test/loss")):
+        assert row.astype(float).mean() == pytest.approx(real5.rows[-1][key], abs=2e-3)
+    low, high = results["headline"]["seed_test_ci"]
+    assert low <= results["headline"]["gap"] <= high and "resampling seeds and test examples together" in text
     with pytest.raises(SystemExit):  # argparse rejects it before anything runs
         main(["bootstrap", *flags[:-1], "0"])
     assert "--seeds: '0': give a number of seeds >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bootstrap", *flags, "--margin", "0"])
+    assert "--margin: give an absolute margin > 0" in capsys.readouterr().err
 
 
 def test_bootstrap_refuses_another_experiment(datasets, tmp_path):

@@ -93,24 +93,27 @@ def test_bootstrap_report_files_and_text(tmp_path):
     exp = write_bootstrap(tmp_path / "exp")
     headline = render(exp)
     assert headline["kind"] == "bootstrap" and headline["fit_step"] == 40 and headline["seeds"] == 1
-    assert headline["gap"] == pytest.approx(0.02) and headline["generalisation_gap"] == pytest.approx(0.35)
-    # window [n / batch, T(n)] = [10, 40]: |gap| .02, .03, .02 at 10, 20, 40; the time average is
-    # ((.02 + .03) / 2 * 10 + (.03 + .02) / 2 * 20) / 30
-    assert headline["window"]["max_abs"] == pytest.approx(0.03) and headline["window"]["max_step"] == 20
-    assert headline["window"]["mean_abs"] == pytest.approx(0.025)
+    # read-out: the evaluations at 20, 40, 80 around T(n) = 40, averaged: Real (.45 + .40 + .42) / 3,
+    # Ideal (.42 + .38 + .30) / 3, train soft-error (.10 + .05 + .01) / 3
+    assert headline["readout_steps"] == [20, 40, 80] and headline["resolution"] == 20
+    assert headline["real_test_soft_error"] == pytest.approx(1.27 / 3)
+    assert headline["gap"] == pytest.approx(0.17 / 3) and headline["generalisation_gap"] == pytest.approx(1.11 / 3)
     assert headline["verdict_code"] == "no-verdict"  # one seed: said plainly
-    assert headline["extra"]["digits"]["gap"] == pytest.approx(0.01)
+    assert headline["extra"]["digits"]["mean"] == pytest.approx((0.01 + 0.01 + 0.12) / 3)
+    assert headline["other_gaps"]["error"]["mean"] == pytest.approx((0.02 + 0.01 + 0.09) / 3)
     for name in ("report.md", "soft_error.png", "gap.png", "results.json"):
         assert (exp / name).stat().st_size > 0
     assert (exp / "soft_error.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (exp / "report.md").read_text()
     assert "T(n) = 40" in text and "With one seed no verdict is possible" in text
-    assert "| test | soft-error | 0.4000 | 0.3800 | +0.0200 | n/a (n/a, n/a) | +0.3500 | 0.0300 (20) | 0.0250 |" in text
-    assert "| digits | soft-error |" in text and "| 0 | 40 | 0.4000 | 0.3800 | +0.0200 | `real` | `ideal` |" in text
+    assert "one seed gives no confidence bound" in text
+    assert ("| test | soft-error | 0.4233 | 0.3667 | n/a | n/a (one seed) | n/a | n/a | no-verdict | +0.3700 | "
+            "n/a (one seed) |") in text
+    assert "| digits | soft-error |" in text and "| 0 | 40 | +0.0567 | yes | `real` | `ideal` |" in text
     assert "| Real s0 | 100 | 800 | 5,000 | 8.000 | False | True | `abc123` |" in text
     assert "Warning" not in text
     results = json.loads((exp / "results.json").read_text())
-    assert results["statistics"]["test"]["soft_error"]["window"]["max_step"] == 20
+    assert results["statistics"]["test"]["soft_error"]["window"] == [10, 40]
     console = format_headline(headline)
     assert str(exp / "report.md") in console and "no-verdict" in console and "digits" in console
 
@@ -144,18 +147,20 @@ def write_seeds(exp, offsets):
 
 
 def test_three_seed_bootstrap_report(tmp_path):
-    # gaps at T(n) = 40: .02 + (.01 - 0), .02 + (.0 - .01), .02 + (-.01 - .02) = .03, .01, -.01
+    # read-out mean over 20, 40, 80 of the one-seed gap is .17 / 3; the offsets add .01, -.01, -.03
     exp = write_seeds(tmp_path / "exp", [(0.01, 0.0), (0.0, 0.01), (-0.01, 0.02)])
     headline = render_bootstrap(exp)
-    assert headline["seeds"] == 3 and headline["gap"] == pytest.approx(0.01)
-    assert headline["gap_sd"] == pytest.approx(0.02)
-    # Real at 40: .41, .40, .39 (sd .01); Ideal: .38, .39, .40 (sd .01)
-    assert headline["noise_floor"] == pytest.approx(0.01)
-    assert headline["verdict_code"] == "within-noise"
+    assert headline["seeds"] == 3 and headline["gap"] == pytest.approx(0.17 / 3 - 0.01)
+    assert headline["gap_sd"] == pytest.approx(0.02) and headline["gap_se"] == pytest.approx(0.02 / math.sqrt(3))
+    half = 0.95 / math.sqrt(2 * 0.975 * 0.025) * 0.02 / math.sqrt(3)  # t quantile 97.5%, df 2 (closed form)
+    assert (headline["ci_low"], headline["ci_high"]) == pytest.approx((0.14 / 3 - half, 0.14 / 3 + half))
+    assert headline["verdict_code"] == "inconclusive"  # p = 0.056
     text = (exp / "report.md").read_text()
-    assert "seeds 0, 1, 2" in text and "+0.0100 ± 0.0200 over 3 seeds" in text
-    assert "| test | soft-error | 0.4000 ± 0.0100 | 0.3900 ± 0.0100 | +0.0100 ± 0.0200 | 0.0100 (0.0100, 0.0100) |" in text
-    assert "| 2 | 40 | 0.3900 | 0.4000 | -0.0100 | `seed2/real` | `seed2/ideal` |" in text
+    # SE 0.0115: two significant digits (PDG rounding), so three decimals
+    assert "seeds 0, 1, 2" in text and "mean +0.047 over 3 seeds (sd 0.020, SE 0.012), 95% CI [-0.003, +0.096]" in text
+    assert "this is not evidence that the worlds agree" in text and "Deep Bootstrap claims" not in text
+    assert "| test | soft-error | 0.4233 ± 0.0100 | 0.3767 ± 0.0100 | n/a | +0.047 [-0.003, +0.096] | 0.056 |" in text
+    assert "| 2 | 40 | +0.027 | yes | `seed2/real` | `seed2/ideal` |" in text
     assert (exp / "soft_error.png").read_bytes()[:4] == (exp / "gap.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -169,20 +174,19 @@ def test_sweep_and_bootstrap_judge_alike(tmp_path):
         "kind": "sweep", "config": {"data": "tiny", "steps": 80, "batch_size": 10, "lr": 0.1},
         "models": ["mcnn"], "ns": [100], "lrs": [0.1], "seeds": [0, 1, 2], "runs": runs}))
     group = render_sweep(sweep_dir)["groups"][0]
-    assert group["verdict"] == boot["verdict_code"] == "within-noise"
-    assert (group["gap"], group["gap_sd"], group["noise_floor"]) == pytest.approx(
-        (boot["gap"], boot["gap_sd"], boot["noise_floor"]))
+    assert group["verdict"] == boot["verdict_code"] == "inconclusive"  # one cell: Holm changes nothing
+    assert (group["gap"], group["gap_sd"], group["gap_p_value"], group["gap_p_holm"]) == pytest.approx(
+        (boot["gap"], boot["gap_sd"], boot["p_value"], boot["p_value"]))
 
 
 def test_real_never_fits_uses_all_steps(tmp_path):
     real = {**REAL, "train/error": [0.9, 0.5, 0.4, 0.3, 0.2]}
     exp = write_bootstrap(tmp_path / "exp", real=real)
     headline = render(exp)
-    assert headline["fit_step"] is None and headline["ref_step"] == 80
-    assert headline["window"]["max_abs"] == pytest.approx(0.12) and headline["window"]["max_step"] == 80
+    assert headline["fit_step"] is None and headline["at"] == "end" and headline["readout_steps"] == [20, 40, 80]
     text = (exp / "report.md").read_text()
-    assert "never reached train error <= 1% (T(n) undefined)" in text
-    assert "never reached" in format_headline(headline)
+    assert "Read at end (no seed's Real World reached the fit threshold, so T(n) is undefined)" in text
+    assert "at T(n)" not in text and "read-out at end" in format_headline(headline)
 
 
 def test_fit_step_from_metrics_when_no_summary(tmp_path):
@@ -200,7 +204,7 @@ def test_interpolates_when_schedules_differ(tmp_path):
     assert aligned.ideal[1] == pytest.approx((0.90 + 0.42) / 2)  # step 10, halfway from 0 to 20
     assert aligned.ideal[3] == pytest.approx(0.42 + (0.30 - 0.42) * 20 / 60)  # step 40
     # the report reads the Ideal run on the Real run's steps the same way
-    assert render(exp)["ideal_test_soft_error"] == pytest.approx(0.42 + (0.30 - 0.42) * 20 / 60)
+    assert render(exp)["ideal_test_soft_error"] == pytest.approx((0.42 + 0.42 + (0.30 - 0.42) * 20 / 60 + 0.30) / 3)
 
 
 def test_partial_last_line_and_repeated_steps(tmp_path):
@@ -265,21 +269,28 @@ def test_sweep_report_golden_means(tmp_path):
         "models": ["mcnn"], "ns": [100, 200, 400], "seeds": [0, 1], "runs": runs}))
     headline = render(exp)
     assert headline["runs_total"] == 5 and headline["runs_done"] == 4
-    assert headline["mean_abs_gap"] == pytest.approx((0.01 + 0.03 + 0.0 + 0.02) / 4)
+    assert headline["mean_abs_gap"] == pytest.approx((0.01 + 0.03 + 0.0 + 0.02) / 4)  # each run at its T(n)
     assert headline["max_abs_gap"] == pytest.approx(0.03)
     assert headline["worst"] == {"model": "mcnn", "lr": 0.1, "n": 100, "seed": 1, "gap": pytest.approx(0.03)}
-    g100 = headline["groups"][0]
+    g100, g200 = headline["groups"]
     assert g100["n"] == 100 and g100["lr"] == 0.1 and g100["gap"] == pytest.approx(0.02)
-    assert g100["real"] == pytest.approx(0.38 + 0.02) and g100["ideal"] == pytest.approx(0.38)
-    # the Ideal runs are shared by every n, so all the seed-to-seed noise is the Real World's: sd(.39, .41)
-    assert g100["noise_floor"] == pytest.approx(math.sqrt(2 * 0.01 ** 2))
+    ideal = (0.42 + 0.38 + 0.30) / 3  # read-out: the mean of steps 20, 40, 80
+    assert g100["real"] == pytest.approx(ideal + 0.02) and g100["ideal"] == pytest.approx(ideal)
+    # gaps .01 and .03 (sd .01414, SE .01, df 1): t = 2, p = 1 - 2 atan(2) / pi = 0.2952; the other cell's
+    # gaps 0 and -.02 give the same p, so Holm doubles the smaller: both 0.5903 (max 1)
+    p = 1 - 2 * math.atan(2) / math.pi
+    assert g100["gap_p_value"] == pytest.approx(p) and g100["gap_p_holm"] == pytest.approx(min(1, 2 * p))
+    assert g100["verdict"] == g200["verdict"] == "inconclusive"
     results = json.loads((exp / "results.json").read_text())
     sd = results["groups"][0]["gap"]["sd"]
     assert sd == pytest.approx(math.sqrt(2 * 0.01 ** 2))  # sample sd of .01 and .03
     text = (exp / "report.md").read_text()
     assert "4 of 5 runs finished, in 2 (model, lr, n) cells" in text and "## Not finished" in text
     assert "real-n400" in text
-    assert "| mcnn | 0.1 | 100 | 2 (2) | 40 ± 0 | 0.4000 ± 0.0141 | 0.3800 ± 0.0000 | +0.0200 ± 0.0141 | 0.0141 |" in text
+    # rounded to the gap's SE (.01: two significant digits, PDG); CI +-12.706 SE (t quantile, df 1)
+    assert ("| mcnn | 0.1 | 100 | 2 (2) | 40 ± 0 | 0.387 ± 0.014 | 0.367 ± 0.000 | +0.020 [-0.107, +0.147] | 0.59 | "
+            "n/a |") in text
+    assert "with Holm's correction across the cells" in text and "2 inconclusive" in text
     for name in ("scatter.png", "learning_curve.png"):
         assert (exp / name).read_bytes()[:4] == b"\x89PNG"
     assert "L(n)" in format_headline(headline)

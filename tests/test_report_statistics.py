@@ -1,10 +1,16 @@
-"""Multi-seed statistics and the verdict's wording, on numbers small enough to compute by hand."""
+"""Multi-seed statistics and the verdict's wording, on numbers small enough to compute by hand.
+
+df = 2 (three seeds) has closed forms: CDF F(t) = 1/2 + t / (2 sqrt(2 + t^2)), 97.5% quantile 4.3027.
+"""
+import json
 import math
 
 import numpy as np
 import pytest
 
-from train.reporting.statistics import SeedCurves, mean_sd, pm, seed_statistics, verdict, window_gap
+from train.reporting.margin import Margin
+from train.reporting.statistics import (
+    SeedCurves, SeedStatistics, mean_sd, readout_indices, seed_statistics, time_averages, verdict)
 
 STEPS = np.array([0, 10, 20, 40, 80])
 REAL = np.array([[0.90, 0.60, 0.45, 0.40, 0.42],
@@ -14,100 +20,101 @@ IDEAL = np.array([[0.90, 0.58, 0.44, 0.39, 0.30],
                   [0.90, 0.60, 0.44, 0.40, 0.30],
                   [0.90, 0.56, 0.44, 0.38, 0.30]])
 TRAIN = np.tile([0.90, 0.40, 0.10, 0.05, 0.01], (3, 1))
+Q975 = 0.95 / math.sqrt(2 * 0.975 * 0.025)  # t quantile (2a - 1) / sqrt(2 a (1 - a)), df 2: 4.3027
 
 
-def curves(fit_steps=(40, 40, 40), rows=3):
-    return SeedCurves(STEPS, REAL[:rows], IDEAL[:rows], TRAIN[:rows], tuple(fit_steps[:rows]), first_epoch_step=10)
+def cdf2(t: float) -> float:
+    return 0.5 + t / (2 * math.sqrt(2 + t * t))
+
+
+def curves(fit_steps=(40, 40, 40), rows=3, real=REAL, ideal=IDEAL, train=TRAIN):
+    return SeedCurves(STEPS, real[:rows], ideal[:rows], train[:rows], tuple(fit_steps[:rows]), first_epoch_step=10)
 
 
 def test_three_seeds_by_hand():
     st = seed_statistics(curves())
-    assert st["seeds"] == 3 and st["fitted"] == 3 and st["ref_step"] == 40
-    # gaps at T(n) = 40: .40-.39, .42-.40, .38-.38 = .01, .02, .00 -> mean .01, sample sd .01
-    assert st["per_seed_gap"] == pytest.approx([0.01, 0.02, 0.0])
-    assert (st["gap"]["mean"], st["gap"]["sd"]) == (pytest.approx(0.01), pytest.approx(0.01))
-    # each world across seeds at step 40: Real .40, .42, .38 (sd .02), Ideal .39, .40, .38 (sd .01)
-    assert st["noise_real"] == pytest.approx(0.02) and st["noise_ideal"] == pytest.approx(0.01)
-    assert st["noise_floor"] == pytest.approx(0.02)
-    # Real test - train at 40: .35, .37, .33
-    assert st["generalisation_gap"]["mean"] == pytest.approx(0.35)
-    assert st["generalisation_gap"]["sd"] == pytest.approx(0.02)
-    # seed-averaged gap curve: 0, .02, .01, .01, .12; window [10, 40] holds steps 10, 20, 40 (the .12 at
-    # step 80 is after T(n), the step 0 before the first epoch ends)
-    w = st["window"]
-    assert (w["start"], w["end"], w["max_abs"], w["max_step"]) == (10, 40, pytest.approx(0.02), 10)
-    # time average: (.02 + .01) / 2 * 10 + (.01 + .01) / 2 * 20 = .35 over 30 steps
-    assert w["mean_abs"] == pytest.approx(0.35 / 30)
+    # T(n) = 40 for all: the read-out is the evaluations at 20, 40, 80 (40 and one each side), the same for all
+    assert st.at == "T(n)" and st.readout_steps == (20, 40, 80) and st.resolution == 20
+    # Real per seed (.45 + .40 + .42) / 3 ...; Ideal (.44 + .39 + .30) / 3 ...: gaps .046667, .063333, .03
+    assert st.per_seed_gap == pytest.approx([0.14 / 3, 0.19 / 3, 0.09 / 3])
+    g = st.gap
+    assert (g.mean, g.sd) == (pytest.approx(0.14 / 3), pytest.approx(0.05 / 3))
+    se = 0.05 / 3 / math.sqrt(3)
+    assert g.p_value == pytest.approx(2 * (1 - cdf2(0.14 / 3 / se)))  # 0.0400
+    assert g.ci_low == pytest.approx(0.14 / 3 - Q975 * se)
+    # generalisation gap: Real - train (train mean .16 / 3): .37, .39, .35; lower 95% bound .37 - 4.3027 .02/sqrt 3
+    assert st.generalisation_gap.mean == pytest.approx(0.37) and st.generalisation_gap.sd == pytest.approx(0.02)
+    low = 0.37 - Q975 * 0.02 / math.sqrt(3)
+    assert st.generalisation_low == pytest.approx(low) and st.margin == pytest.approx(0.2 * low)
+    # TOST: the upper test decides, t = (mean - margin) / SE = -1.81 -> p = 0.106: not equivalent
+    assert g.tost_p == pytest.approx(cdf2((0.14 / 3 - 0.2 * low) / se)) and g.outcome == "differ"
+    # time average over [10, 40] of each seed's signed gap (.02, .01, .01), (.02, .03, .02), (.02, -.01, 0)
+    assert st.window == (10.0, 40.0)
+    assert st.per_seed_time_avg == pytest.approx([0.35 / 30, 0.75 / 30, -0.05 / 30])
+    assert st.time_avg.mean == pytest.approx(1.05 / 90)
 
 
-def test_seeds_with_their_own_fit_steps():
+def test_seeds_that_never_fit_are_reported_apart():
     st = seed_statistics(curves(fit_steps=(20, 40, None)))
-    # seed 2 never fit: read at the last step, 80; the seed-averaged T(n) is (20 + 40 + 80) / 3
-    assert st["fitted"] == 2 and st["fit_step"]["mean"] == pytest.approx(30)
-    assert st["ref_step"] == pytest.approx(140 / 3)
-    assert st["per_seed_gap"] == pytest.approx([0.45 - 0.44, 0.42 - 0.40, 0.40 - 0.30])
+    # median T(n) of the fitted seeds is 30: the nearest evaluation is 20 (first of the tie), so 10, 20, 40
+    assert st.used == (0, 1) and st.fit_step.mean == pytest.approx(30) and st.readout_steps == (10, 20, 40)
+    assert st.unfit_gap == ((2, pytest.approx(0.10)),)  # seed 2 at the end: .40 - .30
+    assert st.gap.k == 2
+    assert "1 seed(s) never fit and are reported apart" in verdict(st).text
 
 
-def test_window_ends_between_steps_and_empty_window():
-    w = window_gap(STEPS, np.array([0, 0.02, 0.01, 0.03, 0.12]), 10, 30)
-    # |gap| at 30 interpolated between .01 (20) and .03 (40): .02; grid 10, 20, 30
-    assert w["max_abs"] == pytest.approx(0.02) and w["max_step"] == 10
-    assert w["mean_abs"] == pytest.approx(((0.02 + 0.01) / 2 * 10 + (0.01 + 0.02) / 2 * 10) / 20)
-    empty = window_gap(STEPS, np.zeros(5), 50, 40)  # T(n) inside the first epoch: no window
-    assert math.isnan(empty["max_abs"]) and empty["max_step"] is None
+def test_no_seed_fits_reads_at_end():
+    st = seed_statistics(curves(fit_steps=(None, None, None)))
+    assert st.at == "end" and st.readout_steps == (20, 40, 80) and st.used == (0, 1, 2)
+    text = verdict(st).text
+    assert text.startswith("Read at end (no seed's Real World reached the fit threshold") and "T(n) =" not in text
 
 
 def test_one_seed_gives_no_verdict():
     st = seed_statistics(curves(rows=1))
-    assert st["seeds"] == 1 and math.isnan(st["noise_floor"]) and math.isnan(st["gap"]["sd"])
+    assert st.gap is None and st.time_avg is None and math.isnan(st.generalisation_low)
     judged = verdict(st)
-    assert judged["code"] == "no-verdict"
-    assert judged["text"] == (
-        "The gap in test soft-error at T(n) (Real - Ideal) is +0.0100 over 1 seed; the Real World's "
-        "generalisation gap (test - train) there is +0.3500. With one seed no verdict is possible: the "
-        "seed-to-seed noise is unknown, and a second seed can move either world by as much as such a gap. "
-        "Run with --seeds 3 or more.")
+    assert judged.code == "no-verdict" and "With one seed no verdict is possible" in judged.text
+    assert "Run with --seeds 3 or more." in judged.text
 
 
-def test_gap_within_noise_is_worded_with_its_numbers():
-    judged = verdict(seed_statistics(curves()))
-    assert judged["code"] == "within-noise"
-    assert judged["text"] == (
-        "The gap in test soft-error at T(n) (Real - Ideal) is +0.0100 ± 0.0100 over 3 seeds; the Real World's "
-        "generalisation gap (test - train) there is +0.3500 ± 0.0200. The noise floor (sd across seeds at the "
-        "same step, T(n) = 40) is 0.0200 (Real 0.0200, Ideal 0.0100). |gap| 0.0100 is within the noise floor "
-        "0.0200 while the generalisation gap 0.3500 is above it: Real and Ideal cannot be told apart at T(n), "
-        "as the Deep Bootstrap claims.")
+def test_only_equivalence_reads_as_the_papers_claim():
+    ideal = np.full((3, 5), 0.30)
+    train = np.zeros((3, 5))
+    close = ideal + np.array([[0.001], [-0.001], [0.0]])
+    judged = verdict(seed_statistics(curves(real=close, ideal=ideal, train=train)))
+    assert judged.code == "equivalent" and judged.text.endswith("as the Deep Bootstrap claims.")
+    noisy = ideal + np.array([[0.02], [-0.03], [0.04]])
+    judged = verdict(seed_statistics(curves(real=noisy, ideal=ideal, train=train)))
+    assert judged.code == "inconclusive" and "Deep Bootstrap" not in judged.text
+    assert "this is not evidence that the worlds agree" in judged.text
 
 
-def stats(gap, noise, gen, seeds=3):
-    return {"seeds": seeds, "ref_step": 500.0, "gap": {"mean": gap, "sd": 0.01},
-            "generalisation_gap": {"mean": gen, "sd": 0.01}, "noise_floor": noise, "noise_real": noise,
-            "noise_ideal": noise / 2}
+def test_absolute_margin_and_undefined_relative_margin():
+    st = seed_statistics(curves(), Margin.parse("0.1"))
+    assert st.margin == 0.1 and st.gap.outcome == "differ-within-margin"
+    flat = seed_statistics(curves(train=REAL))  # train = test: no generalisation gap, no relative margin
+    assert math.isnan(flat.margin) and math.isnan(flat.gap.tost_p)
+    assert "which is undefined here" in verdict(flat).text
 
 
-@pytest.mark.parametrize("gap, noise, gen, code, words", [
-    (-0.05, 0.02, 0.20, "below-generalisation-gap",
-     "|gap| 0.0500 is above the noise floor 0.0200, so the worlds differ, but it is 25% of the generalisation "
-     "gap 0.2000: the Ideal World predicts the Real World's test error better than its train error does."),
-    (0.30, 0.02, 0.20, "not-small",
-     "|gap| 0.3000 is above the noise floor 0.0200 and at least as large as the generalisation gap 0.2000: "
-     "here the Real World does not track the Ideal World."),
-    (0.01, 0.05, 0.03, "unresolved",
-     "|gap| 0.0100 is within the noise floor, but so is the generalisation gap 0.0300: at this scale the "
-     "experiment cannot tell the claim apart from noise."),
-])
-def test_verdict_codes_and_words(gap, noise, gen, code, words):
-    judged = verdict(stats(gap, noise, gen), metric="test error")
-    assert judged["code"] == code
-    assert judged["text"].startswith(f"The gap in test error at T(n) (Real - Ideal) is {gap:+.4f} ± 0.0100 over 3 seeds")
-    assert "T(n) = 500" in judged["text"] and judged["text"].endswith(words)
+def test_statistics_round_trip_through_json():
+    st = seed_statistics(curves(fit_steps=(20, 40, None)))
+    back = SeedStatistics.from_dict(json.loads(json.dumps(st.to_dict())))
+    assert back.to_dict() == st.to_dict() and verdict(back) == verdict(st)
 
 
-def test_mean_sd_and_pm():
-    assert mean_sd([1.0, 3.0, None, math.nan]) == (2.0, pytest.approx(math.sqrt(2)), 2)
-    mean, sd, count = mean_sd([5.0])
-    assert mean == 5.0 and math.isnan(sd) and count == 1
-    assert pm({"mean": 0.25, "sd": 0.015}) == "0.2500 ± 0.0150"
-    assert pm({"mean": -0.25, "sd": math.nan}, sign=True) == "-0.2500"
-    assert pm({"mean": None, "sd": None}) == "n/a"
+def test_readout_stays_inside_the_grid_and_time_average_by_hand():
+    assert list(readout_indices(STEPS, 0)) == [0, 1, 2] and list(readout_indices(STEPS, 80)) == [2, 3, 4]
+    assert list(readout_indices(STEPS[:2], 80)) == [0, 1]
+    avg = time_averages(STEPS, np.array([[0, 0.02, 0.01, 0.03, 0.12]]), 10, 30)
+    # 30 interpolated between .01 (20) and .03 (40): .02; grid 10, 20, 30
+    assert avg[0] == pytest.approx(((0.02 + 0.01) / 2 * 10 + (0.01 + 0.02) / 2 * 10) / 20)
+    assert math.isnan(time_averages(STEPS, np.zeros((1, 5)), 50, 40)[0])
+
+
+def test_mean_sd():
+    two = mean_sd([1.0, 3.0, None, math.nan])
+    assert (two.mean, two.sd, two.count) == (2.0, pytest.approx(math.sqrt(2)), 2)
+    one = mean_sd([5.0])
+    assert one.mean == 5.0 and math.isnan(one.sd) and one.count == 1

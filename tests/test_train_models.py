@@ -38,9 +38,9 @@ def test_evaluate_batches_add_up_and_empty_set_is_null():
     view = EvalView(2)
     whole = metrics_from_logits(model(view(images)), labels)
     batched = evaluate(model, images, labels, view, batch_size=3, dist=ddp.Dist())
-    assert batched == pytest.approx(whole)
+    assert batched == pytest.approx({**whole, "count": 10})
     empty = evaluate(model, images[:0], labels[:0], view, batch_size=3, dist=ddp.Dist())
-    assert empty == {"error": None, "soft_error": None, "loss": None}
+    assert empty == {"error": None, "soft_error": None, "loss": None, "count": 0}
 
 
 def _coded(batch: int, size: int) -> torch.Tensor:

@@ -6,7 +6,7 @@
     python -m train report out/runs/boot        # re-render report.md and PNGs from saved metrics
 
 `bootstrap` and `sweep` take every trainer flag of `train run` (they share one config); `--seeds K` runs
-seeds --seed .. --seed+K-1 (the reports' noise floor needs K >= 2); the sweep's `--n`, `--model` and
+seeds --seed .. --seed+K-1 (the reports' paired tests need K >= 2); the sweep's `--n`, `--model` and
 `--lr` take comma lists. Both take `--pack K`: up to K runs trained as one packed model (`train.run.packed`).
 `train.cli.parser.build_parser` calls `add_experiment_commands`.
 """
@@ -22,6 +22,7 @@ from shards.entry import RUNS_ROOT
 from train.cli.flags import add_control_flags, add_run_flags, config_from_args
 from train.errors import TrainError
 from train.experiments.common import folder_name
+from train.reporting.margin import DEFAULT_MARGIN, Margin
 from train.reporting.render import format_headline, render
 
 log = logging.getLogger("train")
@@ -82,6 +83,21 @@ def _add_pack_flag(parser: argparse.ArgumentParser) -> None:
                         "measured slower for all but tiny models)")
 
 
+def _margin(text: str) -> Margin:
+    try:
+        return Margin.parse(text)
+    except TrainError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--margin={text}: ")) from None
+
+
+def _add_margin_flag(parser) -> None:
+    parser.add_argument("--margin", type=_margin, default=Margin.parse(DEFAULT_MARGIN), metavar="M",
+                        help="equivalence margin of the verdict, declared before the run and saved in "
+                        "experiment.json: absolute (0.01) or a percentage of the generalisation gap's lower 95%% "
+                        f"confidence bound (20%%); default {DEFAULT_MARGIN.replace('%', '%%')}, see "
+                        "train/reporting/margin.py")
+
+
 def _hide_mode(parser: argparse.ArgumentParser) -> None:
     """Both worlds run, so --mode means nothing here: kept (to name it in the error) but not shown."""
     parser.add_argument("--mode", default=None, help=argparse.SUPPRESS)
@@ -101,6 +117,7 @@ def add_experiment_commands(sub) -> None:
     boot.add_argument("--seeds", type=_seeds, default=1, help="number of seeds: --seed, --seed+1, ... each a "
                       "Real and an Ideal run (default 1; with one seed the report can give no verdict)")
     _add_pack_flag(boot)
+    _add_margin_flag(boot)
     add_control_flags(boot)
     boot.set_defaults(func=cmd_bootstrap)
 
@@ -121,6 +138,7 @@ def add_experiment_commands(sub) -> None:
                       help="peak learning rates, comma-separated, e.g. 0.1,0.05 (default: the preset's or 0.1)")
     grid.add_argument("--seeds", type=_seeds, default=1, help="number of seeds: --seed, --seed+1, ... (default 1)")
     _add_pack_flag(grid)
+    _add_margin_flag(grid)
     grid.add_argument("--ray", action="store_true", help="spread the runs over a Ray cluster (RAY_ADDRESS, "
                       "or a local one): one GPU per run when the cluster has GPUs, else one CPU")
     control = sweep.add_argument_group("run control")
@@ -149,11 +167,11 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
             RUNS_ROOT, f"bootstrap-n{cfg.n}-{folder_name(cfg.model)}-seed{cfg.seed}"))
     log.info("shared config:\n%s", json.dumps(cfg.to_dict(), indent=1))
     if args.dry_run:
-        for run in plan_bootstrap(cfg, args.seeds)[1]:
+        for run in plan_bootstrap(cfg, args.seeds, args.margin)[1]:
             print(json.dumps(run.to_dict(), indent=1))
         return 0
     headline = bootstrap(cfg, seeds=args.seeds, resume=args.resume, overwrite=args.overwrite,
-                         progress=not args.no_progress, pack=args.pack)
+                         progress=not args.no_progress, pack=args.pack, margin=args.margin)
     if headline:  # empty on torchrun ranks other than 0
         print(format_headline(headline))
     return 0
@@ -176,7 +194,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             print(json.dumps(cfg.to_dict()))
         return 0
     headline = sweep(base, ns=args.n_list, models=models, seeds=seeds, lrs=lrs, use_ray=args.ray,
-                     overwrite=args.overwrite, progress=not args.no_progress, pack=args.pack)
+                     overwrite=args.overwrite, progress=not args.no_progress, pack=args.pack,
+                     margin=args.margin)
     if headline:
         print(format_headline(headline))
     return 0

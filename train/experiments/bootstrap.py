@@ -26,6 +26,7 @@ from train.core.config import RunConfig, config_hash
 from train.errors import TrainError
 from train.experiments.common import claim_experiment, is_main_process, preflight
 from train.reporting.bootstrap_report import render_bootstrap, seed_entries
+from train.reporting.margin import DEFAULT_MARGIN, Margin
 from train.run.loop import run_training
 from train.run.packed import plan_packs, run_packed
 
@@ -46,8 +47,11 @@ def seed_folders(cfg: RunConfig, seeds: int) -> list[tuple[int, str]]:
     return [(cfg.seed + i, f"seed{cfg.seed + i}") for i in range(seeds)]
 
 
-def plan_bootstrap(cfg: RunConfig, seeds: int = 1) -> tuple[dict, list[RunConfig]]:
-    """experiment.json's content and the runs of K seeds, each seed's Real run before its Ideal run."""
+def plan_bootstrap(cfg: RunConfig, seeds: int = 1, margin: Margin | None = None) -> tuple[dict, list[RunConfig]]:
+    """experiment.json's content and the runs of K seeds, each seed's Real run before its Ideal run.
+
+    `margin`: the equivalence margin declared before the run (default DEFAULT_MARGIN), saved with it.
+    """
     if seeds < 1:
         raise TrainError(f"--seeds={seeds}: must be >= 1")
     exp_dir = Path(cfg.out_dir)
@@ -57,24 +61,29 @@ def plan_bootstrap(cfg: RunConfig, seeds: int = 1) -> tuple[dict, list[RunConfig
         prefix = "" if folder == "." else f"{folder}/"
         entries.append({"seed": seed, "real": f"{prefix}real", "ideal": f"{prefix}ideal"})
     spec = {"kind": "bootstrap", "config": dataclasses.replace(cfg, mode="real").to_dict(),
-            "config_hash": config_hash(runs[0]), "seeds": seeds, "runs": entries}
+            "config_hash": config_hash(runs[0]), "seeds": seeds, "runs": entries,
+            "margin": (margin or Margin.parse(DEFAULT_MARGIN)).to_dict()}
     return spec, runs
 
 
 def bootstrap(cfg: RunConfig, seeds: int = 1, resume: bool = False, overwrite: bool = False,
-              progress: bool = True, pack: int | None = None) -> dict:
+              progress: bool = True, pack: int | None = None, margin: Margin | None = None) -> dict:
     """Run Real (n) and Ideal with identical settings for each seed into cfg.out_dir, then the report.
+
+    `margin`: the equivalence margin the verdict tests against, declared now (default DEFAULT_MARGIN); an
+    experiment folder declared with another margin is refused unless overwrite.
 
     `pack`: up to `pack` of the 2 x seeds runs trained as one packed model (`train.run.packed`); 1 one
     after the other; None the device's default.
     """
     exp_dir = Path(cfg.out_dir)
-    spec, runs = plan_bootstrap(cfg, seeds)
+    spec, runs = plan_bootstrap(cfg, seeds, margin)
     preflight(runs)
     if is_main_process():
         # seed_entries reads the one-seed layout of older experiment.json files too
-        claim_experiment(exp_dir, spec, overwrite, same=lambda old: (old.get("config_hash"), seed_entries(old))
-                         == (spec["config_hash"], spec["runs"]))
+        claim_experiment(exp_dir, spec, overwrite, same=lambda old: (
+            old.get("config_hash"), seed_entries(old), Margin.from_dict(old.get("margin")).to_dict())
+            == (spec["config_hash"], spec["runs"], spec["margin"]))
     for group in plan_packs(runs, pack):
         if len(group) > 1:
             log.info("%d runs packed as one model: %s", len(group), ", ".join(r.out_dir for r in group))

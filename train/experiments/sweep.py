@@ -28,6 +28,7 @@ from train.core.config import RunConfig, identity_dict
 from train.errors import TrainError
 from train.experiments.common import claim_experiment, folder_name, is_main_process, preflight
 from train.reporting.experiment_file import REPORT, read_experiment
+from train.reporting.margin import DEFAULT_MARGIN, Margin
 from train.reporting.sweep_report import render_sweep
 from train.run import runfolder
 from train.run.loop import run_training
@@ -66,8 +67,11 @@ def shared_settings(cfg: RunConfig) -> dict:
 
 
 def sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[int], lrs: list[float] | None = None,
-          use_ray: bool = False, overwrite: bool = False, progress: bool = True, pack: int | None = None) -> dict:
+          use_ray: bool = False, overwrite: bool = False, progress: bool = True, pack: int | None = None,
+          margin: Margin | None = None) -> dict:
     """Run (or finish) the grid n x models x lrs x seeds into base.out_dir, then write the sweep report.
+
+    `margin`: the equivalence margin of every cell's verdict, declared now (default DEFAULT_MARGIN).
 
     `pack`: runs trained together as one packed model (`train.run.packed`); 1 = one by one; None = the
     device's default.
@@ -82,7 +86,9 @@ def sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[int], l
     preflight(runs)
     if is_main_process():
         spec = _merge_sweep_spec(exp_dir, base, entries, overwrite)
-        claim_experiment(exp_dir, spec, overwrite, same=lambda old: old.get("shared") == spec["shared"])
+        spec["margin"] = (margin or Margin.parse(DEFAULT_MARGIN)).to_dict()
+        claim_experiment(exp_dir, spec, overwrite, same=lambda old: (
+            old.get("shared"), Margin.from_dict(old.get("margin")).to_dict()) == (spec["shared"], spec["margin"]))
     failures = run_many(runs, use_ray=use_ray, overwrite=overwrite, progress=progress, pack=pack)
     if not is_main_process():
         return {}

@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from train.reporting.inference import decimals_for
 from train.reporting.results import RunRecord
+
 
 def fmt(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
@@ -17,6 +19,26 @@ def fmt(value, digits: int = 4) -> str:
 
 def fmt_gap(value, digits: int = 4) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:+.{digits}f}"
+
+
+def fmt_se(value, se, sign: bool = False) -> str:
+    """`value` rounded to what its standard error supports (its first significant digit)."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:{'+' if sign else ''}.{decimals_for(se)}f}"
+
+
+def fmt_ci(low, high, se) -> str:
+    """`[low, high]` at the precision the standard error supports."""
+    return f"[{fmt_se(low, se, True)}, {fmt_se(high, se, True)}]"
+
+
+def test_set_se(rate, count) -> float:
+    """Sampling SE of a rate in [0, 1] over `count` test examples: sqrt(p (1 - p) / N), exact for the error
+    (binomial) and an upper bound for the soft-error (a [0, 1] variable with mean p has variance <= p (1 - p))."""
+    if rate is None or not count or not math.isfinite(rate):
+        return math.nan
+    return math.sqrt(max(rate * (1 - rate), 0.0) / count)
 
 
 def fmt_int(value) -> str:

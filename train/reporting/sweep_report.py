@@ -8,9 +8,11 @@ and each run's saved metrics; writes `report.md`, `scatter.png`, `learning_curve
   the mean over seeds (+- sd bars); colour = architecture, marker = learning rate, as the paper draws it;
 - learning curve: L(n) = Real test soft-error at T(n) beside L~(T(n)) = Ideal test soft-error read
   at the same T(n): the Deep Bootstrap identity says L(n) ~= L~(T(n)). Mean +- sd over seeds.
-Each (model, lr, n) cell is judged over its seeds exactly as a bootstrap report judges its seeds
-(train/reporting/statistics.py: gap vs noise floor vs generalisation gap). Runs whose Real World never
-fit use their last step (said in the tables).
+Each (model, lr, n) cell is tested over its seeds as a bootstrap report tests its seeds (paired t-test
+and TOST against the margin in experiment.json, train/reporting/statistics.py); across cells both families
+of p-values are Holm-corrected (family-wise error 5%) and each cell's verdict and the headline's counts use
+the corrected p-values. In the figures, error bars are 95% CIs over seeds. Seeds whose Real World never
+fit are left out of a cell where other seeds fit (said in the tables).
 
     python -m train report EXP_DIR
 """
@@ -24,10 +26,12 @@ import numpy as np
 
 from shards.jsonio import write_text_atomic
 from train.reporting.experiment_file import REPORT, read_experiment, write_results
-from train.reporting.formatting import fmt, fmt_gap, fmt_int
+from train.reporting.formatting import fmt, fmt_ci, fmt_gap, fmt_int, fmt_se
+from train.reporting.inference import OUTCOMES, holm, outcome_of
+from train.reporting.margin import Margin
 from train.reporting.plots import EXTRA_COLORS, IDEAL_COLOR, MARKERS, REAL_COLOR, Line, Panel, save_panels
 from train.reporting.results import compare_worlds, json_safe, load_run, seed_curves
-from train.reporting.statistics import mean_sd, pm, seed_statistics, verdict
+from train.reporting.statistics import MeanSd, mean_sd, seed_statistics, verdict
 from train.run import runfolder
 
 ARCH_COLORS = (REAL_COLOR, IDEAL_COLOR) + EXTRA_COLORS
@@ -37,7 +41,7 @@ def render_sweep(exp_dir: str | Path) -> dict:
     exp_dir = Path(exp_dir)
     spec = read_experiment(exp_dir)
     points, missing = collect_points(exp_dir, spec["runs"], spec.get("config", {}).get("lr"))
-    groups = aggregate(exp_dir, points)
+    groups = aggregate(exp_dir, points, Margin.from_dict(spec.get("margin")))
     figures = []
     if points:
         figures = [scatter_figure(exp_dir / "scatter.png", groups),
@@ -77,33 +81,67 @@ def collect_points(exp_dir: Path, runs: list[dict], lr: float | None = None) -> 
 AGG_KEYS = ("fit_step", "real_error", "ideal_error")
 
 
-def aggregate(exp_dir: Path, points: list[dict]) -> list[dict]:
-    """Per (model, lr, n): the seed statistics of test soft-error (as a bootstrap report states them),
-    their verdict, and mean +- sd of the other figures; sorted by model, lr, n."""
+def aggregate(exp_dir: Path, points: list[dict], margin: Margin | None = None) -> list[dict]:
+    """Per (model, lr, n): the seed statistics of test soft-error (as a bootstrap report states them), their
+    verdict, Holm-corrected across cells, and mean +- sd of the other figures; sorted by model, lr, n."""
     by_cell = defaultdict(list)
     for p in points:
         by_cell[(p["model"], p["lr"] or 0.0, p["n"])].append(p)
     groups = []
     for (model, lr, n), cell in sorted(by_cell.items()):
         pairs = [(load_run(exp_dir / p["real_dir"]), load_run(exp_dir / p["ideal_dir"])) for p in cell]
-        stats = seed_statistics(seed_curves(pairs, "test", "soft_error"))
-        group = {"model": model, "lr": lr or None, "n": n, "runs": len(cell), "fitted": stats["fitted"],
-                 "statistics": stats, "verdict": verdict(stats),
-                 **{key: stats[key] for key in ("real", "ideal", "gap", "generalisation_gap")}}
+        stats = seed_statistics(seed_curves(pairs, "test", "soft_error"), margin)
+        group = {"model": model, "lr": lr or None, "n": n, "runs": len(cell), "fitted": stats.fitted,
+                 "statistics": stats.to_dict(), "verdict": verdict(stats).to_dict(),
+                 "real": _ci(stats.real), "ideal": _ci(stats.ideal), "gap": _gap(stats),
+                 "generalisation_gap": stats.generalisation_gap.to_dict()}
         for key in AGG_KEYS:
-            mean, sd, _ = mean_sd([p[key] for p in cell])
-            group[key] = {"mean": mean, "sd": sd}
+            group[key] = mean_sd([p[key] for p in cell]).to_dict()
         extras = sorted({name for p in cell for name in p["extra"]})
-        group["extra"] = {name: {w: dict(zip(("mean", "sd"), mean_sd(
-            [p["extra"][name][w] for p in cell if name in p["extra"]])[:2])) for w in ("real", "ideal", "gap")}
-            for name in extras}
+        group["extra"] = {name: {w: mean_sd([p["extra"][name][w] for p in cell if name in p["extra"]]).to_dict()
+                                 for w in ("real", "ideal", "gap")} for name in extras}
         groups.append(group)
+    return corrected(groups)
+
+
+def _ci(stat: MeanSd) -> dict:
+    """mean, sd and the half-width of the t-quantile 95% CI of the mean over seeds (nan with one seed)."""
+    from scipy import stats as scipy_stats  # deferred: only cells with seeds need it
+
+    half = (scipy_stats.t.ppf(0.975, stat.count - 1) * stat.sd / math.sqrt(stat.count)
+            if stat.count > 1 else math.nan)
+    return {**stat.to_dict(), "ci_half": half}
+
+
+def _gap(st) -> dict:
+    g = st.gap
+    if g is None:
+        return {"mean": st.per_seed_gap[0] if st.per_seed_gap else math.nan, "sd": math.nan, "se": math.nan,
+                "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "tost_p": math.nan}
+    return {"mean": g.mean, "sd": g.sd, "se": g.se, "ci_low": g.ci_low, "ci_high": g.ci_high,
+            "p_value": g.p_value, "tost_p": g.tost_p}
+
+
+def corrected(groups: list[dict], alpha: float = 0.05) -> list[dict]:
+    """Each cell's outcome from Holm-adjusted p-values over the cells with a test (the difference p-values
+    and the TOST p-values are two families, each corrected on its own)."""
+    tested = [g for g in groups if math.isfinite(g["gap"]["p_value"])]
+    p_adj = holm([g["gap"]["p_value"] for g in tested]) if tested else []
+    with_margin = [g for g in tested if math.isfinite(g["gap"]["tost_p"])]
+    tost_adj = dict(zip(map(id, with_margin), holm([g["gap"]["tost_p"] for g in with_margin]) if with_margin else []))
+    for g, p in zip(tested, p_adj):
+        tost = tost_adj.get(id(g), math.nan)
+        g["gap"].update(p_holm=p, tost_p_holm=tost)
+        g["outcome"] = outcome_of(p, tost, alpha)
+    for g in groups:
+        g.setdefault("outcome", "no-verdict")
     return groups
 
 
 def scatter_figure(path: Path, groups: list[dict]) -> Path:
     """The paper's Fig. 2: Real vs Ideal test soft-error at T(n), one point per (model, lr, n) (mean over
-    seeds, +- sd bars of the Real World); colour = architecture, marker = learning rate."""
+    seeds); the bar is the 95% CI of the paired gap, so a bar that crosses y = x is a gap not told apart
+    from 0; colour = architecture, marker = learning rate."""
     models = sorted({g["model"] for g in groups})
     lrs = sorted({g["lr"] or 0.0 for g in groups})
     lines = []
@@ -114,21 +152,21 @@ def scatter_figure(path: Path, groups: list[dict]) -> Path:
                 lines.append(Line(np.array([g["ideal"]["mean"] for g in cell]),
                                   np.array([g["real"]["mean"] for g in cell]), f"{model}, lr {lr:g}",
                                   ARCH_COLORS[mi % len(ARCH_COLORS)], "none", MARKERS[li % len(MARKERS)],
-                                  yerr=np.array([g["real"]["sd"] for g in cell])))
+                                  yerr=np.array([(g["gap"]["ci_high"] - g["gap"]["ci_low"]) / 2 for g in cell])))
     panel = Panel(tuple(lines), "Real World test soft-error at T(n)", xlabel="Ideal World test soft-error at T(n)",
                   logx=False, diagonal=True, title="Real vs Ideal at T(n)")
     return save_panels(path, [panel])
 
 
 def learning_curve_figure(path: Path, groups: list[dict]) -> Path:
-    """Per model: L(n) (Real, solid) beside L~(T(n)) (Ideal read at T(n), dashed), mean +- std."""
+    """Per model: L(n) (Real, solid) beside L~(T(n)) (Ideal read at T(n), dashed), mean and 95% CI over seeds."""
     panels = []
     for model, lr in sorted({(g["model"], g["lr"] or 0.0) for g in groups}):
         cell = [g for g in groups if (g["model"], g["lr"] or 0.0) == (model, lr)]
         ns = np.array([g["n"] for g in cell], dtype=float)
         lines = tuple(
             Line(ns, np.array([g[world]["mean"] for g in cell]), label, color, style, marker,
-                 yerr=np.array([g[world]["sd"] for g in cell]))
+                 yerr=np.array([g[world]["ci_half"] for g in cell]))
             for world, color, style, marker, label in (
                 ("real", REAL_COLOR, "-", "o", "$L(n)$: Real at T(n)"),
                 ("ideal", IDEAL_COLOR, "--", "s", r"$\tilde L(T(n))$: Ideal at T(n)")))
@@ -144,25 +182,25 @@ def sweep_headline(exp_dir: Path, spec: dict, points: list[dict], groups: list[d
         "kind": "sweep", "dir": str(exp_dir), "report": str(exp_dir / REPORT),
         "runs_total": len(spec["runs"]), "runs_done": len(points),
         "never_fit": sum(p["fit_step"] is None for p in points),
+        "margin": Margin.from_dict(spec.get("margin")).describe(),
         "mean_abs_gap": float(np.mean(gaps)) if gaps else math.nan,
         "max_abs_gap": max(gaps) if gaps else math.nan,
         "worst": None if worst is None else {k: worst[k] for k in ("model", "lr", "n", "seed", "gap")},
-        "verdicts": {code: sum(g["verdict"]["code"] == code for g in groups)
-                     for code in sorted({g["verdict"]["code"] for g in groups})},
+        "verdicts": {code: sum(g["outcome"] == code for g in groups)
+                     for code in (*OUTCOMES, "no-verdict") if any(g["outcome"] == code for g in groups)},
         "groups": [{"model": g["model"], "lr": g["lr"], "n": g["n"], "seeds": g["runs"], "real": g["real"]["mean"],
-                    "ideal": g["ideal"]["mean"], "gap": g["gap"]["mean"], "gap_sd": g["gap"]["sd"],
-                    "noise_floor": g["statistics"]["noise_floor"],
-                    "generalisation_gap": g["generalisation_gap"]["mean"], "verdict": g["verdict"]["code"]}
+                    "ideal": g["ideal"]["mean"], **{f"gap_{k}" if k != "mean" else "gap": v for k, v in g["gap"].items()},
+                    "generalisation_gap": g["generalisation_gap"]["mean"], "verdict": g["outcome"]}
                    for g in groups],
     }
 
 
 VERDICT_WORDS = {
-    "no-verdict": "one seed, no verdict possible",
-    "unresolved": "gap and generalisation gap both within the noise floor",
-    "within-noise": "gap within the noise floor, generalisation gap above it",
-    "below-generalisation-gap": "gap above the noise floor but below the generalisation gap",
-    "not-small": "gap above the noise floor and at least the generalisation gap",
+    "no-verdict": "one seed, no test possible",
+    "inconclusive": "inconclusive (neither a difference nor equivalence shown)",
+    "differ": "differ (gap's CI excludes 0, not within the margin)",
+    "equivalent": "equivalent within the margin",
+    "differ-within-margin": "differ, but within the margin",
 }
 
 
@@ -174,15 +212,22 @@ def sweep_verdict(headline: dict) -> str:
     cells = sum(headline["verdicts"].values())
     counts = "; ".join(f"{count} {VERDICT_WORDS[code]}" for code, count in headline["verdicts"].items())
     text = (f"{done} of {headline['runs_total']} runs finished, in {cells} (model, lr, n) "
-            f"cell{'s' if cells != 1 else ''}, each judged over its seeds as a bootstrap report judges them "
-            f"(gap at T(n) vs the seed-to-seed noise floor vs the generalisation gap): {counts}. Per run, "
-            f"|Real - Ideal| test soft-error at T(n) averages {fmt(headline['mean_abs_gap'])} and is at most "
-            f"{fmt(headline['max_abs_gap'])} (model {worst['model']}, n = {worst['n']:,}, seed {worst['seed']}).")
+            f"cell{'s' if cells != 1 else ''}, each tested over its seeds (paired t-test of the gap at the read-out, "
+            f"and TOST against the declared margin, {headline['margin']}), with Holm's correction across the "
+            f"cells (family-wise error 5% for each test): {counts}. Per run, |Real - Ideal| test soft-error at "
+            f"its own T(n) (or its last step) averages {fmt(headline['mean_abs_gap'], 3)} and is at most "
+            f"{fmt(headline['max_abs_gap'], 3)} (model {worst['model']}, n = {worst['n']:,}, seed {worst['seed']}).")
     if headline["never_fit"]:
         count = headline["never_fit"]
         text += (f" {count} {'run' if count == 1 else 'runs'} never reached the fit threshold (T(n) "
-                 "undefined): those points use the last common step.")
+                 "undefined): such seeds are left out of a cell where others fit, and read at the end otherwise.")
     return text
+
+
+def _pm(stat: dict, se: float = math.nan, sign: bool = False) -> str:
+    sd = stat.get("sd")
+    text = fmt_se(stat.get("mean"), se, sign)
+    return text + (f" ± {fmt_se(sd, se)}" if sd is not None and math.isfinite(sd) else "")
 
 
 def sweep_markdown(spec, points, missing, groups, figures, headline) -> str:
@@ -195,24 +240,30 @@ def sweep_markdown(spec, points, missing, groups, figures, headline) -> str:
              "Ideal run per (model, lr, seed) serves every n: the Ideal World does not depend on n.", "",
              "## Result", "", sweep_verdict(headline), ""]
     lines += [f"![{f.stem}]({f.name})" for f in figures] + [""]
-    lines += ["## Mean ± sd over seeds (test soft-error unless stated; at T(n))", "",
-              "| model | lr | n | runs (fit) | T(n) | L(n): Real | L~(T(n)): Ideal | gap | noise floor | "
-              "Real test - train | max \\|gap\\| in [n / batch, T(n)] | Real error | Ideal error | verdict |",
+    lines += ["## Each cell over its seeds (test soft-error at the read-out)", "",
+              "| model | lr | n | runs (fit) | T(n) | L(n): Real | L~(T(n)): Ideal | gap [95% CI] | p (Holm) | "
+              "TOST p (Holm) | Real test - train | Real error | Ideal error | verdict (Holm) |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for g in groups:
-        st = g["statistics"]
+        gap, se = g["gap"], g["gap"]["se"]
         lines.append(f"| {g['model']} | {g['lr'] or 0:g} | {g['n']:,} | {g['runs']} ({g['fitted']}) | "
-                     f"{pm(g['fit_step'], 0)} | {pm(g['real'])} | {pm(g['ideal'])} | {pm(g['gap'], sign=True)} | "
-                     f"{fmt(st['noise_floor'])} | {pm(g['generalisation_gap'], sign=True)} | "
-                     f"{fmt(st['window']['max_abs'])} | {pm(g['real_error'])} | {pm(g['ideal_error'])} | "
-                     f"{g['verdict']['code']} |")
-    lines += ["", "Noise floor: the larger sd across seeds of the two worlds at the same step (the mean T(n)); "
-              "the verdict column is `statistics.verdict`, worded in full in a bootstrap report.", ""]
+                     f"{_pm(g['fit_step'], 100)} | {_pm(g['real'], se)} | {_pm(g['ideal'], se)} | "
+                     f"{fmt_se(gap['mean'], se, True)} {fmt_ci(gap['ci_low'], gap['ci_high'], se)} | "
+                     f"{_p(gap.get('p_holm'))} | {_p(gap.get('tost_p_holm'))} | "
+                     f"{_pm(g['generalisation_gap'], se, True)} | {_pm(g['real_error'], se)} | "
+                     f"{_pm(g['ideal_error'], se)} | {g['outcome']} |")
+    lines += ["", "Mean ± sd over seeds, rounded to the gap's SE. The CI is each cell's own (uncorrected) paired t "
+              "interval; p and TOST p are Holm-adjusted across the cells, and the verdict uses them. Each "
+              "cell is worded in full as in a bootstrap report in results.json (`groups[].verdict`).", ""]
     lines += _extra_table(groups) + _points_table(points)
     if missing:
         lines += ["## Not finished", "", *[f"- {m['model']}, n = {m['n']:,}, seed {m['seed']}: `{m['real']}`, "
                                            f"`{m['ideal']}`" for m in missing], ""]
     return "\n".join(lines)
+
+
+def _p(value) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else "< 0.001" if value < 0.001 else f"{value:.2g}"
 
 
 def _extra_table(groups: list[dict]) -> list[str]:
@@ -221,7 +272,8 @@ def _extra_table(groups: list[dict]) -> list[str]:
         return []
     lines = ["## Extra test sets (soft-error at T(n), mean ± sd)", "",
              "| model | n | test set | Real | Ideal | gap |", "|---|---|---|---|---|---|"]
-    lines += [f"| {g['model']} | {g['n']:,} | {name} | {pm(e['real'])} | {pm(e['ideal'])} | {pm(e['gap'], sign=True)} |"
+    lines += [f"| {g['model']} | {g['n']:,} | {name} | {_pm(e['real'], 1e-3)} | {_pm(e['ideal'], 1e-3)} | "
+              f"{_pm(e['gap'], 1e-3, True)} |"
               for g, name, e in rows]
     return lines + [""]
 
@@ -240,7 +292,8 @@ def _points_table(points: list[dict]) -> list[str]:
 def format_sweep_headline(headline: dict) -> str:
     out = [f"report: {headline['report']}", "  " + sweep_verdict(headline)]
     for g in headline["groups"]:
-        out.append(f"  {g['model']} lr={g['lr'] or 0:g} n={g['n']:,}: L(n) {fmt(g['real'])}  L~(T(n)) "
-                   f"{fmt(g['ideal'])}  gap {fmt_gap(g['gap'])}  noise floor {fmt(g['noise_floor'])}  "
-                   f"verdict {g['verdict']}")
+        se = g.get("gap_se", math.nan)
+        out.append(f"  {g['model']} lr={g['lr'] or 0:g} n={g['n']:,}: L(n) {fmt_se(g['real'], se)}  L~(T(n)) "
+                   f"{fmt_se(g['ideal'], se)}  gap {fmt_se(g['gap'], se, True)} "
+                   f"{fmt_ci(g.get('gap_ci_low'), g.get('gap_ci_high'), se)}  verdict (Holm) {g['verdict']}")
     return "\n".join(out)

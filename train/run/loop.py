@@ -38,7 +38,7 @@ from train.core.schedule import lr_at, parse_eval_schedule
 from train.core.stopping import fit_step
 from train.data.sources import RunData, build_run_data
 from train.errors import TrainError
-from train.run import runfolder
+from train.run import runfolder, test_outputs
 
 log = logging.getLogger(__name__)
 
@@ -263,8 +263,14 @@ class Trainer:
         sets += [(s.name, s.images, s.labels) for s in self.data.eval_sets[1:]]
         for name, images, labels in sets:
             view = self._train_eval_view(step) if name == "train" else self.view
-            result = evaluate(self.model, images, labels, view, cfg.eval_batch_size, self.dist, self.autocast)
+            # Per-example test outputs let reports count the test set's sampling error; a rank under DDP
+            # holds only its share, so they are kept in single-process runs only.
+            outputs = [] if name == "test" and self.dist.world == 1 else None
+            result = evaluate(self.model, images, labels, view, cfg.eval_batch_size, self.dist, self.autocast,
+                              outputs)
             row.update({f"{name}/{k}": v for k, v in result.items()})
+            if outputs:
+                test_outputs.save(cfg.out_dir, step, torch.cat(outputs, dim=1).numpy())
         return row
 
     def _train_eval_view(self, step: int):

@@ -32,6 +32,7 @@ from shards.lock import InUseError, hold_lock, release_lock
 from shards.version import __version__
 from train.core.config import RunConfig, config_hash, identity_dict
 from train.errors import TrainError
+from train.run import test_outputs
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -68,6 +69,7 @@ def _clear(out: Path) -> None:
         tmp.unlink(missing_ok=True)  # a killed save's temporary file
     if ckpt.parent.is_dir() and not any(ckpt.parent.iterdir()):
         ckpt.parent.rmdir()
+    test_outputs.clear(out)
 
 
 def claim_run_dir(out_dir: str | os.PathLike, overwrite: bool) -> None:

@@ -13,7 +13,7 @@ from demo.data import CLASS_NAMES
 from demo.errors import DemoError
 from demo.config import DemoConfig
 from demo.pipeline import run_demo
-from demo.report import generator_markdown
+from demo.report import generator_markdown, power_sentence
 from conftest import make_tiny_labeler, make_tiny_pipeline
 from shards import load_manifest
 
@@ -34,7 +34,7 @@ def tiny_models(tmp_path_factory):
 def tiny_cfg(models, out, **kw) -> DemoConfig:
     values = dict(out_dir=str(out), models_dir=str(models), train=256, test=64, samples_per_shard=128, gen_steps=2,
                   gen_batch_size=64, n=64, steps=8, batch_size=16, model="mcnn", width=4, warmup_steps=2, seeds=2,
-                  eval_schedule="every:4",
+                  eval_schedule="every:4", min_confidence=0.0,
                   quality_sizes=(100,), device="cpu", workers=1, threads=1)
     values.update(kw)
     return DemoConfig(**values)
@@ -100,8 +100,12 @@ def test_report_states_generator_quality_and_headline(finished):
     assert row["n"] == 100
     assert f"| 100 | {100 * row['synthetic_to_real_accuracy']:.2f}% | {100 * row['real_to_real_accuracy']:.2f}% |" in report
     assert "## Real vs Ideal on each test set" in report and "| real-digits | soft-error |" in report
-    assert "over 2 seeds" in report and "The noise floor (sd across seeds at the same step" in report
-    assert "## What this miniature can and cannot show" in report and "an sd from 2 seeds" in report
+    assert "## What this miniature can and cannot show" in report
+    assert "a margin declared in the demo's config before the run (20% of the generalisation gap" in report
+    assert "| label filter | none: every generated digit is in the pool |" in report
+    # the power of the design, from the sd and margin the report's inference used
+    soft = json.loads((cfg.out / "bootstrap" / "results.json").read_text())["statistics"]["test"]["soft_error"]
+    assert result["power"] == power_sentence(soft) and result["power"] in report
     # the console summary: where the report is, and its figures
     assert f"report: {cfg.out / 'bootstrap' / 'report.md'}" in printed
     assert "demo finished in" in printed and "real-digits soft-error at" in printed

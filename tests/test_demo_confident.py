@@ -57,3 +57,15 @@ def test_too_few_confident_digits_is_one_clear_line(pool, tmp_path):
     with pytest.raises(DemoError, match=rf"{kept:,} of the 50 synthetic train digits have labeler top "
                                         r"probability >= 0.9, fewer than the 40 the bootstrap draws; raise --train"):
         confident_pool(cfg, pool)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("min_confidence", 1.0, r"--min-confidence=1.0: must be in \[0, 1\) \(0 keeps every digit\)"),
+    ("min_confidence", -0.1, r"--min-confidence=-0.1: must be in \[0, 1\)"),
+    ("margin", "abc", r"--margin=abc: give an absolute margin > 0"),
+    ("margin", "0%", r"--margin=0%: give an absolute margin > 0"),
+])
+def test_bad_filter_or_margin_is_refused_before_any_work(tmp_path, field, value, message):
+    with pytest.raises(DemoError, match=message):
+        DemoConfig(out_dir=str(tmp_path / "out"), **{field: value}).validate()
+    assert not (tmp_path / "out").exists()

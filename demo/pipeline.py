@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 # Train error (and so T(n)) is measured on a fixed subset of at most this many Real World samples: 1% is
 # 10 errors, and evaluating every 20 steps stays cheap.
 EVAL_TRAIN_SAMPLES = 1_000
+# A check on the label-ambiguity regime: the share of generated digits whose labeler top probability is below
+# this (a bin edge of the generator's 20-bin confidence histogram, cifar5m/generate.py).
+UNSURE_BELOW = 0.9
 
 
 class Stages:
@@ -252,11 +255,15 @@ def labeler_holdout_accuracy(labeler_dir: Path, split_seed: int) -> dict:
 
 
 def _label_summary(synthetic_dir: Path, pool_dir: Path) -> dict:
-    """The labeler's mean confidence on all generated digits (extras), the pool's train class histogram
-    and, for a confidence-filtered pool, the fraction of each split it kept (its manifest config)."""
+    """The labeler's mean confidence on all generated digits and the fraction it is unsure of (top
+    probability below UNSURE_BELOW, from the extras' histogram), the pool's train class histogram and, for
+    a confidence-filtered pool, the fraction of each split it kept (its manifest config)."""
     extras = read_json(synthetic_dir / "extras" / "summary.json", {})  # written with the manifest
     pool = load_manifest(pool_dir)
+    hist = extras.get("max_prob_histogram") or {"bins": [], "counts": []}
+    unsure = sum(c for c, low in zip(hist["counts"], hist["bins"]) if low < UNSURE_BELOW)
     return {"mean_confidence": extras.get("mean_max_prob"), "train_histogram": pool.splits["train"].label_histogram,
+            "unsure_fraction": unsure / sum(hist["counts"]) if sum(hist["counts"]) else None,
             "min_confidence": pool.config.get("min_confidence"), "kept_fraction": pool.config.get("kept_fraction")}
 
 

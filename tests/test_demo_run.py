@@ -15,7 +15,7 @@ from demo.config import DemoConfig
 from demo.pipeline import run_demo
 from demo.report import generator_markdown, power_sentence
 from conftest import make_tiny_labeler, make_tiny_pipeline
-from shards import load_manifest
+from shards import iter_samples, load_manifest
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
@@ -103,6 +103,12 @@ def test_report_states_generator_quality_and_headline(finished):
     assert "## What this miniature can and cannot show" in report
     assert "a margin declared in the demo's config before the run (20% of the generalisation gap" in report
     assert "| label filter | none: every generated digit is in the pool |" in report
+    # the regime check: the share of generated digits the labeler is unsure of, as the samples record it
+    synthetic = cfg.out / "synthetic"
+    shards = [synthetic / s.file for split in load_manifest(synthetic).splits.values() for s in split.shards]
+    unsure = sum(meta["max_prob"] < 0.9 for _, _, _, meta in iter_samples(shards, decode=False)) / (256 + 64)
+    assert quality["synthetic_labels"]["unsure_fraction"] == pytest.approx(unsure)
+    assert f"| synthetic digits with labeler top probability < 0.9 | {100 * unsure:.2f}% |" in report
     # the power of the design, from the sd and margin the report's inference used
     soft = json.loads((cfg.out / "bootstrap" / "results.json").read_text())["statistics"]["test"]["soft_error"]
     assert result["power"] == power_sentence(soft) and result["power"] in report

@@ -2,14 +2,17 @@
 order, with the threshold and kept fractions in the subset's manifest and card; too few left is one line."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from demo.config import DemoConfig
 from demo.confident import write_confident_subset
 from demo.errors import DemoError
-from demo.pipeline import confident_pool
+from demo.pipeline import confident_pool, run_demo
 from shards import DatasetWriter, iter_samples, load_manifest
+from test_demo_run import tiny_cfg, tiny_models  # noqa: F401 (a fixture)
 
 COUNTS = {"train": 50, "test": 20}
 
@@ -69,3 +72,17 @@ def test_bad_filter_or_margin_is_refused_before_any_work(tmp_path, field, value,
     with pytest.raises(DemoError, match=message):
         DemoConfig(out_dir=str(tmp_path / "out"), **{field: value}).validate()
     assert not (tmp_path / "out").exists()
+
+
+def test_the_demo_trains_on_the_filtered_pool(tiny_models, tmp_path):
+    # The tiny random labeler's top probability is spread over (0.25, 1] (median ~0.8): 0.6 keeps some.
+    cfg = tiny_cfg(tiny_models, tmp_path / "out", steps=4, min_confidence=0.6)
+    result = run_demo(cfg)
+    assert [s["name"].split(" ")[0] for s in result["stages"]] == ["models", "real", "synthetic", "confident",
+                                                                  "generator", "bootstrap:"]
+    pool = load_manifest(cfg.out / "confident")
+    assert pool.config["min_confidence"] == 0.6 and 64 <= pool.splits["train"].count < 256
+    real_cfg = json.loads((cfg.out / "bootstrap" / "seed0" / "real" / "config.json").read_text())
+    assert real_cfg["data"] == str(cfg.out / "confident")
+    report = (cfg.out / "bootstrap" / "report.md").read_text()
+    assert "| label filter (demo/confident.py) | kept the digits with labeler top probability >= 0.6: test " in report

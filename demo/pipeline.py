@@ -28,8 +28,8 @@ sample; seeds, test size, label filter and evaluation steps were chosen so that 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -49,9 +49,9 @@ from demo.confident import write_confident_subset
 from demo.errors import DemoError
 from demo.labeler import load_labeler, predict_proba
 from demo.quality import generator_quality
-from demo.stages import StageKey, claim_stage, dataset_sha256, model_sha256
 from demo.report import REAL_TEST_NAME, format_summary, generator_markdown, miniature_markdown, pct, power_sentence, \
     rows_text
+from demo.stages import StageKey, claim_stage, dataset_sha256, model_sha256
 from demo.train_models import DDPM_DIR, LABELER_DIR, DemoModelsConfig, train_models
 from shards import load_manifest
 from shards.jsonio import read_json, write_json_atomic, write_text_atomic
@@ -63,7 +63,7 @@ from train.reporting.margin import Margin
 log = logging.getLogger(__name__)
 
 # Train error (and so T(n)) is measured on a fixed subset of at most this many Real World samples: 1% is
-# 10 errors, and evaluating every 20 steps stays cheap.
+# 10 errors, and evaluating it at every evaluation step stays cheap.
 EVAL_TRAIN_SAMPLES = 1_000
 # A check on the label-ambiguity regime: the share of generated digits whose labeler top probability is below
 # this (a bin edge of the generator's 20-bin confidence histogram, cifar5m/generate.py).

@@ -1,6 +1,6 @@
 """`make demo`: the whole Deep Bootstrap pipeline at miniature scale on scikit-learn's real digits.
 
-    python -m demo run                        # out/demo; ~6 min on 2 idle CPU cores, offline
+    python -m demo run                        # out/demo; ~7 min on 2 CPU cores, offline
     python -m demo run --train 8000 --steps 60 --out out/demo-small   # a quicker look
 
 Stages, each logged with its wall time; re-running the same command resumes (committed shards and

@@ -101,6 +101,9 @@ def _add_run_parser(sub) -> None:
     g.add_argument("--shard-size", type=int, default=d.samples_per_shard, help="images per shard (resume unit)")
     g.add_argument("--gen-steps", type=int, default=d.gen_steps, help="DPM-Solver++ steps (default 20)")
     g.add_argument("--gen-batch-size", type=int, default=d.gen_batch_size, help="images per UNet batch")
+    g.add_argument("--min-confidence", type=float, default=d.min_confidence, help="keep only the digits whose "
+                   f"labeler top probability is at least this, in train and test (default {d.min_confidence}; 0 "
+                   "keeps all)")
     b = run.add_argument_group("bootstrap (both worlds share these)")
     b.add_argument("--n", type=int, default=d.n, help=f"Real World train-set size (default {d.n:,})")
     b.add_argument("--steps", type=int, default=d.steps, help=f"SGD steps (default {d.steps}); "
@@ -113,7 +116,9 @@ def _add_run_parser(sub) -> None:
                    f"{d.warmup_steps})")
     b.add_argument("--momentum", type=float, default=d.momentum, help=f"SGD momentum (default {d.momentum})")
     b.add_argument("--seeds", type=int, default=d.seeds, help=f"seeds of each world (default {d.seeds}; the "
-                   "noise floor, and so a verdict, needs 2 or more)")
+                   "paired test, and so a verdict, needs 2 or more)")
+    b.add_argument("--margin", default=d.margin, help=f"equivalence margin declared before the run: absolute "
+                   f"(0.01) or a percentage of the generalisation gap's lower 95%% bound (default {d.margin})")
     b.add_argument("--pack", type=int, default=d.pack, help=f"runs trained together as one packed model "
                    f"(default {d.pack}; 1 = one after another)")
     b.add_argument("--eval-schedule", default=d.eval_schedule, help=f"evaluation steps, as `train run "
@@ -131,9 +136,10 @@ def _demo_config_from_args(args: argparse.Namespace) -> DemoConfig:
     return DemoConfig(
         out_dir=args.out, models_dir=args.models, split_seed=args.split_seed, seed=args.seed, train=args.train,
         test=args.test, samples_per_shard=args.shard_size, gen_steps=args.gen_steps,
-        gen_batch_size=args.gen_batch_size, n=args.n, steps=args.steps, batch_size=args.batch_size,
+        gen_batch_size=args.gen_batch_size, min_confidence=args.min_confidence, n=args.n, steps=args.steps,
+        batch_size=args.batch_size,
         model=args.model, width=args.width, lr=args.lr, warmup_steps=args.warmup_steps, momentum=args.momentum,
-        seeds=args.seeds, pack=args.pack, eval_schedule=args.eval_schedule,
+        seeds=args.seeds, margin=args.margin, pack=args.pack, eval_schedule=args.eval_schedule,
         device=args.device, overwrite=args.overwrite, workers=args.workers, threads=args.threads,
     ).validate()
 

@@ -1,28 +1,35 @@
 """`make demo`: the whole Deep Bootstrap pipeline at miniature scale on scikit-learn's real digits.
 
-    python -m demo run                        # out/demo; ~6 min on 2 idle CPU cores, offline
+    python -m demo run                        # out/demo; ~7 min on 2 CPU cores, offline
     python -m demo run --train 8000 --steps 60 --out out/demo-small   # a quicker look
 
 Stages, each logged with its wall time; re-running the same command resumes (committed shards and
-finished runs are kept, a killed run continues from its checkpoint):
+finished runs are kept, a killed run continues from its checkpoint) only where a stage's inputs are the
+same by content (<out>/stages.json, demo/stages.py): otherwise --overwrite redoes it, and without it the
+run is refused:
 1. models: the shipped digits diffusion model and labeler (demo/models), trained if missing;
 2. real digits -> <out>/real-digits (train = the models' 70% train split, test = the 30% holdout);
 3. synthetic digits -> <out>/synthetic, through `cifar5m generate`'s own code (plan_run, then
    ShardMaker.run_shard on one process per core, cifar5m/runners/processes.py: the bytes of a
    single-process run);
-4. generator quality: the labeler on the real holdout, and a classifier trained on synthetic digits
+4. (with --min-confidence > 0) confident digits: the synthetic digits the labeler is sure of -> <out>/confident
+   (demo/confident.py), the pool both worlds train and test on;
+5. generator quality: the labeler on the real holdout, and a classifier trained on the pool's digits
    vs one trained on real digits, both tested on the real holdout -> <out>/quality.json;
-5. bootstrap: Real World (n) vs Ideal World on the synthetic pool, --seeds of each (3 by default), the
-   real holdout as an extra test set -> <out>/bootstrap/report.md (gap at T(n) as mean +- sd over seeds,
-   noise floor, verdict; its generator and "what the miniature can show" sections come from here);
+6. bootstrap: Real World (n) vs Ideal World on that pool, --seeds of each (10 by default), the real holdout
+   as an extra test set -> <out>/bootstrap/report.md (the paired gap at T(n) with its 95% CI, p-value and
+   equivalence test against the margin declared in demo/config.py, and its power; its generator and "what
+   the miniature can show" sections come from here);
 then a summary of the headline figures and the stage times (also in <out>/demo.json).
 The trainer settings are fixed defaults chosen for speed and so that the Ideal World never reuses a
-sample; they are not tuned to make the bootstrap gap small, and the report states it as it comes out.
+sample; seeds, test size, label filter and evaluation steps were chosen so that the verdict resolves
+(demo/config.py), not to make the gap small, and the report states it as it comes out.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -36,23 +43,38 @@ from cifar5m.progress import run_with_bar
 from cifar5m.runners.inprocess import run_local
 from cifar5m.runners.processes import run_processes
 from cifar5m.sample import resolve_device
+from demo.confident import write_confident_subset
 from demo.config import DemoConfig
-from demo.data import CLASS_NAMES, load_digits_split, write_real_digits
+from demo.data import CLASS_NAMES, load_all_digits, load_digits_split, write_real_digits
 from demo.errors import DemoError
 from demo.labeler import load_labeler, predict_proba
 from demo.quality import generator_quality
-from demo.report import REAL_TEST_NAME, format_summary, generator_markdown, miniature_markdown, pct, rows_text
+from demo.report import (
+    REAL_TEST_NAME,
+    format_summary,
+    generator_markdown,
+    miniature_markdown,
+    pct,
+    power_sentence,
+    rows_text,
+)
+from demo.stages import StageKey, claim_stage, dataset_sha256, model_sha256
 from demo.train_models import DDPM_DIR, LABELER_DIR, DemoModelsConfig, train_models
 from shards import load_manifest
 from shards.jsonio import read_json, write_json_atomic, write_text_atomic
 from train.core.config import RunConfig, config_hash
 from train.experiments.bootstrap import bootstrap, world_configs
+from train.reporting.bootstrap_report import render_bootstrap
+from train.reporting.margin import Margin
 
 log = logging.getLogger(__name__)
 
 # Train error (and so T(n)) is measured on a fixed subset of at most this many Real World samples: 1% is
-# 10 errors, and evaluating every 20 steps stays cheap.
+# 10 errors, and evaluating it at every evaluation step stays cheap.
 EVAL_TRAIN_SAMPLES = 1_000
+# A check on the label-ambiguity regime: the share of generated digits whose labeler top probability is below
+# this (a bin edge of the generator's 20-bin confidence histogram, cifar5m/generate.py).
+UNSURE_BELOW = 0.9
 
 
 class Stages:
@@ -79,7 +101,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     """Run (or finish) every stage into cfg.out_dir; return the figures the summary prints."""
     cfg.validate()
     threads_before = torch.get_num_threads()
-    stages = Stages(total=5)
+    stages = Stages(total=6 if cfg.min_confidence else 5)
     log.info("demo into %s (%d generation workers on CPU, %d torch threads here); settings: %s", cfg.out,
              cfg.cpu_workers, cfg.threads, json.dumps(dataclasses.asdict(cfg)))
     try:
@@ -90,13 +112,17 @@ def run_demo(cfg: DemoConfig) -> dict:
             real_dir = write_real(cfg)
         with stages.stage(f"synthetic digits ({cfg.train:,} train + {cfg.test:,} test)"):
             synthetic_dir = generate_synthetic(cfg, models)
+        pool_dir = synthetic_dir
+        if cfg.min_confidence:
+            with stages.stage(f"confident digits (labeler top probability >= {cfg.min_confidence})"):
+                pool_dir = confident_pool(cfg, synthetic_dir)
         with stages.stage("generator quality"):
-            quality = measure_quality(cfg, models, synthetic_dir)
+            quality = measure_quality(cfg, models, synthetic_dir, pool_dir)
         with stages.stage(f"bootstrap: Real (n = {cfg.n:,}) vs Ideal, {cfg.seeds} seeds, {cfg.steps:,} steps each"):
-            headline = run_bootstrap(cfg, synthetic_dir, real_dir, quality)
+            headline, power = run_bootstrap(cfg, pool_dir, real_dir, quality)
     finally:
         torch.set_num_threads(threads_before)
-    result = {"headline": headline, "quality": quality, "models": models["recorded"],
+    result = {"headline": headline, "power": power, "quality": quality, "models": models["recorded"],
               "stages": [{"name": n, "wall_s": round(s, 1)} for n, s in stages.times],
               "total_s": round(stages.elapsed(), 1)}
     write_json_atomic(cfg.out / "demo.json", result)
@@ -157,6 +183,10 @@ def _check_split(cfg: DemoConfig, *model_dirs: Path) -> None:
 
 def write_real(cfg: DemoConfig) -> Path:
     out = cfg.out / "real-digits"
+    images, labels = load_all_digits()
+    source = hashlib.sha256(images.tobytes() + labels.astype("<i8").tobytes()).hexdigest()
+    claim_stage(cfg.out, StageKey("real-digits", {"split_seed": cfg.split_seed}, {"digits": source}), out,
+                cfg.overwrite)
     manifest = write_real_digits(out, cfg.split_seed, samples_per_shard=500, overwrite=cfg.overwrite)
     log.info("real digits in %s: %s", out, {name: s.count for name, s in manifest.splits.items()})
     return out
@@ -170,6 +200,12 @@ def generate_synthetic(cfg: DemoConfig, models: dict) -> Path:
                          test=cfg.test, samples_per_shard=cfg.samples_per_shard, seed=cfg.seed,
                          batch_size=cfg.gen_batch_size, device=cfg.device, overwrite=cfg.overwrite).validate()
     device_type = resolve_device(cfg.device).type
+    # What decides the bytes; the weights are inputs by content, not by path.
+    settings = {k: v for k, v in dataclasses.asdict(gen).items()
+                if k not in ("out_dir", "labeler", "model", "overwrite", "dry_run", "workers", "ray", "ray_address")}
+    claim_stage(cfg.out, StageKey("synthetic", settings, {"ddpm": model_sha256(models["ddpm"]),
+                                                          "labeler": model_sha256(models["labeler"])}),
+                out, cfg.overwrite)
     workers = cfg.cpu_workers if device_type == "cpu" else 1
     log.info("same as: python -m cifar5m generate --model %s --labeler %s --class-names %s --sampler dpmpp "
              "--steps %d --train %d --test %d --shard-size %d --seed %d --batch-size %d --workers %d --out %s",
@@ -183,14 +219,33 @@ def generate_synthetic(cfg: DemoConfig, models: dict) -> Path:
     return out
 
 
-def measure_quality(cfg: DemoConfig, models: dict, synthetic_dir: Path) -> dict:
+def confident_pool(cfg: DemoConfig, synthetic_dir: Path) -> Path:
+    """The synthetic digits whose labeler top probability is >= cfg.min_confidence (demo/confident.py),
+    checked to still hold the Ideal World's draws and the Real World's n."""
+    out = cfg.out / "confident"
+    source = dataset_sha256(synthetic_dir)
+    claim_stage(cfg.out, StageKey("confident", {"min_confidence": cfg.min_confidence,
+                                                "samples_per_shard": cfg.samples_per_shard}, {"synthetic": source}),
+                out, cfg.overwrite)
+    manifest = write_confident_subset(synthetic_dir, out, cfg.min_confidence, source, cfg.samples_per_shard,
+                                      overwrite=cfg.overwrite)
+    kept = manifest.splits["train"].count
+    if kept < max(cfg.steps * cfg.batch_size, cfg.n):
+        raise DemoError(f"{out}: {kept:,} of the {cfg.train:,} synthetic train digits have labeler top probability "
+                        f">= {cfg.min_confidence}, fewer than the {max(cfg.steps * cfg.batch_size, cfg.n):,} the "
+                        "bootstrap draws; raise --train or lower --min-confidence")
+    log.info("confident digits in %s: %s", out, manifest.config["kept_fraction"])
+    return out
+
+
+def measure_quality(cfg: DemoConfig, models: dict, synthetic_dir: Path, pool_dir: Path) -> dict:
     """Labeler accuracy on the real holdout (through the generator's labelling path) and the
-    synthetic-vs-real classifier check on this run's synthetic train split."""
+    synthetic-vs-real classifier check on the train split of the pool the worlds train on."""
     path = cfg.out / "quality.json"
     quality = {"labeler_holdout": labeler_holdout_accuracy(models["labeler"], cfg.split_seed),
-               "synthetic_vs_real": generator_quality(synthetic_dir, "train", cfg.split_seed, cfg.quality_sizes,
+               "synthetic_vs_real": generator_quality(pool_dir, "train", cfg.split_seed, cfg.quality_sizes,
                                                       seed=cfg.seed),
-               "synthetic_labels": _label_summary(synthetic_dir)}
+               "synthetic_labels": _label_summary(synthetic_dir, pool_dir)}
     write_json_atomic(path, quality)
     log.info("labeler on the real holdout: %s; synthetic->real vs real->real: %s",
              pct(quality["labeler_holdout"]["accuracy"]), rows_text(quality["synthetic_vs_real"]))
@@ -206,16 +261,22 @@ def labeler_holdout_accuracy(labeler_dir: Path, split_seed: int) -> dict:
             "mean_confidence": float(probs.max(axis=1).mean())}
 
 
-def _label_summary(synthetic_dir: Path) -> dict:
-    """Class histogram of the synthetic train split (manifest) and the labeler's mean confidence (extras)."""
+def _label_summary(synthetic_dir: Path, pool_dir: Path) -> dict:
+    """The labeler's mean confidence on all generated digits and the fraction it is unsure of (top
+    probability below UNSURE_BELOW, from the extras' histogram), the pool's train class histogram and, for
+    a confidence-filtered pool, the fraction of each split it kept (its manifest config)."""
     extras = read_json(synthetic_dir / "extras" / "summary.json", {})  # written with the manifest
-    return {"mean_confidence": extras.get("mean_max_prob"),
-            "train_histogram": load_manifest(synthetic_dir).splits["train"].label_histogram}
+    pool = load_manifest(pool_dir)
+    hist = extras.get("max_prob_histogram") or {"bins": [], "counts": []}
+    unsure = sum(c for c, low in zip(hist["counts"], hist["bins"]) if low < UNSURE_BELOW)
+    return {"mean_confidence": extras.get("mean_max_prob"), "train_histogram": pool.splits["train"].label_histogram,
+            "unsure_fraction": unsure / sum(hist["counts"]) if sum(hist["counts"]) else None,
+            "min_confidence": pool.config.get("min_confidence"), "kept_fraction": pool.config.get("kept_fraction")}
 
 
-def run_bootstrap(cfg: DemoConfig, synthetic_dir: Path, real_dir: Path, quality: dict) -> dict:
-    """Real (n) vs Ideal on the synthetic pool, cfg.seeds of each, one config; the demo's sections go in
-    the report."""
+def run_bootstrap(cfg: DemoConfig, synthetic_dir: Path, real_dir: Path, quality: dict) -> tuple[dict, str]:
+    """Real (n) vs Ideal on the synthetic pool, cfg.seeds of each, one config, tested against cfg.margin;
+    the demo's sections (generator, limits, power) go in the report. Returns its headline and the power."""
     exp = cfg.out / "bootstrap"
     run_cfg = RunConfig(
         data=str(synthetic_dir), n=cfg.n, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
@@ -225,43 +286,16 @@ def run_bootstrap(cfg: DemoConfig, synthetic_dir: Path, real_dir: Path, quality:
         extra_test=(f"{REAL_TEST_NAME}={real_dir}",), num_workers=0, data_path="memory",
         checkpoint_every_steps=max(1, cfg.steps // 4), precision="fp32",
     )
-    fresh = _claim_bootstrap(exp, run_cfg, _data_ids(synthetic_dir, real_dir), cfg.overwrite)
-    (exp / "sections").mkdir(exist_ok=True)
+    settings = {"run": config_hash(world_configs(run_cfg, exp)[0]), "seeds": cfg.seeds, "margin": cfg.margin}
+    claim_stage(cfg.out, StageKey("bootstrap", settings, {"synthetic": dataset_sha256(synthetic_dir),
+                                                          "real-digits": dataset_sha256(real_dir)}),
+                exp, cfg.overwrite)
+    (exp / "sections").mkdir(parents=True, exist_ok=True)
     write_text_atomic(exp / "sections" / "generator.md", generator_markdown(cfg, quality, synthetic_dir))
     write_text_atomic(exp / "sections" / "miniature.md", miniature_markdown(cfg))
-    headline = bootstrap(run_cfg, seeds=cfg.seeds, resume=True, overwrite=fresh, progress=True,
-                         pack=cfg.pack)
-    headline["real_digits_error"] = _real_digits_error(exp)
-    return headline
-
-
-def _data_ids(*datasets: Path) -> dict:
-    return {path.name: load_manifest(path).config_hash for path in datasets}
-
-
-DEMO_DATA = "sections/demo-data.json"  # the datasets' config hashes the bootstrap was made on
-
-
-def _claim_bootstrap(exp: Path, run_cfg, data_ids: dict, overwrite: bool) -> bool:
-    """Reuse a bootstrap of these settings on these datasets; True when one of others must be replaced.
-
-    The trainer knows a run's dataset by its path only, so a pool regenerated with other settings in the
-    same folder would pass for the old one: the datasets' config hashes are kept in sections/demo-data.json
-    (`sections/` is what an experiment folder may hold before `train bootstrap` claims it).
-    """
-    old = read_json(exp / "experiment.json", {})
-    stale = bool(old) and (old.get("config_hash") != config_hash(world_configs(run_cfg, exp)[0])
-                           or read_json(exp / DEMO_DATA, {}) != data_ids)
-    if stale and not overwrite:
-        raise DemoError(f"{exp}: holds a bootstrap of other settings or of another synthetic pool; pass "
-                        "--overwrite to replace it, or choose another --out")
-    (exp / DEMO_DATA).parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(exp / DEMO_DATA, data_ids)
-    return stale
-
-
-def _real_digits_error(exp: Path) -> dict:
-    """Hard error on the real holdout at T(n) for both worlds, mean over seeds (results.json of the report)."""
-    results = read_json(exp / "results.json")
-    entry = results["statistics"].get(REAL_TEST_NAME, {}).get("error", {})
-    return {world: (entry.get(world) or {}).get("mean") for world in ("real", "ideal")}
+    headline = bootstrap(run_cfg, seeds=cfg.seeds, resume=True, progress=True, pack=cfg.pack,
+                         margin=Margin.parse(cfg.margin))
+    power = power_sentence(read_json(exp / "results.json")["statistics"]["test"]["soft_error"])
+    write_text_atomic(exp / "sections" / "power.md", f"## Power\n\n{power}\n")
+    headline = render_bootstrap(exp)  # again, with the power section
+    return headline, power

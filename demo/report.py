@@ -1,10 +1,12 @@
 """The demo's words: the report's generator section and the console summary (`python -m demo run`)."""
 from __future__ import annotations
 
+import math
+import textwrap
 from pathlib import Path
 
 from demo.config import DemoConfig
-from train.reporting.formatting import fmt
+from train.reporting.inference import seeds_needed, tost_power
 from train.reporting.render import format_headline
 
 REAL_TEST_NAME = "real-digits"  # the extra test set's name in the bootstrap report
@@ -27,7 +29,9 @@ def generator_markdown(cfg: DemoConfig, quality: dict, synthetic_dir: Path) -> s
         f"| labeler accuracy on the real holdout (as the generator applies it) | {pct(lab['accuracy'])} "
         f"({lab['errors']} wrong of {lab['count']}; mean confidence {lab['mean_confidence']:.3f}) |",
         f"| labeler mean confidence on the synthetic digits | {'n/a' if conf is None else f'{conf:.3f}'} |",
-        f"| synthetic train digits per class (0-9) | {', '.join(f'{c:,}' for c in hist)} |", "",
+        f"| synthetic digits with labeler top probability < 0.9 | {pct(labels.get('unsure_fraction'))} |",
+        *_filter_rows(labels),
+        f"| pool train digits per class (0-9) | {', '.join(f'{c:,}' for c in hist)} |", "",
         f"Synthetic vs real training data: {check['classifier']}, trained on n digits, tested on the "
         f"{check['test_set']}.", "",
         "| n | trained on synthetic | trained on real | synthetic - real |", "|---|---|---|---|",
@@ -40,30 +44,59 @@ def generator_markdown(cfg: DemoConfig, quality: dict, synthetic_dir: Path) -> s
     return "\n".join(lines)
 
 
+def _filter_rows(labels: dict) -> list[str]:
+    if not labels.get("min_confidence"):
+        return ["| label filter | none: every generated digit is in the pool |"]
+    kept = ", ".join(f"{split} {100 * f:.1f}%" for split, f in labels["kept_fraction"].items())
+    return [f"| label filter (demo/confident.py) | kept the digits with labeler top probability >= "
+            f"{labels['min_confidence']}: {kept} |"]
+
+
 def miniature_markdown(cfg: DemoConfig) -> str:
     """The report's honest limits: what this miniature can and cannot show about the Deep Bootstrap."""
+    filtered = (f"digits, only those the labeler gives a top probability of at least {cfg.min_confidence} (train "
+                "and test alike)" if cfg.min_confidence else "digits, ambiguous ones included")
+    labels = ("The label filter changes the task: the worlds are compared on the digits the labeler finds "
+              "unambiguous, not on all the generator makes." if cfg.min_confidence else
+              "The labels are a labeler's, and some digits are ambiguous (the generator section gives how many "
+              "get a top probability below 0.9): the soft-error gap then mixes calibration with memorised label "
+              "noise, and the error and loss gaps above can differ from it in sign; --min-confidence keeps only "
+              "the digits the labeler is sure of.")
     return "\n".join([
         "## What this miniature can and cannot show", "",
         f"It runs the paper's experiment end to end at toy scale: a generator stands in for CIFAR-5m, the "
-        f"Real World trains on n = {cfg.n:,} of its digits for {cfg.steps:,} steps (batch {cfg.batch_size}, "
-        f"{cfg.steps * cfg.batch_size / cfg.n:.0f} epochs), the Ideal World on {cfg.steps * cfg.batch_size:,} "
-        f"fresh ones (the ledger above shows none reused), {cfg.seeds} seeds of each.", "",
-        "It can show: whether, for this model and data, the two worlds' test soft-errors at T(n) differ by "
-        "more than seed-to-seed noise, and how that gap compares with the Real World's generalisation gap; "
-        "that the samplers, the ledger, the shared initialisation and the reports work on real outputs.", "",
-        "It cannot show: the paper's claim at its scale (32x32 CIFAR-5m, ResNets and ViTs, 39,000 steps, "
-        "n from 5K to 50K). These are 8x8 digits that a width-16 CNN learns in a few epochs, one n, one "
-        "architecture, one learning rate. The noise floor is an sd from "
-        f"{cfg.seeds} seeds, itself uncertain by about ±{100 / (2 * (cfg.seeds - 1)) ** 0.5:.0f}%"
-        " (the relative sd of a sample sd); a gap 'within noise' means not resolved by this many seeds, not "
-        "zero. The window figures (largest and mean |gap| over [n / batch, T(n)]) have no noise floor of "
-        "their own: early on the curves fall fast and the seeds spread more than at T(n). "
-        "The synthetic digits are a generator's approximation of real digits (see the generator "
-        "section), so agreement inside that distribution says nothing about the real holdout's columns "
-        "beyond what they show.", "",
-    ]) if cfg.seeds > 1 else "\n".join([
-        "## What this miniature can and cannot show", "",
-        "With one seed it shows the machinery only: no statement about the gap is possible (see Result).", ""])
+        f"Real World trains on n = {cfg.n:,} of its {filtered}, for {cfg.steps:,} steps (batch "
+        f"{cfg.batch_size}, {cfg.steps * cfg.batch_size / cfg.n:.0f} epochs), the Ideal World on "
+        f"{cfg.steps * cfg.batch_size:,} fresh ones (the ledger above shows none reused), {cfg.seeds} seeds of "
+        f"each, and tests the paired gap against a margin declared in the demo's config before the run "
+        f"({cfg.margin} of the generalisation gap's lower 95% bound).", "",
+        "It can show: for this model, this n and this data, whether the two worlds' test soft-errors at T(n) "
+        "differ, and whether they agree within that margin; that the samplers, the ledger, the shared "
+        "initialisation, the per-example test outputs and the reports work on real outputs.", "",
+        "It cannot show: the paper's claim at its scale (32x32 CIFAR-5m, ResNets and ViTs, 39,000 steps, n from "
+        "5K to 50K) or for other n, architectures or learning rates: these are 8x8 digits that a width-16 CNN "
+        "learns in a few epochs. Equivalence within the margin is not a gap of zero, and a verdict on the "
+        "synthetic distribution says nothing about real digits beyond the real-digits rows. The per-seed "
+        "numbers depend on the CPU (float differences grow through SGD), so another machine gives other "
+        "numbers within these CIs, not the same digits. " + labels, "",
+    ])
+
+
+def power_sentence(stats: dict) -> str:
+    """The design's power: how likely these seeds were to resolve the question, from the measured sd."""
+    gap, margin = stats.get("gap"), stats.get("margin")
+    if not gap or not gap.get("sd") or margin is None or not math.isfinite(margin):
+        return "No power can be stated: the paired gap or the margin is undefined (see Result)."
+    k, sd = gap["k"], gap["sd"]
+    at_zero, at_half = tost_power(sd, margin, k), tost_power(sd, margin, k, true_gap=margin / 2)
+    return (f"Power: with the sd of the per-seed gaps measured here ({sd:.4f}; itself estimated from these {k} "
+            f"seeds) and the margin ±{margin:.4f}, {k} seeds had a {_chance(at_zero)} chance to show equivalence "
+            f"if the true gap were 0, and {_chance(at_half)} if it were half the margin (TOST power, "
+            f"train/reporting/inference.py); {seeds_needed(sd, margin)} seeds give 80% at a true gap of 0.")
+
+
+def _chance(p: float) -> str:
+    return "> 99%" if p > 0.99 else "< 1%" if p < 0.01 else f"{p:.0%}"
 
 
 def _quality_sentence(check: dict) -> str:
@@ -94,14 +127,12 @@ def format_summary(cfg: DemoConfig, result: dict) -> str:
     """The console summary: total and stage times, the report's headline, the generator's quality."""
     headline, quality = result["headline"], result["quality"]
     minutes, seconds = divmod(round(result["total_s"]), 60)
-    at = "T(n)" if headline.get("fit_step") is not None else f"step {headline.get('ref_step'):,.0f}"
-    real_err = headline["real_digits_error"]
     lines = [
         "", f"demo finished in {minutes} min {seconds:02d} s; everything is in {cfg.out}/",
         "stages: " + " | ".join(f"{s['name'].split(' (')[0].split(':')[0]} {s['wall_s']:.1f} s"
                                 for s in result["stages"]),
         format_headline(headline),
-        f"  {REAL_TEST_NAME} test error at {at}: Real {fmt(real_err['real'])}  Ideal {fmt(real_err['ideal'])}",
+        *textwrap.wrap(result["power"], width=110, initial_indent="  ", subsequent_indent="    "),
         f"generator: labeler accuracy on the real holdout {pct(quality['labeler_holdout']['accuracy'])}; "
         f"classifier trained on synthetic vs real digits (real holdout accuracy): "
         f"{rows_text(quality['synthetic_vs_real'])}",

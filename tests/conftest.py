@@ -75,3 +75,15 @@ def no_local_path_in_any_manifest_or_card(tmp_path_factory):
                for p in (m, m.parent / "README.md") if p.is_file()]
     leaks = [str(p.relative_to(root)) for p in written if any(x in p.read_text(errors="replace") for x in prefixes)]
     assert not leaks, f"absolute local paths in {', '.join(leaks[:5])}"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> Path:
+    """Random 1x8x8 diffusion model and 10-way labeler under the names the demo looks for."""
+    from demo.data import CLASS_NAMES
+
+    root = tmp_path_factory.mktemp("demo-models")
+    make_tiny_pipeline(root / "digits-ddpm", channels=1, size=8)
+    make_tiny_labeler(root / "digits-labeler", in_chans=1, input_size=16, label_names=CLASS_NAMES,
+                      image_shape=(8, 8, 1))
+    return root

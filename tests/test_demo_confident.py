@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from test_demo_run import tiny_cfg, tiny_models  # noqa: F401 (a fixture)
+from demo_fixtures import tiny_cfg
 
 from demo.confident import write_confident_subset
 from demo.config import DemoConfig

@@ -6,8 +6,7 @@ import dataclasses
 import json
 
 import pytest
-from conftest import make_tiny_labeler, make_tiny_pipeline
-from model_fixtures import make_tiny_labeler, make_tiny_pipeline
+from demo_fixtures import tiny_cfg
 
 from demo import pipeline
 from demo.cli import main
@@ -17,25 +16,6 @@ from demo.errors import DemoError
 from demo.pipeline import run_demo
 from demo.report import generator_markdown, power_sentence
 from shards import iter_samples, load_manifest
-
-
-@pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory):
-    """Random 1x8x8 diffusion model and 10-way labeler under the names the demo looks for."""
-    root = tmp_path_factory.mktemp("demo-models")
-    make_tiny_pipeline(root / "digits-ddpm", channels=1, size=8)
-    make_tiny_labeler(root / "digits-labeler", in_chans=1, input_size=16, label_names=CLASS_NAMES,
-                      image_shape=(8, 8, 1))
-    return root
-
-
-def tiny_cfg(models, out, **kw) -> DemoConfig:
-    values = dict(out_dir=str(out), models_dir=str(models), train=256, test=64, samples_per_shard=128, gen_steps=2,
-                  gen_batch_size=64, n=64, steps=8, batch_size=16, model="mcnn", width=4, warmup_steps=2, seeds=2,
-                  eval_schedule="every:4", min_confidence=0.0,
-                  quality_sizes=(100,), device="cpu", workers=1, threads=1)
-    values.update(kw)
-    return DemoConfig(**values)
 
 
 @pytest.fixture(scope="module")

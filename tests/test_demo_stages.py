@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 from conftest import make_tiny_labeler, make_tiny_pipeline
-from test_demo_run import tiny_cfg
+from demo_fixtures import tiny_cfg
 
 from demo.data import CLASS_NAMES
 from demo.errors import DemoError

@@ -170,6 +170,6 @@ def test_bad_workers_are_refused_before_anything_is_written(tmp_path, tiny_pipel
 
 def test_generated_croissant_validates_and_loads_equal_records(dataset, tmp_path):
     pytest.importorskip("mlcroissant", reason="mlcroissant is not installed (pip install '.[croissant]')")
-    from test_shards_croissant import check_equal
+    from shards_fixtures import check_equal
 
     check_equal(dataset, tmp_path / "croissant-cache")

@@ -97,7 +97,7 @@ def test_an_import_over_a_changed_source_is_refused_and_dot_slash_is_the_same_so
 
 
 def test_import_npz_over_a_replaced_part_is_refused(tmp_path, capsys):
-    from test_cifar5m_npz import make_part
+    from cifar5m_fixtures import make_part
 
     paths = [tmp_path / f"part{k}.npz" for k in range(2)]
     for k, path in enumerate(paths):

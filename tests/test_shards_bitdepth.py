@@ -7,8 +7,7 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from shards_fixtures import build
-from test_shards_safety import rewrite_shard, shard_with
+from shards_fixtures import build, rewrite_shard, shard_with
 
 from shards import ShardsError, iter_samples, load_manifest
 from shards.cli import main

@@ -5,36 +5,16 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from shards_fixtures import SIZES, pixels, write_wds
 
 from shards import iter_samples, load_manifest
 from shards.cli import main
-
-SIZES = {"train": 7, "test": 3}
 
 
 def read_split(root, split: str) -> list[tuple[np.ndarray, int]]:
     """(image as stored, label) of every sample of a split, read back from its shards."""
     files = [root / f for f in load_manifest(root).splits[split].shard_files()]
     return [(np.asarray(Image.open(io.BytesIO(image))), cls) for _, image, cls, _ in iter_samples(files, decode=False)]
-
-
-def pixels(split: str, index: int, mode: str) -> np.ndarray:
-    rng = np.random.default_rng([len(split), index])
-    return rng.integers(0, 256, (6, 5) if mode == "L" else (6, 5, 3), dtype=np.uint8)
-
-
-def write_wds(folder, mode: str = "L"):
-    """WebDataset tars as webdataset's own TarWriter writes them: KEY.png, KEY.cls; no card, no ClassLabel."""
-    import webdataset as wds
-
-    folder.mkdir(parents=True)
-    for split, count in SIZES.items():
-        with wds.TarWriter(str(folder / f"{split}-000000.tar")) as sink:
-            for i in range(count):
-                buf = io.BytesIO()
-                Image.fromarray(pixels(split, i, mode), mode).save(buf, format="PNG")
-                sink.write({"__key__": f"s{i:04d}", "png": buf.getvalue(), "cls": str(i % 3).encode()})
-    return folder
 
 
 @pytest.fixture(scope="module")

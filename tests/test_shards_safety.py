@@ -1,7 +1,6 @@
 """Hostile and damaged input: names from manifests, field types, unsafe tar members, decompression bombs,
 wrong image sizes and labels, verify's problem cap."""
 import hashlib
-import json
 import struct
 import tarfile
 import zlib
@@ -9,50 +8,13 @@ import zlib
 import numpy as np
 import pytest
 from hub_server import FakeHub
-from shards_fixtures import CLASSES, build, index_image, label_of
+from shards_fixtures import CLASSES, build, edit_manifest, rewrite_shard, sample_members, shard_with
 
 from shards import DatasetWriter, ShardsError, load_manifest, load_split, resolve_dataset
 from shards.cli import main
-from shards.codec import encode_image, encode_json
-from shards.tario import tar_end, tar_member
+from shards.codec import encode_image
+from shards.tario import tar_member
 from shards.verify import verify_dataset
-
-
-def edit_manifest(root, edit) -> None:
-    path = root / "manifest.json"
-    data = json.loads(path.read_text())
-    edit(data)
-    path.write_text(json.dumps(data))
-
-
-def rewrite_shard(root, file: str, members: list[bytes]) -> None:
-    """Replace a shard by these tar members and record its new size and sha256, so only its content is bad."""
-    data = b"".join(members) + tar_end()
-    (root / file).write_bytes(data)
-
-    def update(manifest):
-        for split in manifest["splits"].values():
-            for entry in split["shards"]:
-                if entry["file"] == file:
-                    entry["bytes"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
-    edit_manifest(root, update)
-
-
-def sample_members(index: int, image: bytes | None = None, cls: int | None = None,
-                   meta: bytes | None = None) -> list[bytes]:
-    """A sample as the fixtures write it (index_samples), but for the image, label or json bytes given."""
-    key = f"{index:09d}"
-    image = encode_image(index_image(index), "png") if image is None else image
-    label = label_of(index) if cls is None else cls
-    meta = encode_json({"index": index, "score": round(index / 1000, 3), "source": f"s{index}"}) \
-        if meta is None else meta
-    return [tar_member(f"{key}.png", image), tar_member(f"{key}.cls", str(label).encode()),
-            tar_member(f"{key}.json", meta)]
-
-
-def shard_with(first: int, count: int, changed: dict[int, dict]) -> list[bytes]:
-    """Members of a shard of `count` good samples from `first`, except those in `changed` (index -> kwargs)."""
-    return [m for i in range(first, first + count) for m in sample_members(i, **changed.get(i, {}))]
 
 
 def png_header(width: int, height: int) -> bytes:

@@ -24,7 +24,6 @@ import torch
 
 from cifar5m.config import PRESETS
 from cifar5m.noise import gaussian_noise, seed_words
-from shards.runtime import resolve_device as resolve_device  # the demo imports it from here
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # torch.compile's modes (cifar5m.config.COMPILE_MODES) that capture CUDA graphs: a replay reuses the

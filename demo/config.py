@@ -7,9 +7,7 @@ from pathlib import Path
 
 from demo.data import DEFAULT_SPLIT_SEED
 from demo.errors import DemoError
-from train.core.schedule import parse_eval_schedule
-from train.errors import TrainError
-from train.reporting.margin import Margin
+from train import Margin, TrainError, parse_eval_schedule
 
 SHIPPED_MODELS = Path(__file__).resolve().parent / "models"  # package data: the committed models
 

@@ -9,8 +9,8 @@ same by content (<out>/stages.json, demo/stages.py): otherwise --overwrite redoe
 run is refused:
 1. models: the shipped digits diffusion model and labeler (demo/models), trained if missing;
 2. real digits -> <out>/real-digits (train = the models' 70% train split, test = the 30% holdout);
-3. synthetic digits -> <out>/synthetic, through `cifar5m generate`'s own code (plan_run, then
-   ShardMaker.run_shard on one process per core, cifar5m/runners/processes.py: the bytes of a
+3. synthetic digits -> <out>/synthetic, through `cifar5m generate`'s own entry calls (cifar5m.plan_generation,
+   then cifar5m.run_plan: one process per core on CPU, cifar5m/runners/processes.py, the bytes of a
    single-process run);
 4. (with --min-confidence > 0) confident digits: the synthetic digits the labeler is sure of -> <out>/confident
    (demo/confident.py), the pool both worlds train and test on;
@@ -37,12 +37,7 @@ from pathlib import Path
 
 import torch
 
-from cifar5m.config import GenerateConfig
-from cifar5m.generate import plan_run
-from cifar5m.progress import run_with_bar
-from cifar5m.runners.inprocess import run_local
-from cifar5m.runners.processes import run_processes
-from cifar5m.sample import resolve_device
+from cifar5m import GenerateConfig, plan_generation, run_plan, run_with_bar
 from demo.confident import write_confident_subset
 from demo.config import DemoConfig
 from demo.data import CLASS_NAMES, load_all_digits, load_digits_split, write_real_digits
@@ -60,12 +55,9 @@ from demo.report import (
 )
 from demo.stages import StageKey, claim_stage, dataset_sha256, model_sha256
 from demo.train_models import DDPM_DIR, LABELER_DIR, DemoModelsConfig, train_models
-from shards import load_manifest
+from shards import load_manifest, resolve_device
 from shards.jsonio import read_json, write_json_atomic, write_text_atomic
-from train.core.config import RunConfig, config_hash
-from train.experiments.bootstrap import bootstrap, world_configs
-from train.reporting.bootstrap_report import render_bootstrap
-from train.reporting.margin import Margin
+from train import Margin, RunConfig, bootstrap, config_hash, render_bootstrap, world_configs
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +73,8 @@ class Stages:
     """Numbered stages, each announced and then logged with its wall time; the times kept for the summary."""
 
     def __init__(self, total: int):
-        self.total, self.times, self.start = total, [], time.perf_counter()
+        self.times: list[tuple[str, float]] = []
+        self.total, self.start = total, time.perf_counter()
 
     @contextlib.contextmanager
     def stage(self, name: str):
@@ -193,29 +186,28 @@ def write_real(cfg: DemoConfig) -> Path:
 
 
 def generate_synthetic(cfg: DemoConfig, models: dict) -> Path:
-    """The synthetic digits dataset, made exactly as `python -m cifar5m generate` makes CIFAR-5m."""
+    """The synthetic digits dataset, made exactly as `python -m cifar5m generate` makes CIFAR-5m: through the
+    same entry calls (plan_generation, then run_plan under its progress bar), so the runner is chosen the same
+    way (one process per core on CPU; the worker count decides no byte)."""
     out = cfg.out / "synthetic"
+    workers = cfg.cpu_workers if resolve_device(cfg.device).type == "cpu" else 1
     gen = GenerateConfig(out_dir=str(out), labeler=f"local-dir:{models['labeler']}", class_names=tuple(CLASS_NAMES),
                          model=str(models["ddpm"]), sampler="dpmpp", steps=cfg.gen_steps, train=cfg.train,
                          test=cfg.test, samples_per_shard=cfg.samples_per_shard, seed=cfg.seed,
-                         batch_size=cfg.gen_batch_size, device=cfg.device, overwrite=cfg.overwrite).validate()
-    device_type = resolve_device(cfg.device).type
+                         batch_size=cfg.gen_batch_size, device=cfg.device, workers=workers,
+                         overwrite=cfg.overwrite).validate()
     # What decides the bytes; the weights are inputs by content, not by path.
     settings = {k: v for k, v in dataclasses.asdict(gen).items()
                 if k not in ("out_dir", "labeler", "model", "overwrite", "dry_run", "workers", "ray", "ray_address")}
     claim_stage(cfg.out, StageKey("synthetic", settings, {"ddpm": model_sha256(models["ddpm"]),
                                                           "labeler": model_sha256(models["labeler"])}),
                 out, cfg.overwrite)
-    workers = cfg.cpu_workers if device_type == "cpu" else 1
     log.info("same as: python -m cifar5m generate --model %s --labeler %s --class-names %s --sampler dpmpp "
              "--steps %d --train %d --test %d --shard-size %d --seed %d --batch-size %d --workers %d --out %s",
              gen.model, gen.labeler, ",".join(CLASS_NAMES), gen.steps, gen.train, gen.test, gen.samples_per_shard,
              gen.seed, gen.batch_size, workers, out)
-    plan = plan_run(gen, device_type)
-    if workers > 1:
-        run_with_bar(plan, lambda bar: run_processes(plan, workers, bar))
-    else:
-        run_with_bar(plan, lambda bar: run_local(plan, bar))
+    plan = plan_generation(gen)
+    run_with_bar(plan, lambda bar: run_plan(plan, bar))
     return out
 
 

@@ -6,8 +6,7 @@ import textwrap
 from pathlib import Path
 
 from demo.config import DemoConfig
-from train.reporting.inference import seeds_needed, tost_power
-from train.reporting.render import format_headline
+from train import format_headline, seeds_needed, tost_power
 
 REAL_TEST_NAME = "real-digits"  # the extra test set's name in the bootstrap report
 

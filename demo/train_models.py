@@ -29,7 +29,7 @@ from demo.errors import DemoError
 from demo.labeler import LABELER_PRESET, labeler_run_config, load_labeler, predict_proba
 from demo.quality import DEFAULT_SIZES, label_stats, synthetic_vs_real
 from shards.jsonio import read_json, write_json_atomic
-from train.labeler.finetune import TRAINING, finetune
+from train import TRAINING, finetune
 
 log = logging.getLogger(__name__)
 

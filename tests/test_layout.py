@@ -139,3 +139,61 @@ def test_train_layers_import_downwards():
                     for target in targets if target.startswith("train.") and layer(target) is not None
                     and layer(target) > layer(module))
     assert upward == []
+
+
+# The tools' packages the demo uses through their public names only (`from cifar5m import X`, X in __all__);
+# `shards` is the shared plumbing and may be imported from any of its modules.
+PUBLIC_ONLY = ("cifar5m", "train", "dogbird")
+
+
+def demo_private_imports(public: dict[str, set[str]], demo_dir: Path = ROOT / "demo") -> list[str]:
+    """Every import in `demo_dir` of a PUBLIC_ONLY package that is not `from PKG import NAME` with NAME in
+    `public[PKG]` (its __all__): deep imports, `import PKG`, and names it does not list."""
+    found = []
+    for path in sorted(demo_dir.rglob("*.py")):
+        where = path.relative_to(demo_dir.parent).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found += [f"{where}:{node.lineno} import {a.name}" for a in node.names
+                          if a.name.split(".")[0] in public]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                package = node.module.split(".")[0]
+                if package not in public:
+                    continue
+                if node.module != package:
+                    found.append(f"{where}:{node.lineno} from {node.module} import ...")
+                else:
+                    found += [f"{where}:{node.lineno} from {package} import {a.name}" for a in node.names
+                              if a.name not in public[package]]
+    return found
+
+
+def test_demo_imports_only_public_names():
+    import importlib
+
+    public = {name: set(importlib.import_module(name).__all__) for name in PUBLIC_ONLY}
+    assert {"plan_generation", "run_plan"} <= public["cifar5m"]  # the walk read real __all__ lists
+    assert demo_private_imports(public) == []
+
+
+def test_demo_import_check_finds_a_deep_import(tmp_path):
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    (demo / "mod.py").write_text("from cifar5m.sample import resolve_device\nfrom train import RunConfig, secret\n"
+                                 "import dogbird.build\nfrom shards.jsonio import read_json\n")
+    public = {"cifar5m": {"GenerateConfig"}, "train": {"RunConfig"}, "dogbird": set()}
+    assert demo_private_imports(public, demo) == ["demo/mod.py:1 from cifar5m.sample import ...",
+                                            "demo/mod.py:2 from train import secret", "demo/mod.py:3 import dogbird.build"]
+
+
+@pytest.mark.parametrize("package", ["cifar5m", "train"])
+def test_lazy_names_match_their_type_checking_imports(package):
+    """`_LAZY` (what __getattr__ imports at run time) and the `if TYPE_CHECKING:` imports (what the type
+    checker sees) name the same things from the same modules."""
+    import importlib
+
+    tree = ast.parse((ROOT / package / "__init__.py").read_text())
+    guarded = {alias.name: node.module for block in tree.body
+               if isinstance(block, ast.If) and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+               for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert guarded == importlib.import_module(package)._LAZY

@@ -15,14 +15,11 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from demo.config import DemoConfig
+from demo.config import LABELER_PRESET, MODEL_NAMES, DemoConfig, DemoModelsConfig, DiffusionConfig
 from demo.data import DEFAULT_SPLIT_SEED, write_real_digits
-from demo.diffusion import DiffusionConfig
 from demo.errors import DemoError
-from demo.labeler import LABELER_PRESET
-from demo.pipeline import run_demo
-from demo.quality import DEFAULT_SIZES, generator_quality
-from demo.train_models import MODEL_NAMES, DemoModelsConfig, resolve_device, train_models
+from demo.quality import DEFAULT_SIZES
+from shards import resolve_device
 from shards.entry import run_cli
 from shards.jsonio import write_json_atomic
 
@@ -149,7 +146,7 @@ def _config_from_args(args: argparse.Namespace) -> DemoModelsConfig:
         split_seed=args.split_seed,
         diffusion=DiffusionConfig(steps=args.diffusion_steps, batch_size=args.diffusion_batch_size, seed=args.seed),
         labeler_steps=args.labeler_steps, seed=args.seed, only=tuple(args.only or MODEL_NAMES),
-        quality_samples=args.quality_samples, quality_steps=args.quality_steps, device=resolve_device(args.device),
+        quality_samples=args.quality_samples, quality_steps=args.quality_steps, device=str(resolve_device(args.device, DemoError)),
         threads=args.threads,
     )
 
@@ -160,6 +157,8 @@ def run(args: argparse.Namespace) -> None:
         cfg.validate()
         log.info("config: %s", json.dumps(asdict(cfg)))
         if not args.dry_run:
+            from demo.train_models import train_models  # torch, diffusers: not loaded for --help
+
             train_models(args.out, cfg, overwrite=args.overwrite)
             log.info("wrote %s", ", ".join(str(Path(args.out) / MODEL_NAMES[name]) for name in cfg.only))
     elif args.command == "real-digits":
@@ -167,11 +166,15 @@ def run(args: argparse.Namespace) -> None:
         counts = {name: split.count for name, split in manifest.splits.items()}
         log.info("wrote %s: %s", args.out, counts)
     elif args.command == "quality":
+        from demo.quality import generator_quality  # deferred with its training loop's imports
+
         result = generator_quality(args.data, args.split, args.split_seed, _sizes(args.sizes))
         print(json.dumps(result, indent=2))
         if args.out:
             write_json_atomic(Path(args.out), result)
     elif args.command == "run":
+        from demo.pipeline import run_demo  # torch, diffusers, timm: not loaded for --help
+
         run_demo(_demo_config_from_args(args))
 
 

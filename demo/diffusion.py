@@ -9,29 +9,13 @@ The same code path as CIFAR-5m's generator (UNet2DModel + DDPMScheduler, saved a
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-
-@dataclass(frozen=True)
-class DiffusionConfig:
-    """Training settings, chosen by a sweep (same seeds, 1,000 samples, DPM-Solver++ 20 steps, labelled by
-    the demo labeler; an SVM trained on 500 of them, tested on the real holdout, vs 97.6% from 500 real):
-    1,000 x 128: confidence 0.91, 93.1%; 1,500 x 128: 0.94, 95.4%; 3,000 x 128: 0.97, 96.1%;
-    2,000 x 256 (the first measured setting, ~6.5 min on 2 cores): 0.97, 97.0%; 4,000 x 256: 0.98, 97.2%. EMA decay made no difference.
-    1,500 x 128 is what fits `make demo-models` into ~5 minutes on two CPU cores (0.125 s/step idle)."""
-
-    block_out_channels: tuple[int, ...] = (32, 64)
-    steps: int = 1500
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    ema_decay: float = 0.998
-    seed: int = 0
+from demo.config import DiffusionConfig
 
 
 def build_unet(block_out_channels: tuple[int, ...] = (32, 64)):

@@ -16,13 +16,14 @@ where the data is held and how often and on how many train digits it evaluates, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from cifar5m import Labeler, create_labeler_model, read_labeler_info
+from demo.config import LABELER_PRESET
 from train import RunConfig
+
 
 # The demo preset. test_resnet downsamples 32x: at 32x32 its last stage sees 1x1, at the native 8x8 its
 # stem alone would. 1,200 steps of batch 64 are ~61 epochs of the 1,258 train digits; AdamW with a 30%
@@ -32,13 +33,6 @@ from train import RunConfig
 # about them. Measured with 1 CPU thread of the shared 2-core machine: 800 steps gave 99.63% on the 539
 # held-out real digits (2 errors, 46 s); 1,200 steps 99.81% (1 error, 44-66 s), the shipped model
 # (`python -m demo train-models --out demo/models --only labeler --overwrite`; its metrics.json).
-LABELER_PRESET: dict[str, Any] = dict(
-    model="timm:test_resnet", image_size=32, optimizer="adamw", lr=3e-3, weight_decay=0.05, batch_size=64,
-    steps=1200, warmup_steps=360, schedule="cosine", aug="crop", crop_padding=1, precision="fp32",
-    eval_schedule="every:200", eval_train_samples=2_000, data_path="memory", num_workers=0,
-)
-
-
 def labeler_run_config(data: str | Path, out_dir: str | Path, steps: int = LABELER_PRESET["steps"],
                        seed: int = 0, device: str = "cpu") -> RunConfig:
     """The trainer's config for the demo labeler on a real-digits dataset (demo.data.write_real_digits).

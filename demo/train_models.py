@@ -18,54 +18,23 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from demo.data import DEFAULT_SPLIT_SEED, DigitsSplit, load_digits_split, write_real_digits
-from demo.diffusion import DiffusionConfig, load_pipeline, sample_digits, save_pipeline, train_diffusion
+from demo.config import DDPM_DIR, LABELER_DIR, MODEL_NAMES, DemoModelsConfig
+from demo.data import DigitsSplit, load_digits_split, write_real_digits
+from demo.diffusion import load_pipeline, sample_digits, save_pipeline, train_diffusion
 from demo.errors import DemoError
-from demo.labeler import LABELER_PRESET, labeler_run_config, load_labeler, predict_proba
+from demo.labeler import labeler_run_config, load_labeler, predict_proba
 from demo.quality import DEFAULT_SIZES, label_stats, synthetic_vs_real
 from shards.jsonio import read_json, write_json_atomic
 from train import TRAINING, finetune
 
 log = logging.getLogger(__name__)
 
-DDPM_DIR = "digits-ddpm"
-LABELER_DIR = "digits-labeler"
-MODEL_NAMES = {"labeler": LABELER_DIR, "ddpm": DDPM_DIR}  # --only NAME
 REAL_DIGITS = "real-digits"  # the labeler's training data, written inside its temporary folder
-
-
-@dataclass(frozen=True)
-class DemoModelsConfig:
-    """Everything that decides the demo's models and how they are measured."""
-
-    split_seed: int = DEFAULT_SPLIT_SEED
-    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    labeler_steps: int = LABELER_PRESET["steps"]
-    seed: int = 0  # of the labeler's run (the diffusion model's is diffusion.seed)
-    only: tuple[str, ...] = tuple(MODEL_NAMES)  # the models to train (keys of MODEL_NAMES)
-    quality_samples: int = 1000
-    quality_steps: int = 20
-    quality_seed: int = 0
-    device: str = "cpu"
-    # One thread: these models are so small that on a shared 2-core machine OpenMP threads stall waiting
-    # for each other (measured with another job running: 0.5 s/step with 1 thread, 6-8 s/step with 2).
-    threads: int = 1
-
-    def validate(self) -> None:
-        checks = [("--diffusion-steps", self.diffusion.steps), ("--diffusion-batch-size", self.diffusion.batch_size),
-                  ("--labeler-steps", self.labeler_steps), ("--quality-samples", self.quality_samples),
-                  ("--quality-steps", self.quality_steps), ("--threads", self.threads)]
-        for flag, value in checks:
-            if value < 1:
-                raise DemoError(f"{flag}={value}: must be >= 1")
-        unknown = sorted(set(self.only) - set(MODEL_NAMES))
-        if unknown or not self.only:
-            raise DemoError(f"--only={','.join(self.only)}: give one or more of {', '.join(MODEL_NAMES)}")
 
 
 def _versions() -> dict:
@@ -206,13 +175,5 @@ def train_models(out_dir: str | Path, cfg: DemoModelsConfig, overwrite: bool = F
     finally:
         torch.set_num_threads(threads_before)
     return metrics
-
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DemoError(f"--device={name}: no CUDA device is visible; use --device cpu")
-    return name
 
 

@@ -9,6 +9,7 @@ decode + resize + encode a build must do at least. Ours: dogbird.images.to_jpeg 
 alpha handling), the scan (images.check_image), and the whole `python -m dogbird build` (list, scan,
 build, tar, sha256, manifest) with --workers 1 and 2. Target: build >= 0.8x the PIL loop per process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,22 @@ def loop_of(fn, files: list[Path]) -> float:
 
 def build(source: Path, out: Path, workers: int, n: int) -> float:
     start = time.perf_counter()
-    rc = main(["build", "--imagenet", str(source), "--out", str(out), "--workers", str(workers),
-               "--samples-per-shard", "50", "--allow-missing-classes", "--log-level", "WARNING"])
+    rc = main(
+        [
+            "build",
+            "--imagenet",
+            str(source),
+            "--out",
+            str(out),
+            "--workers",
+            str(workers),
+            "--samples-per-shard",
+            "50",
+            "--allow-missing-classes",
+            "--log-level",
+            "WARNING",
+        ]
+    )
     assert rc == 0
     return (n + len(CLASSES)) / (time.perf_counter() - start)
 
@@ -81,11 +96,13 @@ def main_bench() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         files = make_source(Path(tmp) / "src", args.images, args.width, args.height)
         baseline = pil_loop(files)
-        rows = [("plain PIL loop (baseline)", baseline),
-                ("dogbird.images.to_jpeg", loop_of(lambda d: to_jpeg(d, 256, 95, 0), files)),
-                ("scan (check_image, 1/8-scale decode)", loop_of(check_image, files)),
-                ("python -m dogbird build, 1 process", build(Path(tmp) / "src", Path(tmp) / "o1", 1, args.images)),
-                ("python -m dogbird build, 2 processes", build(Path(tmp) / "src", Path(tmp) / "o2", 2, args.images))]
+        rows = [
+            ("plain PIL loop (baseline)", baseline),
+            ("dogbird.images.to_jpeg", loop_of(lambda d: to_jpeg(d, 256, 95, 0), files)),
+            ("scan (check_image, 1/8-scale decode)", loop_of(check_image, files)),
+            ("python -m dogbird build, 1 process", build(Path(tmp) / "src", Path(tmp) / "o1", 1, args.images)),
+            ("python -m dogbird build, 2 processes", build(Path(tmp) / "src", Path(tmp) / "o2", 2, args.images)),
+        ]
     print(f"{args.images} images of {args.width}x{args.height}, cpu count {os.cpu_count()}")
     print(f"| {'stage':40} | img/s | vs PIL loop |\n|---|---:|---:|")
     for name, rate in rows:

@@ -11,6 +11,7 @@ PIL open + convert("RGB"), then torchvision RandomResizedCrop(224) + RandomHoriz
 in the main process; its images/s with N workers would be at most N x this.
 Reported: images/s (median of rounds) and the ratio against the baseline.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,13 +47,24 @@ def dogbird_like_jpegs(n: int, seed: int = 0) -> list[bytes]:
 def write_dataset(root: Path, jpegs: list[bytes]) -> Path:
     from shards import DatasetWriter
 
-    writer = DatasetWriter(root, {"bench": "jpeg"}, ["dog", "bird"], {"train": len(jpegs), "test": 2},
-                           samples_per_shard=128, image_ext="jpg")
+    writer = DatasetWriter(
+        root,
+        {"bench": "jpeg"},
+        ["dog", "bird"],
+        {"train": len(jpegs), "test": 2},
+        samples_per_shard=128,
+        image_ext="jpg",
+    )
     writer.prepare()
     for spec in writer.pending():
         jpegs_of = jpegs if spec.split == "train" else jpegs[:2]
-        writer.write_shard(spec, ({"image": jpegs_of[i], "cls": i % 2, "json": {"i": i}}
-                                  for i in range(spec.first_index, spec.first_index + spec.count)))
+        writer.write_shard(
+            spec,
+            (
+                {"image": jpegs_of[i], "cls": i % 2, "json": {"i": i}}
+                for i in range(spec.first_index, spec.first_index + spec.count)
+            ),
+        )
     writer.finalize()
     return root
 
@@ -63,8 +75,10 @@ def baseline_rate(jpegs: list[bytes], batch_size: int, batches: int) -> float:
     aug = transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip()])
     start = time.perf_counter()
     for b in range(batches):
-        batch = [np.asarray(aug(Image.open(io.BytesIO(jpegs[(b * batch_size + i) % len(jpegs)])).convert("RGB")))
-                 for i in range(batch_size)]
+        batch = [
+            np.asarray(aug(Image.open(io.BytesIO(jpegs[(b * batch_size + i) % len(jpegs)])).convert("RGB")))
+            for i in range(batch_size)
+        ]
         np.stack(batch)
     return batches * batch_size / (time.perf_counter() - start)
 
@@ -79,8 +93,17 @@ def ours_rate(root: Path, batch_size: int, batches: int, workers: int) -> float:
     ds = open_dataset(str(root))
     pool = ds.split("train").count
     sampler = IdealSampler(pool, seed=0)
-    cfg = RunConfig(data=str(root), mode="ideal", steps=batches + 1, batch_size=batch_size, image_size=224,
-                    aug="rrc-flip", num_workers=workers, eval_train_samples=1, out_dir="unused")
+    cfg = RunConfig(
+        data=str(root),
+        mode="ideal",
+        steps=batches + 1,
+        batch_size=batch_size,
+        image_size=224,
+        aug="rrc-flip",
+        num_workers=workers,
+        eval_train_samples=1,
+        out_dir="unused",
+    )
     source = JpegSource(read_encoded(ds, "train", None), sampler, cfg, ddp.Dist(), torch.device("cpu"), 3)
     source.skip_to(0)
     source.batch(0)  # workers started and warm
@@ -100,8 +123,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     jpegs = dogbird_like_jpegs(args.images)
-    print(f"{len(jpegs)} images, mean {np.mean([len(j) for j in jpegs]) / 1e3:.1f} KB, batch {args.batch_size}, "
-          f"{args.batches} batches per round, {args.rounds} rounds")
+    print(
+        f"{len(jpegs)} images, mean {np.mean([len(j) for j in jpegs]) / 1e3:.1f} KB, batch {args.batch_size}, "
+        f"{args.batches} batches per round, {args.rounds} rounds"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         root = write_dataset(Path(tmp) / "ds", jpegs)
         rates: dict[Any, list[float]] = {"baseline": [], **{w: [] for w in map(int, args.workers.split(","))}}

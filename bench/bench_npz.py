@@ -11,6 +11,7 @@ resident memory (VmHWM) is its own:
             with 1 and with `--workers` processes
 Target: peak resident memory < 1 GB per part.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,7 +58,7 @@ def measure(mode: str, path: str, out: str) -> dict:
     if mode == "np.load":
         x = np.load(path)["X"]
         for first in range(0, len(x), 4096):
-            checksum += int(x[first:first + 4096, 0, 0, 0].sum())
+            checksum += int(x[first : first + 4096, 0, 0, 0].sum())
         rows = len(x)
     elif mode == "ours":
         from cifar5m.npz import iter_rows, open_part
@@ -73,13 +74,20 @@ def measure(mode: str, path: str, out: str) -> dict:
         import_npz([path, path], out, test_rows=0, workers=int(mode.split("-")[1]))  # test split empty
     wall = time.perf_counter() - start
     peak_mb = peak_rss_mb()
-    return {"mode": mode, "rows": rows, "wall_s": round(wall, 2), "rows_per_s": round(rows / wall),
-            "peak_rss_mb": round(peak_mb), "checksum": checksum}
+    return {
+        "mode": mode,
+        "rows": rows,
+        "wall_s": round(wall, 2),
+        "rows_per_s": round(rows / wall),
+        "peak_rss_mb": round(peak_mb),
+        "checksum": checksum,
+    }
 
 
 def run_child(mode: str, path: Path, out: Path) -> dict:
-    result = subprocess.run([sys.executable, __file__, "--child", mode, str(path), str(out)], check=True,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(path), str(out)], check=True, capture_output=True, text=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -98,21 +106,27 @@ def main() -> None:
         tmp = Path(tmp)
         start = time.perf_counter()
         make_part(tmp / "part0.npz", args.rows)
-        print(f"made a {args.rows:,}-row part ({(tmp / 'part0.npz').stat().st_size / 1e9:.2f} GB) "
-              f"in {time.perf_counter() - start:.1f} s")
+        print(
+            f"made a {args.rows:,}-row part ({(tmp / 'part0.npz').stat().st_size / 1e9:.2f} GB) "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
         base = run_child("np.load", tmp / "part0.npz", tmp / "unused")
         ours = run_child("ours", tmp / "part0.npz", tmp / "unused")
         assert base["checksum"] == ours["checksum"], "the two readers disagree"
         for r in (base, ours):
             print(f"{r['mode']:>8}: {r['rows_per_s']:>10,} rows/s, peak RSS {r['peak_rss_mb']:>6,} MB, {r['wall_s']} s")
-        print(f"ours / np.load: speed {ours['rows_per_s'] / base['rows_per_s']:.2f}x, "
-              f"peak memory {ours['peak_rss_mb'] / base['peak_rss_mb']:.3f}x")
+        print(
+            f"ours / np.load: speed {ours['rows_per_s'] / base['rows_per_s']:.2f}x, "
+            f"peak memory {ours['peak_rss_mb'] / base['peak_rss_mb']:.3f}x"
+        )
         make_part(tmp / "small.npz", args.import_rows, seed=1)
         one = run_child("import-1", tmp / "small.npz", tmp / "ds1")
         many = run_child(f"import-{args.workers}", tmp / "small.npz", tmp / "ds")
         for r, workers in ((one, 1), (many, args.workers)):
-            print(f"import-npz end to end ({r['rows']:,} rows, {workers} worker(s)): {r['rows_per_s']:,} rows/s, "
-                  f"peak RSS of the main process {r['peak_rss_mb']:,} MB")
+            print(
+                f"import-npz end to end ({r['rows']:,} rows, {workers} worker(s)): {r['rows_per_s']:,} rows/s, "
+                f"peak RSS of the main process {r['peak_rss_mb']:,} MB"
+            )
         print(f"{args.workers} workers / 1: {many['rows_per_s'] / one['rows_per_s']:.2f}x")
 
 

@@ -13,6 +13,7 @@ tiny: mcnn 8 on 8x8x1 at batch 32 (overhead-bound); cifar: mcnn 16 on 32x32x3 at
 A second table times the model alone (forward+backward of all K) three ways: one by one, the
 `torch.func` alternative (`stack_module_state` + `vmap(functional_call)`) and the packed model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,19 @@ CASES = {"demo": (64, 8, 1, 128), "tiny": (8, 8, 1, 32), "cifar": (16, 32, 3, 12
 
 def run_configs(data: Path, out: Path, runs: int, width: int, batch: int, steps: int) -> list[RunConfig]:
     """K runs like a sweep's: Real at two n and Ideal, over seeds."""
-    base = RunConfig(data=str(data), model="mcnn", width=width, batch_size=batch, steps=steps, lr=0.05,
-                     momentum=0.9, aug="crop-flip", device="cpu", num_workers=0, eval_train_samples=64)
+    base = RunConfig(
+        data=str(data),
+        model="mcnn",
+        width=width,
+        batch_size=batch,
+        steps=steps,
+        lr=0.05,
+        momentum=0.9,
+        aug="crop-flip",
+        device="cpu",
+        num_workers=0,
+        eval_train_samples=64,
+    )
     cfgs = []
     for k in range(runs):
         world = dict(mode="ideal", n=None) if k % 3 == 2 else dict(mode="real", n=200 * (1 + k % 3))
@@ -52,12 +64,12 @@ def run_configs(data: Path, out: Path, runs: int, width: int, batch: int, steps:
 def time_case(name: str, runs: int, steps: int, tmp: Path) -> tuple[float, float]:
     """Steps/s of all runs (K run-steps = one step) for the baseline and the packed trainer."""
     width, size, channels, batch = CASES[name]
-    data = build_dataset(tmp / name, train=max(batch * (steps + 2), 600), test=64, size=size, channels=channels,
-                         per_shard=batch * 4)
+    data = build_dataset(
+        tmp / name, train=max(batch * (steps + 2), 600), test=64, size=size, channels=channels, per_shard=batch * 4
+    )
     cfgs = run_configs(data, tmp / f"{name}-runs", runs, width, batch, steps + 1)
     alone = [Trainer(cfg, Dist(), torch.device("cpu"), progress=False) for cfg in cfgs]
-    packed = PackedTrainer([Trainer(cfg, Dist(), torch.device("cpu"), progress=False) for cfg in cfgs],
-                           progress=False)
+    packed = PackedTrainer([Trainer(cfg, Dist(), torch.device("cpu"), progress=False) for cfg in cfgs], progress=False)
     for trainer in alone:
         trainer.train_step(trainer.model)  # warm-up: first-call allocations are not throughput
     packed.train_step()
@@ -121,21 +133,27 @@ def main() -> None:
     parser.add_argument("--cases", default="demo,tiny,cifar", help=f"comma list of {', '.join(CASES)}")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"K = {args.runs} mcnn runs (Real and Ideal, seeds 0..{args.runs - 1}), SGD momentum 0.9, crop+flip, "
-          f"{args.steps} timed steps, {args.threads} torch thread(s)")
+    print(
+        f"K = {args.runs} mcnn runs (Real and Ideal, seeds 0..{args.runs - 1}), SGD momentum 0.9, crop+flip, "
+        f"{args.steps} timed steps, {args.threads} torch thread(s)"
+    )
     print("| case | one after another: steps/s of all K | packed: steps/s of all K | ratio |\n|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases.split(","):
             width, size, channels, batch = CASES[name]
             base, packed = time_case(name, args.runs, args.steps, Path(tmp))
-            print(f"| {name}: mcnn {width}, {size}x{size}x{channels}, batch {batch} | {base:.2f} | {packed:.2f} | "
-                  f"{packed / base:.2f}x |")
+            print(
+                f"| {name}: mcnn {width}, {size}x{size}x{channels}, batch {batch} | {base:.2f} | {packed:.2f} | "
+                f"{packed / base:.2f}x |"
+            )
     print("\nModel only, forward+backward of all K (the design choice): s/step and speed vs one by one")
     print("| case | one by one | vmap(functional_call) | packed (grouped conv) |\n|---|---:|---:|---:|")
     for name in args.cases.split(","):
         alone, vmapped, packed = time_model_only(name, args.runs, args.steps)
-        print(f"| {name} | {alone:.4f} s | {vmapped:.4f} s ({alone / vmapped:.2f}x) | {packed:.4f} s "
-              f"({alone / packed:.2f}x) |")
+        print(
+            f"| {name} | {alone:.4f} s | {vmapped:.4f} s ({alone / vmapped:.2f}x) | {packed:.4f} s "
+            f"({alone / packed:.2f}x) |"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ baseline is `DDPMPipeline(batch_size, num_inference_steps, output_type="np")`: f
 per batch. Ours draws per-image noise (cifar5m/noise.py), may run the UNet under autocast and compile,
 and returns uint8. Prints images/s of each and the ratio ours / baseline (best of --repeats interleaved runs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,19 @@ def build(channels: tuple[int, ...], size: int, train_steps: int, device: str):
     from diffusers import DDPMScheduler, UNet2DModel
 
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=size, in_channels=3, out_channels=3, block_out_channels=channels,
-                       layers_per_block=1, down_block_types=("DownBlock2D",) * len(channels),
-                       up_block_types=("UpBlock2D",) * len(channels)).eval().requires_grad_(False)
+    unet = (
+        UNet2DModel(
+            sample_size=size,
+            in_channels=3,
+            out_channels=3,
+            block_out_channels=channels,
+            layers_per_block=1,
+            down_block_types=("DownBlock2D",) * len(channels),
+            up_block_types=("UpBlock2D",) * len(channels),
+        )
+        .eval()
+        .requires_grad_(False)
+    )
     scheduler = DDPMScheduler(num_train_timesteps=train_steps, variance_type="fixed_large", clip_sample=True)
     return unet.to(device), scheduler
 
@@ -88,11 +99,15 @@ def main() -> None:
 
     t_base, t_ours = timed_pair(baseline, ours, args.repeats, args.device)
     b = args.batch_size
-    print(f"UNet {channels} ({params / 1e6:.2f}M params) {args.size}x{args.size}, DDPM {args.steps} steps, "
-          f"batch {b}, {args.device}, {torch.get_num_threads()} threads")
+    print(
+        f"UNet {channels} ({params / 1e6:.2f}M params) {args.size}x{args.size}, DDPM {args.steps} steps, "
+        f"batch {b}, {args.device}, {torch.get_num_threads()} threads"
+    )
     print(f"baseline diffusers.DDPMPipeline (fp32, output_type=np): {b / t_base:8.2f} images/s")
-    print(f"ours cifar5m Sampler ({args.dtype}{', compiled' if args.compile else ''}, uint8):"
-          f"{' ' * max(0, 14 - len(args.dtype) - 10 * args.compile)}{b / t_ours:8.2f} images/s")
+    print(
+        f"ours cifar5m Sampler ({args.dtype}{', compiled' if args.compile else ''}, uint8):"
+        f"{' ' * max(0, 14 - len(args.dtype) - 10 * args.compile)}{b / t_ours:8.2f} images/s"
+    )
     print(f"ratio ours / baseline: {t_base / t_ours:.2f}x")
 
 

@@ -30,6 +30,7 @@ The PNGs: 4,096 CIFAR-like images (smooth random fields plus mild noise, as benc
 writer (tar, hashing, commits) rather than N PNG encodings; PNG encoding costs ~0.5 ms per image per core
 on top (bench/bench_npz.py measures it). Every other operation reads the shards as they are.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -93,14 +94,24 @@ def op_write(data: Path, size: int, shard_size: int = SHARD_SIZE) -> None:
     # from the pool instead of encoding them again.
     shards.writer.encode_image = lambda image, ext: pngs[id(image)]
     labels = np.random.default_rng(0).integers(0, 10, size + TEST_SIZE)
-    writer = DatasetWriter(data, {"bench": "scale", "size": size}, [f"c{i}" for i in range(10)],
-                           {"train": size, "test": TEST_SIZE}, shard_size)
+    writer = DatasetWriter(
+        data,
+        {"bench": "scale", "size": size},
+        [f"c{i}" for i in range(10)],
+        {"train": size, "test": TEST_SIZE},
+        shard_size,
+    )
     writer.prepare()
     offset = {"train": 0, "test": size}
     for spec in writer.pending():
         base = offset[spec.split] + spec.first_index
-        writer.write_shard(spec, ({"image": images[(base + i) % PNG_POOL], "cls": int(labels[base + i]),
-                                   "json": {"index": base + i}} for i in range(spec.count)))
+        writer.write_shard(
+            spec,
+            (
+                {"image": images[(base + i) % PNG_POOL], "cls": int(labels[base + i]), "json": {"index": base + i}}
+                for i in range(spec.count)
+            ),
+        )
     writer.finalize()
 
 
@@ -155,8 +166,15 @@ def op_data_100(data: Path, size: int) -> None:
         run.source.batch(step)
 
 
-OPS = {"write": op_write, "manifest": op_manifest, "cache": op_cache, "open": op_open,
-       "ideal-ledger": op_ideal_ledger, "real-subset": op_real_subset, "data-100": op_data_100}
+OPS = {
+    "write": op_write,
+    "manifest": op_manifest,
+    "cache": op_cache,
+    "open": op_open,
+    "ideal-ledger": op_ideal_ledger,
+    "real-subset": op_real_subset,
+    "data-100": op_data_100,
+}
 
 
 # --- the driver -------------------------------------------------------------------------------------------
@@ -174,8 +192,13 @@ def run_child(argv: list[str], env: dict | None = None, kill_when=None) -> tuple
     """(wall s, peak RSS bytes, return code, stderr tail) of one child process; kill_when() -> SIGKILL it."""
     start = time.perf_counter()
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO,
-                                env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=REPO,
+            env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        )
         # os.wait4, not Popen.wait/poll: it returns the child's own rusage (its peak RSS).
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         while pid == 0:
@@ -226,9 +249,29 @@ def merged(paths: list[str]) -> list[Measure]:
 
 def measure_size(size: int, root: Path, ops: set[str] | None = None) -> list[Measure]:
     data, out = root / f"ds-{size}", root / f"runs-{size}"
-    train_args = ["--data", str(data), "--mode", "ideal", "--steps", "100", "--batch-size", "64", "--model",
-                  "mcnn", "--width", "16", "--eval-schedule", "every:100", "--test-samples", "1000", "--eval-train-samples", "128",
-                  "--no-progress", "--device", "cpu"]
+    train_args = [
+        "--data",
+        str(data),
+        "--mode",
+        "ideal",
+        "--steps",
+        "100",
+        "--batch-size",
+        "64",
+        "--model",
+        "mcnn",
+        "--width",
+        "16",
+        "--eval-schedule",
+        "every:100",
+        "--test-samples",
+        "1000",
+        "--eval-train-samples",
+        "128",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     plans: list[tuple[str, list[str], dict, object]] = [
         ("write", op_child("write", data, size), {}, None),
         ("verify", python("-m", "shards", "verify", str(data)), {}, None),
@@ -239,13 +282,39 @@ def measure_size(size: int, root: Path, ops: set[str] | None = None) -> list[Mea
         ("ideal-ledger", op_child("ideal-ledger", data, size), {}, None),
         ("real-subset", op_child("real-subset", data, size), {}, None),
         ("data-100", op_child("data-100", data, size), {}, None),
-        ("train-100", python("-m", "train", "run", *train_args, "--data-path", "memory", "--out",
-                             str(out / "train")), {}, None),
-        ("publish-dry", python("-m", "shards", "publish", str(data), "--repo", "bench/scale", "--dry-run"),
-         {"HF_TOKEN": "hf_bench", "HF_ENDPOINT": "http://127.0.0.1:9"}, None),
-        ("sweep-plan", python("-m", "train", "sweep", "--data", str(data), "--n",
-                              ",".join(str(size // d) for d in (100, 30, 10, 3)), "--seeds", "3", "--model",
-                              "mcnn", "--dry-run", "--out", str(out / "sweep")), {}, None),
+        (
+            "train-100",
+            python("-m", "train", "run", *train_args, "--data-path", "memory", "--out", str(out / "train")),
+            {},
+            None,
+        ),
+        (
+            "publish-dry",
+            python("-m", "shards", "publish", str(data), "--repo", "bench/scale", "--dry-run"),
+            {"HF_TOKEN": "hf_bench", "HF_ENDPOINT": "http://127.0.0.1:9"},
+            None,
+        ),
+        (
+            "sweep-plan",
+            python(
+                "-m",
+                "train",
+                "sweep",
+                "--data",
+                str(data),
+                "--n",
+                ",".join(str(size // d) for d in (100, 30, 10, 3)),
+                "--seeds",
+                "3",
+                "--model",
+                "mcnn",
+                "--dry-run",
+                "--out",
+                str(out / "sweep"),
+            ),
+            {},
+            None,
+        ),
     ]
     results = []
     for op, argv, env, _ in plans:
@@ -253,8 +322,9 @@ def measure_size(size: int, root: Path, ops: set[str] | None = None) -> list[Mea
             continue
         wall, peak, rc, tail = run_child(argv, env)
         results.append(Measure(op, size, wall, peak, rc == 0, "" if rc == 0 else tail[:120]))
-        print(f"  {op:<13} N={size:>9,}  {wall:8.2f} s  {peak / 2**20:8.0f} MB  {'ok' if rc == 0 else tail}",
-              flush=True)
+        print(
+            f"  {op:<13} N={size:>9,}  {wall:8.2f} s  {peak / 2**20:8.0f} MB  {'ok' if rc == 0 else tail}", flush=True
+        )
     if ops is None or "stream-100" in ops:
         results.append(measure_stream(size, data, out))
     if ops is None or "resume-90" in ops:
@@ -266,29 +336,61 @@ def measure_size(size: int, root: Path, ops: set[str] | None = None) -> list[Mea
 def measure_stream(size: int, data: Path, out: Path) -> Measure:
     server, url = serve(data)
     try:
-        wall, peak, rc, tail = run_child(python(
-            "-m", "train", "run", "--data", url, "--data-path", "stream", "--mode", "ideal", "--steps", "100",
-            "--batch-size", "64", "--model", "mcnn", "--width", "16", "--eval-schedule", "every:100", "--test-samples", "1000",
-            "--eval-train-samples", "128", "--num-workers", "1", "--no-progress", "--device", "cpu",
-            "--out", str(out / "stream")))
+        wall, peak, rc, tail = run_child(
+            python(
+                "-m",
+                "train",
+                "run",
+                "--data",
+                url,
+                "--data-path",
+                "stream",
+                "--mode",
+                "ideal",
+                "--steps",
+                "100",
+                "--batch-size",
+                "64",
+                "--model",
+                "mcnn",
+                "--width",
+                "16",
+                "--eval-schedule",
+                "every:100",
+                "--test-samples",
+                "1000",
+                "--eval-train-samples",
+                "128",
+                "--num-workers",
+                "1",
+                "--no-progress",
+                "--device",
+                "cpu",
+                "--out",
+                str(out / "stream"),
+            )
+        )
     finally:
         server.shutdown()
-    print(f"  {'stream-100':<13} N={size:>9,}  {wall:8.2f} s  {peak / 2**20:8.0f} MB  {'ok' if rc == 0 else tail}",
-          flush=True)
+    print(
+        f"  {'stream-100':<13} N={size:>9,}  {wall:8.2f} s  {peak / 2**20:8.0f} MB  {'ok' if rc == 0 else tail}",
+        flush=True,
+    )
     return Measure("stream-100", size, wall, peak, rc == 0, "" if rc == 0 else tail[:120])
 
 
 def measure_resume(size: int, data: Path) -> Measure:
     """Kill a writer at 90% of its shards, re-run it; the re-run's wall time and peak."""
     shard_size = max(1, size // 20)
-    argv = python(__file__, "--op", "write", "--data", str(data), "--size", str(size),
-                  "--shard-size", str(shard_size))
+    argv = python(__file__, "--op", "write", "--data", str(data), "--size", str(size), "--shard-size", str(shard_size))
     shards = math.ceil(size / shard_size) + math.ceil(TEST_SIZE / shard_size)
     run_child(argv, kill_when=committed_fraction(data, shards))
     wall, peak, rc, tail = run_child(argv)
     shutil.rmtree(data, ignore_errors=True)
-    print(f"  {'resume-90':<13} N={size:>9,}  {wall:8.2f} s  {peak / 2**20:8.0f} MB  {'ok' if rc == 0 else tail}",
-          flush=True)
+    print(
+        f"  {'resume-90':<13} N={size:>9,}  {wall:8.2f} s  {peak / 2**20:8.0f} MB  {'ok' if rc == 0 else tail}",
+        flush=True,
+    )
     return Measure("resume-90", size, wall, peak, rc == 0, "" if rc == 0 else tail[:120])
 
 
@@ -307,13 +409,16 @@ def project(a: Measure, b: Measure, value) -> float:
 def table(results: list[Measure]) -> str:
     sizes = sorted({r.size for r in results})
     head = " | ".join(f"{s:,}: s / MB" for s in sizes)
-    lines = [f"| operation | {head} | us/sample at {sizes[-1]:,} | b time | b memory | 6M: time | 6M: peak | flag |",
-             "|---|" + "---:|" * (len(sizes) + 6)]
+    lines = [
+        f"| operation | {head} | us/sample at {sizes[-1]:,} | b time | b memory | 6M: time | 6M: peak | flag |",
+        "|---|" + "---:|" * (len(sizes) + 6),
+    ]
     wall, peak = (lambda r: r.wall_s), (lambda r: float(r.peak_bytes))
     for op in dict.fromkeys(r.op for r in results):
         rows = sorted((r for r in results if r.op == op), key=lambda r: r.size)
-        cells = " | ".join(f"{r.wall_s:.2f} / {r.peak_bytes / 2**20:,.0f}" + ("" if r.ok else " (failed)")
-                           for r in rows)
+        cells = " | ".join(
+            f"{r.wall_s:.2f} / {r.peak_bytes / 2**20:,.0f}" + ("" if r.ok else " (failed)") for r in rows
+        )
         if len(rows) < 2 or not all(r.ok for r in rows):
             lines.append(f"| {op} | {cells} |" + " |" * 6)
             continue
@@ -321,8 +426,10 @@ def table(results: list[Measure]) -> str:
         bt, bm = local_exponent(a, b, wall), local_exponent(a, b, peak)
         t6, m6 = project(a, b, wall), project(a, b, peak)
         flag = "; ".join(f for f, bad in (("superlinear time", bt > 1.15), ("over 24 GB", m6 > HOST_BYTES)) if bad)
-        lines.append(f"| {op} | {cells} | {1e6 * b.wall_s / b.size:.1f} | {bt:.2f} | {bm:.2f} | "
-                     f"{t6:,.0f} s | {m6 / 2**30:.1f} GB | {flag or '-'} |")
+        lines.append(
+            f"| {op} | {cells} | {1e6 * b.wall_s / b.size:.1f} | {bt:.2f} | {bm:.2f} | "
+            f"{t6:,.0f} s | {m6 / 2**30:.1f} GB | {flag or '-'} |"
+        )
     return "\n".join(lines)
 
 
@@ -332,8 +439,11 @@ def main() -> None:
     parser.add_argument("--root", help="working folder (default: a temporary one, removed at the end)")
     parser.add_argument("--json", help="also write every measurement to this JSON file")
     parser.add_argument("--ops", help="measure only these operations (comma-separated; `write` always runs)")
-    parser.add_argument("--from-json", help="print the table of measurements saved with --json (several: comma-"
-                        "separated, a later file's operations replacing the earlier ones'), measuring nothing")
+    parser.add_argument(
+        "--from-json",
+        help="print the table of measurements saved with --json (several: comma-"
+        "separated, a later file's operations replacing the earlier ones'), measuring nothing",
+    )
     parser.add_argument("--op", choices=sorted(OPS), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -349,8 +459,15 @@ def main() -> None:
     root = Path(args.root or tempfile.mkdtemp(prefix="bench-scale-"))
     root.mkdir(parents=True, exist_ok=True)
     # The pool is made once, in a child: a parent's resident memory at fork counts in a child's ru_maxrss.
-    subprocess.run(python("-c", f"import sys; sys.path.insert(0, {str(REPO / 'bench')!r}); import bench_scale; "
-                                f"bench_scale.png_pool(bench_scale.Path({str(root)!r}))"), check=True, cwd=REPO)
+    subprocess.run(
+        python(
+            "-c",
+            f"import sys; sys.path.insert(0, {str(REPO / 'bench')!r}); import bench_scale; "
+            f"bench_scale.png_pool(bench_scale.Path({str(root)!r}))",
+        ),
+        check=True,
+        cwd=REPO,
+    )
     results = []
     try:
         for size in (int(s) for s in args.sizes.split(",")):

@@ -9,6 +9,7 @@ Ours: shards.DatasetWriter; shards.StreamingBatches (in-process, batches of 256)
 (shards.load_split, random-order batches of 256 from the memory-mapped array).
 Targets: write >= 1x, bytes <= 0.8x, streaming read >= 2x (aim 3x), cache read >= 100x.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,9 @@ def write_wds(root: Path, images, labels, shard_size) -> float:
     start = time.perf_counter()
     with wds.ShardWriter(str(root / "train-%06d.tar"), maxcount=shard_size, verbose=0) as sink:
         for i in range(len(images)):
-            sink.write({"__key__": f"{i:09d}", "png": images[i], "cls": int(labels[i]),
-                        "json": {"index": i, "max_prob": 0.5}})
+            sink.write(
+                {"__key__": f"{i:09d}", "png": images[i], "cls": int(labels[i]), "json": {"index": i, "max_prob": 0.5}}
+            )
     return time.perf_counter() - start
 
 
@@ -87,7 +89,7 @@ def read_cache(root: Path) -> tuple[float, float, int]:
     order = np.random.default_rng(0).permutation(len(arrays.labels))
     start, n = time.perf_counter(), 0
     for lo in range(0, len(order), 256):
-        idx = np.sort(order[lo:lo + 256])
+        idx = np.sort(order[lo : lo + 256])
         batch = torch.from_numpy(arrays.images[idx])
         n += batch.shape[0] + 0 * int(arrays.labels[idx][0])
     return build, time.perf_counter() - start, n
@@ -102,8 +104,10 @@ def main() -> None:
     labels = np.random.default_rng(1).integers(0, 10, args.samples)
     with tempfile.TemporaryDirectory() as tmp:
         ours, base = Path(tmp) / "ours", Path(tmp) / "wds"
-        t_ours, t_wds = write_ours(ours, images, labels, args.shard_size), write_wds(base, images, labels,
-                                                                                      args.shard_size)
+        t_ours, t_wds = (
+            write_ours(ours, images, labels, args.shard_size),
+            write_wds(base, images, labels, args.shard_size),
+        )
         bytes_ours = sum(p.stat().st_size for p in (ours / "data").glob("*.tar"))
         bytes_wds = sum(p.stat().st_size for p in base.glob("*.tar"))
         urls_ours = sorted(str(p) for p in (ours / "data").glob("*.tar"))
@@ -123,8 +127,10 @@ def main() -> None:
     print(f"{n:,} samples of 32x32x3, shards of {args.shard_size:,}, one process")
     for name, rate, ratio in rows:
         print(f"  {name:<46} {rate:>12,.0f} samples/s   {ratio:7.2f}x")
-    print(f"  bytes on disk: ours {bytes_ours / n:,.0f} B/sample, webdataset {bytes_wds / n:,.0f} B/sample, "
-          f"ratio {bytes_ours / bytes_wds:.2f}x")
+    print(
+        f"  bytes on disk: ours {bytes_ours / n:,.0f} B/sample, webdataset {bytes_wds / n:,.0f} B/sample, "
+        f"ratio {bytes_ours / bytes_wds:.2f}x"
+    )
 
 
 if __name__ == "__main__":

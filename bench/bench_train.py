@@ -12,6 +12,7 @@ Reported per pipeline: the data path alone (augmented, normalised batches per se
 rounds) and end to end (data + forward + backward + SGD step) for each model; and the ratios ours / reference.
 Targets (CPU): data path >= 20x; end to end >= 1.1x (compute dominates on a CPU).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,13 +37,23 @@ def cifar_like_images(n: int, seed: int = 0) -> np.ndarray:
 def write_dataset(root: Path, images: np.ndarray, labels: np.ndarray) -> Path:
     from shards import DatasetWriter
 
-    writer = DatasetWriter(root, {"bench": "train"}, [str(c) for c in range(10)],
-                           {"train": len(images), "test": 10}, samples_per_shard=2500)
+    writer = DatasetWriter(
+        root,
+        {"bench": "train"},
+        [str(c) for c in range(10)],
+        {"train": len(images), "test": 10},
+        samples_per_shard=2500,
+    )
     writer.prepare()
     for spec in writer.pending():
         src = images if spec.split == "train" else images[:10]
-        writer.write_shard(spec, ({"image": src[i], "cls": int(labels[i]), "json": {"i": i}}
-                                  for i in range(spec.first_index, spec.first_index + spec.count)))
+        writer.write_shard(
+            spec,
+            (
+                {"image": src[i], "cls": int(labels[i]), "json": {"i": i}}
+                for i in range(spec.first_index, spec.first_index + spec.count)
+            ),
+        )
     writer.finalize()
     return root
 
@@ -83,9 +94,14 @@ class PILDataset(torch.utils.data.Dataset):
 
         self.images = [Image.fromarray(a) for a in images]
         self.labels = labels
-        self.transform = transforms.Compose([
-            transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(),
-            transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
+        self.transform = transforms.Compose(
+            [
+                transforms.RandomCrop(32, padding=4),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -95,8 +111,14 @@ class PILDataset(torch.utils.data.Dataset):
 
 
 def reference_batches(images, labels, batch_size: int, workers: int):
-    loader = torch.utils.data.DataLoader(PILDataset(images, labels), batch_size=batch_size, shuffle=True,
-                                         drop_last=True, num_workers=workers, persistent_workers=workers > 0)
+    loader = torch.utils.data.DataLoader(
+        PILDataset(images, labels),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+    )
     while True:
         yield from loader
 
@@ -164,13 +186,18 @@ def main() -> None:
         root = write_dataset(Path(tmp) / "ds", images, labels)
         ours = Ours(root, args.batch_size)
         ref = reference_batches(images, labels, args.batch_size, args.ref_workers)
-        ours_data, ref_data = data_rates([ours.batches(), ref], [20 * args.data_batches, args.data_batches],
-                                         args.rounds)
-        print(f"{args.samples:,} 32x32 RGB images, batch {args.batch_size}, {args.threads} torch thread(s), "
-              f"reference with {args.ref_workers} DataLoader workers")
+        ours_data, ref_data = data_rates(
+            [ours.batches(), ref], [20 * args.data_batches, args.data_batches], args.rounds
+        )
+        print(
+            f"{args.samples:,} 32x32 RGB images, batch {args.batch_size}, {args.threads} torch thread(s), "
+            f"reference with {args.ref_workers} DataLoader workers"
+        )
         print("| pipeline | ours img/s | reference img/s | ratio | target |\n|---|---:|---:|---:|---|")
-        print(f"| data path (crop+flip, normalise) | {ours_data:,.0f} | {ref_data:,.0f} | "
-              f"{ours_data / ref_data:.1f}x | >= 20x |")
+        print(
+            f"| data path (crop+flip, normalise) | {ours_data:,.0f} | {ref_data:,.0f} | "
+            f"{ours_data / ref_data:.1f}x | >= 20x |"
+        )
         for spec in args.models.split(","):
             name, width = spec.split(":")
 
@@ -179,8 +206,10 @@ def main() -> None:
                 return build_model(RunConfig(model=name, width=width), 10, 3, 32)
 
             ours_e2e, ref_e2e = train_rates([ours.batches(), ref], make_model, args.steps)
-            print(f"| end to end, {name} width {width} | {ours_e2e:,.0f} | {ref_e2e:,.0f} | "
-                  f"{ours_e2e / ref_e2e:.2f}x | >= 1.1x |")
+            print(
+                f"| end to end, {name} width {width} | {ours_e2e:,.0f} | {ref_e2e:,.0f} | "
+                f"{ours_e2e / ref_e2e:.2f}x | >= 1.1x |"
+            )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ time budget (its weight's share of what is left, so time a part leaves unused go
 A part that overruns its slice is stopped (its process group killed) and reports what it had measured;
 a part whose slice is spent is skipped with a note. Then one table is printed and appended to --record.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,34 +59,79 @@ class Part:
 # Weights: about four torch.compile calls of ResNet-18 in train-packed, one in train-fig1, two of the
 # UNet in sampler, none in label (an estimate: no compile time of these was measured on the H200 yet).
 PARTS = (
-    Part("train-packed", "gpu_train.py", 200, ("--parts", "speed,packed", "--batch-size", "512", "--steps", "50",
-                                               "--warmup", "10", "--packed-batches", "128,512", "--pack", "8",
-                                               "--compile-modes", "default"),
-         ("--parts", "speed,packed", "--tiny")),
+    Part(
+        "train-packed",
+        "gpu_train.py",
+        200,
+        (
+            "--parts",
+            "speed,packed",
+            "--batch-size",
+            "512",
+            "--steps",
+            "50",
+            "--warmup",
+            "10",
+            "--packed-batches",
+            "128,512",
+            "--pack",
+            "8",
+            "--compile-modes",
+            "default",
+        ),
+        ("--parts", "speed,packed", "--tiny"),
+    ),
     # batch 128 with two runs is launch-bound: CUDA graphs (reduce-overhead) are where they help most
-    Part("train-fig1", "gpu_train.py", 110, ("--parts", "fig1", "--fig1-steps", "2000", "--warmup", "10",
-                                             "--compile-modes", "reduce-overhead"),
-         ("--parts", "fig1", "--tiny"),
-         # CUDA graphs over a packed training step have not run on a GPU yet: plain compile if they fail
-         ("--parts", "fig1", "--fig1-steps", "2000", "--warmup", "10", "--compile-modes", "default")),
-    Part("sampler", "gpu_sampler.py", 170, ("--parts", "unet,presets", "--batches", "4096", "--compile-modes",
-                                            "reduce-overhead,default", "--presets", "dpmpp:20"),
-         ("--smoke", "--parts", "unet,presets", "--batches", "8", "--presets", "dpmpp:20")),
-    Part("label", "gpu_label.py", 60, ("--batches", "512,1024", "--repeats", "3"),
-         ("--smoke", "--model", "test_resnet")),
+    Part(
+        "train-fig1",
+        "gpu_train.py",
+        110,
+        ("--parts", "fig1", "--fig1-steps", "2000", "--warmup", "10", "--compile-modes", "reduce-overhead"),
+        ("--parts", "fig1", "--tiny"),
+        # CUDA graphs over a packed training step have not run on a GPU yet: plain compile if they fail
+        ("--parts", "fig1", "--fig1-steps", "2000", "--warmup", "10", "--compile-modes", "default"),
+    ),
+    Part(
+        "sampler",
+        "gpu_sampler.py",
+        170,
+        (
+            "--parts",
+            "unet,presets",
+            "--batches",
+            "4096",
+            "--compile-modes",
+            "reduce-overhead,default",
+            "--presets",
+            "dpmpp:20",
+        ),
+        ("--smoke", "--parts", "unet,presets", "--batches", "8", "--presets", "dpmpp:20"),
+    ),
+    Part(
+        "label", "gpu_label.py", 60, ("--batches", "512,1024", "--repeats", "3"), ("--smoke", "--model", "test_resnet")
+    ),
 )
 
 
 def run_part(part: Part, args, json_path: Path, timeout_s: float) -> str:
     """Run one part's script with its slice as a deadline; '' when it finished, else what happened."""
-    argv = [sys.executable, str(BENCH / part.script), *(part.tiny_args if args.tiny else part.gpu_args),
-            "--json", str(json_path)]
+    argv = [
+        sys.executable,
+        str(BENCH / part.script),
+        *(part.tiny_args if args.tiny else part.gpu_args),
+        "--json",
+        str(json_path),
+    ]
     print(f"== {part.name}: {shlex.join(argv[1:])} (slice {timeout_s:.0f} s)", flush=True)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1",  # its lines as they come, through the pipe
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",  # its lines as they come, through the pipe
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(BENCH), os.environ.get("PYTHONPATH", "")]),
+    }
     # its own session: on a timeout the whole group goes (torch.compile's worker processes too)
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     tail: list[str] = []
     reader = threading.Thread(target=echo, args=(proc.stdout, tail), daemon=True)
     reader.start()
@@ -130,44 +176,58 @@ def train_rows(results: dict) -> list[str]:
     rows = []
     if "speed" in results and "img_per_s" in results["speed"]:
         s = results["speed"]
-        rows.append(f"| ResNet-18, 1 run, batch {s['batch_size']}{', compiled' if s['compile'] else ''} | "
-                    f"{s['img_per_s']:,.0f} img/s | {pct(s['peak_fraction'])} | |")
+        rows.append(
+            f"| ResNet-18, 1 run, batch {s['batch_size']}{', compiled' if s['compile'] else ''} | "
+            f"{s['img_per_s']:,.0f} img/s | {pct(s['peak_fraction'])} | |"
+        )
     for name, r in results.get("packed", {}).items():
         if "img_per_s" not in r:
             continue
         one = r["img_per_s"] / r["vs_one_run"]
-        rows.append(f"| ResNet-18, 1 run, {name.split(',')[0]} | {one:,.0f} img/s | "
-                    f"{pct(r['peak_fraction'] / r['vs_one_run'])} | |")
-        rows.append(f"| ResNet-18, packed runs, {name} each | {r['img_per_s']:,.0f} img/s | {pct(r['peak_fraction'])}"
-                    f", {r['vs_one_run']:.2f}x one run | >= 100,000 img/s |")
+        rows.append(
+            f"| ResNet-18, 1 run, {name.split(',')[0]} | {one:,.0f} img/s | "
+            f"{pct(r['peak_fraction'] / r['vs_one_run'])} | |"
+        )
+        rows.append(
+            f"| ResNet-18, packed runs, {name} each | {r['img_per_s']:,.0f} img/s | {pct(r['peak_fraction'])}"
+            f", {r['vs_one_run']:.2f}x one run | >= 100,000 img/s |"
+        )
     f = results.get("fig1", {})
     if "total_s" in f:
-        rows.append(f"| Fig. 1: Real + Ideal, 39,000 steps each, packed, batch {f['batch_size']} | "
-                    f"{f['total_s'] / 60:.1f} GPU-min ({f['train_img_per_s']:,.0f} img/s over {f['timed_steps']:,} "
-                    f"steps, {f['evaluations']} evaluations x {f['eval_s_each']:.2f} s) | | < 5 min |")
+        rows.append(
+            f"| Fig. 1: Real + Ideal, 39,000 steps each, packed, batch {f['batch_size']} | "
+            f"{f['total_s'] / 60:.1f} GPU-min ({f['train_img_per_s']:,.0f} img/s over {f['timed_steps']:,} "
+            f"steps, {f['evaluations']} evaluations x {f['eval_s_each']:.2f} s) | | < 5 min |"
+        )
     return rows
 
 
 def sampler_rows(results: dict) -> tuple[list[str], tuple[str, float] | None]:
     rows = []
     for name, r in results.get("unet", {}).items():
-        rows.append(f"| UNet (DDPM CIFAR-10), {name} | {r['evals_per_s']:,.0f} evals/s "
-                    f"({r['evals_per_s'] / BASELINE_EVALS_PER_S:.2f}x 20.7K) | {pct(r['peak_fraction'])} | >= 40% |")
+        rows.append(
+            f"| UNet (DDPM CIFAR-10), {name} | {r['evals_per_s']:,.0f} evals/s "
+            f"({r['evals_per_s'] / BASELINE_EVALS_PER_S:.2f}x 20.7K) | {pct(r['peak_fraction'])} | >= 40% |"
+        )
     preset = None  # (name, hours for 6M images) of the dpmpp preset: the pipeline's sampler
     for name, r in results.get("presets", {}).items():
         if name.startswith("dpmpp-"):
             preset = (name, r["hours_6m"])
-        rows.append(f"| sampler {name}, batch {r['batch']}, {r['compile_mode']} | {r['images_per_s']:,.0f} img/s | "
-                    f"6M images in {r['hours_6m']:.2f} h | |")
+        rows.append(
+            f"| sampler {name}, batch {r['batch']}, {r['compile_mode']} | {r['images_per_s']:,.0f} img/s | "
+            f"6M images in {r['hours_6m']:.2f} h | |"
+        )
     return rows, preset
 
 
 def label_rows(results: dict) -> tuple[list[str], float | None]:
     rows, best = [], None
     for batch, r in results.get("batches", {}).items():
-        rows.append(f"| labeller {results['model']} @ {results['input_px']} px, batch {batch} | "
-                    f"{r['images_per_s']:,.0f} img/s | {pct(r['peak_fraction'])}; "
-                    f"6M images in {r['hours_6m']:.2f} h | |")
+        rows.append(
+            f"| labeller {results['model']} @ {results['input_px']} px, batch {batch} | "
+            f"{r['images_per_s']:,.0f} img/s | {pct(r['peak_fraction'])}; "
+            f"6M images in {r['hours_6m']:.2f} h | |"
+        )
         best = r["hours_6m"] if best is None else min(best, r["hours_6m"])
     return rows, best
 
@@ -183,8 +243,10 @@ def table(outputs: dict[str, dict], notes: dict[str, str]) -> list[str]:
     rows, label_h = label_rows(outputs.get("label", {}))
     lines += rows
     if preset is not None and label_h is not None:
-        lines.append(f"| **6M-image pipeline: sampling {preset[0]} + labelling** | **{preset[1] + label_h:.2f} h** "
-                     f"({preset[1]:.2f} + {label_h:.2f}) | | |")
+        lines.append(
+            f"| **6M-image pipeline: sampling {preset[0]} + labelling** | **{preset[1] + label_h:.2f} h** "
+            f"({preset[1]:.2f} + {label_h:.2f}) | | |"
+        )
     else:
         lines.append("| 6M-image pipeline: sampling dpmpp-20 + labelling | not measured (see the notes) | | |")
     lines += [""] + [f"- {name}: {note}" for name, note in notes.items()]
@@ -206,15 +268,19 @@ def run_with_retry(part: Part, args, json_path: Path, timeout_s: float) -> tuple
         results = read_json(json_path, default={})
         failures += errors_in(results)
     # each part's wall time: what the next session needs to set the slices
-    text = "; ".join([f"{time.perf_counter() - start:.0f} s of a {timeout_s:.0f} s slice", *failures]
-                     + ([note] if note else []))
+    text = "; ".join(
+        [f"{time.perf_counter() - start:.0f} s of a {timeout_s:.0f} s slice", *failures] + ([note] if note else [])
+    )
     return results, text
 
 
 def errors_in(results: dict) -> list[str]:
     """The errors a part caught and recorded (gpu_train: per part; gpu_sampler: per compile mode)."""
-    found = [f"{name} failed: {r['error'].strip().splitlines()[-1]}" for name, r in results.items()
-             if isinstance(r, dict) and isinstance(r.get("error"), str)]
+    found = [
+        f"{name} failed: {r['error'].strip().splitlines()[-1]}"
+        for name, r in results.items()
+        if isinstance(r, dict) and isinstance(r.get("error"), str)
+    ]
     return found + [f"{name} failed: {text}" for name, text in results.get("errors", {}).items()]
 
 
@@ -245,12 +311,15 @@ def main() -> None:
             if timeout_s < (1 if args.tiny else MIN_SLICE_S):
                 notes[part.name] = f"skipped: the budget is spent ({max(left, 0):.0f} s of {args.budget_s:.0f} left)"
                 continue
-            outputs[part.name], notes[part.name] = run_with_retry(part, args, Path(tmp) / f"{part.name}.json",
-                                                                  timeout_s)
+            outputs[part.name], notes[part.name] = run_with_retry(
+                part, args, Path(tmp) / f"{part.name}.json", timeout_s
+            )
     total_s = time.perf_counter() - began
-    head = (f"\n## GPU figures (`python bench/gpu_figures.py {shlex.join(sys.argv[1:])}`)\n\n{device}, "
-            f"torch {version('torch')}, {time.strftime('%Y-%m-%d')}, {total_s:.0f} s of a {args.budget_s:.0f} s "
-            "budget\n")
+    head = (
+        f"\n## GPU figures (`python bench/gpu_figures.py {shlex.join(sys.argv[1:])}`)\n\n{device}, "
+        f"torch {version('torch')}, {time.strftime('%Y-%m-%d')}, {total_s:.0f} s of a {args.budget_s:.0f} s "
+        "budget\n"
+    )
     text = "\n".join([head, *table(outputs, notes)]) + "\n"
     print(text, flush=True)
     if record:

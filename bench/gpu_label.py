@@ -13,6 +13,7 @@ channels_last layout is applied as the trainer does. Reports images/s per batch 
 (torch's FlopCounterMode), the fraction of the bf16 peak, and the hours to label CIFAR-5m's 6,002,688 images:
 add them to the sampler's hours (bench/gpu_sampler.py) for the 6M-image pipeline's total.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,14 +86,19 @@ def main() -> None:
     params = sum(p.numel() for p in labeler.model.parameters())
     gflop = gflop_per_image(labeler)
     results = dict(model=args.model, gflop_per_image=gflop, input_px=INPUT, device=str(device), batches={})
-    print(f"{args.model}, 10-way head: {params / 1e6:.1f}M parameters, {gflop:.1f} GFLOP per image at "
-          f"{INPUT} px; {device} {str(dtype).removeprefix('torch.')}{' compiled' if args.compile else ''}")
+    print(
+        f"{args.model}, 10-way head: {params / 1e6:.1f}M parameters, {gflop:.1f} GFLOP per image at "
+        f"{INPUT} px; {device} {str(dtype).removeprefix('torch.')}{' compiled' if args.compile else ''}"
+    )
     for batch in batches:
         rate = images_per_s(labeler, batch, repeats)
         peak = rate * gflop / 1e3 / PEAK_TFLOPS if device.type == "cuda" else None  # no bf16 peak on a CPU
         results["batches"][str(batch)] = dict(images_per_s=rate, peak_fraction=peak, hours_6m=IMAGES / rate / 3600)
-        print(f"batch {batch:5d}: {rate:10,.1f} images/s, {'-' if peak is None else f'{peak:.1%}':>6} of bf16 peak, "
-              f"{IMAGES / rate / 3600:8.2f} h for {IMAGES:,} images", flush=True)
+        print(
+            f"batch {batch:5d}: {rate:10,.1f} images/s, {'-' if peak is None else f'{peak:.1%}':>6} of bf16 peak, "
+            f"{IMAGES / rate / 3600:8.2f} h for {IMAGES:,} images",
+            flush=True,
+        )
         if args.json:  # after every batch: a run stopped at its time budget keeps what it measured
             write_json_atomic(args.json, results)
 

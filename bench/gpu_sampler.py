@@ -16,6 +16,7 @@ parameters) with random weights, which cost the same to run as the trained ones.
 3. our loop vs diffusers.DDPMPipeline (fp32, its default) on the same UNet/scheduler/steps/batch;
 4. determinism: the same seeds twice (bytes), and one batch vs four (rounding only).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,21 +43,36 @@ def build_unet(smoke: bool):
 
     torch.manual_seed(0)
     if smoke:
-        return UNet2DModel(sample_size=32, block_out_channels=(32, 64), layers_per_block=1,
-                           down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                           up_block_types=("AttnUpBlock2D", "UpBlock2D"))
-    return UNet2DModel(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(128, 256, 256, 256),
-                       layers_per_block=2, down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D",
-                                                             "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-                       downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6)
+        return UNet2DModel(
+            sample_size=32,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+            up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        )
+    return UNet2DModel(
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(128, 256, 256, 256),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        downsample_padding=0,
+        flip_sin_to_cos=False,
+        freq_shift=1,
+        norm_eps=1e-6,
+    )
 
 
 def ddpm_scheduler_config() -> dict:
     from diffusers import DDPMScheduler
 
-    return dict(DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, variance_type="fixed_large",
-                              clip_sample=True).config)
+    return dict(
+        DDPMScheduler(
+            num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, variance_type="fixed_large", clip_sample=True
+        ).config
+    )
 
 
 def sync(device: torch.device) -> None:
@@ -87,11 +103,20 @@ def unet_throughput(sampler, batches, device, repeats: int, label: str) -> None:
         seconds = best_seconds(functools.partial(sampler._predict, x, t), device, repeats)
         evals = batch / seconds
         tflops = evals * GFLOP_PER_IMAGE_STEP / 1e3
-        out[f"{label}, batch {batch}"] = dict(evals_per_s=evals, tflops=tflops, peak_fraction=tflops / PEAK_TFLOPS,
-                                              first_call_s=warm, batch=batch, variant=label)
+        out[f"{label}, batch {batch}"] = dict(
+            evals_per_s=evals,
+            tflops=tflops,
+            peak_fraction=tflops / PEAK_TFLOPS,
+            first_call_s=warm,
+            batch=batch,
+            variant=label,
+        )
         write_json()
-        print(f"  {label:22} batch {batch:5}: {evals:9,.0f} UNet evals/s  {tflops:6.1f} TFLOP/s  "
-              f"{tflops / PEAK_TFLOPS:6.1%} of peak  (first call {warm:5.1f} s)", flush=True)
+        print(
+            f"  {label:22} batch {batch:5}: {evals:9,.0f} UNet evals/s  {tflops:6.1f} TFLOP/s  "
+            f"{tflops / PEAK_TFLOPS:6.1%} of peak  (first call {warm:5.1f} s)",
+            flush=True,
+        )
 
 
 def sampler_throughput(unet, device, dtype, batch: int, presets, compile_mode: str | None, ready=None) -> dict:
@@ -103,20 +128,34 @@ def sampler_throughput(unet, device, dtype, batch: int, presets, compile_mode: s
     seeds = [derive_seed(0, "bench", i) for i in range(batch)]
     rates = {}
     for name, steps in presets:
-        sampler = ready if ready is not None and (ready.sampler, ready.steps) == (name, steps) else Sampler(
-            unet, ddpm_scheduler_config(), name, steps, device, dtype, compile=compile_mode is not None,
-            compile_mode=compile_mode or "default")
+        sampler = (
+            ready
+            if ready is not None and (ready.sampler, ready.steps) == (name, steps)
+            else Sampler(
+                unet,
+                ddpm_scheduler_config(),
+                name,
+                steps,
+                device,
+                dtype,
+                compile=compile_mode is not None,
+                compile_mode=compile_mode or "default",
+            )
+        )
         sampler.sample(seeds[:batch])  # warm-up
         seconds = best_seconds(lambda s=sampler: s.sample(seeds).cpu(), device, 1)
         rates[name] = batch / seconds
         hours = IMAGES / rates[name] / 3600 * (1000 / steps if name == "ddpm" else 1)
-        RESULTS.setdefault("presets", {})[f"{name}-{steps}"] = dict(images_per_s=rates[name], hours_6m=hours,
-                                                                    batch=batch, steps=steps,
-                                                                    compile_mode=compile_mode or "eager")
+        RESULTS.setdefault("presets", {})[f"{name}-{steps}"] = dict(
+            images_per_s=rates[name], hours_6m=hours, batch=batch, steps=steps, compile_mode=compile_mode or "eager"
+        )
         write_json()
-        print(f"  ours {name:5} {steps:4} steps batch {batch}: {rates[name]:9,.1f} images/s "
-              f"({rates[name] * steps * GFLOP_PER_IMAGE_STEP / 1e3:5.1f} TFLOP/s); 6M images "
-              f"{'at 1000 steps ' if name == 'ddpm' else ''}in {hours:6.2f} h", flush=True)
+        print(
+            f"  ours {name:5} {steps:4} steps batch {batch}: {rates[name]:9,.1f} images/s "
+            f"({rates[name] * steps * GFLOP_PER_IMAGE_STEP / 1e3:5.1f} TFLOP/s); 6M images "
+            f"{'at 1000 steps ' if name == 'ddpm' else ''}in {hours:6.2f} h",
+            flush=True,
+        )
     return rates
 
 
@@ -135,8 +174,11 @@ def versus_pipeline(unet, compiled, device, batch: int, steps: int) -> None:
     base = batch / best_seconds(run, device, 1)
     seeds = [derive_seed(0, "bench", i) for i in range(batch)]
     print(f"  baseline DDPMPipeline fp32 (its default), batch {batch}, {steps} steps: {base:9,.1f} images/s")
-    for label, module, dtype in [("ours fp32 eager", unet, "fp32"), ("ours bf16 eager", unet, "bf16"),
-                                 ("ours bf16 compiled", compiled, "bf16")]:
+    for label, module, dtype in [
+        ("ours fp32 eager", unet, "fp32"),
+        ("ours bf16 eager", unet, "bf16"),
+        ("ours bf16 compiled", compiled, "bf16"),
+    ]:
         sampler = Sampler(module, ddpm_scheduler_config(), "ddpm", steps, device, dtype)
         sampler.sample(seeds)
         rate = batch / best_seconds(lambda s=sampler: s.sample(seeds).cpu(), device, 1)
@@ -152,11 +194,14 @@ def determinism(unet, compiled, device, batch: int, big_batch: int) -> None:
     same = torch.equal(fast.sample(seeds), fast.sample(seeds))
     eager = Sampler(unet, ddpm_scheduler_config(), "dpmpp", 20, device, "bf16" if device.type == "cuda" else "fp32")
     whole = eager.sample(seeds[:batch])
-    quarters = torch.cat([eager.sample(seeds[i:i + batch // 4]) for i in range(0, batch, batch // 4)])
+    quarters = torch.cat([eager.sample(seeds[i : i + batch // 4]) for i in range(0, batch, batch // 4)])
     diff = (quarters.int() - whole.int()).abs()
-    print(f"  compiled, same {big_batch} seeds twice: {'byte-identical' if same else 'DIFFERENT'}; eager batch "
-          f"{batch} vs 4 x {batch // 4}: max |diff| {diff.max().item()} levels, "
-          f"{(diff > 0).float().mean().item():.4%} of values differ (rounding)", flush=True)
+    print(
+        f"  compiled, same {big_batch} seeds twice: {'byte-identical' if same else 'DIFFERENT'}; eager batch "
+        f"{batch} vs 4 x {batch // 4}: max |diff| {diff.max().item()} levels, "
+        f"{(diff > 0).float().mean().item():.4%} of values differ (rounding)",
+        flush=True,
+    )
 
 
 def compiled_throughput(unet, device, dtype, batches, modes) -> dict:
@@ -168,8 +213,9 @@ def compiled_throughput(unet, device, dtype, batches, modes) -> dict:
     for mode in modes:
         torch.compiler.reset()
         try:
-            sampler = Sampler(unet, ddpm_scheduler_config(), "dpmpp", 20, device, dtype, compile=True,
-                              compile_mode=mode)
+            sampler = Sampler(
+                unet, ddpm_scheduler_config(), "dpmpp", 20, device, dtype, compile=True, compile_mode=mode
+            )
             unet_throughput(sampler, batches, device, 3, f"compiled {mode}")
             samplers[mode] = sampler
         except Exception as exc:  # report and go on: one mode failing to compile must not hide the others
@@ -181,8 +227,11 @@ def compiled_throughput(unet, device, dtype, batches, modes) -> dict:
 
 def fastest_mode(batch: int, modes: list[str]) -> str:
     """The compile mode with the most UNet evals/s at `batch` in section 1 (the first if none was measured)."""
-    measured = {r["variant"].removeprefix("compiled "): r["evals_per_s"] for r in RESULTS.get("unet", {}).values()
-                if r["batch"] == batch and r["variant"].startswith("compiled ")}
+    measured = {
+        r["variant"].removeprefix("compiled "): r["evals_per_s"]
+        for r in RESULTS.get("unet", {}).values()
+        if r["batch"] == batch and r["variant"].startswith("compiled ")
+    }
     return max(measured, key=measured.get) if measured else modes[0]
 
 
@@ -196,12 +245,21 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, no compile")
     parser.add_argument("--skip-unet", action="store_true", help="skip section 1 (UNet throughput)")
-    parser.add_argument("--parts", default="unet,presets,pipeline,determinism",
-                        help="sections to run: unet,presets,pipeline,determinism")
-    parser.add_argument("--batches", help="UNet batch sizes of section 1 (default 256,1024,4096; smoke 4,8); "
-                        "the presets run at the second (or only) one")
-    parser.add_argument("--compile-modes", default="default",
-                        help="torch.compile modes of sections 1-2, e.g. default,reduce-overhead (CUDA graphs)")
+    parser.add_argument(
+        "--parts",
+        default="unet,presets,pipeline,determinism",
+        help="sections to run: unet,presets,pipeline,determinism",
+    )
+    parser.add_argument(
+        "--batches",
+        help="UNet batch sizes of section 1 (default 256,1024,4096; smoke 4,8); "
+        "the presets run at the second (or only) one",
+    )
+    parser.add_argument(
+        "--compile-modes",
+        default="default",
+        help="torch.compile modes of sections 1-2, e.g. default,reduce-overhead (CUDA graphs)",
+    )
     parser.add_argument("--presets", default="dpmpp:20,ddim:100,ddpm:50", help="NAME:STEPS of section 2")
     parser.add_argument("--json", help="also write the figures here (after every section)")
     return parser.parse_args()
@@ -222,8 +280,11 @@ def main() -> None:
     unet = build_unet(args.smoke)
     params = sum(p.numel() for p in unet.parameters())
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    print(f"{name}; torch {torch.__version__}, diffusers {diffusers.__version__}; UNet {params:,} parameters"
-          f"{'' if args.smoke or params == 35_746_307 else ' (EXPECTED 35,746,307)'}", flush=True)
+    print(
+        f"{name}; torch {torch.__version__}, diffusers {diffusers.__version__}; UNet {params:,} parameters"
+        f"{'' if args.smoke or params == 35_746_307 else ' (EXPECTED 35,746,307)'}",
+        flush=True,
+    )
     torch.backends.cudnn.benchmark = False  # the generator's setting: same algorithms every run
     start = time.perf_counter()
     modes = args.compile_modes.split(",")

@@ -28,6 +28,7 @@ Parts (each prints its table as soon as it is done):
     python bench/gpu_train.py --tiny           # every part at toy sizes on the CPU: checks the script
     python bench/gpu_train.py --record results.md   # also append the tables, command and device there
 """
+
 from __future__ import annotations
 
 import argparse
@@ -99,17 +100,27 @@ def rate(trainer: Trainer, model: torch.nn.Module, warmup: int, steps: int) -> f
 
 
 def base_cfg(args, **kw) -> RunConfig:
-    values = dict(data="synthetic", mode="ideal", steps=1_000_000, batch_size=args.batch_size, aug="crop-flip",
-                  model=args.model, width=args.width, compile=not args.no_compile, device=args.device,
-                  out_dir=args.tmp)
+    values = dict(
+        data="synthetic",
+        mode="ideal",
+        steps=1_000_000,
+        batch_size=args.batch_size,
+        aug="crop-flip",
+        model=args.model,
+        width=args.width,
+        compile=not args.no_compile,
+        device=args.device,
+        out_dir=args.tmp,
+    )
     return RunConfig(**{**values, **kw})
 
 
 def part_speed(args, device) -> None:
     cfg = base_cfg(args)
     images, labels = synthetic_pool(args.pool, device)
-    trainer = Trainer(cfg, Dist(), device, progress=False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg,
-                                                                device))
+    trainer = Trainer(
+        cfg, Dist(), device, progress=False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg, device)
+    )
     model = trainer.wrapped()
     start = time.perf_counter()
     trainer.train_step(model)
@@ -117,13 +128,21 @@ def part_speed(args, device) -> None:
     compile_s = time.perf_counter() - start
     ips = rate(trainer, model, args.warmup, args.steps)
     tflops = ips * GFLOP_PER_IMAGE / 1e3
-    RESULTS["speed"] = dict(img_per_s=ips, tflops=tflops, peak_fraction=tflops / args.peak_tflops,
-                            first_step_s=compile_s, batch_size=cfg.batch_size, compile=cfg.compile)
+    RESULTS["speed"] = dict(
+        img_per_s=ips,
+        tflops=tflops,
+        peak_fraction=tflops / args.peak_tflops,
+        first_step_s=compile_s,
+        batch_size=cfg.batch_size,
+        compile=cfg.compile,
+    )
     precision = "bf16" if device.type == "cuda" else "fp32"
     layout = ", channels_last" if device.type == "cuda" else ""
-    report(f"| {cfg.model} width {cfg.width}, {precision}{layout}{', compile' if cfg.compile else ''}, "
-          f"batch {cfg.batch_size} | {ips:,.0f} img/s | {tflops:,.0f} TFLOP/s | {100 * tflops / args.peak_tflops:.1f}% of "
-          f"{args.peak_tflops:.0f} | first step (compile) {compile_s:.0f} s |")
+    report(
+        f"| {cfg.model} width {cfg.width}, {precision}{layout}{', compile' if cfg.compile else ''}, "
+        f"batch {cfg.batch_size} | {ips:,.0f} img/s | {tflops:,.0f} TFLOP/s | {100 * tflops / args.peak_tflops:.1f}% of "
+        f"{args.peak_tflops:.0f} | first step (compile) {compile_s:.0f} s |"
+    )
     args.trainer = (trainer, model)
 
 
@@ -132,12 +151,19 @@ def part_reference(args, device) -> None:
         part_speed(args, device)
     trainer, model = args.trainer
     rng = np.random.default_rng(0)
-    data = PILDataset(rng.integers(0, 256, (args.ref_images, 32, 32, 3), dtype=np.uint8),
-                      rng.integers(0, 10, args.ref_images))
-    loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True,
-                                         num_workers=args.ref_workers, pin_memory=device.type == "cuda",
-                                         persistent_workers=args.ref_workers > 0,
-                                         prefetch_factor=4 if args.ref_workers else None)
+    data = PILDataset(
+        rng.integers(0, 256, (args.ref_images, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, args.ref_images)
+    )
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.ref_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=args.ref_workers > 0,
+        prefetch_factor=4 if args.ref_workers else None,
+    )
 
     def batches():
         while True:
@@ -166,8 +192,10 @@ def part_reference(args, device) -> None:
     ref = steps * args.batch_size / (time.perf_counter() - start)
     ours = RESULTS["speed"]["img_per_s"]
     RESULTS["reference"] = dict(img_per_s=ref, workers=args.ref_workers, ratio=ours / ref)
-    report(f"| reference: PIL Dataset + transforms + DataLoader({args.ref_workers} workers) | {ref:,.0f} img/s | "
-          f"ours / reference {ours / ref:.2f}x (target >= 3x) |")
+    report(
+        f"| reference: PIL Dataset + transforms + DataLoader({args.ref_workers} workers) | {ref:,.0f} img/s | "
+        f"ours / reference {ours / ref:.2f}x (target >= 3x) |"
+    )
 
 
 def part_worlds(args, device) -> None:
@@ -176,8 +204,10 @@ def part_worlds(args, device) -> None:
     images, labels = synthetic_pool(args.ideal_pool, device, seed=1)
     out = {}
     n = min(50_000, args.ideal_pool // 2)
-    worlds: list[tuple[str, RealSampler | IdealSampler, torch.Tensor, torch.Tensor]] = [(f"real n={n:,}, GPU", RealSampler(args.ideal_pool, n, 0), images, labels),
-              (f"ideal {args.ideal_pool:,} pool, GPU", IdealSampler(args.ideal_pool, 0), images, labels)]
+    worlds: list[tuple[str, RealSampler | IdealSampler, torch.Tensor, torch.Tensor]] = [
+        (f"real n={n:,}, GPU", RealSampler(args.ideal_pool, n, 0), images, labels),
+        (f"ideal {args.ideal_pool:,} pool, GPU", IdealSampler(args.ideal_pool, 0), images, labels),
+    ]
     host = min(args.ideal_pool, args.pinned_pool)
     if device.type == "cuda":
         pinned = images[:host].cpu().pin_memory()
@@ -187,14 +217,15 @@ def part_worlds(args, device) -> None:
         trainer = Trainer(cfg, Dist(), device, progress=False, data=run_data(sampler, imgs, labs, cfg, device))
         model = trainer.wrapped()
         out[name] = rate(trainer, model, args.warmup, args.world_steps)
-        report(f"| {name}, batch {cfg.batch_size} | {out[name]:,.0f} img/s | "
-               f"{out[name] / cfg.batch_size:,.0f} steps/s |")
-    evals = images[:args.eval_images]
+        report(
+            f"| {name}, batch {cfg.batch_size} | {out[name]:,.0f} img/s | {out[name] / cfg.batch_size:,.0f} steps/s |"
+        )
+    evals = images[: args.eval_images]
     warm = min(1024, len(evals))
     evaluate(trainer.model, evals[:warm], labels[:warm], trainer.view, 1024, Dist(), trainer.autocast)
     sync(device)
     start = time.perf_counter()
-    evaluate(trainer.model, evals, labels[:len(evals)], trainer.view, 1024, Dist(), trainer.autocast)
+    evaluate(trainer.model, evals, labels[: len(evals)], trainer.view, 1024, Dist(), trainer.autocast)
     eval_ips = len(evals) / (time.perf_counter() - start)
     for name, ips in out.items():
         hours = (39_000 * args.world_batch / ips + 65 * 30_000 / eval_ips) / 3600
@@ -208,15 +239,25 @@ def template_dataset(root: Path, train: int, test: int) -> Path:
     from shards import DatasetWriter
 
     templates = (np.random.default_rng(7).random((10, 32, 32, 3)) < 0.5).astype(np.int64) * 120
-    writer = DatasetWriter(root, {"bench": "gpu-trainer"}, [f"c{i}" for i in range(10)],
-                           {"train": train, "test": test}, samples_per_shard=1000)
+    writer = DatasetWriter(
+        root,
+        {"bench": "gpu-trainer"},
+        [f"c{i}" for i in range(10)],
+        {"train": train, "test": test},
+        samples_per_shard=1000,
+    )
     writer.prepare()
     for spec in writer.pending():
         rng = np.random.default_rng([spec.shard_index, spec.split == "test"])
         labels = rng.integers(0, 10, spec.count)
         noise = rng.integers(0, 136, (spec.count, 32, 32, 3))
-        writer.write_shard(spec, ({"image": (templates[y] + z).astype(np.uint8), "cls": int(y), "json": {"i": i}}
-                                  for i, (y, z) in enumerate(zip(labels, noise))))
+        writer.write_shard(
+            spec,
+            (
+                {"image": (templates[y] + z).astype(np.uint8), "cls": int(y), "json": {"i": i}}
+                for i, (y, z) in enumerate(zip(labels, noise))
+            ),
+        )
     writer.finalize()
     return root
 
@@ -224,17 +265,35 @@ def template_dataset(root: Path, train: int, test: int) -> Path:
 def part_trainer(args, device) -> None:
     root = template_dataset(Path(args.tmp) / "templates", args.trainer_images, args.trainer_images // 4)
     # Eager here: the compiled step is what `speed` and `worlds` time; this part checks the run end to end.
-    common = dict(data=str(root), steps=args.trainer_steps, batch_size=args.world_batch, model="mcnn", width=16,
-                  aug="crop-flip", device=args.device, eval_schedule="log:16", eval_train_samples=1000)
+    common = dict(
+        data=str(root),
+        steps=args.trainer_steps,
+        batch_size=args.world_batch,
+        model="mcnn",
+        width=16,
+        aug="crop-flip",
+        device=args.device,
+        eval_schedule="log:16",
+        eval_train_samples=1000,
+    )
     out = {}
     for mode in ("real", "ideal"):
-        cfg = RunConfig(mode=mode, n=args.trainer_images // 4, out_dir=str(Path(args.tmp) / mode), **common,
-                        allow_reuse=mode == "ideal")
+        cfg = RunConfig(
+            mode=mode,
+            n=args.trainer_images // 4,
+            out_dir=str(Path(args.tmp) / mode),
+            **common,
+            allow_reuse=mode == "ideal",
+        )
         start = time.perf_counter()
         summary = run_training(cfg, progress=False)
-        out[mode] = dict(wall_s=time.perf_counter() - start, fit_step=summary["fit_step"],
-                         ledger=summary["ledger"], img_per_s=summary["img_per_s"],
-                         final_test_error=summary["final"]["test/error"])
+        out[mode] = dict(
+            wall_s=time.perf_counter() - start,
+            fit_step=summary["fit_step"],
+            ledger=summary["ledger"],
+            img_per_s=summary["img_per_s"],
+            final_test_error=summary["final"]["test/error"],
+        )
         report(f"| run_training {mode} on {device.type} | {json.dumps(out[mode])} |")
     RESULTS["trainer"] = out
 
@@ -281,20 +340,26 @@ def part_packed(args, device) -> None:
     out = {}
     for batch in args.packed_batches:
         cfg = base_cfg(args, batch_size=batch)
-        alone = Trainer(cfg, Dist(), device, progress=False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg,
-                                                                  device))
+        alone = Trainer(
+            cfg, Dist(), device, progress=False, data=run_data(IdealSampler(args.pool, 0), images, labels, cfg, device)
+        )
         one = rate(alone, alone.wrapped(), args.warmup, args.steps)
-        report(f"| 1 run, batch {batch}{', compiled' if cfg.compile else ''} | {one:,.0f} img/s | "
-               f"{100 * one * GFLOP_PER_IMAGE / 1e3 / args.peak_tflops:.1f}% of peak | 1.00x |")
+        report(
+            f"| 1 run, batch {batch}{', compiled' if cfg.compile else ''} | {one:,.0f} img/s | "
+            f"{100 * one * GFLOP_PER_IMAGE / 1e3 / args.peak_tflops:.1f}% of peak | 1.00x |"
+        )
         del alone
         for mode in modes:
             packed = pack_of(args, device, images, labels, args.pack, batch, mode or None)
             ips, first_s = packed_rate(packed, args.warmup, args.steps)
             tflops = ips * GFLOP_PER_IMAGE / 1e3
-            out[f"batch {batch}, {mode or 'eager'}"] = dict(img_per_s=ips, peak_fraction=tflops / args.peak_tflops,
-                                                           vs_one_run=ips / one, first_step_s=first_s)
-            report(f"| {args.pack} packed runs, batch {batch} each, {mode or 'eager'} | {ips:,.0f} img/s | "
-                   f"{100 * tflops / args.peak_tflops:.1f}% of peak | {ips / one:.2f}x (first step {first_s:.0f} s) |")
+            out[f"batch {batch}, {mode or 'eager'}"] = dict(
+                img_per_s=ips, peak_fraction=tflops / args.peak_tflops, vs_one_run=ips / one, first_step_s=first_s
+            )
+            report(
+                f"| {args.pack} packed runs, batch {batch} each, {mode or 'eager'} | {ips:,.0f} img/s | "
+                f"{100 * tflops / args.peak_tflops:.1f}% of peak | {ips / one:.2f}x (first step {first_s:.0f} s) |"
+            )
             del packed
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -313,7 +378,7 @@ def part_fig1(args, device) -> None:
     # Each evaluation: the test set and the train-eval set (--eval-images each) of both worlds, on each
     # run's own unpacked model, as `train.run.packed` evaluates.
     packed._sync_lanes()
-    evals, eval_labels = images[:args.eval_images], labels[:args.eval_images]
+    evals, eval_labels = images[: args.eval_images], labels[: args.eval_images]
     lane = packed.lanes[0]
     evaluate(lane.model, evals[:256], eval_labels[:256], lane.view, 1024, Dist(), lane.autocast)
     sync(device)
@@ -323,19 +388,54 @@ def part_fig1(args, device) -> None:
     eval_s = 2 * 2 * (time.perf_counter() - start)
     count = len(parse_eval_schedule("log:64", 39_000))
     total_s = first_s + 39_000 * step_s + count * eval_s
-    RESULTS["fig1"] = dict(train_img_per_s=ips, batch_size=args.world_batch, step_s=step_s, timed_steps=args.fig1_steps, first_step_s=first_s,
-                           evaluations=count, eval_s_each=eval_s, total_s=total_s)
-    report(f"| Fig. 1 packed: Real n={packed.lanes[0].cfg.n:,} + Ideal, {args.ideal_pool:,} pool, "
-           f"batch {args.world_batch} | "
-           f"{ips:,.0f} img/s ({args.fig1_steps:,} steps timed) | {count} evaluations x {eval_s:.2f} s | "
-           f"39,000 steps of both worlds: {total_s / 60:.1f} min (target < 5) |")
+    RESULTS["fig1"] = dict(
+        train_img_per_s=ips,
+        batch_size=args.world_batch,
+        step_s=step_s,
+        timed_steps=args.fig1_steps,
+        first_step_s=first_s,
+        evaluations=count,
+        eval_s_each=eval_s,
+        total_s=total_s,
+    )
+    report(
+        f"| Fig. 1 packed: Real n={packed.lanes[0].cfg.n:,} + Ideal, {args.ideal_pool:,} pool, "
+        f"batch {args.world_batch} | "
+        f"{ips:,.0f} img/s ({args.fig1_steps:,} steps timed) | {count} evaluations x {eval_s:.2f} s | "
+        f"39,000 steps of both worlds: {total_s / 60:.1f} min (target < 5) |"
+    )
 
 
-PARTS = {"speed": part_speed, "reference": part_reference, "worlds": part_worlds, "trainer": part_trainer,
-         "packed": part_packed, "fig1": part_fig1}
-TINY = dict(device="cpu", no_compile=True, batch_size=8, steps=2, warmup=1, pool=600, ideal_pool=600,
-            pinned_pool=100, world_steps=2, ref_workers=0, ref_images=64, ref_steps=2, width=2, eval_images=64,
-            trainer_steps=2, trainer_images=200, world_batch=8, pack=2, packed_batches=[4, 8], fig1_steps=2)
+PARTS = {
+    "speed": part_speed,
+    "reference": part_reference,
+    "worlds": part_worlds,
+    "trainer": part_trainer,
+    "packed": part_packed,
+    "fig1": part_fig1,
+}
+TINY = dict(
+    device="cpu",
+    no_compile=True,
+    batch_size=8,
+    steps=2,
+    warmup=1,
+    pool=600,
+    ideal_pool=600,
+    pinned_pool=100,
+    world_steps=2,
+    ref_workers=0,
+    ref_images=64,
+    ref_steps=2,
+    width=2,
+    eval_images=64,
+    trainer_steps=2,
+    trainer_images=200,
+    world_batch=8,
+    pack=2,
+    packed_batches=[4, 8],
+    fig1_steps=2,
+)
 
 
 def record(path: str, began: float) -> None:
@@ -344,8 +444,10 @@ def record(path: str, began: float) -> None:
     import sys
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    head = (f"\n## GPU training figures (`python {shlex.join(sys.argv)}`)\n\n{device}, torch {torch.__version__}, "
-            f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - began:.0f} s in all\n\n")
+    head = (
+        f"\n## GPU training figures (`python {shlex.join(sys.argv)}`)\n\n{device}, torch {torch.__version__}, "
+        f"{time.strftime('%Y-%m-%d')}, {time.perf_counter() - began:.0f} s in all\n\n"
+    )
     with open(path, "a") as f:
         f.write(head + "\n".join(LINES) + "\n")
 
@@ -372,10 +474,17 @@ def main() -> None:
     parser.add_argument("--trainer-steps", type=int, default=300)
     parser.add_argument("--trainer-images", type=int, default=4000, help="train images of the trainer part")
     parser.add_argument("--pack", type=int, default=8, help="runs packed together in the packed part")
-    parser.add_argument("--packed-batches", type=lambda t: [int(x) for x in t.split(",")], default=[128, 512],
-                        help="per-run batch sizes of the packed part")
-    parser.add_argument("--compile-modes", default="default",
-                        help="torch.compile modes of the packed parts, e.g. default,reduce-overhead (CUDA graphs)")
+    parser.add_argument(
+        "--packed-batches",
+        type=lambda t: [int(x) for x in t.split(",")],
+        default=[128, 512],
+        help="per-run batch sizes of the packed part",
+    )
+    parser.add_argument(
+        "--compile-modes",
+        default="default",
+        help="torch.compile modes of the packed parts, e.g. default,reduce-overhead (CUDA graphs)",
+    )
     parser.add_argument("--fig1-steps", type=int, default=2000, help="timed steps of the fig1 part (39000: all)")
     parser.add_argument("--tiny", action="store_true", help="toy sizes on the CPU: checks every part quickly")
     parser.add_argument("--record", help="append the tables, command and device to this markdown file")

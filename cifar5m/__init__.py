@@ -15,11 +15,19 @@ from cifar5m.config import GenerateConfig
 from cifar5m.errors import Cifar5mError
 
 _LAZY = {  # name -> module: these import torch, diffusers or timm
-    "generate_dataset": "cifar5m.api", "plan_generation": "cifar5m.api", "run_plan": "cifar5m.api",
-    "RunPlan": "cifar5m.generate", "RunResult": "cifar5m.generate", "Progress": "cifar5m.generate",
+    "generate_dataset": "cifar5m.api",
+    "plan_generation": "cifar5m.api",
+    "run_plan": "cifar5m.api",
+    "RunPlan": "cifar5m.generate",
+    "RunResult": "cifar5m.generate",
+    "Progress": "cifar5m.generate",
     "run_with_bar": "cifar5m.progress",
-    "Labeler": "cifar5m.label", "create_labeler_model": "cifar5m.label", "read_labeler_info": "cifar5m.label",
-    "import_npz": "cifar5m.npz", "export_npz": "cifar5m.npz", "write_report": "cifar5m.report",
+    "Labeler": "cifar5m.label",
+    "create_labeler_model": "cifar5m.label",
+    "read_labeler_info": "cifar5m.label",
+    "import_npz": "cifar5m.npz",
+    "export_npz": "cifar5m.npz",
+    "write_report": "cifar5m.report",
 }
 
 # The type checker and IDEs see the real signatures (`X as X`: re-exported); at run time __getattr__ imports them.

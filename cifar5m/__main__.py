@@ -1,4 +1,5 @@
 """`python -m cifar5m generate --help`: see cifar5m/cli.py."""
+
 import sys
 
 from cifar5m.cli import main

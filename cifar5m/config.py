@@ -9,6 +9,7 @@ depend on them, but bf16 arithmetic does (measured on an H200: batch 256 vs 4 x 
 pixel values), so a resume with another batch size is refused rather than mixing numerics. How the work
 is spread (device count, Ray, shard range) does not change the bytes and is not part of it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,13 +49,20 @@ class SamplerPreset:
 
 
 PRESETS = {
-    "ddpm": SamplerPreset("DDPMScheduler", 1000, ancestral=True,
-                          about="ancestral, all 1000 training steps: the faithful CIFAR-5m setting (slow)"),
+    "ddpm": SamplerPreset(
+        "DDPMScheduler",
+        1000,
+        ancestral=True,
+        about="ancestral, all 1000 training steps: the faithful CIFAR-5m setting (slow)",
+    ),
     # eta = 0 is the deterministic DDIM of Song et al. 2021 (FID 4.16 at 100 steps, DDIM paper Table 1).
     "ddim": SamplerPreset("DDIMScheduler", 100, about="deterministic (eta 0), 100 steps"),
-    "dpmpp": SamplerPreset("DPMSolverMultistepScheduler", 20,
-                           (("algorithm_type", "dpmsolver++"), ("solver_order", 2)),
-                           about="DPM-Solver++ (2M), 20 steps: fastest"),
+    "dpmpp": SamplerPreset(
+        "DPMSolverMultistepScheduler",
+        20,
+        (("algorithm_type", "dpmsolver++"), ("solver_order", 2)),
+        about="DPM-Solver++ (2M), 20 steps: fastest",
+    ),
 }
 
 
@@ -107,18 +115,25 @@ class GenerateConfig:
                 "e.g. --labeler hf-hub:ORG/NAME, --labeler local-dir:/path/to/timm-model, or a timm "
                 "name with --labeler-checkpoint FILE"
             )
-        for flag, value, low in [("--train", self.train, 0), ("--test", self.test, 0),
-                                 ("--shard-size", self.samples_per_shard, 1), ("--min-shards", self.min_shards, 1),
-                                 ("--batch-size", self.batch_size, 1),
-                                 ("--seed", self.seed, 0), ("--workers", self.workers, 1)]:
+        for flag, value, low in [
+            ("--train", self.train, 0),
+            ("--test", self.test, 0),
+            ("--shard-size", self.samples_per_shard, 1),
+            ("--min-shards", self.min_shards, 1),
+            ("--batch-size", self.batch_size, 1),
+            ("--seed", self.seed, 0),
+            ("--workers", self.workers, 1),
+        ]:
             if value < low:
                 raise Cifar5mError(f"{flag}={value}: must be >= {low}")
         if self.train + self.test == 0:
             raise Cifar5mError("--train 0 --test 0: nothing to generate; give at least one image")
         if self.shard_count() > MAX_SHARDS:
-            raise Cifar5mError(f"--train {self.train} --test {self.test} at --shard-size {self.samples_per_shard}: "
-                               f"{self.shard_count():,} shards, more than {MAX_SHARDS:,} (a file each); use a "
-                               "larger --shard-size, e.g. the default 10000")
+            raise Cifar5mError(
+                f"--train {self.train} --test {self.test} at --shard-size {self.samples_per_shard}: "
+                f"{self.shard_count():,} shards, more than {MAX_SHARDS:,} (a file each); use a "
+                "larger --shard-size, e.g. the default 10000"
+            )
         if self.steps is not None and self.steps < 1:
             raise Cifar5mError(f"--steps={self.steps}: must be >= 1")
         if self.dtype not in DTYPES:
@@ -126,28 +141,37 @@ class GenerateConfig:
         if self.compile_mode not in COMPILE_MODES:
             raise Cifar5mError(f"--compile-mode {self.compile_mode!r}: choose one of {', '.join(COMPILE_MODES)}")
         if self.compile_mode != "default" and not self.compile:
-            raise Cifar5mError(f"compile_mode={self.compile_mode!r} without compile: set compile=True "
-                               "(the CLI's --compile-mode does)")
+            raise Cifar5mError(
+                f"compile_mode={self.compile_mode!r} without compile: set compile=True (the CLI's --compile-mode does)"
+            )
         if self.class_names is not None:
             if len(self.class_names) < 2 or any(not n.strip() for n in self.class_names):
-                raise Cifar5mError(f"--class-names {','.join(self.class_names)!r}: give at least two non-empty "
-                                   "names separated by commas, e.g. --class-names cat,dog")
+                raise Cifar5mError(
+                    f"--class-names {','.join(self.class_names)!r}: give at least two non-empty "
+                    "names separated by commas, e.g. --class-names cat,dog"
+                )
             if len(set(self.class_names)) != len(self.class_names):
                 raise Cifar5mError(f"--class-names {','.join(self.class_names)!r}: names must be distinct")
         if self.shard_range and self.shard_range[0] >= self.shard_count():
             a, b = self.shard_range
-            raise Cifar5mError(f"--shards {a}:{b}: this dataset has {self.shard_count()} shards (positions 0.."
-                               f"{self.shard_count() - 1}, train shards first); nothing would be made")
+            raise Cifar5mError(
+                f"--shards {a}:{b}: this dataset has {self.shard_count()} shards (positions 0.."
+                f"{self.shard_count() - 1}, train shards first); nothing would be made"
+            )
         if self.ray and self.workers > 1:
-            raise Cifar5mError(f"--workers {self.workers} with --ray: Ray starts its own workers (one per GPU or "
-                               "CPU slot); drop --workers")
-        if self.min_labeler_accuracy is not None and not (
-                self.labeler_eval and 0 < self.min_labeler_accuracy <= 1):
-            raise Cifar5mError(f"--min-labeler-accuracy {self.min_labeler_accuracy}: needs --labeler-eval DATASET "
-                               "and a fraction in (0, 1], e.g. 0.95")
+            raise Cifar5mError(
+                f"--workers {self.workers} with --ray: Ray starts its own workers (one per GPU or "
+                "CPU slot); drop --workers"
+            )
+        if self.min_labeler_accuracy is not None and not (self.labeler_eval and 0 < self.min_labeler_accuracy <= 1):
+            raise Cifar5mError(
+                f"--min-labeler-accuracy {self.min_labeler_accuracy}: needs --labeler-eval DATASET "
+                "and a fraction in (0, 1], e.g. 0.95"
+            )
         if self.ray and self.device not in ("auto",):
-            raise Cifar5mError(f"--device {self.device} with --ray: each Ray actor uses its own GPU (or CPU); "
-                               "leave --device at auto")
+            raise Cifar5mError(
+                f"--device {self.device} with --ray: each Ray actor uses its own GPU (or CPU); leave --device at auto"
+            )
         return self
 
     def with_model_steps(self, train_steps: int) -> GenerateConfig:
@@ -158,8 +182,9 @@ class GenerateConfig:
         return dataclasses.replace(self, steps=default)
 
     def shard_count(self) -> int:
-        return sum(-(-count // shard_size(count, self.samples_per_shard, self.min_shards))
-                   for count in self.splits().values())
+        return sum(
+            -(-count // shard_size(count, self.samples_per_shard, self.min_shards)) for count in self.splits().values()
+        )
 
     def compile_hash_value(self) -> bool | str:
         """`compile` as hashed: True/False as before modes existed (datasets made then keep their hash),
@@ -173,12 +198,21 @@ class GenerateConfig:
         """What decides the bytes of every sample: the config hash a resumed run must match. The names are
         portable (a Hub id, a folder's own name); RunPlan adds what the weights are."""
         return {
-            "generator": {"model": model_name, "sampler": self.sampler, "steps": self.steps,
-                          "scheduler_kwargs": dict(self.preset.scheduler_kwargs), "dtype": dtype,
-                          "noise": NOISE_SCHEME, "seed": self.seed, "batch_size": self.batch_size,
-                          "compile": self.compile_hash_value()},
-            "labeler": {"model": labeler_name,
-                        "checkpoint": Path(self.labeler_checkpoint).name if self.labeler_checkpoint else None},
+            "generator": {
+                "model": model_name,
+                "sampler": self.sampler,
+                "steps": self.steps,
+                "scheduler_kwargs": dict(self.preset.scheduler_kwargs),
+                "dtype": dtype,
+                "noise": NOISE_SCHEME,
+                "seed": self.seed,
+                "batch_size": self.batch_size,
+                "compile": self.compile_hash_value(),
+            },
+            "labeler": {
+                "model": labeler_name,
+                "checkpoint": Path(self.labeler_checkpoint).name if self.labeler_checkpoint else None,
+            },
         }
 
 
@@ -190,8 +224,9 @@ def parse_shard_range(text: str) -> tuple[int, int]:
             raise ValueError
         a, b = int(start), int(stop)
     except ValueError:
-        raise Cifar5mError(f"--shards {text!r}: write it as A:B (shard positions A..B-1, train shards first), "
-                           "e.g. --shards 0:100") from None
+        raise Cifar5mError(
+            f"--shards {text!r}: write it as A:B (shard positions A..B-1, train shards first), e.g. --shards 0:100"
+        ) from None
     if not 0 <= a < b:
         raise Cifar5mError(f"--shards {text}: need 0 <= A < B")
     return a, b

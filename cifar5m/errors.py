@@ -1,6 +1,5 @@
 """The one exception type for user mistakes in `cifar5m` (bad flags, models, labelers, folders)."""
 
-
 from shards.errors import ToolkitError
 
 

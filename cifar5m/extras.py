@@ -6,6 +6,7 @@
 - `confidence_histogram.png`: the labeler's max probability (from the per-shard histograms).
 - `summary.json`: the same numbers as JSON.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,11 +29,15 @@ def dataset_numbers(manifest: Manifest, stats: list[ShardStats]) -> dict:
     hist = np.sum([s.extra["max_prob_hist"] for s in stats], axis=0) if stats else np.zeros(CONFIDENCE_BINS)
     return {
         "class_names": manifest.class_names,
-        "splits": {name: {"count": split.count, "label_histogram": split.label_histogram}
-                   for name, split in manifest.splits.items()},
+        "splits": {
+            name: {"count": split.count, "label_histogram": split.label_histogram}
+            for name, split in manifest.splits.items()
+        },
         "mean_max_prob": sum(s.extra["max_prob_sum"] for s in stats) / max(samples, 1),
-        "max_prob_histogram": {"bins": np.linspace(0, 1, CONFIDENCE_BINS + 1).round(4).tolist(),
-                               "counts": np.asarray(hist, dtype=int).tolist()},
+        "max_prob_histogram": {
+            "bins": np.linspace(0, 1, CONFIDENCE_BINS + 1).round(4).tolist(),
+            "counts": np.asarray(hist, dtype=int).tolist(),
+        },
     }
 
 
@@ -59,10 +64,17 @@ def plot_grid(rows: list[list[np.ndarray]], class_names: list[str], path: Path) 
     canvas = np.full((len(rows) * (height + pad), columns * (width + pad), channels), 255, dtype=np.uint8)
     for r, row in enumerate(rows):
         for c, img in enumerate(row):
-            canvas[r * (height + pad):r * (height + pad) + height, c * (width + pad):c * (width + pad) + width] = img
+            canvas[r * (height + pad) : r * (height + pad) + height, c * (width + pad) : c * (width + pad) + width] = (
+                img
+            )
     fig, ax = plt.subplots(figsize=(columns * 0.6 + 1.5, len(rows) * 0.6 + 0.5))
-    ax.imshow(canvas[:, :, 0] if channels == 1 else canvas, cmap="gray" if channels == 1 else None,
-              interpolation="nearest", vmin=0, vmax=255)
+    ax.imshow(
+        canvas[:, :, 0] if channels == 1 else canvas,
+        cmap="gray" if channels == 1 else None,
+        interpolation="nearest",
+        vmin=0,
+        vmax=255,
+    )
     ax.set_yticks([r * (height + pad) + height / 2 for r in range(len(rows))], class_names)
     ax.set_xticks([])
     ax.set_title("samples per class (labeler's argmax)")

@@ -8,6 +8,7 @@ it runs the same in this process, on local worker processes, in a Ray actor (cif
 Slurm array job (`--shards A:B`), and a retried or resumed shard comes out byte-identical. Image `index` of a split gets the seed
 `shards.derive_seed(seed, split, index)`; its noise follows from that seed alone (noise.py).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 # makes in-process, --workers and Ray runs byte-identical. 1 because the local-process runner gives
 # each core its own process (cifar5m/runners/processes.py says why that is faster on a shared machine).
 CPU_THREADS = 1
+
 
 class Counter(Protocol):
     """What a shard maker reports images to (a worker process forwards them to its parent)."""
@@ -70,9 +72,17 @@ class RunPlan:
         return config
 
     def writer(self) -> DatasetWriter:
-        return DatasetWriter(self.cfg.out_dir, self.dataset_config(), list(self.class_names), self.cfg.splits(),
-                             self.cfg.samples_per_shard, image_ext="png", card=self.card(),
-                             overwrite=self.cfg.overwrite, min_shards=self.cfg.min_shards)
+        return DatasetWriter(
+            self.cfg.out_dir,
+            self.dataset_config(),
+            list(self.class_names),
+            self.cfg.splits(),
+            self.cfg.samples_per_shard,
+            image_ext="png",
+            card=self.card(),
+            overwrite=self.cfg.overwrite,
+            min_shards=self.cfg.min_shards,
+        )
 
     def card(self):
         cfg = self.cfg
@@ -81,23 +91,30 @@ class RunPlan:
             "its split), `probs` (the labeler's probability per class, rounded to fp16 precision), "
             "`max_prob`; `cls` is the argmax.",
             f"Labeler accuracy measured before generating: {describe_accuracy(self.labeler_accuracy)}.",
-            f"Labeler accuracy recorded with the labeler: {self.labeler.accuracy_note}." if self.labeler.accuracy_note
+            f"Labeler accuracy recorded with the labeler: {self.labeler.accuracy_note}."
+            if self.labeler.accuracy_note
             else "Labeler accuracy: not recorded with the labeler; measure it (--labeler-eval) before relying on it.",
         ]
         if self.pipeline.source == DEFAULT_MODEL:
-            notes.append(f"`{DEFAULT_MODEL}` holds the non-EMA DDPM weights (FID ~12.4 against ~3.2 for the "
-                         "EMA weights at 1000 steps); CIFAR-5m itself came from the original DDPM release.")
-        notes.append(f"Licences of the inputs the images and labels derive from (check both before redistributing): "
-                     f"generator {model_license(self.pipeline.source, self.pipeline.path)}; labeler "
-                     f"{model_license(*_labeler_location(self.labeler.spec))}.")
+            notes.append(
+                f"`{DEFAULT_MODEL}` holds the non-EMA DDPM weights (FID ~12.4 against ~3.2 for the "
+                "EMA weights at 1000 steps); CIFAR-5m itself came from the original DDPM release."
+            )
+        notes.append(
+            f"Licences of the inputs the images and labels derive from (check both before redistributing): "
+            f"generator {model_license(self.pipeline.source, self.pipeline.path)}; labeler "
+            f"{model_license(*_labeler_location(self.labeler.spec))}."
+        )
         cifar = tuple(self.class_names) == CIFAR10_CLASSES
         return CardInfo(
             pretty_name="CIFAR-5m-like synthetic images" if cifar else "Synthetic labelled images",
-            description=(f"Unconditional samples of the diffusion model `{self.pipeline.name}` "
-                         f"({_weights_note(self.pipeline.weights)}; {cfg.sampler}, {cfg.steps} steps, {self.dtype}, "
-                         f"seed {cfg.seed}), each labelled by the classifier `{self.labeler.name}` "
-                         f"({_weights_note(self.labeler.weights)}), made as CIFAR-5m was for the Deep "
-                         "Bootstrap paper (Nakkiran et al., ICLR 2021)."),
+            description=(
+                f"Unconditional samples of the diffusion model `{self.pipeline.name}` "
+                f"({_weights_note(self.pipeline.weights)}; {cfg.sampler}, {cfg.steps} steps, {self.dtype}, "
+                f"seed {cfg.seed}), each labelled by the classifier `{self.labeler.name}` "
+                f"({_weights_note(self.labeler.weights)}), made as CIFAR-5m was for the Deep "
+                "Bootstrap paper (Nakkiran et al., ICLR 2021)."
+            ),
             source_datasets=("cifar10",) if cifar else (),
             tags=("deep-bootstrap", "webdataset", "synthetic"),
             notes=tuple(notes),
@@ -109,6 +126,8 @@ def _weights_note(weights) -> str:
     """`revision 1a2b3c4d, files sha256 5e6f7a8b...` : enough to tell which weights made the dataset."""
     revision = f"revision {weights.revision}, " if weights.revision else ""
     return f"{revision}files sha256 {weights.sha256[:16]}"
+
+
 def model_license(source: str, folder: str | None) -> str:
     """A model's licence as its own card declares it: read from a local folder, else its Hub page."""
     if folder and (Path(folder) / "README.md").is_file():
@@ -141,14 +160,27 @@ class ShardMaker:
         cfg = self.cfg = plan.cfg
         self.plan = plan
         self.device = resolve_device(device, Cifar5mError)
-        self.sampler = Sampler(load_unet(plan.pipeline), plan.pipeline.scheduler_config, cfg.sampler, cfg.steps,
-                               self.device, plan.dtype, cfg.compile, cfg.compile_mode)
+        self.sampler = Sampler(
+            load_unet(plan.pipeline),
+            plan.pipeline.scheduler_config,
+            cfg.sampler,
+            cfg.steps,
+            self.device,
+            plan.dtype,
+            cfg.compile,
+            cfg.compile_mode,
+        )
         model = create_labeler_model(plan.labeler, len(plan.class_names))
         check_head(int(model.num_classes), plan.class_names, cfg.labeler)
         self.labeler = Labeler(model, self.device, TORCH_DTYPES[plan.dtype])
         self.writer = writer if writer is not None else plan.writer()
-        log.info("models loaded on %s (%s): images %s, labeler input %s", self.device, plan.dtype,
-                 "x".join(map(str, self.sampler.image_shape)), self.labeler.input_size)
+        log.info(
+            "models loaded on %s (%s): images %s, labeler input %s",
+            self.device,
+            plan.dtype,
+            "x".join(map(str, self.sampler.image_shape)),
+            self.labeler.input_size,
+        )
 
     def make_samples(self, spec, progress: Counter | None = None) -> tuple[list[dict], dict]:
         """The samples of one shard, in index order, and the shard's summary numbers."""
@@ -197,8 +229,11 @@ def sample_dicts(images: np.ndarray, probs: torch.Tensor, seeds: list[int], firs
     classes = probs.argmax(dim=1).tolist()
     rounded = probs.half().float().tolist()  # fp16 precision: 3 significant digits are plenty for a label
     return [
-        {"image": image, "cls": cls,
-         "json": {"seed": seed, "index": first_index + k, "probs": row, "max_prob": max(row)}}
+        {
+            "image": image,
+            "cls": cls,
+            "json": {"seed": seed, "index": first_index + k, "probs": row, "max_prob": max(row)},
+        }
         for k, (image, cls, row, seed) in enumerate(zip(images, classes, rounded, seeds))
     ]
 
@@ -211,8 +246,13 @@ def shard_extra(samples: list[dict], timing: dict, device: str, batch_size: int)
     """
     max_probs = np.array([s["json"]["max_prob"] for s in samples], dtype=np.float64)
     hist = np.histogram(max_probs, bins=CONFIDENCE_BINS, range=(0.0, 1.0))[0]
-    return {"max_prob_sum": float(max_probs.sum()), "max_prob_hist": hist.tolist(), "device": device,
-            "batch_size": batch_size, **{k: round(v, 3) for k, v in timing.items()}}
+    return {
+        "max_prob_sum": float(max_probs.sum()),
+        "max_prob_hist": hist.tolist(),
+        "device": device,
+        "batch_size": batch_size,
+        **{k: round(v, 3) for k, v in timing.items()},
+    }
 
 
 @dataclass
@@ -246,4 +286,3 @@ def run_pending(plan: RunPlan, progress: Progress | None, make_shards) -> RunRes
     result.wall_s = time.perf_counter() - start
     result.manifest = writer.finalize()
     return result
-

@@ -13,6 +13,7 @@ image would cut it. All of this runs batched on the sampling device.
 `read_labeler_info` reads only the config (class names, head size) so a run can be planned and checked
 before any weights load; `Labeler` loads the weights.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,13 +62,16 @@ def read_labeler_info(spec: str, checkpoint: str | None) -> LabelerInfo:
     source, sep, ident = spec.partition(":")
     if sep and source in ("hf-hub", "local-dir"):
         if checkpoint:
-            raise Cifar5mError(f"--labeler-checkpoint {checkpoint}: only for a plain timm name; {spec} "
-                               "carries its own weights")
+            raise Cifar5mError(
+                f"--labeler-checkpoint {checkpoint}: only for a plain timm name; {spec} carries its own weights"
+            )
         if source == "local-dir":
             folder = Path(ident).expanduser().resolve()
             if not (folder / "config.json").is_file():
-                raise Cifar5mError(f"--labeler {spec}: {folder}/config.json not found; a local-dir: labeler is "
-                                   "a folder saved by timm (config.json + model.safetensors)")
+                raise Cifar5mError(
+                    f"--labeler {spec}: {folder}/config.json not found; a local-dir: labeler is "
+                    "a folder saved by timm (config.json + model.safetensors)"
+                )
             spec, config = f"local-dir:{folder}", _read_config(folder / "config.json")
             weights = _weights_identity(folder, folder.name, config, spec)
         else:
@@ -76,19 +80,24 @@ def read_labeler_info(spec: str, checkpoint: str | None) -> LabelerInfo:
             weights = _hub_weights_identity(ident, config_file, config)
         return dataclasses.replace(_info_from_config(spec, None, config), weights=weights)
     if "/" in spec or ":" in spec:
-        raise Cifar5mError(f"--labeler {spec}: write hf-hub:{spec} for a Hub model, local-dir:{spec} for a "
-                           "folder, or a plain timm name with --labeler-checkpoint")
+        raise Cifar5mError(
+            f"--labeler {spec}: write hf-hub:{spec} for a Hub model, local-dir:{spec} for a "
+            "folder, or a plain timm name with --labeler-checkpoint"
+        )
     if not checkpoint:
-        raise Cifar5mError(f"--labeler {spec}: a plain timm name needs --labeler-checkpoint FILE with its "
-                           "10-way weights (or use hf-hub:ORG/NAME / local-dir:/path)")
+        raise Cifar5mError(
+            f"--labeler {spec}: a plain timm name needs --labeler-checkpoint FILE with its "
+            "10-way weights (or use hf-hub:ORG/NAME / local-dir:/path)"
+        )
     if not Path(checkpoint).is_file():
         raise Cifar5mError(f"--labeler-checkpoint {checkpoint}: no such file")
     path = Path(checkpoint).resolve()
     return LabelerInfo(spec, str(path), None, None, None, _identify(path.name, path.parent, [path.name], spec))
 
 
-def _identify(name: str, folder: Path, files: list[str], spec: str, revision: str | None = None,
-              config: dict | None = None) -> InputIdentity:
+def _identify(
+    name: str, folder: Path, files: list[str], spec: str, revision: str | None = None, config: dict | None = None
+) -> InputIdentity:
     try:
         records = [file_record(folder, f) for f in files]
     except ShardsError as exc:
@@ -108,8 +117,10 @@ def _weights_identity(folder: Path, name: str, config: dict, spec: str) -> Input
     """Every checkpoint file timm's local-dir loader may pick (its _EXT_PRIORITY suffixes) and the settings."""
     files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
     if not files:
-        raise Cifar5mError(f"--labeler {spec}: {folder} holds no weights ({', '.join(WEIGHT_SUFFIXES)} file); "
-                           "a local-dir: labeler is a folder saved by timm (config.json + model.safetensors)")
+        raise Cifar5mError(
+            f"--labeler {spec}: {folder} holds no weights ({', '.join(WEIGHT_SUFFIXES)} file); "
+            "a local-dir: labeler is a folder saved by timm (config.json + model.safetensors)"
+        )
     return _identify(f"local-dir:{name}", folder, files, spec, config=config)
 
 
@@ -126,8 +137,10 @@ def _hub_weights_identity(repo_id: str, config_file: Path, config: dict) -> Inpu
         except EntryNotFoundError:
             continue
         except Exception as exc:  # noqa: BLE001 - offline, auth, network: all end the same way
-            raise Cifar5mError(f"--labeler hf-hub:{repo_id}: cannot get its weights {filename} to identify them "
-                               f"({type(exc).__name__}); check the network and re-run") from None
+            raise Cifar5mError(
+                f"--labeler hf-hub:{repo_id}: cannot get its weights {filename} to identify them "
+                f"({type(exc).__name__}); check the network and re-run"
+            ) from None
         return _identify(f"hf-hub:{repo_id}", path.parent, [filename], f"hf-hub:{repo_id}", revision, config)
     raise Cifar5mError(f"--labeler hf-hub:{repo_id}: holds neither model.safetensors nor pytorch_model.bin")
 
@@ -142,20 +155,26 @@ def _hub_config(repo_id: str) -> Path:
         raise Cifar5mError(
             f"--labeler hf-hub:{repo_id}: cannot get it from the Hugging Face Hub ({type(exc).__name__}: "
             f"{reason}). Without network, download it where there is some (`hf download {repo_id} "
-            f"--local-dir DIR`), copy DIR here and pass --labeler local-dir:DIR") from None
+            f"--local-dir DIR`), copy DIR here and pass --labeler local-dir:DIR"
+        ) from None
 
 
 def _read_config(path: Path) -> dict:
-    return read_json_object(path, fix="re-download or re-save the labeler", expected="an object of settings "
-                            "(timm writes one with architecture and num_classes)")
+    return read_json_object(
+        path,
+        fix="re-download or re-save the labeler",
+        expected="an object of settings (timm writes one with architecture and num_classes)",
+    )
 
 
 # What each config.json field read here must hold (timm's and `train finetune`'s), checked before use.
 _FIELD_RULES = {
     "label_names": (lambda v: isinstance(v, list) and all(isinstance(n, str) for n in v), "a list of class names"),
     "num_classes": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "an integer >= 1"),
-    "label_accuracy": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
-                       "a number in [0, 1]"),
+    "label_accuracy": (
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
+        "a number in [0, 1]",
+    ),
     "label_accuracy_on": (lambda v: isinstance(v, str), "a text"),
 }
 
@@ -166,16 +185,20 @@ def _config_field(spec: str, config: dict, pretrained: dict, key: str, default=N
     value = pretrained.get(key, default) if value is None else value
     ok, expected = _FIELD_RULES[key]
     if value is not None and not ok(value):
-        raise Cifar5mError(f"--labeler {spec}: config.json's {key} is {value!r}, not {expected}; fix that field "
-                           "or re-save the labeler (`train finetune` writes it)")
+        raise Cifar5mError(
+            f"--labeler {spec}: config.json's {key} is {value!r}, not {expected}; fix that field "
+            "or re-save the labeler (`train finetune` writes it)"
+        )
     return value
 
 
 def _info_from_config(spec: str, checkpoint: str | None, config: dict) -> LabelerInfo:
     pretrained = config.get("pretrained_cfg", {})
     if not isinstance(pretrained, dict):
-        raise Cifar5mError(f"--labeler {spec}: config.json's pretrained_cfg is {pretrained!r}, not an object of "
-                           "settings; fix that field or re-save the labeler (`train finetune` writes it)")
+        raise Cifar5mError(
+            f"--labeler {spec}: config.json's pretrained_cfg is {pretrained!r}, not an object of "
+            "settings; fix that field or re-save the labeler (`train finetune` writes it)"
+        )
     names = _config_field(spec, config, pretrained, "label_names")
     num_classes = _config_field(spec, config, pretrained, "num_classes")
     accuracy = _config_field(spec, config, pretrained, "label_accuracy")
@@ -193,7 +216,8 @@ def check_head(info_or_count, class_names: tuple[str, ...], spec: str) -> None:
         raise Cifar5mError(
             f"--labeler {spec}: its head has {count} outputs but the dataset has {len(class_names)} classes "
             f"({', '.join(class_names)}); use a labeler fine-tuned for these classes or give "
-            f"--class-names with {count} names")
+            f"--class-names with {count} names"
+        )
 
 
 def create_labeler_model(info: LabelerInfo, num_classes: int):
@@ -202,13 +226,18 @@ def create_labeler_model(info: LabelerInfo, num_classes: int):
 
     try:
         if info.checkpoint:
-            model = timm.create_model(info.spec, pretrained=False, num_classes=num_classes,
-                                      checkpoint_path=info.checkpoint)
+            model = timm.create_model(
+                info.spec, pretrained=False, num_classes=num_classes, checkpoint_path=info.checkpoint
+            )
         else:
             model = timm.create_model(info.spec, pretrained=True)
     except Exception as exc:  # noqa: BLE001 - timm raises RuntimeError/OSError/KeyError for bad models
-        hint = ("check the name against timm.list_models() and that the checkpoint holds that architecture "
-                f"with a {num_classes}-way head" if info.checkpoint else "check the folder or Hub id")
+        hint = (
+            "check the name against timm.list_models() and that the checkpoint holds that architecture "
+            f"with a {num_classes}-way head"
+            if info.checkpoint
+            else "check the folder or Hub id"
+        )
         raise Cifar5mError(f"--labeler {info.spec}: cannot load ({type(exc).__name__}: {exc}); {hint}") from None
     return model.eval().requires_grad_(False)
 
@@ -241,8 +270,13 @@ class Labeler:
         if tuple(x.shape[2:]) != self.input_size:
             smooth = self.interpolation != "nearest"
             downscale = x.shape[2] > self.input_size[0]
-            x = F.interpolate(x, size=self.input_size, mode=self.interpolation,
-                              align_corners=False if smooth else None, antialias=smooth and downscale)
+            x = F.interpolate(
+                x,
+                size=self.input_size,
+                mode=self.interpolation,
+                align_corners=False if smooth else None,
+                antialias=smooth and downscale,
+            )
         return (x - self.mean) / self.std
 
     @torch.inference_mode()

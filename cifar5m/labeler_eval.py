@@ -10,6 +10,7 @@ is measured here, recorded in the dataset's config (so in manifest.json) and its
 folder for the same labeler and evaluation set instead of measuring again, so float noise between
 devices can never change the dataset's config hash mid-build.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,9 +44,14 @@ class LabelerAccuracy:
 
     def record(self) -> dict:
         """What goes into the dataset config (JSON; rounded so the record reads cleanly)."""
-        return {"accuracy": round(self.accuracy, 5), "dataset": self.dataset, "split": self.split,
-                "dataset_hash": self.dataset_hash, "samples": self.samples,
-                "per_class": [round(a, 5) for a in self.per_class]}
+        return {
+            "accuracy": round(self.accuracy, 5),
+            "dataset": self.dataset,
+            "split": self.split,
+            "dataset_hash": self.dataset_hash,
+            "samples": self.samples,
+            "per_class": [round(a, 5) for a in self.per_class],
+        }
 
 
 def describe(record: dict | str) -> str:
@@ -60,19 +66,24 @@ def eval_split(dataset: str, class_names: tuple[str, ...]) -> tuple[Path, str, M
     root = resolve_dataset(dataset)
     manifest = load_manifest(root)
     if tuple(manifest.class_names) != tuple(class_names):
-        raise Cifar5mError(f"--labeler-eval {dataset}: its classes ({', '.join(manifest.class_names)}) differ from "
-                           f"the dataset's ({', '.join(class_names)}); evaluate on a set with the same classes "
-                           "in the same order")
+        raise Cifar5mError(
+            f"--labeler-eval {dataset}: its classes ({', '.join(manifest.class_names)}) differ from "
+            f"the dataset's ({', '.join(class_names)}); evaluate on a set with the same classes "
+            "in the same order"
+        )
     splits = list(manifest.splits)
     split = "test" if "test" in splits else (splits[0] if len(splits) == 1 else None)
     if split is None:
-        raise Cifar5mError(f"--labeler-eval {dataset}: no 'test' split (has {', '.join(splits)}); give a dataset "
-                           "whose held-out split is called test")
+        raise Cifar5mError(
+            f"--labeler-eval {dataset}: no 'test' split (has {', '.join(splits)}); give a dataset "
+            "whose held-out split is called test"
+        )
     return root, split, manifest
 
 
-def measure_accuracy(labeler, dataset: str, class_names: tuple[str, ...], batch_size: int = 256,
-                     progress=None) -> LabelerAccuracy:
+def measure_accuracy(
+    labeler, dataset: str, class_names: tuple[str, ...], batch_size: int = 256, progress=None
+) -> LabelerAccuracy:
     """Label every image of the evaluation split (as stored, uint8) and compare with its `cls`."""
     import torch  # heavy: the labeler runs on torch anyway
 
@@ -102,8 +113,14 @@ def measure_accuracy(labeler, dataset: str, class_names: tuple[str, ...], batch_
     if not total.sum():
         raise Cifar5mError(f"--labeler-eval {dataset}: split {split} is empty; give a labelled test set")
     per_class = tuple(float(c / t) if t else float("nan") for c, t in zip(correct, total))
-    return LabelerAccuracy(dataset_name(dataset), split, manifest.data_sha256()[:16], int(total.sum()),
-                           float(correct.sum() / total.sum()), per_class)
+    return LabelerAccuracy(
+        dataset_name(dataset),
+        split,
+        manifest.data_sha256()[:16],
+        int(total.sum()),
+        float(correct.sum() / total.sum()),
+        per_class,
+    )
 
 
 def dataset_name(dataset: str) -> str:
@@ -117,16 +134,22 @@ def recorded_accuracy(out_dir: str, labeler_weights: InputIdentity, dataset: str
     labeler = config.get("labeler", {})
     record = labeler.get("accuracy")
     weights = labeler.get("weights")
-    if (isinstance(weights, dict) and weights.get("sha256") == labeler_weights.sha256 and isinstance(record, dict)
-            and record.get("dataset") == dataset_name(dataset)):
+    if (
+        isinstance(weights, dict)
+        and weights.get("sha256") == labeler_weights.sha256
+        and isinstance(record, dict)
+        and record.get("dataset") == dataset_name(dataset)
+    ):
         return record
     return None
 
 
 def check_minimum(record: dict, minimum: float | None, labeler_spec: str) -> None:
     if minimum is not None and record["accuracy"] < minimum:
-        raise Cifar5mError(f"--labeler {labeler_spec}: {describe(record)}, below --min-labeler-accuracy "
-                           f"{minimum:.2%}; fine-tune it further or choose a better labeler")
+        raise Cifar5mError(
+            f"--labeler {labeler_spec}: {describe(record)}, below --min-labeler-accuracy "
+            f"{minimum:.2%}; fine-tune it further or choose a better labeler"
+        )
 
 
 def measured_plan(plan, device: str, progress=None):

@@ -15,6 +15,7 @@ small next to one UNet evaluation, and exact: int64 arithmetic whose products st
 same bits on CPU and GPU, so an image depends on nothing but its seed (erfinv may differ in the last
 float bit between devices). u takes 2^24 values, so |z| <= 5.4: tails beyond 5.4 sigma (p ~ 7e-8) are cut.
 """
+
 from __future__ import annotations
 
 import math

@@ -15,6 +15,7 @@ member's offset when it is stored uncompressed (as the release is), which gives 
 and lets worker processes write shards in parallel; otherwise out of the decompressing zip stream. Y is
 small (8 MB) and read whole up front, so the label range is checked before anything is written.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,8 +87,10 @@ def open_part(path: str | os.PathLike, num_classes: int = len(CIFAR10_CLASSES)) 
     with zipfile.ZipFile(path) as zf:
         names = sorted(zf.namelist())
         if not {"X.npy", "Y.npy"} <= set(names):
-            raise Cifar5mError(f"{path}: holds arrays {', '.join(n.removesuffix('.npy') for n in names) or 'none'}; "
-                               "a CIFAR-5m part holds X (images) and Y (labels)")
+            raise Cifar5mError(
+                f"{path}: holds arrays {', '.join(n.removesuffix('.npy') for n in names) or 'none'}; "
+                "a CIFAR-5m part holds X (images) and Y (labels)"
+            )
         with zf.open("X.npy") as f:
             shape, fortran, dtype = _npy_header(f, f"{path}:X")
             header = f.tell()
@@ -100,17 +103,23 @@ def open_part(path: str | os.PathLike, num_classes: int = len(CIFAR10_CLASSES)) 
             try:
                 labels = np.lib.format.read_array(f, allow_pickle=False)
             except ValueError as exc:  # numpy: "EOF: reading array data, expected N bytes got M"
-                raise Cifar5mError(f"{path}: Y's header says {y_shape[0]:,} labels but the file holds fewer ({exc}); "
-                                   "the file is damaged: download it again") from exc
+                raise Cifar5mError(
+                    f"{path}: Y's header says {y_shape[0]:,} labels but the file holds fewer ({exc}); "
+                    "the file is damaged: download it again"
+                ) from exc
     if dtype != np.uint8 or fortran or tuple(shape[1:]) != IMAGE_SHAPE:
-        raise Cifar5mError(f"{path}: X is {dtype} {shape}{' (Fortran order)' if fortran else ''}; must be "
-                           f"uint8 (N, {', '.join(map(str, IMAGE_SHAPE))}) in C order")
+        raise Cifar5mError(
+            f"{path}: X is {dtype} {shape}{' (Fortran order)' if fortran else ''}; must be "
+            f"uint8 (N, {', '.join(map(str, IMAGE_SHAPE))}) in C order"
+        )
     if shape[0] != len(labels):
         raise Cifar5mError(f"{path}: X has {shape[0]:,} rows but Y has {len(labels):,}; the file is damaged")
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if len(bad):
-        raise Cifar5mError(f"{path}: Y[{bad[0]}] = {labels[bad[0]]}, labels must be in [0, {num_classes}) "
-                           f"({len(bad):,} rows are not); is this a CIFAR-5m part?")
+        raise Cifar5mError(
+            f"{path}: Y[{bad[0]}] = {labels[bad[0]]}, labels must be in [0, {num_classes}) "
+            f"({len(bad):,} rows are not); is this a CIFAR-5m part?"
+        )
     offset = _member_data_offset(path, x_info) + header if x_info.compress_type == zipfile.ZIP_STORED else None
     return NpzPart(path, labels, header, offset)
 
@@ -140,16 +149,20 @@ def iter_rows(part: NpzPart, start: int, stop: int, chunk_rows: int = CHUNK_ROWS
             count = min(chunk_rows, stop - first)
             data = f.read(count * row_bytes)
             if len(data) != count * row_bytes:
-                raise Cifar5mError(f"{part.path}: X ends at row {first + len(data) // row_bytes:,}, header says "
-                                   f"{part.rows:,}; the file is truncated, download it again")
+                raise Cifar5mError(
+                    f"{part.path}: X ends at row {first + len(data) // row_bytes:,}, header says "
+                    f"{part.rows:,}; the file is truncated, download it again"
+                )
             yield np.frombuffer(data, np.uint8).reshape(count, *IMAGE_SHAPE)
 
 
 def split_layout(parts: list[NpzPart], test_rows: int | None) -> dict[str, list[tuple[int, int, int]]]:
     """split -> segments (part position, start row, stop row): all but the last part train, the last test."""
     if len(parts) < 2:
-        raise Cifar5mError(f"got {len(parts)} part file: give at least two (every part but the last is train, "
-                           "the last one is the test part), e.g. part0.npz ... part5.npz")
+        raise Cifar5mError(
+            f"got {len(parts)} part file: give at least two (every part but the last is train, "
+            "the last one is the test part), e.g. part0.npz ... part5.npz"
+        )
     if test_rows is not None and test_rows < 0:
         raise Cifar5mError(f"--test-rows={test_rows}: must be >= 0 (or use --full-test)")
     last = parts[-1]
@@ -197,28 +210,52 @@ def parts_identity(parts: list[NpzPart]) -> dict:
     return identity_of("parts", ordered).to_dict()
 
 
-def import_npz(paths: list[str], out_dir: str, test_rows: int | None = PAPER_TEST_ROWS,
-               samples_per_shard: int = SAMPLES_PER_SHARD, overwrite: bool = False, workers: int = 1,
-               progress=None, min_shards: int = MIN_SHARDS):
+def import_npz(
+    paths: list[str],
+    out_dir: str,
+    test_rows: int | None = PAPER_TEST_ROWS,
+    samples_per_shard: int = SAMPLES_PER_SHARD,
+    overwrite: bool = False,
+    workers: int = 1,
+    progress=None,
+    min_shards: int = MIN_SHARDS,
+):
     """Write the parts into a dataset of ours (resumable; shards written by `workers` processes, the same
     bytes for any count); return the manifest."""
     parts = [open_part(p) for p in paths]
-    counts = {split: sum(stop - start for _, start, stop in segs)
-              for split, segs in split_layout(parts, test_rows).items()}
-    config = {"kind": "cifar5m-npz", "test_rows": test_rows, "y_dtype": str(parts[0].labels.dtype),
-              "parts": [{"file": p.path.name, "rows": p.rows} for p in parts], "part_files": parts_identity(parts)}
-    card = CardInfo(pretty_name="CIFAR-5m (released npz)", source_datasets=("cifar5m",),
-                    description="The released CIFAR-5m (Nakkiran et al., ICLR 2021; github.com/preetum/cifar5m): "
-                                "DDPM samples labelled by a fine-tuned BiT-M-R152x2. `json.part`/`json.row` give "
-                                "each image's place in the part files.", tags=("deep-bootstrap", "webdataset",
-                                                                                "synthetic"))
-    writer = DatasetWriter(out_dir, config, list(CIFAR10_CLASSES), counts, samples_per_shard, card=card, min_shards=min_shards,
-                           overwrite=overwrite)
+    counts = {
+        split: sum(stop - start for _, start, stop in segs) for split, segs in split_layout(parts, test_rows).items()
+    }
+    config = {
+        "kind": "cifar5m-npz",
+        "test_rows": test_rows,
+        "y_dtype": str(parts[0].labels.dtype),
+        "parts": [{"file": p.path.name, "rows": p.rows} for p in parts],
+        "part_files": parts_identity(parts),
+    }
+    card = CardInfo(
+        pretty_name="CIFAR-5m (released npz)",
+        source_datasets=("cifar5m",),
+        description="The released CIFAR-5m (Nakkiran et al., ICLR 2021; github.com/preetum/cifar5m): "
+        "DDPM samples labelled by a fine-tuned BiT-M-R152x2. `json.part`/`json.row` give "
+        "each image's place in the part files.",
+        tags=("deep-bootstrap", "webdataset", "synthetic"),
+    )
+    writer = DatasetWriter(
+        out_dir,
+        config,
+        list(CIFAR10_CLASSES),
+        counts,
+        samples_per_shard,
+        card=card,
+        min_shards=min_shards,
+        overwrite=overwrite,
+    )
     writer.prepare()
     task = functools.partial(_write_shard, writer, tuple(str(p) for p in paths), test_rows)
     with ExitStack() as stack:
         pool = stack.enter_context(ProcessPoolExecutor(workers)) if workers > 1 else None
-        for done in (pool.map(task, writer.pending()) if pool else map(task, writer.pending())):
+        for done in pool.map(task, writer.pending()) if pool else map(task, writer.pending()):
             if progress:
                 progress.update(done)
     return writer.finalize()
@@ -241,8 +278,11 @@ def export_layout(manifest, part_rows: int | None) -> list[tuple[str, int]]:
 
 def write_npz_part(path: Path, images: Iterator[np.ndarray], labels: np.ndarray, y_dtype: str) -> None:
     """Write part `path` (X streamed row by row, Y whole) through a temporary file, then rename it."""
-    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
-              "shape": (len(labels), *IMAGE_SHAPE)}
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+        "fortran_order": False,
+        "shape": (len(labels), *IMAGE_SHAPE),
+    }
     with atomic_target(path) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             with zf.open(zipfile.ZipInfo("X.npy", ZIP_TIME), "w", force_zip64=True) as f:
@@ -254,8 +294,9 @@ def write_npz_part(path: Path, images: Iterator[np.ndarray], labels: np.ndarray,
                 np.lib.format.write_array(f, labels.astype(y_dtype), allow_pickle=False)
 
 
-def export_npz(dataset: str, out_dir: str, part_rows: int | None = None, overwrite: bool = False,
-               progress=None) -> list[Path]:
+def export_npz(
+    dataset: str, out_dir: str, part_rows: int | None = None, overwrite: bool = False, progress=None
+) -> list[Path]:
     """Write a dataset of ours as CIFAR-5m parts `part{k}.npz` in `out_dir`; return their paths."""
     if part_rows is not None and part_rows < 1:
         raise Cifar5mError(f"--part-rows={part_rows}: must be >= 1")
@@ -264,8 +305,10 @@ def export_npz(dataset: str, out_dir: str, part_rows: int | None = None, overwri
     if manifest.image_shape != list(IMAGE_SHAPE):
         raise Cifar5mError(f"{dataset}: images are {manifest.image_shape}, CIFAR-5m parts hold 32x32x3")
     if "train" not in manifest.splits:  # the parts' layout: train parts, then the test split in the last
-        raise Cifar5mError(f"{dataset}: no train split (splits: {', '.join(manifest.splits)}); CIFAR-5m parts "
-                           "hold the train split, then the test split in the last part")
+        raise Cifar5mError(
+            f"{dataset}: no train split (splits: {', '.join(manifest.splits)}); CIFAR-5m parts "
+            "hold the train split, then the test split in the last part"
+        )
     layout = export_layout(manifest, part_rows)
     out = Path(out_dir)
     paths = [out / f"part{k}.npz" for k in range(len(layout))]
@@ -299,10 +342,21 @@ def _cmd_import(args) -> int:
     if args.workers < 1:
         raise Cifar5mError(f"--workers={args.workers}: must be >= 1")
     with tqdm(total=total, unit="img", desc="import-npz", dynamic_ncols=True) as bar:
-        manifest = import_npz(args.parts, args.out, test_rows, args.samples_per_shard, overwrite=args.overwrite,
-                              workers=args.workers, progress=bar, min_shards=args.min_shards)
-    print(f"complete: {args.out}/manifest.json, " + ", ".join(f"{s} {i.count:,}" for s, i in manifest.splits.items())
-          + f"; check it with `python -m shards verify {args.out}`")
+        manifest = import_npz(
+            args.parts,
+            args.out,
+            test_rows,
+            args.samples_per_shard,
+            overwrite=args.overwrite,
+            workers=args.workers,
+            progress=bar,
+            min_shards=args.min_shards,
+        )
+    print(
+        f"complete: {args.out}/manifest.json, "
+        + ", ".join(f"{s} {i.count:,}" for s, i in manifest.splits.items())
+        + f"; check it with `python -m shards verify {args.out}`"
+    )
     return 0
 
 
@@ -310,8 +364,9 @@ def _cmd_export(args) -> int:
     from tqdm import tqdm
 
     manifest = load_manifest(args.dataset)
-    with tqdm(total=sum(i.count for i in manifest.splits.values()), unit="img", desc="export-npz",
-              dynamic_ncols=True) as bar:
+    with tqdm(
+        total=sum(i.count for i in manifest.splits.values()), unit="img", desc="export-npz", dynamic_ncols=True
+    ) as bar:
         paths = export_npz(args.dataset, args.out, args.part_rows, overwrite=args.overwrite, progress=bar)
     print(f"wrote {len(paths)} parts: " + ", ".join(str(p) for p in paths))
     return 0
@@ -319,23 +374,38 @@ def _cmd_export(args) -> int:
 
 def register(sub) -> None:
     """Add `import-npz` and `export-npz` to the `python -m cifar5m` subcommands."""
-    p = sub.add_parser("import-npz", help="the released CIFAR-5m part{0..5}.npz -> our shards",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "import-npz",
+        help="the released CIFAR-5m part{0..5}.npz -> our shards",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("parts", nargs="+", help="part files in order: every one but the last is train, the last is test")
     add_out(p, "output dataset folder (created; resumed if it holds this import)")
-    p.add_argument("--test-rows", type=int, default=PAPER_TEST_ROWS,
-                   help=f"test = the first N rows of the last part (default {PAPER_TEST_ROWS:,}, as in the paper)")
+    p.add_argument(
+        "--test-rows",
+        type=int,
+        default=PAPER_TEST_ROWS,
+        help=f"test = the first N rows of the last part (default {PAPER_TEST_ROWS:,}, as in the paper)",
+    )
     p.add_argument("--full-test", action="store_true", help="test = all of the last part")
     add_samples_per_shard(p, SAMPLES_PER_SHARD)
     add_min_shards_flag(p)
-    add_workers(p, min(8, os.cpu_count() or 1), "processes writing shards (PNG encoding is the cost; min(8, CPUs)); "
-                "same bytes for any count")
+    add_workers(
+        p,
+        min(8, os.cpu_count() or 1),
+        "processes writing shards (PNG encoding is the cost; min(8, CPUs)); same bytes for any count",
+    )
     add_overwrite(p, "a dataset of another config in --out")
     p.set_defaults(func=_cmd_import)
     p = sub.add_parser("export-npz", help="a dataset of ours -> CIFAR-5m-style part{k}.npz files")
     p.add_argument("dataset", help="dataset folder with 32x32x3 images")
     add_out(p, "folder for part0.npz, part1.npz, ...")
-    p.add_argument("--part-rows", type=int, help=f"train rows per part (default: the imported parts' sizes, else "
-                   f"{PART_ROWS:,}); the test split is the last part")
+    p.add_argument(
+        "--part-rows",
+        type=int,
+        help=f"train rows per part (default: the imported parts' sizes, else "
+        f"{PART_ROWS:,}); the test split is the last part",
+    )
     add_overwrite(p, "existing part files in --out")
     p.set_defaults(func=_cmd_export)

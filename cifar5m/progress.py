@@ -6,6 +6,7 @@ A tqdm bar over images while the runner works, then the summary: what this run w
 state, class balance, labeler confidence, and either where the manifest is or how to finish; failed
 shards end as one Cifar5mError (the run is resumable, so re-running retries them).
 """
+
 from __future__ import annotations
 
 import time
@@ -45,17 +46,20 @@ def run_with_bar(plan, runner) -> None:
         bar.close()
     print_summary(plan, result)
     if result.failed:
-        raise Cifar5mError(f"{len(result.failed)} shards failed (first: {result.failed[0]}); "
-                           "re-run the same command to retry them")
+        raise Cifar5mError(
+            f"{len(result.failed)} shards failed (first: {result.failed[0]}); re-run the same command to retry them"
+        )
 
 
 def print_summary(plan, result) -> None:
     cfg, writer = plan.cfg, plan.writer()
     stats = writer.committed_stats()
     rate = result.images_written / result.wall_s if result.wall_s > 0 else 0.0
-    print(f"this run: {len(result.written)} shards, {result.images_written:,} images in "
-          f"{time.strftime('%H:%M:%S', time.gmtime(result.wall_s))} ({rate:,.1f} images/s); "
-          f"{result.planned_shards - result.pending_shards} shards were already complete")
+    print(
+        f"this run: {len(result.written)} shards, {result.images_written:,} images in "
+        f"{time.strftime('%H:%M:%S', time.gmtime(result.wall_s))} ({rate:,.1f} images/s); "
+        f"{result.planned_shards - result.pending_shards} shards were already complete"
+    )
     for failure in result.failed[:10]:
         print(f"FAILED {failure}")
     done = sum(s.samples for s in stats)
@@ -66,15 +70,21 @@ def print_summary(plan, result) -> None:
     if done:
         print(f"mean labeler confidence (max prob): {sum(s.extra['max_prob_sum'] for s in stats) / done:.3f}")
     if result.manifest is None:
-        print(f"manifest.json not written yet: {result.planned_shards - len(stats)} shards missing; run the same "
-              "command without --shards (or wait for the other jobs) to finish")
+        print(
+            f"manifest.json not written yet: {result.planned_shards - len(stats)} shards missing; run the same "
+            "command without --shards (or wait for the other jobs) to finish"
+        )
         return
     extras = write_extras(cfg.out_dir, result.manifest, stats)
     foreign = writer.foreign_files()
     if foreign:  # not ours to delete, and `shards verify` fails on them: say so instead of "complete"
         listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise Cifar5mError(f"{cfg.out_dir}/manifest.json written, but data/ also holds {len(foreign)} file(s) "
-                           f"that are not this dataset's shards ({listed}); `python -m shards verify` flags them: "
-                           "move them out of data/")
-    print(f"complete: {cfg.out_dir}/manifest.json written, pictures in {extras}; "
-          f"check it with `python -m shards verify {cfg.out_dir}`")
+        raise Cifar5mError(
+            f"{cfg.out_dir}/manifest.json written, but data/ also holds {len(foreign)} file(s) "
+            f"that are not this dataset's shards ({listed}); `python -m shards verify` flags them: "
+            "move them out of data/"
+        )
+    print(
+        f"complete: {cfg.out_dir}/manifest.json written, pictures in {extras}; "
+        f"check it with `python -m shards verify {cfg.out_dir}`"
+    )

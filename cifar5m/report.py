@@ -14,6 +14,7 @@ KID functions are used on the features as they are. Install it with `pip install
 FID depends on the sample count (biased upwards for few samples): compare FIDs only at equal `--samples`;
 the paper-comparable figure uses 50,000.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,25 +79,30 @@ def inception_extractor(weights: str | None, device: str = "cpu", batch_size: in
     try:
         from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
     except ImportError:
-        raise Cifar5mError("FID/KID need torch-fidelity: pip install 'deep-bootstrap-data[report]' "
-                           "(or pass --no-fid)") from None
+        raise Cifar5mError(
+            "FID/KID need torch-fidelity: pip install 'deep-bootstrap-data[report]' (or pass --no-fid)"
+        ) from None
     cached = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
     path = Path(weights) if weights else cached
     if not path.is_file():
-        raise Cifar5mError(f"Inception weights not found at {path}: download {URL_INCEPTION_V3} there (the "
-                           f"torch hub cache), or anywhere and pass --inception-weights FILE; or use --no-fid")
+        raise Cifar5mError(
+            f"Inception weights not found at {path}: download {URL_INCEPTION_V3} there (the "
+            f"torch hub cache), or anywhere and pass --inception-weights FILE; or use --no-fid"
+        )
     try:
         model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path))
     except Exception as exc:  # a damaged or wrong file: torch raises several types
-        raise Cifar5mError(f"{path}: not torch-fidelity's Inception weights ({type(exc).__name__}: {exc}); "
-                           f"download {URL_INCEPTION_V3} again") from exc
+        raise Cifar5mError(
+            f"{path}: not torch-fidelity's Inception weights ({type(exc).__name__}: {exc}); "
+            f"download {URL_INCEPTION_V3} again"
+        ) from exc
     model = model.to(device)
 
     def extract(images: np.ndarray) -> np.ndarray:
         out = []
         with torch.inference_mode():
             for first in range(0, len(images), batch_size):
-                batch = torch.from_numpy(images[first:first + batch_size]).permute(0, 3, 1, 2).contiguous()
+                batch = torch.from_numpy(images[first : first + batch_size]).permute(0, 3, 1, 2).contiguous()
                 out.append(model(batch.to(device))[0].double().cpu().numpy())
         return np.concatenate(out)
 
@@ -118,9 +124,12 @@ def kernel_distance(features_1: np.ndarray, features_2: np.ndarray, subset: int 
     from torch_fidelity.metric_kid import kid_features_to_metric
 
     size = min(subset, len(features_1), len(features_2))
-    out = kid_features_to_metric(torch.from_numpy(np.asarray(features_1, np.float64)),
-                                 torch.from_numpy(np.asarray(features_2, np.float64)),
-                                 kid_subset_size=size, verbose=False)
+    out = kid_features_to_metric(
+        torch.from_numpy(np.asarray(features_1, np.float64)),
+        torch.from_numpy(np.asarray(features_2, np.float64)),
+        kid_subset_size=size,
+        verbose=False,
+    )
     return float(out["kernel_inception_distance_mean"]), float(out["kernel_inception_distance_std"])
 
 
@@ -129,8 +138,8 @@ def nearest_neighbours(queries: np.ndarray, reference: np.ndarray, k: int = NEIG
     q = queries.reshape(len(queries), -1).astype(np.float64)
     best = []
     for first in range(0, len(reference), 8192):
-        r = reference[first:first + 8192].reshape(-1, q.shape[1]).astype(np.float64)
-        dist = (q ** 2).sum(1)[:, None] + (r ** 2).sum(1)[None] - 2 * q @ r.T
+        r = reference[first : first + 8192].reshape(-1, q.shape[1]).astype(np.float64)
+        dist = (q**2).sum(1)[:, None] + (r**2).sum(1)[None] - 2 * q @ r.T
         best.append((dist, np.arange(first, first + len(r))))
     dist = np.concatenate([d for d, _ in best], axis=1)
     index = np.concatenate([i for _, i in best])
@@ -140,8 +149,10 @@ def nearest_neighbours(queries: np.ndarray, reference: np.ndarray, k: int = NEIG
 def confidence_per_class(sample: SplitSample, num_classes: int) -> list[float | None]:
     if sample.max_prob is None:
         return [None] * num_classes
-    return [float(sample.max_prob[sample.labels == c].mean()) if (sample.labels == c).any() else None
-            for c in range(num_classes)]
+    return [
+        float(sample.max_prob[sample.labels == c].mean()) if (sample.labels == c).any() else None
+        for c in range(num_classes)
+    ]
 
 
 def plot_confidence(values: list[float | None], class_names: list[str], path: Path) -> None:
@@ -186,19 +197,19 @@ def quality_numbers(generated: SplitSample, reference: SplitSample, extractor: F
 def render_markdown(numbers: dict) -> str:
     fid = "not measured (--no-fid)" if numbers["fid"] is None else f"{numbers['fid']:.2f}"
     kid = "not measured" if numbers["kid_mean"] is None else f"{numbers['kid_mean']:.5f} ± {numbers['kid_std']:.5f}"
-    rows = "\n".join(f"| {name} | {count:,} | {count / max(numbers['total'], 1):.1%} | "
-                     f"{'-' if conf is None else f'{conf:.3f}'} |"
-                     for name, count, conf in zip(numbers["class_names"], numbers["class_counts"],
-                                                  numbers["confidence_per_class"]))
-    return f"""# Quality report: {numbers['dataset']}
+    rows = "\n".join(
+        f"| {name} | {count:,} | {count / max(numbers['total'], 1):.1%} | {'-' if conf is None else f'{conf:.3f}'} |"
+        for name, count, conf in zip(numbers["class_names"], numbers["class_counts"], numbers["confidence_per_class"])
+    )
+    return f"""# Quality report: {numbers["dataset"]}
 
-Generated: split `{numbers['split']}`, first {numbers['samples']:,} images. Reference: `{numbers['reference']}`
-split `{numbers['reference_split']}`, first {numbers['reference_samples']:,} images.
+Generated: split `{numbers["split"]}`, first {numbers["samples"]:,} images. Reference: `{numbers["reference"]}`
+split `{numbers["reference_split"]}`, first {numbers["reference_samples"]:,} images.
 
 | metric | value |
 |---|---|
-| FID (torch-fidelity, TF-compatible Inception, {numbers['samples']:,} vs {numbers['reference_samples']:,}) | {fid} |
-| KID (subsets of {min(KID_SUBSET, numbers['samples'], numbers['reference_samples'])}) | {kid} |
+| FID (torch-fidelity, TF-compatible Inception, {numbers["samples"]:,} vs {numbers["reference_samples"]:,}) | {fid} |
+| KID (subsets of {min(KID_SUBSET, numbers["samples"], numbers["reference_samples"])}) | {kid} |
 
 FID grows as the sample count shrinks: compare only at equal counts (the DDPM paper: 3.17 at 50,000 vs
 CIFAR-10 train, EMA weights, 1000 steps).
@@ -219,8 +230,14 @@ CIFAR-10 train, EMA weights, 1000 steps).
 """
 
 
-def write_report(dataset: str, reference: str, samples: int = 10_000, split: str | None = None,
-                 reference_split: str | None = None, extractor: FeatureExtractor | None = None) -> Path:
+def write_report(
+    dataset: str,
+    reference: str,
+    samples: int = 10_000,
+    split: str | None = None,
+    reference_split: str | None = None,
+    extractor: FeatureExtractor | None = None,
+) -> Path:
     """Write report.md, report.json and the PNGs into `<dataset>/extras/`; return report.md's path."""
     import matplotlib
 
@@ -229,23 +246,36 @@ def write_report(dataset: str, reference: str, samples: int = 10_000, split: str
     generated, manifest, split = read_split(str(root), split, samples)
     real, _, reference_split = read_split(reference, reference_split or "train", samples)
     if generated.images.shape[1:] != real.images.shape[1:]:
-        raise Cifar5mError(f"{dataset} images are {generated.images.shape[1:]}, {reference}'s are "
-                           f"{real.images.shape[1:]}: compare datasets of the same image size")
+        raise Cifar5mError(
+            f"{dataset} images are {generated.images.shape[1:]}, {reference}'s are "
+            f"{real.images.shape[1:]}: compare datasets of the same image size"
+        )
     counts = np.sum([s.label_histogram for s in manifest.splits.values()], axis=0).tolist()
-    numbers = {"dataset": str(dataset), "split": split, "samples": len(generated.images),
-               "reference": str(reference), "reference_split": reference_split,
-               "reference_samples": len(real.images), "class_names": manifest.class_names,
-               "class_counts": counts, "total": int(sum(counts)),
-               "confidence_per_class": confidence_per_class(generated, len(manifest.class_names)),
-               **quality_numbers(generated, real, extractor)}
+    numbers = {
+        "dataset": str(dataset),
+        "split": split,
+        "samples": len(generated.images),
+        "reference": str(reference),
+        "reference_split": reference_split,
+        "reference_samples": len(real.images),
+        "class_names": manifest.class_names,
+        "class_counts": counts,
+        "total": int(sum(counts)),
+        "confidence_per_class": confidence_per_class(generated, len(manifest.class_names)),
+        **quality_numbers(generated, real, extractor),
+    }
     out = root / "extras"
     out.mkdir(exist_ok=True)
     queries = generated.images[:NEIGHBOUR_QUERIES]
     plot_neighbours(queries, real.images, nearest_neighbours(queries, real.images), out / "nearest_neighbours.png")
     plot_grid(collect_grid(root, manifest), manifest.class_names, out / "sample_grid.png")
-    plot_classes({"class_names": manifest.class_names, "splits": {
-        s: {"count": i.count, "label_histogram": i.label_histogram} for s, i in manifest.splits.items()}},
-        out / "class_balance.png")
+    plot_classes(
+        {
+            "class_names": manifest.class_names,
+            "splits": {s: {"count": i.count, "label_histogram": i.label_histogram} for s, i in manifest.splits.items()},
+        },
+        out / "class_balance.png",
+    )
     plot_confidence(numbers["confidence_per_class"], manifest.class_names, out / "confidence_per_class.png")
     write_text_atomic(out / "report.json", json.dumps(numbers, indent=1) + "\n")
     write_text_atomic(out / "report.md", render_markdown(numbers))
@@ -255,8 +285,11 @@ def write_report(dataset: str, reference: str, samples: int = 10_000, split: str
 def _cmd_report(args) -> int:
     if args.samples < 2:
         raise Cifar5mError(f"--samples={args.samples}: must be >= 2 (FID needs a covariance)")
-    extractor = None if args.no_fid else inception_extractor(args.inception_weights,
-                                                             str(resolve_device(args.device, Cifar5mError)))
+    extractor = (
+        None
+        if args.no_fid
+        else inception_extractor(args.inception_weights, str(resolve_device(args.device, Cifar5mError)))
+    )
     path = write_report(args.dir, args.reference, args.samples, args.split, args.reference_split, extractor)
     numbers = json.loads((path.parent / "report.json").read_text())
     fid = "not measured" if numbers["fid"] is None else f"{numbers['fid']:.2f}"
@@ -266,15 +299,24 @@ def _cmd_report(args) -> int:
 
 def register(sub) -> None:
     """Add `report` to the `python -m cifar5m` subcommands."""
-    p = sub.add_parser("report", help="quality report: class balance, confidence, samples, neighbours, FID, KID",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "report",
+        help="quality report: class balance, confidence, samples, neighbours, FID, KID",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("dir", help="generated dataset folder (the report goes to DIR/extras/)")
     p.add_argument("--reference", required=True, help="real dataset of ours to compare with, e.g. out/cifar10")
     p.add_argument("--split", help="generated split (default train)")
     p.add_argument("--reference-split", help="reference split (default train: FIDs vs CIFAR-10 train are standard)")
-    p.add_argument("--samples", type=int, default=10_000, help="images per side (default %(default)s; papers use 50,000)")
-    p.add_argument("--inception-weights", metavar="FILE", help=f"torch-fidelity's {INCEPTION_FILE} (default: "
-                   "the torch hub cache, where torch-fidelity downloads it)")
+    p.add_argument(
+        "--samples", type=int, default=10_000, help="images per side (default %(default)s; papers use 50,000)"
+    )
+    p.add_argument(
+        "--inception-weights",
+        metavar="FILE",
+        help=f"torch-fidelity's {INCEPTION_FILE} (default: the torch hub cache, where torch-fidelity downloads it)",
+    )
     p.add_argument("--no-fid", action="store_true", help="skip FID/KID (no Inception weights needed)")
     add_device(p)
     p.set_defaults(func=_cmd_report)

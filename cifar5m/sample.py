@@ -16,6 +16,7 @@ with bf16 + compile, 1.04x in plain fp32 (the loop itself costs nothing extra).
 (pytorch.org/docs/stable/generated/torch.compile.html), "max-autotune" also searches kernels; both are
 measured by bench/gpu_sampler.py --compile-modes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -53,8 +54,9 @@ def make_scheduler(scheduler_config: dict, sampler: str, steps: int, device: tor
     return scheduler
 
 
-def ddpm_step(scheduler, model_output: torch.Tensor, t: int, sample: torch.Tensor,
-              noise: torch.Tensor | None) -> torch.Tensor:
+def ddpm_step(
+    scheduler, model_output: torch.Tensor, t: int, sample: torch.Tensor, noise: torch.Tensor | None
+) -> torch.Tensor:
     """x_t -> x_{t-1}: Ho et al. 2020 eq. 7 posterior mean plus sigma_t * noise (eq. 6, sigma_t^2 = beta_t
     for fixed_large, the posterior variance for fixed_small). The same arithmetic as diffusers'
     DDPMScheduler.step, with the noise given instead of drawn. `noise` is ignored at t = 0."""
@@ -67,16 +69,16 @@ def ddpm_step(scheduler, model_output: torch.Tensor, t: int, sample: torch.Tenso
     current_beta_t = 1 - current_alpha_t
     # 1. predicted x_0 (eq. 15)
     if cfg.prediction_type == "epsilon":
-        x0 = (sample - beta_prod_t ** 0.5 * model_output) / alpha_prod_t ** 0.5
+        x0 = (sample - beta_prod_t**0.5 * model_output) / alpha_prod_t**0.5
     elif cfg.prediction_type == "sample":
         x0 = model_output
     else:  # v_prediction
-        x0 = alpha_prod_t ** 0.5 * sample - beta_prod_t ** 0.5 * model_output
+        x0 = alpha_prod_t**0.5 * sample - beta_prod_t**0.5 * model_output
     if cfg.clip_sample:
         x0 = x0.clamp(-cfg.clip_sample_range, cfg.clip_sample_range)
     # 2. posterior mean mu_t(x_t, x_0) (eq. 7)
-    x0_coeff = (alpha_prod_t_prev ** 0.5 * current_beta_t) / beta_prod_t
-    xt_coeff = current_alpha_t ** 0.5 * beta_prod_t_prev / beta_prod_t
+    x0_coeff = (alpha_prod_t_prev**0.5 * current_beta_t) / beta_prod_t
+    xt_coeff = current_alpha_t**0.5 * beta_prod_t_prev / beta_prod_t
     prev = x0_coeff * x0 + xt_coeff * sample
     if t == 0:
         return prev
@@ -85,7 +87,7 @@ def ddpm_step(scheduler, model_output: torch.Tensor, t: int, sample: torch.Tenso
         variance = current_beta_t
     else:
         variance = torch.clamp(beta_prod_t_prev / beta_prod_t * current_beta_t, min=1e-20)
-    return prev + variance ** 0.5 * noise
+    return prev + variance**0.5 * noise
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -97,8 +99,17 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 class Sampler:
     """Holds the UNet on its device and turns a list of image seeds into uint8 images."""
 
-    def __init__(self, unet, scheduler_config: dict, sampler: str, steps: int, device: str | torch.device,
-                 dtype: str = "fp32", compile: bool = False, compile_mode: str = "default"):
+    def __init__(
+        self,
+        unet,
+        scheduler_config: dict,
+        sampler: str,
+        steps: int,
+        device: str | torch.device,
+        dtype: str = "fp32",
+        compile: bool = False,
+        compile_mode: str = "default",
+    ):
         self.device = torch.device(device)
         self.sampler, self.steps = sampler, steps
         self.scheduler_config = dict(scheduler_config)

@@ -1,4 +1,5 @@
 """`python -m demo run|train-models|real-digits|quality`: see demo/cli.py."""
+
 import sys
 
 from demo.cli import main

@@ -1,4 +1,5 @@
 """DemoConfig: every setting of `python -m demo run`, with its checks."""
+
 from __future__ import annotations
 
 import os
@@ -80,12 +81,21 @@ class DemoConfig:
     threads: int = 1
 
     def validate(self) -> DemoConfig:
-        for flag, value, low in [("--train", self.train, 1), ("--test", self.test, 1),
-                                 ("--shard-size", self.samples_per_shard, 1), ("--gen-steps", self.gen_steps, 1),
-                                 ("--gen-batch-size", self.gen_batch_size, 1), ("--n", self.n, 1),
-                                 ("--steps", self.steps, 1), ("--batch-size", self.batch_size, 1),
-                                 ("--width", self.width, 1), ("--seeds", self.seeds, 1), ("--pack", self.pack, 1),
-                                 ("--workers", self.cpu_workers, 1), ("--threads", self.threads, 1)]:
+        for flag, value, low in [
+            ("--train", self.train, 1),
+            ("--test", self.test, 1),
+            ("--shard-size", self.samples_per_shard, 1),
+            ("--gen-steps", self.gen_steps, 1),
+            ("--gen-batch-size", self.gen_batch_size, 1),
+            ("--n", self.n, 1),
+            ("--steps", self.steps, 1),
+            ("--batch-size", self.batch_size, 1),
+            ("--width", self.width, 1),
+            ("--seeds", self.seeds, 1),
+            ("--pack", self.pack, 1),
+            ("--workers", self.cpu_workers, 1),
+            ("--threads", self.threads, 1),
+        ]:
             if value < low:
                 raise DemoError(f"{flag}={value}: must be >= {low}")
         if not 0 <= self.min_confidence < 1:
@@ -95,8 +105,9 @@ class DemoConfig:
         except TrainError as exc:
             raise DemoError(str(exc)) from exc
         if self.n > self.train:
-            raise DemoError(f"--n={self.n:,}: larger than the synthetic train pool (--train={self.train:,}); "
-                            "choose n <= --train")
+            raise DemoError(
+                f"--n={self.n:,}: larger than the synthetic train pool (--train={self.train:,}); choose n <= --train"
+            )
         try:  # checked before generation, not minutes later when the bootstrap starts
             parse_eval_schedule(self.eval_schedule, self.steps)
         except TrainError as exc:
@@ -107,7 +118,8 @@ class DemoConfig:
             raise DemoError(
                 f"--steps={self.steps:,} x --batch-size={self.batch_size} = {self.steps * self.batch_size:,} "
                 f"draws > --train={self.train:,}: the Ideal World would reuse samples; lower --steps or "
-                f"--batch-size, or raise --train to at least {self.steps * self.batch_size:,}")
+                f"--batch-size, or raise --train to at least {self.steps * self.batch_size:,}"
+            )
         return self
 
     @property
@@ -141,9 +153,22 @@ class DiffusionConfig:
 
 # The demo labeler's trainer settings (train finetune's RunConfig fields).
 LABELER_PRESET: dict[str, Any] = dict(
-    model="timm:test_resnet", image_size=32, optimizer="adamw", lr=3e-3, weight_decay=0.05, batch_size=64,
-    steps=1200, warmup_steps=360, schedule="cosine", aug="crop", crop_padding=1, precision="fp32",
-    eval_schedule="every:200", eval_train_samples=2_000, data_path="memory", num_workers=0,
+    model="timm:test_resnet",
+    image_size=32,
+    optimizer="adamw",
+    lr=3e-3,
+    weight_decay=0.05,
+    batch_size=64,
+    steps=1200,
+    warmup_steps=360,
+    schedule="cosine",
+    aug="crop",
+    crop_padding=1,
+    precision="fp32",
+    eval_schedule="every:200",
+    eval_train_samples=2_000,
+    data_path="memory",
+    num_workers=0,
 )
 
 DDPM_DIR = "digits-ddpm"
@@ -169,9 +194,14 @@ class DemoModelsConfig:
     threads: int = 1
 
     def validate(self) -> None:
-        checks = [("--diffusion-steps", self.diffusion.steps), ("--diffusion-batch-size", self.diffusion.batch_size),
-                  ("--labeler-steps", self.labeler_steps), ("--quality-samples", self.quality_samples),
-                  ("--quality-steps", self.quality_steps), ("--threads", self.threads)]
+        checks = [
+            ("--diffusion-steps", self.diffusion.steps),
+            ("--diffusion-batch-size", self.diffusion.batch_size),
+            ("--labeler-steps", self.labeler_steps),
+            ("--quality-samples", self.quality_samples),
+            ("--quality-steps", self.quality_steps),
+            ("--threads", self.threads),
+        ]
         for flag, value in checks:
             if value < 1:
                 raise DemoError(f"{flag}={value}: must be >= 1")

@@ -82,8 +82,12 @@ def load_digits_split(seed: int = DEFAULT_SPLIT_SEED) -> DigitsSplit:
     train, holdout = split_indices(labels, seed)
     return DigitsSplit(
         seed=seed,
-        train_images=images[train], train_labels=labels[train], train_indices=train,
-        holdout_images=images[holdout], holdout_labels=labels[holdout], holdout_indices=holdout,
+        train_images=images[train],
+        train_labels=labels[train],
+        train_indices=train,
+        holdout_images=images[holdout],
+        holdout_labels=labels[holdout],
+        holdout_indices=holdout,
     )
 
 
@@ -99,8 +103,9 @@ def _real_samples(images: np.ndarray, labels: np.ndarray, indices: np.ndarray, f
         yield {"image": images[i], "cls": int(labels[i]), "json": meta}
 
 
-def write_real_digits(out_dir: str | Path, seed: int = DEFAULT_SPLIT_SEED,
-                      samples_per_shard: int = 500, overwrite: bool = False):
+def write_real_digits(
+    out_dir: str | Path, seed: int = DEFAULT_SPLIT_SEED, samples_per_shard: int = 500, overwrite: bool = False
+):
     """Write the real split as a shards dataset: `train` = the 70% train part, `test` = the holdout.
 
     The trainer reads `test` with `--extra-test` to measure models trained on synthetic digits against
@@ -111,12 +116,22 @@ def write_real_digits(out_dir: str | Path, seed: int = DEFAULT_SPLIT_SEED,
         "train": (split.train_images, split.train_labels, split.train_indices),
         "test": (split.holdout_images, split.holdout_labels, split.holdout_indices),
     }
-    config = {"kind": "real-digits", "source": SOURCE, "split_seed": seed,
-              "train_fraction": TRAIN_FRACTION, "samples_per_shard": samples_per_shard}
+    config = {
+        "kind": "real-digits",
+        "source": SOURCE,
+        "split_seed": seed,
+        "train_fraction": TRAIN_FRACTION,
+        "samples_per_shard": samples_per_shard,
+    }
     writer = DatasetWriter(
-        out_dir, config=config, class_names=CLASS_NAMES,
+        out_dir,
+        config=config,
+        class_names=CLASS_NAMES,
         splits={name: len(part[1]) for name, part in parts.items()},
-        samples_per_shard=samples_per_shard, image_ext="png", card=_real_card(seed), overwrite=overwrite,
+        samples_per_shard=samples_per_shard,
+        image_ext="png",
+        card=_real_card(seed),
+        overwrite=overwrite,
         min_shards=MIN_SHARDS,
     )
     writer.prepare()

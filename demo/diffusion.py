@@ -24,9 +24,13 @@ def build_unet(block_out_channels: tuple[int, ...] = (32, 64)):
 
     depth = len(block_out_channels)
     return UNet2DModel(
-        sample_size=8, in_channels=1, out_channels=1,
-        block_out_channels=tuple(block_out_channels), layers_per_block=1,
-        down_block_types=("DownBlock2D",) * depth, up_block_types=("UpBlock2D",) * depth,
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D",) * depth,
+        up_block_types=("UpBlock2D",) * depth,
         norm_num_groups=min(32, block_out_channels[0]),
     )
 
@@ -39,8 +43,14 @@ def build_scheduler():
     """
     from diffusers import DDPMScheduler  # heavy: loaded only when this is used
 
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                         variance_type="fixed_small", clip_sample=True)
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="linear",
+        beta_start=1e-4,
+        beta_end=0.02,
+        variance_type="fixed_small",
+        clip_sample=True,
+    )
 
 
 def images_to_model_space(images: np.ndarray) -> torch.Tensor:
@@ -105,8 +115,7 @@ def load_pipeline(model_dir: str | Path):
 
 
 @torch.no_grad()
-def sample_digits(unet, scheduler, count: int, steps: int = 20, seed: int = 0,
-                  batch_size: int = 500) -> np.ndarray:
+def sample_digits(unet, scheduler, count: int, steps: int = 20, seed: int = 0, batch_size: int = 500) -> np.ndarray:
     """Sample `count` digits with DPM-Solver++ (`steps` steps) and quantise them to uint8 NHWC.
 
     Used to measure the model's quality; the dataset generator has its own sampler with per-image seeds.

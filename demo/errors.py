@@ -1,4 +1,5 @@
 """The one exception type for user mistakes in `demo` (bad settings, model folders, output folders)."""
+
 from shards.errors import ToolkitError
 
 

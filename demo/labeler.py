@@ -13,6 +13,7 @@ where the data is held and how often and on how many train digits it evaluates, 
         --optimizer adamw --lr 0.003 --weight-decay 0.05 --batch-size 64 --steps 1200 --warmup-steps 360 \
         --aug crop --crop-padding 1 --precision fp32 --device cpu --out out/digits-labeler
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,14 +34,16 @@ from train import RunConfig
 # about them. Measured with 1 CPU thread of the shared 2-core machine: 800 steps gave 99.63% on the 539
 # held-out real digits (2 errors, 46 s); 1,200 steps 99.81% (1 error, 44-66 s), the shipped model
 # (`python -m demo train-models --out demo/models --only labeler --overwrite`; its metrics.json).
-def labeler_run_config(data: str | Path, out_dir: str | Path, steps: int = LABELER_PRESET["steps"],
-                       seed: int = 0, device: str = "cpu") -> RunConfig:
+def labeler_run_config(
+    data: str | Path, out_dir: str | Path, steps: int = LABELER_PRESET["steps"], seed: int = 0, device: str = "cpu"
+) -> RunConfig:
     """The trainer's config for the demo labeler on a real-digits dataset (demo.data.write_real_digits).
 
     The warm-up stays 30% of the steps; train error is scored on every train digit (1,258 <= 2,000)."""
     preset = {**LABELER_PRESET, "steps": steps, "warmup_steps": int(0.3 * steps)}
-    return RunConfig(data=str(data), out_dir=str(out_dir), seed=seed, device=device, checkpoint_every_steps=steps,
-                     **preset)
+    return RunConfig(
+        data=str(data), out_dir=str(out_dir), seed=seed, device=device, checkpoint_every_steps=steps, **preset
+    )
 
 
 def load_labeler(model_dir: str | Path, device: str = "cpu") -> Labeler:
@@ -51,6 +54,8 @@ def load_labeler(model_dir: str | Path, device: str = "cpu") -> Labeler:
 
 def predict_proba(labeler: Labeler, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Class probabilities (N, classes) float32 for uint8 NHWC images."""
-    out = [labeler(torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size]))).cpu()
-           for i in range(0, len(images), batch_size)]
+    out = [
+        labeler(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size]))).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(out).numpy().astype(np.float32)

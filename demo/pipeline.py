@@ -25,6 +25,7 @@ The trainer settings are fixed defaults chosen for speed and so that the Ideal W
 sample; seeds, test size, label filter and evaluation steps were chosen so that the verdict resolves
 (demo/config.py), not to make the gap small, and the report states it as it comes out.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -95,8 +96,13 @@ def run_demo(cfg: DemoConfig) -> dict:
     cfg.validate()
     threads_before = torch.get_num_threads()
     stages = Stages(total=6 if cfg.min_confidence else 5)
-    log.info("demo into %s (%d generation workers on CPU, %d torch threads here); settings: %s", cfg.out,
-             cfg.cpu_workers, cfg.threads, json.dumps(dataclasses.asdict(cfg)))
+    log.info(
+        "demo into %s (%d generation workers on CPU, %d torch threads here); settings: %s",
+        cfg.out,
+        cfg.cpu_workers,
+        cfg.threads,
+        json.dumps(dataclasses.asdict(cfg)),
+    )
     try:
         torch.set_num_threads(cfg.threads)
         with stages.stage("models"):
@@ -115,9 +121,14 @@ def run_demo(cfg: DemoConfig) -> dict:
             headline, power = run_bootstrap(cfg, pool_dir, real_dir, quality)
     finally:
         torch.set_num_threads(threads_before)
-    result = {"headline": headline, "power": power, "quality": quality, "models": models["recorded"],
-              "stages": [{"name": n, "wall_s": round(s, 1)} for n, s in stages.times],
-              "total_s": round(stages.elapsed(), 1)}
+    result = {
+        "headline": headline,
+        "power": power,
+        "quality": quality,
+        "models": models["recorded"],
+        "stages": [{"name": n, "wall_s": round(s, 1)} for n, s in stages.times],
+        "total_s": round(stages.elapsed(), 1),
+    }
     write_json_atomic(cfg.out / "demo.json", result)
     print(format_summary(cfg, result))
     return result
@@ -125,23 +136,34 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 def resolve_models(cfg: DemoConfig) -> dict:
     """The model folders to use: cfg.models_dir if both are there, else both trained into <out>/models."""
+
     def complete(folder: Path) -> bool:
         return (folder / DDPM_DIR / "model_index.json").is_file() and (folder / LABELER_DIR / "config.json").is_file()
 
     folder = Path(cfg.models_dir)
     if not complete(folder):
         trained = cfg.out / "models"
-        log.warning("demo models not found in %s (%s/ and %s/)%s", folder, DDPM_DIR, LABELER_DIR,
-                    f"; using the ones an earlier run trained in {trained}" if complete(trained) else
-                    f": training them into {trained} first, ~10 minutes on 2 CPU cores (`make demo-models` "
-                    "writes them where the demo looks)")
+        log.warning(
+            "demo models not found in %s (%s/ and %s/)%s",
+            folder,
+            DDPM_DIR,
+            LABELER_DIR,
+            f"; using the ones an earlier run trained in {trained}"
+            if complete(trained)
+            else f": training them into {trained} first, ~10 minutes on 2 CPU cores (`make demo-models` "
+            "writes them where the demo looks)",
+        )
         folder = trained
         if not complete(folder):
             # Their trainers' batches are small too: 1 thread (see DemoModelsConfig.threads).
             train_models(folder, DemoModelsConfig(split_seed=cfg.split_seed), overwrite=True)
     ddpm, labeler = folder / DDPM_DIR, folder / LABELER_DIR
-    recorded = {"ddpm": read_json(ddpm / "metrics.json", {}), "labeler": read_json(labeler / "metrics.json", {}),
-                "ddpm_training": _training_brief(ddpm), "labeler_training": _training_brief(labeler)}
+    recorded = {
+        "ddpm": read_json(ddpm / "metrics.json", {}),
+        "labeler": read_json(labeler / "metrics.json", {}),
+        "ddpm_training": _training_brief(ddpm),
+        "labeler_training": _training_brief(labeler),
+    }
     _check_split(cfg, ddpm, labeler)
     log.info("models from %s: %s", folder, _recorded_text(recorded))
     return {"ddpm": ddpm, "labeler": labeler, "recorded": recorded}
@@ -151,18 +173,25 @@ def _recorded_text(recorded: dict) -> str:
     """What the model folders say about themselves (metrics.json, training.json), or that they say nothing."""
     ddpm, training = recorded["ddpm"], recorded["ddpm_training"]
     accuracy = recorded["labeler"].get("holdout_accuracy")
-    size = f"{training['parameters']:,} parameters, {training['steps']} training steps; " if training["parameters"] else ""
-    return (f"labeler accuracy on the real holdout {pct(accuracy) if accuracy is not None else 'not recorded'}; "
-            f"diffusion model {size}classifier trained on its samples vs on real digits (real holdout accuracy): "
-            f"{rows_text(ddpm.get('synthetic_vs_real', {})) if ddpm else 'not recorded'}")
+    size = (
+        f"{training['parameters']:,} parameters, {training['steps']} training steps; " if training["parameters"] else ""
+    )
+    return (
+        f"labeler accuracy on the real holdout {pct(accuracy) if accuracy is not None else 'not recorded'}; "
+        f"diffusion model {size}classifier trained on its samples vs on real digits (real holdout accuracy): "
+        f"{rows_text(ddpm.get('synthetic_vs_real', {})) if ddpm else 'not recorded'}"
+    )
 
 
 def _training_brief(model_dir: Path) -> dict:
     training = read_json(model_dir / "training.json", {})
-    return {"steps": training.get("config", {}).get("steps"),
-            "epochs": training.get("epochs", training.get("config", {}).get("epochs")),
-            "parameters": training.get("parameters"), "wall_s": training.get("wall_s"),
-            "split_seed": training.get("data", {}).get("split_seed")}
+    return {
+        "steps": training.get("config", {}).get("steps"),
+        "epochs": training.get("epochs", training.get("config", {}).get("epochs")),
+        "parameters": training.get("parameters"),
+        "wall_s": training.get("wall_s"),
+        "split_seed": training.get("data", {}).get("split_seed"),
+    }
 
 
 def _check_split(cfg: DemoConfig, *model_dirs: Path) -> None:
@@ -170,16 +199,19 @@ def _check_split(cfg: DemoConfig, *model_dirs: Path) -> None:
     for model_dir in model_dirs:
         seed = _training_brief(model_dir)["split_seed"]
         if seed is not None and seed != cfg.split_seed:
-            raise DemoError(f"{model_dir}: trained on the real split of seed {seed}, the demo uses "
-                            f"--split-seed {cfg.split_seed}; pass --split-seed {seed} so its holdout stays unseen")
+            raise DemoError(
+                f"{model_dir}: trained on the real split of seed {seed}, the demo uses "
+                f"--split-seed {cfg.split_seed}; pass --split-seed {seed} so its holdout stays unseen"
+            )
 
 
 def write_real(cfg: DemoConfig) -> Path:
     out = cfg.out / "real-digits"
     images, labels = load_all_digits()
     source = hashlib.sha256(images.tobytes() + labels.astype("<i8").tobytes()).hexdigest()
-    claim_stage(cfg.out, StageKey("real-digits", {"split_seed": cfg.split_seed}, {"digits": source}), out,
-                cfg.overwrite)
+    claim_stage(
+        cfg.out, StageKey("real-digits", {"split_seed": cfg.split_seed}, {"digits": source}), out, cfg.overwrite
+    )
     manifest = write_real_digits(out, cfg.split_seed, samples_per_shard=500, overwrite=cfg.overwrite)
     log.info("real digits in %s: %s", out, {name: s.count for name, s in manifest.splits.items()})
     return out
@@ -191,21 +223,51 @@ def generate_synthetic(cfg: DemoConfig, models: dict) -> Path:
     way (one process per core on CPU; the worker count decides no byte)."""
     out = cfg.out / "synthetic"
     workers = cfg.cpu_workers if resolve_device(cfg.device).type == "cpu" else 1
-    gen = GenerateConfig(out_dir=str(out), labeler=f"local-dir:{models['labeler']}", class_names=tuple(CLASS_NAMES),
-                         model=str(models["ddpm"]), sampler="dpmpp", steps=cfg.gen_steps, train=cfg.train,
-                         test=cfg.test, samples_per_shard=cfg.samples_per_shard, seed=cfg.seed,
-                         batch_size=cfg.gen_batch_size, device=cfg.device, workers=workers,
-                         overwrite=cfg.overwrite).validate()
+    gen = GenerateConfig(
+        out_dir=str(out),
+        labeler=f"local-dir:{models['labeler']}",
+        class_names=tuple(CLASS_NAMES),
+        model=str(models["ddpm"]),
+        sampler="dpmpp",
+        steps=cfg.gen_steps,
+        train=cfg.train,
+        test=cfg.test,
+        samples_per_shard=cfg.samples_per_shard,
+        seed=cfg.seed,
+        batch_size=cfg.gen_batch_size,
+        device=cfg.device,
+        workers=workers,
+        overwrite=cfg.overwrite,
+    ).validate()
     # What decides the bytes; the weights are inputs by content, not by path.
-    settings = {k: v for k, v in dataclasses.asdict(gen).items()
-                if k not in ("out_dir", "labeler", "model", "overwrite", "dry_run", "workers", "ray", "ray_address")}
-    claim_stage(cfg.out, StageKey("synthetic", settings, {"ddpm": model_sha256(models["ddpm"]),
-                                                          "labeler": model_sha256(models["labeler"])}),
-                out, cfg.overwrite)
-    log.info("same as: python -m cifar5m generate --model %s --labeler %s --class-names %s --sampler dpmpp "
-             "--steps %d --train %d --test %d --shard-size %d --seed %d --batch-size %d --workers %d --out %s",
-             gen.model, gen.labeler, ",".join(CLASS_NAMES), gen.steps, gen.train, gen.test, gen.samples_per_shard,
-             gen.seed, gen.batch_size, workers, out)
+    settings = {
+        k: v
+        for k, v in dataclasses.asdict(gen).items()
+        if k not in ("out_dir", "labeler", "model", "overwrite", "dry_run", "workers", "ray", "ray_address")
+    }
+    claim_stage(
+        cfg.out,
+        StageKey(
+            "synthetic", settings, {"ddpm": model_sha256(models["ddpm"]), "labeler": model_sha256(models["labeler"])}
+        ),
+        out,
+        cfg.overwrite,
+    )
+    log.info(
+        "same as: python -m cifar5m generate --model %s --labeler %s --class-names %s --sampler dpmpp "
+        "--steps %d --train %d --test %d --shard-size %d --seed %d --batch-size %d --workers %d --out %s",
+        gen.model,
+        gen.labeler,
+        ",".join(CLASS_NAMES),
+        gen.steps,
+        gen.train,
+        gen.test,
+        gen.samples_per_shard,
+        gen.seed,
+        gen.batch_size,
+        workers,
+        out,
+    )
     plan = plan_generation(gen)
     run_with_bar(plan, lambda bar: run_plan(plan, bar))
     return out
@@ -216,16 +278,26 @@ def confident_pool(cfg: DemoConfig, synthetic_dir: Path) -> Path:
     checked to still hold the Ideal World's draws and the Real World's n."""
     out = cfg.out / "confident"
     source = dataset_sha256(synthetic_dir)
-    claim_stage(cfg.out, StageKey("confident", {"min_confidence": cfg.min_confidence,
-                                                "samples_per_shard": cfg.samples_per_shard}, {"synthetic": source}),
-                out, cfg.overwrite)
-    manifest = write_confident_subset(synthetic_dir, out, cfg.min_confidence, source, cfg.samples_per_shard,
-                                      overwrite=cfg.overwrite)
+    claim_stage(
+        cfg.out,
+        StageKey(
+            "confident",
+            {"min_confidence": cfg.min_confidence, "samples_per_shard": cfg.samples_per_shard},
+            {"synthetic": source},
+        ),
+        out,
+        cfg.overwrite,
+    )
+    manifest = write_confident_subset(
+        synthetic_dir, out, cfg.min_confidence, source, cfg.samples_per_shard, overwrite=cfg.overwrite
+    )
     kept = manifest.splits["train"].count
     if kept < max(cfg.steps * cfg.batch_size, cfg.n):
-        raise DemoError(f"{out}: {kept:,} of the {cfg.train:,} synthetic train digits have labeler top probability "
-                        f">= {cfg.min_confidence}, fewer than the {max(cfg.steps * cfg.batch_size, cfg.n):,} the "
-                        "bootstrap draws; raise --train or lower --min-confidence")
+        raise DemoError(
+            f"{out}: {kept:,} of the {cfg.train:,} synthetic train digits have labeler top probability "
+            f">= {cfg.min_confidence}, fewer than the {max(cfg.steps * cfg.batch_size, cfg.n):,} the "
+            "bootstrap draws; raise --train or lower --min-confidence"
+        )
     log.info("confident digits in %s: %s", out, manifest.config["kept_fraction"])
     return out
 
@@ -234,13 +306,17 @@ def measure_quality(cfg: DemoConfig, models: dict, synthetic_dir: Path, pool_dir
     """Labeler accuracy on the real holdout (through the generator's labelling path) and the
     synthetic-vs-real classifier check on the train split of the pool the worlds train on."""
     path = cfg.out / "quality.json"
-    quality = {"labeler_holdout": labeler_holdout_accuracy(models["labeler"], cfg.split_seed),
-               "synthetic_vs_real": generator_quality(pool_dir, "train", cfg.split_seed, cfg.quality_sizes,
-                                                      seed=cfg.seed),
-               "synthetic_labels": _label_summary(synthetic_dir, pool_dir)}
+    quality = {
+        "labeler_holdout": labeler_holdout_accuracy(models["labeler"], cfg.split_seed),
+        "synthetic_vs_real": generator_quality(pool_dir, "train", cfg.split_seed, cfg.quality_sizes, seed=cfg.seed),
+        "synthetic_labels": _label_summary(synthetic_dir, pool_dir),
+    }
     write_json_atomic(path, quality)
-    log.info("labeler on the real holdout: %s; synthetic->real vs real->real: %s",
-             pct(quality["labeler_holdout"]["accuracy"]), rows_text(quality["synthetic_vs_real"]))
+    log.info(
+        "labeler on the real holdout: %s; synthetic->real vs real->real: %s",
+        pct(quality["labeler_holdout"]["accuracy"]),
+        rows_text(quality["synthetic_vs_real"]),
+    )
     return quality
 
 
@@ -249,8 +325,12 @@ def labeler_holdout_accuracy(labeler_dir: Path, split_seed: int) -> dict:
     split = load_digits_split(split_seed)
     probs = predict_proba(load_labeler(labeler_dir), split.holdout_images)
     correct = probs.argmax(axis=1) == split.holdout_labels
-    return {"accuracy": float(correct.mean()), "count": int(len(correct)), "errors": int((~correct).sum()),
-            "mean_confidence": float(probs.max(axis=1).mean())}
+    return {
+        "accuracy": float(correct.mean()),
+        "count": int(len(correct)),
+        "errors": int((~correct).sum()),
+        "mean_confidence": float(probs.max(axis=1).mean()),
+    }
 
 
 def _label_summary(synthetic_dir: Path, pool_dir: Path) -> dict:
@@ -261,9 +341,13 @@ def _label_summary(synthetic_dir: Path, pool_dir: Path) -> dict:
     pool = load_manifest(pool_dir)
     hist = extras.get("max_prob_histogram") or {"bins": [], "counts": []}
     unsure = sum(c for c, low in zip(hist["counts"], hist["bins"]) if low < UNSURE_BELOW)
-    return {"mean_confidence": extras.get("mean_max_prob"), "train_histogram": pool.splits["train"].label_histogram,
-            "unsure_fraction": unsure / sum(hist["counts"]) if sum(hist["counts"]) else None,
-            "min_confidence": pool.config.get("min_confidence"), "kept_fraction": pool.config.get("kept_fraction")}
+    return {
+        "mean_confidence": extras.get("mean_max_prob"),
+        "train_histogram": pool.splits["train"].label_histogram,
+        "unsure_fraction": unsure / sum(hist["counts"]) if sum(hist["counts"]) else None,
+        "min_confidence": pool.config.get("min_confidence"),
+        "kept_fraction": pool.config.get("kept_fraction"),
+    }
 
 
 def run_bootstrap(cfg: DemoConfig, synthetic_dir: Path, real_dir: Path, quality: dict) -> tuple[dict, str]:
@@ -271,22 +355,43 @@ def run_bootstrap(cfg: DemoConfig, synthetic_dir: Path, real_dir: Path, quality:
     the demo's sections (generator, limits, power) go in the report. Returns its headline and the power."""
     exp = cfg.out / "bootstrap"
     run_cfg = RunConfig(
-        data=str(synthetic_dir), n=cfg.n, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-        warmup_steps=cfg.warmup_steps, optimizer="sgd", momentum=cfg.momentum, schedule="cosine",
-        model=cfg.model, width=cfg.width, seed=cfg.seed, device=cfg.device, out_dir=str(exp),
-        eval_schedule=cfg.eval_schedule, eval_train_samples=min(cfg.n, EVAL_TRAIN_SAMPLES),
-        extra_test=(f"{REAL_TEST_NAME}={real_dir}",), num_workers=0, data_path="memory",
-        checkpoint_every_steps=max(1, cfg.steps // 4), precision="fp32",
+        data=str(synthetic_dir),
+        n=cfg.n,
+        steps=cfg.steps,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        warmup_steps=cfg.warmup_steps,
+        optimizer="sgd",
+        momentum=cfg.momentum,
+        schedule="cosine",
+        model=cfg.model,
+        width=cfg.width,
+        seed=cfg.seed,
+        device=cfg.device,
+        out_dir=str(exp),
+        eval_schedule=cfg.eval_schedule,
+        eval_train_samples=min(cfg.n, EVAL_TRAIN_SAMPLES),
+        extra_test=(f"{REAL_TEST_NAME}={real_dir}",),
+        num_workers=0,
+        data_path="memory",
+        checkpoint_every_steps=max(1, cfg.steps // 4),
+        precision="fp32",
     )
     settings = {"run": config_hash(world_configs(run_cfg, exp)[0]), "seeds": cfg.seeds, "margin": cfg.margin}
-    claim_stage(cfg.out, StageKey("bootstrap", settings, {"synthetic": dataset_sha256(synthetic_dir),
-                                                          "real-digits": dataset_sha256(real_dir)}),
-                exp, cfg.overwrite)
+    claim_stage(
+        cfg.out,
+        StageKey(
+            "bootstrap", settings, {"synthetic": dataset_sha256(synthetic_dir), "real-digits": dataset_sha256(real_dir)}
+        ),
+        exp,
+        cfg.overwrite,
+    )
     (exp / "sections").mkdir(parents=True, exist_ok=True)
     write_text_atomic(exp / "sections" / "generator.md", generator_markdown(cfg, quality, synthetic_dir))
     write_text_atomic(exp / "sections" / "miniature.md", miniature_markdown(cfg))
-    headline = bootstrap(run_cfg, seeds=cfg.seeds, resume=True, progress=True, pack=cfg.pack,
-                         margin=Margin.parse(cfg.margin))
+    headline = bootstrap(
+        run_cfg, seeds=cfg.seeds, resume=True, progress=True, pack=cfg.pack, margin=Margin.parse(cfg.margin)
+    )
     power = power_sentence(read_json(exp / "results.json")["statistics"]["test"]["soft_error"])
     write_text_atomic(exp / "sections" / "power.md", f"## Power\n\n{power}\n")
     headline = render_bootstrap(exp)  # again, with the power section

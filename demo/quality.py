@@ -39,8 +39,13 @@ def holdout_accuracy(train_images: np.ndarray, train_labels: np.ndarray, real: D
     return float((clf.predict(_features(real.holdout_images)) == real.holdout_labels).mean())
 
 
-def synthetic_vs_real(synth_images: np.ndarray, synth_labels: np.ndarray, real: DigitsSplit,
-                      sizes: tuple[int, ...] = DEFAULT_SIZES, seed: int = 0) -> dict:
+def synthetic_vs_real(
+    synth_images: np.ndarray,
+    synth_labels: np.ndarray,
+    real: DigitsSplit,
+    sizes: tuple[int, ...] = DEFAULT_SIZES,
+    seed: int = 0,
+) -> dict:
     """For each n: holdout accuracy when trained on the first n synthetic digits vs on n real ones
     (a seeded subset of the real train split). Sizes larger than either pool are skipped and listed."""
     rng = np.random.default_rng(seed)
@@ -50,32 +55,52 @@ def synthetic_vs_real(synth_images: np.ndarray, synth_labels: np.ndarray, real: 
             skipped.append(int(n))
             continue
         real_idx = np.sort(rng.choice(len(real.train_images), size=n, replace=False))
-        rows.append({
-            "n": int(n),
-            "synthetic_to_real_accuracy": holdout_accuracy(synth_images[:n], synth_labels[:n], real),
-            "real_to_real_accuracy": holdout_accuracy(real.train_images[real_idx],
-                                                      real.train_labels[real_idx], real),
-        })
-    return {"classifier": "sklearn SVC(rbf, gamma=scale, C=10) on raw pixels / 255",
-            "test_set": f"real holdout ({len(real.holdout_labels)} digits, split seed {real.seed})",
-            "rows": rows, "skipped_sizes": skipped}
+        rows.append(
+            {
+                "n": int(n),
+                "synthetic_to_real_accuracy": holdout_accuracy(synth_images[:n], synth_labels[:n], real),
+                "real_to_real_accuracy": holdout_accuracy(
+                    real.train_images[real_idx], real.train_labels[real_idx], real
+                ),
+            }
+        )
+    return {
+        "classifier": "sklearn SVC(rbf, gamma=scale, C=10) on raw pixels / 255",
+        "test_set": f"real holdout ({len(real.holdout_labels)} digits, split seed {real.seed})",
+        "rows": rows,
+        "skipped_sizes": skipped,
+    }
 
 
 def label_stats(probs: np.ndarray) -> dict:
     """Mean confidence (max probability) and the histogram of predicted classes."""
     counts = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
-    return {"count": int(len(probs)), "mean_confidence": float(probs.max(axis=1).mean()),
-            "class_counts": [int(c) for c in counts]}
+    return {
+        "count": int(len(probs)),
+        "mean_confidence": float(probs.max(axis=1).mean()),
+        "class_counts": [int(c) for c in counts],
+    }
 
 
-def generator_quality(data_dir: str | Path, split: str = "train", split_seed: int = DEFAULT_SPLIT_SEED,
-                      sizes: tuple[int, ...] = DEFAULT_SIZES, seed: int = 0) -> dict:
+def generator_quality(
+    data_dir: str | Path,
+    split: str = "train",
+    split_seed: int = DEFAULT_SPLIT_SEED,
+    sizes: tuple[int, ...] = DEFAULT_SIZES,
+    seed: int = 0,
+) -> dict:
     """The synthetic-vs-real check on a generated shards dataset (read with `shards.load_split`),
     plus its label histogram. `split_seed` must be the one the demo models were trained with."""
     arrays = load_split(resolve_dataset(str(data_dir)), split)
     images, labels = np.asarray(arrays.images), np.asarray(arrays.labels)
     result = synthetic_vs_real(images, labels, load_digits_split(split_seed), sizes=sizes, seed=seed)
     counts = np.bincount(labels, minlength=10)
-    result.update({"dataset": str(data_dir), "split": split, "synthetic_count": int(len(labels)),
-                   "class_counts": [int(c) for c in counts]})
+    result.update(
+        {
+            "dataset": str(data_dir),
+            "split": split,
+            "synthetic_count": int(len(labels)),
+            "class_counts": [int(c) for c in counts],
+        }
+    )
     return result

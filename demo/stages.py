@@ -6,6 +6,7 @@ output was made from; a later run whose key differs replaces that output with --
 without it. Paths never identify an input: a labeler retrained at the same path, or a pool regenerated in
 the same folder, changes the key.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,9 +48,12 @@ def model_sha256(folder: Path) -> str:
 def dataset_sha256(folder: Path) -> str:
     """sha256 of a dataset's content as its manifest lists it: class names and every split's shard hashes."""
     manifest = load_manifest(folder)
-    return _canonical_sha256({"class_names": manifest.class_names,
-                              "splits": {name: [s.sha256 for s in split.shards]
-                                         for name, split in sorted(manifest.splits.items())}})
+    return _canonical_sha256(
+        {
+            "class_names": manifest.class_names,
+            "splits": {name: [s.sha256 for s in split.shards] for name, split in sorted(manifest.splits.items())},
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -92,11 +96,15 @@ def claim_stage(out: Path, key: StageKey, output: Path, overwrite: bool) -> None
     old = StageKey.from_dict(ledger[key.stage]) if key.stage in ledger else None
     if output.exists() and (old is None or old.sha256 != key.sha256):
         if not overwrite:
-            raise DemoError(f"{output}: made from other inputs than this run's {key.stage} stage "
-                            f"({key.changes(old)}); pass --overwrite to redo it, or choose another --out")
+            raise DemoError(
+                f"{output}: made from other inputs than this run's {key.stage} stage "
+                f"({key.changes(old)}); pass --overwrite to redo it, or choose another --out"
+            )
         if not _made_by_demo(output):
-            raise DemoError(f"{output}: not a dataset or experiment folder, so not the demo's to replace; "
-                            "move it away or choose another --out")
+            raise DemoError(
+                f"{output}: not a dataset or experiment folder, so not the demo's to replace; "
+                "move it away or choose another --out"
+            )
         shutil.rmtree(output)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / STAGES_FILE, {**ledger, key.stage: key.to_dict()})
@@ -104,5 +112,6 @@ def claim_stage(out: Path, key: StageKey, output: Path, overwrite: bool) -> None
 
 def _made_by_demo(folder: Path) -> bool:
     """A dataset folder (shards' marker) or a train experiment folder: what the demo's stages write."""
-    return folder.is_dir() and (is_dataset_folder(folder) or (folder / "experiment.json").is_file()
-                                or (folder / "sections").is_dir())
+    return folder.is_dir() and (
+        is_dataset_folder(folder) or (folder / "experiment.json").is_file() or (folder / "sections").is_dir()
+    )

@@ -13,6 +13,7 @@ classifier check. Each folder gets `training.json` (config, split, versions, wal
 `metrics.json`; a folder appears only when complete. `--only labeler` leaves the diffusion model's
 weights as they are and measures it again with the new labeler (its metrics.json).
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,12 @@ def _versions() -> dict:
     import sklearn
     import timm
 
-    return {"torch": torch.__version__, "diffusers": diffusers.__version__, "timm": timm.__version__,
-            "scikit-learn": sklearn.__version__}
+    return {
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "timm": timm.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
 
 
 def _fresh_dir(out_dir: Path, name: str, overwrite: bool) -> Path:
@@ -76,20 +81,32 @@ def _train_labeler_folder(split: DigitsSplit, cfg: DemoModelsConfig, out_dir: Pa
     summary = result["summary"]
     metrics = {
         "holdout_accuracy": float((probs.argmax(axis=1) == split.holdout_labels).mean()),
-        "train_accuracy": float((predict_proba(labeler, split.train_images).argmax(axis=1)
-                                 == split.train_labels).mean()),
+        "train_accuracy": float(
+            (predict_proba(labeler, split.train_images).argmax(axis=1) == split.train_labels).mean()
+        ),
         "holdout": label_stats(probs),
         "holdout_ece": result["eval"]["ece"],
         "fit_step": summary["fit_step"],
     }
     write_json_atomic(tmp / "metrics.json", metrics)
-    write_json_atomic(tmp / "training.json", {
-        "trainer": "train.labeler.finetune (python -m train finetune)", "config": _portable(run_cfg.to_dict()),
-        "device": cfg.device, "threads": cfg.threads, "data": split.describe(), "versions": _versions(),
-        "steps": summary["steps_done"], "epochs": round(summary["final"]["epoch"], 1), "wall_s": round(wall_s, 1)})
+    write_json_atomic(
+        tmp / "training.json",
+        {
+            "trainer": "train.labeler.finetune (python -m train finetune)",
+            "config": _portable(run_cfg.to_dict()),
+            "device": cfg.device,
+            "threads": cfg.threads,
+            "data": split.describe(),
+            "versions": _versions(),
+            "steps": summary["steps_done"],
+            "epochs": round(summary["final"]["epoch"], 1),
+            "wall_s": round(wall_s, 1),
+        },
+    )
     _commit_dir(tmp, out_dir / LABELER_DIR)
-    log.info("labeler: holdout accuracy %.4f (%d digits), trained in %.0f s",
-             metrics["holdout_accuracy"], len(probs), wall_s)
+    log.info(
+        "labeler: holdout accuracy %.4f (%d digits), trained in %.0f s", metrics["holdout_accuracy"], len(probs), wall_s
+    )
     return metrics
 
 
@@ -118,10 +135,18 @@ def _train_ddpm_folder(split: DigitsSplit, cfg: DemoModelsConfig, out_dir: Path,
     save_pipeline(unet.cpu(), scheduler, tmp)
     metrics = measure_generator(tmp, out_dir / LABELER_DIR, split, cfg)
     write_json_atomic(tmp / "metrics.json", metrics)
-    write_json_atomic(tmp / "training.json", {"config": asdict(cfg.diffusion), "device": cfg.device, "threads": cfg.threads,
-                                        "parameters": sum(p.numel() for p in unet.parameters()),
-                                        "data": split.describe(), "versions": _versions(),
-                                        "wall_s": round(wall_s, 1)})
+    write_json_atomic(
+        tmp / "training.json",
+        {
+            "config": asdict(cfg.diffusion),
+            "device": cfg.device,
+            "threads": cfg.threads,
+            "parameters": sum(p.numel() for p in unet.parameters()),
+            "data": split.describe(),
+            "versions": _versions(),
+            "wall_s": round(wall_s, 1),
+        },
+    )
     _commit_dir(tmp, out_dir / DDPM_DIR)
     return metrics
 
@@ -131,20 +156,34 @@ def measure_generator(ddpm_dir: Path, labeler_dir: Path, split: DigitsSplit, cfg
     classifier trained on them with one trained on real digits (both tested on the real holdout)."""
     unet, scheduler = load_pipeline(ddpm_dir)
     start = time.perf_counter()
-    images = sample_digits(unet.to(cfg.device), scheduler, cfg.quality_samples, steps=cfg.quality_steps,
-                           seed=cfg.quality_seed)
+    images = sample_digits(
+        unet.to(cfg.device), scheduler, cfg.quality_samples, steps=cfg.quality_steps, seed=cfg.quality_seed
+    )
     sample_s = time.perf_counter() - start
     probs = predict_proba(load_labeler(labeler_dir), images)
     sizes = tuple(n for n in DEFAULT_SIZES if n <= cfg.quality_samples) or (cfg.quality_samples,)
     check = synthetic_vs_real(images, probs.argmax(axis=1), split, sizes=sizes, seed=cfg.quality_seed)
     stats = label_stats(probs)
-    log.info("diffusion: %d samples in %.0f s; labeler mean confidence %.3f, class counts %s",
-             len(images), sample_s, stats["mean_confidence"], stats["class_counts"])
+    log.info(
+        "diffusion: %d samples in %.0f s; labeler mean confidence %.3f, class counts %s",
+        len(images),
+        sample_s,
+        stats["mean_confidence"],
+        stats["class_counts"],
+    )
     for row in check["rows"]:
-        log.info("  n=%d: trained on synthetic %.4f vs on real %.4f (real holdout accuracy)",
-                 row["n"], row["synthetic_to_real_accuracy"], row["real_to_real_accuracy"])
-    return {"sampler": f"DPMSolverMultistepScheduler, {cfg.quality_steps} steps, seed {cfg.quality_seed}",
-            "samples_per_s": round(len(images) / sample_s, 1), "labels": stats, "synthetic_vs_real": check}
+        log.info(
+            "  n=%d: trained on synthetic %.4f vs on real %.4f (real holdout accuracy)",
+            row["n"],
+            row["synthetic_to_real_accuracy"],
+            row["real_to_real_accuracy"],
+        )
+    return {
+        "sampler": f"DPMSolverMultistepScheduler, {cfg.quality_steps} steps, seed {cfg.quality_seed}",
+        "samples_per_s": round(len(images) / sample_s, 1),
+        "labels": stats,
+        "synthetic_vs_real": check,
+    }
 
 
 def train_models(out_dir: str | Path, cfg: DemoModelsConfig, overwrite: bool = False) -> dict:
@@ -155,11 +194,17 @@ def train_models(out_dir: str | Path, cfg: DemoModelsConfig, overwrite: bool = F
         if (out_dir / name).exists() and not overwrite:
             raise DemoError(f"{out_dir / name}: already exists; pass --overwrite to retrain and replace it")
     if "labeler" not in cfg.only and not (out_dir / LABELER_DIR / "config.json").is_file():
-        raise DemoError(f"{out_dir / LABELER_DIR}: not found; the diffusion model is measured with the labeler: "
-                        "train it too (drop --only) or first with --only labeler")
+        raise DemoError(
+            f"{out_dir / LABELER_DIR}: not found; the diffusion model is measured with the labeler: "
+            "train it too (drop --only) or first with --only labeler"
+        )
     split = load_digits_split(cfg.split_seed)
-    log.info("real digits: %d train, %d holdout (split seed %d)",
-             len(split.train_labels), len(split.holdout_labels), split.seed)
+    log.info(
+        "real digits: %d train, %d holdout (split seed %d)",
+        len(split.train_labels),
+        len(split.holdout_labels),
+        split.seed,
+    )
     threads_before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     metrics = {}
@@ -175,5 +220,3 @@ def train_models(out_dir: str | Path, cfg: DemoModelsConfig, overwrite: bool = F
     finally:
         torch.set_num_threads(threads_before)
     return metrics
-
-

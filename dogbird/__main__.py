@@ -1,4 +1,5 @@
 """`python -m dogbird build --help`: see dogbird/cli.py."""
+
 import sys
 
 from dogbird.cli import main

@@ -11,6 +11,7 @@
    processes or on Ray); complete shards are kept, so a killed build resumes where it stopped;
 5. manifest.json (with the skipped files), card; 6. each `--res R` copy from the finished shards (`res_shard`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -89,16 +90,20 @@ def build_shard(writer: DatasetWriter, spec: ShardSpec, items: list[Item]) -> Sh
             try:
                 yield make_sample(item, Path(item.path).read_bytes(), image_config)
             except DATA_ERRORS as exc:
-                raise DogbirdError(f"{item.where}: passed the scan but failed to decode ({_reason(exc)}) while "
-                                   f"writing {spec.relpath}; re-run the same command to rescan") from exc
+                raise DogbirdError(
+                    f"{item.where}: passed the scan but failed to decode ({_reason(exc)}) while "
+                    f"writing {spec.relpath}; re-run the same command to rescan"
+                ) from exc
 
     return writer.write_shard(spec, samples())
 
 
 def res_shard(writer: DatasetWriter, spec: ShardSpec, jpeg_shard: str, res: int) -> ShardStats:
     """One shard of a --res copy: the same samples as `jpeg_shard`, as res x res centre crops (PNG)."""
-    samples = ({"image": to_fixed(data, res), "cls": cls, "json": meta}
-               for _, data, cls, meta in iter_shard(jpeg_shard, decode=False))
+    samples = (
+        {"image": to_fixed(data, res), "cls": cls, "json": meta}
+        for _, data, cls, meta in iter_shard(jpeg_shard, decode=False)
+    )
     return writer.write_shard(spec, samples)
 
 
@@ -110,15 +115,16 @@ def run_build(cfg: BuildConfig, bar: Callable = no_bar) -> BuildResult:
     _check_classes(listed, cfg)
     _check_unique_ids(listed, cfg)
     ordered = {split: order_items(items, cfg.seed, split) for split, items in listed.items()}
-    files = source_listing((i.where, i.path) for items in listed.values() for i in items
-                           if not i.where.startswith("staged:"))
+    files = source_listing(
+        (i.where, i.path) for items in listed.values() for i in items if not i.where.startswith("staged:")
+    )
     skipped, scan_file = cached_scan(out, listed, ordered, cfg, bar, files.sha256)
     bad = {(s["split"], s["source_id"]) for s in skipped}
     kept = {split: [i for i in items if (split, i.source_id) not in bad] for split, items in ordered.items()}
     writer = dataset_writer(cfg, kept, files)
     writer.prepare()
     pending = writer.pending()
-    tasks = [(writer, spec, kept[spec.split][spec.first_index:spec.first_index + spec.count]) for spec in pending]
+    tasks = [(writer, spec, kept[spec.split][spec.first_index : spec.first_index + spec.count]) for spec in pending]
     if not all(Path(item.path).is_file() for _, _, items in tasks for item in items):
         log.info("the staged source copy was pruned by an earlier complete build: staging it again")
         drop_stage(out, cfg.source)
@@ -144,8 +150,10 @@ def check_out_dir(out: Path) -> None:
         return
     foreign = sorted(p.name for p in out.iterdir() if p.name != SCRATCH_DIR and not re.fullmatch(r"res\d+", p.name))
     if foreign:
-        raise DogbirdError(f"{out}: not empty and not a dataset being built by this toolkit (found "
-                           f"{', '.join(foreign[:5])}); choose an empty or new --out")
+        raise DogbirdError(
+            f"{out}: not empty and not a dataset being built by this toolkit (found "
+            f"{', '.join(foreign[:5])}); choose an empty or new --out"
+        )
 
 
 def _check_classes(listed: dict[str, list[Item]], cfg: BuildConfig) -> None:
@@ -155,11 +163,15 @@ def _check_classes(listed: dict[str, list[Item]], cfg: BuildConfig) -> None:
     missing = missing_classes(listed)
     if missing and not cfg.allow_missing_classes:
         classes = dogbird_classes()
-        parts = [f"{split}: " + ", ".join(f"{w} ({classes[w].name.split(',')[0]})" for w in wnids)
-                 for split, wnids in missing.items()]
+        parts = [
+            f"{split}: " + ", ".join(f"{w} ({classes[w].name.split(',')[0]})" for w in wnids)
+            for split, wnids in missing.items()
+        ]
         most = max(len(wnids) for wnids in missing.values())
-        raise DogbirdError(f"{cfg.source}: missing {most} of the {len(classes)} DogBird classes ({'; '.join(parts)}); "
-                           "use the full ImageNet, or pass --allow-missing-classes to build without them")
+        raise DogbirdError(
+            f"{cfg.source}: missing {most} of the {len(classes)} DogBird classes ({'; '.join(parts)}); "
+            "use the full ImageNet, or pass --allow-missing-classes to build without them"
+        )
 
 
 def _check_unique_ids(listed: dict[str, list[Item]], cfg: BuildConfig) -> None:
@@ -168,15 +180,20 @@ def _check_unique_ids(listed: dict[str, list[Item]], cfg: BuildConfig) -> None:
     for items in listed.values():  # sorted by source id: a repeated id is adjacent
         for a, b in zip(items, items[1:]):
             if a.source_id == b.source_id:
-                raise DogbirdError(f"{cfg.source}: {a.where} and {b.where} are both ImageNet image {a.source_id}; "
-                                   "keep one file per image (remove the copy, or the one in the wrong class "
-                                   "folder) and re-run")
+                raise DogbirdError(
+                    f"{cfg.source}: {a.where} and {b.where} are both ImageNet image {a.source_id}; "
+                    "keep one file per image (remove the copy, or the one in the wrong class "
+                    "folder) and re-run"
+                )
 
 
 def scan(ordered: dict[str, list[Item]], cfg: BuildConfig, bar: Callable) -> list[dict[str, str]]:
     """Every unreadable image as {split, file, source_id, reason}, sorted by split and source id."""
-    tasks = [((split, items[i:i + SCAN_CHUNK], cfg.size),) for split, items in ordered.items()
-             for i in range(0, len(items), SCAN_CHUNK)]
+    tasks = [
+        ((split, items[i : i + SCAN_CHUNK], cfg.size),)
+        for split, items in ordered.items()
+        for i in range(0, len(items), SCAN_CHUNK)
+    ]
     skipped = []
     with bar("checking images", sum(len(t[0][1]) for t in tasks), "img") as progress:
         for split, count, bad in map_unordered(_scan_task, tasks, cfg.workers, cfg.ray):
@@ -185,8 +202,14 @@ def scan(ordered: dict[str, list[Item]], cfg: BuildConfig, bar: Callable) -> lis
     return sorted(skipped, key=lambda s: (s["split"], s["source_id"]))
 
 
-def cached_scan(out: Path, listed: dict[str, list[Item]], ordered: dict[str, list[Item]], cfg: BuildConfig,
-                bar: Callable, files_sha256: str) -> tuple[list[dict[str, str]], Path]:
+def cached_scan(
+    out: Path,
+    listed: dict[str, list[Item]],
+    ordered: dict[str, list[Item]],
+    cfg: BuildConfig,
+    bar: Callable,
+    files_sha256: str,
+) -> tuple[list[dict[str, str]], Path]:
     """scan(), kept in OUT/.work per listing, file sizes and --size (what decides which images fit a JPEG), so a
     resumed or repeated build does not decode every image again; returns the skipped entries and the cache file."""
     ids = {s: [[i.source_id, i.where] for i in items] for s, items in listed.items()}
@@ -209,31 +232,54 @@ def _scan_task(task: tuple[str, list[Item], int]) -> tuple[str, int, list[dict[s
 def dataset_writer(cfg: BuildConfig, kept: dict[str, list[Item]], files: InputIdentity) -> DatasetWriter:
     """The writer of the JPEG dataset; its config hash covers the ordered ids and the source files' sizes, so a
     resume over a changed source is refused."""
-    ids = {split: hashlib.sha256("\n".join(i.source_id for i in items).encode()).hexdigest()
-           for split, items in kept.items()}
-    config = {"task": "imagenet-dogbird", "seed": cfg.seed, "image": cfg.image_config(), "ids_sha256": ids,
-              "source_files": files.to_dict()}
-    return DatasetWriter(cfg.out_dir, config, list(CLASS_NAMES), {s: len(i) for s, i in kept.items()},
-                         cfg.samples_per_shard, image_ext="jpg", card=card_info(cfg), overwrite=cfg.overwrite,
-                         min_shards=cfg.min_shards)
+    ids = {
+        split: hashlib.sha256("\n".join(i.source_id for i in items).encode()).hexdigest()
+        for split, items in kept.items()
+    }
+    config = {
+        "task": "imagenet-dogbird",
+        "seed": cfg.seed,
+        "image": cfg.image_config(),
+        "ids_sha256": ids,
+        "source_files": files.to_dict(),
+    }
+    return DatasetWriter(
+        cfg.out_dir,
+        config,
+        list(CLASS_NAMES),
+        {s: len(i) for s, i in kept.items()},
+        cfg.samples_per_shard,
+        image_ext="jpg",
+        card=card_info(cfg),
+        overwrite=cfg.overwrite,
+        min_shards=cfg.min_shards,
+    )
 
 
 def card_info(cfg: BuildConfig, res: int | None = None) -> CardInfo:
     size = f"shorter side {cfg.size} px" if cfg.size else "original size"
-    image = f"{res}x{res} px centre crops (PNG)" if res else f"JPEG q{cfg.quality}, {size}" + (
-        f", centre crop {cfg.center_crop}" if cfg.center_crop else "")
+    image = (
+        f"{res}x{res} px centre crops (PNG)"
+        if res
+        else f"JPEG q{cfg.quality}, {size}" + (f", centre crop {cfg.center_crop}" if cfg.center_crop else "")
+    )
     return CardInfo(
         pretty_name="ImageNet-DogBird" + (f" {res}px" if res else ""),
         description=(
             "The ImageNet-DogBird task of Deep Bootstrap (Nakkiran, Neyshabur, Sedghi, ICLR 2021): label 0 = the "
             "63 ImageNet classes under WordNet hunting_dog.n.01, label 1 = the 59 under bird.n.01. Train from "
             f"ImageNet train, test from ImageNet val. Images: {image}. Sample json: wnid, imagenet_index, "
-            "class_name, source_id (the ImageNet file name without extension)."),
-        license="other", license_name="imagenet-terms-of-access", license_link="https://image-net.org/download",
+            "class_name, source_id (the ImageNet file name without extension)."
+        ),
+        license="other",
+        license_name="imagenet-terms-of-access",
+        license_link="https://image-net.org/download",
         annotations_creators=("expert-generated",),
         source_datasets=("imagenet-1k",),
-        notes=("ImageNet's terms of access apply (image-net.org/download): research and non-commercial use.",
-               "manifest.json lists every source image that could not be used (`skipped`, with the reason)."),
+        notes=(
+            "ImageNet's terms of access apply (image-net.org/download): research and non-commercial use.",
+            "manifest.json lists every source image that could not be used (`skipped`, with the reason).",
+        ),
     )
 
 
@@ -241,9 +287,17 @@ def build_res_copy(parent: DatasetWriter, cfg: BuildConfig, res: int, bar: Calla
     """OUT/res{R}: a complete dataset of R x R centre crops, shard for shard the same samples as OUT."""
     out = Path(cfg.out_dir) / f"res{res}"
     config = {"task": "imagenet-dogbird", "res": res, "parent_config_hash": parent.config_hash}
-    writer = DatasetWriter(out, config, list(CLASS_NAMES), parent.splits, parent.samples_per_shard,
-                           image_ext="png", card=card_info(cfg, res), overwrite=cfg.overwrite,
-                           min_shards=parent.min_shards)
+    writer = DatasetWriter(
+        out,
+        config,
+        list(CLASS_NAMES),
+        parent.splits,
+        parent.samples_per_shard,
+        image_ext="png",
+        card=card_info(cfg, res),
+        overwrite=cfg.overwrite,
+        min_shards=parent.min_shards,
+    )
     writer.prepare()
     pending = writer.pending()
     tasks = [(writer, spec, str(parent.out_dir / spec.relpath), res) for spec in pending]

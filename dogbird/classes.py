@@ -3,6 +3,7 @@
 Lists ship as package data (dogbird/data/README.md names their sources). Loading checks the counts the
 paper's code yields (63 hunting dogs, indices 159-221; 59 birds, indices 7-24, 80-100, 127-146).
 """
+
 from __future__ import annotations
 
 import json

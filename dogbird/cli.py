@@ -1,9 +1,10 @@
 """`python -m dogbird build`: the command line. Parse -> config -> validate -> print -> run -> summary.
 
-    python -m dogbird build --imagenet /data/imagenet --out out/dogbird
-    python -m dogbird build --imagenet hf://datasets/ILSVRC/imagenet-1k --out out/dogbird --workers 8 --res 64
-    python -m dogbird build --imagenet 'https://host/imagenet1k-{train-{0000..1023},validation-{00..63}}.tar' ...
+python -m dogbird build --imagenet /data/imagenet --out out/dogbird
+python -m dogbird build --imagenet hf://datasets/ILSVRC/imagenet-1k --out out/dogbird --workers 8 --res 64
+python -m dogbird build --imagenet 'https://host/imagenet1k-{train-{0000..1023},validation-{00..63}}.tar' ...
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,24 +51,42 @@ byte-identical shards whatever the layout; re-run the same command to resume aft
 def build_parser() -> argparse.ArgumentParser:
     parser = root_parser("dogbird", DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="ImageNet -> hunting dogs vs birds -> shards", description=BUILD_DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    b = sub.add_parser(
+        "build",
+        help="ImageNet -> hunting dogs vs birds -> shards",
+        description=BUILD_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     b.add_argument("--imagenet", required=True, help="the ImageNet source: folder, hf://datasets/ORG/NAME or URL")
     add_out(b, "output dataset folder (created; resumed if it holds this build)")
     b.add_argument("--seed", type=int, default=BuildConfig.seed, help="shuffle seed (default %(default)s)")
-    b.add_argument("--size", type=int, default=BuildConfig.size,
-                   help="shorter side in pixels (default %(default)s, as the paper's copies; 0 keeps the size)")
+    b.add_argument(
+        "--size",
+        type=int,
+        default=BuildConfig.size,
+        help="shorter side in pixels (default %(default)s, as the paper's copies; 0 keeps the size)",
+    )
     b.add_argument("--quality", type=int, default=BuildConfig.quality, help="JPEG quality (default %(default)s)")
-    b.add_argument("--center-crop", type=int, default=BuildConfig.center_crop,
-                   help="centre crop to C x C after resizing (default: none)")
+    b.add_argument(
+        "--center-crop",
+        type=int,
+        default=BuildConfig.center_crop,
+        help="centre crop to C x C after resizing (default: none)",
+    )
     add_samples_per_shard(b, BuildConfig.samples_per_shard)
     add_min_shards_flag(b)
-    b.add_argument("--res", type=int, action="append", default=[],
-                   help="also write OUT/resR: R x R centre crops as PNG, for fast training (repeatable)")
+    b.add_argument(
+        "--res",
+        type=int,
+        action="append",
+        default=[],
+        help="also write OUT/resR: R x R centre crops as PNG, for fast training (repeatable)",
+    )
     add_workers(b, BuildConfig.workers, "local worker processes")
     add_ray(b)  # every node needs this package, the source and --out at the same paths
-    b.add_argument("--allow-missing-classes", action="store_true",
-                   help="build even when the source lacks some of the 122 classes")
+    b.add_argument(
+        "--allow-missing-classes", action="store_true", help="build even when the source lacks some of the 122 classes"
+    )
     add_overwrite(b, "a dataset built with other settings")
     b.add_argument("--dry-run", action="store_true", help="print the resolved settings and stop")
     add_log_level(b, subcommand=True)
@@ -82,11 +101,21 @@ def tqdm_bar(desc: str, total: int, unit: str):
 
 
 def build(args: argparse.Namespace) -> int:
-    cfg = BuildConfig(source=args.imagenet, out_dir=args.out, seed=args.seed, size=args.size, quality=args.quality,
-                      center_crop=args.center_crop, samples_per_shard=args.samples_per_shard,
-                      min_shards=args.min_shards, res=tuple(args.res),
-                      workers=args.workers, ray=args.ray is not None, allow_missing_classes=args.allow_missing_classes,
-                      overwrite=args.overwrite).validate()
+    cfg = BuildConfig(
+        source=args.imagenet,
+        out_dir=args.out,
+        seed=args.seed,
+        size=args.size,
+        quality=args.quality,
+        center_crop=args.center_crop,
+        samples_per_shard=args.samples_per_shard,
+        min_shards=args.min_shards,
+        res=tuple(args.res),
+        workers=args.workers,
+        ray=args.ray is not None,
+        allow_missing_classes=args.allow_missing_classes,
+        overwrite=args.overwrite,
+    ).validate()
     log.info("settings: %s", json.dumps(cfg.to_dict(), sort_keys=True))
     if args.dry_run:
         return 0
@@ -95,12 +124,18 @@ def build(args: argparse.Namespace) -> int:
     result = build_dataset(cfg, bar=tqdm_bar)
     for split, info in result.manifest.splits.items():
         dogs, birds = info.label_histogram
-        log.info("%s: %d images (%d hunting dogs, %d birds) in %d shards", split, info.count, dogs, birds,
-                 len(info.shards))
+        log.info(
+            "%s: %d images (%d hunting dogs, %d birds) in %d shards", split, info.count, dogs, birds, len(info.shards)
+        )
     for entry in result.skipped[:10]:
         log.warning("skipped %s: %s", entry["file"], entry["reason"])
-    log.info("wrote %d images to %s; skipped %d unreadable or unusable (listed in manifest.json)%s", result.written,
-             cfg.out_dir, len(result.skipped), "".join(f"; fixed-size copy in {d}" for d in result.res_dirs))
+    log.info(
+        "wrote %d images to %s; skipped %d unreadable or unusable (listed in manifest.json)%s",
+        result.written,
+        cfg.out_dir,
+        len(result.skipped),
+        "".join(f"; fixed-size copy in {d}" for d in result.res_dirs),
+    )
     return 0
 
 

@@ -1,4 +1,5 @@
 """The `build` command's settings: one frozen dataclass, validated before any image is read."""
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,10 @@ class BuildConfig:
             if not ok:
                 raise DogbirdError(f"{flag}={value}: must be {rule}")
         if self.center_crop and not 0 < self.center_crop <= self.size:
-            raise DogbirdError(f"--center-crop={self.center_crop}: larger than --size={self.size}; the crop is "
-                               "taken from the resized image, so give --size >= the crop")
+            raise DogbirdError(
+                f"--center-crop={self.center_crop}: larger than --size={self.size}; the crop is "
+                "taken from the resized image, so give --size >= the crop"
+            )
         for r in self.res:
             if r < 1:
                 raise DogbirdError(f"--res={r}: must be >= 1 pixel")

@@ -1,4 +1,5 @@
 """The one exception type for user mistakes in `dogbird` (bad flags, unrecognised sources, missing classes)."""
+
 from shards.errors import ToolkitError
 
 

@@ -6,6 +6,7 @@ EXIF orientation is applied. Resizing uses PIL's antialiased bilinear filter, as
 `Resize(256)` does on PIL images (the paper's code trained on ImageNet copies resized to 256).
 Same bytes in -> same bytes out (PIL/libjpeg are deterministic for one version).
 """
+
 from __future__ import annotations
 
 import io
@@ -37,8 +38,10 @@ def check_image(data: bytes, size: int = 0) -> None:
         longer = resized_longer_side(image.size, size)
         if longer > JPEG_MAX_SIDE:
             w, h = image.size
-            raise ValueError(f"a {w}x{h} image: resizing its shorter side to {size} px makes the longer one "
-                             f"{longer:,} px, over JPEG's limit of {JPEG_MAX_SIDE:,}")
+            raise ValueError(
+                f"a {w}x{h} image: resizing its shorter side to {size} px makes the longer one "
+                f"{longer:,} px, over JPEG's limit of {JPEG_MAX_SIDE:,}"
+            )
         if image.format == "JPEG":
             image.draft("RGB", (image.width // 8 or 1, image.height // 8 or 1))
         image.load()

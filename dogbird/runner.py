@@ -5,6 +5,7 @@
 One small function serves the source staging, the scan and the shard builds: every task is a pure
 function of its arguments (the shard is the unit of work), so where it runs never changes the output.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
@@ -26,8 +27,9 @@ def no_bar(desc: str, total: int, unit: str):
     return nullcontext(_NoBar())
 
 
-def map_unordered(fn: Callable[..., Any], tasks: Sequence[tuple], workers: int = 1,
-                  use_ray: bool = False) -> Iterator[Any]:
+def map_unordered(
+    fn: Callable[..., Any], tasks: Sequence[tuple], workers: int = 1, use_ray: bool = False
+) -> Iterator[Any]:
     """Yield fn(*task) for every task as each finishes; the first error is raised (others are cancelled)."""
     if use_ray:
         yield from _ray_map(fn, tasks)

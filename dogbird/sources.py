@@ -14,6 +14,7 @@ build prunes the staged images and keeps their listing, so re-running it does no
 Every image gets a source-independent id (`n02088094_1234`, `ILSVRC2012_val_00000123`), so the same
 images give the same dataset whichever layout they came from.
 """
+
 from __future__ import annotations
 
 import csv
@@ -76,8 +77,9 @@ def source_id(name: str) -> str:
     return stem
 
 
-def list_source(source: str, out_dir: Path, workers: int = 1, use_ray: bool = False,
-                bar: Callable = no_bar) -> dict[str, list[Item]]:
+def list_source(
+    source: str, out_dir: Path, workers: int = 1, use_ray: bool = False, bar: Callable = no_bar
+) -> dict[str, list[Item]]:
     """Items of the 122 classes per output split ("train", "test"), sorted by source id.
 
     `bar(desc, total, unit)`: a progress-bar context (runner.no_bar: none) for the staging of parquet/tar files.
@@ -111,7 +113,8 @@ def _read_listing(stage: Path) -> dict[str, list[Item]]:
     rows = read_json(stage / LISTING)
     classes = dogbird_classes()
     if set(rows) != set(SPLIT_FOLDERS) or not all(
-            wnid in classes and re.fullmatch(r"[A-Za-z0-9_-]+", sid) for its in rows.values() for sid, wnid in its):
+        wnid in classes and re.fullmatch(r"[A-Za-z0-9_-]+", sid) for its in rows.values() for sid, wnid in its
+    ):
         raise DogbirdError(f"{stage / LISTING}: not a listing written by dogbird; delete {stage} and re-run")
     return {split: [_staged_item(stage, split, sid, wnid) for sid, wnid in its] for split, its in rows.items()}
 
@@ -145,21 +148,29 @@ def _folder_base(root: Path) -> Path | None:
 def _list_split(root: Path, base: Path, folder: str, staged: bool = False) -> list[Item]:
     split_dir = base / folder
     if not split_dir.is_dir():
-        raise DogbirdError(f"{base}: no {folder}/ folder; DogBird takes its train split from ImageNet train "
-                           f"and its test split from ImageNet val, so the source needs both ({LAYOUTS})")
+        raise DogbirdError(
+            f"{base}: no {folder}/ folder; DogBird takes its train split from ImageNet train "
+            f"and its test split from ImageNet val, so the source needs both ({LAYOUTS})"
+        )
     where = (lambda p: f"staged:{Path(p).relative_to(root)}") if staged else (lambda p: str(Path(p).relative_to(root)))
     classes = dogbird_classes()
     subdirs = [e for e in os.scandir(split_dir) if e.is_dir() and WNID_RE.fullmatch(e.name)]
     if subdirs or folder == "train":
-        return [Item(source_id(f.name), d.name, f.path, where(f.path))
-                for d in subdirs if d.name in classes for f in _image_files(d.path)]
+        return [
+            Item(source_id(f.name), d.name, f.path, where(f.path))
+            for d in subdirs
+            if d.name in classes
+            for f in _image_files(d.path)
+        ]
     labels = _val_labels(root, base)
     items = []
     for f in _image_files(str(split_dir)):
         sid = source_id(f.name)
         if sid not in labels:
-            raise DogbirdError(f"{where(f.path)}: not in the val ground truth ({len(labels):,} images listed); "
-                               "is the ground truth file for ILSVRC2012 val?")
+            raise DogbirdError(
+                f"{where(f.path)}: not in the val ground truth ({len(labels):,} images listed); "
+                "is the ground truth file for ILSVRC2012 val?"
+            )
         if labels[sid] in classes:
             items.append(Item(sid, labels[sid], f.path, where(f.path)))
     return items
@@ -179,9 +190,11 @@ def _val_labels(root: Path, base: Path) -> dict[str, str]:
         for data in (d, d / "data", d / "ILSVRC2012_devkit_t12" / "data"):
             if (data / GROUND_TRUTH).is_file():
                 return _devkit_labels(data / GROUND_TRUTH, data / "meta.mat")
-    raise DogbirdError(f"{base / 'val'}: flat val images but no labels; put Kaggle's {KAGGLE_VAL} or the devkit "
-                       f"(ILSVRC2012_devkit_t12/data/{GROUND_TRUTH} + meta.mat) next to it, or sort val into "
-                       "wnid folders (valprep.sh)")
+    raise DogbirdError(
+        f"{base / 'val'}: flat val images but no labels; put Kaggle's {KAGGLE_VAL} or the devkit "
+        f"(ILSVRC2012_devkit_t12/data/{GROUND_TRUTH} + meta.mat) next to it, or sort val into "
+        "wnid folders (valprep.sh)"
+    )
 
 
 def _kaggle_labels(path: Path) -> dict[str, str]:
@@ -197,8 +210,10 @@ def _kaggle_labels(path: Path) -> dict[str, str]:
             for line, row in enumerate(reader, start=2):
                 words = (row["PredictionString"] or "").split()
                 if not words or not WNID_RE.fullmatch(words[0]):
-                    raise DogbirdError(f"{path}: line {line}: PredictionString {row['PredictionString']!r} does not "
-                                       f"start with a wnid (nNNNNNNNN); {fix}")
+                    raise DogbirdError(
+                        f"{path}: line {line}: PredictionString {row['PredictionString']!r} does not "
+                        f"start with a wnid (nNNNNNNNN); {fix}"
+                    )
                 labels[row["ImageId"]] = words[0]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise DogbirdError(f"{path}: not a CSV file ({exc}); {fix}") from exc
@@ -208,8 +223,9 @@ def _kaggle_labels(path: Path) -> dict[str, str]:
 def _devkit_labels(ground_truth: Path, meta_mat: Path) -> dict[str, str]:
     """The devkit's 1-based ILSVRC2012_IDs are not the sorted-wnid index: map them through meta.mat."""
     if not meta_mat.is_file():
-        raise DogbirdError(f"{meta_mat}: missing; the devkit's ground truth IDs need its meta.mat to name "
-                           "their classes")
+        raise DogbirdError(
+            f"{meta_mat}: missing; the devkit's ground truth IDs need its meta.mat to name their classes"
+        )
     import scipy.io  # deferred: only the devkit layout needs it
 
     synsets = scipy.io.loadmat(str(meta_mat), squeeze_me=True)["synsets"]
@@ -226,12 +242,14 @@ def _units(source: str) -> list[tuple[str, str, str]]:
         from huggingface_hub import HfFileSystem  # deferred: network client, only for hf:// sources
 
         split_hub_url(source)  # a repo name the Hub forbids is one line here, not HfFileSystem's traceback
-        fs, base = HfFileSystem(), source[len("hf://"):].rstrip("/")
+        fs, base = HfFileSystem(), source[len("hf://") :].rstrip("/")
         try:
             names = [f"hf://{p}" for pattern in ("*", "data/*") for p in fs.glob(f"{base}/{pattern}")]
         except OSError as exc:  # the hub client's HTTP errors (gated, not found, offline) are OSErrors
-            raise DogbirdError(f"{source}: cannot list it on the Hugging Face Hub ({exc}); check the repo id, "
-                               "that you accepted its terms, HF_TOKEN and the network") from exc
+            raise DogbirdError(
+                f"{source}: cannot list it on the Hugging Face Hub ({exc}); check the repo id, "
+                "that you accepted its terms, HF_TOKEN and the network"
+            ) from exc
     elif is_url(source):
         import braceexpand  # webdataset's dependency: the same {0000..1023} URL patterns it reads
 
@@ -272,8 +290,10 @@ def stage_unit(url: str, kind: str, folder: str, stage: str) -> int:
             raise DogbirdError(f"{url}: {exc}; is this an ImageNet source?") from exc
         dest = stage_dir / folder / wnids[label] / f"{sid}.JPEG"
         if dest.is_file() and dest.read_bytes() != data:  # equal bytes: this unit staged again after a kill
-            raise DogbirdError(f"{url}: {name!r} is ImageNet image {sid}, which another row of the source holds "
-                               "with other bytes; keep one row per image and re-run")
+            raise DogbirdError(
+                f"{url}: {name!r} is ImageNet image {sid}, which another row of the source holds "
+                "with other bytes; keep one row per image and re-run"
+            )
         dest.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(dest, data)
         count += 1
@@ -303,8 +323,9 @@ def _parquet_rows(url: str) -> Iterator[tuple[str, int, bytes]]:
                         yield name, label, data
                 row += len(labels)
         except (KeyError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-            raise DogbirdError(f"{url}: not an ImageNet parquet file with columns image {{bytes, path}} and "
-                               f"label ({exc})") from exc
+            raise DogbirdError(
+                f"{url}: not an ImageNet parquet file with columns image {{bytes, path}} and label ({exc})"
+            ) from exc
         except OSError as exc:
             raise DogbirdError(f"{url}: {_READ_FAILED} ({exc})") from exc
 
@@ -312,8 +333,10 @@ def _parquet_rows(url: str) -> Iterator[tuple[str, int, bytes]]:
 def _parquet_label(url: str, row: int, label) -> int | None:
     """A row's label: an integer class index, or None (unlabelled); anything else is no ImageNet file."""
     if label is not None and (isinstance(label, bool) or not isinstance(label, int)):
-        raise DogbirdError(f"{url}: row {row}: label {label!r} is a {type(label).__name__}, not an ImageNet class "
-                           "index (0-999); is this an ImageNet parquet file?")
+        raise DogbirdError(
+            f"{url}: row {row}: label {label!r} is a {type(label).__name__}, not an ImageNet class "
+            "index (0-999); is this an ImageNet parquet file?"
+        )
     return label
 
 
@@ -321,8 +344,10 @@ def _parquet_image(url: str, row: int, image) -> tuple[str, bytes]:
     """A row's image {bytes, path} -> (path, bytes); a null, bare-bytes or other image is one clear error."""
     if not (isinstance(image, dict) and isinstance(image.get("bytes"), bytes)):
         what = "null" if image is None or isinstance(image, dict) else f"a {type(image).__name__} value"
-        raise DogbirdError(f"{url}: row {row}: its image is {what}, where an ImageNet parquet file has "
-                           "image {bytes, path} with the file's bytes in every row")
+        raise DogbirdError(
+            f"{url}: row {row}: its image is {what}, where an ImageNet parquet file has "
+            "image {bytes, path} with the file's bytes in every row"
+        )
     return image.get("path") or "", image["bytes"]
 
 
@@ -344,6 +369,8 @@ def _tar_rows(url: str) -> Iterator[tuple[str, int, bytes]]:
 def missing_classes(items: dict[str, list[Item]]) -> dict[str, list[str]]:
     """Split -> the DogBird wnids with no image in it."""
     wanted = dogbird_classes()
-    return {split: sorted(set(wanted) - {i.wnid for i in its}) for split, its in items.items()
-            if set(wanted) - {i.wnid for i in its}}
-
+    return {
+        split: sorted(set(wanted) - {i.wnid for i in its})
+        for split, its in items.items()
+        if set(wanted) - {i.wnid for i in its}
+    }

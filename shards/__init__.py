@@ -3,6 +3,7 @@
 See FORMAT.md beside this file for the layout and the API. Heavy imports (torch, huggingface_hub) are
 deferred to the modules that need them, so `import shards` stays fast.
 """
+
 from shards.cache import SplitArrays, load_split
 from shards.card import CardInfo, License
 from shards.errors import ShardsError, ToolkitError
@@ -27,13 +28,32 @@ def __getattr__(name):
 
 
 __all__ = [
-    "ShardsError", "ToolkitError", "__version__",
+    "ShardsError",
+    "ToolkitError",
+    "__version__",
     # write: a dataset of shards, committed one by one, then its manifest
-    "DatasetWriter", "ShardSpec", "ShardStats", "CardInfo", "License", "derive_seed",
+    "DatasetWriter",
+    "ShardSpec",
+    "ShardStats",
+    "CardInfo",
+    "License",
+    "derive_seed",
     # read: the manifest, samples, decoded arrays, a stream (torch)
-    "Manifest", "load_manifest", "iter_samples", "iter_shard", "SplitArrays", "load_split", "StreamingBatches",
+    "Manifest",
+    "load_manifest",
+    "iter_samples",
+    "iter_shard",
+    "SplitArrays",
+    "load_split",
+    "StreamingBatches",
     # the tool's entry calls: import, verify, publish, fetch
-    "import_dataset", "open_source", "verify_dataset", "VerifyReport", "publish", "resolve_dataset",
+    "import_dataset",
+    "open_source",
+    "verify_dataset",
+    "VerifyReport",
+    "publish",
+    "resolve_dataset",
     # where work runs (every tool)
-    "resolve_device", "start_ray",
+    "resolve_device",
+    "start_ray",
 ]

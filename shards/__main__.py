@@ -1,4 +1,5 @@
 """`python -m shards --help`: see shards/cli.py."""
+
 import sys
 
 from shards.cli import main

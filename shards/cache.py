@@ -13,6 +13,7 @@ a temporary file that is renamed when complete. The file's blocks are reserved f
 then `posix_fallocate`): writing through a memory map instead would kill the workers with SIGBUS when
 the disk fills, where a write() fails with a catchable ENOSPC.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -82,12 +83,16 @@ def _decode_shard(job: _ShardJob) -> np.ndarray:
     except FileNotFoundError:
         raise _missing(Path(job.path)) from None
     except OSError as exc:
-        raise ShardsError(f"{job.path}: cannot read ({exc.strerror}); run `python -m shards verify` on the "
-                          "dataset and rebuild or re-download what it reports") from exc
+        raise ShardsError(
+            f"{job.path}: cannot read ({exc.strerror}); run `python -m shards verify` on the "
+            "dataset and rebuild or re-download what it reports"
+        ) from exc
     digest = hashlib.sha256(data).hexdigest()
     if digest != job.sha256:
-        raise ShardsError(f"{job.path}: corrupt: sha256 {digest[:12]}... but the manifest says {job.sha256[:12]}...; "
-                          "run `python -m shards verify` on the dataset and rebuild or re-download it")
+        raise ShardsError(
+            f"{job.path}: corrupt: sha256 {digest[:12]}... but the manifest says {job.sha256[:12]}...; "
+            "run `python -m shards verify` on the dataset and rebuild or re-download it"
+        )
     labels = np.empty(job.count, dtype=np.int64)
     rows = np.empty((min(ROWS_PER_WRITE, job.count), *job.shape), dtype=np.uint8)
     fixed = None if job.resize else list(job.shape)
@@ -98,21 +103,25 @@ def _decode_shard(job: _ShardJob) -> np.ndarray:
             if n > job.count or key != sample_key(job.first + n - 1):
                 raise ShardsError(f"{where} found where index {job.first + n - 1} was expected; rebuild it")
             if not 0 <= cls < job.num_classes:
-                raise ShardsError(f"{where}: label {cls} outside [0, {job.num_classes}), the manifest's classes; "
-                                  "rebuild the shard (or fix class_names)")
+                raise ShardsError(
+                    f"{where}: label {cls} outside [0, {job.num_classes}), the manifest's classes; "
+                    "rebuild the shard (or fix class_names)"
+                )
             rows[(n - 1) % len(rows)] = _fit(image, job.resize) if job.resize else image
             labels[n - 1] = cls
             if n % len(rows) == 0 or n == job.count:
                 start = (n - 1) // len(rows) * len(rows)
-                os.pwrite(f.fileno(), rows[:n - start].tobytes(), job.offset + (job.first + start) * rows[0].nbytes)
+                os.pwrite(f.fileno(), rows[: n - start].tobytes(), job.offset + (job.first + start) * rows[0].nbytes)
     if n != job.count:
         raise ShardsError(f"{job.path}: {n} samples, manifest says {job.count}; re-run the build to repair it")
     return labels
 
 
 def _missing(path: Path) -> ShardsError:
-    return ShardsError(f"{path}: missing, but the manifest lists it; re-run the command that made the dataset (or "
-                       "re-download it) to restore the shard")
+    return ShardsError(
+        f"{path}: missing, but the manifest lists it; re-run the command that made the dataset (or "
+        "re-download it) to restore the shard"
+    )
 
 
 def _check_sizes(root: Path, info) -> None:
@@ -124,8 +133,10 @@ def _check_sizes(root: Path, info) -> None:
         except FileNotFoundError:
             raise _missing(path) from None
         if size != entry.bytes:
-            raise ShardsError(f"{path}: {size:,} bytes, the manifest says {entry.bytes:,}; run `python -m shards "
-                              "verify` on the dataset and rebuild or re-download it")
+            raise ShardsError(
+                f"{path}: {size:,} bytes, the manifest says {entry.bytes:,}; run `python -m shards "
+                "verify` on the dataset and rebuild or re-download it"
+            )
 
 
 def _create_npy(path: Path, shape: tuple[int, ...]) -> int:
@@ -143,8 +154,14 @@ def _create_npy(path: Path, shape: tuple[int, ...]) -> int:
     return offset
 
 
-def load_split(root: str | os.PathLike, split: str, cache_dir: str | os.PathLike | None = None,
-               num_workers: int | None = None, size: int | None = None, progress: bool = True) -> SplitArrays:
+def load_split(
+    root: str | os.PathLike,
+    split: str,
+    cache_dir: str | os.PathLike | None = None,
+    num_workers: int | None = None,
+    size: int | None = None,
+    progress: bool = True,
+) -> SplitArrays:
     """Decode `split` of a local dataset into the cache (once; `cache_dir`, else the user cache directory,
     shards.cachedir) and return it memory-mapped. Nothing is written into the dataset folder."""
     root = Path(root)
@@ -164,8 +181,17 @@ def load_split(root: str | os.PathLike, split: str, cache_dir: str | os.PathLike
     if not (images_path.is_file() and labels_path.is_file()):
         cache.mkdir(parents=True, exist_ok=True)
         _check_sizes(root, info)
-        _build(root, info, images_path, labels_path, (info.count, height, width, channels), size, num_workers,
-               progress, len(manifest.class_names))
+        _build(
+            root,
+            info,
+            images_path,
+            labels_path,
+            (info.count, height, width, channels),
+            size,
+            num_workers,
+            progress,
+            len(manifest.class_names),
+        )
     return SplitArrays(np.load(images_path, mmap_mode="r"), np.load(labels_path), manifest.class_names)
 
 
@@ -211,8 +237,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _build(root, info, images_path: Path, labels_path: Path, shape, size, num_workers, progress,
-           num_classes: int) -> None:
+def _build(
+    root, info, images_path: Path, labels_path: Path, shape, size, num_workers, progress, num_classes: int
+) -> None:
     from tqdm.auto import tqdm
 
     _remove_stale_temps(images_path.parent)
@@ -225,16 +252,33 @@ def _build(root, info, images_path: Path, labels_path: Path, shape, size, num_wo
     try:
         check_free_space(images_path.parent, need)
         offset = _create_npy(tmp, shape)
-        jobs = [_ShardJob(str(shard_path(root, e.file)), e.sha256, e.first_index, e.samples, str(tmp), offset,
-                          tuple(shape[1:]), size, num_classes) for e in info.shards]
-        with _executor(workers) as pool, tqdm(
-            total=info.count, unit="img", desc=f"decoding {root.name}/{labels_path.name.split('-')[0]}",
-            disable=not progress,
-        ) as bar:
+        jobs = [
+            _ShardJob(
+                str(shard_path(root, e.file)),
+                e.sha256,
+                e.first_index,
+                e.samples,
+                str(tmp),
+                offset,
+                tuple(shape[1:]),
+                size,
+                num_classes,
+            )
+            for e in info.shards
+        ]
+        with (
+            _executor(workers) as pool,
+            tqdm(
+                total=info.count,
+                unit="img",
+                desc=f"decoding {root.name}/{labels_path.name.split('-')[0]}",
+                disable=not progress,
+            ) as bar,
+        ):
             futures = {pool.submit(_decode_shard, job): job for job in jobs}
             for future in as_completed(futures):
                 job = futures[future]
-                labels[job.first:job.first + job.count] = future.result()
+                labels[job.first : job.first + job.count] = future.result()
                 bar.update(job.count)
         np.save(labels_tmp, labels)
         os.replace(labels_tmp, labels_path)

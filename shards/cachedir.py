@@ -8,6 +8,7 @@ A dataset folder holds the dataset and nothing else, so it can be read-only, sha
 uploaded as it is. The layout follows the XDG base-directory spec (caches under $XDG_CACHE_HOME, default
 ~/.cache), as huggingface_hub does with HF_HOME; one variable moves the whole cache, as HF_HOME does.
 """
+
 from __future__ import annotations
 
 import os

@@ -6,6 +6,7 @@ type, because HF `datasets` otherwise infers the schema from the first samples i
 is emitted by PyYAML's `safe_dump`, never by string formatting: every string in it (source names, class
 names, the pretty name) can come from a user or a file, and `@src` or `weird: v2 #1` must stay strings.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,20 @@ JSON_TO_HF = {"int": "int64", "float": "float64", "str": "string", "bool": "bool
 
 # Licence ids from the Hub's list (hf.co/docs/hub/repositories-licenses) that datasets of ours carry;
 # `other` needs `license_name` and `license_link` (hub-docs datasetcard.md: "If license = other ...").
-LICENSES = ("apache-2.0", "mit", "bsd-3-clause", "cc0-1.0", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0",
-            "cc-by-nc-sa-4.0", "odc-by", "openrail", "other", "unknown")
+LICENSES = (
+    "apache-2.0",
+    "mit",
+    "bsd-3-clause",
+    "cc0-1.0",
+    "cc-by-4.0",
+    "cc-by-sa-4.0",
+    "cc-by-nc-4.0",
+    "cc-by-nc-sa-4.0",
+    "odc-by",
+    "openrail",
+    "other",
+    "unknown",
+)
 
 
 @dataclass(frozen=True)
@@ -64,11 +77,15 @@ class CardInfo:
 def check_license(license: str, name: str = "", link: str = "") -> None:
     """Raise ShardsError unless `license` is a known id and `other` comes with its name and link."""
     if license not in LICENSES:
-        raise ShardsError(f"--license {license!r}: not one of {', '.join(LICENSES)}; for another licence pass "
-                          "--license other --license-name ID --license-link URL")
+        raise ShardsError(
+            f"--license {license!r}: not one of {', '.join(LICENSES)}; for another licence pass "
+            "--license other --license-name ID --license-link URL"
+        )
     if license == "other" and not (name and link):
-        raise ShardsError("--license other: needs --license-name (an id, e.g. my-license-1.0) and --license-link "
-                          "(a URL, or LICENSE for a file in the repo), as the Hub's dataset card asks")
+        raise ShardsError(
+            "--license other: needs --license-name (an id, e.g. my-license-1.0) and --license-link "
+            "(a URL, or LICENSE for a file in the repo), as the Hub's dataset card asks"
+        )
 
 
 def declared_license(folder: str | Path) -> str:
@@ -84,8 +101,14 @@ def declared_license(folder: str | Path) -> str:
 
 
 def size_category(n: int) -> str:
-    for limit, name in [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
-                        (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M")]:
+    for limit, name in [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+    ]:
         if n < limit:
             return name
     return "100M<n<1B"
@@ -99,8 +122,10 @@ def _feature(name: str, kind: str) -> dict[str, str]:
 
 def _features(manifest: Manifest) -> list[dict[str, Any]]:
     names = {str(i): name for i, name in enumerate(manifest.class_names)}
-    features: list[dict[str, Any]] = [{"name": manifest.image_ext, "dtype": "image"},
-                                      {"name": "cls", "dtype": {"class_label": {"names": names}}}]
+    features: list[dict[str, Any]] = [
+        {"name": manifest.image_ext, "dtype": "image"},
+        {"name": "cls", "dtype": {"class_label": {"names": names}}},
+    ]
     if manifest.json_schema:
         features.append({"name": "json", "struct": [_feature(n, k) for n, k in manifest.json_schema.items()]})
     return features + [{"name": "__key__", "dtype": "string"}, {"name": "__url__", "dtype": "string"}]
@@ -112,15 +137,24 @@ def card_metadata(manifest: Manifest, info: CardInfo) -> dict[str, Any]:
     meta: dict[str, Any] = {"pretty_name": info.pretty_name, "license": info.license}
     if info.license == "other":
         meta.update(license_name=info.license_name, license_link=info.license_link)
-    lists = {"task_categories": info.task_categories, "size_categories": (size_category(total),),
-             "annotations_creators": info.annotations_creators, "source_datasets": info.source_datasets,
-             "tags": info.tags}
+    lists = {
+        "task_categories": info.task_categories,
+        "size_categories": (size_category(total),),
+        "annotations_creators": info.annotations_creators,
+        "source_datasets": info.source_datasets,
+        "tags": info.tags,
+    }
     meta.update({key: list(values) for key, values in lists.items() if values})
-    meta["configs"] = [{"config_name": "default",
-                        "data_files": [{"split": s, "path": f"data/{s}-*.tar"} for s in manifest.splits]}]
-    meta["dataset_info"] = {"features": _features(manifest), "splits": [
-        {"name": split, "num_examples": s.count, "num_bytes": sum(e.bytes for e in s.shards)}
-        for split, s in manifest.splits.items()]}
+    meta["configs"] = [
+        {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*.tar"} for s in manifest.splits]}
+    ]
+    meta["dataset_info"] = {
+        "features": _features(manifest),
+        "splits": [
+            {"name": split, "num_examples": s.count, "num_bytes": sum(e.bytes for e in s.shards)}
+            for split, s in manifest.splits.items()
+        ],
+    }
     return meta
 
 
@@ -146,7 +180,7 @@ def card_body(manifest: Manifest, info: CardInfo) -> str:
 
 Samples: {splits}. Classes: {classes}.
 Format: WebDataset tar shards `data/{{split}}-NNNNNN.tar`; each sample is `KEY.{manifest.image_ext}` (the
-image), `KEY.cls` (integer label) and `KEY.json` (fields: {', '.join(manifest.json_schema) or 'none'}).
+image), `KEY.cls` (integer label) and `KEY.json` (fields: {", ".join(manifest.json_schema) or "none"}).
 `manifest.json` lists every shard with its sample count and sha256; [`croissant.json`](croissant.json)
 describes the files, splits, fields and class names in MLCommons Croissant 1.0.
 

@@ -11,6 +11,7 @@ hash an edited manifest records, fails before any of its samples is used. A spli
 only when its shards' `samples` add up to it and each shard starts where the one before ended: readers
 size their arrays by it, and a row no shard fills would train as a black image with a garbage label.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -37,15 +38,19 @@ def check_split(split: str, info: SplitInfo, source: str) -> None:
     for i, entry in enumerate(info.shards):
         where = f"{source}: splits.{split}.shards[{i}]"
         if entry.first_index != end:
-            raise ShardsError(f"{where} starts at index {entry.first_index:,}, but the shards before it end at "
-                              f"{end:,}; {_FIX}")
+            raise ShardsError(
+                f"{where} starts at index {entry.first_index:,}, but the shards before it end at {end:,}; {_FIX}"
+            )
         if entry.samples * MIN_SAMPLE_BYTES > entry.bytes:
-            raise ShardsError(f"{where} claims {entry.samples:,} samples in {entry.bytes:,} bytes (a sample takes at "
-                              f"least {MIN_SAMPLE_BYTES:,}); {_FIX}")
+            raise ShardsError(
+                f"{where} claims {entry.samples:,} samples in {entry.bytes:,} bytes (a sample takes at "
+                f"least {MIN_SAMPLE_BYTES:,}); {_FIX}"
+            )
         end += entry.samples
     if end != info.count:
-        raise ShardsError(f"{source}: splits.{split}.count is {info.count:,}, but its shards hold {end:,} samples; "
-                          f"{_FIX}")
+        raise ShardsError(
+            f"{source}: splits.{split}.count is {info.count:,}, but its shards hold {end:,} samples; {_FIX}"
+        )
 
 
 def read_shard_bytes(url: str | os.PathLike, entry: ShardEntry) -> bytes:
@@ -54,19 +59,28 @@ def read_shard_bytes(url: str | os.PathLike, entry: ShardEntry) -> bytes:
         data = stream.read(entry.bytes + 1)  # bounded: a server sending more cannot fill the memory
     if len(data) != entry.bytes:
         kind = "cut short" if len(data) < entry.bytes else "longer"
-        raise ShardsError(f"{url}: {kind}: {len(data):,} bytes where the manifest says {entry.bytes:,}; the shard "
-                          "changed or broke since the manifest was written: verify the dataset (`python -m shards "
-                          "verify`) and rebuild, re-publish or re-download it")
+        raise ShardsError(
+            f"{url}: {kind}: {len(data):,} bytes where the manifest says {entry.bytes:,}; the shard "
+            "changed or broke since the manifest was written: verify the dataset (`python -m shards "
+            "verify`) and rebuild, re-publish or re-download it"
+        )
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry.sha256:
-        raise ShardsError(f"{url}: corrupt: sha256 {digest[:12]}... but the manifest says {entry.sha256[:12]}...; the "
-                          "shard changed since the manifest was written: verify the dataset (`python -m shards "
-                          "verify`) and rebuild, re-publish or re-download it")
+        raise ShardsError(
+            f"{url}: corrupt: sha256 {digest[:12]}... but the manifest says {entry.sha256[:12]}...; the "
+            "shard changed since the manifest was written: verify the dataset (`python -m shards "
+            "verify`) and rebuild, re-publish or re-download it"
+        )
     return data
 
 
-def read_checked_shard(url: str | os.PathLike, entry: ShardEntry, channels: int | None = None,
-                       shape: list[int] | None = None, decode: bool = True) -> list[Sample]:
+def read_checked_shard(
+    url: str | os.PathLike,
+    entry: ShardEntry,
+    channels: int | None = None,
+    shape: list[int] | None = None,
+    decode: bool = True,
+) -> list[Sample]:
     """Every sample of one shard, checked against its manifest entry (bytes, sha256, keys, count)."""
     samples = list(iter_tar_samples(read_shard_bytes(url, entry), str(url), channels, shape, decode))
     for n, (key, *_) in enumerate(samples):

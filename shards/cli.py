@@ -1,4 +1,5 @@
 """`python -m shards {verify,info,fetch,publish,import}`: check, describe, download, publish and import datasets."""
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         "dataset": str(root),
         "classes": m.class_names,
         "image": {"format": m.image_ext, "shape": m.image_shape},
-        "splits": {s: {"samples": i.count, "shards": len(i.shards), "label_histogram": i.label_histogram}
-                   for s, i in m.splits.items()},
+        "splits": {
+            s: {"samples": i.count, "shards": len(i.shards), "label_histogram": i.label_histogram}
+            for s, i in m.splits.items()
+        },
         "bytes_on_disk": size,
         "config_hash": m.config_hash,
     }
@@ -81,8 +84,11 @@ def dry_run_publish(root: Path, args: argparse.Namespace) -> int:
     print(f"\n--- {card} (the dataset card) ---")
     print(card.read_text() if card.is_file() else "(none: the dataset has no README.md)")
     failed = [c.name for c in checks if not c.ok]
-    print(f"dry run: publishing would fail ({', '.join(failed)}); nothing uploaded" if failed else
-          "dry run: every check passes; nothing uploaded")
+    print(
+        f"dry run: publishing would fail ({', '.join(failed)}); nothing uploaded"
+        if failed
+        else "dry run: every check passes; nothing uploaded"
+    )
     return 1 if failed else 0
 
 
@@ -104,15 +110,27 @@ def cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     license = License(args.license, args.license_name, args.license_link)
-    src = open_source(args.source, args.image_column, args.label_column, args.splits, args.class_names,
-                      args.channels)
-    print(f"{args.source}: image column {src.image_column!r}, label column {src.label_column!r}, "
-          f"{len(src.class_names)} classes; " + ", ".join(f"{s} {n:,}" for s, n in src.counts.items()))
+    src = open_source(args.source, args.image_column, args.label_column, args.splits, args.class_names, args.channels)
+    print(
+        f"{args.source}: image column {src.image_column!r}, label column {src.label_column!r}, "
+        f"{len(src.class_names)} classes; " + ", ".join(f"{s} {n:,}" for s, n in src.counts.items())
+    )
     with tqdm(total=sum(src.counts.values()), unit="img", desc="import", dynamic_ncols=True) as bar:
-        manifest = import_dataset(src, args.out, args.samples_per_shard, args.image_ext, args.overwrite, bar,
-                                  license=license, min_shards=args.min_shards)
-    print(f"complete: {args.out}/manifest.json, " + ", ".join(f"{s} {i.count:,}" for s, i in manifest.splits.items())
-          + f"; check it with `python -m shards verify {args.out}`")
+        manifest = import_dataset(
+            src,
+            args.out,
+            args.samples_per_shard,
+            args.image_ext,
+            args.overwrite,
+            bar,
+            license=license,
+            min_shards=args.min_shards,
+        )
+    print(
+        f"complete: {args.out}/manifest.json, "
+        + ", ".join(f"{s} {i.count:,}" for s, i in manifest.splits.items())
+        + f"; check it with `python -m shards verify {args.out}`"
+    )
     return 0
 
 
@@ -123,8 +141,9 @@ def _class_names(text: str) -> list[str]:
     try:
         lines = Path(text[1:]).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ShardsError(f"--class-names {text}: cannot read the names file ({exc}); give a UTF-8 text file, "
-                          "one class name per line") from exc
+        raise ShardsError(
+            f"--class-names {text}: cannot read the names file ({exc}); give a UTF-8 text file, one class name per line"
+        ) from exc
     return [line.strip() for line in lines if line.strip()]
 
 
@@ -143,8 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="dataset folder")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
-    p = sub.add_parser("fetch", help="download a dataset URL (http(s)://, hf://datasets/...) into the cache; "
-                       "shards cached already are re-hashed and downloaded again when they differ")
+    p = sub.add_parser(
+        "fetch",
+        help="download a dataset URL (http(s)://, hf://datasets/...) into the cache; "
+        "shards cached already are re-hashed and downloaded again when they differ",
+    )
     p.add_argument("url")
     p.set_defaults(func=cmd_fetch)
     p = sub.add_parser("publish", help="verify, then upload a dataset to a Hugging Face Hub dataset repo")
@@ -152,22 +174,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo", required=True, help="Hub dataset repo id, e.g. me/cifar5m")
     p.add_argument("--private", action="store_true")
     p.add_argument("--revision", default=None, help="branch to push to (default: main)")
-    p.add_argument("--dry-run", action="store_true", help="run the publish's checks (offline mode, token, verify, "
-                   "the repo's state), print them, the upload plan and the card; upload nothing; exit 1 if one fails")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run the publish's checks (offline mode, token, verify, "
+        "the repo's state), print them, the upload plan and the card; upload nothing; exit 1 if one fails",
+    )
     add_overwrite(p, "a repo that holds another dataset of ours")
     p.set_defaults(func=cmd_publish)
-    p = sub.add_parser("import", help="a labelled image dataset (Hub id, parquet folder, SPLIT/CLASS/ image folder) "
-                       "-> our shards")
+    p = sub.add_parser(
+        "import", help="a labelled image dataset (Hub id, parquet folder, SPLIT/CLASS/ image folder) -> our shards"
+    )
     p.add_argument("source", help="Hub dataset id (ORG/NAME, streamed), a parquet folder, or an image folder")
     add_out(p, "output dataset folder (created; resumed if it holds this import)")
     p.add_argument("--image-column", help="image column (default: the one Image feature)")
     p.add_argument("--label-column", help="label column (default: the one ClassLabel feature)")
     p.add_argument("--splits", type=_csv, help="comma-separated splits to import (default: all)")
-    p.add_argument("--class-names", type=_class_names, metavar="A,B,... | @FILE",
-                   help="class names in label order, for an integer label column (e.g. WebDataset `cls`); "
-                   "@FILE reads one name per line")
-    p.add_argument("--channels", default="auto", choices=["auto", "1", "3"],
-                   help="stored channels: auto keeps a grey source grey (from its first image) (default auto)")
+    p.add_argument(
+        "--class-names",
+        type=_class_names,
+        metavar="A,B,... | @FILE",
+        help="class names in label order, for an integer label column (e.g. WebDataset `cls`); "
+        "@FILE reads one name per line",
+    )
+    p.add_argument(
+        "--channels",
+        default="auto",
+        choices=["auto", "1", "3"],
+        help="stored channels: auto keeps a grey source grey (from its first image) (default auto)",
+    )
     add_samples_per_shard(p, SAMPLES_PER_SHARD)
     p.add_argument("--image-ext", default="png", choices=["png", "jpg"], help="stored image format (default png)")
     add_min_shards_flag(p)

@@ -3,6 +3,7 @@
 A sample is three members sharing its key, in this order: the image (`png` or `jpg`), `cls` (ASCII
 integer) and `json` (sorted keys, no spaces). Encoding is deterministic: the same sample, the same bytes.
 """
+
 from __future__ import annotations
 
 import io
@@ -28,9 +29,7 @@ def encode_image(image: np.ndarray | bytes, ext: str) -> bytes:
         return bytes(image)
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (1, 3):
-        raise ShardsError(
-            f"image of dtype {array.dtype} and shape {array.shape}: must be uint8 HxWxC with C = 1 or 3"
-        )
+        raise ShardsError(f"image of dtype {array.dtype} and shape {array.shape}: must be uint8 HxWxC with C = 1 or 3")
     pil = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     buffer = io.BytesIO()
     if ext == "png":
@@ -68,8 +67,10 @@ def to_8bit(pil: Image.Image) -> Image.Image:
         if not np.isfinite(array).all():
             raise ValueError("a float image with NaN or infinite values; convert it to 8-bit")
         if array.size and (array.min() < 0 or array.max() > 1):
-            raise ValueError(f"a float image with values in [{array.min():g}, {array.max():g}], not [0, 1]; "
-                             "convert it to 8-bit, or scale it to [0, 1]")
+            raise ValueError(
+                f"a float image with values in [{array.min():g}, {array.max():g}], not [0, 1]; "
+                "convert it to 8-bit, or scale it to [0, 1]"
+            )
         return Image.fromarray(np.rint(array * 255).astype(np.uint8), "L")
     return Image.fromarray((array.astype(np.uint16) >> 8).astype(np.uint8), "L")
 
@@ -81,8 +82,10 @@ def _check_encoded(data: bytes) -> None:
     except DECODE_ERRORS as exc:
         raise ShardsError(f"encoded image bytes that are no image ({type(exc).__name__}: {exc})") from exc
     if mode in WIDE_MODES:
-        raise ShardsError(f"encoded image of mode {mode} (more than 8 bits per channel): the format stores 8-bit "
-                          "images; decode it and pass a uint8 array (shards.codec.to_8bit scales it)")
+        raise ShardsError(
+            f"encoded image of mode {mode} (more than 8 bits per channel): the format stores 8-bit "
+            "images; decode it and pass a uint8 array (shards.codec.to_8bit scales it)"
+        )
 
 
 def decode_image(data: bytes, channels: int | None = None, shape: list[int] | None = None) -> np.ndarray:
@@ -102,8 +105,9 @@ def decode_image(data: bytes, channels: int | None = None, shape: list[int] | No
     if shape is not None and (height, width) != tuple(shape[:2]):
         raise ValueError(f"image is {height}x{width}, expected {shape[0]}x{shape[1]}")
     if Image.MAX_IMAGE_PIXELS and width * height > Image.MAX_IMAGE_PIXELS:
-        raise ValueError(f"image of {width}x{height} pixels: over the decompression-bomb limit "
-                         f"of {Image.MAX_IMAGE_PIXELS:,}")
+        raise ValueError(
+            f"image of {width}x{height} pixels: over the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,}"
+        )
     mode = {1: "L", 3: "RGB"}.get(channels) or ("L" if pil.mode in ("L", "1") else "RGB")
     try:
         array = np.asarray(pil.convert(mode) if pil.mode != mode else pil)
@@ -118,6 +122,7 @@ def encode_json(meta: dict[str, Any]) -> bytes:
 
 def json_schema(meta: dict[str, Any]) -> dict[str, str]:
     """The JSON type of every field: the same in every sample of a dataset (HF infers from 5 samples)."""
+
     def kind(value: Any) -> str:
         if isinstance(value, bool):
             return "bool"
@@ -137,6 +142,7 @@ def json_schema(meta: dict[str, Any]) -> dict[str, str]:
         if value is None:
             return "null"
         raise ShardsError(f"json value {value!r} of type {type(value).__name__}: use int, float, str, bool or lists")
+
     return {name: kind(value) for name, value in sorted(meta.items())}
 
 

@@ -1,9 +1,10 @@
 """Full disks: one clear message, and a free-space check before a big write.
 
-    except OSError as exc:
-        if is_no_space(exc):
-            raise no_space_error(out_dir, need_bytes) from exc
+except OSError as exc:
+    if is_no_space(exc):
+        raise no_space_error(out_dir, need_bytes) from exc
 """
+
 from __future__ import annotations
 
 import errno

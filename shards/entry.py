@@ -7,6 +7,7 @@ exits 130 (128 + SIGINT, the shell's convention). Our packages log at the chosen
 default INFO); libraries (timm, diffusers, ray) stay at WARNING, their INFO chatter is noise here. Under
 torchrun only rank 0 logs at the chosen level.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,9 @@ def one_line(exc: ToolkitError) -> str:
     return text
 
 
-def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None,
-            interrupted_hint: str = INTERRUPTED_HINT) -> int:
+def run_cli(
+    parser: argparse.ArgumentParser, argv: list[str] | None = None, interrupted_hint: str = INTERRUPTED_HINT
+) -> int:
     """Parse argv, call the chosen subcommand's `func(args)`, and map errors to exit statuses."""
     try:
         args = parser.parse_args(argv)  # inside: a type= parser may raise a ToolkitError
@@ -63,15 +65,25 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None = None,
 
 def add_min_shards_flag(p: argparse.ArgumentParser) -> None:
     """--min-shards: the per-split shard floor (shards.manifest.MIN_SHARDS says why 16); shared by the tools."""
-    p.add_argument("--min-shards", type=int, default=MIN_SHARDS, metavar="N",
-                   help=f"every split gets at least N shards (smaller shards if need be) so that each loader "
-                   f"worker has one (default {MIN_SHARDS})")
+    p.add_argument(
+        "--min-shards",
+        type=int,
+        default=MIN_SHARDS,
+        metavar="N",
+        help=f"every split gets at least N shards (smaller shards if need be) so that each loader "
+        f"worker has one (default {MIN_SHARDS})",
+    )
 
 
 def add_license_flags(p: argparse.ArgumentParser) -> None:
     """--license (a Hub licence id) and, for `other`, --license-name and --license-link; shared by the tools."""
-    p.add_argument("--license", default="unknown", choices=LICENSES,
-                   help="the dataset's licence for its card (default unknown: state the source's licence here)")
+    p.add_argument(
+        "--license",
+        default="unknown",
+        choices=LICENSES,
+        help="the dataset's licence for its card (default unknown: state the source's licence here)",
+    )
     p.add_argument("--license-name", default="", help="with --license other: the licence's id, e.g. my-license-1.0")
-    p.add_argument("--license-link", default="",
-                   help="with --license other: its URL, or LICENSE for a file in the repo")
+    p.add_argument(
+        "--license-link", default="", help="with --license other: its URL, or LICENSE for a file in the repo"
+    )

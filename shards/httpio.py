@@ -19,6 +19,7 @@ instead of being read forever. 401/403/404 fail at once
 with one line that names the URL and what to do. The token goes only to the Hub's own host: a redirect to
 another host (the Hub's CDN) does not carry it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -60,15 +61,17 @@ _REPO_PART = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Z
 
 def split_hub_url(url: str) -> tuple[str, str | None, str]:
     """`hf://datasets/ORG/NAME[@REV][/PATH]` -> (repo id, revision or None, path)."""
-    parts = url[len("hf://"):].split("/", 3) if url.startswith("hf://") else []
+    parts = url[len("hf://") :].split("/", 3) if url.startswith("hf://") else []
     if len(parts) < 3 or parts[0] != "datasets" or not parts[1] or not parts[2].split("@")[0]:
         raise ShardsError(f"{url}: expected hf://datasets/ORG/NAME[@REVISION]; check the dataset URL")
     name, _, revision = parts[2].partition("@")
     for part in (parts[1], name):
         if not _REPO_PART.fullmatch(part):
-            raise ShardsError(f"{url}: {part!r} is not a Hub repo name (letters, digits, '-', '_', '.'; not "
-                              "starting or ending with '-' or '.'; no '--' or '..'; at most 96); expected "
-                              "hf://datasets/ORG/NAME[@REVISION]")
+            raise ShardsError(
+                f"{url}: {part!r} is not a Hub repo name (letters, digits, '-', '_', '.'; not "
+                "starting or ending with '-' or '.'; no '--' or '..'; at most 96); expected "
+                "hf://datasets/ORG/NAME[@REVISION]"
+            )
     return f"{parts[1]}/{name}", unquote(revision) or None, parts[3] if len(parts) > 3 else ""
 
 
@@ -116,11 +119,15 @@ class RemoteNotFound(ShardsError):
 def _fatal(shown: str, exc: urllib.error.HTTPError) -> ShardsError:
     what = f"{shown}: HTTP {exc.code} {exc.reason}"
     if exc.code in (401, 403):
-        return ShardsError(f"{what}: not authorised; for a private or gated Hub dataset set HF_TOKEN (or run "
-                           "`hf auth login`) with read access to it, then re-run")
+        return ShardsError(
+            f"{what}: not authorised; for a private or gated Hub dataset set HF_TOKEN (or run "
+            "`hf auth login`) with read access to it, then re-run"
+        )
     if exc.code == 404:
-        return RemoteNotFound(f"{what}: not found; check the repo id or URL, the revision (@REV) and that the "
-                           "dataset was published completely")
+        return RemoteNotFound(
+            f"{what}: not found; check the repo id or URL, the revision (@REV) and that the "
+            "dataset was published completely"
+        )
     return ShardsError(f"{what}; check the URL")
 
 
@@ -175,21 +182,25 @@ class _Transfer:
         self.tries += 1
         at = f" at byte {offset:,}" if offset else ""
         if self.tries >= ATTEMPTS:
-            raise ShardsError(f"{self.shown}: {problem}{at} ({ATTEMPTS} tries); check the URL and the network, "
-                              "then re-run")
+            raise ShardsError(
+                f"{self.shown}: {problem}{at} ({ATTEMPTS} tries); check the URL and the network, then re-run"
+            )
         delay = BACKOFF_S * 2 ** (self.tries - 1)
         if self.spent_s + delay >= self.deadline_s:
             raise self.overdue(problem, offset)
-        log.warning("%s: %s%s; retrying in %.1f s (try %d of %d)", self.shown, problem, at, delay, self.tries + 1,
-                    ATTEMPTS)
+        log.warning(
+            "%s: %s%s; retrying in %.1f s (try %d of %d)", self.shown, problem, at, delay, self.tries + 1, ATTEMPTS
+        )
         time.sleep(delay)
         self.spent_s += delay
         self.window_s, self.window_bytes = 0.0, 0
 
     def overdue(self, problem: str, offset: int) -> ShardsError:
-        return ShardsError(f"{self.shown}: not read within its deadline of {self.deadline_s:,.0f} s ({problem}; "
-                           f"{offset:,} bytes read, {self.tries} failed tries); check the network and re-run, or "
-                           "raise DEEPBOOT_HTTP_DEADLINE_S for a slow link")
+        return ShardsError(
+            f"{self.shown}: not read within its deadline of {self.deadline_s:,.0f} s ({problem}; "
+            f"{offset:,} bytes read, {self.tries} failed tries); check the network and re-run, or "
+            "raise DEEPBOOT_HTTP_DEADLINE_S for a slow link"
+        )
 
     def check(self, offset: int) -> None:
         """Between reads: past the deadline is a ShardsError; a rate window under min_rate a _TooSlow (the
@@ -200,8 +211,10 @@ class _Transfer:
             rate, took = self.window_bytes / self.window_s, self.window_s
             self.window_s, self.window_bytes = 0.0, 0
             if rate < self.min_rate:
-                raise _TooSlow(f"connection too slow: {rate:,.0f} bytes/s over {took:.1f} s, under the minimum "
-                               f"{self.min_rate:,.0f} (DEEPBOOT_HTTP_MIN_RATE)")
+                raise _TooSlow(
+                    f"connection too slow: {rate:,.0f} bytes/s over {took:.1f} s, under the minimum "
+                    f"{self.min_rate:,.0f} (DEEPBOOT_HTTP_MIN_RATE)"
+                )
 
 
 def _request(url: str, transfer: _Transfer, start: int) -> http.client.HTTPResponse:
@@ -266,7 +279,7 @@ class _ResumingReader(io.RawIOBase):
                 if not data and len(buffer) and self.response.length:
                     # the body ended before its Content-Length
                     raise http.client.IncompleteRead(b"", self.response.length)
-                buffer[:len(data)] = data
+                buffer[: len(data)] = data
                 self.offset += len(data)
                 return len(data)
             except TRANSIENT_ERRORS as exc:

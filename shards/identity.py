@@ -9,6 +9,7 @@ over a changed input is refused (`DatasetWriter.prepare`, with `input_changes` n
 file), and one dataset never mixes two labelers or two sources. Names are a Hub id or a folder's or
 file's own name, never an absolute path, so publishing a dataset leaks nothing of the machine.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,21 +65,39 @@ class InputIdentity:
     listing: tuple[FileRecord, ...] = ()  # kept when at most MAX_LISTED files
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "sha256": self.sha256, "files": self.files, "bytes": self.bytes,
-                "revision": self.revision, "listing": [r.to_dict() for r in self.listing]}
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "files": self.files,
+            "bytes": self.bytes,
+            "revision": self.revision,
+            "listing": [r.to_dict() for r in self.listing],
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputIdentity:
-        return cls(str(data["name"]), str(data["sha256"]), int(data["files"]), int(data["bytes"]),
-                   data.get("revision"), tuple(FileRecord.from_dict(r) for r in data.get("listing", ())))
+        return cls(
+            str(data["name"]),
+            str(data["sha256"]),
+            int(data["files"]),
+            int(data["bytes"]),
+            data.get("revision"),
+            tuple(FileRecord.from_dict(r) for r in data.get("listing", ())),
+        )
 
 
 def identity_of(name: str, records: Iterable[FileRecord], revision: str | None = None) -> InputIdentity:
     """The identity of an input made of `records` (sorted here by path, so listing order never matters)."""
     records = tuple(sorted(records, key=lambda r: r.path))
     digest = hashlib.sha256(json.dumps([[r.path, r.bytes, r.sha256] for r in records]).encode()).hexdigest()
-    return InputIdentity(name, digest, len(records), sum(r.bytes for r in records), revision,
-                         records if len(records) <= MAX_LISTED else ())
+    return InputIdentity(
+        name,
+        digest,
+        len(records),
+        sum(r.bytes for r in records),
+        revision,
+        records if len(records) <= MAX_LISTED else (),
+    )
 
 
 def file_record(root: Path, relpath: str) -> FileRecord:
@@ -86,12 +105,14 @@ def file_record(root: Path, relpath: str) -> FileRecord:
     try:
         return FileRecord(Path(relpath).as_posix(), path.stat().st_size, sha256_file(path))
     except OSError as exc:
-        raise ShardsError(f"{path}: cannot read it to identify the input ({exc.strerror or exc}); "
-                          "check the file and re-run") from None
+        raise ShardsError(
+            f"{path}: cannot read it to identify the input ({exc.strerror or exc}); check the file and re-run"
+        ) from None
 
 
-def identify_files(name: str, root: str | os.PathLike, relpaths: Iterable[str],
-                   revision: str | None = None) -> InputIdentity:
+def identify_files(
+    name: str, root: str | os.PathLike, relpaths: Iterable[str], revision: str | None = None
+) -> InputIdentity:
     """Hash the named files under `root` (each read once)."""
     return identity_of(name, (file_record(Path(root), p) for p in relpaths), revision)
 
@@ -142,14 +163,19 @@ def _what_changed(old: dict[str, Any], new: dict[str, Any]) -> str:
     before = {r["path"]: r for r in old["listing"]}
     after = {r["path"]: r for r in new["listing"]}
     if before and after:
-        parts = [f"{p} changed ({_short(before[p])} -> {_short(after[p])})"
-                 for p in sorted(set(before) & set(after)) if before[p] != after[p]]
+        parts = [
+            f"{p} changed ({_short(before[p])} -> {_short(after[p])})"
+            for p in sorted(set(before) & set(after))
+            if before[p] != after[p]
+        ]
         parts += [f"{p} added" for p in sorted(set(after) - set(before))]
         parts += [f"{p} removed" for p in sorted(set(before) - set(after))]
         if parts:
             return ", ".join(parts[:3]) + (f" and {len(parts) - 3} more" if len(parts) > 3 else "")
-    return (f"its files changed ({old['files']:,} files, {old['bytes']:,} bytes, sha256 {old['sha256'][:8]} -> "
-            f"{new['files']:,} files, {new['bytes']:,} bytes, sha256 {new['sha256'][:8]})")
+    return (
+        f"its files changed ({old['files']:,} files, {old['bytes']:,} bytes, sha256 {old['sha256'][:8]} -> "
+        f"{new['files']:,} files, {new['bytes']:,} bytes, sha256 {new['sha256'][:8]})"
+    )
 
 
 def _short(record: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ the image is decoded (16-bit greyscale scaled to 8 bits, float images in [0, 1] 
 (`--channels`), else RGB; the label as `cls`, and `json` holds the row number in the source split. Writing goes through `shards.DatasetWriter`, so the result is
 deterministic and resumable: complete shards are skipped (their rows are read but not decoded).
 """
+
 from __future__ import annotations
 
 import logging
@@ -71,8 +72,10 @@ def source_identity(source: str) -> InputIdentity:
     try:
         revision = HfApi().dataset_info(source).sha
     except Exception as exc:  # noqa: BLE001 - offline, 404, auth, bad id: all end the same way
-        raise ShardsError(f"{source}: cannot read its revision on the Hugging Face Hub ({type(exc).__name__}); "
-                          "check the id, the network and HF_TOKEN, or give a local folder") from None
+        raise ShardsError(
+            f"{source}: cannot read its revision on the Hugging Face Hub ({type(exc).__name__}); "
+            "check the id, the network and HF_TOKEN, or give a local folder"
+        ) from None
     return identity_of(source, (), revision=revision)
 
 
@@ -85,9 +88,11 @@ def load_streaming(source: str, revision: str | None = None):
     try:
         loaded = datasets.load_dataset(source, streaming=True, revision=revision)
     except Exception as exc:  # datasets raises many types (FileNotFound, DatasetNotFound, HTTP, ValueError)
-        raise ShardsError(f"{source}: cannot open as a {where} with `datasets` ({type(exc).__name__}: {exc}); "
-                          "give a Hub id (ORG/NAME), a folder of parquet files, or a SPLIT/CLASS/*.png "
-                          "image folder") from exc
+        raise ShardsError(
+            f"{source}: cannot open as a {where} with `datasets` ({type(exc).__name__}: {exc}); "
+            "give a Hub id (ORG/NAME), a folder of parquet files, or a SPLIT/CLASS/*.png "
+            "image folder"
+        ) from exc
     if not isinstance(loaded, datasets.IterableDatasetDict):
         loaded = datasets.IterableDatasetDict({"train": loaded})
     return loaded
@@ -101,14 +106,21 @@ def pick_column(features: dict[str, Any], kind: type, given: str | None, flag: s
         return given
     found = [name for name, feature in features.items() if isinstance(feature, kind)]
     if len(found) != 1:
-        raise ShardsError(f"{source}: found {len(found)} {kind.__name__} columns ({', '.join(found) or 'none'}) "
-                          f"among {', '.join(features)}; name the one to use with {flag}")
+        raise ShardsError(
+            f"{source}: found {len(found)} {kind.__name__} columns ({', '.join(found) or 'none'}) "
+            f"among {', '.join(features)}; name the one to use with {flag}"
+        )
     return found[0]
 
 
-def open_source(source: str, image_column: str | None = None, label_column: str | None = None,
-                splits: list[str] | None = None, class_names: list[str] | None = None,
-                channels: str = "auto") -> ImportSource:
+def open_source(
+    source: str,
+    image_column: str | None = None,
+    label_column: str | None = None,
+    splits: list[str] | None = None,
+    class_names: list[str] | None = None,
+    channels: str = "auto",
+) -> ImportSource:
     """Open `source`, detect the columns and class names, and count every split's rows.
 
     `class_names` names the classes of an integer label column (sources without a ClassLabel, such as
@@ -129,8 +141,10 @@ def open_source(source: str, image_column: str | None = None, label_column: str 
     first = loaded[chosen[0]]
     features = first.features
     if features is None:
-        raise ShardsError(f"{source}: `datasets` could not tell its columns without reading it; export it "
-                          "as parquet with features, or as a SPLIT/CLASS/*.png image folder")
+        raise ShardsError(
+            f"{source}: `datasets` could not tell its columns without reading it; export it "
+            "as parquet with features, or as a SPLIT/CLASS/*.png image folder"
+        )
     image = pick_column(features, Image, image_column, "--image-column", source)
     label, names = label_column_and_names(features, label_column, class_names, source)
     streams = {s: loaded[s].cast_column(image, Image(decode=False)) for s in chosen}
@@ -139,8 +153,9 @@ def open_source(source: str, image_column: str | None = None, label_column: str 
     return ImportSource(source, streams, image, label, names, counts, identity, depth)
 
 
-def label_column_and_names(features: dict[str, Any], given: str | None, class_names: list[str] | None,
-                           source: str) -> tuple[str, list[str]]:
+def label_column_and_names(
+    features: dict[str, Any], given: str | None, class_names: list[str] | None, source: str
+) -> tuple[str, list[str]]:
     """The label column and the class names: a ClassLabel's own names, or `class_names` for an integer
     column (the one ClassLabel, else the named column, else `cls` or `label`)."""
     from datasets import ClassLabel, Value
@@ -148,25 +163,36 @@ def label_column_and_names(features: dict[str, Any], given: str | None, class_na
     if class_names is None:
         label = pick_column(features, ClassLabel, given, "--label-column", source)
         if not isinstance(features[label], ClassLabel):
-            raise ShardsError(f"{source}: --label-column {label!r} is {features[label]}, not a ClassLabel, so it "
-                              "has no class names; choose the ClassLabel column or give --class-names")
+            raise ShardsError(
+                f"{source}: --label-column {label!r} is {features[label]}, not a ClassLabel, so it "
+                "has no class names; choose the ClassLabel column or give --class-names"
+            )
         return label, list(features[label].names)
     for name in class_names:
         if not name.strip():
             raise ShardsError(f"--class-names: an empty class name in {class_names!r}; give one name per class")
-    candidates = [given] if given else [n for n, f in features.items() if isinstance(f, ClassLabel)] or [
-        n for n in ("cls", "label") if n in features]
+    candidates = (
+        [given]
+        if given
+        else [n for n, f in features.items() if isinstance(f, ClassLabel)]
+        or [n for n in ("cls", "label") if n in features]
+    )
     if len(candidates) != 1 or candidates[0] not in features:
-        raise ShardsError(f"{source}: no label column to name the classes of (columns: {', '.join(features)}); "
-                          "name it with --label-column")
+        raise ShardsError(
+            f"{source}: no label column to name the classes of (columns: {', '.join(features)}); "
+            "name it with --label-column"
+        )
     label, feature = candidates[0], features[candidates[0]]
     if isinstance(feature, ClassLabel) and feature.num_classes != len(class_names):
-        raise ShardsError(f"{source}: --class-names gives {len(class_names)} names, the ClassLabel {label!r} has "
-                          f"{feature.num_classes}; give one name per class")
+        raise ShardsError(
+            f"{source}: --class-names gives {len(class_names)} names, the ClassLabel {label!r} has "
+            f"{feature.num_classes}; give one name per class"
+        )
     integer = isinstance(feature, Value) and feature.dtype.startswith(("int", "uint"))
     if not isinstance(feature, ClassLabel) and not integer:
-        raise ShardsError(f"{source}: label column {label!r} is {feature}, not integer labels; choose another "
-                          "with --label-column")
+        raise ShardsError(
+            f"{source}: label column {label!r} is {feature}, not integer labels; choose another with --label-column"
+        )
     return label, list(class_names)
 
 
@@ -214,8 +240,10 @@ def decode_image(value: dict[str, Any], channels: int, where: str) -> np.ndarray
     if channels == 3:
         return np.asarray(pil.convert("RGB"))
     if pil.mode not in GREY_MODES:
-        raise ShardsError(f"{where}: a {pil.mode} image in a source whose first image is grey; pass --channels 3 "
-                          "to store every image as RGB")
+        raise ShardsError(
+            f"{where}: a {pil.mode} image in a source whose first image is grey; pass --channels 3 "
+            "to store every image as RGB"
+        )
     return np.asarray(pil.convert("L"))[:, :, None]
 
 
@@ -226,42 +254,75 @@ def shard_samples(src: ImportSource, split: str, rows, first_index: int, count: 
         where = f"{src.source} split {split} row {index}"
         label = row[src.label_column]
         if not isinstance(label, int) or not 0 <= label < len(src.class_names):
-            raise ShardsError(f"{where}: label {label!r} is not in [0, {len(src.class_names)}); "
-                              "unlabelled rows cannot be imported: choose labelled splits with --splits")
+            raise ShardsError(
+                f"{where}: label {label!r} is not in [0, {len(src.class_names)}); "
+                "unlabelled rows cannot be imported: choose labelled splits with --splits"
+            )
         yield {"image": decode_image(row[src.image_column], src.channels, where), "cls": label, "json": {"row": index}}
         yielded += 1
     if yielded < count:
-        raise ShardsError(f"{src.source} split {split}: ended after {first_index + yielded:,} rows, but its dataset card states "
-                          f"{src.counts[split]:,}; fix the card's num_examples (or remove them to have rows counted)")
+        raise ShardsError(
+            f"{src.source} split {split}: ended after {first_index + yielded:,} rows, but its dataset card states "
+            f"{src.counts[split]:,}; fix the card's num_examples (or remove them to have rows counted)"
+        )
 
 
 def import_config(src: ImportSource, image_ext: str) -> dict[str, Any]:
-    config = {"kind": "import", "source": src.name, "source_files": src.identity.to_dict(),
-              "image_column": src.image_column, "label_column": src.label_column, "image_ext": image_ext}
+    config = {
+        "kind": "import",
+        "source": src.name,
+        "source_files": src.identity.to_dict(),
+        "image_column": src.image_column,
+        "label_column": src.label_column,
+        "image_ext": image_ext,
+    }
     return config if src.channels == 3 else {**config, "channels": 1}  # RGB imports keep their hash
 
 
-def import_dataset(src: ImportSource, out_dir: str | Path, samples_per_shard: int = SAMPLES_PER_SHARD,
-                   image_ext: str = "png", overwrite: bool = False, progress=None, license: License | None = None,
-                   min_shards: int = MIN_SHARDS):
+def import_dataset(
+    src: ImportSource,
+    out_dir: str | Path,
+    samples_per_shard: int = SAMPLES_PER_SHARD,
+    image_ext: str = "png",
+    overwrite: bool = False,
+    progress=None,
+    license: License | None = None,
+    min_shards: int = MIN_SHARDS,
+):
     """Write every split of `src` into `out_dir` (resumable); return the manifest."""
     license = license or License()
-    card = CardInfo(pretty_name=f"{src.name} (imported)", annotations_creators=("found",),
-                    description=f"`{src.name}` imported with `python -m shards import`: one sample per source "
-                                "row, in source order; `json.row` is the row's number in its split.",
-                    source_datasets=(src.name,), tags=("deep-bootstrap", "webdataset"), license=license.id,
-                    license_name=license.name, license_link=license.link)
-    writer = DatasetWriter(out_dir, import_config(src, image_ext), src.class_names, dict(src.counts),
-                           samples_per_shard, image_ext=image_ext, card=card, overwrite=overwrite,
-                           min_shards=min_shards)
+    card = CardInfo(
+        pretty_name=f"{src.name} (imported)",
+        annotations_creators=("found",),
+        description=f"`{src.name}` imported with `python -m shards import`: one sample per source "
+        "row, in source order; `json.row` is the row's number in its split.",
+        source_datasets=(src.name,),
+        tags=("deep-bootstrap", "webdataset"),
+        license=license.id,
+        license_name=license.name,
+        license_link=license.link,
+    )
+    writer = DatasetWriter(
+        out_dir,
+        import_config(src, image_ext),
+        src.class_names,
+        dict(src.counts),
+        samples_per_shard,
+        image_ext=image_ext,
+        card=card,
+        overwrite=overwrite,
+        min_shards=min_shards,
+    )
     writer.prepare()
     pending = {s.stem for s in writer.pending()}
     try:
         for split, stream in src.splits.items():
             _import_split(src, split, iter(stream), writer, pending, progress)
     except OSError as exc:  # network or disk trouble while streaming (requests/hub errors are OSErrors)
-        raise ShardsError(f"{src.source}: import stopped ({type(exc).__name__}: {exc}); committed shards are "
-                          "kept, re-run the same command to resume") from exc
+        raise ShardsError(
+            f"{src.source}: import stopped ({type(exc).__name__}: {exc}); committed shards are "
+            "kept, re-run the same command to resume"
+        ) from exc
     return writer.finalize()
 
 
@@ -271,12 +332,16 @@ def _import_split(src: ImportSource, split: str, rows, writer: DatasetWriter, pe
         if spec.stem not in pending:
             skipped = sum(1 for _ in islice(rows, spec.count))  # complete: read past, never decode
             if skipped != spec.count:
-                raise ShardsError(f"{src.source} split {split}: ended after {spec.first_index + skipped:,} rows, "
-                                  f"{src.counts[split]:,} expected; the source changed, use another --out")
+                raise ShardsError(
+                    f"{src.source} split {split}: ended after {spec.first_index + skipped:,} rows, "
+                    f"{src.counts[split]:,} expected; the source changed, use another --out"
+                )
         else:
             writer.write_shard(spec, shard_samples(src, split, rows, spec.first_index, spec.count))
         if progress:
             progress.update(spec.count)
     if next(rows, None) is not None:
-        raise ShardsError(f"{src.source} split {split}: more rows than the {src.counts[split]:,} its dataset card "
-                          "states; fix the card's num_examples (or remove them to have rows counted)")
+        raise ShardsError(
+            f"{src.source} split {split}: more rows than the {src.counts[split]:,} its dataset card "
+            "states; fix the card's num_examples (or remove them to have rows counted)"
+        )

@@ -3,6 +3,7 @@
 An atomic write goes to a uniquely named temporary file beside the target, is fsynced, then renamed over
 it: a reader (or a process killed mid-write) sees the old file or the new one, never half of either.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -99,8 +100,9 @@ def read_json(path: str | os.PathLike, default: Any = _MISSING, fix: str = "dele
         raise ShardsError(f"{path}: not valid JSON ({exc}); {fix}") from exc
 
 
-def read_json_object(path: str | os.PathLike, default: Any = _MISSING, fix: str = "delete or restore it",
-                     expected: str = "an object") -> dict:
+def read_json_object(
+    path: str | os.PathLike, default: Any = _MISSING, fix: str = "delete or restore it", expected: str = "an object"
+) -> dict:
     """`read_json` for a file that must hold one JSON object (a config, a description)."""
     data = read_json(path, default, fix)
     if not isinstance(data, dict):

@@ -11,6 +11,7 @@ runs, and tests many writers, in one process). flock works across processes on o
 is only as good as the mount's locking.
 Written by hand: neither the standard library nor our dependencies offer a held-for-life lock with a pid.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -51,7 +52,7 @@ def hold_lock(path: str | os.PathLike, what: str, shared: bool = False) -> None:
     if fd is not None and (shared or not held_shared):
         return
     if fd is not None:  # held shared, wanted exclusive: convert (flock drops the old lock first, so on
-        try:            # failure take the shared one back: the other holders are all shared ones)
+        try:  # failure take the shared one back: the other holders are all shared ones)
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -69,8 +70,9 @@ def hold_lock(path: str | os.PathLike, what: str, shared: bool = False) -> None:
 
 
 def _in_use(what: str, path: Path) -> str:
-    return (f"{what}: in use by pid {holder_pid(path)} (lock {path}); wait for that process to end or stop it, "
-            "then re-run")
+    return (
+        f"{what}: in use by pid {holder_pid(path)} (lock {path}); wait for that process to end or stop it, then re-run"
+    )
 
 
 def release_lock(path: str | os.PathLike) -> None:

@@ -4,6 +4,7 @@ Readers get exact counts, shard hashes, class names and the generation config wi
 It holds nothing that changes between runs (no times, hosts or paths), so an interrupted-and-resumed
 build writes the same bytes as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -70,9 +71,13 @@ class Manifest:
     def data_sha256(self) -> str:
         """What the dataset holds, by content: sha256 over its class names and, per split, the count and every
         shard's file, samples and sha256. Rebuilt with other bytes under the same config, it differs."""
-        content = {"class_names": self.class_names,
-                   "splits": {name: [info.count, [[e.file, e.samples, e.sha256] for e in info.shards]]
-                              for name, info in sorted(self.splits.items())}}
+        content = {
+            "class_names": self.class_names,
+            "splits": {
+                name: [info.count, [[e.file, e.samples, e.sha256] for e in info.shards]]
+                for name, info in sorted(self.splits.items())
+            },
+        }
         return config_hash(content)
 
     @classmethod
@@ -113,12 +118,23 @@ def shard_size(count: int, samples_per_shard: int, min_shards: int = 1) -> int:
     return max(1, size)
 
 
-def dataset_identity(config: dict[str, Any], class_names: list[str], splits: dict[str, int],
-                     samples_per_shard: int, image_ext: str, min_shards: int = 1) -> dict[str, Any]:
+def dataset_identity(
+    config: dict[str, Any],
+    class_names: list[str],
+    splits: dict[str, int],
+    samples_per_shard: int,
+    image_ext: str,
+    min_shards: int = 1,
+) -> dict[str, Any]:
     """Everything that decides the bytes of a dataset: what its config hash covers. `min_shards` is left
     out at 1 (the rule before it existed), so those datasets keep their hash."""
-    identity = {"config": config, "class_names": class_names, "splits": splits,
-                "samples_per_shard": samples_per_shard, "image_ext": image_ext}
+    identity = {
+        "config": config,
+        "class_names": class_names,
+        "splits": splits,
+        "samples_per_shard": samples_per_shard,
+        "image_ext": image_ext,
+    }
     return identity if min_shards == 1 else {**identity, "min_shards": min_shards}
 
 
@@ -134,26 +150,43 @@ _KINDS = {  # the JSON types manifest fields may have
     "list": lambda v: isinstance(v, list),
     "list of str": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
     "list of int>=0": lambda v: isinstance(v, list) and all(_is_int(x) and x >= 0 for x in v),
-    "null or list of 3 int>=1": lambda v: v is None or (
-        isinstance(v, list) and len(v) == 3 and all(_is_int(x) and x >= 1 for x in v)),
+    "null or list of 3 int>=1": lambda v: (
+        v is None or (isinstance(v, list) and len(v) == 3 and all(_is_int(x) and x >= 1 for x in v))
+    ),
     "object of str": lambda v: isinstance(v, dict) and all(isinstance(x, str) for x in v.values()),
     "sha256 hex": lambda v: isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v),
 }
 _FIELDS = {
-    "format_version": "int>=1", "toolkit_version": "str", "config": "object", "config_hash": "str",
-    "class_names": "list of str", "image_ext": "str", "image_shape": "null or list of 3 int>=1",
-    "samples_per_shard": "int>=1", "json_schema": "object of str", "splits": "object", "skipped": "list",
+    "format_version": "int>=1",
+    "toolkit_version": "str",
+    "config": "object",
+    "config_hash": "str",
+    "class_names": "list of str",
+    "image_ext": "str",
+    "image_shape": "null or list of 3 int>=1",
+    "samples_per_shard": "int>=1",
+    "json_schema": "object of str",
+    "splits": "object",
+    "skipped": "list",
     "min_shards": "int>=1",
 }
 _SPLIT_FIELDS = {"count": "int>=0", "shards": "list", "label_histogram": "list of int>=0"}
-_ENTRY_FIELDS = {"file": "str", "samples": "int>=0", "bytes": "int>=0", "sha256": "sha256 hex",
-                 "first_index": "int>=0", "label_counts": "list of int>=0"}
+_ENTRY_FIELDS = {
+    "file": "str",
+    "samples": "int>=0",
+    "bytes": "int>=0",
+    "sha256": "sha256 hex",
+    "first_index": "int>=0",
+    "label_counts": "list of int>=0",
+}
 
 
 def _check_fields(obj: Any, fields: dict[str, str], where: str, source: str, optional=()) -> None:
     if not isinstance(obj, dict):
-        raise ShardsError(f"{source}: {where or 'the manifest'} must be a JSON object, got "
-                          f"{type(obj).__name__}; rebuild or re-download the dataset")
+        raise ShardsError(
+            f"{source}: {where or 'the manifest'} must be a JSON object, got "
+            f"{type(obj).__name__}; rebuild or re-download the dataset"
+        )
     unknown = sorted(set(obj) - set(fields))
     missing = sorted(set(fields) - set(obj) - set(optional))
     if unknown or missing:
@@ -163,8 +196,10 @@ def _check_fields(obj: Any, fields: dict[str, str], where: str, source: str, opt
         if name in obj and not _KINDS[kind](obj[name]):
             shown = json.dumps(obj[name])
             shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            raise ShardsError(f"{source}: field {where}{name}: expected {kind}, got {shown}; the manifest "
-                              "was edited or damaged: rebuild or re-download the dataset")
+            raise ShardsError(
+                f"{source}: field {where}{name}: expected {kind}, got {shown}; the manifest "
+                "was edited or damaged: rebuild or re-download the dataset"
+            )
 
 
 def _check_manifest_fields(data: Any, source: str) -> None:
@@ -174,8 +209,9 @@ def _check_manifest_fields(data: Any, source: str) -> None:
     `data/{split}-NNNNNN.tar` (see naming.validate_shard_file)."""
     version = data.get("format_version") if isinstance(data, dict) else None
     if _is_int(version) and version > FORMAT_VERSION:
-        raise ShardsError(f"{source}: format version {version} is newer than this toolkit's "
-                          f"{FORMAT_VERSION}; upgrade the toolkit")
+        raise ShardsError(
+            f"{source}: format version {version} is newer than this toolkit's {FORMAT_VERSION}; upgrade the toolkit"
+        )
     _check_fields(data, _FIELDS, "", source, optional=("skipped", "min_shards"))
     for split, info in data["splits"].items():
         validate_name("split", split)

@@ -5,6 +5,7 @@ name at its first dot, so a dot (or upper case, which some filesystems fold) wou
 split samples (webdataset's `base_plus_ext` in webdataset/tariterators.py; HF `datasets`'
 webdataset builder groups members the same way).
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -7,6 +7,7 @@ Parses our fixed ustar headers directly and decodes images with PIL, with no per
 stages: the per-sample Python work is what limits plain `webdataset` on small images (measured by
 `python bench/bench_shards.py`: 2.7x `.decode("rgb8")`, bench/RESULTS.md).
 """
+
 from __future__ import annotations
 
 import io
@@ -38,8 +39,9 @@ def open_url(url: str | os.PathLike) -> BinaryIO:
     return open(path, "rb", buffering=1 << 20)
 
 
-def _samples(stream: BinaryIO, source: str, decode: bool, channels: int | None,
-             shape: list[int] | None = None) -> Iterator[Sample]:
+def _samples(
+    stream: BinaryIO, source: str, decode: bool, channels: int | None, shape: list[int] | None = None
+) -> Iterator[Sample]:
     try:
         for key, fields in group_samples(iter_tar_members(stream, source), source):
             ext = next((e for e in IMAGE_EXTS if e in fields), None)
@@ -52,8 +54,10 @@ def _samples(stream: BinaryIO, source: str, decode: bool, channels: int | None,
             meta = json.loads(fields["json"]) if "json" in fields else {}
             yield key, image, int(fields["cls"]), meta
     except (ValueError, OSError) as exc:
-        raise ShardsError(f"{source}: unreadable shard ({exc}); verify the dataset with "
-                          "`python -m shards verify DIR` and rebuild what it reports") from exc
+        raise ShardsError(
+            f"{source}: unreadable shard ({exc}); verify the dataset with "
+            "`python -m shards verify DIR` and rebuild what it reports"
+        ) from exc
 
 
 def iter_shard(url: str | os.PathLike, decode: bool = True, channels: int | None = None) -> Iterator[Sample]:
@@ -65,15 +69,17 @@ def iter_shard(url: str | os.PathLike, decode: bool = True, channels: int | None
         yield from _samples(stream, str(url), decode, channels)
 
 
-def iter_tar_samples(data: bytes, source: str, channels: int | None = None, shape: list[int] | None = None,
-                     decode: bool = True) -> Iterator[Sample]:
+def iter_tar_samples(
+    data: bytes, source: str, channels: int | None = None, shape: list[int] | None = None, decode: bool = True
+) -> Iterator[Sample]:
     """iter_shard over a shard already read into memory; `shape` (H, W) refuses other image sizes from
     their headers, before decoding (a decompression bomb costs nothing)."""
     return _samples(io.BytesIO(data), source, decode, channels, shape)
 
 
-def iter_samples(urls: Iterable[str | os.PathLike], decode: bool = True,
-                 channels: int | None = None) -> Iterator[Sample]:
+def iter_samples(
+    urls: Iterable[str | os.PathLike], decode: bool = True, channels: int | None = None
+) -> Iterator[Sample]:
     """iter_shard over several shards, one after another."""
     for url in urls:
         yield from iter_shard(url, decode=decode, channels=channels)

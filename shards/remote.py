@@ -9,6 +9,7 @@ fetch`) re-hashes the whole cached copy even when its manifest is the remote one
 clear 401/403/404 errors). Every file name comes from the manifest, which is checked to name only
 `data/{split}-NNNNNN.tar` files, and every destination is checked to stay inside the cache folder.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,8 +43,9 @@ def remote_cache_dir() -> Path:
     return user_cache_root() / "remote"
 
 
-def resolve_dataset(location: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-                    rehash: bool = False) -> Path:
+def resolve_dataset(
+    location: str | os.PathLike, cache_dir: str | os.PathLike | None = None, rehash: bool = False
+) -> Path:
     """A local dataset folder for a path, an `http(s)://` dataset URL or `hf://datasets/ORG/NAME[@REV]`.
 
     `rehash`: check every cached shard's sha256 even when the cached manifest is the remote one."""
@@ -52,8 +54,9 @@ def resolve_dataset(location: str | os.PathLike, cache_dir: str | os.PathLike | 
         return _download(check_dataset_url(location), Path(cache_dir) if cache_dir else remote_cache_dir(), rehash)
     root = Path(location)
     if not root.is_dir():
-        raise ShardsError(f"{location}: no such dataset folder; give a dataset folder, http(s):// URL or "
-                          "hf://datasets/ORG/NAME")
+        raise ShardsError(
+            f"{location}: no such dataset folder; give a dataset folder, http(s):// URL or hf://datasets/ORG/NAME"
+        )
     return root
 
 
@@ -66,8 +69,10 @@ def _fetch(url: str, dest: Path, sha256: str | None = None) -> None:
                 out.write(chunk)
                 digest.update(chunk)
         if sha256 and digest.hexdigest() != sha256:
-            raise ShardsError(f"{url}: sha256 {digest.hexdigest()[:12]} does not match the manifest's "
-                              f"{sha256[:12]}; the remote copy is corrupt or changing, re-publish it")
+            raise ShardsError(
+                f"{url}: sha256 {digest.hexdigest()[:12]} does not match the manifest's "
+                f"{sha256[:12]}; the remote copy is corrupt or changing, re-publish it"
+            )
 
 
 def _is_cached(dest: Path, entry: ShardEntry) -> bool:
@@ -154,8 +159,10 @@ def _head(api, repo_id: str, revision: str | None) -> str | None:
     for ref in [*refs.branches, *(refs.pull_requests or [])]:
         if wanted in (ref.name, ref.ref):
             return ref.target_commit
-    raise ShardsError(f"{repo_id}: no branch {wanted!r} to publish to; create it on the Hub first "
-                      "(`hf repo branch create`), or leave out --revision (nothing was uploaded)")
+    raise ShardsError(
+        f"{repo_id}: no branch {wanted!r} to publish to; create it on the Hub first "
+        "(`hf repo branch create`), or leave out --revision (nothing was uploaded)"
+    )
 
 
 def _stale_shards(local: Manifest, remote: Manifest | None, repo_id: str, force: bool) -> list[str]:
@@ -165,7 +172,8 @@ def _stale_shards(local: Manifest, remote: Manifest | None, repo_id: str, force:
     if not force:
         raise ShardsError(
             f"{repo_id}: already holds another dataset (config hash {remote.config_hash[:12]}..., yours "
-            f"{local.config_hash[:12]}...); publish to another repo, or pass --overwrite to replace it")
+            f"{local.config_hash[:12]}...); publish to another repo, or pass --overwrite to replace it"
+        )
     ours = {e.file for s in local.splits.values() for e in s.shards}
     return sorted({e.file for s in remote.splits.values() for e in s.shards} - ours)
 
@@ -191,22 +199,37 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def publish_checks(root: str | os.PathLike, repo_id: str, revision: str | None = None,
-                   force: bool = False) -> Iterator[PublishCheck]:
+def publish_checks(
+    root: str | os.PathLike, repo_id: str, revision: str | None = None, force: bool = False
+) -> Iterator[PublishCheck]:
     """The checks of a publish, in order: offline mode, token, verify, the repo's state (where reachable).
     `publish` stops at the first that fails; `--dry-run` runs them all and reports each."""
     from huggingface_hub import get_token
 
     offline, token = hub_offline(), get_token()
-    yield PublishCheck("online", not offline, "HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset it and "
-                       "re-run (nothing was uploaded)" if offline else "HF_HUB_OFFLINE not set")
-    yield PublishCheck("token", bool(token), "found (write access is proven only by the upload)" if token
-                       else "no Hugging Face token: set HF_TOKEN or run `hf auth login` with a token that can "
-                       "write to the repo, then re-run (nothing was uploaded)")
+    yield PublishCheck(
+        "online",
+        not offline,
+        "HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset it and re-run (nothing was uploaded)"
+        if offline
+        else "HF_HUB_OFFLINE not set",
+    )
+    yield PublishCheck(
+        "token",
+        bool(token),
+        "found (write access is proven only by the upload)"
+        if token
+        else "no Hugging Face token: set HF_TOKEN or run `hf auth login` with a token that can "
+        "write to the repo, then re-run (nothing was uploaded)",
+    )
     report = verify_dataset(Path(root), decode=False)
-    yield PublishCheck("verify", report.ok, f"{report.shards_checked} shards, {report.samples_checked:,} samples: "
-                       "sizes and sha256s match the manifest" if report.ok else
-                       f"{root}: verify failed ({report.problems[0]}); fix the dataset before publishing")
+    yield PublishCheck(
+        "verify",
+        report.ok,
+        f"{report.shards_checked} shards, {report.samples_checked:,} samples: sizes and sha256s match the manifest"
+        if report.ok
+        else f"{root}: verify failed ({report.problems[0]}); fix the dataset before publishing",
+    )
     yield _repo_check(root, repo_id, revision, force, offline)
 
 
@@ -220,14 +243,22 @@ def _repo_check(root, repo_id: str, revision: str | None, force: bool, offline: 
     local = load_manifest(root)
     if remote.config_hash == local.config_hash:
         return PublishCheck("repo", True, f"{repo_id}: holds this dataset; publishing again resumes", remote)
-    what = (f"{repo_id}: already holds another dataset (config hash {remote.config_hash[:12]}..., yours "
-            f"{local.config_hash[:12]}...)")
+    what = (
+        f"{repo_id}: already holds another dataset (config hash {remote.config_hash[:12]}..., yours "
+        f"{local.config_hash[:12]}...)"
+    )
     todo = "; --overwrite replaces it" if force else "; publish to another repo, or pass --overwrite to replace it"
     return PublishCheck("repo", force, what + todo, remote)
 
 
-def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revision: str | None = None,
-            message: str | None = None, force: bool = False) -> str:
+def publish(
+    root: str | os.PathLike,
+    repo_id: str,
+    private: bool = False,
+    revision: str | None = None,
+    message: str | None = None,
+    force: bool = False,
+) -> str:
     """Check (publish_checks), then upload a local dataset to a Hub dataset repo; returns the dataset's URL.
 
     Two commits: the shards, then card + manifest. Re-running resumes (the Hub skips files it has).
@@ -252,18 +283,28 @@ def publish(root: str | os.PathLike, repo_id: str, private: bool = False, revisi
             api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
             parent = _head(api, repo_id, revision)
         stale = _stale_shards(local, _remote_manifest(repo_id, parent), repo_id, force)
-        for files, note, delete in ((first, " (shards)", stale or None), (plan[len(first):], "", None)):
+        for files, note, delete in ((first, " (shards)", stale or None), (plan[len(first) :], "", None)):
             parent = api.upload_folder(
-                folder_path=str(root), repo_id=repo_id, repo_type="dataset", revision=revision,
-                commit_message=(message or f"Upload {root.name}") + note, allow_patterns=files,
-                delete_patterns=delete, parent_commit=parent).oid
+                folder_path=str(root),
+                repo_id=repo_id,
+                repo_type="dataset",
+                revision=revision,
+                commit_message=(message or f"Upload {root.name}") + note,
+                allow_patterns=files,
+                delete_patterns=delete,
+                parent_commit=parent,
+            ).oid
     except ShardsError:
         raise
     except Exception as exc:  # hub errors have many types; report them as one clear message
         if _is_conflict(exc):
-            raise ShardsError(f"{repo_id}: someone else committed to it while this publish ran (another publish?), "
-                              "so it stopped before its manifest; check what the repo holds now, then re-run the "
-                              "same command") from exc
-        raise ShardsError(f"publishing {root} to {repo_id} failed ({type(exc).__name__}: {exc}); "
-                          "check `hf auth login`/HF_TOKEN and re-run the same command to resume") from exc
+            raise ShardsError(
+                f"{repo_id}: someone else committed to it while this publish ran (another publish?), "
+                "so it stopped before its manifest; check what the repo holds now, then re-run the "
+                "same command"
+            ) from exc
+        raise ShardsError(
+            f"publishing {root} to {repo_id} failed ({type(exc).__name__}: {exc}); "
+            "check `hf auth login`/HF_TOKEN and re-run the same command to resume"
+        ) from exc
     return hub_dataset_url(repo_id, revision)

@@ -11,6 +11,7 @@ Each shard is read whole and checked against its manifest entry (size, sha256, k
 any of its samples is batched (shards.checked). The entries come from `entries` (one per URL), else from
 the manifest of the dataset each URL lies in (`.../DATASET/data/SPLIT-NNNNNN.tar`), read once here.
 """
+
 from __future__ import annotations
 
 import random
@@ -29,9 +30,19 @@ from shards.manifest import ShardEntry, load_manifest
 class StreamingBatches(IterableDataset):
     """Yields {"image": uint8 (B,H,W,C), "cls": int64 (B,), "index": int64 (B,)} batches."""
 
-    def __init__(self, urls: Sequence[str], batch_size: int, seed: int = 0, epoch: int = 0, rank: int = 0,
-                 world_size: int = 1, shuffle: bool = True, drop_last: bool = False, channels: int | None = None,
-                 entries: Sequence[ShardEntry] | None = None):
+    def __init__(
+        self,
+        urls: Sequence[str],
+        batch_size: int,
+        seed: int = 0,
+        epoch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        channels: int | None = None,
+        entries: Sequence[ShardEntry] | None = None,
+    ):
         if batch_size < 1:
             raise ShardsError(f"batch_size={batch_size}: must be >= 1")
         if not 0 <= rank < world_size:
@@ -59,7 +70,7 @@ class StreamingBatches(IterableDataset):
         order = list(self.urls)
         if self.shuffle:
             random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
-        return order[self.rank * num_workers + worker_id::readers]
+        return order[self.rank * num_workers + worker_id :: readers]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
@@ -88,10 +99,12 @@ def manifest_entries(urls: Sequence[str]) -> list[ShardEntry]:
     for url in urls:
         root, sep, name = url.rpartition("/data/")
         if url.startswith("data/"):  # a relative path inside the current folder
-            root, sep, name = ".", "/data/", url[len("data/"):]
+            root, sep, name = ".", "/data/", url[len("data/") :]
         if not sep:
-            raise ShardsError(f"{url}: not a shard of a dataset (DATASET/data/SPLIT-NNNNNN.tar); give shard URLs "
-                              "of a dataset with a manifest, or pass entries=")
+            raise ShardsError(
+                f"{url}: not a shard of a dataset (DATASET/data/SPLIT-NNNNNN.tar); give shard URLs "
+                "of a dataset with a manifest, or pass entries="
+            )
         if root not in tables:
             manifest = load_manifest(root)
             for split, info in manifest.splits.items():

@@ -5,6 +5,7 @@ Written by hand because webdataset's TarWriter emits a PAX header with a float m
 Python's tarfile PAX_FORMAT), and because `tarfile`'s reader
 costs more per member than parsing the fixed 512-byte ustar headers we write ourselves.
 """
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """Dataset locations: a local folder, or a URL (`http(s)://...`, `hf://datasets/ORG/NAME[@REV]`)."""
+
 from __future__ import annotations
 
 import os

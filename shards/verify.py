@@ -6,6 +6,7 @@ missing, extra, truncated and corrupt shards by name, and tar members that would
 shard from where it is, without a local copy. The dataset is good only when nothing is reported.
 Bad data never raises: it is reported.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -145,15 +146,19 @@ def _check_json(meta, schema: dict[str, str]) -> str | None:
 
 def _check_manifest(manifest: Manifest) -> list[str]:
     """Internal consistency: the config hash and the label histograms must match what they summarise."""
-    identity = dataset_identity(manifest.config, manifest.class_names,
-                                {split: info.count for split, info in manifest.splits.items()},
-                                manifest.samples_per_shard, manifest.image_ext, manifest.min_shards)
+    identity = dataset_identity(
+        manifest.config,
+        manifest.class_names,
+        {split: info.count for split, info in manifest.splits.items()},
+        manifest.samples_per_shard,
+        manifest.image_ext,
+        manifest.min_shards,
+    )
     problems = []
     if config_hash(identity) != manifest.config_hash:
         problems.append("manifest.json: config, class names or split sizes were edited (config hash mismatch)")
     for split, info in manifest.splits.items():
-        histogram = [sum(col) for col in zip(*(e.label_counts for e in info.shards))] or [0] * len(
-            manifest.class_names)
+        histogram = [sum(col) for col in zip(*(e.label_counts for e in info.shards))] or [0] * len(manifest.class_names)
         if histogram != info.label_histogram:
             problems.append(f"manifest.json: split {split} label histogram does not match its shards")
         total = sum(e.samples for e in info.shards)

@@ -17,6 +17,7 @@ with the first committed shard, so a run that failed before making anything leav
 `--shards` ranges run side by side while a second process on the same shards is told who holds them;
 the folder lock (`.shards/locks/folder.lock`) is shared by every driver and taken exclusively to wipe.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -132,7 +133,7 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _clip(text: str, limit: int = 60) -> str:
     """A config value short enough for a one-line error (a file listing can run to kilobytes)."""
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class DatasetWriter:
@@ -180,8 +181,9 @@ class DatasetWriter:
 
     def _identity(self) -> dict[str, Any]:
         """Everything that decides the bytes of the dataset."""
-        return dataset_identity(self.config, self.class_names, self.splits, self.samples_per_shard, self.image_ext,
-                                self.min_shards)
+        return dataset_identity(
+            self.config, self.class_names, self.splits, self.samples_per_shard, self.image_ext, self.min_shards
+        )
 
     @property
     def state_dir(self) -> Path:
@@ -196,8 +198,11 @@ class DatasetWriter:
         """Create the folder, or check that it holds this same dataset; refuse another config, and any
         folder without our marker that is not empty (its files are never ours to replace)."""
         if self.out_dir.exists() and not is_dataset_folder(self.out_dir):
-            found = (sorted(p.name for p in self.out_dir.iterdir() if p.name != SCRATCH_DIR)
-                     if self.out_dir.is_dir() else None)
+            found = (
+                sorted(p.name for p in self.out_dir.iterdir() if p.name != SCRATCH_DIR)
+                if self.out_dir.is_dir()
+                else None
+            )
             if found is None or found:
                 what = "a file" if found is None else f"found {', '.join(found[:5])}"
                 raise ShardsError(
@@ -208,8 +213,9 @@ class DatasetWriter:
         with no_space_is_one_line(self.out_dir):
             self.lock_dir.mkdir(parents=True, exist_ok=True)
             if not (self.state_dir / MARKER).is_file():
-                write_json_atomic(self.state_dir / MARKER, {"written_by": "shards.DatasetWriter",
-                                                            "toolkit_version": __version__})
+                write_json_atomic(
+                    self.state_dir / MARKER, {"written_by": "shards.DatasetWriter", "toolkit_version": __version__}
+                )
         existing = self._existing_hash()
         if existing is not None and existing != self.config_hash:
             if not self.overwrite:
@@ -231,25 +237,34 @@ class DatasetWriter:
         if existing is None:
             write_json_atomic(self.state_dir / "config.json", {**self._identity(), "hash": self.config_hash})
         elif existing != self.config_hash:
-            raise ShardsError(f"{self.out_dir}: another run with another config ({self._differences()}) started "
-                              "writing here meanwhile; use another --out")
+            raise ShardsError(
+                f"{self.out_dir}: another run with another config ({self._differences()}) started "
+                "writing here meanwhile; use another --out"
+            )
 
     def _refusal(self) -> ShardsError:
         """The one line refusing to resume over another config: a changed input named first."""
         changed = input_changes(read_json(self.state_dir / "config.json").get("config", {}), self.config)
         if changed:
-            return ShardsError(f"{self.out_dir}: its shards were made from other inputs ({'; '.join(changed)}); "
-                               "resuming would mix both in one dataset: restore the original input, use another "
-                               "--out, or pass --overwrite to rebuild it from the new one")
-        return ShardsError(f"{self.out_dir}: holds a dataset built with another config ({self._differences()}); "
-                           "use another --out, the same settings, or --overwrite to replace it")
+            return ShardsError(
+                f"{self.out_dir}: its shards were made from other inputs ({'; '.join(changed)}); "
+                "resuming would mix both in one dataset: restore the original input, use another "
+                "--out, or pass --overwrite to rebuild it from the new one"
+            )
+        return ShardsError(
+            f"{self.out_dir}: holds a dataset built with another config ({self._differences()}); "
+            "use another --out, the same settings, or --overwrite to replace it"
+        )
 
     def _differences(self) -> str:
         """`config.generator.steps: 100 -> 20, ...`: what changed against the folder's config."""
         old = _flatten(read_json(self.state_dir / "config.json"))
         new = _flatten(self._identity())
-        changed = [f"{k}: {_clip(old.get(k, '(none)'))} -> {_clip(new.get(k, '(none)'))}"
-                   for k in sorted(set(old) | set(new)) if k != "hash" and old.get(k) != new.get(k)]
+        changed = [
+            f"{k}: {_clip(old.get(k, '(none)'))} -> {_clip(new.get(k, '(none)'))}"
+            for k in sorted(set(old) | set(new))
+            if k != "hash" and old.get(k) != new.get(k)
+        ]
         return "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
 
     def _existing_hash(self) -> str | None:
@@ -351,8 +366,7 @@ class DatasetWriter:
     def _bytes_still_needed(self) -> int:
         """Bytes the shards not yet committed will take, at the committed shards' bytes per sample."""
         committed = self.committed_stats()
-        per_sample = (sum(st.bytes for st in committed) / max(1, sum(st.samples for st in committed))
-                      if committed else 0)
+        per_sample = sum(st.bytes for st in committed) / max(1, sum(st.samples for st in committed)) if committed else 0
         done = {st.file for st in committed}
         return int(per_sample * sum(s.count for s in self.plan() if s.relpath not in done))
 
@@ -389,9 +403,16 @@ class DatasetWriter:
         if count != spec.count:
             raise ShardsError(f"{spec.relpath}: got {count} samples, planned {spec.count}")
         return ShardStats(
-            split=spec.split, shard_index=spec.shard_index, file=spec.relpath, samples=count, bytes=size,
-            sha256=digest.hexdigest(), first_index=spec.first_index, label_counts=labels.tolist(),
-            json_schema=schema or {}, image_shape=list(shape) if shape else None,
+            split=spec.split,
+            shard_index=spec.shard_index,
+            file=spec.relpath,
+            samples=count,
+            bytes=size,
+            sha256=digest.hexdigest(),
+            first_index=spec.first_index,
+            label_counts=labels.tolist(),
+            json_schema=schema or {},
+            image_shape=list(shape) if shape else None,
         )
 
     def _members(self, key: str, sample: dict[str, Any], spec: ShardSpec):
@@ -399,8 +420,10 @@ class DatasetWriter:
         if "image" not in sample or "cls" not in sample:
             raise ShardsError(f"{where}: a sample needs 'image' and 'cls' (got {sorted(sample)})")
         cls = sample["cls"]
-        if isinstance(cls, (bool, np.bool_)) or not isinstance(cls, (int, np.integer)) or not (
-            0 <= cls < len(self.class_names)
+        if (
+            isinstance(cls, (bool, np.bool_))
+            or not isinstance(cls, (int, np.integer))
+            or not (0 <= cls < len(self.class_names))
         ):
             raise ShardsError(f"{where}: cls={cls!r} must be an integer in [0, {len(self.class_names)})")
         image = sample["image"]
@@ -434,8 +457,12 @@ class DatasetWriter:
         stats = [self.read_stats(s) for s in specs]
         missing = [s.relpath for s, st in zip(specs, stats) if st is None]
         if missing:
-            log.info("%d of %d shards still missing (e.g. %s): manifest not written yet",
-                     len(missing), len(specs), missing[0])
+            log.info(
+                "%d of %d shards still missing (e.g. %s): manifest not written yet",
+                len(missing),
+                len(specs),
+                missing[0],
+            )
             return None
         manifest = dataclasses.replace(self._assemble(specs, stats), skipped=list(skipped or []))
         with no_space_is_one_line(self.out_dir):
@@ -456,8 +483,11 @@ class DatasetWriter:
         current = sha256_file(path) if path.is_file() else None
         written = read_json_object(record, default={}, fix="delete it and re-run").get("sha256", [])
         if current not in (None, new, *written):  # a card equal to the one due is ours (made before the record)
-            log.warning("%s: edited since this toolkit wrote it (or not written by it): kept as it is; delete it "
-                        "and re-run the same command to have the dataset card written again", path)
+            log.warning(
+                "%s: edited since this toolkit wrote it (or not written by it): kept as it is; delete it "
+                "and re-run the same command to have the dataset card written again",
+                path,
+            )
             return
         # Recorded before the card is replaced: a kill between the two leaves both cards recognised as ours.
         write_json_atomic(record, {"sha256": [h for h in dict.fromkeys((current, new)) if h]})
@@ -476,8 +506,9 @@ class DatasetWriter:
         """Files in data/ that are not this dataset's shards and not ours to delete (verify flags them)."""
         planned = {s.relpath for s in self.plan()}
         data = self.out_dir / "data"
-        return sorted(f"data/{p.name}" for p in data.iterdir() if f"data/{p.name}" not in planned) \
-            if data.is_dir() else []
+        return (
+            sorted(f"data/{p.name}" for p in data.iterdir() if f"data/{p.name}" not in planned) if data.is_dir() else []
+        )
 
     def _assemble(self, specs: list[ShardSpec], stats: list[ShardStats]) -> Manifest:
         schemas = {json.dumps(st.json_schema, sort_keys=True) for st in stats if st.samples}
@@ -490,8 +521,11 @@ class DatasetWriter:
         splits = {}
         for split, count in self.splits.items():
             entries = [st.entry() for s, st in zip(specs, stats) if s.split == split]
-            histogram = np.sum([e.label_counts for e in entries], axis=0).astype(int).tolist() if entries else [
-                0] * len(self.class_names)
+            histogram = (
+                np.sum([e.label_counts for e in entries], axis=0).astype(int).tolist()
+                if entries
+                else [0] * len(self.class_names)
+            )
             splits[split] = SplitInfo(count=count, shards=entries, label_histogram=histogram)
         return Manifest(
             format_version=FORMAT_VERSION,

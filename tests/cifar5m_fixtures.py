@@ -1,4 +1,5 @@
 """Released-CIFAR-5m-style npz parts whose rows encode their index (for tests)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,7 @@
 """Shared fixtures: one torch thread per test module, and the tiny models of model_fixtures.py built once per
 session (a random diffusers pipeline folder and a timm labeler saved as local-dir).
 """
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,13 @@ def tiny_digits_pipeline(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_digits_labeler(tmp_path_factory) -> Path:
     """10-way, 1-channel input at 16x16, with digit label names."""
-    return make_tiny_labeler(tmp_path_factory.mktemp("models") / "tiny-digits-labeler", in_chans=1,
-                             input_size=16, label_names=[str(d) for d in range(10)], image_shape=(8, 8, 1))
+    return make_tiny_labeler(
+        tmp_path_factory.mktemp("models") / "tiny-digits-labeler",
+        in_chans=1,
+        input_size=16,
+        label_names=[str(d) for d in range(10)],
+        image_shape=(8, 8, 1),
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,8 +77,13 @@ def no_local_path_in_any_manifest_or_card(tmp_path_factory):
     yield
     root = tmp_path_factory.getbasetemp()
     prefixes = {str(root), str(root.resolve())}
-    written = [p for m in root.rglob("manifest.json") if (m.parent / ".shards" / "created.json").is_file()
-               for p in (m, m.parent / "README.md") if p.is_file()]
+    written = [
+        p
+        for m in root.rglob("manifest.json")
+        if (m.parent / ".shards" / "created.json").is_file()
+        for p in (m, m.parent / "README.md")
+        if p.is_file()
+    ]
     leaks = [str(p.relative_to(root)) for p in written if any(x in p.read_text(errors="replace") for x in prefixes)]
     assert not leaks, f"absolute local paths in {', '.join(leaks[:5])}"
 
@@ -84,6 +95,7 @@ def tiny_models(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("demo-models")
     make_tiny_pipeline(root / "digits-ddpm", channels=1, size=8)
-    make_tiny_labeler(root / "digits-labeler", in_chans=1, input_size=16, label_names=CLASS_NAMES,
-                      image_shape=(8, 8, 1))
+    make_tiny_labeler(
+        root / "digits-labeler", in_chans=1, input_size=16, label_names=CLASS_NAMES, image_shape=(8, 8, 1)
+    )
     return root

@@ -4,6 +4,7 @@ Real wnids: hunting dogs, birds, dogs that are not hunting dogs and a fish, so l
 checked. The oddities of the real ImageNet are there too: a CMYK JPEG, a greyscale one, a PNG named
 .JPEG, an RGBA PNG, EXIF rotation, and truncated files (one per split) that must be skipped and listed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -66,10 +67,14 @@ def fake_imagenet(train_per_class: int = 3, val_per_class: int = 2) -> dict[str,
     """{"train": [...], "val": [...]}: every class of DOGS + BIRDS + OTHERS, val ids interleaved by class."""
     wnids = DOGS + BIRDS + OTHERS
     train = [FakeImage(f"{w}_{i}", w, b"") for w in wnids for i in range(train_per_class)]
-    val = [FakeImage(f"ILSVRC2012_val_{n:08d}", w, b"")
-           for n, (i, w) in enumerate(((i, w) for i in range(val_per_class) for w in wnids), start=1)]
-    return {split: [FakeImage(im.source_id, im.wnid, _image_bytes(im.source_id, k)) for k, im in enumerate(images)]
-            for split, images in (("train", train), ("val", val))}
+    val = [
+        FakeImage(f"ILSVRC2012_val_{n:08d}", w, b"")
+        for n, (i, w) in enumerate(((i, w) for i in range(val_per_class) for w in wnids), start=1)
+    ]
+    return {
+        split: [FakeImage(im.source_id, im.wnid, _image_bytes(im.source_id, k)) for k, im in enumerate(images)]
+        for split, images in (("train", train), ("val", val))
+    }
 
 
 def dogbird_counts(images: dict[str, list[FakeImage]]) -> dict[str, list[int]]:
@@ -120,7 +125,8 @@ def _write_devkit(folder: Path, val: list[FakeImage]) -> None:
     scipy.io.savemat(folder / "meta.mat", {"synsets": synsets})
     index = {w: i for i, w in enumerate(wnids)}
     (folder / "ILSVRC2012_validation_ground_truth.txt").write_text(
-        "".join(f"{devkit_id(index[im.wnid])}\n" for im in val))
+        "".join(f"{devkit_id(index[im.wnid])}\n" for im in val)
+    )
 
 
 def write_parquet(root: Path, images) -> Path:
@@ -130,14 +136,19 @@ def write_parquet(root: Path, images) -> Path:
 
     index = {w: i for i, w in enumerate(imagenet_wnids())}
     (root / "data").mkdir(parents=True, exist_ok=True)
-    parts = {"train": [images["train"][0::2], images["train"][1::2]], "validation": [images["val"]],
-             "test": [images["val"][:2]]}
+    parts = {
+        "train": [images["train"][0::2], images["train"][1::2]],
+        "validation": [images["val"]],
+        "test": [images["val"][:2]],
+    }
     for split, chunks in parts.items():
         for n, chunk in enumerate(chunks):
-            table = pa.table({
-                "image": [{"bytes": im.data, "path": f"{im.source_id}.JPEG"} for im in chunk],
-                "label": [-1 if split == "test" else index[im.wnid] for im in chunk],
-            })
+            table = pa.table(
+                {
+                    "image": [{"bytes": im.data, "path": f"{im.source_id}.JPEG"} for im in chunk],
+                    "label": [-1 if split == "test" else index[im.wnid] for im in chunk],
+                }
+            )
             pq.write_table(table, root / "data" / f"{split}-{n:05d}-of-{len(chunks):05d}.parquet", row_group_size=4)
     return root
 
@@ -162,4 +173,3 @@ def shard_hashes(out: Path) -> dict[str, str]:
     """file -> sha256 of every shard of a finished dataset."""
     manifest = json.loads((out / "manifest.json").read_text())
     return {e["file"]: e["sha256"] for s in manifest["splits"].values() for e in s["shards"]}
-

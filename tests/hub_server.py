@@ -9,6 +9,7 @@
 Serves `Range: bytes=N-` (206), records every request (path, Authorization, Range), answers 404 for
 files it does not have and 401 for repos added with `token=` when the request lacks that token.
 """
+
 from __future__ import annotations
 
 import http.server
@@ -62,16 +63,25 @@ class FakeHub:
     def endpoint(self, monkeypatch) -> None:
         """Point huggingface_hub at this server in this process (it reads HF_ENDPOINT only at import)."""
         monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", self.url)
-        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            self.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(
+            huggingface_hub.constants,
+            "HUGGINGFACE_CO_URL_TEMPLATE",
+            self.url + "/{repo_id}/resolve/{revision}/{filename}",
+        )
 
     def served(self, path: str) -> int:
         """How many requests asked for a file ending in `path`."""
         return sum(r["path"].endswith("/" + path) for r in self.requests)
 
     def handle(self, req: http.server.BaseHTTPRequestHandler) -> None:
-        self.requests.append({"path": req.path, "auth": req.headers.get("Authorization"),
-                              "range": req.headers.get("Range"), "host": req.headers.get("Host")})
+        self.requests.append(
+            {
+                "path": req.path,
+                "auth": req.headers.get("Authorization"),
+                "range": req.headers.get("Range"),
+                "host": req.headers.get("Host"),
+            }
+        )
         parts = req.path.split("/", 6)  # '', 'datasets', org, name, 'resolve', rev, path
         if len(parts) < 7 or parts[1] != "datasets" or parts[4] != "resolve":
             return req.send_error(404)
@@ -102,7 +112,7 @@ class FakeHub:
         req.send_header("Content-Length", str(len(data) - start))
         req.end_headers()
         body = data[start:]
-        req.wfile.write(body[:len(body) // 2] if reset else body)
+        req.wfile.write(body[: len(body) // 2] if reset else body)
         if reset:
             req.wfile.flush()
             req.close_connection = True

@@ -1,4 +1,5 @@
 """Tiny datasets whose pixels encode their index, written with the real shards writer (for tests)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -39,9 +40,15 @@ def index_samples(spec, size: int = 8, channels: int = 3, json_fields: bool = Tr
 
 
 def make_writer(out: Path, train: int = 250, test: int = 50, per_shard: int = 100, **kw) -> DatasetWriter:
-    return DatasetWriter(out, config={"kind": "index-images", "seed": 0}, class_names=CLASSES,
-                         splits={"train": train, "test": test}, samples_per_shard=per_shard,
-                         card=CardInfo(pretty_name="Index images"), **kw)
+    return DatasetWriter(
+        out,
+        config={"kind": "index-images", "seed": 0},
+        class_names=CLASSES,
+        splits={"train": train, "test": test},
+        samples_per_shard=per_shard,
+        card=CardInfo(pretty_name="Index images"),
+        **kw,
+    )
 
 
 def build(out: Path, size: int = 8, channels: int = 3, **kw) -> Path:
@@ -71,19 +78,25 @@ def rewrite_shard(root, file: str, members: list[bytes]) -> None:
             for entry in split["shards"]:
                 if entry["file"] == file:
                     entry["bytes"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+
     edit_manifest(root, update)
 
 
-def sample_members(index: int, image: bytes | None = None, cls: int | None = None,
-                   meta: bytes | None = None) -> list[bytes]:
+def sample_members(
+    index: int, image: bytes | None = None, cls: int | None = None, meta: bytes | None = None
+) -> list[bytes]:
     """A sample as the fixtures write it (index_samples), but for the image, label or json bytes given."""
     key = f"{index:09d}"
     image = encode_image(index_image(index), "png") if image is None else image
     label = label_of(index) if cls is None else cls
-    meta = encode_json({"index": index, "score": round(index / 1000, 3), "source": f"s{index}"}) \
-        if meta is None else meta
-    return [tar_member(f"{key}.png", image), tar_member(f"{key}.cls", str(label).encode()),
-            tar_member(f"{key}.json", meta)]
+    meta = (
+        encode_json({"index": index, "score": round(index / 1000, 3), "source": f"s{index}"}) if meta is None else meta
+    )
+    return [
+        tar_member(f"{key}.png", image),
+        tar_member(f"{key}.cls", str(label).encode()),
+        tar_member(f"{key}.json", meta),
+    ]
 
 
 def shard_with(first: int, count: int, changed: dict[int, dict]) -> list[bytes]:
@@ -133,17 +146,23 @@ print(json.dumps(out))
 
 
 def mlcroissant_records(root: Path, cache: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", LOAD, str(root / "croissant.json")], capture_output=True, text=True,
-                          timeout=300, env={"PATH": "/usr/bin:/bin", "CROISSANT_CACHE": str(cache),
-                                            "HOME": str(cache)})
+    proc = subprocess.run(
+        [sys.executable, "-c", LOAD, str(root / "croissant.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "CROISSANT_CACHE": str(cache), "HOME": str(cache)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def our_records(root: Path, split: str) -> dict[str, tuple[str, int]]:
     files = [root / f for f in load_manifest(root).splits[split].shard_files()]
-    return {key: (hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest(), cls)
-            for key, image, cls, _ in iter_samples(files)}
+    return {
+        key: (hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest(), cls)
+        for key, image, cls, _ in iter_samples(files)
+    }
 
 
 def check_equal(root: Path, cache: Path) -> None:

@@ -1,4 +1,5 @@
 """The `generate` command line: help, one-line errors for each bad input, offline Hub ids, Ctrl-C and kill."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(*args: str, **env: str) -> subprocess.Popen:
     environ = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **env}
-    return subprocess.Popen([sys.executable, "-m", "cifar5m", *args], cwd=ROOT, env=environ, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cifar5m", *args],
+        cwd=ROOT,
+        env=environ,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def error_of(args: list[str], capsys) -> str:
@@ -38,8 +45,19 @@ def test_help_says_default_model_is_non_ema():
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "NON-EMA" in out and "converted from the EMA checkpoint is\n  accepted" in out
-    for flag in ("--sampler", "--steps", "--batch-size", "--dtype", "--compile", "--shards", "--ray",
-                 "--labeler-checkpoint", "--class-names", "--dry-run", "--overwrite"):
+    for flag in (
+        "--sampler",
+        "--steps",
+        "--batch-size",
+        "--dtype",
+        "--compile",
+        "--shards",
+        "--ray",
+        "--labeler-checkpoint",
+        "--class-names",
+        "--dry-run",
+        "--overwrite",
+    ):
         assert flag in out
 
 
@@ -62,37 +80,63 @@ def test_each_bad_input_gets_one_clear_line(tmp_path, tiny_pipeline, tiny_labele
     assert "--min-shards=0: must be >= 1" in error_of(base + good + ["--min-shards", "0"], capsys)
     assert "no such folder" in error_of(base + ["--model", "./missing", "--labeler", "x"], capsys)
     assert "not a diffusers pipeline folder" in error_of(
-        base + ["--model", str(tiny_labeler), "--labeler", f"local-dir:{tiny_labeler}"], capsys)
+        base + ["--model", str(tiny_labeler), "--labeler", f"local-dir:{tiny_labeler}"], capsys
+    )
     assert "only right with all 4 steps" in error_of(base + good + ["--steps", "2"], capsys)
     assert "--steps <= 4" in error_of(base + good + ["--sampler", "ddim", "--steps", "9"], capsys)
     assert "has 10 outputs but the dataset has 3 classes" in error_of(base + good + ["--class-names", "a,b,c"], capsys)
     big_head = make_tiny_labeler(tmp_path / "lab11", num_classes=11)
     assert "11 outputs but the dataset has 10 classes" in error_of(
-        base + ["--model", str(tiny_pipeline), "--labeler", f"local-dir:{big_head}"], capsys)
+        base + ["--model", str(tiny_pipeline), "--labeler", f"local-dir:{big_head}"], capsys
+    )
     rect = _edited_pipeline(tiny_pipeline, tmp_path / "rect", "unet/config.json", sample_size=[32, 16])
     assert "need square images" in error_of(base + ["--model", str(rect), "--labeler", good[3]], capsys)
-    ve = _edited_pipeline(tiny_pipeline, tmp_path / "ve", "scheduler/scheduler_config.json",
-                          _class_name="ScoreSdeVeScheduler")
+    ve = _edited_pipeline(
+        tiny_pipeline, tmp_path / "ve", "scheduler/scheduler_config.json", _class_name="ScoreSdeVeScheduler"
+    )
     assert "DDPM-style beta schedule" in error_of(base + ["--model", str(ve), "--labeler", good[3]], capsys)
     assert not (tmp_path / "out").exists()  # every check runs before anything is written
 
 
 def test_a_plan_of_too_many_shards_is_refused_at_once(tmp_path, capsys):
     start = time.perf_counter()
-    message = error_of(["generate", "--out", str(tmp_path / "out"), "--train", "100000000", "--shard-size", "1",
-                        "--labeler", "x", "--dry-run"], capsys)
-    assert message.startswith("error: --train 100000000 --test 1000000 at --shard-size 1: 101,000,000 shards, more "
-                              "than 100,000")
+    message = error_of(
+        [
+            "generate",
+            "--out",
+            str(tmp_path / "out"),
+            "--train",
+            "100000000",
+            "--shard-size",
+            "1",
+            "--labeler",
+            "x",
+            "--dry-run",
+        ],
+        capsys,
+    )
+    assert message.startswith(
+        "error: --train 100000000 --test 1000000 at --shard-size 1: 101,000,000 shards, more than 100,000"
+    )
     assert time.perf_counter() - start < 2 and not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
 def test_unreachable_hub_ids_name_the_id_and_the_local_way(tmp_path, tiny_pipeline, tiny_labeler):
     model = run_cli("generate", "--out", str(tmp_path / "a"), "--labeler", f"local-dir:{tiny_labeler}")
-    labeler = run_cli("generate", "--out", str(tmp_path / "b"), "--model", str(tiny_pipeline),
-                      "--labeler", "hf-hub:someone/cifar10-labeler")
-    for proc, name, hint in [(model, "google/ddpm-cifar10-32", "--model DIR"),
-                             (labeler, "someone/cifar10-labeler", "--labeler local-dir:DIR")]:
+    labeler = run_cli(
+        "generate",
+        "--out",
+        str(tmp_path / "b"),
+        "--model",
+        str(tiny_pipeline),
+        "--labeler",
+        "hf-hub:someone/cifar10-labeler",
+    )
+    for proc, name, hint in [
+        (model, "google/ddpm-cifar10-32", "--model DIR"),
+        (labeler, "someone/cifar10-labeler", "--labeler local-dir:DIR"),
+    ]:
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 2, err
         lines = err.strip().splitlines()
@@ -114,8 +158,21 @@ def _hashes(root: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_ctrl_c_and_kill_leave_no_partial_shard_and_resume_identically(tmp_path, tiny_pipeline, tiny_labeler):
-    args = ["generate", "--model", str(tiny_pipeline), "--labeler", f"local-dir:{tiny_labeler}", "--train", "200",
-            "--test", "0", "--shard-size", "10", "--batch-size", "10"]
+    args = [
+        "generate",
+        "--model",
+        str(tiny_pipeline),
+        "--labeler",
+        f"local-dir:{tiny_labeler}",
+        "--train",
+        "200",
+        "--test",
+        "0",
+        "--shard-size",
+        "10",
+        "--batch-size",
+        "10",
+    ]
     reference = tmp_path / "reference"
     assert main(args + ["--out", str(reference)]) == 0
     out = tmp_path / "interrupted"
@@ -147,8 +204,19 @@ def test_generated_card_states_the_chosen_licence_and_the_inputs_licences(tmp_pa
 
     (tiny_pipeline / "README.md").write_text("---\nlicense: apache-2.0\n---\n")
     try:
-        args = build_parser().parse_args(["generate", "--out", str(tmp_path / "o"), "--model", str(tiny_pipeline),
-                                          "--labeler", f"local-dir:{tiny_labeler}", "--license", "cc-by-4.0"])
+        args = build_parser().parse_args(
+            [
+                "generate",
+                "--out",
+                str(tmp_path / "o"),
+                "--model",
+                str(tiny_pipeline),
+                "--labeler",
+                f"local-dir:{tiny_labeler}",
+                "--license",
+                "cc-by-4.0",
+            ]
+        )
         card = plan_run(config_from_args(args), "cpu").card()
     finally:
         (tiny_pipeline / "README.md").unlink()

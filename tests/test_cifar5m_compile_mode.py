@@ -1,5 +1,6 @@
 """The sampler's torch.compile mode (CUDA graphs on the GPU): the config hash of existing flags is unchanged,
 the mode reaches torch.compile, bad modes get one line, and the bytes on the CPU stay those of eager."""
+
 from __future__ import annotations
 
 import json
@@ -37,11 +38,23 @@ def test_bad_compile_modes_are_refused_in_one_line():
 
 
 def test_cli_compile_mode_implies_compile_and_is_printed(tmp_path, tiny_pipeline, tiny_labeler, capsys):
-    args = ["generate", "--model", str(tiny_pipeline), "--labeler", f"local-dir:{tiny_labeler}", "--out",
-            str(tmp_path / "dry"), "--train", "10", "--test", "0", "--dry-run"]
+    args = [
+        "generate",
+        "--model",
+        str(tiny_pipeline),
+        "--labeler",
+        f"local-dir:{tiny_labeler}",
+        "--out",
+        str(tmp_path / "dry"),
+        "--train",
+        "10",
+        "--test",
+        "0",
+        "--dry-run",
+    ]
     assert main(args + ["--compile-mode", "reduce-overhead"]) == 0
     out = capsys.readouterr().out
-    plan = json.loads(out[:out.rindex("}") + 1])
+    plan = json.loads(out[: out.rindex("}") + 1])
     assert plan["dataset_config"]["generator"]["compile"] == "reduce-overhead"
     assert plan["run"]["compile"] == "reduce-overhead" and not (tmp_path / "dry").exists()
     assert main(args + ["--compile-mode", "fast"]) == 2

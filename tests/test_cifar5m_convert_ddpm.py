@@ -1,6 +1,7 @@
 """`convert-ddpm`: a synthetic checkpoint of the original DDPM layout (small ch / ch_mult) converts into a
 UNet2DModel whose output equals the original architecture's, written here from ermongroup/ddim
 `models/diffusion.py` (Ho et al.'s model as ported to PyTorch)."""
+
 from __future__ import annotations
 
 import json
@@ -53,7 +54,7 @@ class AttnBlock(nn.Module):
         h = self.norm(x)
         q, k, v = self.q(h), self.k(h), self.v(h)
         b, c, hh, ww = q.shape
-        w = torch.bmm(q.reshape(b, c, -1).permute(0, 2, 1), k.reshape(b, c, -1)) * c ** -0.5
+        w = torch.bmm(q.reshape(b, c, -1).permute(0, 2, 1), k.reshape(b, c, -1)) * c**-0.5
         w = torch.softmax(w, dim=2)
         out = torch.bmm(v.reshape(b, c, -1), w.permute(0, 2, 1)).reshape(b, c, hh, ww)
         return x + self.proj_out(out)
@@ -83,8 +84,11 @@ class OriginalDDPM(nn.Module):
                 res //= 2
             self.down.append(level)
         self.mid = nn.Module()
-        self.mid.block_1, self.mid.attn_1, self.mid.block_2 = ResnetBlock(cin, cin, 4 * ch), AttnBlock(cin), \
-            ResnetBlock(cin, cin, 4 * ch)
+        self.mid.block_1, self.mid.attn_1, self.mid.block_2 = (
+            ResnetBlock(cin, cin, 4 * ch),
+            AttnBlock(cin),
+            ResnetBlock(cin, cin, 4 * ch),
+        )
         self.up = nn.ModuleList()
         for i in reversed(range(self.levels)):
             level = nn.Module()
@@ -150,7 +154,11 @@ def test_converted_unet_computes_the_original_function(original, tmp_path):
     assert unet.config.dropout == 0.1 and unet.config.sample_size == 16
     sched = pipe.scheduler.config
     assert (sched.num_train_timesteps, sched.beta_start, sched.beta_end, sched.variance_type) == (
-        1000, 1e-4, 0.02, "fixed_large")
+        1000,
+        1e-4,
+        0.02,
+        "fixed_large",
+    )
     torch.manual_seed(1)
     x, t = torch.randn(3, 3, 16, 16), torch.tensor([0, 417, 999])
     with torch.no_grad():
@@ -171,9 +179,14 @@ def test_bad_checkpoints_are_one_line_errors(original, tmp_path, capsys):
     model, _ = original
     cases = {
         "text.ckpt": (lambda p: p.write_text("hello"), "not a readable PyTorch checkpoint"),
-        "other.ckpt": (lambda p: torch.save({"fc.weight": torch.zeros(2, 2)}, p), "not a checkpoint of the original DDPM"),
-        "cut.ckpt": (lambda p: torch.save({k: v for k, v in model.state_dict().items() if "mid.attn_1.q" not in k}, p),
-                     "weights do not fit the inferred UNet"),
+        "other.ckpt": (
+            lambda p: torch.save({"fc.weight": torch.zeros(2, 2)}, p),
+            "not a checkpoint of the original DDPM",
+        ),
+        "cut.ckpt": (
+            lambda p: torch.save({k: v for k, v in model.state_dict().items() if "mid.attn_1.q" not in k}, p),
+            "weights do not fit the inferred UNet",
+        ),
         "list.ckpt": (lambda p: torch.save([model.state_dict()], p), "holds a list, not a state dict"),
     }
     for name, (make, message) in cases.items():
@@ -215,9 +228,32 @@ def test_the_converted_folder_generates_as_model(original, tmp_path, tiny_labele
     pipe = tmp_path / "pipe"
     assert main(["convert-ddpm", str(original[1]), "--out", str(pipe), "--resolution", "16"]) == 0
     out = tmp_path / "gen"
-    assert main(["generate", "--model", str(pipe), "--labeler", f"local-dir:{tiny_labeler}", "--sampler", "ddim",
-                 "--steps", "2", "--train", "4", "--test", "0", "--shard-size", "4", "--batch-size", "4",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--model",
+                str(pipe),
+                "--labeler",
+                f"local-dir:{tiny_labeler}",
+                "--sampler",
+                "ddim",
+                "--steps",
+                "2",
+                "--train",
+                "4",
+                "--test",
+                "0",
+                "--shard-size",
+                "4",
+                "--batch-size",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     m = load_manifest(out)
     assert m.image_shape == [16, 16, 3] and m.splits["train"].count == 4
     assert m.config["generator"]["model"].endswith("pipe")

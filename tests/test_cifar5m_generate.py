@@ -1,4 +1,5 @@
 """End to end: `generate` writes shards that load everywhere, relabel to their cls, and resume identically."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,9 +19,28 @@ TRAIN, TEST, SHARD = 200, 60, 50  # 4 train shards + 2 test shards (the last hol
 
 
 def generate(out: Path, pipeline: Path, labeler: Path, *extra: str, train=TRAIN, test=TEST) -> int:
-    return main(["generate", "--model", str(pipeline), "--labeler", f"local-dir:{labeler}", "--out", str(out),
-                 "--train", str(train), "--test", str(test), "--shard-size", str(SHARD), "--min-shards", "1", "--batch-size", "16",
-                 *extra])
+    return main(
+        [
+            "generate",
+            "--model",
+            str(pipeline),
+            "--labeler",
+            f"local-dir:{labeler}",
+            "--out",
+            str(out),
+            "--train",
+            str(train),
+            "--test",
+            str(test),
+            "--shard-size",
+            str(SHARD),
+            "--min-shards",
+            "1",
+            "--batch-size",
+            "16",
+            *extra,
+        ]
+    )
 
 
 def fingerprint(root: Path) -> dict[str, str]:
@@ -48,7 +68,11 @@ def test_manifest_counts_and_schema(dataset):
     assert sum(m.splits["train"].label_histogram) == TRAIN
     assert verify_dataset(dataset, decode=True).ok
     assert {p.name for p in (dataset / "extras").iterdir()} == {
-        "samples_per_class.png", "class_histogram.png", "confidence_histogram.png", "summary.json"}
+        "samples_per_class.png",
+        "class_histogram.png",
+        "confidence_histogram.png",
+        "summary.json",
+    }
 
 
 def test_json_fields_follow_from_seed_split_index(dataset):
@@ -119,21 +143,37 @@ def test_out_holding_another_dataset_is_refused(dataset, tiny_pipeline, tiny_lab
 
 def test_digits_model_with_its_labelers_names(tmp_path, tiny_digits_pipeline, tiny_digits_labeler, tiny_labeler):
     out = tmp_path / "digits"
-    assert generate(out, tiny_digits_pipeline, tiny_digits_labeler, "--sampler", "dpmpp", "--steps", "3",
-                    train=60, test=0) == 0
+    assert (
+        generate(out, tiny_digits_pipeline, tiny_digits_labeler, "--sampler", "dpmpp", "--steps", "3", train=60, test=0)
+        == 0
+    )
     m = load_manifest(out)
     assert m.image_shape == [8, 8, 1] and m.class_names == [str(d) for d in range(10)]
     # a 3-channel labeler reads the 1-channel images too; --class-names overrides the defaults
     names = ",".join(f"d{d}" for d in range(10))
-    assert generate(tmp_path / "rgb-labeler", tiny_digits_pipeline, tiny_labeler, "--class-names", names,
-                    "--sampler", "ddim", "--steps", "2", train=20, test=0) == 0
+    assert (
+        generate(
+            tmp_path / "rgb-labeler",
+            tiny_digits_pipeline,
+            tiny_labeler,
+            "--class-names",
+            names,
+            "--sampler",
+            "ddim",
+            "--steps",
+            "2",
+            train=20,
+            test=0,
+        )
+        == 0
+    )
     assert load_manifest(tmp_path / "rgb-labeler").class_names == names.split(",")
 
 
 def test_dry_run_writes_nothing(tmp_path, tiny_pipeline, tiny_labeler, capsys):
     assert generate(tmp_path / "dry", tiny_pipeline, tiny_labeler, "--dry-run") == 0
     out = capsys.readouterr().out
-    config = json.loads(out[:out.rindex("}") + 1])
+    config = json.loads(out[: out.rindex("}") + 1])
     assert config["dataset_config"]["generator"]["noise"] and config["image_shape"] == [3, 32, 32]
     assert "6 shards planned" in out and not (tmp_path / "dry").exists()
 
@@ -150,19 +190,28 @@ def test_workers_write_the_bytes_of_one_process(dataset, tmp_path, tiny_pipeline
         torch.set_num_threads(threads)
     assert fingerprint(tmp_path / "workers") == fingerprint(dataset)
     first = "data/train-000000.tar"
-    assert (hashlib.sha256((tmp_path / "two-threads" / first).read_bytes()).hexdigest()
-            == fingerprint(dataset)["train-000000.tar"])
+    assert (
+        hashlib.sha256((tmp_path / "two-threads" / first).read_bytes()).hexdigest()
+        == fingerprint(dataset)["train-000000.tar"]
+    )
 
 
-@pytest.mark.parametrize("extra, message", [
-    (("--workers", "0"), "--workers=0: must be >= 1"),
-    (("--workers", "2", "--ray"), "--workers 2 with --ray: Ray starts its own workers"),
-    (("--workers", "2", "--device", "cuda:1"), "--device cuda:1 with --workers 2: worker i uses cuda:i"),
-    pytest.param(("--workers", "2", "--device", "cuda"), "--device=cuda: no CUDA device here; use --device cpu or auto",
-                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")),
-])
-def test_bad_workers_are_refused_before_anything_is_written(tmp_path, tiny_pipeline, tiny_labeler, capsys, extra,
-                                                            message):
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--workers", "0"), "--workers=0: must be >= 1"),
+        (("--workers", "2", "--ray"), "--workers 2 with --ray: Ray starts its own workers"),
+        (("--workers", "2", "--device", "cuda:1"), "--device cuda:1 with --workers 2: worker i uses cuda:i"),
+        pytest.param(
+            ("--workers", "2", "--device", "cuda"),
+            "--device=cuda: no CUDA device here; use --device cpu or auto",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA"),
+        ),
+    ],
+)
+def test_bad_workers_are_refused_before_anything_is_written(
+    tmp_path, tiny_pipeline, tiny_labeler, capsys, extra, message
+):
     assert generate(tmp_path / "out", tiny_pipeline, tiny_labeler, *extra) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

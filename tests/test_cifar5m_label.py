@@ -1,4 +1,5 @@
 """The labeler: specs, class names, head checks, preprocessing to the model's own input size and channels."""
+
 from __future__ import annotations
 
 import json
@@ -52,12 +53,15 @@ def test_plain_timm_name_with_checkpoint_equals_local_dir(tiny_labeler):
         assert torch.allclose(a.model(x), b.model(x))
 
 
-@pytest.mark.parametrize("spec,checkpoint,message", [
-    ("local-dir:/no/such/folder", None, "config.json not found"),
-    ("resnet18", None, "needs --labeler-checkpoint"),
-    ("resnet18", "/no/such/file.pth", "no such file"),
-    ("ORG/NAME", None, "write hf-hub:ORG/NAME"),
-])
+@pytest.mark.parametrize(
+    "spec,checkpoint,message",
+    [
+        ("local-dir:/no/such/folder", None, "config.json not found"),
+        ("resnet18", None, "needs --labeler-checkpoint"),
+        ("resnet18", "/no/such/file.pth", "no such file"),
+        ("ORG/NAME", None, "write hf-hub:ORG/NAME"),
+    ],
+)
 def test_bad_labeler_specs_are_refused(spec, checkpoint, message):
     with pytest.raises(Cifar5mError, match=message):
         read_labeler_info(spec, checkpoint)
@@ -80,18 +84,24 @@ def test_head_must_match_the_class_names(tmp_path):
     assert probs.shape == (2, 11) and torch.allclose(probs.sum(1), torch.ones(2))
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("label_accuracy", "abc", "config.json's label_accuracy is 'abc', not a number in [0, 1]"),
-    ("label_accuracy", 98.5, "config.json's label_accuracy is 98.5, not a number in [0, 1]"),
-    ("label_names", 5, "config.json's label_names is 5, not a list of class names"),
-    ("pretrained_cfg", [], "config.json's pretrained_cfg is [], not an object of settings"),
-    ("num_classes", "10", "config.json's num_classes is '10', not an integer >= 1"),
-    ("label_accuracy_on", 3, "config.json's label_accuracy_on is 3, not a text"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("label_accuracy", "abc", "config.json's label_accuracy is 'abc', not a number in [0, 1]"),
+        ("label_accuracy", 98.5, "config.json's label_accuracy is 98.5, not a number in [0, 1]"),
+        ("label_names", 5, "config.json's label_names is 5, not a list of class names"),
+        ("pretrained_cfg", [], "config.json's pretrained_cfg is [], not an object of settings"),
+        ("num_classes", "10", "config.json's num_classes is '10', not an integer >= 1"),
+        ("label_accuracy_on", 3, "config.json's label_accuracy_on is 3, not a text"),
+    ],
+)
 def test_a_labeler_config_field_of_the_wrong_type_is_one_line(tiny_labeler, tmp_path, field, value, message):
     config = json.loads((tiny_labeler / "config.json").read_text())
-    config.update({field: value, "label_accuracy": config.get("label_accuracy", 0.9)} if field == "label_accuracy_on"
-                  else {field: value})
+    config.update(
+        {field: value, "label_accuracy": config.get("label_accuracy", 0.9)}
+        if field == "label_accuracy_on"
+        else {field: value}
+    )
     folder = shutil.copytree(tiny_labeler, tmp_path / "labeler")
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(Cifar5mError, match="re-save the labeler") as err:

@@ -1,4 +1,5 @@
 """`import-npz` / `export-npz`: released-CIFAR-5m-style parts made in tmp_path (rows encode their index)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,10 @@ def parts(tmp_path):
 
 def fingerprint(out):
     """Every shard's bytes and the manifest (whose config names the part files, so kept apart)."""
-    return {"data": {p.name: p.read_bytes() for p in sorted((out / "data").glob("*.tar"))},
-            "manifest": (out / "manifest.json").read_bytes()}
+    return {
+        "data": {p.name: p.read_bytes() for p in sorted((out / "data").glob("*.tar"))},
+        "manifest": (out / "manifest.json").read_bytes(),
+    }
 
 
 def read_split(out, split):
@@ -34,13 +37,30 @@ def read_split(out, split):
 def test_import_keeps_the_paper_split_pixels_labels_and_provenance(parts, tmp_path):
     paths, arrays = parts
     out = tmp_path / "ds"
-    assert main(["import-npz", *map(str, paths), "--out", str(out), "--test-rows", "4", "--shard-size", "5",
-                 "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "import-npz",
+                *map(str, paths),
+                "--out",
+                str(out),
+                "--test-rows",
+                "4",
+                "--shard-size",
+                "5",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     m = load_manifest(out)
     assert {s: i.count for s, i in m.splits.items()} == {"train": 12, "test": 4}  # parts 0-1, 4 rows of part 2
     assert m.class_names[0] == "airplane" and len(m.class_names) == 10
     train = read_split(out, "train")
-    assert [(meta["part"], meta["row"]) for *_, meta in train] == [(0, r) for r in range(7)] + [(1, r) for r in range(5)]
+    assert [(meta["part"], meta["row"]) for *_, meta in train] == [(0, r) for r in range(7)] + [
+        (1, r) for r in range(5)
+    ]
     for _, image, cls, meta in train + read_split(out, "test"):
         x, y = arrays[meta["part"]]
         np.testing.assert_array_equal(image, x[meta["row"]])
@@ -50,8 +70,10 @@ def test_import_keeps_the_paper_split_pixels_labels_and_provenance(parts, tmp_pa
 def test_import_then_export_round_trips_the_arrays_exactly(parts, tmp_path):
     paths, arrays = parts
     out, back = tmp_path / "ds", tmp_path / "back"
-    assert main(["import-npz", *map(str, paths), "--out", str(out), "--full-test", "--shard-size", "4",
-                 "--workers", "2"]) == 0
+    assert (
+        main(["import-npz", *map(str, paths), "--out", str(out), "--full-test", "--shard-size", "4", "--workers", "2"])
+        == 0
+    )
     assert main(["export-npz", str(out), "--out", str(back)]) == 0
     assert sorted(p.name for p in back.iterdir()) == ["part0.npz", "part1.npz", "part2.npz"]
     for k, (x, y) in enumerate(arrays):
@@ -103,14 +125,17 @@ def test_rows_stream_in_chunks_across_chunk_boundaries(tmp_path):
 GOOD_X, GOOD_Y = np.zeros((3, 32, 32, 3), np.uint8), np.array([1, 2, 3])
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"images": GOOD_X, "labels": GOOD_Y}, "holds arrays images, labels; a CIFAR-5m part holds X (images) and Y"),
-    ({"X": GOOD_X.astype(np.float32), "Y": GOOD_Y}, "X is float32 (3, 32, 32, 3); must be uint8 (N, 32, 32, 3)"),
-    ({"X": GOOD_X[:, :28, :28, 0], "Y": GOOD_Y}, "X is uint8 (3, 28, 28); must be uint8 (N, 32, 32, 3)"),
-    ({"X": GOOD_X, "Y": GOOD_Y.astype(float)}, "Y is float64 (3,); must be integer labels of shape (N,)"),
-    ({"X": GOOD_X, "Y": GOOD_Y[:2]}, "X has 3 rows but Y has 2; the file is damaged"),
-    ({"X": GOOD_X, "Y": np.array([1, 10, 2])}, "Y[1] = 10, labels must be in [0, 10) (1 rows are not)"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"images": GOOD_X, "labels": GOOD_Y}, "holds arrays images, labels; a CIFAR-5m part holds X (images) and Y"),
+        ({"X": GOOD_X.astype(np.float32), "Y": GOOD_Y}, "X is float32 (3, 32, 32, 3); must be uint8 (N, 32, 32, 3)"),
+        ({"X": GOOD_X[:, :28, :28, 0], "Y": GOOD_Y}, "X is uint8 (3, 28, 28); must be uint8 (N, 32, 32, 3)"),
+        ({"X": GOOD_X, "Y": GOOD_Y.astype(float)}, "Y is float64 (3,); must be integer labels of shape (N,)"),
+        ({"X": GOOD_X, "Y": GOOD_Y[:2]}, "X has 3 rows but Y has 2; the file is damaged"),
+        ({"X": GOOD_X, "Y": np.array([1, 10, 2])}, "Y[1] = 10, labels must be in [0, 10) (1 rows are not)"),
+    ],
+)
 def test_bad_parts_are_one_line_errors_naming_the_file(tmp_path, capsys, arrays, message):
     good, bad = tmp_path / "part0.npz", tmp_path / "part1.npz"
     make_part(good, 3, 0)
@@ -145,8 +170,11 @@ def test_a_y_header_that_claims_more_rows_than_stored_is_one_line(tmp_path, caps
         zf.writestr("Y.npy", header.getvalue() + GOOD_Y.astype("<i8").tobytes())
     assert main(["import-npz", str(good), str(bad), "--out", str(tmp_path / "ds")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {bad}: Y's header says 5 labels but the file holds fewer (") and err.endswith(
-        "the file is damaged: download it again\n") and err.count("\n") == 1
+    assert (
+        err.startswith(f"error: {bad}: Y's header says 5 labels but the file holds fewer (")
+        and err.endswith("the file is damaged: download it again\n")
+        and err.count("\n") == 1
+    )
     assert not (tmp_path / "ds").exists()
 
 
@@ -161,5 +189,6 @@ def test_export_of_a_dataset_without_a_train_split_is_one_line(tmp_path, capsys)
     assert main(["export-npz", str(tmp_path / "ds"), "--out", str(tmp_path / "parts")]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"error: {tmp_path / 'ds'}: no train split (splits: test); CIFAR-5m parts hold the train split, then the "
-        "test split in the last part")
+        "test split in the last part"
+    )
     assert not (tmp_path / "parts").exists()

@@ -1,4 +1,5 @@
 """Ray: a local 2-CPU cluster (one actor per CPU slot) writes byte-identical shards to a local run."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,17 @@ def _hashes(root) -> dict[str, str]:
 def test_ray_equals_local(tmp_path, tiny_pipeline, tiny_labeler):
     from cifar5m.runners.ray import run_ray  # imports ray: only after the importorskip above
 
-    cfg = GenerateConfig(out_dir=str(tmp_path / "ray"), labeler=f"local-dir:{tiny_labeler}", model=str(tiny_pipeline),
-                         train=60, test=20, samples_per_shard=20, min_shards=1, batch_size=8, ray=True).validate()
+    cfg = GenerateConfig(
+        out_dir=str(tmp_path / "ray"),
+        labeler=f"local-dir:{tiny_labeler}",
+        model=str(tiny_pipeline),
+        train=60,
+        test=20,
+        samples_per_shard=20,
+        min_shards=1,
+        batch_size=8,
+        ray=True,
+    ).validate()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         result = run_ray(plan_run(cfg, "cpu"))

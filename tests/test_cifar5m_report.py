@@ -1,4 +1,5 @@
 """`report`: FID/KID arithmetic with small injected features, nearest neighbours, and the written report."""
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,17 @@ def write_dataset(out, images, labels, max_prob=None):
     writer.prepare()
     for spec in writer.pending():
         rows = range(spec.first_index, spec.first_index + spec.count)
-        writer.write_shard(spec, ({"image": images[i], "cls": int(labels[i]),
-                                   **({"json": {"max_prob": float(max_prob[i])}} if max_prob is not None else {})}
-                                  for i in rows))
+        writer.write_shard(
+            spec,
+            (
+                {
+                    "image": images[i],
+                    "cls": int(labels[i]),
+                    **({"json": {"max_prob": float(max_prob[i])}} if max_prob is not None else {}),
+                }
+                for i in rows
+            ),
+        )
     writer.finalize()
     return out
 

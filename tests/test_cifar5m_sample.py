@@ -1,4 +1,5 @@
 """The sampler: per-image noise, the DDPM step against diffusers, batch-size invariance, refused settings."""
+
 from __future__ import annotations
 
 import pytest
@@ -46,8 +47,9 @@ def test_noise_is_standard_normal_and_uncorrelated():
 def test_ddpm_step_matches_diffusers(variance_type, steps, prediction_type):
     from diffusers import DDPMScheduler
 
-    scheduler = DDPMScheduler(num_train_timesteps=1000, variance_type=variance_type, clip_sample=True,
-                              prediction_type=prediction_type)
+    scheduler = DDPMScheduler(
+        num_train_timesteps=1000, variance_type=variance_type, clip_sample=True, prediction_type=prediction_type
+    )
     scheduler.set_timesteps(steps)
     gen = torch.Generator().manual_seed(0)
     x, eps = torch.randn(4, 3, 8, 8, generator=gen), torch.randn(4, 3, 8, 8, generator=gen)
@@ -71,7 +73,7 @@ def test_same_images_whatever_the_batch_size(tiny_pipeline):
     whole = sampler.sample(SEEDS)
     assert whole.dtype == torch.uint8 and whole.shape == (16, 32, 32, 3)
     assert torch.equal(sampler.sample(SEEDS), whole)  # same batch: byte-identical
-    fours = torch.cat([sampler.sample(SEEDS[i:i + 4]) for i in range(0, 16, 4)])
+    fours = torch.cat([sampler.sample(SEEDS[i : i + 4]) for i in range(0, 16, 4)])
     diff = (fours.int() - whole.int()).abs()
     assert diff.max().item() <= 1  # other batch sizes: equal up to float rounding
     assert (diff > 0).float().mean().item() < 0.01
@@ -87,25 +89,38 @@ def test_deterministic_samplers_run(tiny_digits_pipeline, sampler, steps):
 
 def _info(unet=None, scheduler=None) -> PipelineInfo:
     unet_cfg = {"_class_name": "UNet2DModel", "sample_size": 32, "in_channels": 3, "out_channels": 3}
-    sched_cfg = {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "variance_type": "fixed_large",
-                 "prediction_type": "epsilon"}
+    sched_cfg = {
+        "_class_name": "DDPMScheduler",
+        "num_train_timesteps": 1000,
+        "variance_type": "fixed_large",
+        "prediction_type": "epsilon",
+    }
     return PipelineInfo("some/model", "/nowhere", {**unet_cfg, **(unet or {})}, {**sched_cfg, **(scheduler or {})})
 
 
-@pytest.mark.parametrize("sampler,steps,scheduler,message", [
-    ("ddpm", 50, {}, "only right with all 1000 steps"),
-    ("ddim", 2000, {}, "use --steps <= 1000"),
-    ("ddpm", 1000, {"variance_type": "learned_range"}, "variance_type 'learned_range' is not supported"),
-    ("ddpm", 1000, {"thresholding": True}, "dynamic thresholding"),
-])
+@pytest.mark.parametrize(
+    "sampler,steps,scheduler,message",
+    [
+        ("ddpm", 50, {}, "only right with all 1000 steps"),
+        ("ddim", 2000, {}, "use --steps <= 1000"),
+        ("ddpm", 1000, {"variance_type": "learned_range"}, "variance_type 'learned_range' is not supported"),
+        ("ddpm", 1000, {"thresholding": True}, "dynamic thresholding"),
+    ],
+)
 def test_known_bad_sampler_settings_are_refused(sampler, steps, scheduler, message):
     with pytest.raises(Cifar5mError, match=message):
         check_sampler(_info(scheduler=scheduler), sampler, steps)
 
 
-@pytest.mark.parametrize("sampler,steps,scheduler", [
-    ("ddpm", 1000, {}), ("ddpm", 100, {"variance_type": "fixed_small"}), ("ddim", 100, {}), ("dpmpp", 20, {}),
-])
+@pytest.mark.parametrize(
+    "sampler,steps,scheduler",
+    [
+        ("ddpm", 1000, {}),
+        ("ddpm", 100, {"variance_type": "fixed_small"}),
+        ("ddim", 100, {}),
+        ("dpmpp", 20, {}),
+    ],
+)
 def test_good_sampler_settings_pass_and_give_the_steps_asked_for(sampler, steps, scheduler):
     info = _info(scheduler=scheduler)
     assert check_sampler(info, sampler, steps) is None  # accepted: no error
@@ -114,23 +129,29 @@ def test_good_sampler_settings_pass_and_give_the_steps_asked_for(sampler, steps,
     assert timesteps[0] < 1000 and timesteps[-1] >= 0  # within the model's 1000 training timesteps
 
 
-@pytest.mark.parametrize("unet,message", [
-    ({"out_channels": 6}, "learned-variance"),
-    ({"in_channels": 4, "out_channels": 4}, "1 or 3 channels"),
-    ({"sample_size": [32, 16]}, "square"),
-    ({"num_class_embeds": 10}, "class-conditional"),
-    ({"_class_name": "UNet2DConditionModel"}, "UNet2DModel"),
-])
+@pytest.mark.parametrize(
+    "unet,message",
+    [
+        ({"out_channels": 6}, "learned-variance"),
+        ({"in_channels": 4, "out_channels": 4}, "1 or 3 channels"),
+        ({"sample_size": [32, 16]}, "square"),
+        ({"num_class_embeds": 10}, "class-conditional"),
+        ({"_class_name": "UNet2DConditionModel"}, "UNet2DModel"),
+    ],
+)
 def test_models_that_do_not_make_image_batches_are_refused(unet, message):
     with pytest.raises(Cifar5mError, match=message):
         check_unet(_info(unet=unet))
 
 
-@pytest.mark.parametrize("scheduler,message", [
-    ({"_class_name": "ScoreSdeVeScheduler"}, "DDPM-style beta schedule"),
-    ({"_class_name": "EulerDiscreteScheduler"}, "DDPM-style beta schedule"),
-    ({"prediction_type": "flow"}, "prediction_type"),
-])
+@pytest.mark.parametrize(
+    "scheduler,message",
+    [
+        ({"_class_name": "ScoreSdeVeScheduler"}, "DDPM-style beta schedule"),
+        ({"_class_name": "EulerDiscreteScheduler"}, "DDPM-style beta schedule"),
+        ({"prediction_type": "flow"}, "prediction_type"),
+    ],
+)
 def test_schedulers_of_other_noise_processes_are_refused(scheduler, message):
     with pytest.raises(Cifar5mError, match=message):
         check_scheduler_config(_info(scheduler=scheduler))

@@ -37,8 +37,7 @@ def split():
 def tiny_models_dir(tmp_path_factory):
     """Both models trained a few steps by train_models (the labeler through the trainer's finetune)."""
     out = tmp_path_factory.mktemp("models")
-    cfg = DemoModelsConfig(diffusion=TINY_DIFFUSION, labeler_steps=3, quality_samples=12, quality_steps=2,
-                           threads=1)
+    cfg = DemoModelsConfig(diffusion=TINY_DIFFUSION, labeler_steps=3, quality_samples=12, quality_steps=2, threads=1)
     return out, cfg, train_models(out, cfg)
 
 
@@ -77,8 +76,12 @@ def test_labeler_folder_is_a_timm_model_the_generator_loads(tiny_models_dir, spl
 
     out, _, metrics = tiny_models_dir
     folder = out / LABELER_DIR
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "metrics.json", "model.safetensors",
-                                                         "training.json"]  # no dataset, run or checkpoint left
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "config.json",
+        "metrics.json",
+        "model.safetensors",
+        "training.json",
+    ]  # no dataset, run or checkpoint left
     config = json.loads((folder / "config.json").read_text())
     assert config["architecture"] == "test_resnet" and config["num_classes"] == 10
     assert config["label_names"] == CLASS_NAMES
@@ -106,8 +109,13 @@ def test_the_trainer_sees_digits_as_the_labeler_does(split):
     import timm
 
     model = timm.create_model("test_resnet", in_chans=1, num_classes=10)
-    model.pretrained_cfg = {**model.pretrained_cfg, "input_size": (1, 32, 32), "interpolation": "bilinear",
-                            "mean": (0.5,), "std": (0.5,)}
+    model.pretrained_cfg = {
+        **model.pretrained_cfg,
+        "input_size": (1, 32, 32),
+        "interpolation": "bilinear",
+        "mean": (0.5,),
+        "std": (0.5,),
+    }
     x = torch.from_numpy(split.holdout_images[:16])
     assert torch.allclose(EvalView(32)(x), Labeler(model, "cpu").preprocess(x), atol=1e-6)
 
@@ -154,7 +162,8 @@ def test_synthetic_vs_real_on_real_digits_and_on_one_class(split):
     assert result["rows"][0]["synthetic_to_real_accuracy"] > 0.95
     ones = np.ones(20, np.int64)
     assert holdout_accuracy(split.train_images[:20], ones, split) == pytest.approx(
-        float((split.holdout_labels == 1).mean()))
+        float((split.holdout_labels == 1).mean())
+    )
 
 
 def test_label_stats():
@@ -195,8 +204,9 @@ def test_only_labeler_retrains_it_and_remeasures_the_untouched_diffusion_model(t
     assert json.loads((out / LABELER_DIR / "training.json").read_text())["config"]["steps"] == 2
     after = ddpm_files()
     metrics_json = Path(DDPM_DIR) / "metrics.json"
-    assert {k: v for k, v in after.items() if k != metrics_json} == {k: v for k, v in before.items()
-                                                                     if k != metrics_json}  # weights untouched
+    assert {k: v for k, v in after.items() if k != metrics_json} == {
+        k: v for k, v in before.items() if k != metrics_json
+    }  # weights untouched
     assert json.loads(after[metrics_json]) == again[DDPM_DIR] and again[DDPM_DIR]["labels"]["count"] == 12
     with pytest.raises(DemoError, match="measured with the labeler"):
         train_models(tmp_path / "empty", dataclasses.replace(cfg, only=("ddpm",)))
@@ -218,7 +228,9 @@ def test_real_digits_dataset_round_trips_split_and_labels(tmp_path, split):
     manifest = load_manifest(tmp_path)
     assert manifest.class_names == CLASS_NAMES
     assert {name: s.count for name, s in manifest.splits.items()} == {
-        "train": len(split.train_labels), "test": len(split.holdout_labels)}
+        "train": len(split.train_labels),
+        "test": len(split.holdout_labels),
+    }
     test = load_split(tmp_path, "test")
     assert np.array_equal(np.asarray(test.images), split.holdout_images)
     assert np.array_equal(np.asarray(test.labels), split.holdout_labels)

@@ -1,5 +1,6 @@
 """`python -m demo run` (make demo) at a tiny size: every stage, the report with its generator
 section and headline, the summary, resume without redoing work, and the checks that run before any work."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,16 +39,23 @@ def test_every_stage_writes_its_part(finished):
     assert (real.splits["train"].count, real.splits["test"].count) == (1258, 539)  # 70/30 of 1,797
     assert (synthetic.splits["train"].count, synthetic.splits["test"].count) == (256, 64)
     assert synthetic.class_names == CLASS_NAMES
-    assert [s["name"].split(" ")[0] for s in result["stages"]] == ["models", "real", "synthetic", "generator",
-                                                                  "bootstrap:"]
+    assert [s["name"].split(" ")[0] for s in result["stages"]] == [
+        "models",
+        "real",
+        "synthetic",
+        "generator",
+        "bootstrap:",
+    ]
     saved = json.loads((cfg.out / "demo.json").read_text())
     assert saved["headline"] == json.loads(json.dumps(result["headline"]))
 
 
 def test_workers_write_the_same_bytes_as_one_process(finished, tiny_models, tmp_path):
     cfg, _, _ = finished
-    single = pipeline.generate_synthetic(dataclasses.replace(cfg, out_dir=str(tmp_path), workers=1),
-                                         {"ddpm": tiny_models / "digits-ddpm", "labeler": tiny_models / "digits-labeler"})
+    single = pipeline.generate_synthetic(
+        dataclasses.replace(cfg, out_dir=str(tmp_path), workers=1),
+        {"ddpm": tiny_models / "digits-ddpm", "labeler": tiny_models / "digits-labeler"},
+    )
     ours, theirs = load_manifest(cfg.out / "synthetic"), load_manifest(single)
     assert [s.sha256 for s in ours.splits["train"].shards] == [s.sha256 for s in theirs.splits["train"].shards]
     assert ours.splits["test"].label_histogram == theirs.splits["test"].label_histogram
@@ -76,7 +84,10 @@ def test_report_states_generator_quality_and_headline(finished):
     assert f"{100 * lab['accuracy']:.2f}% ({lab['errors']} wrong of 539" in report
     row = quality["synthetic_vs_real"]["rows"][0]
     assert row["n"] == 100
-    assert f"| 100 | {100 * row['synthetic_to_real_accuracy']:.2f}% | {100 * row['real_to_real_accuracy']:.2f}% |" in report
+    assert (
+        f"| 100 | {100 * row['synthetic_to_real_accuracy']:.2f}% | {100 * row['real_to_real_accuracy']:.2f}% |"
+        in report
+    )
     assert "## Real vs Ideal on each test set" in report and "| real-digits | soft-error |" in report
     assert "## What this miniature can and cannot show" in report
     assert "a margin declared in the demo's config before the run (20% of the generalisation gap" in report
@@ -98,8 +109,9 @@ def test_report_states_generator_quality_and_headline(finished):
 
 def test_rerun_reuses_shards_and_finished_runs(finished):
     cfg, result, _ = finished
-    files = sorted((cfg.out / "synthetic" / "data").glob("*.tar")) + [cfg.out / "bootstrap" / f"seed{s}" / w / "summary.json"
-                                                                        for s in (0, 1) for w in ("real", "ideal")]
+    files = sorted((cfg.out / "synthetic" / "data").glob("*.tar")) + [
+        cfg.out / "bootstrap" / f"seed{s}" / w / "summary.json" for s in (0, 1) for w in ("real", "ideal")
+    ]
     before = {f: f.stat().st_mtime_ns for f in files}
     again = run_demo(cfg)
     assert {f: f.stat().st_mtime_ns for f in files} == before
@@ -116,8 +128,10 @@ def test_checks_run_before_any_work(tiny_models, tmp_path):
     with pytest.raises(DemoError, match=r"--seeds=0: must be >= 1"):
         run_demo(tiny_cfg(tiny_models, tmp_path / "out", seeds=0))
     assert not (tmp_path / "out").exists()
-    assert main(["run", "--out", str(tmp_path / "cli-out"), "--train", "1000", "--steps", "10",
-                 "--batch-size", "128"]) == 2
+    assert (
+        main(["run", "--out", str(tmp_path / "cli-out"), "--train", "1000", "--steps", "10", "--batch-size", "128"])
+        == 2
+    )
     assert not (tmp_path / "cli-out").exists()
 
 
@@ -141,9 +155,12 @@ def test_quality_section_states_the_difference_plainly():
     quality = {
         "labeler_holdout": {"accuracy": 538 / 539, "count": 539, "errors": 1, "mean_confidence": 0.99},
         "synthetic_labels": {"mean_confidence": 0.94, "train_histogram": [10] * 10},
-        "synthetic_vs_real": {"classifier": "an SVM", "test_set": "real holdout", "skipped_sizes": [],
-                              "rows": [{"n": 1000, "synthetic_to_real_accuracy": 0.95,
-                                        "real_to_real_accuracy": 0.985}]},
+        "synthetic_vs_real": {
+            "classifier": "an SVM",
+            "test_set": "real holdout",
+            "skipped_sizes": [],
+            "rows": [{"n": 1000, "synthetic_to_real_accuracy": 0.95, "real_to_real_accuracy": 0.985}],
+        },
     }
     text = generator_markdown(dataclasses.replace(DemoConfig(), train=100, test=10), quality, "out/synthetic")
     assert "| 1,000 | 95.00% | 98.50% | -3.5 points |" in text

@@ -1,5 +1,6 @@
 """The demo's stages are keyed by what they consume: a labeler retrained at the same path, or a pool
 changed under a finished bootstrap, is redone with --overwrite and refused without it, never reused."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,8 +24,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 def models(tmp_path):
     root = tmp_path / "models"
     make_tiny_pipeline(root / "digits-ddpm", channels=1, size=8)
-    make_tiny_labeler(root / "digits-labeler", in_chans=1, input_size=16, label_names=CLASS_NAMES,
-                      image_shape=(8, 8, 1))
+    make_tiny_labeler(
+        root / "digits-labeler", in_chans=1, input_size=16, label_names=CLASS_NAMES, image_shape=(8, 8, 1)
+    )
     return root
 
 
@@ -42,8 +44,9 @@ def test_retrained_labeler_is_refused_then_redone(models, tmp_path):
     pool, runs = _shard_hashes(cfg.out / "synthetic"), _summaries(cfg)
     # Retrained in place: same path, same config, other weights.
     shutil.rmtree(models / "digits-labeler")
-    make_tiny_labeler(models / "digits-labeler", in_chans=1, input_size=16, label_names=CLASS_NAMES,
-                      image_shape=(8, 8, 1), seed=1)
+    make_tiny_labeler(
+        models / "digits-labeler", in_chans=1, input_size=16, label_names=CLASS_NAMES, image_shape=(8, 8, 1), seed=1
+    )
     with pytest.raises(DemoError, match=r"synthetic: made from other inputs .*changed: labeler\).*--overwrite"):
         run_demo(cfg)
     assert _shard_hashes(cfg.out / "synthetic") == pool  # refused before touching anything
@@ -62,7 +65,8 @@ def test_remeasured_model_is_not_a_new_input(models, tmp_path):
     (models / "digits-ddpm" / "metrics.json").write_text(json.dumps({"measured": "again"}))
     assert model_sha256(models / "digits-ddpm") == before
     (models / "digits-ddpm" / "unet" / "config.json").write_text(
-        (models / "digits-ddpm" / "unet" / "config.json").read_text() + "\n")
+        (models / "digits-ddpm" / "unet" / "config.json").read_text() + "\n"
+    )
     assert model_sha256(models / "digits-ddpm") != before
 
 

@@ -1,4 +1,5 @@
 """dogbird build end to end on tiny fake ImageNets: labels, counts, skips, layouts, resume, loaders, training."""
+
 from __future__ import annotations
 
 import functools
@@ -30,7 +31,17 @@ from dogbird.cli import main
 from shards import iter_samples, load_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["--size", "16", "--samples-per-shard", "4", "--min-shards", "1", "--allow-missing-classes", "--log-level", "WARNING"]
+ARGS = [
+    "--size",
+    "16",
+    "--samples-per-shard",
+    "4",
+    "--min-shards",
+    "1",
+    "--allow-missing-classes",
+    "--log-level",
+    "WARNING",
+]
 ENV = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
 
 
@@ -69,7 +80,8 @@ def test_labels_counts_skips_and_no_leaks(reference, images):
     assert {s: i.count for s, i in manifest.splits.items()} == {s: sum(c) for s, c in expected.items()}
     assert [(s["split"], s["source_id"], s["file"]) for s in manifest.skipped] == [
         ("test", TRUNCATED["test"], f"val/{BIRDS[1]}/{TRUNCATED['test']}.JPEG"),
-        ("train", TRUNCATED["train"], f"train/{BIRDS[1]}/{TRUNCATED['train']}.JPEG")]
+        ("train", TRUNCATED["train"], f"train/{BIRDS[1]}/{TRUNCATED['train']}.JPEG"),
+    ]
     assert all("Truncated" in s["reason"] or "truncated" in s["reason"] for s in manifest.skipped)
     for info in manifest.splits.values():
         samples = list(iter_samples([reference / f for f in info.shard_files()]))
@@ -116,7 +128,7 @@ class LocalHub:
     root: Path
 
     def glob(self, pattern: str) -> list[str]:
-        rel = pattern[len(self.repo):].lstrip("/")
+        rel = pattern[len(self.repo) :].lstrip("/")
         return [f"{self.repo}/{p.relative_to(self.root)}" for p in sorted(self.root.glob(rel))]
 
 
@@ -160,8 +172,14 @@ sys.exit(main(sys.argv[1:]))
 def test_resume_after_sigkill_equals_an_uninterrupted_build(sources, reference, tmp_path):
     out = tmp_path / "out"
     argv = ["build", "--imagenet", str(sources["parquet"]), "--out", str(out), *ARGS]
-    proc = subprocess.run([sys.executable, "-c", KILL_AT_SECOND_TRAIN_SHARD, *argv], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILL_AT_SECOND_TRAIN_SHARD, *argv],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -9, proc.stderr
     assert not (out / "manifest.json").exists() and list((out / ".shards" / "tmp").iterdir())
     assert (out / "data" / "train-000000.tar").is_file()
@@ -174,8 +192,10 @@ def test_missing_classes_are_named(sources, tmp_path, capsys):
     argv = ["build", "--imagenet", str(sources["folder"]), "--out", str(tmp_path / "out")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith(f"error: {sources['folder']}: missing 118 of the 122 DogBird classes (train: n01514668 "
-                          "(cock), n01518878 (ostrich)")
+    assert err.startswith(
+        f"error: {sources['folder']}: missing 118 of the 122 DogBird classes (train: n01514668 "
+        "(cock), n01518878 (ostrich)"
+    )
     assert "n02087394 (Rhodesian ridgeback)" in err and "; test: n01514668 (cock)" in err
     assert "n02088094" not in err and err.endswith("pass --allow-missing-classes to build without them")
     assert not (tmp_path / "out").exists()
@@ -187,12 +207,19 @@ def test_unrecognised_source_lists_the_layouts(content, tmp_path):
         (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "src" / name).write_bytes(data)
     (tmp_path / "src").mkdir(exist_ok=True)
-    proc = subprocess.run([sys.executable, "-m", "dogbird", "build", "--imagenet", str(tmp_path / "src"), "--out",
-                           str(tmp_path / "out")], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dogbird", "build", "--imagenet", str(tmp_path / "src"), "--out", str(tmp_path / "out")],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: {tmp_path / 'src'}: empty or not a recognised ImageNet layout; accepted: an "
-                           "ILSVRC2012 folder")
+    assert last.startswith(
+        f"error: {tmp_path / 'src'}: empty or not a recognised ImageNet layout; accepted: an ILSVRC2012 folder"
+    )
     assert "imagenet1k-{train,validation}-NNNN.tar" in last and not (tmp_path / "out").exists()
 
 
@@ -209,18 +236,44 @@ def test_res_copy_is_a_fixed_size_dataset(reference):
     parent, copy = load_manifest(reference), load_manifest(reference / "res16")
     assert copy.image_shape == [16, 16, 3] and copy.image_ext == "png"
     assert {s: (i.count, i.label_histogram) for s, i in copy.splits.items()} == {
-        s: (i.count, i.label_histogram) for s, i in parent.splits.items()}
+        s: (i.count, i.label_histogram) for s, i in parent.splits.items()
+    }
     first = next(iter_samples([reference / "res16" / copy.splits["train"].shards[0].file]))
     assert first[1].shape == (16, 16, 3) and first[3] == next(iter_samples([reference / "data/train-000000.tar"]))[3]
 
 
 @pytest.mark.parametrize("mode, n", [("real", "8"), ("ideal", None)])
 def test_todays_trainer_runs_on_the_res_copy(reference, tmp_path, mode, n):
-    cmd = [sys.executable, "-m", "train", "run", "--data", str(reference / "res16"), "--mode", mode, "--steps", "3",
-           "--batch-size", "2", "--model", "mlp", "--mlp-widths", "8", "--device", "cpu", "--eval-schedule",
-           "every:3", "--eval-train-samples", "4", "--no-progress", "--out", str(tmp_path / "run")]
-    proc = subprocess.run(cmd + (["--n", n] if n else []), cwd=ROOT, env=ENV, capture_output=True, text=True,
-                          timeout=300)
+    cmd = [
+        sys.executable,
+        "-m",
+        "train",
+        "run",
+        "--data",
+        str(reference / "res16"),
+        "--mode",
+        mode,
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--model",
+        "mlp",
+        "--mlp-widths",
+        "8",
+        "--device",
+        "cpu",
+        "--eval-schedule",
+        "every:3",
+        "--eval-train-samples",
+        "4",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "run"),
+    ]
+    proc = subprocess.run(
+        cmd + (["--n", n] if n else []), cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["steps_done"] == 3
@@ -233,8 +286,9 @@ def test_hf_datasets_and_webdataset_read_it(reference):
     manifest = load_manifest(reference)
     files = [str(reference / f) for f in manifest.splits["train"].shard_files()]
     ds = load_dataset("webdataset", data_files={"train": files}, split="train")
-    assert sorted(ds["cls"]) == sorted([0] * manifest.splits["train"].label_histogram[0] + [1] * manifest.splits[
-        "train"].label_histogram[1])
+    assert sorted(ds["cls"]) == sorted(
+        [0] * manifest.splits["train"].label_histogram[0] + [1] * manifest.splits["train"].label_histogram[1]
+    )
     assert ds[0]["jpg"].mode == "RGB" and ds[0]["json"]["wnid"] in DOGS + BIRDS
     samples = list(wds.WebDataset(files, shardshuffle=False).decode("rgb8").to_tuple("jpg", "cls"))
     assert len(samples) == manifest.splits["train"].count and samples[0][0].shape[2] == 3
@@ -286,8 +340,10 @@ def test_an_image_too_long_to_resize_is_skipped_and_listed_and_reruns_pass(sourc
     long.write_bytes(_encode(Image.new("RGB", (1, 5000), (9, 9, 9)), "JPEG"))  # 16 x 80,000 px at --size 16
     assert build(source, out) == 0
     [entry] = [s for s in load_manifest(out).skipped if s["source_id"] == f"{DOGS[0]}_99"]
-    assert entry["reason"] == ("ValueError: a 1x5000 image: resizing its shorter side to 16 px makes the longer "
-                               "one 80,000 px, over JPEG's limit of 65,500")
+    assert entry["reason"] == (
+        "ValueError: a 1x5000 image: resizing its shorter side to 16 px makes the longer "
+        "one 80,000 px, over JPEG's limit of 65,500"
+    )
     assert build(source, out) == 0  # the re-run agrees (was: every re-run failed on it)
 
 

@@ -1,4 +1,5 @@
 """dogbird.images: any ImageNet file -> upright RGB -> resized JPEG / fixed crop; broken files raise."""
+
 import io
 
 import numpy as np
@@ -13,8 +14,9 @@ def decode(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data))
 
 
-@pytest.mark.parametrize("mode, fmt", [("CMYK", "JPEG"), ("L", "JPEG"), ("RGBA", "PNG"), ("P", "PNG"),
-                                       ("RGB", "PNG"), ("LA", "PNG")])
+@pytest.mark.parametrize(
+    "mode, fmt", [("CMYK", "JPEG"), ("L", "JPEG"), ("RGBA", "PNG"), ("P", "PNG"), ("RGB", "PNG"), ("LA", "PNG")]
+)
 def test_every_mode_becomes_rgb_jpeg(mode, fmt):
     data = _encode(_pixels(3, 30, 20).convert(mode), fmt)
     out = decode(to_jpeg(data, size=10, quality=95, crop=0))
@@ -65,8 +67,11 @@ def test_a_float_image_outside_0_1_is_refused_by_the_scan():
 @pytest.mark.parametrize("width, height", [(1, 3000), (8000, 1)])
 def test_an_image_too_long_for_a_jpeg_once_resized_is_refused_from_its_header(width, height):
     data = _encode(Image.new("RGB", (width, height), (90, 30, 200)), "JPEG", quality=90)
-    with pytest.raises(ValueError, match=f"a {width}x{height} image: resizing its shorter side to 256 px makes the "
-                                         f"longer one {256 * max(width, height):,} px, over JPEG's limit of 65,500"):
+    with pytest.raises(
+        ValueError,
+        match=f"a {width}x{height} image: resizing its shorter side to 256 px makes the "
+        f"longer one {256 * max(width, height):,} px, over JPEG's limit of 65,500",
+    ):
         check_image(data, size=256)
     check_image(data, size=0)  # kept at its own size, it fits
 

@@ -1,4 +1,5 @@
 """`train bootstrap` on a tiny learnable dataset: both worlds, one config, a report that matches the runs."""
+
 import json
 
 import numpy as np
@@ -36,16 +37,21 @@ def test_bootstrap_runs_both_worlds_with_one_config(datasets, tmp_path):
     assert real.rows[0]["test/soft_error"] == pytest.approx(ideal.rows[0]["test/soft_error"])  # same init
     assert real.summary["ledger"]["within_subset"] and ideal.summary["ledger"]["no_reuse"]
     assert (real.summary["pack_size"], real.summary["device"], real.summary["torch_version"]) == (
-        1, "cpu", torch.__version__)  # provenance: trained alone, here
+        1,
+        "cpu",
+        torch.__version__,
+    )  # provenance: trained alone, here
 
     # the headline is read off the saved runs: the 3 evaluations around T(n), averaged, in both worlds
     fit = real.summary["fit_step"]
     assert fit is not None and headline["fit_step"] == fit  # 40 prototype images are fitted quickly
     steps = [r["step"] for r in real.rows]
     i = min(max(steps.index(fit) - 1, 0), len(steps) - 3)
-    assert headline["readout_steps"] == steps[i:i + 3]
+    assert headline["readout_steps"] == steps[i : i + 3]
+
     def mean_at(run):
-        return np.mean([r["test/soft_error"] for r in run.rows[i:i + 3]])
+        return np.mean([r["test/soft_error"] for r in run.rows[i : i + 3]])
+
     assert headline["real_test_soft_error"] == pytest.approx(mean_at(real))
     assert headline["ideal_test_soft_error"] == pytest.approx(mean_at(ideal))
     assert headline["gap"] == pytest.approx(headline["real_test_soft_error"] - headline["ideal_test_soft_error"])
@@ -72,9 +78,35 @@ def test_bootstrap_runs_both_worlds_with_one_config(datasets, tmp_path):
 def test_bootstrap_seeds_cli(datasets, tmp_path, capsys):
     data, _ = datasets
     exp = tmp_path / "boot"
-    flags = ["--data", str(data), "--n", "40", "--steps", "12", "--batch-size", "16", "--model", "mlp",
-             "--mlp-widths", "32", "--eval-schedule", "every:4", "--eval-train-samples", "40", "--device", "cpu",
-             "--num-workers", "0", "--out", str(exp), "--no-progress", "--seed", "5", "--seeds", "2"]
+    flags = [
+        "--data",
+        str(data),
+        "--n",
+        "40",
+        "--steps",
+        "12",
+        "--batch-size",
+        "16",
+        "--model",
+        "mlp",
+        "--mlp-widths",
+        "32",
+        "--eval-schedule",
+        "every:4",
+        "--eval-train-samples",
+        "40",
+        "--device",
+        "cpu",
+        "--num-workers",
+        "0",
+        "--out",
+        str(exp),
+        "--no-progress",
+        "--seed",
+        "5",
+        "--seeds",
+        "2",
+    ]
     assert main(["bootstrap", *flags, "--margin", "0.05"]) == 0
     spec = json.loads((exp / "experiment.json").read_text())
     assert spec["seeds"] == 2 and [e["real"] for e in spec["runs"]] == ["seed5/real", "seed6/real"]
@@ -141,9 +173,31 @@ def test_bootstrap_checks_the_pool_before_training(datasets, tmp_path):
 def test_bootstrap_and_report_cli(datasets, tmp_path, capsys):
     data, _ = datasets
     exp = tmp_path / "boot"
-    flags = ["--data", str(data), "--n", "40", "--steps", "12", "--batch-size", "16", "--model", "mlp",
-             "--mlp-widths", "32", "--eval-schedule", "every:4", "--eval-train-samples", "40", "--device", "cpu",
-             "--num-workers", "0", "--out", str(exp), "--no-progress"]
+    flags = [
+        "--data",
+        str(data),
+        "--n",
+        "40",
+        "--steps",
+        "12",
+        "--batch-size",
+        "16",
+        "--model",
+        "mlp",
+        "--mlp-widths",
+        "32",
+        "--eval-schedule",
+        "every:4",
+        "--eval-train-samples",
+        "40",
+        "--device",
+        "cpu",
+        "--num-workers",
+        "0",
+        "--out",
+        str(exp),
+        "--no-progress",
+    ]
     assert main(["bootstrap", *flags]) == 0
     out = capsys.readouterr().out
     assert f"report: {exp / 'report.md'}" in out and "test soft-error at" in out
@@ -161,8 +215,23 @@ def test_bootstrap_and_report_cli(datasets, tmp_path, capsys):
 
 def test_bootstrap_dry_run_prints_both_worlds(datasets, tmp_path, capsys):
     data, _ = datasets
-    assert main(["bootstrap", "--data", str(data), "--n", "40", "--model", "mlp", "--dry-run",
-                 "--out", str(tmp_path / "boot")]) == 0
+    assert (
+        main(
+            [
+                "bootstrap",
+                "--data",
+                str(data),
+                "--n",
+                "40",
+                "--model",
+                "mlp",
+                "--dry-run",
+                "--out",
+                str(tmp_path / "boot"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert '"mode": "real"' in out and '"mode": "ideal"' in out
     assert not (tmp_path / "boot").exists()
@@ -173,8 +242,11 @@ def test_a_folder_of_the_users_files_is_refused_and_overwrite_deletes_none(datas
     exp = tmp_path / "mine"
     exp.mkdir()
     (exp / "notes.txt").write_text("my notes")
-    with pytest.raises(TrainError, match=r"--out=.*mine: not empty and not an experiment folder of this toolkit "
-                                         r"\(found notes.txt; no experiment.json\)"):
+    with pytest.raises(
+        TrainError,
+        match=r"--out=.*mine: not empty and not an experiment folder of this toolkit "
+        r"\(found notes.txt; no experiment.json\)",
+    ):
         bootstrap(tiny_cfg(data, exp, steps=8), progress=False)
     assert [p.name for p in exp.iterdir()] == ["notes.txt"]  # nothing written
     bootstrap(tiny_cfg(data, exp, steps=8), overwrite=True, progress=False)

@@ -1,4 +1,5 @@
 """`train sweep` on a tiny dataset: the grid, one Ideal per (model, seed), resuming, extending, Ray."""
+
 import json
 
 import pytest
@@ -25,8 +26,14 @@ def test_plan_shares_one_ideal_per_model_and_seed(tmp_path):
     assert len(entries) == 2 * 2 * 2 and len(runs) == 2 * 2 * (1 + 2)
     ideal = [r for r in runs if r.mode == "ideal"]
     assert {(r.model, r.seed, r.n) for r in ideal} == {(m, s, None) for m in ("mlp", "timm:resnet18") for s in (0, 1)}
-    assert entries[0] == {"model": "mlp", "lr": 0.05, "n": 20, "seed": 0, "real": "runs/mlp-lr0.05-s0/real-n20",
-                          "ideal": "runs/mlp-lr0.05-s0/ideal"}
+    assert entries[0] == {
+        "model": "mlp",
+        "lr": 0.05,
+        "n": 20,
+        "seed": 0,
+        "real": "runs/mlp-lr0.05-s0/real-n20",
+        "ideal": "runs/mlp-lr0.05-s0/ideal",
+    }
     assert any(r.out_dir.endswith("runs/timm-resnet18-lr0.05-s1/real-n40") for r in runs)
     # every run is the base config with only the grid's fields changed
     for r in runs:
@@ -38,8 +45,14 @@ def test_sweep_runs_resumes_and_extends(data, tmp_path):
     base = tiny_cfg(data, exp, n=None)
     headline = sweep(base, ns=[20, 40], models=["mlp"], seeds=[0, 1], progress=False)
     assert headline["runs_total"] == headline["runs_done"] == 4
-    assert sorted(summary_stamps(exp)) == ["runs/mlp-lr0.05-s0/ideal", "runs/mlp-lr0.05-s0/real-n20", "runs/mlp-lr0.05-s0/real-n40",
-                                           "runs/mlp-lr0.05-s1/ideal", "runs/mlp-lr0.05-s1/real-n20", "runs/mlp-lr0.05-s1/real-n40"]
+    assert sorted(summary_stamps(exp)) == [
+        "runs/mlp-lr0.05-s0/ideal",
+        "runs/mlp-lr0.05-s0/real-n20",
+        "runs/mlp-lr0.05-s0/real-n40",
+        "runs/mlp-lr0.05-s1/ideal",
+        "runs/mlp-lr0.05-s1/real-n20",
+        "runs/mlp-lr0.05-s1/real-n40",
+    ]
     results = json.loads((exp / "results.json").read_text())
     point = next(p for p in results["points"] if (p["n"], p["seed"]) == (40, 1))
     real, ideal = load_run(exp / "runs/mlp-lr0.05-s1/real-n40"), load_run(exp / "runs/mlp-lr0.05-s1/ideal")
@@ -86,21 +99,65 @@ def test_failed_run_does_not_stop_the_others(data, tmp_path):
 
 
 def test_sweep_cli_parses_lists(data, tmp_path, capsys):
-    assert main(["sweep", "--data", str(data), "--n", "20,40", "--model", "mlp,mcnn", "--seeds", "2",
-                 "--seed", "5", "--steps", "8", "--out", str(tmp_path / "s"), "--dry-run"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--data",
+                str(data),
+                "--n",
+                "20,40",
+                "--model",
+                "mlp,mcnn",
+                "--seeds",
+                "2",
+                "--seed",
+                "5",
+                "--steps",
+                "8",
+                "--out",
+                str(tmp_path / "s"),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     runs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(runs) == 2 * 2 * 3
     assert {(r["model"], r["seed"]) for r in runs} == {(m, s) for m in ("mlp", "mcnn") for s in (5, 6)}
     assert sorted({r["n"] for r in runs if r["mode"] == "real"}) == [20, 40]
     assert all(r["steps"] == 8 for r in runs)
     # --lr takes a list: every (model, lr, seed) cell gets its own Ideal run and folder
-    assert main(["sweep", "--data", str(data), "--n", "20", "--model", "mlp", "--lr", "0.1,0.05", "--seeds", "2",
-                 "--steps", "8", "--out", str(tmp_path / "s"), "--dry-run"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--data",
+                str(data),
+                "--n",
+                "20",
+                "--model",
+                "mlp",
+                "--lr",
+                "0.1,0.05",
+                "--seeds",
+                "2",
+                "--steps",
+                "8",
+                "--out",
+                str(tmp_path / "s"),
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     runs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert sorted((r["lr"], r["seed"], r["mode"]) for r in runs) == sorted(
-        (lr, s, m) for lr in (0.1, 0.05) for s in (0, 1) for m in ("real", "ideal"))
+        (lr, s, m) for lr in (0.1, 0.05) for s in (0, 1) for m in ("real", "ideal")
+    )
     assert {r["out_dir"].split("/runs/")[1] for r in runs if r["mode"] == "ideal"} == {
-        f"mlp-lr{lr}-s{s}/ideal" for lr in ("0.1", "0.05") for s in (0, 1)}
+        f"mlp-lr{lr}-s{s}/ideal" for lr in ("0.1", "0.05") for s in (0, 1)
+    }
     with pytest.raises(SystemExit):
         main(["sweep", "--data", str(data), "--n", "20", "--lr", "0.1,-1"])
     assert "give one or more learning rates > 0" in capsys.readouterr().err
@@ -112,9 +169,37 @@ def test_sweep_cli_parses_lists(data, tmp_path, capsys):
 
 def test_sweep_cli_runs_and_prints(data, tmp_path, capsys):
     exp = tmp_path / "s"
-    assert main(["sweep", "--data", str(data), "--n", "40", "--model", "mlp", "--mlp-widths", "32", "--steps", "8",
-                 "--batch-size", "16", "--eval-schedule", "every:4", "--eval-train-samples", "40",
-                 "--device", "cpu", "--num-workers", "0", "--out", str(exp), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--data",
+                str(data),
+                "--n",
+                "40",
+                "--model",
+                "mlp",
+                "--mlp-widths",
+                "32",
+                "--steps",
+                "8",
+                "--batch-size",
+                "16",
+                "--eval-schedule",
+                "every:4",
+                "--eval-train-samples",
+                "40",
+                "--device",
+                "cpu",
+                "--num-workers",
+                "0",
+                "--out",
+                str(exp),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"report: {exp / 'report.md'}" in out and "mlp lr=0.1 n=40" in out
 
@@ -122,17 +207,30 @@ def test_sweep_cli_runs_and_prints(data, tmp_path, capsys):
 @pytest.mark.slow
 def test_sweep_on_ray_matches_local(data, tmp_path):
     ray = pytest.importorskip("ray")
-    local = sweep(tiny_cfg(data, tmp_path / "local", n=None, steps=8), ns=[20, 40], models=["mlp"],
-                  seeds=[0], progress=False)
+    local = sweep(
+        tiny_cfg(data, tmp_path / "local", n=None, steps=8), ns=[20, 40], models=["mlp"], seeds=[0], progress=False
+    )
     block_run(tmp_path / "ray/runs/mlp-lr0.05-s0/real-n40", data)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         with pytest.raises(TrainError, match=r"1 of 3 sweep runs failed \(.*real-n40: .*another config"):
-            sweep(tiny_cfg(data, tmp_path / "ray", n=None, steps=8), ns=[20, 40], models=["mlp"],
-                  seeds=[0], use_ray=True, progress=False)
+            sweep(
+                tiny_cfg(data, tmp_path / "ray", n=None, steps=8),
+                ns=[20, 40],
+                models=["mlp"],
+                seeds=[0],
+                use_ray=True,
+                progress=False,
+            )
         (tmp_path / "ray/runs/mlp-lr0.05-s0/real-n40/config.json").unlink()  # the cause fixed: re-run finishes
-        remote = sweep(tiny_cfg(data, tmp_path / "ray", n=None, steps=8), ns=[20, 40], models=["mlp"],
-                       seeds=[0], use_ray=True, progress=False)
+        remote = sweep(
+            tiny_cfg(data, tmp_path / "ray", n=None, steps=8),
+            ns=[20, 40],
+            models=["mlp"],
+            seeds=[0],
+            use_ray=True,
+            progress=False,
+        )
     finally:
         ray.shutdown()
     assert remote["runs_done"] == local["runs_done"] == 2

@@ -1,5 +1,6 @@
 """bench/gpu_figures.py, the one prepared GPU call, at toy sizes on the CPU (--tiny): every part runs and
 the one table comes out; a spent budget skips parts with a note; a part past its slice is stopped."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,14 @@ import gpu_figures  # noqa: E402  (bench/ is not a package)
 def figures(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, str]:
     md = tmp_path / "results.md"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_figures.py"), "--tiny", "--record", str(md),
-                           *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_figures.py"), "--tiny", "--record", str(md), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return proc, md.read_text() if md.is_file() else ""
 
 
@@ -57,17 +64,26 @@ def test_spent_budget_skips_every_part_with_a_note(tmp_path):
 
 def test_bad_budget_and_no_gpu_get_one_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": ""}
-    for args, message in [(["--tiny", "--budget-s", "0"], "error: --budget-s 0: must be > 0 seconds"),
-                          ([], "error: no CUDA device; these are GPU figures")]:
-        proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_figures.py"), *args], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=120)
+    for args, message in [
+        (["--tiny", "--budget-s", "0"], "error: --budget-s 0: must be > 0 seconds"),
+        ([], "error: no CUDA device; these are GPU figures"),
+    ]:
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "gpu_figures.py"), *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert proc.returncode != 0 and proc.stderr.strip().startswith(message) and "Traceback" not in proc.stderr
 
 
 def test_part_past_its_slice_is_stopped_and_keeps_what_it_wrote(tmp_path):
     script = tmp_path / "slow.py"
-    script.write_text("import sys, time\nopen(sys.argv[-1], 'w').write('{\"done\": 1}')\nprint('wrote', flush=True)\n"
-                      "time.sleep(60)\n")
+    script.write_text(
+        "import sys, time\nopen(sys.argv[-1], 'w').write('{\"done\": 1}')\nprint('wrote', flush=True)\ntime.sleep(60)\n"
+    )
     part = gpu_figures.Part("slow", str(script), 1, (), ())  # an absolute path stays itself under bench/
     out = tmp_path / "slow.json"
     start = time.perf_counter()
@@ -78,9 +94,11 @@ def test_part_past_its_slice_is_stopped_and_keeps_what_it_wrote(tmp_path):
 
 def test_a_part_that_records_a_failure_is_retried_with_its_fallback(tmp_path):
     script = tmp_path / "flaky.py"
-    script.write_text("import json, sys\nfig1 = {'error': 'Traceback ...\\nRuntimeError: no graphs'} "
-                      "if sys.argv[1] == 'graphs' else {'total_s': 240.0}\n"
-                      "open(sys.argv[-1], 'w').write(json.dumps({'fig1': fig1}))\n")
+    script.write_text(
+        "import json, sys\nfig1 = {'error': 'Traceback ...\\nRuntimeError: no graphs'} "
+        "if sys.argv[1] == 'graphs' else {'total_s': 240.0}\n"
+        "open(sys.argv[-1], 'w').write(json.dumps({'fig1': fig1}))\n"
+    )
     part = gpu_figures.Part("fig1", str(script), 1, ("graphs",), (), retry_args=("plain",))
     results, note = gpu_figures.run_with_retry(part, argparse.Namespace(tiny=False), tmp_path / "f.json", 100)
     assert results == {"fig1": {"total_s": 240.0}}

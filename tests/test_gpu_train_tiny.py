@@ -1,5 +1,6 @@
 """bench/gpu_train.py at toy sizes on the CPU (--tiny): the GPU script's packed and Fig. 1 parts run and
 record their tables, so the one prepared GPU call does not fail on its first use."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,24 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_train_tiny_runs_every_packing_part(tmp_path):
     out, md = tmp_path / "results.json", tmp_path / "results.md"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'bench'}", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu_train.py"), "--tiny", "--parts",
-                           "speed,packed,fig1", "--json", str(out), "--record", str(md)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "gpu_train.py"),
+            "--tiny",
+            "--parts",
+            "speed,packed,fig1",
+            "--json",
+            str(out),
+            "--record",
+            str(md),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
     assert set(results) == {"speed", "packed", "fig1"}

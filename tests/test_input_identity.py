@@ -1,6 +1,7 @@
 """A dataset's inputs are identified by content: a resume over changed weights, a changed import source or a
 changed npz part is refused with one line naming what changed; the same inputs at another path are the same
 dataset; no absolute local path enters a manifest or a card."""
+
 from __future__ import annotations
 
 import json
@@ -19,12 +20,31 @@ from shards.identity import InputIdentity, identify_folder, input_changes
 
 
 def generate(out: Path, pipeline: Path, labeler: Path, *extra: str) -> int:
-    return cifar5m_main(["generate", "--model", str(pipeline), "--labeler", f"local-dir:{labeler}", "--out", str(out),
-                         "--train", "4", "--test", "0", "--shard-size", "2", "--batch-size", "2", *extra])
+    return cifar5m_main(
+        [
+            "generate",
+            "--model",
+            str(pipeline),
+            "--labeler",
+            f"local-dir:{labeler}",
+            "--out",
+            str(out),
+            "--train",
+            "4",
+            "--test",
+            "0",
+            "--shard-size",
+            "2",
+            "--batch-size",
+            "2",
+            *extra,
+        ]
+    )
 
 
-def test_a_resume_with_retrained_labeler_weights_is_refused_naming_the_file(tiny_pipeline, tiny_labeler, tmp_path,
-                                                                            capsys):
+def test_a_resume_with_retrained_labeler_weights_is_refused_naming_the_file(
+    tiny_pipeline, tiny_labeler, tmp_path, capsys
+):
     labeler = tmp_path / "labeler"
     shutil.copytree(tiny_labeler, labeler)
     out = tmp_path / "gen"
@@ -41,8 +61,9 @@ def test_a_resume_with_retrained_labeler_weights_is_refused_naming_the_file(tiny
     assert weights["name"] == "local-dir:labeler" and weights["listing"][-1]["path"] == "model.safetensors"
 
 
-def test_the_same_models_at_another_path_resume_and_a_recorded_accuracy_changes_nothing(tiny_pipeline, tiny_labeler,
-                                                                                        tmp_path):
+def test_the_same_models_at_another_path_resume_and_a_recorded_accuracy_changes_nothing(
+    tiny_pipeline, tiny_labeler, tmp_path
+):
     first, second = tmp_path / "a", tmp_path / "b"
     for root in (first, second):
         shutil.copytree(tiny_pipeline, root / "ddpm")
@@ -54,7 +75,9 @@ def test_the_same_models_at_another_path_resume_and_a_recorded_accuracy_changes_
     (second / "labeler" / "config.json").write_text(json.dumps(config))
     assert generate(out, second / "ddpm", second / "labeler") == 0  # resumed: same content, same names
     manifest = load_manifest(out)
-    assert manifest.config["generator"]["model"] == "ddpm" and manifest.config["labeler"]["model"] == "local-dir:labeler"
+    assert (
+        manifest.config["generator"]["model"] == "ddpm" and manifest.config["labeler"]["model"] == "local-dir:labeler"
+    )
 
 
 def test_a_changed_unet_is_named(tiny_pipeline, tiny_labeler, tmp_path, capsys):
@@ -120,7 +143,8 @@ def test_input_changes_names_only_identities_that_differ(tmp_path):
     (tmp_path / "m" / "extra.bin").write_bytes(b"two")
     new = identify_folder(tmp_path / "m").to_dict()
     assert input_changes({"a": {"weights": old}, "seed": 1}, {"a": {"weights": new}, "seed": 2}) == [
-        "a.weights (m): extra.bin added"]
+        "a.weights (m): extra.bin added"
+    ]
     assert input_changes({"w": old}, {"w": old}) == []
     assert InputIdentity.from_dict(json.loads(json.dumps(new))).to_dict() == new  # as read back from a config
 
@@ -137,8 +161,9 @@ def test_no_manifest_or_card_written_here_holds_a_local_path(tiny_pipeline, tiny
         assert load_manifest(out).data_sha256() in text
 
 
-def test_hub_models_are_recorded_by_id_and_the_revision_their_files_came_from(tiny_pipeline, tiny_labeler, tmp_path,
-                                                                              monkeypatch):
+def test_hub_models_are_recorded_by_id_and_the_revision_their_files_came_from(
+    tiny_pipeline, tiny_labeler, tmp_path, monkeypatch
+):
     import huggingface_hub
 
     from cifar5m import models
@@ -150,8 +175,9 @@ def test_hub_models_are_recorded_by_id_and_the_revision_their_files_came_from(ti
     monkeypatch.setattr(models, "_download", lambda repo_id: pipe)
     pipeline = models.resolve_pipeline("org/ddpm")
     assert (pipeline.name, pipeline.weights.revision) == ("org/ddpm", "c0ffee")
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
-                        lambda repo_id, filename, revision=None: str(labeler_files / filename))
+    monkeypatch.setattr(
+        huggingface_hub, "hf_hub_download", lambda repo_id, filename, revision=None: str(labeler_files / filename)
+    )
     labeler = read_labeler_info("hf-hub:org/labeler", None)
     assert labeler.name == "hf-hub:org/labeler" and labeler.weights.revision == "beef"
     assert [r.path for r in labeler.weights.listing] == ["config.json (settings)", "model.safetensors"]
@@ -170,7 +196,9 @@ def test_a_hub_import_source_is_read_at_the_revision_it_is_recorded_with(monkeyp
     identity = importer.source_identity("org/data")
     assert (identity.name, identity.revision, identity.files) == ("org/data", "5eed" * 10, 0)
     seen = {}
-    monkeypatch.setattr(datasets, "load_dataset", lambda source, **kw: seen.update(kw) or datasets.IterableDatasetDict())
+    monkeypatch.setattr(
+        datasets, "load_dataset", lambda source, **kw: seen.update(kw) or datasets.IterableDatasetDict()
+    )
     importer.load_streaming("org/data", identity.revision)
     assert seen["revision"] == "5eed" * 10
 

@@ -3,6 +3,7 @@
 Every import counts, including those inside functions, since a deferred import still ties two modules
 together.
 """
+
 from __future__ import annotations
 
 import ast
@@ -41,7 +42,7 @@ def imported_names(path: Path, module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - node.level + 1]
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)
@@ -121,9 +122,13 @@ def test_no_import_cycles():
 @pytest.mark.parametrize("package", [p for p in PACKAGES if p in FORBIDDEN])
 def test_dependencies_point_one_way(package):
     _, raw = build_graph()
-    offenders = sorted(f"{module} imports {name}" for module, names in raw.items()
-                       if module.split(".")[0] == package
-                       for name in names if name.split(".")[0] in FORBIDDEN[package])
+    offenders = sorted(
+        f"{module} imports {name}"
+        for module, names in raw.items()
+        if module.split(".")[0] == package
+        for name in names
+        if name.split(".")[0] in FORBIDDEN[package]
+    )
     assert offenders == []
 
 
@@ -134,10 +139,13 @@ def test_train_layers_import_downwards():
         parts = module.split(".")
         return TRAIN_LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in TRAIN_LAYERS else None
 
-    upward = sorted(f"{module} imports {target}" for module, targets in graph.items()
-                    if module.startswith("train.") and layer(module) is not None
-                    for target in targets if target.startswith("train.") and layer(target) is not None
-                    and layer(target) > layer(module))
+    upward = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        if module.startswith("train.") and layer(module) is not None
+        for target in targets
+        if target.startswith("train.") and layer(target) is not None and layer(target) > layer(module)
+    )
     assert upward == []
 
 
@@ -154,8 +162,9 @@ def demo_private_imports(public: dict[str, set[str]], demo_dir: Path = ROOT / "d
         where = path.relative_to(demo_dir.parent).as_posix()
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Import):
-                found += [f"{where}:{node.lineno} import {a.name}" for a in node.names
-                          if a.name.split(".")[0] in public]
+                found += [
+                    f"{where}:{node.lineno} import {a.name}" for a in node.names if a.name.split(".")[0] in public
+                ]
             elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
                 package = node.module.split(".")[0]
                 if package not in public:
@@ -163,8 +172,11 @@ def demo_private_imports(public: dict[str, set[str]], demo_dir: Path = ROOT / "d
                 if node.module != package:
                     found.append(f"{where}:{node.lineno} from {node.module} import ...")
                 else:
-                    found += [f"{where}:{node.lineno} from {package} import {a.name}" for a in node.names
-                              if a.name not in public[package]]
+                    found += [
+                        f"{where}:{node.lineno} from {package} import {a.name}"
+                        for a in node.names
+                        if a.name not in public[package]
+                    ]
     return found
 
 
@@ -179,11 +191,16 @@ def test_demo_imports_only_public_names():
 def test_demo_import_check_finds_a_deep_import(tmp_path):
     demo = tmp_path / "demo"
     demo.mkdir()
-    (demo / "mod.py").write_text("from cifar5m.sample import resolve_device\nfrom train import RunConfig, secret\n"
-                                 "import dogbird.build\nfrom shards.jsonio import read_json\n")
+    (demo / "mod.py").write_text(
+        "from cifar5m.sample import resolve_device\nfrom train import RunConfig, secret\n"
+        "import dogbird.build\nfrom shards.jsonio import read_json\n"
+    )
     public = {"cifar5m": {"GenerateConfig"}, "train": {"RunConfig"}, "dogbird": set()}
-    assert demo_private_imports(public, demo) == ["demo/mod.py:1 from cifar5m.sample import ...",
-                                            "demo/mod.py:2 from train import secret", "demo/mod.py:3 import dogbird.build"]
+    assert demo_private_imports(public, demo) == [
+        "demo/mod.py:1 from cifar5m.sample import ...",
+        "demo/mod.py:2 from train import secret",
+        "demo/mod.py:3 import dogbird.build",
+    ]
 
 
 @pytest.mark.parametrize("package", ["cifar5m", "train"])
@@ -193,7 +210,12 @@ def test_lazy_names_match_their_type_checking_imports(package):
     import importlib
 
     tree = ast.parse((ROOT / package / "__init__.py").read_text())
-    guarded = {alias.name: node.module for block in tree.body
-               if isinstance(block, ast.If) and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
-               for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    guarded = {
+        alias.name: node.module
+        for block in tree.body
+        if isinstance(block, ast.If) and isinstance(block.test, ast.Name) and block.test.id == "TYPE_CHECKING"
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
     assert guarded == importlib.import_module(package)._LAZY

@@ -3,6 +3,7 @@
 With df = 2 the t distribution has closed forms (Student's t with 2 degrees of freedom):
 CDF F(t) = 1/2 + t / (2 sqrt(2 + t^2)), quantile q(a) = (2a - 1) / sqrt(2 a (1 - a)).
 """
+
 import math
 
 import numpy as np
@@ -57,7 +58,8 @@ def test_inconclusive_never_reads_as_agreement():
         "Real - Ideal test soft-error: mean -0.0110 over 3 seeds (sd 0.0060, SE 0.0035), 95% CI [-0.0259, "
         "+0.0039], paired t(2) = -3.18, p = 0.086; equivalence within ±0.0100: TOST p = 0.60. Inconclusive: the "
         "difference was neither shown to be non-zero nor shown to be within ±0.0100; this is not evidence that the worlds "
-        "agree. More seeds (or a larger test set) are needed.")
+        "agree. More seeds (or a larger test set) are needed."
+    )
     assert "Deep Bootstrap" not in text
 
 
@@ -96,11 +98,14 @@ def test_record_round_trips_through_json_dict():
     assert back.outcome == res.outcome and math.isnan(back.margin) and back.mean == res.mean
 
 
-@pytest.mark.parametrize("diffs,margin,message", [
-    ([0.01], 0.01, "at least 2 seeds"),
-    ([0.01, math.nan], 0.01, "non-finite"),
-    ([0.01, 0.02], -1.0, "must be > 0"),
-])
+@pytest.mark.parametrize(
+    "diffs,margin,message",
+    [
+        ([0.01], 0.01, "at least 2 seeds"),
+        ([0.01, math.nan], 0.01, "non-finite"),
+        ([0.01, 0.02], -1.0, "must be > 0"),
+    ],
+)
 def test_bad_input_is_one_clear_error(diffs, margin, message):
     with pytest.raises(InferenceError, match=message):
         paired_inference(diffs, margin)
@@ -142,11 +147,14 @@ def test_seed_and_test_interval_by_hand():
     b = np.array([-0.1, 0.1, -0.2, 0.2])  # per-example effects (mean 0), shared by the seeds
     out = seed_test_interval(a[:, None] + b[None, :], np.zeros((3, 4)))
     v_seed, v_test = 0.0001 / 3, (0.1 / 3) / 4  # sample variances / K and / N
-    df = (v_seed + v_test) ** 2 / (v_seed ** 2 / 2 + v_test ** 2 / 3)  # Welch-Satterthwaite: 3.024
+    df = (v_seed + v_test) ** 2 / (v_seed**2 / 2 + v_test**2 / 3)  # Welch-Satterthwaite: 3.024
     half = scipy_stats.t.ppf(0.975, df) * math.sqrt(v_seed + v_test)
     assert df == pytest.approx(3.024, abs=1e-3)
-    assert (out.mean, out.ci_low, out.ci_high) == (pytest.approx(0.02), pytest.approx(0.02 - half),
-                                                   pytest.approx(0.02 + half))
+    assert (out.mean, out.ci_low, out.ci_high) == (
+        pytest.approx(0.02),
+        pytest.approx(0.02 - half),
+        pytest.approx(0.02 + half),
+    )
     # no test-set spread: the interval is the paired t-test's over the seed means
     flat = seed_test_interval(np.tile(a[:, None], (1, 4)), np.zeros((3, 4)))
     t = paired_inference(a, margin=math.nan)

@@ -1,4 +1,5 @@
 """Reports from hand-written run folders: golden figures (T(n), gaps, means) computed by hand."""
+
 import json
 import math
 
@@ -37,27 +38,60 @@ IDEAL = {
     "digits/error": [0.90, 0.59, 0.44, 0.39, 0.30],
     "digits/loss": [2.30, 1.79, 1.49, 1.39, 1.10],
 }
-LEDGER_REAL = {"unique_samples": 100, "total_draws": 800, "pool_size": 5000, "passes": 8.0,
-               "no_reuse": False, "within_subset": True, "subset_hash": "abc123"}
-LEDGER_IDEAL = {"unique_samples": 800, "total_draws": 800, "pool_size": 5000, "passes": 0.16,
-                "no_reuse": True, "subset_hash": None}
+LEDGER_REAL = {
+    "unique_samples": 100,
+    "total_draws": 800,
+    "pool_size": 5000,
+    "passes": 8.0,
+    "no_reuse": False,
+    "within_subset": True,
+    "subset_hash": "abc123",
+}
+LEDGER_IDEAL = {
+    "unique_samples": 800,
+    "total_draws": 800,
+    "pool_size": 5000,
+    "passes": 0.16,
+    "no_reuse": True,
+    "subset_hash": None,
+}
 
 
 def write_run(run_dir, series, steps=STEPS, mode="real", n=100, summary=True, fit_step="auto", **config):
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg = {"data": "tiny", "mode": mode, "n": n if mode == "real" else None, "steps": steps[-1],
-           "batch_size": 10, "model": "mcnn", "seed": 0, "fit_threshold": 0.01, "out_dir": str(run_dir),
-           **config}
+    cfg = {
+        "data": "tiny",
+        "mode": mode,
+        "n": n if mode == "real" else None,
+        "steps": steps[-1],
+        "batch_size": 10,
+        "model": "mcnn",
+        "seed": 0,
+        "fit_threshold": 0.01,
+        "out_dir": str(run_dir),
+        **config,
+    }
     (run_dir / "config.json").write_text(json.dumps(cfg))
     rows = [{"step": s, "lr": 0.1, **{k: v[i] for k, v in series.items()}} for i, s in enumerate(steps)]
     (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if summary:
         if fit_step == "auto":
             fit_step = next((s for s, e in zip(steps, series["train/error"]) if e <= 0.01), None)
-        summ = {"mode": mode, "n": cfg["n"], "steps": steps[-1], "steps_done": steps[-1], "batch_size": 10,
-                "model": "mcnn", "fit_threshold": 0.01, "fit_step": fit_step, "final": rows[-1],
-                "ledger": LEDGER_REAL if mode == "real" else LEDGER_IDEAL, "img_per_s": 1234.0,
-                "wall_s": 5.0, "config_hash": f"hash-{mode}"}
+        summ = {
+            "mode": mode,
+            "n": cfg["n"],
+            "steps": steps[-1],
+            "steps_done": steps[-1],
+            "batch_size": 10,
+            "model": "mcnn",
+            "fit_threshold": 0.01,
+            "fit_step": fit_step,
+            "final": rows[-1],
+            "ledger": LEDGER_REAL if mode == "real" else LEDGER_IDEAL,
+            "img_per_s": 1234.0,
+            "wall_s": 5.0,
+            "config_hash": f"hash-{mode}",
+        }
         (run_dir / "summary.json").write_text(json.dumps(summ))
     return run_dir
 
@@ -65,10 +99,15 @@ def write_run(run_dir, series, steps=STEPS, mode="real", n=100, summary=True, fi
 def write_bootstrap(exp, real=REAL, ideal=IDEAL, ideal_steps=STEPS, **kw):
     write_run(exp / "real", real, **kw)
     write_run(exp / "ideal", ideal, steps=ideal_steps, mode="ideal", **kw)
-    (exp / "experiment.json").write_text(json.dumps(
-        {"kind": "bootstrap", "config": {"data": "tiny", "n": 100, "model": "mcnn", "steps": 80,
-                                         "batch_size": 10, "seed": 0},
-         "runs": {"real": "real", "ideal": "ideal"}}))
+    (exp / "experiment.json").write_text(
+        json.dumps(
+            {
+                "kind": "bootstrap",
+                "config": {"data": "tiny", "n": 100, "model": "mcnn", "steps": 80, "batch_size": 10, "seed": 0},
+                "runs": {"real": "real", "ideal": "ideal"},
+            }
+        )
+    )
     return exp
 
 
@@ -110,8 +149,10 @@ def test_bootstrap_report_files_and_text(tmp_path):
     text = (exp / "report.md").read_text()
     assert "T(n) = 40" in text and "With one seed no verdict is possible" in text
     assert "one seed gives no confidence bound" in text
-    assert ("| test | soft-error | 0.4233 | 0.3667 | n/a | n/a (one seed) | n/a | n/a | no-verdict | +0.3700 | "
-            "n/a (one seed) |") in text
+    assert (
+        "| test | soft-error | 0.4233 | 0.3667 | n/a | n/a (one seed) | n/a | n/a | no-verdict | +0.3700 | "
+        "n/a (one seed) |"
+    ) in text
     assert "| digits | soft-error |" in text and "| 0 | 40 | +0.0567 | yes | `real` | `ideal` |" in text
     assert "| Real s0 | 100 | 800 | 5,000 | 8.000 | False | True | `abc123` |" in text
     assert "Warning" not in text
@@ -143,9 +184,16 @@ def write_seeds(exp, offsets):
         write_run(exp / f"seed{seed}/real", shift_test(REAL, real_by), seed=seed)
         write_run(exp / f"seed{seed}/ideal", shift_test(IDEAL, ideal_by), mode="ideal", seed=seed)
         runs.append({"seed": seed, "real": f"seed{seed}/real", "ideal": f"seed{seed}/ideal"})
-    (exp / "experiment.json").write_text(json.dumps(
-        {"kind": "bootstrap", "config": {"data": "tiny", "n": 100, "model": "mcnn", "steps": 80, "batch_size": 10,
-                                         "seed": 0}, "seeds": len(offsets), "runs": runs}))
+    (exp / "experiment.json").write_text(
+        json.dumps(
+            {
+                "kind": "bootstrap",
+                "config": {"data": "tiny", "n": 100, "model": "mcnn", "steps": 80, "batch_size": 10, "seed": 0},
+                "seeds": len(offsets),
+                "runs": runs,
+            }
+        )
+    )
     return exp
 
 
@@ -172,8 +220,11 @@ def test_a_report_mixing_devices_and_packing_says_so(tmp_path):
     for seed, (device, pack) in enumerate([("cpu", 1), ("cuda:0 (NVIDIA H200)", 4)]):
         for world in ("real", "ideal"):
             path = exp / f"seed{seed}/{world}/summary.json"
-            path.write_text(json.dumps({**json.loads(path.read_text()), "device": device, "pack_size": pack,
-                                        "torch_version": "2.14.1"}))
+            path.write_text(
+                json.dumps(
+                    {**json.loads(path.read_text()), "device": device, "pack_size": pack, "torch_version": "2.14.1"}
+                )
+            )
     render_bootstrap(exp)
     text = (exp / "report.md").read_text()
     assert "mixes packed and unpacked runs (pack size 1, pack size 4)" in text
@@ -181,14 +232,38 @@ def test_a_report_mixing_devices_and_packing_says_so(tmp_path):
 
 
 def test_run_summary_round_trip_keeps_unknown_fields():
-    saved = {"mode": "real", "n": 100, "steps": 80, "steps_done": 80, "batch_size": 10, "model": "mcnn",
-             "seed": 0, "data": "tiny", "fit_threshold": 0.01, "fit_step": 40, "at_fit": None, "final": {"step": 80},
-             "stopped_at_fit": False, "ledger": {}, "img_per_s": None, "wall_s": 1.0, "world_size": 1,
-             "config_hash": "h", "batchnorm": "none", "data_identity": "sha256:abc"}
-    summary = RunSummary.from_dict(saved)  # written before provenance was recorded: those fields and diverged_by_step are None
+    saved = {
+        "mode": "real",
+        "n": 100,
+        "steps": 80,
+        "steps_done": 80,
+        "batch_size": 10,
+        "model": "mcnn",
+        "seed": 0,
+        "data": "tiny",
+        "fit_threshold": 0.01,
+        "fit_step": 40,
+        "at_fit": None,
+        "final": {"step": 80},
+        "stopped_at_fit": False,
+        "ledger": {},
+        "img_per_s": None,
+        "wall_s": 1.0,
+        "world_size": 1,
+        "config_hash": "h",
+        "batchnorm": "none",
+        "data_identity": "sha256:abc",
+    }
+    summary = RunSummary.from_dict(
+        saved
+    )  # written before provenance was recorded: those fields and diverged_by_step are None
     assert summary.device is None and summary.pack_size is None and summary.extra == {"data_identity": "sha256:abc"}
     assert RunSummary.from_dict(summary.to_dict()) == summary
-    assert {k: v for k, v in summary.to_dict().items() if k not in ("pack_size", "device", "torch_version", "diverged_by_step")} == saved
+    assert {
+        k: v
+        for k, v in summary.to_dict().items()
+        if k not in ("pack_size", "device", "torch_version", "diverged_by_step")
+    } == saved
 
 
 def test_regime_checks_from_shard_stats_and_extra_test(tmp_path):
@@ -197,7 +272,9 @@ def test_regime_checks_from_shard_stats_and_extra_test(tmp_path):
     hists = {"train": {17: 10, 19: 90}, "test": {0: 5, 19: 15}}  # 20 bins over [0, 1]: bin 17 is [0.85, 0.9)
     for split, bins in hists.items():
         hist = [bins.get(i, 0) for i in range(20)]
-        (data / ".shards" / f"{split}-000000.json").write_text(json.dumps({"split": split, "extra": {"max_prob_hist": hist}}))
+        (data / ".shards" / f"{split}-000000.json").write_text(
+            json.dumps({"split": split, "extra": {"max_prob_hist": hist}})
+        )
     exp = write_seeds(tmp_path / "exp", [(0.0, 0.0), (0.01, 0.0)])
     spec = json.loads((exp / "experiment.json").read_text())
     (exp / "experiment.json").write_text(json.dumps({**spec, "config": {**spec["config"], "data": str(data)}}))
@@ -230,15 +307,28 @@ def test_sweep_and_bootstrap_judge_alike(tmp_path):
     offsets = [(0.01, 0.0), (0.0, 0.01), (-0.01, 0.02)]
     boot = render_bootstrap(write_seeds(tmp_path / "boot", offsets))
     sweep_dir = write_seeds(tmp_path / "sweep", offsets)
-    runs = [{"model": "mcnn", "lr": 0.1, "n": 100, "seed": s, "real": f"seed{s}/real", "ideal": f"seed{s}/ideal"}
-            for s in range(3)]
-    (sweep_dir / "experiment.json").write_text(json.dumps({
-        "kind": "sweep", "config": {"data": "tiny", "steps": 80, "batch_size": 10, "lr": 0.1},
-        "models": ["mcnn"], "ns": [100], "lrs": [0.1], "seeds": [0, 1, 2], "runs": runs}))
+    runs = [
+        {"model": "mcnn", "lr": 0.1, "n": 100, "seed": s, "real": f"seed{s}/real", "ideal": f"seed{s}/ideal"}
+        for s in range(3)
+    ]
+    (sweep_dir / "experiment.json").write_text(
+        json.dumps(
+            {
+                "kind": "sweep",
+                "config": {"data": "tiny", "steps": 80, "batch_size": 10, "lr": 0.1},
+                "models": ["mcnn"],
+                "ns": [100],
+                "lrs": [0.1],
+                "seeds": [0, 1, 2],
+                "runs": runs,
+            }
+        )
+    )
     group = render_sweep(sweep_dir)["groups"][0]
     assert group["verdict"] == boot["verdict_code"] == "inconclusive"  # one cell: Holm changes nothing
     assert (group["gap"], group["gap_sd"], group["gap_p_value"], group["gap_p_holm"]) == pytest.approx(
-        (boot["gap"], boot["gap_sd"], boot["p_value"], boot["p_value"]))
+        (boot["gap"], boot["gap_sd"], boot["p_value"], boot["p_value"])
+    )
 
 
 def test_real_never_fits_uses_all_steps(tmp_path):
@@ -329,13 +419,30 @@ def test_sweep_report_golden_means(tmp_path):
         for n in (100, 200):
             real = shift({**IDEAL, "train/error": REAL["train/error"]}, offsets[(n, seed)])
             write_run(exp / f"runs/mcnn-s{seed}/real-n{n}", real, n=n)
-            runs.append({"model": "mcnn", "n": n, "seed": seed, "real": f"runs/mcnn-s{seed}/real-n{n}",
-                         "ideal": f"runs/mcnn-s{seed}/ideal"})
-    runs.append({"model": "mcnn", "n": 400, "seed": 0, "real": "runs/mcnn-s0/real-n400",
-                 "ideal": "runs/mcnn-s0/ideal"})  # not run yet
-    (exp / "experiment.json").write_text(json.dumps({
-        "kind": "sweep", "config": {"data": "tiny", "steps": 80, "batch_size": 10, "lr": 0.1},
-        "models": ["mcnn"], "ns": [100, 200, 400], "seeds": [0, 1], "runs": runs}))
+            runs.append(
+                {
+                    "model": "mcnn",
+                    "n": n,
+                    "seed": seed,
+                    "real": f"runs/mcnn-s{seed}/real-n{n}",
+                    "ideal": f"runs/mcnn-s{seed}/ideal",
+                }
+            )
+    runs.append(
+        {"model": "mcnn", "n": 400, "seed": 0, "real": "runs/mcnn-s0/real-n400", "ideal": "runs/mcnn-s0/ideal"}
+    )  # not run yet
+    (exp / "experiment.json").write_text(
+        json.dumps(
+            {
+                "kind": "sweep",
+                "config": {"data": "tiny", "steps": 80, "batch_size": 10, "lr": 0.1},
+                "models": ["mcnn"],
+                "ns": [100, 200, 400],
+                "seeds": [0, 1],
+                "runs": runs,
+            }
+        )
+    )
     headline = render(exp)
     assert headline["runs_total"] == 5 and headline["runs_done"] == 4
     assert headline["mean_abs_gap"] == pytest.approx((0.01 + 0.03 + 0.0 + 0.02) / 4)  # each run at its T(n)
@@ -352,13 +459,15 @@ def test_sweep_report_golden_means(tmp_path):
     assert g100["verdict"] == g200["verdict"] == "inconclusive"
     results = json.loads((exp / "results.json").read_text())
     sd = results["groups"][0]["gap"]["sd"]
-    assert sd == pytest.approx(math.sqrt(2 * 0.01 ** 2))  # sample sd of .01 and .03
+    assert sd == pytest.approx(math.sqrt(2 * 0.01**2))  # sample sd of .01 and .03
     text = (exp / "report.md").read_text()
     assert "4 of 5 runs finished, in 2 (model, lr, n) cells" in text and "## Not finished" in text
     assert "real-n400" in text
     # rounded to the gap's SE (.01: two significant digits, PDG); CI +-12.706 SE (t quantile, df 1)
-    assert ("| mcnn | 0.1 | 100 | 2 (2) | 40 ± 0 | 0.387 ± 0.014 | 0.367 ± 0.000 | n/a | +0.020 [-0.107, +0.147] | "
-            "0.59 | n/a |") in text
+    assert (
+        "| mcnn | 0.1 | 100 | 2 (2) | 40 ± 0 | 0.387 ± 0.014 | 0.367 ± 0.000 | n/a | +0.020 [-0.107, +0.147] | "
+        "0.59 | n/a |"
+    ) in text
     assert "with Holm's correction across the cells" in text and "2 inconclusive" in text
     for name in ("scatter.png", "learning_curve.png"):
         assert (exp / name).read_bytes()[:4] == b"\x89PNG"
@@ -368,21 +477,31 @@ def test_sweep_report_golden_means(tmp_path):
 def test_sweep_report_with_nothing_finished(tmp_path):
     exp = tmp_path / "sweep"
     exp.mkdir()
-    (exp / "experiment.json").write_text(json.dumps({
-        "kind": "sweep", "config": {}, "models": ["mcnn"], "ns": [100], "seeds": [0],
-        "runs": [{"model": "mcnn", "n": 100, "seed": 0, "real": "a", "ideal": "b"}]}))
+    (exp / "experiment.json").write_text(
+        json.dumps(
+            {
+                "kind": "sweep",
+                "config": {},
+                "models": ["mcnn"],
+                "ns": [100],
+                "seeds": [0],
+                "runs": [{"model": "mcnn", "n": 100, "seed": 0, "real": "a", "ideal": "b"}],
+            }
+        )
+    )
     headline = render_sweep(exp)
     assert headline["runs_done"] == 0
     assert "No run of the grid has finished yet" in (exp / "report.md").read_text()
 
 
-
-
-@pytest.mark.parametrize("bad_line, message", [
-    ("[1, 2]", "row 6 is list [1, 2], not an object"),
-    ('{"step": "x", "test/error": 0.1}', "row 6 has step 'x', not an integer >= 0"),
-    ('{"step": 90, "test/error": "abc"}', "row 6 has test/error = 'abc', not a number or null"),
-])
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        ("[1, 2]", "row 6 is list [1, 2], not an object"),
+        ('{"step": "x", "test/error": 0.1}', "row 6 has step 'x', not an integer >= 0"),
+        ('{"step": 90, "test/error": "abc"}', "row 6 has test/error = 'abc', not a number or null"),
+    ],
+)
 def test_report_on_a_metrics_row_that_is_no_row_is_one_line(tmp_path, capsys, bad_line, message):
     from train.__main__ import main
 
@@ -391,5 +510,7 @@ def test_report_on_a_metrics_row_that_is_no_row_is_one_line(tmp_path, capsys, ba
         f.write(bad_line + "\n")
     assert main(["report", str(run_dir)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"error: {run_dir / 'metrics.jsonl'}: {message}; restore the file as the run wrote it, or re-run " \
-                  "the run with --overwrite"
+    assert (
+        err == f"error: {run_dir / 'metrics.jsonl'}: {message}; restore the file as the run wrote it, or re-run "
+        "the run with --overwrite"
+    )

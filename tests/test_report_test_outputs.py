@@ -1,4 +1,5 @@
 """Per-example test outputs kept in a run folder: round trip, missing steps, and a fresh start's cleanup."""
+
 import numpy as np
 
 from train.run import test_outputs

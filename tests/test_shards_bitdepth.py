@@ -1,5 +1,6 @@
 """Images of more than 8 bits per channel are scaled, never clipped, or refused with one line; sample json
 that breaks the manifest's schema is named by verify."""
+
 from __future__ import annotations
 
 import io
@@ -64,8 +65,9 @@ def test_import_scales_a_16bit_png_and_refuses_a_float_tiff_in_one_line(tmp_path
     (source / "train" / "ramp" / "000.tif").write_bytes(float_tiff(np.full((4, 4), 3.0)))
     assert main(["import", str(source), "--out", str(tmp_path / "ds2")]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if "Traceback" in line or "error" in line]
-    assert len(err) == 1 and err[0].endswith("split train row 1: a float image with values in [3, 3], not "
-                                             "[0, 1]; convert it to 8-bit, or scale it to [0, 1]")
+    assert len(err) == 1 and err[0].endswith(
+        "split train row 1: a float image with values in [3, 3], not [0, 1]; convert it to 8-bit, or scale it to [0, 1]"
+    )
     assert not (tmp_path / "ds2" / "manifest.json").exists()
 
 
@@ -77,8 +79,10 @@ def ds(tmp_path):
 def test_a_16bit_png_in_a_shard_is_flagged_by_verify_and_refused_by_the_reader(ds):
     rewrite_shard(ds, "data/train-000001.tar", shard_with(10, 10, {13: {"image": png16(RAMP16[:8, :8])}}))
     report = verify_dataset(ds)
-    assert report.problems == ["data/train-000001.tar: sample 000000013: a I;16 image (more than 8 bits per "
-                               "channel); the format stores 8-bit images"]
+    assert report.problems == [
+        "data/train-000001.tar: sample 000000013: a I;16 image (more than 8 bits per "
+        "channel); the format stores 8-bit images"
+    ]
     with pytest.raises(ShardsError, match="sample 000000013: a I;16 image"):
         list(iter_samples([ds / "data/train-000001.tar"]))
 
@@ -88,14 +92,18 @@ def test_the_writer_refuses_encoded_16bit_bytes():
         encode_image(png16(), "png")
 
 
-@pytest.mark.parametrize("meta, problem", [
-    (b"[1,2,3]", "json is a list, not an object of the manifest's fields ['index', 'score', 'source']"),
-    (encode_json({"index": "13", "score": 0.013, "source": "s13"}), "json fields {'index': 'str', "),
-    (encode_json({"index": 13}), "json fields {'index': 'int'} differ from the manifest's"),
-])
+@pytest.mark.parametrize(
+    "meta, problem",
+    [
+        (b"[1,2,3]", "json is a list, not an object of the manifest's fields ['index', 'score', 'source']"),
+        (encode_json({"index": "13", "score": 0.013, "source": "s13"}), "json fields {'index': 'str', "),
+        (encode_json({"index": 13}), "json fields {'index': 'int'} differ from the manifest's"),
+    ],
+)
 def test_verify_checks_each_samples_json_against_the_manifest_schema(ds, meta, problem):
     rewrite_shard(ds, "data/train-000001.tar", shard_with(10, 10, {13: {"meta": meta}}))
     assert load_manifest(ds).json_schema == {"index": "int", "score": "float", "source": "str"}
     report = verify_dataset(ds)
     assert len(report.problems) == 1 and report.problems[0].startswith(
-        f"data/train-000001.tar: sample 000000013: {problem}")
+        f"data/train-000001.tar: sample 000000013: {problem}"
+    )

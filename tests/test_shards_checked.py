@@ -1,5 +1,6 @@
 """Every streamed or cached byte is checked against the manifest: sha256 per shard, samples per shard and
 per split, before any sample of a bad shard is used (local folders and a fake Hub on 127.0.0.1)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -69,8 +70,11 @@ def test_a_relabelled_remote_shard_fails_before_its_samples_are_batched(hub, dat
     hub.add("me/x", _relabelled(dataset, tmp_path, "data/train-000001.tar"))
     stream = iter(StreamingBatches(_hub_urls(), 100, shuffle=False))
     assert next(stream)["index"].tolist() == list(range(100))  # shard 0 is as the manifest says
-    with pytest.raises(ShardsError, match=r"train-000001\.tar: corrupt: sha256 [0-9a-f]{12}\.\.\. but the manifest "
-                                          r"says [0-9a-f]{12}\.\.\.; the shard changed since the manifest was written"):
+    with pytest.raises(
+        ShardsError,
+        match=r"train-000001\.tar: corrupt: sha256 [0-9a-f]{12}\.\.\. but the manifest "
+        r"says [0-9a-f]{12}\.\.\.; the shard changed since the manifest was written",
+    ):
         next(stream)
 
 
@@ -80,8 +84,15 @@ def test_the_trainer_streaming_a_relabelled_remote_shard_stops_with_one_line(hub
     first = (served / "data/train-000001.tar").read_bytes()
     (served / "data/train-000001.tar").write_bytes(first[:-1] + bytes([first[-1] ^ 1]))
     hub.add("me/x", served)
-    cfg = tiny_cfg("hf://datasets/me/x", tmp_path / "run", mode="ideal", data_path="stream", steps=8,
-                   batch_size=20, eval_train_samples=20)
+    cfg = tiny_cfg(
+        "hf://datasets/me/x",
+        tmp_path / "run",
+        mode="ideal",
+        data_path="stream",
+        steps=8,
+        batch_size=20,
+        eval_train_samples=20,
+    )
     with pytest.raises(ToolkitError, match=r"train-000001\.tar: corrupt: sha256 .* but the manifest says"):
         run_training(cfg, progress=False)
     assert not (tmp_path / "run" / "summary.json").exists()
@@ -93,16 +104,58 @@ def test_the_train_cli_streaming_a_changed_shard_through_a_worker_exits_2(hub, t
     first = (served / "data/train-000001.tar").read_bytes()
     (served / "data/train-000001.tar").write_bytes(first[:-1] + bytes([first[-1] ^ 1]))
     hub.add("me/x", served)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test",
-           "XDG_CACHE_HOME": str(tmp_path / "xdg"), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_ENDPOINT": hub.url,
+        "HF_TOKEN": "hf_test",
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+        "OMP_NUM_THREADS": "1",
+    }
     proc = subprocess.run(
-        [sys.executable, "-m", "train", "run", "--data", "hf://datasets/me/x", "--data-path", "stream", "--mode",
-         "ideal", "--steps", "8", "--batch-size", "20", "--model", "mlp", "--mlp-widths", "16", "--device", "cpu",
-         "--eval-schedule", "every:4", "--eval-train-samples", "20", "--num-workers", "1", "--out",
-         str(tmp_path / "run"), "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "train",
+            "run",
+            "--data",
+            "hf://datasets/me/x",
+            "--data-path",
+            "stream",
+            "--mode",
+            "ideal",
+            "--steps",
+            "8",
+            "--batch-size",
+            "20",
+            "--model",
+            "mlp",
+            "--mlp-widths",
+            "16",
+            "--device",
+            "cpu",
+            "--eval-schedule",
+            "every:4",
+            "--eval-train-samples",
+            "20",
+            "--num-workers",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        "error: hf://datasets/me/x/data/train-000001.tar: corrupt: sha256 ")
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: hf://datasets/me/x/data/train-000001.tar: corrupt: sha256 ")
+    )
     assert not (tmp_path / "run" / "summary.json").exists()
 
 
@@ -110,7 +163,7 @@ def test_a_remote_shard_cut_at_a_member_boundary_is_refused(hub, dataset, tmp_pa
     served = shutil.copytree(dataset, tmp_path / "served")
     shard = served / "data/train-000000.tar"
     whole = shard.read_bytes()
-    cut = whole[:whole.index(b"000000090.png")]  # the first member of sample 90 starts here, at a 512 boundary
+    cut = whole[: whole.index(b"000000090.png")]  # the first member of sample 90 starts here, at a 512 boundary
     assert len(cut) % 512 == 0 and len(cut) >= 100 * MIN_SAMPLE_BYTES
     shard.write_bytes(cut)
     hub.add("me/x", served)
@@ -119,6 +172,7 @@ def test_a_remote_shard_cut_at_a_member_boundary_is_refused(hub, dataset, tmp_pa
 
     def edit(m):  # the manifest edited to the cut shard's size and hash: only its sample count is left
         m["splits"]["train"]["shards"][0].update(bytes=len(cut), sha256=hashlib.sha256(cut).hexdigest())
+
     _edit_manifest(served, edit)
     with pytest.raises(ShardsError, match=r"train-000000\.tar: 90 samples where the manifest says 100"):
         next(iter(StreamingBatches(_hub_urls(), 100, shuffle=False)))
@@ -139,13 +193,15 @@ def test_an_empty_shard_whose_hash_an_edited_manifest_records_is_refused(dataset
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
 
 
-@pytest.mark.parametrize("count, message", [
-    (101, r"splits\.test\.count is 101, but its shards hold 100 samples"),
-    (10 ** 12, r"splits\.test\.count is 1,000,000,000,000, but its shards hold 100 samples"),
-])
+@pytest.mark.parametrize(
+    "count, message",
+    [
+        (101, r"splits\.test\.count is 101, but its shards hold 100 samples"),
+        (10**12, r"splits\.test\.count is 1,000,000,000,000, but its shards hold 100 samples"),
+    ],
+)
 def test_the_decoded_cache_never_sizes_a_split_by_its_count_alone(dataset, tmp_path, count, message):
-    copy = _edit_manifest(shutil.copytree(dataset, tmp_path / "ds"),
-                          lambda m: m["splits"]["test"].update(count=count))
+    copy = _edit_manifest(shutil.copytree(dataset, tmp_path / "ds"), lambda m: m["splits"]["test"].update(count=count))
     with pytest.raises(ShardsError, match=message):
         load_split(copy, "test", cache_dir=tmp_path / "cache", progress=False)
     assert not (tmp_path / "cache").exists()
@@ -153,8 +209,9 @@ def test_the_decoded_cache_never_sizes_a_split_by_its_count_alone(dataset, tmp_p
 
 def test_inflated_shard_entries_are_refused_before_the_cache_is_sized(dataset, tmp_path):
     def inflate(m):  # count, samples and bytes all edited to agree: only the file's real size tells
-        m["splits"]["test"]["count"] = 10 ** 12
-        m["splits"]["test"]["shards"][0].update(samples=10 ** 12, bytes=10 ** 12 * MIN_SAMPLE_BYTES)
+        m["splits"]["test"]["count"] = 10**12
+        m["splits"]["test"]["shards"][0].update(samples=10**12, bytes=10**12 * MIN_SAMPLE_BYTES)
+
     copy = _edit_manifest(shutil.copytree(dataset, tmp_path / "ds"), inflate)
     with pytest.raises(ShardsError, match=r"test-000000\.tar: [0-9,]+ bytes, the manifest says 2,048,000,000,000,000"):
         load_split(copy, "test", cache_dir=tmp_path / "cache", progress=False)
@@ -177,8 +234,7 @@ def _fetch(url: str, capsys) -> tuple[int, str]:
     return code, capsys.readouterr()
 
 
-def test_fetch_after_a_relabelled_republish_downloads_the_changed_shards(hub, dataset, tmp_path, monkeypatch,
-                                                                         capsys):
+def test_fetch_after_a_relabelled_republish_downloads_the_changed_shards(hub, dataset, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     hub.add("me/x", dataset)
     code, out = _fetch("hf://datasets/me/x", capsys)

@@ -1,5 +1,6 @@
 """croissant.json: mlcroissant validates it and loads records equal to our reader's, for a dataset written
 by the writer (as generation does) and for an imported one; the card links it."""
+
 import json
 from pathlib import Path
 

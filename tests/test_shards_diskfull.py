@@ -1,5 +1,6 @@
 """A full disk or a kill while writing shards or the decoded cache: one clear error, no temporary files left,
 resumable; a missing shard on the memory path."""
+
 import builtins
 import errno
 import os
@@ -52,8 +53,9 @@ def test_disk_full_mid_shard_keeps_committed_shards_and_leaves_no_temp_file(tmp_
     specs = writer.pending()
     writer.write_shard(specs[0], index_samples(specs[0]))
     committed = (out / specs[0].relpath).read_bytes()
-    monkeypatch.setattr(shards.writer, "open", lambda path, mode="r": FillingFile(builtins.open(path, mode), 20_000),
-                        raising=False)
+    monkeypatch.setattr(
+        shards.writer, "open", lambda path, mode="r": FillingFile(builtins.open(path, mode), 20_000), raising=False
+    )
     with pytest.raises(ShardsError) as err:
         writer.write_shard(specs[1], index_samples(specs[1]))
     match = MESSAGE.fullmatch(str(err.value))
@@ -92,8 +94,10 @@ def test_cache_refuses_to_start_without_room(dataset, tmp_path, monkeypatch):
     with pytest.raises(ShardsError) as err:
         load_split(dataset, "train", cache_dir=tmp_path / "c", progress=False)
     need = 300 * 8 * 8 * 3 + 8 * 300 + (1 << 20)  # images + labels + 1 MiB of slack
-    assert str(err.value) == (f"no space left on {tmp_path / 'c'}: free {-(-(need - 1000) // 1_000_000)} MB and "
-                              "re-run; committed shards are kept")
+    assert str(err.value) == (
+        f"no space left on {tmp_path / 'c'}: free {-(-(need - 1000) // 1_000_000)} MB and "
+        "re-run; committed shards are kept"
+    )
     assert list((tmp_path / "c").iterdir()) == []
 
 
@@ -135,8 +139,11 @@ def test_temp_files_of_killed_cache_builds_are_removed(dataset, tmp_path):
 def test_a_missing_shard_is_a_clear_error_on_the_memory_path(tmp_path):
     root = build(tmp_path / "ds", train=200, test=50)
     (root / "data/train-000001.tar").unlink()
-    with pytest.raises(ShardsError, match=r"train-000001.tar: missing, but the manifest lists it; re-run the command "
-                                          "that made the dataset"):
+    with pytest.raises(
+        ShardsError,
+        match=r"train-000001.tar: missing, but the manifest lists it; re-run the command "
+        "that made the dataset",
+    ):
         load_split(root, "train", cache_dir=tmp_path / "c", progress=False)
     assert list((tmp_path / "c").iterdir()) == []
 
@@ -170,8 +177,12 @@ def test_disk_full_during_fetch_is_one_line_and_the_rerun_completes(tmp_path, mo
         hub.endpoint(monkeypatch)
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
         room = iter([10**9, 100])  # the first shard (test-000000) fits, the second fills the disk
-        monkeypatch.setattr(shards.remote, "open", lambda path, mode="r": FillingFile(builtins.open(path, mode),
-                                                                                      next(room, 0)), raising=False)
+        monkeypatch.setattr(
+            shards.remote,
+            "open",
+            lambda path, mode="r": FillingFile(builtins.open(path, mode), next(room, 0)),
+            raising=False,
+        )
         assert main(["fetch", "hf://datasets/me/tiny"]) == 2
         err = [line for line in capsys.readouterr().err.splitlines() if line.startswith(("error", "Traceback"))]
         assert len(err) == 1 and MESSAGE.fullmatch(err[0].removeprefix("error: "))

@@ -1,4 +1,5 @@
 """The shard writer: deterministic bytes, layout, validation, and that other readers read what we write."""
+
 import hashlib
 import json
 import tarfile
@@ -51,16 +52,30 @@ def test_round_trip_pixels_labels_and_json(tmp_path):
         assert np.array_equal(image, index_image(i, channels=1)) and cls == label_of(i) and meta["index"] == i
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"image": np.zeros((8, 8, 3), np.uint8), "cls": 10}, "cls=10 must be an integer in [0, 10)"),
-    ({"image": np.zeros((8, 8, 3), np.uint8), "cls": 1, "json": {"index": "x", "score": 0.1, "source": "a"}},
-     "every sample needs the same fields"),
-    ({"image": np.zeros((8, 8, 3), np.uint8), "cls": 1}, "every sample needs the same fields"),
-    ({"image": np.zeros((8, 8, 3), np.float32), "cls": 1, "json": {"index": 1, "score": 0.1, "source": "a"}},
-     "must be uint8"),
-    ({"image": np.zeros((8, 8, 3), np.uint8), "cls": 1, "json": {"index": 1, "score": 0.1, "source": "a"},
-      "Bad.Field": b"x"}, "[a-z0-9_-]"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"image": np.zeros((8, 8, 3), np.uint8), "cls": 10}, "cls=10 must be an integer in [0, 10)"),
+        (
+            {"image": np.zeros((8, 8, 3), np.uint8), "cls": 1, "json": {"index": "x", "score": 0.1, "source": "a"}},
+            "every sample needs the same fields",
+        ),
+        ({"image": np.zeros((8, 8, 3), np.uint8), "cls": 1}, "every sample needs the same fields"),
+        (
+            {"image": np.zeros((8, 8, 3), np.float32), "cls": 1, "json": {"index": 1, "score": 0.1, "source": "a"}},
+            "must be uint8",
+        ),
+        (
+            {
+                "image": np.zeros((8, 8, 3), np.uint8),
+                "cls": 1,
+                "json": {"index": 1, "score": 0.1, "source": "a"},
+                "Bad.Field": b"x",
+            },
+            "[a-z0-9_-]",
+        ),
+    ],
+)
 def test_inconsistent_or_bad_samples_fail_and_leave_no_shard(tmp_path, bad, message):
     writer = make_writer(tmp_path / "ds")
     writer.prepare()
@@ -157,7 +172,8 @@ def test_a_hand_edited_card_is_kept_on_rerun_and_said_so(tmp_path, caplog):
     assert (root / "README.md").read_bytes() == edited
     assert [r.getMessage() for r in caplog.records] == [
         f"{root / 'README.md'}: edited since this toolkit wrote it (or not written by it): kept as it is; delete "
-        "it and re-run the same command to have the dataset card written again"]
+        "it and re-run the same command to have the dataset card written again"
+    ]
     (root / "README.md").unlink()
     finish_again(root)
     assert (root / "README.md").read_bytes() == card

@@ -1,5 +1,6 @@
 """HTTP reads have one budget per file: tries that progress does not refill, a total deadline and a minimum
 rate. Served from 127.0.0.1 by a server whose handlers stop by themselves (a few seconds at most)."""
+
 from __future__ import annotations
 
 import http.server
@@ -42,10 +43,10 @@ class Server:
     def handle(self, req) -> None:
         self.requests.append(req.path)
         if req.path.startswith("/ds/"):
-            file = self.folder / req.path[len("/ds/"):]
+            file = self.folder / req.path[len("/ds/") :]
             if not file.is_file():
                 return req.send_error(404)
-            return self.send(req, file.read_bytes(), self.modes.get(req.path[len("/ds/"):], "ok"))
+            return self.send(req, file.read_bytes(), self.modes.get(req.path[len("/ds/") :], "ok"))
         self.send(req, BODY, req.path.strip("/"))
 
     @staticmethod
@@ -59,13 +60,13 @@ class Server:
             if mode == "ok":
                 req.wfile.write(body)
             elif mode.startswith("half-"):
-                req.wfile.write(body[:len(body) // 2])
+                req.wfile.write(body[: len(body) // 2])
                 req.wfile.flush()
                 if mode == "half-stall":
                     time.sleep(3)
             elif mode == "trickle":
                 for i in range(60):
-                    req.wfile.write(body[i:i + 1])
+                    req.wfile.write(body[i : i + 1])
                     req.wfile.flush()
                     time.sleep(0.05)
         except OSError:  # the client gave up on us
@@ -154,8 +155,11 @@ def test_the_deadline_bounds_a_file_whatever_its_tries(fast, server, monkeypatch
 @pytest.mark.parametrize("value", ["abc", "0", "-5", "inf"])
 def test_bad_limit_settings_are_one_line(server, monkeypatch, value):
     monkeypatch.setenv("DEEPBOOT_HTTP_MIN_RATE", value)
-    with pytest.raises(ShardsError, match=rf"DEEPBOOT_HTTP_MIN_RATE='{value}': must be a positive number \(default "
-                                          r"10,000\); fix or unset it"):
+    with pytest.raises(
+        ShardsError,
+        match=rf"DEEPBOOT_HTTP_MIN_RATE='{value}': must be a positive number \(default "
+        r"10,000\); fix or unset it",
+    ):
         open_http(f"{server.url}/ok")
 
 
@@ -171,5 +175,6 @@ def test_fetch_from_a_stalling_server_is_one_line_and_exit_2(fast, tmp_path, mon
         server.stop()
     err = capsys.readouterr().err
     assert code == 2 and err.count("error:") == 1 and "Traceback" not in err and took < 4
-    assert err.splitlines()[-1].startswith(f"error: {server.url}/ds/data/test-000000.tar: connection broke (timed "
-                                           "out) at byte ")
+    assert err.splitlines()[-1].startswith(
+        f"error: {server.url}/ds/data/test-000000.tar: connection broke (timed out) at byte "
+    )

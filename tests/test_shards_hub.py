@@ -1,4 +1,5 @@
 """The Hub round trip against a fake Hub on 127.0.0.1: hf:// streams, downloads, verify, retries, errors."""
+
 import os
 import re
 import subprocess
@@ -44,8 +45,10 @@ def test_hf_dataset_streams_shard_by_shard_with_the_token(hub, dataset):
     assert [int(k) for k, *_ in samples] == list(range(100, 200))
     assert all(np.array_equal(image, index_image(int(k))) and cls == label_of(int(k)) for k, image, cls, _ in samples)
     # nothing but the manifest and the one shard was read: no snapshot of the dataset first
-    assert [r["path"] for r in hub.requests] == ["/datasets/me/tiny/resolve/main/manifest.json",
-                                                 "/datasets/me/tiny/resolve/main/data/train-000001.tar"]
+    assert [r["path"] for r in hub.requests] == [
+        "/datasets/me/tiny/resolve/main/manifest.json",
+        "/datasets/me/tiny/resolve/main/data/train-000001.tar",
+    ]
     assert {r["auth"] for r in hub.requests} == {f"Bearer {TOKEN}"}
 
 
@@ -76,8 +79,9 @@ def test_verify_reads_through_hf(hub, dataset):
     hub.script("data/test-000000.tar", 404)
     report = verify_dataset("hf://datasets/me/tiny")
     assert len(report.problems) == 1
-    assert report.problems[0].startswith("data/test-000000.tar: cannot read: hf://datasets/me/tiny/data/"
-                                         "test-000000.tar (")
+    assert report.problems[0].startswith(
+        "data/test-000000.tar: cannot read: hf://datasets/me/tiny/data/test-000000.tar ("
+    )
     assert "HTTP 404 Not Found: not found; check the repo id or URL, the revision (@REV)" in report.problems[0]
 
 
@@ -85,15 +89,20 @@ def test_a_missing_shard_is_one_clear_error_and_leaves_no_files(hub, dataset, tm
     hub.script("data/train-000002.tar", 404)
     with pytest.raises(ShardsError) as err:
         resolve_dataset("hf://datasets/me/tiny", cache_dir=tmp_path / "cache")
-    assert str(err.value).startswith(f"hf://datasets/me/tiny/data/train-000002.tar ({hub.url}/datasets/me/tiny/"
-                                     "resolve/main/data/train-000002.tar): HTTP 404 Not Found: not found")
+    assert str(err.value).startswith(
+        f"hf://datasets/me/tiny/data/train-000002.tar ({hub.url}/datasets/me/tiny/"
+        "resolve/main/data/train-000002.tar): HTTP 404 Not Found: not found"
+    )
     assert not list((tmp_path / "cache").rglob("*.part")) and not list((tmp_path / "cache").rglob("manifest.json"))
 
 
 def test_persistent_5xx_gives_up_with_the_count(hub):
     hub.script("manifest.json", *[503] * shards.httpio.ATTEMPTS)
-    with pytest.raises(ShardsError, match=r"manifest.json \(.*\): HTTP 503 .*\(5 tries\); check the URL and the "
-                                          "network, then re-run"):
+    with pytest.raises(
+        ShardsError,
+        match=r"manifest.json \(.*\): HTTP 503 .*\(5 tries\); check the URL and the "
+        "network, then re-run",
+    ):
         load_manifest("hf://datasets/me/tiny")
 
 
@@ -107,8 +116,10 @@ def test_private_repo_without_token_says_what_to_do(hub, dataset, monkeypatch):
 
 def test_token_is_not_sent_to_another_host_on_redirect(hub, dataset):
     # the Hub redirects big files to its CDN: another host must not see the token
-    hub.redirect("data/test-000000.tar", f"http://localhost:{hub.server.server_port}/datasets/me/tiny/resolve/main/"
-                                         "data/test-000000.tar")
+    hub.redirect(
+        "data/test-000000.tar",
+        f"http://localhost:{hub.server.server_port}/datasets/me/tiny/resolve/main/data/test-000000.tar",
+    )
     assert len(list(iter_shard("hf://datasets/me/tiny/data/test-000000.tar"))) == 100
     first, second = [r for r in hub.requests if r["path"].endswith("test-000000.tar")]
     assert first["auth"] == f"Bearer {TOKEN}" and second["auth"] is None and second["host"].startswith("localhost")
@@ -120,8 +131,15 @@ def test_bad_hf_urls_are_refused():
             load_manifest(url)
 
 
-@pytest.mark.parametrize("url, part", [("hf://datasets/me/x?y=1", "x?y=1"), ("hf://datasets/-me/x", "-me"),
-                                       ("hf://datasets/me/x..y", "x..y"), ("hf://datasets/me/x--y@main", "x--y")])
+@pytest.mark.parametrize(
+    "url, part",
+    [
+        ("hf://datasets/me/x?y=1", "x?y=1"),
+        ("hf://datasets/-me/x", "-me"),
+        ("hf://datasets/me/x..y", "x..y"),
+        ("hf://datasets/me/x--y@main", "x--y"),
+    ],
+)
 def test_hf_urls_with_names_the_hub_forbids_are_one_line_everywhere(url, part, capsys, tmp_path):
     """Was: huggingface_hub's HFValidationError traceback, also out of verify (documented as never raising)."""
     message = f"{url}: {part!r} is not a Hub repo name"
@@ -134,8 +152,13 @@ def test_hf_urls_with_names_the_hub_forbids_are_one_line_everywhere(url, part, c
 
 def _env(hub, tmp_path):
     """A subprocess's environment: huggingface_hub reads HF_ENDPOINT at import, so it is set before it starts."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN,
-           "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "HF_ENDPOINT": hub.url,
+        "HF_TOKEN": TOKEN,
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+    }
     env.pop(CACHE_ENV, None)  # the user cache then follows XDG_CACHE_HOME
     return env
 
@@ -146,11 +169,45 @@ def test_trainer_reads_through_hf(hub, tmp_path, data_path):
     hub.script("data/train-000001.tar", 500)  # retried, in the trainer's own process
     env = _env(hub, tmp_path)
     proc = subprocess.run(
-        [sys.executable, "-m", "train", "run", "--data", "hf://datasets/me/templates", "--data-path", data_path,
-         "--mode", "real", "--n", "100", "--steps", "10", "--batch-size", "20", "--model", "mlp",
-         "--mlp-widths", "16", "--device", "cpu", "--eval-schedule", "every:5", "--eval-train-samples", "20",
-         "--num-workers", "1", "--out", str(tmp_path / "run"), "--no-progress"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "train",
+            "run",
+            "--data",
+            "hf://datasets/me/templates",
+            "--data-path",
+            data_path,
+            "--mode",
+            "real",
+            "--n",
+            "100",
+            "--steps",
+            "10",
+            "--batch-size",
+            "20",
+            "--model",
+            "mlp",
+            "--mlp-widths",
+            "16",
+            "--device",
+            "cpu",
+            "--eval-schedule",
+            "every:5",
+            "--eval-train-samples",
+            "20",
+            "--num-workers",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "run/summary.json").is_file()
     assert hub.served("data/train-000001.tar") >= 2
@@ -160,11 +217,19 @@ def test_trainer_reads_through_hf(hub, tmp_path, data_path):
 
 def test_fetch_cli_names_the_url_on_404(hub, tmp_path):
     env = _env(hub, tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "shards", "fetch", "hf://datasets/me/absent"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "shards", "fetch", "hf://datasets/me/absent"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith(
-        "error: hf://datasets/me/absent/manifest.json (") and "HTTP 404" in proc.stderr
+    assert (
+        proc.stderr.strip().splitlines()[-1].startswith("error: hf://datasets/me/absent/manifest.json (")
+        and "HTTP 404" in proc.stderr
+    )
 
 
 def test_trainer_streaming_a_shard_that_answers_404_stops_with_one_line(hub, tmp_path):
@@ -172,14 +237,47 @@ def test_trainer_streaming_a_shard_that_answers_404_stops_with_one_line(hub, tmp
     hub.add("me/templates", build_dataset(tmp_path / "templates", train=200, test=100))
     hub.script("data/train-000001.tar", *[404] * 10)
     proc = subprocess.run(
-        [sys.executable, "-m", "train", "run", "--data", "hf://datasets/me/templates", "--data-path", "stream",
-         "--mode", "ideal", "--steps", "8", "--batch-size", "20", "--model", "mlp", "--mlp-widths", "16",
-         "--device", "cpu", "--eval-schedule", "every:4", "--eval-train-samples", "20", "--num-workers", "1",
-         "--out", str(tmp_path / "run"), "--no-progress"],
-        cwd=ROOT, env=_env(hub, tmp_path), capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "train",
+            "run",
+            "--data",
+            "hf://datasets/me/templates",
+            "--data-path",
+            "stream",
+            "--mode",
+            "ideal",
+            "--steps",
+            "8",
+            "--batch-size",
+            "20",
+            "--model",
+            "mlp",
+            "--mlp-widths",
+            "16",
+            "--device",
+            "cpu",
+            "--eval-schedule",
+            "every:4",
+            "--eval-train-samples",
+            "20",
+            "--num-workers",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env=_env(hub, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     # the error is raised in a DataLoader worker: torch re-raises it with the worker's traceback inside
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: hf://datasets/me/templates/data/train-000001.tar ({hub.url}/datasets/me/templates/resolve/main/"
         "data/train-000001.tar): HTTP 404 Not Found: not found; check the repo id or URL, the revision (@REV) "
-        "and that the dataset was published completely")
+        "and that the dataset was published completely"
+    )

@@ -1,5 +1,6 @@
 """`python -m shards import`: a local parquet folder (a `datasets` repo layout) and a SPLIT/CLASS image folder,
 built in tmp_path; images whose pixels encode their row so every read-back can be checked."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,13 +29,23 @@ def parquet_folder(tmp_path_factory) -> Path:
     from datasets import Image as HFImage
 
     root = tmp_path_factory.mktemp("parquet")
-    features = Features({"name": HFImage(), "idx": __import__("datasets").Value("int64"),
-                         "fine": ClassLabel(names=["ant", "bee", "cow"])})
+    features = Features(
+        {
+            "name": HFImage(),
+            "idx": __import__("datasets").Value("int64"),
+            "fine": ClassLabel(names=["ant", "bee", "cow"]),
+        }
+    )
     (root / "data").mkdir()
     for split, n in [("train", 13), ("test", 5)]:
-        Dataset.from_dict({"name": [Image.fromarray(pixel_image(r)) for r in range(n)], "idx": list(range(n)),
-                           "fine": [(r * 2) % 3 for r in range(n)]}, features=features
-                          ).to_parquet(root / "data" / f"{split}-00000-of-00001.parquet")
+        Dataset.from_dict(
+            {
+                "name": [Image.fromarray(pixel_image(r)) for r in range(n)],
+                "idx": list(range(n)),
+                "fine": [(r * 2) % 3 for r in range(n)],
+            },
+            features=features,
+        ).to_parquet(root / "data" / f"{split}-00000-of-00001.parquet")
     return root
 
 
@@ -133,11 +144,14 @@ def test_image_folder_keeps_splits_and_class_folders(image_folder, tmp_path):
     np.testing.assert_array_equal(samples[4][1], pixel_image(4))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--image-column", "nope"], "--image-column 'nope' is not a column (columns: name, idx, fine)"),
-    (["--label-column", "idx"], "--label-column 'idx' is Value('int64'), not a ClassLabel"),
-    (["--splits", "validation"], "no split 'validation' (splits: train, test); fix --splits"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--image-column", "nope"], "--image-column 'nope' is not a column (columns: name, idx, fine)"),
+        (["--label-column", "idx"], "--label-column 'idx' is Value('int64'), not a ClassLabel"),
+        (["--splits", "validation"], "no split 'validation' (splits: train, test); fix --splits"),
+    ],
+)
 def test_bad_columns_and_splits_are_one_line_errors(parquet_folder, tmp_path, capsys, args, message):
     out = tmp_path / "ds"
     assert main(["import", str(parquet_folder), "--out", str(out), *args]) == 2
@@ -162,10 +176,13 @@ def test_a_hub_style_repo_folder_takes_split_sizes_from_its_card(parquet_folder,
     assert sha256s(out) == sha256s(reference)  # same rows, same bytes, whichever way the count was found
 
 
-@pytest.mark.parametrize("stated, message", [
-    (15, "split train: ended after 13 rows, but its dataset card states 15"),
-    (11, "split train: more rows than the 11 its dataset card states"),
-])
+@pytest.mark.parametrize(
+    "stated, message",
+    [
+        (15, "split train: ended after 13 rows, but its dataset card states 15"),
+        (11, "split train: more rows than the 11 its dataset card states"),
+    ],
+)
 def test_a_card_that_misstates_the_rows_is_an_error(parquet_folder, tmp_path, capsys, stated, message):
     repo = hub_repo(parquet_folder, tmp_path / "repo", train=stated)
     assert main(["import", str(repo), "--out", str(tmp_path / "ds"), "--shard-size", "4"]) == 2
@@ -188,7 +205,9 @@ def test_a_stream_that_breaks_midway_resumes_to_the_uninterrupted_bytes(parquet_
                 raise ConnectionError("connection reset by peer")
             yield row
 
-    broken = dataclasses.replace(src, splits={"train": breaks_after(src.splits["train"], 10), "test": src.splits["test"]})
+    broken = dataclasses.replace(
+        src, splits={"train": breaks_after(src.splits["train"], 10), "test": src.splits["test"]}
+    )
     out, reference = tmp_path / "ds", tmp_path / "ref"
     with pytest.raises(ShardsError, match="import stopped .*connection reset by peer.*re-run the same command"):
         import_dataset(broken, out, samples_per_shard=4, min_shards=1)

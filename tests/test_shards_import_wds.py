@@ -1,5 +1,6 @@
 """`shards import` of plain WebDataset tars: integer `cls` labels named by --class-names (or @FILE), grey
 images kept grey, colour ones as RGB, and a clear line when the names are missing or miscounted."""
+
 import io
 
 import numpy as np
@@ -37,8 +38,10 @@ def test_wds_tars_import_with_class_names_and_stay_grey(grey_src, tmp_path):
 def test_class_names_from_a_file_keep_commas_and_colons(grey_src, tmp_path):
     names = tmp_path / "names.txt"
     names.write_text("a, with comma\nweird: v2 #1\n@src\n")
-    assert main(["import", str(grey_src), "--out", str(tmp_path / "ds"), "--class-names", f"@{names}",
-                 "--channels", "3"]) == 0
+    assert (
+        main(["import", str(grey_src), "--out", str(tmp_path / "ds"), "--class-names", f"@{names}", "--channels", "3"])
+        == 0
+    )
     m = load_manifest(tmp_path / "ds")
     assert m.class_names == ["a, with comma", "weird: v2 #1", "@src"] and m.image_shape == [6, 5, 3]
 
@@ -50,10 +53,13 @@ def test_colour_tars_stay_rgb(tmp_path):
     assert np.array_equal(image, pixels("test", 0, "RGB"))
 
 
-@pytest.mark.parametrize("names, message", [
-    (None, "found 0 ClassLabel columns"),
-    ("a,b", "label 2 is not in [0, 2)"),
-])
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (None, "found 0 ClassLabel columns"),
+        ("a,b", "label 2 is not in [0, 2)"),
+    ],
+)
 def test_missing_or_too_few_class_names_is_one_clear_line(grey_src, tmp_path, capsys, names, message):
     argv = ["import", str(grey_src), "--out", str(tmp_path / "ds")] + (["--class-names", names] if names else [])
     assert main(argv) == 2

@@ -1,4 +1,5 @@
 """The toolkit's one JSON helper: atomic writes, tolerant JSON lines, objects that must be objects."""
+
 import os
 import stat
 

@@ -1,5 +1,6 @@
 """Every split reads exactly once per epoch through webdataset's WebLoader and timm's wds reader with 4
 workers: splits get at least 16 shards (shards.manifest.shard_size), recorded in the manifest."""
+
 import json
 from collections import Counter
 
@@ -17,8 +18,9 @@ SPLITS = {"train": 160, "test": 37}  # 160: 16 equal shards; 37: 19 shards of 2 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("loaders") / "ds"
-    writer = DatasetWriter(out, {"kind": "index-images", "seed": 0}, CLASSES, SPLITS, samples_per_shard=10_000,
-                           min_shards=MIN_SHARDS)
+    writer = DatasetWriter(
+        out, {"kind": "index-images", "seed": 0}, CLASSES, SPLITS, samples_per_shard=10_000, min_shards=MIN_SHARDS
+    )
     writer.prepare()
     for spec in writer.pending():
         writer.write_shard(spec, index_samples(spec))
@@ -26,9 +28,17 @@ def dataset(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("count, per_shard, shards", [
-    (10_000, 10_000, 16), (6_100, 10_000, 16), (37, 10_000, 19), (5, 10_000, 5), (5_000_000, 10_000, 500),
-    (50_000, 10_000, 16)])
+@pytest.mark.parametrize(
+    "count, per_shard, shards",
+    [
+        (10_000, 10_000, 16),
+        (6_100, 10_000, 16),
+        (37, 10_000, 19),
+        (5, 10_000, 5),
+        (5_000_000, 10_000, 500),
+        (50_000, 10_000, 16),
+    ],
+)
 def test_every_split_gets_at_least_16_shards_or_one_per_sample(count, per_shard, shards):
     size = shard_size(count, per_shard, MIN_SHARDS)
     assert -(-count // size) == shards
@@ -63,8 +73,7 @@ def test_timm_wds_reader_with_4_workers_reads_every_sample_once(dataset, split, 
     import torch
     from timm.data import IterableImageDataset
 
-    ds = IterableImageDataset(str(dataset), reader="wds/ours", split=split, is_training=training,
-                              target_transform=int)
+    ds = IterableImageDataset(str(dataset), reader="wds/ours", split=split, is_training=training, target_transform=int)
     ds.set_loader_cfg(num_workers=WORKERS)
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=WORKERS, collate_fn=lambda s: s[1])
     seen = Counter(int(target) for target in loader)

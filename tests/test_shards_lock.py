@@ -1,4 +1,5 @@
 """shards.lock: held for the process's life, released by death, shared vs exclusive, the holder's pid named."""
+
 from __future__ import annotations
 
 import os
@@ -14,20 +15,37 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def holder(lock: Path, shared: bool) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", "import time; from shards.lock import hold_lock; "
-                             f"hold_lock({str(lock)!r}, 'x', shared={shared}); print('held', flush=True); "
-                             "time.sleep(60)"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from shards.lock import hold_lock; "
+            f"hold_lock({str(lock)!r}, 'x', shared={shared}); print('held', flush=True); "
+            "time.sleep(60)",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
 
 def tries(lock: Path, shared: bool) -> int:
     """Exit status of another process asking for the lock: 0 when it got it, 3 when it was in use."""
-    return subprocess.run([sys.executable, "-c", "import sys; from shards.lock import hold_lock, InUseError\n"
-                           f"try: hold_lock({str(lock)!r}, 'x', shared={shared})\n"
-                           "except InUseError: sys.exit(3)"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          timeout=60).returncode
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from shards.lock import hold_lock, InUseError\n"
+            f"try: hold_lock({str(lock)!r}, 'x', shared={shared})\n"
+            "except InUseError: sys.exit(3)",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    ).returncode
 
 
 def test_shared_holders_coexist_and_an_exclusive_one_names_a_holder(tmp_path):

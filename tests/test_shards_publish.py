@@ -1,5 +1,6 @@
 """Publishing: verify first, shards before card and manifest, a dry run, another dataset refused unless
 forced, a missing token refused before any work, and the URL and loading lines at the end."""
+
 import os
 import subprocess
 import sys
@@ -42,8 +43,11 @@ class FakeApi:
         return any(repo == repo_id for repo, _ in self.heads)
 
     def list_repo_refs(self, repo_id, repo_type=None, include_pull_requests=False):
-        branches = [GitRefInfo(name=b, ref=f"refs/heads/{b}", target_commit=c)
-                    for (repo, b), c in self.heads.items() if repo == repo_id]
+        branches = [
+            GitRefInfo(name=b, ref=f"refs/heads/{b}", target_commit=c)
+            for (repo, b), c in self.heads.items()
+            if repo == repo_id
+        ]
         return GitRefs(branches=branches, converts=[], tags=[], pull_requests=[])
 
     def create_repo(self, repo_id, **kw):
@@ -57,8 +61,11 @@ class FakeApi:
         if kw["parent_commit"] != self.heads[branch]:
             raise PreconditionFailed(f"412 Client Error: Precondition Failed (head is {self.heads[branch]})")
         commit = f"commit{len(self.calls)}"
-        files = Path(kw["folder_path"]) if "manifest.json" in kw["allow_patterns"] else \
-            self.hub.repos.get((kw["repo_id"], self.heads[branch]), (None,))[0]
+        files = (
+            Path(kw["folder_path"])
+            if "manifest.json" in kw["allow_patterns"]
+            else self.hub.repos.get((kw["repo_id"], self.heads[branch]), (None,))[0]
+        )
         if files is not None:
             self.hub.add(kw["repo_id"], files, revision=commit)
         self.heads[branch] = commit
@@ -109,8 +116,10 @@ def test_publish_uploads_shards_first_then_card_and_manifest(dataset, hub):
     assert last["allow_patterns"] == LAST and last["commit_message"] == "Upload ds"
     assert first["folder_path"] == str(dataset) and first["repo_type"] == "dataset"
     # the repo was asked for its manifest by the checks, then at the head commit the upload builds on: none
-    assert [r["path"] for r in hub.requests] == ["/datasets/me/index-images/resolve/main/manifest.json",
-                                                 "/datasets/me/index-images/resolve/initial/manifest.json"]
+    assert [r["path"] for r in hub.requests] == [
+        "/datasets/me/index-images/resolve/main/manifest.json",
+        "/datasets/me/index-images/resolve/initial/manifest.json",
+    ]
     assert [c[2].get("parent_commit") for c in FakeApi.calls] == [None, "initial", "commit2"]
 
 
@@ -129,9 +138,12 @@ def test_another_dataset_in_the_repo_is_refused_unless_forced(dataset, hub, tmp_
         other.write_shard(spec, index_samples(spec))
     other.finalize()
     put(hub, "me/index-images", tmp_path / "other")
-    with pytest.raises(ShardsError, match=r"me/index-images: already holds another dataset \(config hash "
-                                          r"[0-9a-f]{12}\.\.\., yours [0-9a-f]{12}\.\.\.\); publish to another "
-                                          "repo, or pass --overwrite to replace it"):
+    with pytest.raises(
+        ShardsError,
+        match=r"me/index-images: already holds another dataset \(config hash "
+        r"[0-9a-f]{12}\.\.\., yours [0-9a-f]{12}\.\.\.\); publish to another "
+        "repo, or pass --overwrite to replace it",
+    ):
         publish(dataset, "me/index-images")
     assert FakeApi.calls == []
     publish(dataset, "me/index-images", force=True)
@@ -151,11 +163,13 @@ def test_dry_run_prints_the_checks_the_plan_and_the_card_and_uploads_nothing(dat
     out = capsys.readouterr().out
     listed = [line.split(". ", 1)[1] for line in out.splitlines() if line.strip()[:1].isdigit()]
     assert listed == shard_files(dataset) + LAST
-    assert out.startswith(f"dry run: publishing {dataset} to {hub.url}/datasets/me/index-images; checks:\n"
-                          "  ok    online: HF_HUB_OFFLINE not set\n"
-                          "  ok    token: found (write access is proven only by the upload)\n"
-                          "  ok    verify: 4 shards, 300 samples: sizes and sha256s match the manifest\n"
-                          "  ok    repo: me/index-images: no dataset of ours there yet (created if need be)\n")
+    assert out.startswith(
+        f"dry run: publishing {dataset} to {hub.url}/datasets/me/index-images; checks:\n"
+        "  ok    online: HF_HUB_OFFLINE not set\n"
+        "  ok    token: found (write access is proven only by the upload)\n"
+        "  ok    verify: 4 shards, 300 samples: sizes and sha256s match the manifest\n"
+        "  ok    repo: me/index-images: no dataset of ours there yet (created if need be)\n"
+    )
     assert (dataset / "README.md").read_text() in out
     assert out.rstrip().endswith("dry run: every check passes; nothing uploaded")
     assert FakeApi.calls == [] and all(r["path"].endswith("/manifest.json") for r in hub.requests)
@@ -180,8 +194,9 @@ def test_dry_run_says_what_would_fail_corrupt_shard_token_other_dataset(tmp_path
 def test_offline_mode_is_one_clear_line_before_any_work(dataset, hub, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["publish", str(dataset), "--repo", "me/index-images"]) == 2
-    assert capsys.readouterr().err.strip() == ("error: HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset it "
-                                               "and re-run (nothing was uploaded)")
+    assert capsys.readouterr().err.strip() == (
+        "error: HF_HUB_OFFLINE=1 is set: publishing needs the Hub; unset it and re-run (nothing was uploaded)"
+    )
     assert FakeApi.calls == [] and hub.requests == []
     assert main(["publish", str(dataset), "--repo", "me/index-images", "--dry-run"]) == 1
     out = capsys.readouterr().out
@@ -206,16 +221,23 @@ def test_missing_token_is_a_clear_error_before_any_work(tmp_path):
     (root / "data/test-000000.tar").unlink()  # verify would fail: the token is checked before it
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
     env.update(PYTHONPATH=str(ROOT), HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9")
-    proc = subprocess.run([sys.executable, "-m", "shards", "publish", str(root), "--repo", "me/x"], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "shards", "publish", str(root), "--repo", "me/x"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == ("error: no Hugging Face token: set HF_TOKEN or run `hf auth login` with a token "
-                                   "that can write to the repo, then re-run (nothing was uploaded)")
+    assert proc.stderr.strip() == (
+        "error: no Hugging Face token: set HF_TOKEN or run `hf auth login` with a token "
+        "that can write to the repo, then re-run (nothing was uploaded)"
+    )
 
 
 @pytest.mark.parametrize("when", ["before", "after"])
-def test_two_publishes_of_different_datasets_to_one_repo_one_stops_with_one_line(dataset, hub, tmp_path, capsys,
-                                                                                when):
+def test_two_publishes_of_different_datasets_to_one_repo_one_stops_with_one_line(dataset, hub, tmp_path, capsys, when):
     """Another publish runs whole just before our first commit (both read the same head), or just after
     it (it sees no manifest yet, so it passes the another-dataset check): ours is refused either way."""
     other = build(tmp_path / "other", train=450)  # another dataset: 5 train shards where ours has 3
@@ -224,7 +246,8 @@ def test_two_publishes_of_different_datasets_to_one_repo_one_stops_with_one_line
     assert main(["publish", str(dataset), "--repo", "me/x"]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: me/x: someone else committed to it while this publish ran (another publish?), so it stopped "
-        "before its manifest; check what the repo holds now, then re-run the same command")
+        "before its manifest; check what the repo holds now, then re-run the same command"
+    )
     manifests = [folder for _, folder, files in FakeApi.commits if "manifest.json" in files]
     assert manifests == [str(other)]  # only the other dataset's manifest was ever committed, and it is last
     assert hub.repos[("me/x", FakeApi.heads[("me/x", "main")])][0] == other

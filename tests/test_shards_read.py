@@ -1,4 +1,5 @@
 """Reading back: the decoded cache, the streaming reader (ranks x workers, epochs) and URL datasets."""
+
 import functools
 import http.server
 import threading

@@ -1,4 +1,5 @@
 """A writer killed with SIGKILL at any moment, then re-run, gives the bytes of an uninterrupted run."""
+
 import os
 import signal
 import subprocess

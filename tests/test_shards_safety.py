@@ -1,5 +1,6 @@
 """Hostile and damaged input: names from manifests, field types, unsafe tar members, decompression bombs,
 wrong image sizes and labels, verify's problem cap."""
+
 import hashlib
 import struct
 import tarfile
@@ -19,11 +20,14 @@ from shards.verify import verify_dataset
 
 def png_header(width: int, height: int) -> bytes:
     """A tiny PNG that declares width x height grey pixels: a decompression bomb by its header."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -32,9 +36,18 @@ def ds(tmp_path):
 
 
 # --- names from a manifest -----------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["/etc/passwd", "data/../../../x.tar", "data/train-000000.tar/../../x.tar",
-                                  "data/test-000000.tar", "data/train-0.tar", "train-000000.tar",
-                                  "data/train-000000.tar.exe"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "/etc/passwd",
+        "data/../../../x.tar",
+        "data/train-000000.tar/../../x.tar",
+        "data/test-000000.tar",
+        "data/train-0.tar",
+        "train-000000.tar",
+        "data/train-000000.tar.exe",
+    ],
+)
 def test_manifest_shard_names_outside_the_format_are_refused(ds, name):
     edit_manifest(ds, lambda m: m["splits"]["train"]["shards"][1].update(file=name))
     with pytest.raises(ShardsError) as err:
@@ -43,7 +56,8 @@ def test_manifest_shard_names_outside_the_format_are_refused(ds, name):
         f"{ds / 'manifest.json'}: splits.train.shards[1].file: shard file {name!r} is not named "
         "data/train-NNNNNN.tar (the only names the format allows; anything else could point outside the "
         "dataset folder); the manifest is damaged or hostile: rebuild or re-download the dataset from a "
-        "source you trust")
+        "source you trust"
+    )
     assert not verify_dataset(ds).ok
 
 
@@ -73,23 +87,34 @@ def test_a_linked_data_folder_outside_the_dataset_is_refused(ds, tmp_path):
 
 
 # --- field types ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("edit, field, expected", [
-    (lambda m: m["splits"]["train"]["shards"][1].update(samples="100"), "splits.train.shards[1].samples",
-     'expected int>=0, got "100"'),
-    (lambda m: m["splits"]["train"]["shards"][0].update(sha256=12), "splits.train.shards[0].sha256",
-     "expected sha256 hex, got 12"),
-    (lambda m: m["splits"]["test"].update(count=-1), "splits.test.count", "expected int>=0, got -1"),
-    (lambda m: m.update(class_names="cat,dog"), "class_names", 'expected list of str, got "cat,dog"'),
-    (lambda m: m.update(image_shape=[8, 8]), "image_shape", "expected null or list of 3 int>=1, got [8, 8]"),
-    (lambda m: m.update(samples_per_shard=True), "samples_per_shard", "expected int>=1, got true"),
-    (lambda m: m.update(splits=[]), "splits", "expected object, got []"),
-])
+@pytest.mark.parametrize(
+    "edit, field, expected",
+    [
+        (
+            lambda m: m["splits"]["train"]["shards"][1].update(samples="100"),
+            "splits.train.shards[1].samples",
+            'expected int>=0, got "100"',
+        ),
+        (
+            lambda m: m["splits"]["train"]["shards"][0].update(sha256=12),
+            "splits.train.shards[0].sha256",
+            "expected sha256 hex, got 12",
+        ),
+        (lambda m: m["splits"]["test"].update(count=-1), "splits.test.count", "expected int>=0, got -1"),
+        (lambda m: m.update(class_names="cat,dog"), "class_names", 'expected list of str, got "cat,dog"'),
+        (lambda m: m.update(image_shape=[8, 8]), "image_shape", "expected null or list of 3 int>=1, got [8, 8]"),
+        (lambda m: m.update(samples_per_shard=True), "samples_per_shard", "expected int>=1, got true"),
+        (lambda m: m.update(splits=[]), "splits", "expected object, got []"),
+    ],
+)
 def test_malformed_manifest_fields_are_named(ds, edit, field, expected):
     edit_manifest(ds, edit)
     with pytest.raises(ShardsError) as err:
         load_manifest(ds)
-    assert str(err.value) == (f"{ds / 'manifest.json'}: field {field}: {expected}; the manifest was edited or "
-                              "damaged: rebuild or re-download the dataset")
+    assert str(err.value) == (
+        f"{ds / 'manifest.json'}: field {field}: {expected}; the manifest was edited or "
+        "damaged: rebuild or re-download the dataset"
+    )
 
 
 def test_missing_and_unknown_manifest_fields_are_named(ds):
@@ -108,8 +133,11 @@ def test_missing_and_unknown_manifest_fields_are_named(ds):
 def test_verify_flags_members_unsafe_to_extract(ds):
     link = tarfile.TarInfo("000000001.lnk")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
-    members = shard_with(100, 100, {}) + [tar_member("/tmp/abs.txt", b"x"), tar_member("a/../../up.txt", b"x"),
-                                          link.tobuf(format=tarfile.USTAR_FORMAT)]
+    members = shard_with(100, 100, {}) + [
+        tar_member("/tmp/abs.txt", b"x"),
+        tar_member("a/../../up.txt", b"x"),
+        link.tobuf(format=tarfile.USTAR_FORMAT),
+    ]
     rewrite_shard(ds, "data/train-000001.tar", members)
     report = verify_dataset(ds)
     assert report.problems == [
@@ -124,15 +152,20 @@ def test_decompression_bomb_is_reported_by_verify_and_refused_by_the_cache(ds, t
     rewrite_shard(ds, "data/train-000001.tar", shard_with(100, 100, {105: {"image": png_header(30000, 30000)}}))
     report = verify_dataset(ds)  # never raises for bad data
     assert len(report.problems) == 1 and report.problems[0].startswith(
-        "data/train-000001.tar: sample 000000105: undecodable image (DecompressionBombError: Image size")
-    with pytest.raises(ShardsError, match=r"train-000001.tar: unreadable shard \(sample 000000105: undecodable "
-                                          r"image \(DecompressionBombError"):
+        "data/train-000001.tar: sample 000000105: undecodable image (DecompressionBombError: Image size"
+    )
+    with pytest.raises(
+        ShardsError,
+        match=r"train-000001.tar: unreadable shard \(sample 000000105: undecodable "
+        r"image \(DecompressionBombError",
+    ):
         load_split(ds, "train", cache_dir=tmp_path / "c", progress=False)
     assert not list((tmp_path / "c").iterdir())
     # under PIL's hard limit but far over the manifest's 8x8: refused from the header, before decoding
     rewrite_shard(ds, "data/train-000001.tar", shard_with(100, 100, {105: {"image": png_header(10000, 10000)}}))
-    assert verify_dataset(ds).problems == ["data/train-000001.tar: sample 000000105: image is 10000x10000, "
-                                           "expected 8x8"]
+    assert verify_dataset(ds).problems == [
+        "data/train-000001.tar: sample 000000105: image is 10000x10000, expected 8x8"
+    ]
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # PIL warns, we refuse
@@ -144,10 +177,15 @@ def test_bomb_in_a_dataset_of_mixed_sizes_is_refused_by_the_pixel_limit(tmp_path
     root = tmp_path / "mixed"
     assert writer.finalize().image_shape is None
     fine = encode_image(np.zeros((12, 12, 3), np.uint8), "png")
-    rewrite_shard(root, "data/train-000001.tar", [*sample_members(2, png_header(12000, 9000), 1, b"{}"),
-                                                  *sample_members(3, fine, 1, b"{}")])
-    assert verify_dataset(root).problems == ["data/train-000001.tar: sample 000000002: image of 12000x9000 "
-                                             "pixels: over the decompression-bomb limit of 89,478,485"]
+    rewrite_shard(
+        root,
+        "data/train-000001.tar",
+        [*sample_members(2, png_header(12000, 9000), 1, b"{}"), *sample_members(3, fine, 1, b"{}")],
+    )
+    assert verify_dataset(root).problems == [
+        "data/train-000001.tar: sample 000000002: image of 12000x9000 "
+        "pixels: over the decompression-bomb limit of 89,478,485"
+    ]
     with pytest.raises(ShardsError, match="sample 000000002: image of 12000x9000 pixels"):
         load_split(root, "train", size=8, cache_dir=tmp_path / "c", progress=False)
 
@@ -155,12 +193,18 @@ def test_bomb_in_a_dataset_of_mixed_sizes_is_refused_by_the_pixel_limit(tmp_path
 def test_cache_names_the_shard_and_key_of_a_wrong_size_or_label(ds, tmp_path):
     wrong_size = encode_image(np.zeros((9, 8, 3), np.uint8), "png")
     rewrite_shard(ds, "data/train-000000.tar", shard_with(0, 100, {42: {"image": wrong_size}}))
-    with pytest.raises(ShardsError, match=r"train-000000.tar: unreadable shard \(sample 000000042: image is 9x8, "
-                                          r"expected 8x8\)"):
+    with pytest.raises(
+        ShardsError,
+        match=r"train-000000.tar: unreadable shard \(sample 000000042: image is 9x8, "
+        r"expected 8x8\)",
+    ):
         load_split(ds, "train", cache_dir=tmp_path / "c", progress=False)
     rewrite_shard(ds, "data/train-000000.tar", shard_with(0, 100, {7: {"cls": 10}}))
-    with pytest.raises(ShardsError, match=r"train-000000.tar: sample 000000007: label 10 outside \[0, 10\), the "
-                                          r"manifest's classes"):
+    with pytest.raises(
+        ShardsError,
+        match=r"train-000000.tar: sample 000000007: label 10 outside \[0, 10\), the "
+        r"manifest's classes",
+    ):
         load_split(ds, "train", cache_dir=tmp_path / "c", progress=False)
     assert not list((tmp_path / "c").iterdir()), "no cache (nor temporary file) may be left from bad data"
 
@@ -183,11 +227,13 @@ def test_a_truncated_tar_is_reported_not_raised(ds):
     members = shard_with(100, 100, {})
     data = b"".join(members)[:5000]
     (ds / "data/train-000001.tar").write_bytes(data)
-    edit_manifest(ds, lambda m: m["splits"]["train"]["shards"][1].update(
-        bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))
+    edit_manifest(
+        ds, lambda m: m["splits"]["train"]["shards"][1].update(bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+    )
     problems = verify_dataset(ds).problems
-    assert len(problems) == 1 and problems[0].startswith("data/train-000001.tar: unreadable tar: "
-                                                         "data/train-000001.tar: truncated member")
+    assert len(problems) == 1 and problems[0].startswith(
+        "data/train-000001.tar: unreadable tar: data/train-000001.tar: truncated member"
+    )
 
 
 def test_a_stats_file_naming_another_file_cannot_steer_the_manifest(tmp_path):
@@ -201,5 +247,7 @@ def test_a_stats_file_naming_another_file_cannot_steer_the_manifest(tmp_path):
     assert [s.relpath for s in writer.pending()] == ["data/train-000001.tar"]  # not trusted: made again
     for spec in writer.pending():
         writer.write_shard(spec, index_samples(spec))
-    assert [e.file for e in writer.finalize().splits["train"].shards] == ["data/train-000000.tar",
-                                                                          "data/train-000001.tar"]
+    assert [e.file for e in writer.finalize().splits["train"].shards] == [
+        "data/train-000000.tar",
+        "data/train-000001.tar",
+    ]

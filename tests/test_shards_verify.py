@@ -1,4 +1,5 @@
 """`shards verify` catches every kind of damage, by name, and passes an intact dataset."""
+
 import json
 import shutil
 import subprocess
@@ -54,14 +55,17 @@ def edit_labels(root):
     (root / "manifest.json").write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("damage, expected", [
-    (flip_byte, "data/train-000001.tar: corrupt"),
-    (truncate, "data/train-000001.tar: truncated"),
-    (remove, "data/train-000001.tar: missing"),
-    (add_extra, "data/test-000001.tar: extra file"),
-    (edit_count, "split train: shards hold 250 samples, manifest says 260"),
-    (edit_labels, "config hash mismatch"),
-])
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (flip_byte, "data/train-000001.tar: corrupt"),
+        (truncate, "data/train-000001.tar: truncated"),
+        (remove, "data/train-000001.tar: missing"),
+        (add_extra, "data/test-000001.tar: extra file"),
+        (edit_count, "split train: shards hold 250 samples, manifest says 260"),
+        (edit_labels, "config hash mismatch"),
+    ],
+)
 def test_verify_names_the_damage(copy, damage, expected):
     damage(copy)
     report = verify_dataset(copy)
@@ -78,9 +82,11 @@ def test_verify_cli_exit_codes(pristine, copy):
 
 
 def test_info_and_missing_dataset_errors(pristine, tmp_path):
-    info = subprocess.run([sys.executable, "-m", "shards", "info", str(pristine), "--json"],
-                          capture_output=True, text=True)
+    info = subprocess.run(
+        [sys.executable, "-m", "shards", "info", str(pristine), "--json"], capture_output=True, text=True
+    )
     assert info.returncode == 0 and json.loads(info.stdout)["splits"]["train"]["samples"] == 250
-    missing = subprocess.run([sys.executable, "-m", "shards", "info", str(tmp_path / "nope")],
-                             capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, "-m", "shards", "info", str(tmp_path / "nope")], capture_output=True, text=True
+    )
     assert missing.returncode == 2 and "no such dataset folder" in missing.stderr and "Traceback" not in missing.stderr

@@ -1,5 +1,6 @@
 """The decoded cache lives in the user cache directory, keyed by the dataset's config hash: a read-only
 dataset folder trains, and nothing is ever written into it."""
+
 import os
 import stat
 from pathlib import Path
@@ -34,10 +35,38 @@ def test_a_read_only_dataset_trains_and_is_left_untouched(read_only_dataset, tmp
     monkeypatch.delenv(CACHE_ENV)  # restored afterwards: --cache-dir sets it for this process
     before = snapshot(read_only_dataset)
     cache = tmp_path / "my-cache"
-    args = ["run", "--data", str(read_only_dataset), "--mode", "real", "--n", "32", "--steps", "4",
-            "--batch-size", "8", "--model", "mlp", "--mlp-widths", "16", "--eval-schedule", "every:2",
-            "--eval-train-samples", "32", "--device", "cpu", "--num-workers", "0", "--no-progress",
-            "--data-path", "memory", "--cache-dir", str(cache), "--out", str(tmp_path / "run")]
+    args = [
+        "run",
+        "--data",
+        str(read_only_dataset),
+        "--mode",
+        "real",
+        "--n",
+        "32",
+        "--steps",
+        "4",
+        "--batch-size",
+        "8",
+        "--model",
+        "mlp",
+        "--mlp-widths",
+        "16",
+        "--eval-schedule",
+        "every:2",
+        "--eval-train-samples",
+        "32",
+        "--device",
+        "cpu",
+        "--num-workers",
+        "0",
+        "--no-progress",
+        "--data-path",
+        "memory",
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(args) == 0
     assert os.environ[CACHE_ENV] == str(cache)
     decoded = decoded_cache_dir(load_manifest(read_only_dataset))

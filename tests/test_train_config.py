@@ -1,4 +1,5 @@
 """RunConfig, presets, CLI flag resolution, evaluation schedule and learning-rate schedule."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,9 @@ def test_preset_then_explicit_flags_override():
     assert cfg.lr == 0.05  # explicit flag beats the preset's 0.1
     # the paper code's fp32, 10,000 test images, evaluation schedule and augmented train scoring
     assert (cfg.precision, cfg.test_samples, cfg.eval_schedule, cfg.eval_train_aug) == ("fp32", 10_000, "paper", True)
-    plain = config_from_args(_args("--preset", "paper-cifar5m-aug", "--data", "d", "--precision", "bf16",
-                                   "--no-eval-train-aug"))
+    plain = config_from_args(
+        _args("--preset", "paper-cifar5m-aug", "--data", "d", "--precision", "bf16", "--no-eval-train-aug")
+    )
     assert (plain.precision, plain.eval_train_aug, plain.aug) == ("bf16", False, "crop-flip")
     assert config_from_args(_args("--preset", "paper-cifar5m-aug", "--data", "d")).aug == "crop-flip"
     dog = config_from_args(_args("--preset", "paper-dogbird", "--data", "d"))
@@ -40,8 +42,20 @@ def test_preset_then_explicit_flags_override():
     assert (dog.model, dog.aug, dog.input_range, dog.precision) == ("resnet50", "none", "unit", "fp32")
     assert (dog.momentum, dog.image_size, dog.steps, dog.lr_update_every_steps) == (0.9, 224, 781, 78)
     assert parse_eval_schedule(dog.eval_schedule, dog.steps)[:4] == [0, 1, 33, 65]
-    other = config_from_args(_args("--preset", "paper-dogbird", "--data", "d", "--aug", "rrc-flip",
-                                   "--input-range", "signed", "--model", "timm:resnet50"))
+    other = config_from_args(
+        _args(
+            "--preset",
+            "paper-dogbird",
+            "--data",
+            "d",
+            "--aug",
+            "rrc-flip",
+            "--input-range",
+            "signed",
+            "--model",
+            "timm:resnet50",
+        )
+    )
     assert (other.aug, other.input_range, other.model) == ("rrc-flip", "signed", "timm:resnet50")
 
 
@@ -50,8 +64,25 @@ def test_paper_presets_default_to_the_sweeps_ten_seeds(capsys):
     assert main(["bootstrap", "--data", "d", "--n", "5", "--preset", "paper-cifar5m", "--out", "o", "--dry-run"]) == 0
     runs = [json.loads(block) for block in capsys.readouterr().out.replace("}\n{", "}\0{").split("\0")]
     assert sorted({r["seed"] for r in runs}) == list(range(10)) and len(runs) == 20
-    assert main(["bootstrap", "--data", "d", "--n", "5", "--preset", "paper-cifar5m", "--seeds", "2", "--out", "o",
-                 "--dry-run"]) == 0
+    assert (
+        main(
+            [
+                "bootstrap",
+                "--data",
+                "d",
+                "--n",
+                "5",
+                "--preset",
+                "paper-cifar5m",
+                "--seeds",
+                "2",
+                "--out",
+                "o",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.count('"mode": "ideal"') == 2
 
 
@@ -79,23 +110,26 @@ def test_replace_to_ideal_is_valid_and_json_round_trips():
     assert config_hash(cfg) == config_hash(dataclasses.replace(cfg, out_dir="elsewhere", device="cpu"))
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(model="resnet9000"), "unknown model; known: mcnn, mlp, preact-resnet18, resnet50, vgg11-bn"),
-    (dict(mode="half"), "--mode=half: must be one of real, ideal"),
-    (dict(n=None), "--n=None: the Real World needs a train-set size"),
-    (dict(nesterov=True), "Nesterov needs --optimizer sgd and --momentum > 0"),
-    (dict(eval_schedule="log:x"), "--eval-schedule part 'log:x'"),
-    (dict(device="tpu"), "--device=tpu: use auto, cpu, cuda or cuda:N"),
-    (dict(extra_test=("a=p", "a=q")), "two extra test sets share a name"),
-    (dict(pretrained=True), "only timm:NAME models have pretrained weights"),
-    (dict(lr=math.inf), "--lr=inf: must be a finite number > 0"),
-    (dict(lr=math.nan), "--lr=nan: must be a finite number > 0"),
-    (dict(weight_decay=math.inf), "--weight-decay=inf: must be a finite number >= 0"),
-    (dict(weight_decay=math.nan), "--weight-decay=nan: must be a finite number >= 0"),
-    (dict(mixup_alpha=math.inf), "--mixup-alpha=inf: must be a finite number >= 0"),
-    (dict(mixup_alpha=math.nan), "--mixup-alpha=nan: must be a finite number >= 0"),
-    (dict(input_range="0,1"), "--input-range=0,1: must be one of signed, unit"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(model="resnet9000"), "unknown model; known: mcnn, mlp, preact-resnet18, resnet50, vgg11-bn"),
+        (dict(mode="half"), "--mode=half: must be one of real, ideal"),
+        (dict(n=None), "--n=None: the Real World needs a train-set size"),
+        (dict(nesterov=True), "Nesterov needs --optimizer sgd and --momentum > 0"),
+        (dict(eval_schedule="log:x"), "--eval-schedule part 'log:x'"),
+        (dict(device="tpu"), "--device=tpu: use auto, cpu, cuda or cuda:N"),
+        (dict(extra_test=("a=p", "a=q")), "two extra test sets share a name"),
+        (dict(pretrained=True), "only timm:NAME models have pretrained weights"),
+        (dict(lr=math.inf), "--lr=inf: must be a finite number > 0"),
+        (dict(lr=math.nan), "--lr=nan: must be a finite number > 0"),
+        (dict(weight_decay=math.inf), "--weight-decay=inf: must be a finite number >= 0"),
+        (dict(weight_decay=math.nan), "--weight-decay=nan: must be a finite number >= 0"),
+        (dict(mixup_alpha=math.inf), "--mixup-alpha=inf: must be a finite number >= 0"),
+        (dict(mixup_alpha=math.nan), "--mixup-alpha=nan: must be a finite number >= 0"),
+        (dict(input_range="0,1"), "--input-range=0,1: must be one of signed, unit"),
+    ],
+)
 def test_validate_names_the_flag_and_rule(change, message):
     cfg = dataclasses.replace(RunConfig(data="d", n=10, out_dir="o"), **change)
     with pytest.raises(TrainError) as err:
@@ -148,19 +182,22 @@ def test_eval_schedule_paper_and_union():
     # every 8 in [1024, 2048) (128), every 64 from 2048 to 38,976 (578); we add step 0 and the end
     assert len(paper) == 256 + 128 + 578 + 2
     assert paper[:4] == [0, 1, 5, 9] and paper[-2:] == [38_977, 39_000]
-    assert paper[paper.index(1021):paper.index(1021) + 3] == [1021, 1025, 1033]
-    assert paper[paper.index(2041):paper.index(2041) + 3] == [2041, 2049, 2113]
+    assert paper[paper.index(1021) : paper.index(1021) + 3] == [1021, 1025, 1033]
+    assert paper[paper.index(2041) : paper.index(2041) + 3] == [2041, 2049, 2113]
     assert parse_eval_schedule("after:32", 100) == [0, 1, 33, 65, 97, 100]
     assert parse_eval_schedule("every:10+steps:3,7", 25) == [0, 3, 7, 10, 20, 25]
     with pytest.raises(TrainError, match="within 0..25"):
         parse_eval_schedule("steps:30", 25)
 
 
-@pytest.mark.parametrize("spec, steps, message", [
-    ("log:2000000000", 39_000, "--eval-schedule part 'log:2000000000': use paper, log:POINTS (at most 100,000)"),
-    ("every:1", 2_000_000_000, "--eval-schedule every:1 over 2,000,000,000 steps: up to 2,000,000,001 evaluations"),
-    ("paper", 2_000_000_000, "--eval-schedule paper over 2,000,000,000 steps: up to 31,250,512 evaluations"),
-])
+@pytest.mark.parametrize(
+    "spec, steps, message",
+    [
+        ("log:2000000000", 39_000, "--eval-schedule part 'log:2000000000': use paper, log:POINTS (at most 100,000)"),
+        ("every:1", 2_000_000_000, "--eval-schedule every:1 over 2,000,000,000 steps: up to 2,000,000,001 evaluations"),
+        ("paper", 2_000_000_000, "--eval-schedule paper over 2,000,000,000 steps: up to 31,250,512 evaluations"),
+    ],
+)
 def test_unbounded_eval_schedules_are_refused_at_once(spec, steps, message):
     start = time.perf_counter()
     with pytest.raises(TrainError, match="more than 100,000|at most 100,000") as err:
@@ -170,8 +207,22 @@ def test_unbounded_eval_schedules_are_refused_at_once(spec, steps, message):
 
 def test_dry_run_of_a_huge_schedule_answers_with_one_line(capsys):
     start = time.perf_counter()
-    code = main(["run", "--data", "d", "--n", "5", "--steps", "2000000000", "--eval-schedule", "every:1",
-                 "--out", "o", "--dry-run"])
+    code = main(
+        [
+            "run",
+            "--data",
+            "d",
+            "--n",
+            "5",
+            "--steps",
+            "2000000000",
+            "--eval-schedule",
+            "every:1",
+            "--out",
+            "o",
+            "--dry-run",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: --eval-schedule every:1 over 2,000,000,000 steps")
     assert err.count("\n") == 1 and time.perf_counter() - start < 5

@@ -1,5 +1,6 @@
 """`--data-path auto` decided from available memory and recorded, never switched on resume; the Ideal World's
 "never reuses a sample" is an invariant that ends the run with an error."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ from train.errors import TrainError
 from train.run import runfolder
 from train.run.loop import run_training
 
-GB = 10 ** 9
+GB = 10**9
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +28,17 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def ideal_cfg(ds: Path, out: Path, **kw):
-    return tiny_cfg(ds, out, mode="ideal", steps=12, batch_size=10, eval_schedule="every:4",
-                    eval_train_samples=20, checkpoint_every_steps=4, **kw)
+    return tiny_cfg(
+        ds,
+        out,
+        mode="ideal",
+        steps=12,
+        batch_size=10,
+        eval_schedule="every:4",
+        eval_train_samples=20,
+        checkpoint_every_steps=4,
+        **kw,
+    )
 
 
 def test_auto_counts_the_page_cache_as_available(tmp_path):
@@ -48,8 +58,11 @@ def test_auto_is_recorded_and_a_resume_never_switches_path(dataset, tmp_path, mo
     _budget(monkeypatch, 8 * GB)
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())
     assert recorded["data_path"] == "stream"
-    with pytest.raises(TrainError, match=r"holds a run with another config \(data_path: 'stream' -> 'memory' \(a run "
-                                         r"never switches path: pass --data-path stream to go on with it\)\)"):
+    with pytest.raises(
+        TrainError,
+        match=r"holds a run with another config \(data_path: 'stream' -> 'memory' \(a run "
+        r"never switches path: pass --data-path stream to go on with it\)\)",
+    ):
         run_training(cfg, resume=True, progress=False)
     summary = run_training(ideal_cfg(dataset, tmp_path / "run", data_path="stream"), resume=True, progress=False)
     assert summary["steps_done"] == 12 and summary["ledger"]["no_reuse"]
@@ -73,10 +86,34 @@ def test_an_ideal_draw_of_a_sample_seen_before_ends_the_run_with_exit_2(dataset,
 
     monkeypatch.setattr(IdealSampler, "indices", repeats)
     out = tmp_path / "run"
-    code = train.__main__.main(["run", "--data", str(dataset), "--mode", "ideal", "--steps", "12", "--batch-size",
-                                "10", "--model", "mlp", "--mlp-widths", "16", "--device", "cpu", "--eval-schedule",
-                                "every:4", "--eval-train-samples", "20", "--num-workers", "0", "--out", str(out),
-                                "--no-progress"])
+    code = train.__main__.main(
+        [
+            "run",
+            "--data",
+            str(dataset),
+            "--mode",
+            "ideal",
+            "--steps",
+            "12",
+            "--batch-size",
+            "10",
+            "--model",
+            "mlp",
+            "--mlp-widths",
+            "16",
+            "--device",
+            "cpu",
+            "--eval-schedule",
+            "every:4",
+            "--eval-train-samples",
+            "20",
+            "--num-workers",
+            "0",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("error: the Ideal World drew pool sample ")
     assert "2 times (and 9 other samples more than once): it never reuses a sample" in err[-1]

@@ -1,4 +1,5 @@
 """Two ranks with gloo on CPU under torchrun: the Real and Ideal semantics hold over the global batch."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,18 @@ SCRIPT = textwrap.dedent("""
 
 
 def _configs(ds: Path, out: Path) -> list[dict]:
-    base = dict(data=str(ds), n=100, steps=12, batch_size=16, model="mlp", mlp_widths=(16,), device="cpu",
-                eval_schedule="every:6", eval_train_samples=32, checkpoint_every_steps=6)
+    base = dict(
+        data=str(ds),
+        n=100,
+        steps=12,
+        batch_size=16,
+        model="mlp",
+        mlp_widths=(16,),
+        device="cpu",
+        eval_schedule="every:6",
+        eval_train_samples=32,
+        checkpoint_every_steps=6,
+    )
     return [dict(base, mode=mode, out_dir=str(out / mode)) for mode in ("real", "ideal")]
 
 
@@ -46,8 +57,10 @@ def test_two_gloo_ranks_keep_real_and_ideal_semantics(tmp_path):
         assert (ddp["batchnorm"], one["batchnorm"]) == ("per-rank", "single")
         # The same global stream of samples as one device: identical ledgers, sample by sample.
         assert ddp["ledger"] == one["ledger"]
-        counts = [torch.load(p / mode / "checkpoints" / "last.pt", weights_only=True)["ledger"]
-                  for p in (tmp_path / "ddp", tmp_path / "single")]
+        counts = [
+            torch.load(p / mode / "checkpoints" / "last.pt", weights_only=True)["ledger"]
+            for p in (tmp_path / "ddp", tmp_path / "single")
+        ]
         assert torch.equal(*counts)
         rows = [json.loads(line) for line in (tmp_path / "ddp" / mode / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows] == [0, 6, 12] and rows[-1]["test/error"] is not None

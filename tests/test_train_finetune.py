@@ -3,6 +3,7 @@
 One tiny fine-tune (timm `test_resnet` saved as a local-dir "pretrained" backbone, 8x8 templates
 upscaled to 16) is shared by the module; it runs offline on the CPU in seconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,22 @@ def data(tmp_path_factory) -> Path:
 
 
 def tiny_bit(data: Path, out: Path, backbone: Path, **kw):
-    values = dict(data=str(data), out_dir=str(out), model=f"timm:local-dir:{backbone}", image_size=16,
-                  resize_size=20, steps=30, batch_size=32, lr=0.05, warmup_steps=3, eval_schedule="every:30",
-                  eval_train_samples=32, eval_batch_size=64, device="cpu", num_workers=0)
+    values = dict(
+        data=str(data),
+        out_dir=str(out),
+        model=f"timm:local-dir:{backbone}",
+        image_size=16,
+        resize_size=20,
+        steps=30,
+        batch_size=32,
+        lr=0.05,
+        warmup_steps=3,
+        eval_schedule="every:30",
+        eval_train_samples=32,
+        eval_batch_size=64,
+        device="cpu",
+        num_workers=0,
+    )
     values.update(kw)
     return apply_preset("bit-hyperrule", values)
 
@@ -60,9 +74,9 @@ def test_bit_hyperrule_preset_is_the_papers_schedule():
     cfg = apply_preset("bit-hyperrule", {})
     assert (cfg.model, cfg.pretrained, cfg.zero_init_head) == ("timm:resnetv2_152x2_bit.goog_in21k", True, True)
     assert (cfg.batch_size, cfg.steps, cfg.mixup_alpha, cfg.resize_size, cfg.image_size) == (512, 10_000, 0.1, 160, 128)
-    assert lr_at(cfg, 0) == pytest.approx(0.003 / 500)          # linear warm-up
+    assert lr_at(cfg, 0) == pytest.approx(0.003 / 500)  # linear warm-up
     assert lr_at(cfg, 1_000) == pytest.approx(0.003)
-    assert lr_at(cfg, 3_000) == pytest.approx(3e-4)             # x0.1 at 3K, 6K, 9K
+    assert lr_at(cfg, 3_000) == pytest.approx(3e-4)  # x0.1 at 3K, 6K, 9K
     assert lr_at(cfg, 6_500) == pytest.approx(3e-5)
     assert lr_at(cfg, 9_999) == pytest.approx(3e-6)
     # lr scales linearly with a batch size given alone (BiT README: batch 128 -> lr ~0.001)
@@ -75,10 +89,15 @@ def test_resize_crop_flip_is_a_window_of_the_resized_image():
     aug = TrainAugment("resize-crop-flip", padding=0, size=6, resize=8)
     out = aug(x, torch.Generator().manual_seed(0))
     assert out.shape == (64, 3, 6, 6)
-    full = torch.nn.functional.interpolate(x[:1].permute(0, 3, 1, 2).float() / 127.5 - 1, size=(8, 8),
-                                           mode="bilinear", antialias=True, align_corners=False)[0]
-    windows = {(dy, dx, m): full[:, dy:dy + 6, dx:dx + 6].flip(2) if m else full[:, dy:dy + 6, dx:dx + 6]
-               for dy in range(3) for dx in range(3) for m in (False, True)}
+    full = torch.nn.functional.interpolate(
+        x[:1].permute(0, 3, 1, 2).float() / 127.5 - 1, size=(8, 8), mode="bilinear", antialias=True, align_corners=False
+    )[0]
+    windows = {
+        (dy, dx, m): full[:, dy : dy + 6, dx : dx + 6].flip(2) if m else full[:, dy : dy + 6, dx : dx + 6]
+        for dy in range(3)
+        for dx in range(3)
+        for m in (False, True)
+    }
     seen = set()
     for view in out:
         match = [key for key, window in windows.items() if torch.allclose(view, window, atol=1e-5)]
@@ -149,8 +168,10 @@ def test_finetuned_folder_is_a_cifar5m_labeler(labeler):
 def test_eval_command_reports_and_records(labeler, data, capsys):
     out, _ = labeler
     config = json.loads((out / "config.json").read_text())
-    assert main(["eval", "--model", f"local-dir:{out}", "--data", str(data), "--device", "cpu", "--json",
-                 "--limit", "30"]) == 0
+    assert (
+        main(["eval", "--model", f"local-dir:{out}", "--data", str(data), "--device", "cpu", "--json", "--limit", "30"])
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["count"] == 30 and set(result["per_class"]) == {f"c{i}" for i in range(10)}
     assert 0 <= result["ece"] <= 1
@@ -158,8 +179,12 @@ def test_eval_command_reports_and_records(labeler, data, capsys):
     counts = np.bincount([label_of(i, "test") for i in range(30)], minlength=10)
     weighted = sum(a * counts[int(k[1:])] for k, a in result["per_class"].items() if a is not None) / 30
     assert per_class and result["accuracy"] == pytest.approx(weighted)
-    assert main(["eval", "--model", f"local-dir:{out}", "--data", str(data), "--device", "cpu", "--record",
-                 "--limit", "30"]) == 0
+    assert (
+        main(
+            ["eval", "--model", f"local-dir:{out}", "--data", str(data), "--device", "cpu", "--record", "--limit", "30"]
+        )
+        == 0
+    )
     recorded = json.loads((out / "config.json").read_text())
     assert recorded["label_accuracy_on"] == "data/test (30 images)"
     assert recorded["label_accuracy"] == pytest.approx(result["accuracy"])
@@ -174,9 +199,28 @@ def test_eval_refuses_a_model_with_other_classes(backbone, data, capsys):
 
 def test_finetune_refuses_a_folder_holding_another_model(backbone, data, tmp_path, capsys):
     before = (backbone / "config.json").read_bytes()
-    assert main(["finetune", "--data", str(data), "--model", f"timm:local-dir:{backbone}", "--preset",
-                 "bit-hyperrule", "--image-size", "16", "--resize-size", "20", "--out", str(backbone),
-                 "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "finetune",
+                "--data",
+                str(data),
+                "--model",
+                f"timm:local-dir:{backbone}",
+                "--preset",
+                "bit-hyperrule",
+                "--image-size",
+                "16",
+                "--resize-size",
+                "20",
+                "--out",
+                str(backbone),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "not written by `train finetune`" in capsys.readouterr().err
     assert (backbone / "config.json").read_bytes() == before
     assert main(["finetune", "--data", str(data), "--n", "5", "--out", str(tmp_path / "x")]) == 2
@@ -184,8 +228,7 @@ def test_finetune_refuses_a_folder_holding_another_model(backbone, data, tmp_pat
 
 
 def test_finetune_dry_run_sets_n_to_the_train_split(data, capsys):
-    assert main(["finetune", "--data", str(data), "--preset", "bit-hyperrule", "--batch-size", "128",
-                 "--dry-run"]) == 0
+    assert main(["finetune", "--data", str(data), "--preset", "bit-hyperrule", "--batch-size", "128", "--dry-run"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["n"] == 200 and cfg["mode"] == "real" and cfg["lr"] == pytest.approx(0.00075)
     assert cfg["out_dir"] == "out/labeler"
@@ -210,8 +253,9 @@ def test_resize_crop_flip_needs_both_sizes(data, tmp_path):
     from train.core.config import validate
 
     with pytest.raises(TrainError, match="resize-size"):
-        validate(apply_preset("bit-hyperrule", {"data": str(data), "out_dir": str(tmp_path), "n": 1,
-                                                "resize_size": 100}))
+        validate(
+            apply_preset("bit-hyperrule", {"data": str(data), "out_dir": str(tmp_path), "n": 1, "resize_size": 100})
+        )
 
 
 def test_eval_of_a_model_whose_label_names_are_not_names_is_one_line(labeler, data, tmp_path, capsys):

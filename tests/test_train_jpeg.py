@@ -1,5 +1,6 @@
 """The decode data path for variable-size JPEG datasets (DogBird): held bytes, crop boxes, decoders that
 agree, batches independent of workers and resumes, and a tiny Real vs Ideal run on such a dataset."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -79,20 +80,37 @@ def test_view_boxes_follow_random_resized_crop_and_the_centre_crop():
 def test_gpu_decoder_logic_agrees_with_the_cpu_decoder(data):
     """decode_views_torch is the GPU path (nvJPEG on CUDA); run on the CPU it must draw the same views."""
     held = read_encoded(open_dataset(str(data)), "train", np.arange(16))
-    pil = np.stack([decode_view_pil(held.encoded(i).tobytes(), rng, 16, "rrc-flip", "RGB")
-                    for rng in [np.random.default_rng(5)] for i in range(16)])
-    tv = decode_views_torch([torch.from_numpy(held.encoded(i)) for i in range(16)], np.random.default_rng(5), 16,
-                            "rrc-flip", 3, torch.device("cpu")).numpy()
+    pil = np.stack(
+        [
+            decode_view_pil(held.encoded(i).tobytes(), rng, 16, "rrc-flip", "RGB")
+            for rng in [np.random.default_rng(5)]
+            for i in range(16)
+        ]
+    )
+    tv = decode_views_torch(
+        [torch.from_numpy(held.encoded(i)) for i in range(16)],
+        np.random.default_rng(5),
+        16,
+        "rrc-flip",
+        3,
+        torch.device("cpu"),
+    ).numpy()
     assert pil.shape == tv.shape == (16, 16, 16, 3)
     assert np.abs(pil.astype(int) - tv).mean() < 4  # same boxes and mirrors; resamplers differ slightly
-    other = np.stack([decode_view_pil(held.encoded(i).tobytes(), rng, 16, "rrc-flip", "RGB")
-                      for rng in [np.random.default_rng(6)] for i in range(16)])
+    other = np.stack(
+        [
+            decode_view_pil(held.encoded(i).tobytes(), rng, 16, "rrc-flip", "RGB")
+            for rng in [np.random.default_rng(6)]
+            for i in range(16)
+        ]
+    )
     assert np.abs(pil.astype(int) - other).mean() > 10  # other seed, other views
 
 
 def source(data, sampler, workers: int, steps: int = 6, aug: str = "rrc-flip") -> JpegSource:
-    cfg = tiny_cfg(data, "unused", image_size=16, aug=aug, batch_size=16, steps=steps, num_workers=workers,
-                   eval_train_samples=20)
+    cfg = tiny_cfg(
+        data, "unused", image_size=16, aug=aug, batch_size=16, steps=steps, num_workers=workers, eval_train_samples=20
+    )
     held = read_encoded(open_dataset(str(data)), "train", sampler.subset)
     return JpegSource(held, sampler, cfg, ddp.Dist(), torch.device("cpu"), 3)
 
@@ -128,10 +146,44 @@ def test_ideal_source_train_eval_grows_with_the_stream(data):
 
 def test_real_vs_ideal_on_a_jpeg_dataset(data, tmp_path, capsys):
     exp = tmp_path / "boot"
-    args = ["bootstrap", "--data", str(data), "--preset", "paper-dogbird", "--seeds", "1", "--aug", "rrc-flip",
-            "--n", "64", "--model", "mcnn", "--width", "8", "--image-size", "16", "--steps", "20", "--batch-size", "16",
-            "--lr", "0.05", "--lr-update-every-steps", "1", "--eval-schedule", "every:10", "--eval-train-samples", "64",
-            "--device", "cpu", "--num-workers", "0", "--no-progress", "--out", str(exp)]
+    args = [
+        "bootstrap",
+        "--data",
+        str(data),
+        "--preset",
+        "paper-dogbird",
+        "--seeds",
+        "1",
+        "--aug",
+        "rrc-flip",
+        "--n",
+        "64",
+        "--model",
+        "mcnn",
+        "--width",
+        "8",
+        "--image-size",
+        "16",
+        "--steps",
+        "20",
+        "--batch-size",
+        "16",
+        "--lr",
+        "0.05",
+        "--lr-update-every-steps",
+        "1",
+        "--eval-schedule",
+        "every:10",
+        "--eval-train-samples",
+        "64",
+        "--device",
+        "cpu",
+        "--num-workers",
+        "0",
+        "--no-progress",
+        "--out",
+        str(exp),
+    ]
     assert main(args) == 0
     real, ideal = load_run(exp / "real"), load_run(exp / "ideal")
     for run in (real, ideal):
@@ -147,8 +199,22 @@ def test_real_vs_ideal_on_a_jpeg_dataset(data, tmp_path, capsys):
 
 
 def test_decode_path_errors_are_one_line(data, tmp_path, capsys):
-    base = ["run", "--data", str(data), "--mode", "real", "--n", "16", "--device", "cpu", "--out",
-            str(tmp_path / "r"), "--steps", "2", "--no-progress"]
+    base = [
+        "run",
+        "--data",
+        str(data),
+        "--mode",
+        "real",
+        "--n",
+        "16",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "r"),
+        "--steps",
+        "2",
+        "--no-progress",
+    ]
     assert main(base) == 2
     assert "images differ in size; pass --image-size" in capsys.readouterr().err
     assert main(base + ["--image-size", "16", "--aug", "crop-flip"]) == 2
@@ -175,15 +241,65 @@ def test_real_vs_ideal_on_a_dogbird_build(tmp_path):
 
     source = write_folder(tmp_path / "imagenet", fake_imagenet(train_per_class=6))
     data = tmp_path / "dogbird"
-    assert dogbird_main(["build", "--imagenet", str(source), "--out", str(data), "--size", "24",
-                         "--samples-per-shard", "4", "--allow-missing-classes", "--log-level", "WARNING"]) == 0
+    assert (
+        dogbird_main(
+            [
+                "build",
+                "--imagenet",
+                str(source),
+                "--out",
+                str(data),
+                "--size",
+                "24",
+                "--samples-per-shard",
+                "4",
+                "--allow-missing-classes",
+                "--log-level",
+                "WARNING",
+            ]
+        )
+        == 0
+    )
     manifest = shards.load_manifest(data)
     assert manifest.image_shape is None and manifest.splits["train"].count == 23  # one truncated file skipped
     exp = tmp_path / "boot"
-    assert main(["bootstrap", "--data", str(data), "--preset", "paper-dogbird", "--seeds", "1", "--n", "8",
-                 "--model", "mlp", "--mlp-widths", "16", "--image-size", "16", "--steps", "5", "--batch-size", "4",
-                 "--eval-schedule", "every:5", "--eval-train-samples", "8", "--device", "cpu", "--num-workers", "0",
-                 "--no-progress", "--out", str(exp)]) == 0
+    assert (
+        main(
+            [
+                "bootstrap",
+                "--data",
+                str(data),
+                "--preset",
+                "paper-dogbird",
+                "--seeds",
+                "1",
+                "--n",
+                "8",
+                "--model",
+                "mlp",
+                "--mlp-widths",
+                "16",
+                "--image-size",
+                "16",
+                "--steps",
+                "5",
+                "--batch-size",
+                "4",
+                "--eval-schedule",
+                "every:5",
+                "--eval-train-samples",
+                "8",
+                "--device",
+                "cpu",
+                "--num-workers",
+                "0",
+                "--no-progress",
+                "--out",
+                str(exp),
+            ]
+        )
+        == 0
+    )
     real, ideal = load_run(exp / "real"), load_run(exp / "ideal")
     assert real.summary["ledger"]["within_subset"] and real.summary["ledger"]["unique_samples"] == 8
     assert ideal.summary["ledger"]["no_reuse"] and ideal.summary["ledger"]["unique_samples"] == 20
@@ -196,22 +312,63 @@ def test_a_corrupt_jpeg_whose_shard_hash_matches_is_one_line(tmp_path, capsys, w
     size checks pass it to the decode path, which must name the sample, not raise PIL's OSError."""
     from shards import DatasetWriter
 
-    writer = DatasetWriter(tmp_path / "ds", config={"kind": "cut-jpeg"}, class_names=["dog", "bird"],
-                           splits={"train": 24, "test": 8}, samples_per_shard=24, image_ext="jpg")
+    writer = DatasetWriter(
+        tmp_path / "ds",
+        config={"kind": "cut-jpeg"},
+        class_names=["dog", "bird"],
+        splits={"train": 24, "test": 8},
+        samples_per_shard=24,
+        image_ext="jpg",
+    )
     writer.prepare()
     for spec in writer.pending():
         full = jpeg_image(3, "train")
-        cut = full[:len(full) * 3 // 4]
-        writer.write_shard(spec, ({"image": cut if (spec.split, i) == ("train", 3) else jpeg_image(i, spec.split),
-                                   "cls": jpeg_label(i, spec.split)} for i in range(spec.count)))
+        cut = full[: len(full) * 3 // 4]
+        writer.write_shard(
+            spec,
+            (
+                {
+                    "image": cut if (spec.split, i) == ("train", 3) else jpeg_image(i, spec.split),
+                    "cls": jpeg_label(i, spec.split),
+                }
+                for i in range(spec.count)
+            ),
+        )
     writer.finalize()
-    args = ["run", "--data", str(tmp_path / "ds"), "--mode", "real", "--n", "24", "--image-size", "16", "--model",
-            "mcnn", "--width", "8", "--steps", "4", "--batch-size", "24", "--eval-schedule", "every:2",
-            "--eval-train-samples", "1", "--device", "cpu", "--num-workers", str(workers), "--no-progress",
-            "--out", str(tmp_path / "run")]
+    args = [
+        "run",
+        "--data",
+        str(tmp_path / "ds"),
+        "--mode",
+        "real",
+        "--n",
+        "24",
+        "--image-size",
+        "16",
+        "--model",
+        "mcnn",
+        "--width",
+        "8",
+        "--steps",
+        "4",
+        "--batch-size",
+        "24",
+        "--eval-schedule",
+        "every:2",
+        "--eval-train-samples",
+        "1",
+        "--device",
+        "cpu",
+        "--num-workers",
+        str(workers),
+        "--no-progress",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     [line] = [x for x in err.splitlines() if x.startswith("error:")]
     assert line.startswith("error: sample 000000003: undecodable image (OSError: ") and line.endswith(
-        "its shard matches the manifest, so the dataset was built so: rebuild it from its source")
+        "its shard matches the manifest, so the dataset was built so: rebuild it from its source"
+    )

@@ -1,4 +1,5 @@
 """Metric definitions on hand-made logits, GPU-style augmentation on index-coded images, and the models."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -59,7 +60,7 @@ def test_crop_flip_takes_shifted_windows_of_the_zero_padded_image():
         ok = False
         for dy in range(2 * pad + 1):
             for dx in range(2 * pad + 1):
-                window = padded[dy:dy + size, dx:dx + size]
+                window = padded[dy : dy + size, dx : dx + size]
                 if torch.equal(img, window) or torch.equal(img, window.flip(1)):
                     ok = True
                     seen_flip |= torch.equal(img, window.flip(1)) and not torch.equal(img, window)
@@ -75,7 +76,7 @@ def test_crop_shifts_within_the_padding_and_never_mirrors():
     out = TrainAugment("crop", pad, size)(x, torch.Generator().manual_seed(0))
     values = ((out[:, 0] + 1) * 127.5).round().long()
     padded = torch.nn.functional.pad(x[0, :, :, 0].long(), (pad, pad, pad, pad))
-    windows = {(dy, dx): padded[dy:dy + size, dx:dx + size] for dy in range(3) for dx in range(3)}
+    windows = {(dy, dx): padded[dy : dy + size, dx : dx + size] for dy in range(3) for dx in range(3)}
     offsets = [next((o for o, w in windows.items() if torch.equal(img, w)), None) for img in values]
     assert None not in offsets  # every image is an unmirrored window of the zero-padded original
     assert set(offsets) == set(windows)  # and all nine 1-px shifts occur in 200 draws
@@ -166,7 +167,8 @@ def test_cpu_layout_guard_survives_the_onednn_heap_bug():
         "x = torch.randn(8, 16, 16, 3).permute(0, 3, 1, 2)  # the channels_last view our transforms yield\n"
         "for _ in range(5):\n"
         "    model(x).sum().backward()\n"
-        "print('trained')\n")
+        "print('trained')\n"
+    )
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "trained", done.stderr[-2000:]

@@ -4,6 +4,7 @@ Tolerance: 1e-5 absolute on every metric, weight, BN statistic and momentum buff
 (measured max differences ~3e-6: grouped/batched kernels add in another order than single-run ones).
 Everything that is not floating-point arithmetic (ledgers, steps, evaluation rows, file formats) is exact.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,12 +39,26 @@ def dataset(tmp_path_factory):
 
 def three_runs(data, out: Path, **kw) -> list[RunConfig]:
     """A pack as a sweep makes one, and more: Real at two n and seeds, Ideal with its own lr."""
-    base = tiny_cfg(data, out, model="mcnn", width=4, steps=8, batch_size=16, momentum=0.9, weight_decay=5e-4,
-                    nesterov=True, eval_schedule="every:4", eval_train_samples=32, checkpoint_every_steps=4)
+    base = tiny_cfg(
+        data,
+        out,
+        model="mcnn",
+        width=4,
+        steps=8,
+        batch_size=16,
+        momentum=0.9,
+        weight_decay=5e-4,
+        nesterov=True,
+        eval_schedule="every:4",
+        eval_train_samples=32,
+        checkpoint_every_steps=4,
+    )
     base = dataclasses.replace(base, **kw)
-    return [dataclasses.replace(base, mode="real", n=40, seed=0, out_dir=str(out / "real-40-s0")),
-            dataclasses.replace(base, mode="ideal", n=None, seed=0, lr=0.02, out_dir=str(out / "ideal-s0")),
-            dataclasses.replace(base, mode="real", n=80, seed=1, out_dir=str(out / "real-80-s1"))]
+    return [
+        dataclasses.replace(base, mode="real", n=40, seed=0, out_dir=str(out / "real-40-s0")),
+        dataclasses.replace(base, mode="ideal", n=None, seed=0, lr=0.02, out_dir=str(out / "ideal-s0")),
+        dataclasses.replace(base, mode="real", n=80, seed=1, out_dir=str(out / "real-80-s1")),
+    ]
 
 
 def rows_of(folder) -> list[dict]:
@@ -67,8 +82,9 @@ def assert_same_run(packed_dir, alone_dir) -> None:
         torch.testing.assert_close(tensor, cb["model"][key], atol=TOL, rtol=0, msg=key)
     assert ca["optimizer"]["param_groups"] == cb["optimizer"]["param_groups"]
     for i, state in cb["optimizer"]["state"].items():
-        torch.testing.assert_close(ca["optimizer"]["state"][i]["momentum_buffer"], state["momentum_buffer"],
-                                   atol=TOL, rtol=0)
+        torch.testing.assert_close(
+            ca["optimizer"]["state"][i]["momentum_buffer"], state["momentum_buffer"], atol=TOL, rtol=0
+        )
     assert torch.equal(ca["ledger"], cb["ledger"]) and ca["step"] == cb["step"]
     assert ca["config_hash"] == cb["config_hash"] and ca["sampler"] == cb["sampler"]
     sa, sb = (json.loads((Path(d) / "summary.json").read_text()) for d in (packed_dir, alone_dir))
@@ -86,8 +102,10 @@ def train_alone(cfgs: list[RunConfig], tmp_path: Path) -> list[Path]:
     return folders
 
 
-@pytest.mark.parametrize("model, aug", [("mcnn", "none"), ("mcnn", "crop-flip"), ("preact-resnet18", "none"),
-                                        ("preact-resnet18", "crop-flip")])
+@pytest.mark.parametrize(
+    "model, aug",
+    [("mcnn", "none"), ("mcnn", "crop-flip"), ("preact-resnet18", "none"), ("preact-resnet18", "crop-flip")],
+)
 def test_packed_runs_equal_runs_trained_alone(dataset, tmp_path, monkeypatch, model, aug):
     cfgs = three_runs(dataset, tmp_path / "packed", model=model, aug=aug, width=8 if model != "mcnn" else 4)
     stores = []
@@ -105,8 +123,10 @@ def test_packed_runs_equal_runs_trained_alone(dataset, tmp_path, monkeypatch, mo
     for cfg, alone in zip(cfgs, train_alone(cfgs, tmp_path)):
         assert_same_run(cfg.out_dir, alone)
         # config.json: the same config as the run alone (its folder aside)
-        assert (json.loads((Path(cfg.out_dir) / "config.json").read_text()) ==
-                {**json.loads((alone / "config.json").read_text()), "out_dir": cfg.out_dir})
+        assert json.loads((Path(cfg.out_dir) / "config.json").read_text()) == {
+            **json.loads((alone / "config.json").read_text()),
+            "out_dir": cfg.out_dir,
+        }
     # finished runs return their summaries without training again
     stamp = (Path(cfgs[0].out_dir) / "summary.json").stat().st_mtime_ns
     assert run_packed(cfgs, progress=False) == summaries
@@ -139,9 +159,11 @@ def test_resume_after_a_kill_in_the_middle_of_a_pack(dataset, tmp_path, monkeypa
 def test_a_run_stopping_at_fit_leaves_the_pack(tmp_path):
     data = build_protos(tmp_path / "protos")
     base = tiny_cfg(data, tmp_path / "x", steps=24, stop_at_fit=True)
-    cfgs = [dataclasses.replace(base, mode="real", n=40, out_dir=str(tmp_path / "p" / "real")),
-            dataclasses.replace(base, mode="real", n=40, seed=3, lr=0.001, out_dir=str(tmp_path / "p" / "slow")),
-            dataclasses.replace(base, mode="ideal", n=None, out_dir=str(tmp_path / "p" / "ideal"))]
+    cfgs = [
+        dataclasses.replace(base, mode="real", n=40, out_dir=str(tmp_path / "p" / "real")),
+        dataclasses.replace(base, mode="real", n=40, seed=3, lr=0.001, out_dir=str(tmp_path / "p" / "slow")),
+        dataclasses.replace(base, mode="ideal", n=None, out_dir=str(tmp_path / "p" / "ideal")),
+    ]
     summaries = run_packed(cfgs, progress=False)
     assert [(s["stopped_at_fit"], s["steps_done"]) for s in summaries] == [(True, 12), (False, 24), (True, 12)]
     for cfg, alone in zip(cfgs, train_alone(cfgs, tmp_path)):
@@ -149,8 +171,9 @@ def test_a_run_stopping_at_fit_leaves_the_pack(tmp_path):
 
 
 def test_packed_model_and_sgd_match_each_run_and_torch_sgd():
-    cfgs = [RunConfig(model=name, width=4, mlp_widths=(8, 8)) for name in ("mcnn", "preact-resnet18", "mlp",
-                                                                         "vgg11-bn")]
+    cfgs = [
+        RunConfig(model=name, width=4, mlp_widths=(8, 8)) for name in ("mcnn", "preact-resnet18", "mlp", "vgg11-bn")
+    ]
     for cfg in cfgs:
         models = []
         for seed in range(3):
@@ -163,8 +186,10 @@ def test_packed_model_and_sgd_match_each_run_and_torch_sgd():
             torch.testing.assert_close(logits, model(x), atol=TOL, rtol=0)
         # one SGD step with momentum, Nesterov and weight decay, each run at its own lr
         lrs = [0.1, 0.02, 0.3]
-        opts = [torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9, weight_decay=1e-3, nesterov=True)
-                for m, lr in zip(models, lrs)]
+        opts = [
+            torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9, weight_decay=1e-3, nesterov=True)
+            for m, lr in zip(models, lrs)
+        ]
         sgd = PackedSGD(packed, 3, momentum=0.9, weight_decay=1e-3, nesterov=True)
         for _ in range(2):
             for model, x, opt in zip(models, xs, opts):
@@ -204,11 +229,16 @@ def test_unpackable_layers_are_named():
 
 def test_plan_packs_groups_compatible_runs(tmp_path):
     base = RunConfig(data="d", model="mcnn", device="cpu", out_dir=str(tmp_path))
-    runs = [dataclasses.replace(base, seed=s, mode=m, n=None if m == "ideal" else 10, out_dir=f"{m}{s}")
-            for s in range(3) for m in ("real", "ideal")]
-    runs += [dataclasses.replace(base, model="timm:resnet18", out_dir="timm"),
-             dataclasses.replace(base, optimizer="adam", out_dir="adam"),
-             dataclasses.replace(base, model="preact-resnet18", out_dir="resnet")]
+    runs = [
+        dataclasses.replace(base, seed=s, mode=m, n=None if m == "ideal" else 10, out_dir=f"{m}{s}")
+        for s in range(3)
+        for m in ("real", "ideal")
+    ]
+    runs += [
+        dataclasses.replace(base, model="timm:resnet18", out_dir="timm"),
+        dataclasses.replace(base, optimizer="adam", out_dir="adam"),
+        dataclasses.replace(base, model="preact-resnet18", out_dir="resnet"),
+    ]
     names = [[c.out_dir for c in group] for group in plan_packs(runs, pack=4)]
     assert names == [["real0", "ideal0", "real1", "ideal1"], ["real2", "ideal2"], ["timm"], ["adam"], ["resnet"]]
     assert all(len(group) == 1 for group in plan_packs(runs, pack=1))
@@ -227,9 +257,33 @@ def test_bootstrap_packs_both_worlds(tmp_path):
 def test_sweep_cli_with_pack(tmp_path, capsys, monkeypatch):
     data = build_protos(tmp_path / "protos")
     out = tmp_path / "sweep"
-    flags = ["--data", str(data), "--n", "40,80", "--seeds", "2", "--steps", "8", "--batch-size", "16", "--model",
-             "mlp", "--mlp-widths", "16", "--eval-schedule", "every:4", "--eval-train-samples", "40", "--device",
-             "cpu", "--num-workers", "0", "--out", str(out), "--no-progress"]
+    flags = [
+        "--data",
+        str(data),
+        "--n",
+        "40,80",
+        "--seeds",
+        "2",
+        "--steps",
+        "8",
+        "--batch-size",
+        "16",
+        "--model",
+        "mlp",
+        "--mlp-widths",
+        "16",
+        "--eval-schedule",
+        "every:4",
+        "--eval-train-samples",
+        "40",
+        "--device",
+        "cpu",
+        "--num-workers",
+        "0",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     packs = []
     train = packed_mod.PackedTrainer.train
 

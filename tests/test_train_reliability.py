@@ -1,6 +1,7 @@
 """The trainer as an adversary or a careless user would drive it: foreign and busy run folders, damaged
 checkpoints, lost metrics, bad shards in the cache, bad devices, Ctrl-C. Each test reproduces one case of
 RELIABILITY.md."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,9 +38,21 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def make_cfg(ds: Path, out: Path, **kw) -> RunConfig:
-    base = dict(data=str(ds), mode="real", n=100, steps=30, batch_size=16, model="mlp", mlp_widths=(16,),
-                lr=0.05, device="cpu", out_dir=str(out), eval_schedule="every:10", eval_train_samples=32,
-                checkpoint_every_steps=10)
+    base = dict(
+        data=str(ds),
+        mode="real",
+        n=100,
+        steps=30,
+        batch_size=16,
+        model="mlp",
+        mlp_widths=(16,),
+        lr=0.05,
+        device="cpu",
+        out_dir=str(out),
+        eval_schedule="every:10",
+        eval_train_samples=32,
+        checkpoint_every_steps=10,
+    )
     return RunConfig(**{**base, **kw})
 
 
@@ -56,8 +69,11 @@ def test_a_folder_of_the_users_files_is_refused_and_overwrite_keeps_them(dataset
     (out / "checkpoints" / "mine.pt").write_bytes(b"my weights")
     (out / "metrics.jsonl").write_text('{"mine": 1}\n')
     cfg = make_cfg(dataset, out, steps=10)
-    with pytest.raises(TrainError, match=r"not empty and not a run folder of this toolkit \(found checkpoints, "
-                                         r"metrics.jsonl, notes.txt\); .*--overwrite"):
+    with pytest.raises(
+        TrainError,
+        match=r"not empty and not a run folder of this toolkit \(found checkpoints, "
+        r"metrics.jsonl, notes.txt\); .*--overwrite",
+    ):
         run_training(cfg, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "metrics.jsonl", "notes.txt"]  # untouched
     run_training(cfg, overwrite=True, progress=False)
@@ -72,9 +88,19 @@ def test_a_second_process_on_the_folder_is_told_who_holds_it(dataset, tmp_path):
     out = tmp_path / "busy"
     out.mkdir()
     (out / ".train-run").write_text("{}")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from shards.lock import hold_lock; "
-                               f"hold_lock({str(out / '.train-run.lock')!r}, 'x'); print('held', flush=True); "
-                               "time.sleep(60)"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from shards.lock import hold_lock; "
+            f"hold_lock({str(out / '.train-run.lock')!r}, 'x'); print('held', flush=True); "
+            "time.sleep(60)",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(TrainError, match=f"run folder {out}: in use by pid {holder.pid} "):
@@ -124,15 +150,26 @@ def _record(path: Path) -> None:
     path.with_name(path.name + ".sha256").write_text(f"{digest}  {path.name}\n")
 
 
-@pytest.mark.parametrize("how, resealed, message", [
-    ("flipped", False, r"last.pt: sha256 \w{12}\.\.\. differs from the recorded \w{12}\.\.\. \(the file was changed"),
-    ("empty", False, r"last.pt: sha256 \w{12}\.\.\. differs from the recorded"),
-    ("random", True, r"last.pt: unreadable checkpoint"),
-    ("empty", True, r"last.pt: unreadable checkpoint"),
-    ("shapes", True, r"its checkpoint does not fit this run's model or optimizer \(RuntimeError: Error\(s\) in "
-                     r"loading state_dict"),
-    ("no-checksum", False, r"last.pt.sha256: missing or empty, so .*last.pt cannot be checked"),
-])
+@pytest.mark.parametrize(
+    "how, resealed, message",
+    [
+        (
+            "flipped",
+            False,
+            r"last.pt: sha256 \w{12}\.\.\. differs from the recorded \w{12}\.\.\. \(the file was changed",
+        ),
+        ("empty", False, r"last.pt: sha256 \w{12}\.\.\. differs from the recorded"),
+        ("random", True, r"last.pt: unreadable checkpoint"),
+        ("empty", True, r"last.pt: unreadable checkpoint"),
+        (
+            "shapes",
+            True,
+            r"its checkpoint does not fit this run's model or optimizer \(RuntimeError: Error\(s\) in "
+            r"loading state_dict",
+        ),
+        ("no-checksum", False, r"last.pt.sha256: missing or empty, so .*last.pt cannot be checked"),
+    ],
+)
 def test_a_damaged_checkpoint_is_refused_with_one_line(dataset, tmp_path, monkeypatch, how, resealed, message):
     cfg = make_cfg(dataset, tmp_path / "run")
     ckpt = killed_run(cfg, monkeypatch, at=25) / "checkpoints" / "last.pt"
@@ -200,8 +237,11 @@ def test_resume_without_metrics_is_refused_not_a_wrong_t_n(dataset, tmp_path, mo
     cfg = make_cfg(dataset, tmp_path / "run")
     out = killed_run(cfg, monkeypatch, at=25)
     (out / "metrics.jsonl").unlink()
-    with pytest.raises(TrainError, match=r"metrics.jsonl: the rows of steps \[0, 10\] logged before the checkpoint "
-                                         r"\(step 20\) are missing \(deleted or edited\), so T\(n\) would be wrong"):
+    with pytest.raises(
+        TrainError,
+        match=r"metrics.jsonl: the rows of steps \[0, 10\] logged before the checkpoint "
+        r"\(step 20\) are missing \(deleted or edited\), so T\(n\) would be wrong",
+    ):
         run_training(cfg, resume=True, progress=False)
 
 
@@ -209,8 +249,9 @@ def test_the_same_dataset_by_another_path_is_the_same_run(dataset, tmp_path, mon
     copy_dataset(dataset, tmp_path / "ds")
     monkeypatch.chdir(tmp_path)
     first = run_training(make_cfg(Path("ds"), tmp_path / "run", steps=10), progress=False)
-    again = run_training(dataclasses.replace(make_cfg(Path("ds"), tmp_path / "run", steps=10), data="./ds/"),
-                         progress=False)
+    again = run_training(
+        dataclasses.replace(make_cfg(Path("ds"), tmp_path / "run", steps=10), data="./ds/"), progress=False
+    )
     assert again == first  # finished: returned at once, not "another config"
     absolute = dataclasses.replace(make_cfg(tmp_path / "ds", tmp_path / "run", steps=10))
     assert run_training(absolute, progress=False) == first
@@ -240,12 +281,18 @@ def _png(shape) -> bytes:
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("case, message", [
-    ("label", r"data/train-000001.tar: sample 000000150: label 12 outside \[0, 10\), the manifest's classes; "
-              "rebuild the shard"),
-    ("size", r"data/train-000001.tar: unreadable shard \(sample 000000150: image is 9x9, expected 8x8\); verify"),
-    ("missing", r"data/train-000001.tar: missing, but the manifest lists it; re-run the command that made"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        (
+            "label",
+            r"data/train-000001.tar: sample 000000150: label 12 outside \[0, 10\), the manifest's classes; "
+            "rebuild the shard",
+        ),
+        ("size", r"data/train-000001.tar: unreadable shard \(sample 000000150: image is 9x9, expected 8x8\); verify"),
+        ("missing", r"data/train-000001.tar: missing, but the manifest lists it; re-run the command that made"),
+    ],
+)
 def test_bad_shards_on_the_memory_path_give_one_line(dataset, tmp_path, monkeypatch, case, message):
     # The decoded cache is keyed by the manifest: the copy gets a cache of its own, so its shards are read.
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
@@ -260,17 +307,23 @@ def test_bad_shards_on_the_memory_path_give_one_line(dataset, tmp_path, monkeypa
         run_training(make_cfg(ds, tmp_path / "run", data_path="memory"), progress=False)
 
 
-@pytest.mark.parametrize("split, kw", [
-    ("test", dict(data_path="stream")),                            # the evaluation set, read in order
-    ("train", dict(data_path="stream", n=200)),                    # the Real World's rows, one pass
-    ("train", dict(data_path="stream", mode="ideal", steps=12, num_workers=0)),  # the Ideal World's stream
-])
+@pytest.mark.parametrize(
+    "split, kw",
+    [
+        ("test", dict(data_path="stream")),  # the evaluation set, read in order
+        ("train", dict(data_path="stream", n=200)),  # the Real World's rows, one pass
+        ("train", dict(data_path="stream", mode="ideal", steps=12, num_workers=0)),  # the Ideal World's stream
+    ],
+)
 def test_an_out_of_range_label_on_the_streaming_path_is_one_line(dataset, tmp_path, split, kw):
     ds = copy_dataset(dataset, tmp_path / "ds")
     relpath, key = (f"data/{split}-000000.tar", "000000010")
     _rewrite_sample(ds, relpath, key, "cls", b"12")
-    with pytest.raises(TrainError, match=rf"sample {key} has label 12, outside the manifest's 10 classes \[0, 10\); "
-                                         "rebuild the dataset"):
+    with pytest.raises(
+        TrainError,
+        match=rf"sample {key} has label 12, outside the manifest's 10 classes \[0, 10\); "
+        "rebuild the dataset",
+    ):
         run_training(make_cfg(ds, tmp_path / "run", **kw), progress=False)
 
 
@@ -290,22 +343,49 @@ def test_a_device_that_is_not_here_is_a_clear_error(dataset, tmp_path, monkeypat
 @pytest.mark.slow
 def test_a_second_cli_run_is_refused_and_ctrl_c_exits_130(dataset, tmp_path):
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "train", "run", "--data", str(dataset), "--n", "100", "--steps", "100000",
-            "--batch-size", "16", "--model", "mlp", "--mlp-widths", "16", "--device", "cpu", "--eval-schedule",
-            "every:50", "--eval-train-samples", "32", "--checkpoint-every-steps", "50", "--out", str(out),
-            "--no-progress"]
+    args = [
+        sys.executable,
+        "-m",
+        "train",
+        "run",
+        "--data",
+        str(dataset),
+        "--n",
+        "100",
+        "--steps",
+        "100000",
+        "--batch-size",
+        "16",
+        "--model",
+        "mlp",
+        "--mlp-widths",
+        "16",
+        "--device",
+        "cpu",
+        "--eval-schedule",
+        "every:50",
+        "--eval-train-samples",
+        "32",
+        "--checkpoint-every-steps",
+        "50",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     proc = subprocess.Popen(args, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (out / "checkpoints" / "last.pt").is_file() and time.monotonic() < deadline:
         time.sleep(0.1)
     second = subprocess.run(args, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert second.returncode == 2 and second.stderr.strip().splitlines()[-1].startswith(
-        f"error: run folder {out}: in use by pid {proc.pid} ")  # not two runs appending to one metrics.jsonl
+        f"error: run folder {out}: in use by pid {proc.pid} "
+    )  # not two runs appending to one metrics.jsonl
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and err.strip().splitlines()[-1] == (
-        "interrupted; re-run the same command with --resume to continue")
+        "interrupted; re-run the same command with --resume to continue"
+    )
     assert (out / "checkpoints" / "last.pt.sha256").is_file()  # killed mid-run, after a checkpoint
 
 
@@ -325,8 +405,11 @@ def test_an_extra_test_set_with_other_class_names_or_order_is_refused(dataset, t
     names = [f"c{i}" for i in range(10)]
     swapped = build_dataset(tmp_path / "swapped", splits={"test": 20}, class_names=[names[1], names[0], *names[2:]])
     renamed = build_dataset(tmp_path / "renamed", splits={"test": 20}, class_names=[*names[:9], "truck"])
-    with pytest.raises(TrainError, match=r"swapped: classes \['c1', 'c0', .* are not the train set's \['c0', "
-                       r"'c1', .*\(first difference at label 0\); an extra test set must name the same classes"):
+    with pytest.raises(
+        TrainError,
+        match=r"swapped: classes \['c1', 'c0', .* are not the train set's \['c0', "
+        r"'c1', .*\(first difference at label 0\); an extra test set must name the same classes",
+    ):
         run_training(make_cfg(dataset, tmp_path / "a", extra_test=(f"s={swapped}",)), progress=False)
     with pytest.raises(TrainError, match=r"renamed: classes .* \(first difference at label 9\)"):
         run_training(make_cfg(dataset, tmp_path / "b", extra_test=(f"r={renamed}",)), progress=False)
@@ -340,9 +423,33 @@ def test_a_diverged_run_stops_with_one_line_and_a_summary_that_says_so(dataset, 
     from train.__main__ import main
 
     out = tmp_path / "run"
-    args = ["run", "--data", str(dataset), "--n", "100", "--steps", "30", "--batch-size", "16", "--model", "mlp",
-            "--mlp-widths", "16", "--lr", "1e30", "--device", "cpu", "--num-workers", "0", "--eval-schedule",
-            "every:10", "--eval-train-samples", "32", "--out", str(out)]  # with the progress bar, which once crashed
+    args = [
+        "run",
+        "--data",
+        str(dataset),
+        "--n",
+        "100",
+        "--steps",
+        "30",
+        "--batch-size",
+        "16",
+        "--model",
+        "mlp",
+        "--mlp-widths",
+        "16",
+        "--lr",
+        "1e30",
+        "--device",
+        "cpu",
+        "--num-workers",
+        "0",
+        "--eval-schedule",
+        "every:10",
+        "--eval-train-samples",
+        "32",
+        "--out",
+        str(out),
+    ]  # with the progress bar, which once crashed
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"error: {out}: training diverged (NaN or infinite loss or outputs) by step ")
@@ -359,8 +466,10 @@ def test_a_diverged_run_stops_with_one_line_and_a_summary_that_says_so(dataset, 
 def test_a_diverged_lane_stops_its_pack_with_one_line(dataset, tmp_path):
     from train.run.packed import run_packed
 
-    cfgs = [make_cfg(dataset, tmp_path / "ok", checkpoint_every_steps=100),
-            make_cfg(dataset, tmp_path / "bad", lr=1e30, seed=1, checkpoint_every_steps=100)]
+    cfgs = [
+        make_cfg(dataset, tmp_path / "ok", checkpoint_every_steps=100),
+        make_cfg(dataset, tmp_path / "bad", lr=1e30, seed=1, checkpoint_every_steps=100),
+    ]
     with pytest.raises(TrainError, match=f"{tmp_path / 'bad'}: training diverged"):
         run_packed(cfgs, progress=False)
     assert runfolder.read_summary(tmp_path / "bad")["diverged_by_step"] is not None
@@ -387,8 +496,9 @@ def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_last(dat
     with pytest.raises(TrainError) as err:
         run_training(cfg, progress=False)
     assert str(err.value).startswith(f"no space left on {out / 'checkpoints'} for a ")
-    assert str(err.value).endswith("MB checkpoint: free that much and re-run with --resume; the previous "
-                                   "checkpoint is kept")
+    assert str(err.value).endswith(
+        "MB checkpoint: free that much and re-run with --resume; the previous checkpoint is kept"
+    )
     assert runfolder.load_checkpoint(out)["step"] == 10  # the step-10 checkpoint still checks out
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")) == []  # no temp file
     monkeypatch.setattr(torch, "save", real_save)
@@ -406,8 +516,10 @@ def test_a_full_disk_while_writing_config_metrics_or_summary_is_one_line(dataset
         raise OSError(errno.ENOSPC, "No space left on device")
 
     out = tmp_path / "run"
-    message = (f"no space left on {out}: free some space and re-run the same command (with --resume to continue "
-               "from the last checkpoint)")
+    message = (
+        f"no space left on {out}: free some space and re-run the same command (with --resume to continue "
+        "from the last checkpoint)"
+    )
     monkeypatch.setattr(runfolder, "append_jsonl", full)  # the metrics rows, in a real run
     with pytest.raises(TrainError) as err:
         run_training(make_cfg(dataset, out), progress=False)

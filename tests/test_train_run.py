@@ -1,4 +1,5 @@
 """Whole runs on a tiny dataset on CPU: outputs, T(n), determinism, resume, run-folder rules, bad input."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,9 +31,21 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def make_cfg(ds: Path, out: Path, **kw) -> RunConfig:
-    base = dict(data=str(ds), mode="real", n=200, steps=60, batch_size=16, model="mlp", mlp_widths=(32,),
-                lr=0.05, device="cpu", out_dir=str(out), eval_schedule="every:10", eval_train_samples=64,
-                checkpoint_every_steps=20)
+    base = dict(
+        data=str(ds),
+        mode="real",
+        n=200,
+        steps=60,
+        batch_size=16,
+        model="mlp",
+        mlp_widths=(32,),
+        lr=0.05,
+        device="cpu",
+        out_dir=str(out),
+        eval_schedule="every:10",
+        eval_train_samples=64,
+        checkpoint_every_steps=20,
+    )
     return RunConfig(**{**base, **kw})
 
 
@@ -82,8 +95,9 @@ def test_train_metrics_on_augmented_images_unless_asked(dataset, tmp_path):
 def test_same_seed_same_metrics(dataset, tmp_path):
     a = run_training(make_cfg(dataset, tmp_path / "a", steps=30, aug="crop-flip", crop_padding=1), progress=False)
     b = run_training(make_cfg(dataset, tmp_path / "b", steps=30, aug="crop-flip", crop_padding=1), progress=False)
-    c = run_training(make_cfg(dataset, tmp_path / "c", steps=30, aug="crop-flip", crop_padding=1, seed=1),
-                     progress=False)
+    c = run_training(
+        make_cfg(dataset, tmp_path / "c", steps=30, aug="crop-flip", crop_padding=1, seed=1), progress=False
+    )
     assert rows_of(tmp_path / "a") == rows_of(tmp_path / "b")
     assert a["ledger"] == b["ledger"] and c["ledger"]["subset_hash"] != a["ledger"]["subset_hash"]
     assert rows_of(tmp_path / "c") != rows_of(tmp_path / "a")
@@ -116,11 +130,18 @@ def test_run_folder_rules(dataset, tmp_path):
 
 def test_ideal_run_never_reuses_and_evaluates_extra_sets(dataset, tmp_path):
     extra = build_dataset(tmp_path / "cifar-like", splits={"train": 30})  # no test split: its only split
-    cfg = make_cfg(dataset, tmp_path / "ideal", mode="ideal", n=None, steps=25, extra_test=(str(extra),
-                   f"named={dataset}"))
+    cfg = make_cfg(
+        dataset, tmp_path / "ideal", mode="ideal", n=None, steps=25, extra_test=(str(extra), f"named={dataset}")
+    )
     summary = run_training(cfg, progress=False)
-    assert summary["ledger"] == {"unique_samples": 400, "total_draws": 400, "pool_size": 400, "max_uses": 1,
-                                 "no_reuse": True, "passes": 1.0}
+    assert summary["ledger"] == {
+        "unique_samples": 400,
+        "total_draws": 400,
+        "pool_size": 400,
+        "max_uses": 1,
+        "no_reuse": True,
+        "passes": 1.0,
+    }
     assert summary["n"] is None and summary["mode"] == "ideal"
     rows = [json.loads(line) for line in (tmp_path / "ideal" / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["train/error"] is None  # nothing seen yet at step 0
@@ -129,8 +150,9 @@ def test_ideal_run_never_reuses_and_evaluates_extra_sets(dataset, tmp_path):
 
 
 def test_stop_at_fit(dataset, tmp_path):
-    summary = run_training(make_cfg(dataset, tmp_path / "s", steps=200, stop_at_fit=True,
-                                    eval_schedule="every:5"), progress=False)
+    summary = run_training(
+        make_cfg(dataset, tmp_path / "s", steps=200, stop_at_fit=True, eval_schedule="every:5"), progress=False
+    )
     assert summary["stopped_at_fit"] and summary["steps_done"] == summary["fit_step"] < 200
     assert summary["final"]["step"] == summary["fit_step"]
 
@@ -139,8 +161,9 @@ def test_streaming_real_matches_the_fast_path_and_ideal_streams_once(dataset, tm
     memory = run_training(make_cfg(dataset, tmp_path / "m", steps=20, data_path="memory"), progress=False)
     stream = run_training(make_cfg(dataset, tmp_path / "s", steps=20, data_path="stream"), progress=False)
     assert rows_of(tmp_path / "m") == rows_of(tmp_path / "s") and memory["ledger"] == stream["ledger"]
-    ideal = run_training(make_cfg(dataset, tmp_path / "i", mode="ideal", steps=25, data_path="stream",
-                                  num_workers=2), progress=False)
+    ideal = run_training(
+        make_cfg(dataset, tmp_path / "i", mode="ideal", steps=25, data_path="stream", num_workers=2), progress=False
+    )
     assert ideal["ledger"]["no_reuse"] and ideal["ledger"]["unique_samples"] == 400
 
 
@@ -151,15 +174,18 @@ def _corrupt(ds: Path) -> None:
     shard.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "no such dataset folder"),
-    ("no-manifest", "no manifest.json, so the dataset is incomplete"),
-    ("corrupt", "data/train-000001.tar: corrupt: sha256"),
-    ("n-too-big", "--n=401: larger than the train pool of 400 samples"),
-    ("ideal-too-long", "draws exceed the train pool of 400 samples"),
-    ("channels", "3-channel images, the train set has 1"),
-    ("model", "--model=resnet7: unknown model; known:"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "no such dataset folder"),
+        ("no-manifest", "no manifest.json, so the dataset is incomplete"),
+        ("corrupt", "data/train-000001.tar: corrupt: sha256"),
+        ("n-too-big", "--n=401: larger than the train pool of 400 samples"),
+        ("ideal-too-long", "draws exceed the train pool of 400 samples"),
+        ("channels", "3-channel images, the train set has 1"),
+        ("model", "--model=resnet7: unknown model; known:"),
+    ],
+)
 def test_bad_inputs_give_clear_errors(dataset, tmp_path, monkeypatch, case, message):
     ds = dataset
     kw = {}
@@ -183,18 +209,38 @@ def test_bad_inputs_give_clear_errors(dataset, tmp_path, monkeypatch, case, mess
 
 
 def test_cli_prints_one_line_and_exits_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "train", "run", "--data", str(tmp_path / "nowhere"), "--n", "5",
-                           "--device", "cpu", "--out", str(tmp_path / "o")], cwd=ROOT, capture_output=True,
-                          text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "train",
+            "run",
+            "--data",
+            str(tmp_path / "nowhere"),
+            "--n",
+            "5",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == (f"error: {tmp_path / 'nowhere'}: no such dataset folder; give "
-                                                    "a dataset folder, http(s):// URL or hf://datasets/ORG/NAME")
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'nowhere'}: no such dataset folder; give "
+        "a dataset folder, http(s):// URL or hf://datasets/ORG/NAME"
+    )
     assert not (tmp_path / "o").exists()  # nothing written for a run that never started
 
 
 def test_streaming_ideal_resumes_like_an_uninterrupted_run(dataset, tmp_path, monkeypatch):
-    kw = dict(mode="ideal", steps=24, data_path="stream", num_workers=2, checkpoint_every_steps=8,
-              eval_schedule="every:4")
+    kw = dict(
+        mode="ideal", steps=24, data_path="stream", num_workers=2, checkpoint_every_steps=8, eval_schedule="every:4"
+    )
     run_training(make_cfg(dataset, tmp_path / "whole", **kw), progress=False)
     cfg = make_cfg(dataset, tmp_path / "killed", **kw)
     step_once = loop.Trainer.train_step
@@ -268,7 +314,7 @@ def test_resume_after_a_kill_cut_the_last_metrics_line(dataset, tmp_path, monkey
     text = metrics.read_text()
     last = text.rstrip("\n").rsplit("\n", 1)[1]
     assert json.loads(last)["step"] == 40  # the row logged just before the checkpoint at step 40
-    metrics.write_text(text[:len(text) - 1 - len(last) // 2])  # half the last row, no newline
+    metrics.write_text(text[: len(text) - 1 - len(last) // 2])  # half the last row, no newline
     with pytest.raises(json.JSONDecodeError):
         json.loads(metrics.read_text().rsplit("\n", 1)[1])
     resumed = run_training(cfg, resume=True, progress=False)

@@ -1,4 +1,5 @@
 """Real and Ideal samplers and the ledger: counts from first principles, determinism, rank slicing."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,14 @@ def test_ideal_never_repeats_within_the_pool():
     assert sorted(draws.tolist()) == list(range(500))
     ledger = Ledger(500)
     ledger.record(draws)
-    assert ledger.summary(None, None) == {"unique_samples": 500, "total_draws": 500, "pool_size": 500,
-                                          "max_uses": 1, "no_reuse": True, "passes": 1.0}
+    assert ledger.summary(None, None) == {
+        "unique_samples": 500,
+        "total_draws": 500,
+        "pool_size": 500,
+        "max_uses": 1,
+        "no_reuse": True,
+        "passes": 1.0,
+    }
 
 
 def test_ideal_reuse_reports_passes():
@@ -74,8 +81,9 @@ class _Store:
 @pytest.mark.parametrize("sampler", [RealSampler(300, 40, 0), IdealSampler(300, 0)])
 def test_ranks_split_the_global_batch_exactly(sampler):
     world, batch = 3, 12
-    sources = [MemorySource(sampler, _Store(), batch, ddp.Dist(rank=r, world=world), eval_count=10)
-               for r in range(world)]
+    sources = [
+        MemorySource(sampler, _Store(), batch, ddp.Dist(rank=r, world=world), eval_count=10) for r in range(world)
+    ]
     for step in (0, 4, 9):
         parts = [s.batch(step)[2] for s in sources]
         assert all(len(p) == batch // world for p in parts)

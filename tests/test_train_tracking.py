@@ -1,5 +1,6 @@
 """--log-to: a finished run's config, every evaluation's metrics at its step and T(n) reach W&B (offline),
 TensorBoard and MLflow (a local file store), read back with each tracker's own reader; no network."""
+
 import json
 import os
 from pathlib import Path
@@ -19,9 +20,36 @@ def data(tmp_path_factory):
 
 
 def train_run(data: Path, out: Path, trackers: str) -> list[dict]:
-    args = ["run", "--data", str(data), "--mode", "real", "--n", "32", "--steps", "6", "--batch-size", "8",
-            "--model", "mlp", "--mlp-widths", "16", "--eval-schedule", "every:2", "--eval-train-samples", "32",
-            "--device", "cpu", "--num-workers", "0", "--no-progress", "--out", str(out), "--log-to", trackers]
+    args = [
+        "run",
+        "--data",
+        str(data),
+        "--mode",
+        "real",
+        "--n",
+        "32",
+        "--steps",
+        "6",
+        "--batch-size",
+        "8",
+        "--model",
+        "mlp",
+        "--mlp-widths",
+        "16",
+        "--eval-schedule",
+        "every:2",
+        "--eval-train-samples",
+        "32",
+        "--device",
+        "cpu",
+        "--num-workers",
+        "0",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--log-to",
+        trackers,
+    ]
     assert main(args) == 0
     rows = runfolder.read_metrics(out)
     assert [r["step"] for r in rows] == [0, 2, 4, 6]
@@ -67,8 +95,8 @@ def wandb_records(path: Path):
         if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
             pos += 32768 - pos % 32768
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        part, pos = part + data[pos + 7:pos + 7 + length], pos + 7 + length
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        part, pos = part + data[pos + 7 : pos + 7 + length], pos + 7 + length
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(part)
@@ -114,9 +142,36 @@ def test_the_run_folder_stays_the_record(data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_mlflow)
     out = tmp_path / "run"
-    args = ["run", "--data", str(data), "--mode", "real", "--n", "32", "--steps", "2", "--batch-size", "8",
-            "--model", "mlp", "--mlp-widths", "16", "--eval-schedule", "every:2", "--eval-train-samples", "32",
-            "--device", "cpu", "--num-workers", "0", "--no-progress", "--out", str(out), "--log-to", "mlflow"]
+    args = [
+        "run",
+        "--data",
+        str(data),
+        "--mode",
+        "real",
+        "--n",
+        "32",
+        "--steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--model",
+        "mlp",
+        "--mlp-widths",
+        "16",
+        "--eval-schedule",
+        "every:2",
+        "--eval-train-samples",
+        "32",
+        "--device",
+        "cpu",
+        "--num-workers",
+        "0",
+        "--no-progress",
+        "--out",
+        str(out),
+        "--log-to",
+        "mlflow",
+    ]
     assert main(args) == 2
     assert runfolder.is_finished(out) and len(runfolder.read_metrics(out)) == 2
     assert os.path.isfile(out / "summary.json")
@@ -125,8 +180,38 @@ def test_the_run_folder_stays_the_record(data, tmp_path, monkeypatch):
 def test_bootstrap_logs_both_worlds(data, tmp_path):
     pytest.importorskip("tensorboard", reason="tensorboard is not installed (pip install '.[tracking]')")
     exp = tmp_path / "boot"
-    assert main(["bootstrap", "--data", str(data), "--n", "32", "--steps", "4", "--batch-size", "8", "--model", "mlp",
-                 "--mlp-widths", "16", "--eval-schedule", "every:2", "--eval-train-samples", "32", "--device", "cpu",
-                 "--num-workers", "0", "--no-progress", "--out", str(exp), "--log-to", "tensorboard"]) == 0
+    assert (
+        main(
+            [
+                "bootstrap",
+                "--data",
+                str(data),
+                "--n",
+                "32",
+                "--steps",
+                "4",
+                "--batch-size",
+                "8",
+                "--model",
+                "mlp",
+                "--mlp-widths",
+                "16",
+                "--eval-schedule",
+                "every:2",
+                "--eval-train-samples",
+                "32",
+                "--device",
+                "cpu",
+                "--num-workers",
+                "0",
+                "--no-progress",
+                "--out",
+                str(exp),
+                "--log-to",
+                "tensorboard",
+            ]
+        )
+        == 0
+    )
     for world in ("real", "ideal"):
         assert list((exp / world / "tensorboard").glob("events.out.tfevents.*")), world

@@ -3,6 +3,7 @@
 Each image shows its label's fixed binary template (so a small model fits them within a few hundred
 steps) plus faint noise seeded by its index (so every sample's bytes differ and follow from its index).
 """
+
 from __future__ import annotations
 
 import os
@@ -37,18 +38,31 @@ def sample_image(index: int, split: str, size: int = 8, channels: int = 1) -> np
     return (template(label_of(index, split), size, channels) + noise).astype(np.uint8)
 
 
-def build_dataset(out: Path, train: int = 400, test: int = 100, size: int = 8, channels: int = 1,
-                  per_shard: int = 100, splits: dict[str, int] | None = None,
-                  class_names: list[str] | None = None) -> Path:
+def build_dataset(
+    out: Path,
+    train: int = 400,
+    test: int = 100,
+    size: int = 8,
+    channels: int = 1,
+    per_shard: int = 100,
+    splits: dict[str, int] | None = None,
+    class_names: list[str] | None = None,
+) -> Path:
     """Write a dataset of `train`/`test` samples (or the given `splits`) and return its folder."""
     splits = splits or {"train": train, "test": test}
-    writer = DatasetWriter(out, config={"kind": "train-test-templates", "size": size, "channels": channels},
-                           class_names=class_names or [f"c{i}" for i in range(NUM_CLASSES)], splits=splits,
-                           samples_per_shard=per_shard)
+    writer = DatasetWriter(
+        out,
+        config={"kind": "train-test-templates", "size": size, "channels": channels},
+        class_names=class_names or [f"c{i}" for i in range(NUM_CLASSES)],
+        splits=splits,
+        samples_per_shard=per_shard,
+    )
     writer.prepare()
     for spec in writer.pending():
-        samples = ({"image": sample_image(i, spec.split, size, channels), "cls": label_of(i, spec.split),
-                    "json": {"index": i}} for i in range(spec.first_index, spec.first_index + spec.count))
+        samples = (
+            {"image": sample_image(i, spec.split, size, channels), "cls": label_of(i, spec.split), "json": {"index": i}}
+            for i in range(spec.first_index, spec.first_index + spec.count)
+        )
         writer.write_shard(spec, samples)
     assert writer.finalize() is not None
     return out
@@ -70,9 +84,14 @@ def build_protos(out, train=400, test=100, seed=0, size=8, noise=60.0):
             image = np.clip(protos[c] + rng.normal(0, noise, protos[c].shape), 0, 255).astype(np.uint8)
             yield {"image": image, "cls": c, "json": {"index": i}}
 
-    writer = DatasetWriter(out, config={"kind": "protos", "seed": seed, "noise": noise},
-                           class_names=["a", "b", "c", "d"], splits={"train": train, "test": test},
-                           samples_per_shard=200, card=CardInfo(pretty_name="protos"))
+    writer = DatasetWriter(
+        out,
+        config={"kind": "protos", "seed": seed, "noise": noise},
+        class_names=["a", "b", "c", "d"],
+        splits={"train": train, "test": test},
+        samples_per_shard=200,
+        card=CardInfo(pretty_name="protos"),
+    )
     writer.prepare()
     for spec in writer.pending():
         writer.write_shard(spec, samples(spec))
@@ -81,8 +100,20 @@ def build_protos(out, train=400, test=100, seed=0, size=8, noise=60.0):
 
 
 def tiny_cfg(data, out, **kw):
-    values = dict(data=str(data), n=40, steps=24, batch_size=16, model="mlp", mlp_widths=(32,), lr=0.05,
-                  eval_schedule="every:4", eval_train_samples=40, device="cpu", num_workers=0, out_dir=str(out))
+    values = dict(
+        data=str(data),
+        n=40,
+        steps=24,
+        batch_size=16,
+        model="mlp",
+        mlp_widths=(32,),
+        lr=0.05,
+        eval_schedule="every:4",
+        eval_train_samples=40,
+        device="cpu",
+        num_workers=0,
+        out_dir=str(out),
+    )
     values.update(kw)
     return RunConfig(**values)
 
@@ -110,12 +141,20 @@ def jpeg_label(index: int, split: str) -> int:
 
 def build_jpeg_dataset(out: Path, train: int = 120, test: int = 40, per_shard: int = 40) -> Path:
     """A DogBird-like dataset: variable-size JPEG bytes stored as they are, two classes."""
-    writer = DatasetWriter(out, config={"kind": "train-test-jpeg-stripes"}, class_names=["dog", "bird"],
-                           splits={"train": train, "test": test}, samples_per_shard=per_shard, image_ext="jpg")
+    writer = DatasetWriter(
+        out,
+        config={"kind": "train-test-jpeg-stripes"},
+        class_names=["dog", "bird"],
+        splits={"train": train, "test": test},
+        samples_per_shard=per_shard,
+        image_ext="jpg",
+    )
     writer.prepare()
     for spec in writer.pending():
-        samples = ({"image": jpeg_image(i, spec.split), "cls": jpeg_label(i, spec.split), "json": {"index": i}}
-                   for i in range(spec.first_index, spec.first_index + spec.count))
+        samples = (
+            {"image": jpeg_image(i, spec.split), "cls": jpeg_label(i, spec.split), "json": {"index": i}}
+            for i in range(spec.first_index, spec.first_index + spec.count)
+        )
         writer.write_shard(spec, samples)
     assert writer.finalize() is not None
     return out
@@ -144,16 +183,21 @@ def killed_run(cfg: RunConfig, monkeypatch, at: int) -> Path:
 def run_torchrun(script: Path, cwd: Path, ranks: int = 2, timeout_s: int = 240) -> None:
     """Run `script` under torchrun with `ranks` CPU processes; kill the whole group on a hang."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                             f"--nproc_per_node={ranks}", str(script)], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}", str(script)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _, stderr = proc.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the ranks too, not only torchrun
         raise
     assert proc.returncode == 0, stderr[-3000:]
-
 
 
 def relabel_dataset(root: Path):
@@ -165,11 +209,14 @@ def relabel_dataset(root: Path):
     m = load_manifest(root)
     samples = {s: list(iter_samples(root / f for f in info.shard_files())) for s, info in m.splits.items()}
     shutil.rmtree(root)
-    writer = DatasetWriter(root, m.config, m.class_names, {s: i.count for s, i in m.splits.items()},
-                           m.samples_per_shard)
+    writer = DatasetWriter(
+        root, m.config, m.class_names, {s: i.count for s, i in m.splits.items()}, m.samples_per_shard
+    )
     writer.prepare()
     for spec in writer.pending():
-        rows = samples[spec.split][spec.first_index:spec.first_index + spec.count]
-        writer.write_shard(spec, ({"image": image, "cls": (cls + 1) % len(m.class_names), "json": meta}
-                                  for _, image, cls, meta in rows))
+        rows = samples[spec.split][spec.first_index : spec.first_index + spec.count]
+        writer.write_shard(
+            spec,
+            ({"image": image, "cls": (cls + 1) % len(m.class_names), "json": meta} for _, image, cls, meta in rows),
+        )
     return writer.finalize()

@@ -27,12 +27,17 @@ from train.errors import TrainError
 from train.reporting.margin import Margin
 
 _LAZY = {  # name -> module: these import torch (the entry calls) or scipy (the reports' statistics)
-    "run_training": "train.run.loop", "bootstrap": "train.experiments.bootstrap", "sweep": "train.experiments.sweep",
+    "run_training": "train.run.loop",
+    "bootstrap": "train.experiments.bootstrap",
+    "sweep": "train.experiments.sweep",
     "world_configs": "train.experiments.bootstrap",
-    "finetune": "train.labeler.finetune", "TRAINING": "train.labeler.finetune",
+    "finetune": "train.labeler.finetune",
+    "TRAINING": "train.labeler.finetune",
     "evaluate_classifier": "train.labeler.evaluate",
-    "render_bootstrap": "train.reporting.bootstrap_report", "format_headline": "train.reporting.render",
-    "seeds_needed": "train.reporting.inference", "tost_power": "train.reporting.inference",
+    "render_bootstrap": "train.reporting.bootstrap_report",
+    "format_headline": "train.reporting.render",
+    "seeds_needed": "train.reporting.inference",
+    "tost_power": "train.reporting.inference",
 }
 
 # The type checker and IDEs see the real signatures (`X as X`: re-exported); at run time __getattr__ imports them.
@@ -56,5 +61,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'train' has no attribute {name!r}")
 
 
-__all__ = ["PRESETS", "Margin", "RunConfig", "TrainError", "__version__", "apply_preset", "config_hash",
-           "parse_eval_schedule", *_LAZY]
+__all__ = [
+    "PRESETS",
+    "Margin",
+    "RunConfig",
+    "TrainError",
+    "__version__",
+    "apply_preset",
+    "config_hash",
+    "parse_eval_schedule",
+    *_LAZY,
+]

@@ -1,4 +1,5 @@
 """`python -m train COMMAND ...`: see `python -m train --help` (train/cli/)."""
+
 import sys
 
 from train.cli import main

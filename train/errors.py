@@ -1,6 +1,5 @@
 """The one exception type for user mistakes in `train` (bad flags, bad data, a run folder in the way)."""
 
-
 from shards.errors import ToolkitError
 
 

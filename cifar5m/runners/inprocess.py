@@ -5,6 +5,7 @@
 On the CPU it uses `CPU_THREADS` torch threads (restored afterwards) so its bytes match the other
 runners'; `--workers N` spreads a CPU generation over N cores instead.
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ def run_local(plan: RunPlan, progress: Progress | None = None) -> RunResult:
     While shard N is written (PNG encoding, hashing) on a helper thread, shard N + 1 is sampled.
     Ctrl-C waits for a shard being written to commit; the shard being sampled is simply dropped.
     """
+
     def make_shards(writer, specs, result: RunResult) -> None:
         maker = ShardMaker(plan, plan.cfg.device, writer)
         with fixed_cpu_threads(maker.device), ThreadPoolExecutor(max_workers=1) as pool:

@@ -11,6 +11,7 @@ threads when the machine was idle, but ~25/s while one other job ran (threads sp
 other); with 1 thread per process it degrades in proportion to the load instead. Two 1-thread
 processes made ~210 images/s on the idle machine (measured through the Ray runner, same layout).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,15 +34,19 @@ _updates = None  # the queue its pid and batch counts go to
 def worker_devices(device: str, workers: int) -> list[str]:
     """The device of each worker: all 'cpu', or cuda:0..N-1 (checked against the visible GPUs)."""
     if workers > 1 and device not in ("auto", "cpu", "cuda"):
-        raise Cifar5mError(f"--device {device} with --workers {workers}: worker i uses cuda:i; pass --device "
-                           "cuda (or auto), or --workers 1 to use that one device")
+        raise Cifar5mError(
+            f"--device {device} with --workers {workers}: worker i uses cuda:i; pass --device "
+            "cuda (or auto), or --workers 1 to use that one device"
+        )
     resolved = resolve_device(device, Cifar5mError)
     if resolved.type == "cpu" or workers == 1:
         return [str(resolved)] * workers
     count = torch.cuda.device_count()
     if workers > count:
-        raise Cifar5mError(f"--workers {workers}: only {count} CUDA devices are visible and worker i uses cuda:i; "
-                           f"pass --workers {count} or fewer (or --device cpu)")
+        raise Cifar5mError(
+            f"--workers {workers}: only {count} CUDA devices are visible and worker i uses cuda:i; "
+            f"pass --workers {count} or fewer (or --device cpu)"
+        )
     return [f"cuda:{i}" for i in range(workers)]
 
 
@@ -82,8 +87,7 @@ def run_processes(plan: RunPlan, workers: int, progress: Progress | None = None)
     half-written, and the next run removes their temporary files.
     """
     devices = worker_devices(plan.cfg.device, workers)  # checked before anything is written
-    return run_pending(plan, progress, lambda writer, specs, result: _make_all(plan, specs, devices, result,
-                                                                             progress))
+    return run_pending(plan, progress, lambda writer, specs, result: _make_all(plan, specs, devices, result, progress))
 
 
 def _make_all(plan: RunPlan, specs: list, devices: list[str], result: RunResult, progress: Progress | None) -> None:
@@ -91,8 +95,12 @@ def _make_all(plan: RunPlan, specs: list, devices: list[str], result: RunResult,
     updates, pids, device_queue = context.Queue(), set[int](), context.Queue()
     for device in devices:
         device_queue.put(device)
-    pool = ProcessPoolExecutor(max_workers=min(len(devices), len(specs)), mp_context=context,
-                               initializer=_start_worker, initargs=(plan, updates, device_queue))
+    pool = ProcessPoolExecutor(
+        max_workers=min(len(devices), len(specs)),
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(plan, updates, device_queue),
+    )
     try:
         futures = {pool.submit(_run_shard, spec): spec for spec in specs}
         pending = set(futures)

@@ -10,6 +10,7 @@ dead actor and retries its task (`max_restarts`, `max_task_retries`); a shard th
 reported and left for the next run, which redoes exactly the missing shards.
 Every node needs this package importable (installed, or on PYTHONPATH) and the model/labeler paths.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,6 +40,7 @@ class ShardActor:
 
 def run_ray(plan: RunPlan, progress: Progress | None = None) -> RunResult:
     """Make every pending shard (within --shards) on the cluster, then assemble the manifest if complete."""
+
     def make_shards(writer, specs, result: RunResult) -> None:
         _dispatch(_start_actors(plan, len(specs)), specs, result, progress)
 

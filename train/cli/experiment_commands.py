@@ -12,6 +12,7 @@ seeds --seed .. --seed+K-1 (the reports' paired tests need K >= 2); the sweep's 
 and `--margin M`: the equivalence margin of the verdicts, declared before the run (`train.reporting.margin`).
 `train.cli.parser.build_parser` calls `add_experiment_commands`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,16 +77,22 @@ def _pack_size(text: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give the number of runs to train as one model, >= 1 "
-                                         "(1 = one run at a time)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give the number of runs to train as one model, >= 1 (1 = one run at a time)"
+        )
     return value
 
 
 def _add_pack_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pack", type=_pack_size, default=None, metavar="K",
-                        help="train up to K runs (same model and schedule; world, n, seed and lr may differ) as "
-                        "one packed model; 1 = one run at a time (default: 16 on a GPU, 1 on CPU, where packing "
-                        "measured slower for all but tiny models)")
+    parser.add_argument(
+        "--pack",
+        type=_pack_size,
+        default=None,
+        metavar="K",
+        help="train up to K runs (same model and schedule; world, n, seed and lr may differ) as "
+        "one packed model; 1 = one run at a time (default: 16 on a GPU, 1 on CPU, where packing "
+        "measured slower for all but tiny models)",
+    )
 
 
 def _margin(text: str) -> Margin:
@@ -96,11 +103,16 @@ def _margin(text: str) -> Margin:
 
 
 def _add_margin_flag(parser) -> None:
-    parser.add_argument("--margin", type=_margin, default=Margin.parse(DEFAULT_MARGIN), metavar="M",
-                        help="equivalence margin of the verdict, declared before the run and saved in "
-                        "experiment.json: absolute (0.01) or a percentage of the generalisation gap's lower 95%% "
-                        f"confidence bound (20%%); default {DEFAULT_MARGIN.replace('%', '%%')}, see "
-                        "train/reporting/margin.py")
+    parser.add_argument(
+        "--margin",
+        type=_margin,
+        default=Margin.parse(DEFAULT_MARGIN),
+        metavar="M",
+        help="equivalence margin of the verdict, declared before the run and saved in "
+        "experiment.json: absolute (0.01) or a percentage of the generalisation gap's lower 95%% "
+        f"confidence bound (20%%); default {DEFAULT_MARGIN.replace('%', '%%')}, see "
+        "train/reporting/margin.py",
+    )
 
 
 def _hide_mode(parser: argparse.ArgumentParser) -> None:
@@ -112,41 +124,74 @@ def add_experiment_commands(sub) -> None:
     """Add `bootstrap`, `sweep` and `report` to the `python -m train` subparsers."""
     # conflict_handler "resolve" lets a command re-declare a run flag (--mode here; --n, --model below).
     boot = sub.add_parser(
-        "bootstrap", conflict_handler="resolve",
+        "bootstrap",
+        conflict_handler="resolve",
         help="Real World (n) vs Ideal World with identical settings, then a report",
         description="Run the Real World on n samples and the Ideal World with one shared config into "
         "OUT/real and OUT/ideal, then write OUT/report.md with figures (default OUT: "
-        "out/runs/bootstrap-nN-MODEL-seedS).")
+        "out/runs/bootstrap-nN-MODEL-seedS).",
+    )
     add_run_flags(boot)
     _hide_mode(boot)
-    boot.add_argument("--seeds", type=_seeds, default=None, help="number of seeds: --seed, --seed+1, ... each a "
-                      "Real and an Ideal run (default: 10 under a paper preset, as the paper's sweep, else 1; "
-                      "with one seed the report can give no verdict)")
+    boot.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=None,
+        help="number of seeds: --seed, --seed+1, ... each a "
+        "Real and an Ideal run (default: 10 under a paper preset, as the paper's sweep, else 1; "
+        "with one seed the report can give no verdict)",
+    )
     _add_pack_flag(boot)
     _add_margin_flag(boot)
-    boot.add_argument("--plan", metavar="PILOT", default=None,
-                      help="print the seeds and test-set size --margin needs at 80%% power, from the spread "
-                      "measured in PILOT (a bootstrap folder with >= 2 seeds), and stop without training")
+    boot.add_argument(
+        "--plan",
+        metavar="PILOT",
+        default=None,
+        help="print the seeds and test-set size --margin needs at 80%% power, from the spread "
+        "measured in PILOT (a bootstrap folder with >= 2 seeds), and stop without training",
+    )
     add_control_flags(boot)
     boot.set_defaults(func=cmd_bootstrap)
 
     # The sweep's --n and --model (comma lists) replace the run flags of the same name.
     sweep = sub.add_parser(
-        "sweep", conflict_handler="resolve", help="the grid n x models x seeds of bootstrap comparisons",
+        "sweep",
+        conflict_handler="resolve",
+        help="the grid n x models x seeds of bootstrap comparisons",
         description="Run Real and Ideal for every (model, n, seed) into OUT/runs/ (one Ideal run per "
         "(model, seed) serves every n), skipping finished runs, then write OUT/report.md with the "
-        "Real-vs-Ideal scatter and the learning curves (default OUT: out/runs/sweep).")
+        "Real-vs-Ideal scatter and the learning curves (default OUT: out/runs/sweep).",
+    )
     add_run_flags(sweep)
     _hide_mode(sweep)
     grid = sweep.add_argument_group("sweep grid")
-    grid.add_argument("--n", dest="n_list", type=_int_list, required=True,
-                      help="Real World sizes, comma-separated, e.g. 5000,10000,25000,50000")
-    grid.add_argument("--model", dest="model_list", type=_str_list, default=None,
-                      help="models, comma-separated (default: the preset's or preact-resnet18)")
-    grid.add_argument("--lr", dest="lr_list", type=_float_list, default=None,
-                      help="peak learning rates, comma-separated, e.g. 0.1,0.05 (default: the preset's or 0.1)")
-    grid.add_argument("--seeds", type=_seeds, default=None, help="number of seeds: --seed, --seed+1, ... "
-                      "(default: 10 under a paper preset, as the paper's sweep, else 1)")
+    grid.add_argument(
+        "--n",
+        dest="n_list",
+        type=_int_list,
+        required=True,
+        help="Real World sizes, comma-separated, e.g. 5000,10000,25000,50000",
+    )
+    grid.add_argument(
+        "--model",
+        dest="model_list",
+        type=_str_list,
+        default=None,
+        help="models, comma-separated (default: the preset's or preact-resnet18)",
+    )
+    grid.add_argument(
+        "--lr",
+        dest="lr_list",
+        type=_float_list,
+        default=None,
+        help="peak learning rates, comma-separated, e.g. 0.1,0.05 (default: the preset's or 0.1)",
+    )
+    grid.add_argument(
+        "--seeds",
+        type=_seeds,
+        default=None,
+        help="number of seeds: --seed, --seed+1, ... (default: 10 under a paper preset, as the paper's sweep, else 1)",
+    )
     _add_pack_flag(grid)
     _add_margin_flag(grid)
     add_log_to_flag(grid)
@@ -159,9 +204,11 @@ def add_experiment_commands(sub) -> None:
     sweep.set_defaults(func=cmd_sweep)
 
     report = sub.add_parser(
-        "report", help="re-render report.md and figures from saved metrics",
+        "report",
+        help="re-render report.md and figures from saved metrics",
         description="Re-render report.md, PNGs and results.json of a bootstrap experiment, a sweep or a "
-        "single run folder from its saved metrics, and print the headline figures.")
+        "single run folder from its saved metrics, and print the headline figures.",
+    )
     report.add_argument("dirs", nargs="+", metavar="DIR", help="run, bootstrap or sweep folder")
     report.set_defaults(func=cmd_report)
 
@@ -180,15 +227,23 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, mode="real")
     args.seeds = args.seeds or default_seeds(args.preset)
     if args.out_dir is None:
-        cfg = dataclasses.replace(cfg, out_dir=os.path.join(
-            RUNS_ROOT, f"bootstrap-n{cfg.n}-{folder_name(cfg.model)}-seed{cfg.seed}"))
+        cfg = dataclasses.replace(
+            cfg, out_dir=os.path.join(RUNS_ROOT, f"bootstrap-n{cfg.n}-{folder_name(cfg.model)}-seed{cfg.seed}")
+        )
     log.info("shared config:\n%s", json.dumps(cfg.to_dict(), indent=1))
     if args.dry_run:
         for run in plan_bootstrap(cfg, args.seeds, args.margin)[1]:
             print(json.dumps(run.to_dict(), indent=1))
         return 0
-    headline = bootstrap(cfg, seeds=args.seeds, resume=args.resume, overwrite=args.overwrite,
-                         progress=not args.no_progress, pack=args.pack, margin=args.margin)
+    headline = bootstrap(
+        cfg,
+        seeds=args.seeds,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        pack=args.pack,
+        margin=args.margin,
+    )
     if headline:  # empty on torchrun ranks other than 0
         print(format_headline(headline))
         if args.log_to:
@@ -217,8 +272,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     if args.ray:
         start_ray(args.ray)  # join ADDRESS now; the sweep's tasks find the cluster joined
-    headline = sweep(base, ns=args.n_list, models=models, seeds=seeds, lrs=lrs, use_ray=args.ray is not None,
-                     overwrite=args.overwrite, progress=not args.no_progress, pack=args.pack, margin=args.margin)
+    headline = sweep(
+        base,
+        ns=args.n_list,
+        models=models,
+        seeds=seeds,
+        lrs=lrs,
+        use_ray=args.ray is not None,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        pack=args.pack,
+        margin=args.margin,
+    )
     if headline:
         print(format_headline(headline))
         if args.log_to:

@@ -3,6 +3,7 @@ trainer setting, `add_control_flags(parser)` the run-folder controls, and `confi
 **overrides)` builds the RunConfig (defaults <- --preset or --config FILE <- explicit flags <- overrides). Every flag
 defaults to None here, so "not given" is distinguishable from a default value.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,19 +64,39 @@ def _add_data_flags(g) -> None:
     _flag(g, "data", "dataset folder, http(s):// URL or hf://datasets/ORG/NAME (required)")
     _flag(g, "mode", "real: train on a seeded subset of n; ideal: fresh samples every step", choices=MODES)
     # --train-size: torchrun's own parser takes `--n` for an ambiguous abbreviation of --nnodes/--nproc-per-node
-    g.add_argument("--n", "--train-size", dest="n", type=int, default=None,
-                   help="Real World train-set size (ignored by the Ideal World); under torchrun write --train-size")
+    g.add_argument(
+        "--n",
+        "--train-size",
+        dest="n",
+        type=int,
+        default=None,
+        help="Real World train-set size (ignored by the Ideal World); under torchrun write --train-size",
+    )
     _flag(g, "train-split", "split forming the train pool (default {default})")
     _flag(g, "test-split", "split evaluated as the test set (default {default})")
     _flag(g, "test-samples", "evaluate only the first N test samples (the paper: 10,000)", type=int)
-    _flag(g, "extra-test", "another dataset (folder or URL) whose test split is evaluated too; NAME=PATH to "
-          "name it (default: the folder's name); repeatable", action="append")
-    _flag(g, "data-path", "memory: decoded cache on the GPU/pinned RAM; stream: read shards as they are; decode: "
-          "keep encoded images, decode and crop each batch (GPU, else CPU workers); auto decodes variable-size "
-          "images and streams an Ideal pool that fits nowhere (default {default})", choices=DATA_PATHS)
+    _flag(
+        g,
+        "extra-test",
+        "another dataset (folder or URL) whose test split is evaluated too; NAME=PATH to "
+        "name it (default: the folder's name); repeatable",
+        action="append",
+    )
+    _flag(
+        g,
+        "data-path",
+        "memory: decoded cache on the GPU/pinned RAM; stream: read shards as they are; decode: "
+        "keep encoded images, decode and crop each batch (GPU, else CPU workers); auto decodes variable-size "
+        "images and streams an Ideal pool that fits nowhere (default {default})",
+        choices=DATA_PATHS,
+    )
     _flag(g, "num-workers", "streaming reader / CPU decoder processes (default {default})", type=int)
-    _flag(g, "allow-reuse", "let the Ideal World make more than one pass over its pool (passes are reported)",
-          action=argparse.BooleanOptionalAction)
+    _flag(
+        g,
+        "allow-reuse",
+        "let the Ideal World make more than one pass over its pool (passes are reported)",
+        action=argparse.BooleanOptionalAction,
+    )
 
 
 def _add_optim_flags(g) -> None:
@@ -94,8 +115,7 @@ def _add_optim_flags(g) -> None:
     _flag(g, "label-smoothing", "default {default} (off)", type=float)
     _flag(g, "aug", "augmentation on the GPU (default {default})", choices=AUGS)
     _flag(g, "crop-padding", "zero padding of crop and crop-flip (default {default})", type=int)
-    _flag(g, "resize-size", "resize-crop-flip: resize to this before the random --image-size crop (BiT: 160)",
-          type=int)
+    _flag(g, "resize-size", "resize-crop-flip: resize to this before the random --image-size crop (BiT: 160)", type=int)
     _flag(g, "mixup-alpha", "mixup with lambda ~ Beta(a, a) per batch (default {default}: off; BiT: 0.1)", type=float)
 
 
@@ -109,18 +129,31 @@ def _add_model_flags(g) -> None:
     _flag(g, "seed", "seed of the subset, data order, init and augmentation (default {default})", type=int)
     _flag(g, "device", "auto (cuda when present), cpu, cuda or cuda:N (default {default})")
     _flag(g, "precision", "auto = bf16 autocast on CUDA, fp32 on CPU", choices=PRECISIONS)
-    _flag(g, "input-range", "the model's inputs: signed = [-1, 1] (train.py, default), unit = [0, 1] "
-          "(train_imgnet.py)", choices=INPUT_RANGES)
+    _flag(
+        g,
+        "input-range",
+        "the model's inputs: signed = [-1, 1] (train.py, default), unit = [0, 1] (train_imgnet.py)",
+        choices=INPUT_RANGES,
+    )
     _flag(g, "compile", "torch.compile the model", action=argparse.BooleanOptionalAction)
 
 
 def _add_eval_flags(g) -> None:
     _flag(g, "out", "run folder (default out/runs/MODE[-nN]-MODEL-seedS)", dest="out_dir")
-    _flag(g, "eval-schedule", "when to evaluate: paper (after steps 1, 5, 9, ...: the paper code's), log:POINTS, "
-          "every:K, after:K (steps 1, 1+K, ...), steps:A,B; join with + (default {default})")
+    _flag(
+        g,
+        "eval-schedule",
+        "when to evaluate: paper (after steps 1, 5, 9, ...: the paper code's), log:POINTS, "
+        "every:K, after:K (steps 1, 1+K, ...), steps:A,B; join with + (default {default})",
+    )
     _flag(g, "eval-train-samples", "size of the fixed train-evaluation subset (default {default})", type=int)
-    _flag(g, "eval-train-aug", "train metrics (and T(n)) on augmented train images, as the paper code "
-          "(default); --no-eval-train-aug: on the plain images", action=argparse.BooleanOptionalAction)
+    _flag(
+        g,
+        "eval-train-aug",
+        "train metrics (and T(n)) on augmented train images, as the paper code "
+        "(default); --no-eval-train-aug: on the plain images",
+        action=argparse.BooleanOptionalAction,
+    )
     _flag(g, "eval-batch-size", "default {default}", type=int)
     _flag(g, "fit-threshold", "T(n) = first evaluated step with train error <= this (default {default})", type=float)
     _flag(g, "stop-at-fit", "stop at T(n)", action=argparse.BooleanOptionalAction)
@@ -130,10 +163,15 @@ def _add_eval_flags(g) -> None:
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """Every trainer setting as a flag (all default None), plus --preset."""
     start = parser.add_mutually_exclusive_group()
-    start.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                       help="paper settings; explicit flags override them")
-    start.add_argument("--config", default=None, metavar="FILE",
-                       help="start from a saved config.json (or a run folder holding one); explicit flags override it")
+    start.add_argument(
+        "--preset", default=None, choices=sorted(PRESETS), help="paper settings; explicit flags override them"
+    )
+    start.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="start from a saved config.json (or a run folder holding one); explicit flags override it",
+    )
     _add_data_flags(parser.add_argument_group("data"))
     _add_optim_flags(parser.add_argument_group("optimisation"))
     _add_model_flags(parser.add_argument_group("model and device"))
@@ -152,10 +190,15 @@ def add_control_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_log_to_flag(g) -> None:
-    g.add_argument("--log-to", type=_trackers, default=(), metavar="TRACKERS",
-                   help="when the run ends, copy its config, metrics at every evaluation and T(n) into "
-                   "wandb, tensorboard and/or mlflow (comma-separated; offline by default; metrics.jsonl stays "
-                   "the record)")
+    g.add_argument(
+        "--log-to",
+        type=_trackers,
+        default=(),
+        metavar="TRACKERS",
+        help="when the run ends, copy its config, metrics at every evaluation and T(n) into "
+        "wandb, tensorboard and/or mlflow (comma-separated; offline by default; metrics.jsonl stays "
+        "the record)",
+    )
 
 
 class _SetCacheRoot(argparse.Action):
@@ -168,9 +211,13 @@ class _SetCacheRoot(argparse.Action):
 
 
 def add_cache_flag(g) -> None:
-    g.add_argument("--cache-dir", action=_SetCacheRoot, metavar="DIR",
-                   help=f"the user cache for decoded datasets and downloads, never inside a dataset (default "
-                   f"${CACHE_ENV}, else $XDG_CACHE_HOME/deep-bootstrap, else ~/.cache/deep-bootstrap)")
+    g.add_argument(
+        "--cache-dir",
+        action=_SetCacheRoot,
+        metavar="DIR",
+        help=f"the user cache for decoded datasets and downloads, never inside a dataset (default "
+        f"${CACHE_ENV}, else $XDG_CACHE_HOME/deep-bootstrap, else ~/.cache/deep-bootstrap)",
+    )
 
 
 def default_out_dir(cfg: RunConfig) -> str:
@@ -181,8 +228,11 @@ def default_out_dir(cfg: RunConfig) -> str:
 def saved_config(path: str) -> dict[str, Any]:
     """The settings of a saved config.json (or of a run folder's), less the dataset hashes a run fills in."""
     file = Path(path) / runfolder.CONFIG if Path(path).is_dir() else Path(path)
-    data = read_json_object(file, fix="give a config.json written by `python -m train`",
-                            expected="a trainer config (a JSON object of settings)")
+    data = read_json_object(
+        file,
+        fix="give a config.json written by `python -m train`",
+        expected="a trainer config (a JSON object of settings)",
+    )
     values = RunConfig.from_dict(data).to_dict()
     del values["data_hashes"]
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}

@@ -8,6 +8,7 @@
 `--n` and `--mode` do not apply); with `--preset bit-hyperrule` a `--batch-size` given without `--lr`
 scales the lr linearly (0.003 at 512).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,10 +35,13 @@ DEFAULT_LABELER_DIR = f"{OUTPUT_ROOT}/labeler"
 def add_labeler_commands(sub) -> None:
     """Add `finetune` and `eval` to the `python -m train` subparsers."""
     tune = sub.add_parser(
-        "finetune", conflict_handler="resolve", help="fine-tune a timm classifier and save it as a timm folder",
+        "finetune",
+        conflict_handler="resolve",
+        help="fine-tune a timm classifier and save it as a timm folder",
         description="Fine-tune a timm model on a dataset's train split with the trainer (resumable run in "
         "OUT/training), save it in timm's format in OUT (config.json with label_names, model.safetensors), "
-        f"measure it on the test split and record label_accuracy in its config (default OUT: {DEFAULT_LABELER_DIR}).")
+        f"measure it on the test split and record label_accuracy in its config (default OUT: {DEFAULT_LABELER_DIR}).",
+    )
     add_run_flags(tune)
     # One run over the whole train split: --mode and --n are kept only to name them in the error.
     tune.add_argument("--mode", default=None, help=argparse.SUPPRESS)
@@ -46,17 +50,22 @@ def add_labeler_commands(sub) -> None:
     tune.set_defaults(func=cmd_finetune)
 
     ev = sub.add_parser(
-        "eval", help="accuracy, per-class accuracy and ECE of a timm classifier on a dataset",
+        "eval",
+        help="accuracy, per-class accuracy and ECE of a timm classifier on a dataset",
         description="Evaluate a timm classifier (local-dir:DIR or hf-hub:ORG/NAME) on a split of a dataset "
-        "of ours, preparing images as the labeler does when it labels.")
+        "of ours, preparing images as the labeler does when it labels.",
+    )
     ev.add_argument("--model", required=True, help="local-dir:DIR or hf-hub:ORG/NAME")
     ev.add_argument("--data", required=True, help="dataset folder or URL")
     ev.add_argument("--split", default="test", help="split to evaluate (default test)")
     ev.add_argument("--limit", type=int, default=None, help="only the first N samples")
     ev.add_argument("--batch-size", type=int, default=256, help="default 256")
     add_device(ev)
-    ev.add_argument("--record", action="store_true",
-                    help="write label_accuracy (and _on, per-class, ECE) into the local-dir model's config.json")
+    ev.add_argument(
+        "--record",
+        action="store_true",
+        help="write label_accuracy (and _on, per-class, ECE) into the local-dir model's config.json",
+    )
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     ev.set_defaults(func=cmd_eval)
 
@@ -101,16 +110,19 @@ def _data_size(cfg, manifest: shards.Manifest) -> int:
     """--image-size by default: the data's own size when all its images share one square size."""
     shape = manifest.image_shape
     if shape is None or shape[0] != shape[1]:
-        raise TrainError(f"--image-size is not set and {cfg.data}'s images have no one square size "
-                         f"({'they differ' if shape is None else f'{shape[0]}x{shape[1]}'}); pass it (BiT: 128)")
+        raise TrainError(
+            f"--image-size is not set and {cfg.data}'s images have no one square size "
+            f"({'they differ' if shape is None else f'{shape[0]}x{shape[1]}'}); pass it (BiT: 128)"
+        )
     return shape[0]
 
 
 def _train_pool(cfg, manifest: shards.Manifest) -> int:
     """The size of the train split, from the manifest (n of the one Real World run over all of it)."""
     if cfg.train_split not in manifest.splits:
-        raise TrainError(f"{cfg.data}: no split {cfg.train_split!r} (it has {', '.join(manifest.splits)}); pass "
-                         "--train-split")
+        raise TrainError(
+            f"{cfg.data}: no split {cfg.train_split!r} (it has {', '.join(manifest.splits)}); pass --train-split"
+        )
     return manifest.splits[cfg.train_split].count
 
 
@@ -123,10 +135,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from train.labeler.evaluate import evaluate_classifier, load_classifier
     from train.labeler.finetune import record_accuracy
 
-    result = evaluate_classifier(load_classifier(args.model), args.data, args.split, resolve_device(args.device, TrainError),
-                                 args.batch_size, args.limit)
+    result = evaluate_classifier(
+        load_classifier(args.model),
+        args.data,
+        args.split,
+        resolve_device(args.device, TrainError),
+        args.batch_size,
+        args.limit,
+    )
     if args.record:
-        record_accuracy(Path(args.model[len("local-dir:"):]), result)
+        record_accuracy(Path(args.model[len("local-dir:") :]), result)
     print(json.dumps(result.to_dict(), indent=1) if args.json else _format(result.to_dict()))
     return 0
 

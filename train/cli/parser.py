@@ -2,6 +2,7 @@
 
 `train.cli.main` hands `build_parser()` to `shards.entry.run_cli`, which calls the chosen command's `func`.
 """
+
 from __future__ import annotations
 
 import argparse

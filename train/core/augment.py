@@ -12,6 +12,7 @@ no per-sample Python, so it runs at GPU speed. Normalisation: uint8 / 255, then 
 (github.com/preetum/deep-bootstrap-code `inftrain/train.py`). Randomness comes only from the generator
 passed in, so a step's batch is reproducible.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,7 +41,7 @@ def fit_size(x: torch.Tensor, size: int) -> torch.Tensor:
         return x
     if size <= min(h, w) <= math.ceil(size / _CROP_PCT):
         top, left = (h - size) // 2, (w - size) // 2
-        return x[..., top:top + size, left:left + size]
+        return x[..., top : top + size, left : left + size]
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
@@ -66,8 +67,9 @@ def _crop_flip(x_u8: torch.Tensor, padding: int, gen: torch.Generator, flip: boo
     hp, wp = h + 2 * padding, w + 2 * padding
     dy = torch.randint(0, 2 * padding + 1, (b, 1), device=dev, generator=gen, dtype=torch.int32)
     dx = torch.randint(0, 2 * padding + 1, (b, 1), device=dev, generator=gen, dtype=torch.int32)
-    mirrored = (torch.rand(b, 1, device=dev, generator=gen) < 0.5 if flip
-                else torch.zeros(b, 1, device=dev, dtype=torch.bool))
+    mirrored = (
+        torch.rand(b, 1, device=dev, generator=gen) < 0.5 if flip else torch.zeros(b, 1, device=dev, dtype=torch.bool)
+    )
     # int32 pixel indices: half the memory of int64, measurably faster on CPU (< 2**31 pixels per batch).
     cols = torch.arange(w, device=dev, dtype=torch.int32).expand(b, w)
     cols = dx + torch.where(mirrored, cols.flip(1), cols)
@@ -86,16 +88,14 @@ def _random_resized_crop(x: torch.Tensor, size: int, gen: torch.Generator) -> to
     b, _, h, w = x.shape
     dev = x.device
     area = h * w * torch.empty(b, device=dev).uniform_(*_RRC_SCALE, generator=gen)
-    log_ratio = torch.empty(b, device=dev).uniform_(math.log(_RRC_RATIO[0]), math.log(_RRC_RATIO[1]),
-                                                    generator=gen)
+    log_ratio = torch.empty(b, device=dev).uniform_(math.log(_RRC_RATIO[0]), math.log(_RRC_RATIO[1]), generator=gen)
     ratio = log_ratio.exp()
     bw = (area * ratio).sqrt().clamp(1, w)
     bh = (area / ratio).sqrt().clamp(1, h)
     x0 = torch.rand(b, device=dev, generator=gen) * (w - bw)
     y0 = torch.rand(b, device=dev, generator=gen) * (h - bh)
     boxes = torch.stack([torch.arange(b, device=dev, dtype=x.dtype), x0, y0, x0 + bw, y0 + bh], dim=1)
-    out = roi_align(x.contiguous(), boxes, (size, size),
-                    spatial_scale=1.0, sampling_ratio=2, aligned=True)
+    out = roi_align(x.contiguous(), boxes, (size, size), spatial_scale=1.0, sampling_ratio=2, aligned=True)
     mirrored = torch.rand(b, device=dev, generator=gen) < 0.5
     return torch.where(mirrored[:, None, None, None], out.flip(3), out)
 
@@ -115,8 +115,9 @@ def _resize_crop_flip(x: torch.Tensor, resize: int, size: int, gen: torch.Genera
     return x.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
-def mixup(x: torch.Tensor, labels: torch.Tensor, alpha: float, seed: int,
-          generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+def mixup(
+    x: torch.Tensor, labels: torch.Tensor, alpha: float, seed: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Mixup (Zhang et al. 2018) as BiT fine-tunes: one lam ~ Beta(alpha, alpha) for the whole batch,
     each sample mixed with a random partner; the loss is lam CE(labels) + (1 - lam) CE(partner labels)."""
     lam = float(np.random.default_rng(seed).beta(alpha, alpha))

@@ -11,6 +11,7 @@ optimizer, schedule over total steps, batch size, augmentation, precision and ev
 Defaults reproduce the paper code's CIFAR-5m sweep (github.com/preetum/deep-bootstrap-code,
 `inftrain/sample_sweep.json`); presets are plain dicts.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -104,8 +105,10 @@ class RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise TrainError(f"config has unknown fields {unknown}; it was written by another version of "
-                             "the trainer: start a new run folder or pass --overwrite")
+            raise TrainError(
+                f"config has unknown fields {unknown}; it was written by another version of "
+                "the trainer: start a new run folder or pass --overwrite"
+            )
         tuples = {f.name for f in dataclasses.fields(cls) if str(f.type).startswith("tuple")}
         values: dict[str, Any] = {k: tuple(v) if k in tuples and v is not None else v for k, v in data.items()}
         return cls(**values)
@@ -136,9 +139,19 @@ def config_hash(cfg: RunConfig) -> str:
 # a few percent of the T(n) of n >= 5K. bf16 (--precision) and the full test split (--test-samples) stay
 # available as flags.
 _PAPER_CIFAR5M = dict(
-    optimizer="sgd", lr=0.1, schedule="cosine", lr_update_every_steps=390, momentum=0.0,
-    weight_decay=0.0, nesterov=False, batch_size=128, steps=39_000, aug="none", precision="fp32",
-    test_samples=10_000, eval_schedule="paper",
+    optimizer="sgd",
+    lr=0.1,
+    schedule="cosine",
+    lr_update_every_steps=390,
+    momentum=0.0,
+    weight_decay=0.0,
+    nesterov=False,
+    batch_size=128,
+    steps=39_000,
+    aug="none",
+    precision="fp32",
+    test_samples=10_000,
+    eval_schedule="paper",
 )
 # The paper code's DogBird run, its defaults as they are (github.com/preetum/deep-bootstrap-code
 # `inftrain/train_imgnet.py`): torchvision ResNet-50 (`resnet50`, torchvision's init), SGD momentum 0.9,
@@ -151,19 +164,44 @@ _PAPER_CIFAR5M = dict(
 # scratch are not expected to fit the train set (1% train error), so T(n) is usually undefined and the
 # reports read the worlds at the end (train/PRESETS.md).
 _PAPER_DOGBIRD = dict(
-    optimizer="sgd", lr=0.1, schedule="cosine", lr_update_every_steps=78, momentum=0.9,
-    weight_decay=0.0, batch_size=128, steps=781, image_size=224, model="resnet50", aug="none",
-    precision="fp32", input_range="unit", eval_schedule="after:32",
+    optimizer="sgd",
+    lr=0.1,
+    schedule="cosine",
+    lr_update_every_steps=78,
+    momentum=0.9,
+    weight_decay=0.0,
+    batch_size=128,
+    steps=781,
+    image_size=224,
+    model="resnet50",
+    aug="none",
+    precision="fp32",
+    input_range="unit",
+    eval_schedule="after:32",
 )
 # BiT-HyperRule for CIFAR-10-sized sets (github.com/google-research/big_transfer `bit_hyperrule.py`,
 # `train.py`): upscale to 160, random crop 128 + flip (eval: resize to 128), SGD momentum 0.9 without
 # weight decay, lr 0.003 at batch 512, linear warm-up over 500 steps, x0.1 at 3K/6K/9K, stop at 10K,
 # mixup alpha 0.1, zero-initialised head; the model BiT-M-R152x2 (timm `resnetv2_152x2_bit.goog_in21k`).
 _BIT_HYPERRULE = dict(
-    model="timm:resnetv2_152x2_bit.goog_in21k", pretrained=True, zero_init_head=True, optimizer="sgd",
-    lr=0.003, momentum=0.9, weight_decay=0.0, batch_size=512, steps=10_000, schedule="step",
-    lr_milestones=(0.3, 0.6, 0.9), lr_gamma=0.1, warmup_steps=500, mixup_alpha=0.1,
-    aug="resize-crop-flip", resize_size=160, image_size=128, eval_schedule="every:1000",
+    model="timm:resnetv2_152x2_bit.goog_in21k",
+    pretrained=True,
+    zero_init_head=True,
+    optimizer="sgd",
+    lr=0.003,
+    momentum=0.9,
+    weight_decay=0.0,
+    batch_size=512,
+    steps=10_000,
+    schedule="step",
+    lr_milestones=(0.3, 0.6, 0.9),
+    lr_gamma=0.1,
+    warmup_steps=500,
+    mixup_alpha=0.1,
+    aug="resize-crop-flip",
+    resize_size=160,
+    image_size=128,
+    eval_schedule="every:1000",
     eval_train_samples=2_000,
 )
 PRESETS: dict[str, dict[str, Any]] = {
@@ -210,11 +248,15 @@ def parse_extra_test(spec: str) -> tuple[str, str]:
         path = spec
         name = path.rstrip("/").rsplit("/", 1)[-1]
     if not name or not path or not _is_name(name):
-        raise TrainError(f"--extra-test {spec!r}: give NAME=PATH or PATH with a name of letters, digits, "
-                         "'-', '_', '.' (e.g. cifar10=/data/cifar10-test)")
+        raise TrainError(
+            f"--extra-test {spec!r}: give NAME=PATH or PATH with a name of letters, digits, "
+            "'-', '_', '.' (e.g. cifar10=/data/cifar10-test)"
+        )
     if name in ("test", "train"):
-        raise TrainError(f"--extra-test {spec!r}: the name {name!r} is taken by the run's own sets; "
-                         "name it explicitly with NAME=PATH")
+        raise TrainError(
+            f"--extra-test {spec!r}: the name {name!r} is taken by the run's own sets; "
+            "name it explicitly with NAME=PATH"
+        )
     return name, path
 
 
@@ -224,6 +266,7 @@ def _is_name(text: str) -> bool:
 
 def validate(cfg: RunConfig) -> None:
     """Raise TrainError on the first bad setting; cheap, runs before any data or model loads."""
+
     def need(ok: bool, flag: str, value: Any, rule: str) -> None:
         if not ok:
             raise TrainError(f"--{flag}={value}: {rule}")
@@ -239,12 +282,20 @@ def validate(cfg: RunConfig) -> None:
     need(cfg.optimizer in OPTIMIZERS, "optimizer", cfg.optimizer, f"must be one of {', '.join(OPTIMIZERS)}")
     need(0 <= cfg.momentum < 1, "momentum", cfg.momentum, "must be in [0, 1)")
     need(0 <= cfg.weight_decay < math.inf, "weight-decay", cfg.weight_decay, "must be a finite number >= 0")
-    need(not cfg.nesterov or (cfg.optimizer == "sgd" and cfg.momentum > 0), "nesterov", cfg.nesterov,
-         "Nesterov needs --optimizer sgd and --momentum > 0")
+    need(
+        not cfg.nesterov or (cfg.optimizer == "sgd" and cfg.momentum > 0),
+        "nesterov",
+        cfg.nesterov,
+        "Nesterov needs --optimizer sgd and --momentum > 0",
+    )
     need(cfg.schedule in SCHEDULES, "schedule", cfg.schedule, f"must be one of {', '.join(SCHEDULES)}")
     need(cfg.lr_update_every_steps >= 1, "lr-update-every-steps", cfg.lr_update_every_steps, "must be >= 1")
-    need(all(0 < m < 1 for m in cfg.lr_milestones) and list(cfg.lr_milestones) == sorted(cfg.lr_milestones),
-         "lr-milestones", ",".join(map(str, cfg.lr_milestones)), "fractions of the steps in (0, 1), increasing")
+    need(
+        all(0 < m < 1 for m in cfg.lr_milestones) and list(cfg.lr_milestones) == sorted(cfg.lr_milestones),
+        "lr-milestones",
+        ",".join(map(str, cfg.lr_milestones)),
+        "fractions of the steps in (0, 1), increasing",
+    )
     need(0 < cfg.lr_gamma <= 1, "lr-gamma", cfg.lr_gamma, "must be in (0, 1]")
     need(0 <= cfg.warmup_steps < cfg.steps, "warmup-steps", cfg.warmup_steps, "must be in [0, steps)")
     need(0 <= cfg.label_smoothing < 1, "label-smoothing", cfg.label_smoothing, "must be in [0, 1)")
@@ -252,14 +303,21 @@ def validate(cfg: RunConfig) -> None:
     need(cfg.crop_padding >= 0, "crop-padding", cfg.crop_padding, "must be >= 0")
     need(0 <= cfg.mixup_alpha < math.inf, "mixup-alpha", cfg.mixup_alpha, "must be a finite number >= 0 (0 = off)")
     if cfg.aug == "resize-crop-flip":
-        need(cfg.image_size is not None and cfg.resize_size is not None and cfg.resize_size >= cfg.image_size,
-             "resize-size", cfg.resize_size, "--aug resize-crop-flip needs --image-size and --resize-size >= it "
-             "(BiT: 160 and 128)")
+        need(
+            cfg.image_size is not None and cfg.resize_size is not None and cfg.resize_size >= cfg.image_size,
+            "resize-size",
+            cfg.resize_size,
+            "--aug resize-crop-flip needs --image-size and --resize-size >= it (BiT: 160 and 128)",
+        )
     need(cfg.image_size is None or cfg.image_size >= 1, "image-size", cfg.image_size, "must be >= 1")
     need(bool(cfg.model), "model", repr(cfg.model), "give a model name")
     need(cfg.width >= 1, "width", cfg.width, "must be >= 1")
-    need(len(cfg.mlp_widths) >= 1 and all(w >= 1 for w in cfg.mlp_widths), "mlp-widths",
-         ",".join(map(str, cfg.mlp_widths)), "one or more widths >= 1, e.g. 2048,2048,2048")
+    need(
+        len(cfg.mlp_widths) >= 1 and all(w >= 1 for w in cfg.mlp_widths),
+        "mlp-widths",
+        ",".join(map(str, cfg.mlp_widths)),
+        "one or more widths >= 1, e.g. 2048,2048,2048",
+    )
     need(cfg.test_samples is None or cfg.test_samples >= 1, "test-samples", cfg.test_samples, "must be >= 1")
     need(cfg.eval_train_samples >= 1, "eval-train-samples", cfg.eval_train_samples, "must be >= 1")
     need(cfg.eval_batch_size >= 1, "eval-batch-size", cfg.eval_batch_size, "must be >= 1")
@@ -267,22 +325,38 @@ def validate(cfg: RunConfig) -> None:
     need(cfg.input_range in INPUT_RANGES, "input-range", cfg.input_range, f"must be one of {', '.join(INPUT_RANGES)}")
     need(cfg.precision in PRECISIONS, "precision", cfg.precision, f"must be one of {', '.join(PRECISIONS)}")
     need(cfg.data_path in DATA_PATHS, "data-path", cfg.data_path, f"must be one of {', '.join(DATA_PATHS)}")
-    need(cfg.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", cfg.device) is not None, "device",
-         cfg.device, "use auto, cpu, cuda or cuda:N")
+    need(
+        cfg.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", cfg.device) is not None,
+        "device",
+        cfg.device,
+        "use auto, cpu, cuda or cuda:N",
+    )
     need(cfg.num_workers >= 0, "num-workers", cfg.num_workers, "must be >= 0")
     need(cfg.checkpoint_every_steps >= 1, "checkpoint-every-steps", cfg.checkpoint_every_steps, "must be >= 1")
     parse_eval_schedule(cfg.eval_schedule, cfg.steps)
     names = [parse_extra_test(s)[0] for s in cfg.extra_test]
-    need(len(names) == len(set(names)), "extra-test", ",".join(cfg.extra_test),
-         "two extra test sets share a name; name them with NAME=PATH")
+    need(
+        len(names) == len(set(names)),
+        "extra-test",
+        ",".join(cfg.extra_test),
+        "two extra test sets share a name; name them with NAME=PATH",
+    )
     if cfg.model.startswith("timm:"):
         need(len(cfg.model) > 5, "model", cfg.model, "give a timm model name after 'timm:'")
     else:
         # Deferred: models imports torch (1.5 s here); validation runs before --dry-run and must stay cheap.
         from train.core.models import known_models
 
-        need(cfg.model in known_models(), "model", cfg.model,
-             f"unknown model; known: {', '.join(known_models())}, or timm:NAME for any timm model")
+        need(
+            cfg.model in known_models(),
+            "model",
+            cfg.model,
+            f"unknown model; known: {', '.join(known_models())}, or timm:NAME for any timm model",
+        )
         need(not cfg.pretrained, "pretrained", cfg.pretrained, "only timm:NAME models have pretrained weights")
-    need(cfg.data_path != "decode" or cfg.aug in ("none", "flip", "rrc-flip"), "aug", cfg.aug,
-         "--data-path decode crops while decoding: use none, flip or rrc-flip")
+    need(
+        cfg.data_path != "decode" or cfg.aug in ("none", "flip", "rrc-flip"),
+        "aug",
+        cfg.aug,
+        "--data-path decode crops while decoding: use none, flip or rrc-flip",
+    )

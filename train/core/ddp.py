@@ -7,6 +7,7 @@ single-process Dist and every helper here is a no-op, so the loop has one code p
 is created once per process and kept for its lifetime: several runs in one torchrun process (sweeps)
 share it, because re-creating a group on torchrun's store can hang (measured: gloo, 2 ranks).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -90,4 +91,3 @@ def run_on_main(dist: Dist, fn: Callable[[], Any]) -> Any:
     if status == "error":
         raise TrainError(value)
     return value
-

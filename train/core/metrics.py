@@ -8,6 +8,7 @@ error = mean(argmax != label); soft_error = 1 - mean p(label) with p = softmax(l
 code's `test_all`; loss = mean cross-entropy (no label smoothing); count = the number of examples. Under DDP each rank holds its share
 of a set and the per-rank sums are added, so every rank gets the metrics of the whole set.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,9 +42,16 @@ def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict[str,
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, view, batch_size: int,
-             dist: ddp.Dist, autocast: contextlib.AbstractContextManager | None = None,
-             outputs: list | None = None) -> dict[str, float | None]:
+def evaluate(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    view,
+    batch_size: int,
+    dist: ddp.Dist,
+    autocast: contextlib.AbstractContextManager | None = None,
+    outputs: list | None = None,
+) -> dict[str, float | None]:
     """Metrics of `model` (in eval mode) on uint8 NHWC `images` (this rank's share), summed over ranks.
 
     `view` maps a uint8 NHWC batch to the model's float input. `outputs`: a list that receives each
@@ -53,8 +61,8 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=labels.device)
     for start in range(0, len(labels), batch_size):
-        x = view(images[start:start + batch_size])
-        y = labels[start:start + batch_size]
+        x = view(images[start : start + batch_size])
+        y = labels[start : start + batch_size]
         with autocast or contextlib.nullcontext():
             logits = model(x)
         values = example_values(logits, y)

@@ -11,6 +11,7 @@ ResNet-18, widths k, 2k, 4k, 8k with k = --width, 64 in the paper), `mcnn` (the 
 dataset's channels and classes (ViTs get the image size); `--pretrained` loads its weights. Inputs arrive in
 [-1, 1]; with --input-range unit the model first maps them to [0, 1] (`unit_inputs`).
 """
+
 from __future__ import annotations
 
 import math
@@ -30,6 +31,7 @@ def register(name: str) -> Callable[[Builder], Builder]:
     def wrap(fn: Builder) -> Builder:
         _REGISTRY[name] = fn
         return fn
+
     return wrap
 
 
@@ -44,8 +46,9 @@ def build_model(cfg, num_classes: int, in_chans: int, image_size: int) -> nn.Mod
     elif cfg.model in _REGISTRY:
         model = _REGISTRY[cfg.model](cfg, num_classes, in_chans, image_size)
     else:
-        raise TrainError(f"--model={cfg.model}: unknown model; known: {', '.join(known_models())}, "
-                         "or timm:NAME for any timm model")
+        raise TrainError(
+            f"--model={cfg.model}: unknown model; known: {', '.join(known_models())}, or timm:NAME for any timm model"
+        )
     if cfg.input_range == "unit":
         unit_inputs(model)
     return guard_cpu_layout(model)
@@ -67,8 +70,12 @@ def _contiguous_on_cpu(module: nn.Module, args: tuple) -> tuple:
 
 
 def _hits_onednn_heap_bug(module: nn.Module) -> bool:
-    return (isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and module.stride != (1, 1)
-            and module.in_channels // module.groups <= 4)
+    return (
+        isinstance(module, nn.Conv2d)
+        and module.kernel_size == (1, 1)
+        and module.stride != (1, 1)
+        and module.in_channels // module.groups <= 4
+    )
 
 
 def guard_cpu_layout(model: nn.Module) -> nn.Module:
@@ -111,8 +118,9 @@ class PreActBlock(nn.Module):
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.shortcut = (nn.Conv2d(in_planes, planes, 1, stride, bias=False)
-                         if stride != 1 or in_planes != planes else None)
+        self.shortcut = (
+            nn.Conv2d(in_planes, planes, 1, stride, bias=False) if stride != 1 or in_planes != planes else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(x))
@@ -130,7 +138,7 @@ class PreActResNet18(nn.Module):
         self.conv1 = nn.Conv2d(in_chans, width, 3, 1, 1, bias=False)
         layers, in_planes = [], width
         for i, stride in enumerate((1, 2, 2, 2)):
-            planes = width * 2 ** i
+            planes = width * 2**i
             layers += [PreActBlock(in_planes, planes, stride), PreActBlock(planes, planes, 1)]
             in_planes = planes
         self.layers = nn.Sequential(*layers)
@@ -155,7 +163,7 @@ def _mcnn(cfg, num_classes: int, in_chans: int, image_size: int) -> nn.Module:
     for i, (cin, cout) in enumerate(((in_chans, c), (c, 2 * c), (2 * c, 4 * c), (4 * c, 8 * c))):
         layers += [nn.Conv2d(cin, cout, 3, 1, 1, bias=True), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
         if i in (1, 2):
-            layers.append(nn.MaxPool2d(2) if image_size >= 2 ** i else nn.Identity())
+            layers.append(nn.MaxPool2d(2) if image_size >= 2**i else nn.Identity())
     return nn.Sequential(*layers, nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8 * c, num_classes))
 
 
@@ -222,8 +230,10 @@ def _timm_model(name: str, pretrained: bool, num_classes: int, in_chans: int, im
     import timm  # deferred: heavy (seconds); only timm:NAME models need it
 
     if not timm.is_model(name) and not name.startswith(("hf-hub:", "hf_hub:", "local-dir:")):
-        raise TrainError(f"--model=timm:{name}: timm has no such model; list them with "
-                         f"python -c \"import timm; print(timm.list_models('*{name[:6]}*'))\"")
+        raise TrainError(
+            f"--model=timm:{name}: timm has no such model; list them with "
+            f"python -c \"import timm; print(timm.list_models('*{name[:6]}*'))\""
+        )
     kwargs = dict(pretrained=pretrained, num_classes=num_classes, in_chans=in_chans)
     try:
         try:
@@ -237,7 +247,9 @@ def _timm_model(name: str, pretrained: bool, num_classes: int, in_chans: int, im
     except TrainError:
         raise
     except Exception as exc:  # timm and the Hub raise many types; all mean "cannot use this model here"
-        raise TrainError(f"--model=timm:{name}: cannot build it for {in_chans}x{image_size}x{image_size} "
-                         f"inputs with {num_classes} classes ({type(exc).__name__}: {exc}); pick another "
-                         "model or set --image-size") from exc
+        raise TrainError(
+            f"--model=timm:{name}: cannot build it for {in_chans}x{image_size}x{image_size} "
+            f"inputs with {num_classes} classes ({type(exc).__name__}: {exc}); pick another "
+            "model or set --image-size"
+        ) from exc
     return model.train()

@@ -18,6 +18,7 @@ flatten act per channel; a Linear becomes a batched matmul over K. Every packed 
 tensors concatenated along dim 0 (conv out-channels, BN channels, linear rows), so packing, unpacking,
 momentum buffers and a per-run learning rate are all slices along dim 0.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,8 +33,15 @@ from train.core.models import guard_cpu_layout
 from train.errors import TrainError
 
 # Leaf modules that act per channel (or have no parameters): kept as they are in the packed model.
-_CHANNELWISE = (nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveMaxPool2d, nn.AdaptiveAvgPool2d, nn.Flatten,
-                nn.Identity)
+_CHANNELWISE = (
+    nn.ReLU,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Flatten,
+    nn.Identity,
+)
 
 
 class PackedLinear(nn.Module):
@@ -63,16 +71,29 @@ class PackedConv2d(nn.Conv2d):
     """
 
     def __init__(self, k: int, conv: nn.Conv2d):
-        super().__init__(k * conv.in_channels, k * conv.out_channels, conv.kernel_size, conv.stride,  # type: ignore[arg-type]
-                         conv.padding, conv.dilation, k * conv.groups, conv.bias is not None)  # type: ignore[arg-type]
+        super().__init__(
+            k * conv.in_channels,
+            k * conv.out_channels,
+            conv.kernel_size,
+            conv.stride,  # type: ignore[arg-type]
+            conv.padding,
+            conv.dilation,
+            k * conv.groups,
+            conv.bias is not None,
+        )  # type: ignore[arg-type]
         self.k = k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu":
             return super().forward(x)
         biases = self.bias.chunk(self.k) if self.bias is not None else [None] * self.k
-        return torch.cat([F.conv2d(xi, wi, bi, self.stride, self.padding, self.dilation, self.groups // self.k)
-                          for xi, wi, bi in zip(x.chunk(self.k, 1), self.weight.chunk(self.k), biases)], 1)
+        return torch.cat(
+            [
+                F.conv2d(xi, wi, bi, self.stride, self.padding, self.dilation, self.groups // self.k)
+                for xi, wi, bi in zip(x.chunk(self.k, 1), self.weight.chunk(self.k), biases)
+            ],
+            1,
+        )
 
 
 def _packed_leaf(module: nn.Module, k: int, where: str) -> nn.Module:
@@ -81,8 +102,9 @@ def _packed_leaf(module: nn.Module, k: int, where: str) -> nn.Module:
             raise TrainError(f"{where}: cannot pack a convolution with padding_mode={module.padding_mode}")
         return PackedConv2d(k, module)
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        return type(module)(k * module.num_features, module.eps, module.momentum, module.affine,
-                            module.track_running_stats)
+        return type(module)(
+            k * module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats
+        )
     if isinstance(module, nn.Linear):
         return PackedLinear(k, module.in_features, module.out_features, module.bias is not None)
     if isinstance(module, _CHANNELWISE):
@@ -200,8 +222,9 @@ class PackedSGD:
         if any(b is None for b in buffers):
             self.buffers = [None] * len(self.params)
             return
-        self.buffers = [torch.cat([run[i].reshape(-1, *p.shape[1:]) for run in buffers]).clone()
-                        for i, p in enumerate(self.params)]
+        self.buffers = [
+            torch.cat([run[i].reshape(-1, *p.shape[1:]) for run in buffers]).clone() for i, p in enumerate(self.params)
+        ]
 
     def run_buffers(self, run: int) -> list[torch.Tensor] | None:
         """Run `run`'s momentum buffers, one per parameter (views into the packed ones)."""

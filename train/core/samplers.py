@@ -9,6 +9,7 @@ A sampler is a pure function of (seed, step): the batch at step s never depends 
 resumed runs and every DDP rank see the same stream (each rank takes its slice of the global batch).
 Batches run on across epoch (Real) or pass (Ideal) boundaries, so every batch is full.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,8 +71,10 @@ class RealSampler:
     @staticmethod
     def check_n(n: int, pool_size: int) -> None:
         if n > pool_size:
-            raise TrainError(f"--n={n:,}: larger than the train pool of {pool_size:,} samples; "
-                             f"choose --n <= {pool_size:,} or a bigger dataset")
+            raise TrainError(
+                f"--n={n:,}: larger than the train pool of {pool_size:,} samples; "
+                f"choose --n <= {pool_size:,} or a bigger dataset"
+            )
 
     @property
     def epoch_size(self) -> int:
@@ -85,8 +88,13 @@ class RealSampler:
         return self.subset[self._stream.take(0, min(count, self.n))]
 
     def state_dict(self) -> dict:
-        return {"kind": self.kind, "seed": self.seed, "n": self.n, "pool_size": self.pool_size,
-                "subset_hash": self.subset_hash}
+        return {
+            "kind": self.kind,
+            "seed": self.seed,
+            "n": self.n,
+            "pool_size": self.pool_size,
+            "subset_hash": self.subset_hash,
+        }
 
 
 class IdealSampler:
@@ -149,10 +157,12 @@ class Ledger:
         twice = np.flatnonzero(counts > 1)
         if len(twice):
             sample = int(twice[0] if indices is None else indices[twice[0]])
-            raise TrainError(f"the Ideal World drew pool sample {sample:,} {int(self.counts[sample])} times (and "
-                             f"{len(twice) - 1:,} other samples more than once): it never reuses a sample, so the run "
-                             "stops without a summary; start it again with --overwrite (or pass --allow-reuse to "
-                             "allow passes over the pool)")
+            raise TrainError(
+                f"the Ideal World drew pool sample {sample:,} {int(self.counts[sample])} times (and "
+                f"{len(twice) - 1:,} other samples more than once): it never reuses a sample, so the run "
+                "stops without a summary; start it again with --overwrite (or pass --allow-reuse to "
+                "allow passes over the pool)"
+            )
 
     def summary(self, subset: np.ndarray | None, subset_hash: str | None) -> dict:
         """The proof stored in summary.json: counts recomputed from every recorded draw."""
@@ -169,6 +179,10 @@ class Ledger:
             out["passes"] = total / self.counts.size
         else:
             outside = total - int(self.counts[subset].sum(dtype=np.int64))
-            out.update(passes=total / subset.size, subset_size=int(subset.size), subset_hash=subset_hash,
-                       within_subset=outside == 0)
+            out.update(
+                passes=total / subset.size,
+                subset_size=int(subset.size),
+                subset_hash=subset_hash,
+                within_subset=outside == 0,
+            )
         return out

@@ -8,6 +8,7 @@
 
 Both depend only on the step, never on state, so a resumed run uses exactly the same values.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,7 @@ def _log_steps(points: int, steps: int) -> set[int]:
     if points == 1:
         return {steps}
     ratio = steps ** (1.0 / (points - 1))
-    return {min(steps, max(1, round(ratio ** i))) for i in range(points)}
+    return {min(steps, max(1, round(ratio**i))) for i in range(points)}
 
 
 def _paper_steps(steps: int) -> list[range]:
@@ -54,9 +55,11 @@ def _part_steps(part: str, steps: int) -> list:
                 return [chosen]
     except ValueError:
         pass
-    raise TrainError(f"--eval-schedule part {part!r}: use paper, log:POINTS (at most {MAX_EVALUATIONS:,}), "
-                     f"every:STEPS, after:STEPS or steps:A,B,C (steps within 0..{steps}), joined by '+', "
-                     "e.g. log:64+every:1000")
+    raise TrainError(
+        f"--eval-schedule part {part!r}: use paper, log:POINTS (at most {MAX_EVALUATIONS:,}), "
+        f"every:STEPS, after:STEPS or steps:A,B,C (steps within 0..{steps}), joined by '+', "
+        "e.g. log:64+every:1000"
+    )
 
 
 def parse_eval_schedule(spec: str, steps: int) -> list[int]:
@@ -64,8 +67,10 @@ def parse_eval_schedule(spec: str, steps: int) -> list[int]:
     pieces = [piece for part in spec.split("+") for piece in _part_steps(part.strip(), steps)]
     count = sum(len(piece) for piece in pieces)
     if count > MAX_EVALUATIONS:
-        raise TrainError(f"--eval-schedule {spec} over {steps:,} steps: up to {count:,} evaluations, more than "
-                         f"{MAX_EVALUATIONS:,}; use a sparser schedule, e.g. log:64 or every:{steps // 1000 or 1}")
+        raise TrainError(
+            f"--eval-schedule {spec} over {steps:,} steps: up to {count:,} evaluations, more than "
+            f"{MAX_EVALUATIONS:,}; use a sparser schedule, e.g. log:64 or every:{steps // 1000 or 1}"
+        )
     chosen = {0, steps}
     for piece in pieces:
         chosen.update(piece)

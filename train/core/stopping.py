@@ -5,6 +5,7 @@ as the step at which the Real World reaches ~1% train error; the threshold is co
 (`--fit-threshold`). The trainer (for --stop-at-fit and summary.json) and the reports (runs without a
 summary) both call `fit_step`, so the two can never disagree.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable

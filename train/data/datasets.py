@@ -10,6 +10,7 @@ run needs (the Real World's n, or the whole pool for the Ideal World) to the GPU
 pinned host memory, from where each batch is gathered and copied asynchronously. The streaming path
 (`train.data.streaming`) reads the shard files themselves.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,8 +54,10 @@ class Dataset:
 
     def split(self, split: str) -> shards.manifest.SplitInfo:
         if split not in self.manifest.splits:
-            raise TrainError(f"{self.location}: no split {split!r} (it has {', '.join(self.manifest.splits)}); "
-                             "pass --train-split/--test-split or use another dataset")
+            raise TrainError(
+                f"{self.location}: no split {split!r} (it has {', '.join(self.manifest.splits)}); "
+                "pass --train-split/--test-split or use another dataset"
+            )
         return self.manifest.splits[split]
 
     def shard_urls(self, split: str) -> list[str]:
@@ -77,7 +80,8 @@ def open_dataset(location: str, stream: bool = False, verify: bool = True) -> Da
         if not report.ok:
             raise shards.ShardsError(
                 f"{location}: {len(report.problems)} problem(s), first: {report.problems[0]}; run "
-                f"`python -m shards verify {root}` for all, then rebuild or re-download the dataset")
+                f"`python -m shards verify {root}` for all, then rebuild or re-download the dataset"
+            )
     return _checked(Dataset(location, str(root), manifest))
 
 
@@ -93,12 +97,16 @@ def check_sample(ds: Dataset, where: str, key: str, image: np.ndarray | torch.Te
     not an IndexError in the loss or a broadcast error mid-run. (The memory path checks in shards.cache.)"""
     classes = len(ds.manifest.class_names)
     if not 0 <= cls < classes:
-        raise TrainError(f"{where}: sample {key} has label {cls}, outside the manifest's {classes} classes "
-                         f"[0, {classes}); rebuild the dataset")
+        raise TrainError(
+            f"{where}: sample {key} has label {cls}, outside the manifest's {classes} classes "
+            f"[0, {classes}); rebuild the dataset"
+        )
     shape = ds.manifest.image_shape
     if shape is not None and tuple(image.shape) != tuple(shape):
-        raise TrainError(f"{where}: sample {key} is a {'x'.join(map(str, image.shape))} image, the manifest says "
-                         f"{'x'.join(map(str, shape))}; rebuild the dataset")
+        raise TrainError(
+            f"{where}: sample {key} is a {'x'.join(map(str, image.shape))} image, the manifest says "
+            f"{'x'.join(map(str, shape))}; rebuild the dataset"
+        )
 
 
 def cache_size(ds: Dataset, image_size: int | None) -> int | None:
@@ -110,8 +118,9 @@ def cache_size(ds: Dataset, image_size: int | None) -> int | None:
     return math.ceil(image_size / 0.875)
 
 
-def read_split(ds: Dataset, split: str, size: int | None, limit: int | None, stream: bool,
-               progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def read_split(
+    ds: Dataset, split: str, size: int | None, limit: int | None, stream: bool, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """uint8 (N, H, W, C) images and int64 labels of the first `limit` samples of a split.
 
     Fast path: the memory-mapped decoded cache (built once). Streaming: read the shards in order.
@@ -121,8 +130,9 @@ def read_split(ds: Dataset, split: str, size: int | None, limit: int | None, str
         arrays = shards.load_split(ds.root, split, size=size, progress=progress)
         return arrays.images[:count], arrays.labels[:count]
     if ds.manifest.image_shape is None:
-        raise TrainError(f"{ds.location}: streaming needs images of one size; this dataset's differ: "
-                         "use --data-path memory")
+        raise TrainError(
+            f"{ds.location}: streaming needs images of one size; this dataset's differ: use --data-path memory"
+        )
     h, w, c = ds.manifest.image_shape
     images = np.empty((count, h, w, c), dtype=np.uint8)
     labels = np.empty(count, dtype=np.int64)
@@ -130,7 +140,7 @@ def read_split(ds: Dataset, split: str, size: int | None, limit: int | None, str
     for entry, url in zip(ds.split(split).shards, ds.shard_urls(split)):
         if entry.first_index >= count:
             break
-        for key, image, cls, _ in read_checked_shard(url, entry, channels=c)[:count - entry.first_index]:
+        for key, image, cls, _ in read_checked_shard(url, entry, channels=c)[: count - entry.first_index]:
             check_sample(ds, f"{ds.location}/{split}", key, image, cls)
             images[int(key)], labels[int(key)] = image, cls
     return images, labels
@@ -221,8 +231,7 @@ class TrainStore:
     `rows` (sorted global indices) says which pool samples are held; None means the whole pool.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, rows: np.ndarray | None,
-                 device: torch.device):
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, rows: np.ndarray | None, device: torch.device):
         self.images, self.labels, self.rows, self.device = images, labels, rows, device
         self.on_device = images.device.type == device.type
         if device.type == "cuda":
@@ -230,8 +239,14 @@ class TrainStore:
             self._images = PinnedStaging(device)
 
     @classmethod
-    def build(cls, images: np.ndarray, labels: np.ndarray, device: torch.device, rows: np.ndarray | None = None,
-              held: np.ndarray | None = None) -> TrainStore:
+    def build(
+        cls,
+        images: np.ndarray,
+        labels: np.ndarray,
+        device: torch.device,
+        rows: np.ndarray | None = None,
+        held: np.ndarray | None = None,
+    ) -> TrainStore:
         """Copy `images[rows]` (all when None) to the device or pinned memory; `held` names the global
         pool index of each copied row (default: `rows`)."""
         count = len(images) if rows is None else len(rows)
@@ -243,8 +258,7 @@ class TrainStore:
             # A CPU run over a whole cached pool gathers from the memory-mapped cache itself: a copy would
             # hold the pool twice (the copy and the page cache; 36 GB for 6M 32x32 images, bench_scale.py).
             # Mode "c" (copy-on-write) gives torch a writable view without ever writing the file.
-            mapped = np.memmap(images.filename, dtype=images.dtype, mode="c", shape=images.shape,
-                               offset=images.offset)
+            mapped = np.memmap(images.filename, dtype=images.dtype, mode="c", shape=images.shape, offset=images.offset)
             log.info("gathering %s train images (%.2f GB) from the memory-mapped cache", f"{count:,}", nbytes / 1e9)
             return cls(torch.from_numpy(mapped), y, held, device)
         if device.type == "cuda" and nbytes <= gpu_budget_bytes(device):

@@ -17,6 +17,7 @@ tensors in, a list of images out) and the crops are resized there; the host only
 CPU, DataLoader worker processes decode with PIL, using JPEG DCT scaling (`Image.draft`) when the crop
 is at least twice the output size.
 """
+
 from __future__ import annotations
 
 import io
@@ -51,16 +52,16 @@ RRC_RATIO = (3 / 4, 4 / 3)
 class EncodedRows:
     """Encoded images of the sorted global `rows` of a split, in one byte buffer, with their labels."""
 
-    data: np.ndarray     # uint8, the encoded images one after another
+    data: np.ndarray  # uint8, the encoded images one after another
     offsets: np.ndarray  # int64 (N + 1,): image i is data[offsets[i]:offsets[i + 1]]
-    labels: np.ndarray   # int64 (N,)
-    rows: np.ndarray     # int64 (N,), sorted global indices
+    labels: np.ndarray  # int64 (N,)
+    rows: np.ndarray  # int64 (N,), sorted global indices
 
     def local(self, indices: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.rows, indices)
 
     def encoded(self, i: int) -> np.ndarray:
-        return self.data[self.offsets[i]:self.offsets[i + 1]]
+        return self.data[self.offsets[i] : self.offsets[i + 1]]
 
 
 def read_encoded(ds: Dataset, split: str, rows: np.ndarray | None) -> EncodedRows:
@@ -68,9 +69,14 @@ def read_encoded(ds: Dataset, split: str, rows: np.ndarray | None) -> EncodedRow
     the shards that hold some, each checked against its manifest entry (sha256, keys, sample count)."""
     info = ds.split(split)
     rows = np.arange(info.count, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
-    touched = sorted((e for e in info.shards
-                      if np.searchsorted(rows, e.first_index + e.samples) > np.searchsorted(rows, e.first_index)),
-                     key=lambda e: e.first_index)
+    touched = sorted(
+        (
+            e
+            for e in info.shards
+            if np.searchsorted(rows, e.first_index + e.samples) > np.searchsorted(rows, e.first_index)
+        ),
+        key=lambda e: e.first_index,
+    )
     data = np.empty(sum(e.bytes for e in touched), dtype=np.uint8)  # a shard's size bounds its images' bytes
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     labels = np.full(len(rows), -1, dtype=np.int64)
@@ -82,13 +88,15 @@ def read_encoded(ds: Dataset, split: str, rows: np.ndarray | None) -> EncodedRow
             pos = np.searchsorted(rows, index)
             if pos < len(rows) and rows[pos] == index and pos == filled:
                 start = offsets[pos]
-                data[start:start + len(image)] = np.frombuffer(image, dtype=np.uint8)
+                data[start : start + len(image)] = np.frombuffer(image, dtype=np.uint8)
                 offsets[pos + 1], labels[pos] = start + len(image), cls
                 filled += 1
     if filled < len(rows):
-        raise TrainError(f"{ds.location}/{split}: sample {rows[filled]} is missing or out of order in its shard; "
-                         "run `python -m shards verify` on the dataset and rebuild it")
-    return EncodedRows(data[:offsets[-1]], offsets, labels, rows)
+        raise TrainError(
+            f"{ds.location}/{split}: sample {rows[filled]} is missing or out of order in its shard; "
+            "run `python -m shards verify` on the dataset and rebuild it"
+        )
+    return EncodedRows(data[: offsets[-1]], offsets, labels, rows)
 
 
 def view_box(rng: np.random.Generator, width: int, height: int, random_crop: bool) -> tuple[float, float, float, float]:
@@ -134,19 +142,23 @@ def decode_view_pil(encoded: bytes, rng: np.random.Generator | None, size: int, 
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def decode_row(rows: EncodedRows, i: int, rng: np.random.Generator | None, size: int, aug: str,
-               mode: str) -> np.ndarray:
+def decode_row(
+    rows: EncodedRows, i: int, rng: np.random.Generator | None, size: int, aug: str, mode: str
+) -> np.ndarray:
     """decode_view_pil of held image `i`; bytes that match their shard's sha256 but are no image (the
     shard was made so) are one clear error naming the sample, not a PIL traceback from a worker."""
     try:
         return decode_view_pil(rows.encoded(i).tobytes(), rng, size, aug, mode)
     except DECODE_ERRORS as exc:
-        raise TrainError(f"sample {rows.rows[i]:09d}: undecodable image ({type(exc).__name__}: {exc}); its shard "
-                         "matches the manifest, so the dataset was built so: rebuild it from its source") from exc
+        raise TrainError(
+            f"sample {rows.rows[i]:09d}: undecodable image ({type(exc).__name__}: {exc}); its shard "
+            "matches the manifest, so the dataset was built so: rebuild it from its source"
+        ) from exc
 
 
-def decode_views_torch(encoded: list[torch.Tensor], rng: np.random.Generator, size: int, aug: str,
-                       channels: int, device: torch.device) -> torch.Tensor:
+def decode_views_torch(
+    encoded: list[torch.Tensor], rng: np.random.Generator, size: int, aug: str, channels: int, device: torch.device
+) -> torch.Tensor:
     """A batch decoded by torchvision on `device` (nvJPEG on CUDA), views resized there: uint8 NHWC."""
     from torchvision.io import ImageReadMode, decode_image, decode_jpeg  # deferred: only this path needs them
 
@@ -158,14 +170,16 @@ def decode_views_torch(encoded: list[torch.Tensor], rng: np.random.Generator, si
         try:
             images = [decode_image(e, mode=mode).to(device) for e in encoded]
         except RuntimeError as bad:  # torchvision's error for bytes that are no image
-            raise TrainError(f"a batch holds an undecodable image ({bad}); its shard matches the manifest, so "
-                             "the dataset was built so: rebuild it from its source") from bad
+            raise TrainError(
+                f"a batch holds an undecodable image ({bad}); its shard matches the manifest, so "
+                "the dataset was built so: rebuild it from its source"
+            ) from bad
     views = plan_views(rng, [(im.shape[2], im.shape[1]) for im in images], aug)
     out = torch.empty((len(images), size, size, channels), dtype=torch.uint8, device=device)
     for i, (image, ((left, top, w, h), mirrored)) in enumerate(zip(images, views)):
         # The integer pixel bounds enclosing the box (under a pixel larger per side than PIL's exact
         # float box), resized bilinearly with antialiasing.
-        crop = image[:, int(top):math.ceil(top + h), int(left):math.ceil(left + w)][None].float()
+        crop = image[:, int(top) : math.ceil(top + h), int(left) : math.ceil(left + w)][None].float()
         view = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         view = view.round_().clamp_(0, 255).to(torch.uint8)[0]
         out[i] = (view.flip(2) if mirrored else view).permute(1, 2, 0)
@@ -175,8 +189,18 @@ def decode_views_torch(encoded: list[torch.Tensor], rng: np.random.Generator, si
 class DecodedBatches(torch.utils.data.Dataset):
     """Item `step` = this rank's batch of that step, decoded with PIL (for DataLoader workers)."""
 
-    def __init__(self, rows: EncodedRows, sampler, batch_size: int, dist: ddp.Dist, size: int, aug: str,
-                 seed: int, channels: int, steps: int):
+    def __init__(
+        self,
+        rows: EncodedRows,
+        sampler,
+        batch_size: int,
+        dist: ddp.Dist,
+        size: int,
+        aug: str,
+        seed: int,
+        channels: int,
+        steps: int,
+    ):
         self.rows, self.sampler, self.batch_size, self.size, self.aug = rows, sampler, batch_size, size, aug
         self.steps = steps
         self.rank, self.per_rank, self.seed = dist.rank, batch_size // dist.world, seed
@@ -187,7 +211,7 @@ class DecodedBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         start = self.rank * self.per_rank
-        idx = self.sampler.indices(step, self.batch_size)[start:start + self.per_rank]
+        idx = self.sampler.indices(step, self.batch_size)[start : start + self.per_rank]
         local = self.rows.local(idx)
         rng = np.random.default_rng(derive_seed(self.seed, "decode-view", step, self.rank))
         images = np.stack([decode_row(self.rows, i, rng, self.size, self.aug, self.mode) for i in local])
@@ -200,12 +224,13 @@ class JpegSource:
     def __init__(self, rows: EncodedRows, sampler, cfg, dist: ddp.Dist, device: torch.device, channels: int):
         self.rows, self.sampler, self.dist, self.device, self.channels = rows, sampler, dist, device, channels
         self.batch_size, self.steps, self.num_workers = cfg.batch_size, cfg.steps, cfg.num_workers
-        self.batches = DecodedBatches(rows, sampler, cfg.batch_size, dist, cfg.image_size, cfg.aug, cfg.seed,
-                                      channels, cfg.steps)
+        self.batches = DecodedBatches(
+            rows, sampler, cfg.batch_size, dist, cfg.image_size, cfg.aug, cfg.seed, channels, cfg.steps
+        )
         self.step, self._loader = 0, None
         first = sampler.first_samples(cfg.eval_train_samples)
         self.eval_rows = len(first)
-        local = rows.local(first[dist.rank::dist.world])
+        local = rows.local(first[dist.rank :: dist.world])
         images = [decode_row(rows, i, None, cfg.image_size, "none", self.batches.mode) for i in local]
         empty = np.empty((0, cfg.image_size, cfg.image_size, channels), np.uint8)
         self.keep = torch.from_numpy(np.stack(images) if images else empty).to(device)
@@ -217,13 +242,20 @@ class JpegSource:
 
     def _open(self, start: int):
         workers = self.num_workers if self.device.type != "cuda" else 0
-        return iter(torch.utils.data.DataLoader(
-            self.batches, batch_size=None, sampler=range(start, self.steps), num_workers=workers,
-            pin_memory=self.device.type == "cuda", prefetch_factor=4 if workers else None))
+        return iter(
+            torch.utils.data.DataLoader(
+                self.batches,
+                batch_size=None,
+                sampler=range(start, self.steps),
+                num_workers=workers,
+                pin_memory=self.device.type == "cuda",
+                prefetch_factor=4 if workers else None,
+            )
+        )
 
     def _gpu_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b = self.batches
-        idx = self.sampler.indices(step, self.batch_size)[b.rank * b.per_rank:(b.rank + 1) * b.per_rank]
+        idx = self.sampler.indices(step, self.batch_size)[b.rank * b.per_rank : (b.rank + 1) * b.per_rank]
         local = self.rows.local(idx)
         encoded = [torch.from_numpy(self.rows.encoded(i)) for i in local]
         rng = np.random.default_rng(derive_seed(b.seed, "decode-view", step, b.rank))

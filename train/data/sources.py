@@ -9,6 +9,7 @@ Under DDP every rank builds the same sampler (same seed: the same Real subset an
 and takes rows [rank * b, (rank + 1) * b) of each global batch of B = b x world: the global stream is
 exactly the single-device one. Evaluation sets are dealt round-robin to ranks and their sums added.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,11 +57,11 @@ class MemorySource:
         self.per_rank = batch_size // dist.world
         rows = sampler.first_samples(eval_count)
         self.eval_rows = len(rows)
-        self.keep, self.keep_labels = store.gather(rows[dist.rank::dist.world])
+        self.keep, self.keep_labels = store.gather(rows[dist.rank :: dist.world])
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         start = self.dist.rank * self.per_rank
-        idx = self.sampler.indices(step, self.batch_size)[start:start + self.per_rank]
+        idx = self.sampler.indices(step, self.batch_size)[start : start + self.per_rank]
         x, y = self.store.gather(idx)
         return x, y, idx
 
@@ -109,8 +110,12 @@ def _streams(cfg: RunConfig, manifest: shards.Manifest, device: torch.device) ->
         return False
     need = manifest.splits[cfg.train_split].count * int(np.prod(manifest.image_shape))
     budget = max(gpu_budget_bytes(device), host_budget_bytes())
-    log.info("--data-path auto: the train pool takes %.2f GB, %.2f GB of memory is available: %s", need / 1e9,
-             budget / 1e9, "stream" if need > budget else "memory")
+    log.info(
+        "--data-path auto: the train pool takes %.2f GB, %.2f GB of memory is available: %s",
+        need / 1e9,
+        budget / 1e9,
+        "stream" if need > budget else "memory",
+    )
     return need > budget
 
 
@@ -121,8 +126,10 @@ def _test_split(ds: Dataset) -> str:
         return "test"
     if len(splits) == 1:
         return splits[0]
-    raise TrainError(f"{ds.location}: extra test set has no 'test' split and several others "
-                     f"({', '.join(splits)}); give a dataset with a test split")
+    raise TrainError(
+        f"{ds.location}: extra test set has no 'test' split and several others "
+        f"({', '.join(splits)}); give a dataset with a test split"
+    )
 
 
 def decodes(cfg: RunConfig) -> bool:
@@ -141,12 +148,15 @@ def _check_sizes(cfg: RunConfig, ds: Dataset) -> None:
 
 def _open_all(cfg: RunConfig, dist: ddp.Dist, stream: bool, progress: bool):
     """Open the train dataset and the extra test sets; rank 0 first checks hashes and builds caches."""
+
     def prepare(first: bool):
         try:
             ds = open_dataset(cfg.data, stream=stream, verify=first)
             _check_sizes(cfg, ds)
-            extras = [(name, open_dataset(path, stream=stream, verify=first))
-                      for name, path in map(parse_extra_test, cfg.extra_test)]
+            extras = [
+                (name, open_dataset(path, stream=stream, verify=first))
+                for name, path in map(parse_extra_test, cfg.extra_test)
+            ]
             if first and not stream:
                 own = [cfg.test_split] if decodes(cfg) else [cfg.train_split, cfg.test_split]
                 wanted = [(ds, split) for split in own] + [(d, _test_split(d)) for _, d in extras]
@@ -173,16 +183,30 @@ def _check_classes(ds: Dataset, class_names: list[str]) -> None:
     if names == list(class_names):
         return
     at = next((i for i, (a, b) in enumerate(zip(names, class_names)) if a != b), min(len(names), len(class_names)))
-    raise TrainError(f"{ds.location}: classes {names} are not the train set's {list(class_names)} (first "
-                     f"difference at label {at}); an extra test set must name the same classes in the same order: "
-                     "rebuild it with the train set's class names")
+    raise TrainError(
+        f"{ds.location}: classes {names} are not the train set's {list(class_names)} (first "
+        f"difference at label {at}); an extra test set must name the same classes in the same order: "
+        "rebuild it with the train set's class names"
+    )
 
 
-def _eval_set(name: str, ds: Dataset, split: str, cfg: RunConfig, dist: ddp.Dist, device: torch.device,
-              stream: bool, limit: int | None, channels: int, class_names: list[str]) -> EvalSet:
+def _eval_set(
+    name: str,
+    ds: Dataset,
+    split: str,
+    cfg: RunConfig,
+    dist: ddp.Dist,
+    device: torch.device,
+    stream: bool,
+    limit: int | None,
+    channels: int,
+    class_names: list[str],
+) -> EvalSet:
     if ds.channels != channels:
-        raise TrainError(f"{ds.location}: {ds.channels}-channel images, the train set has {channels}; "
-                         "evaluate on a dataset with the same channels")
+        raise TrainError(
+            f"{ds.location}: {ds.channels}-channel images, the train set has {channels}; "
+            "evaluate on a dataset with the same channels"
+        )
     _check_classes(ds, class_names)
     images, labels = read_split(ds, split, cache_size(ds, cfg.image_size), limit, stream)
     share = slice(dist.rank, None, dist.world)
@@ -195,16 +219,28 @@ def _train_source(cfg: RunConfig, ds: Dataset, sampler, dist: ddp.Dist, device: 
     per_rank = cfg.batch_size // dist.world
     if decodes(cfg):
         if cfg.aug not in ("none", "flip", "rrc-flip") or cfg.image_size is None:
-            raise TrainError(f"{ds.location}: its train images are decoded and cropped per batch, which needs "
-                             f"--image-size and --aug none, flip or rrc-flip (got {cfg.aug}); or pass "
-                             "--data-path memory to train from a decoded cache")
+            raise TrainError(
+                f"{ds.location}: its train images are decoded and cropped per batch, which needs "
+                f"--image-size and --aug none, flip or rrc-flip (got {cfg.aug}); or pass "
+                "--data-path memory to train from a decoded cache"
+            )
         rows = read_encoded(ds, cfg.train_split, sampler.subset)
-        log.info("holding %s encoded train images (%.2f GB) in host memory", f"{len(rows.rows):,}",
-                 rows.data.nbytes / 1e9)
+        log.info(
+            "holding %s encoded train images (%.2f GB) in host memory", f"{len(rows.rows):,}", rows.data.nbytes / 1e9
+        )
         return JpegSource(rows, sampler, cfg, dist, device, ds.channels)
     if stream and cfg.mode == "ideal":
-        source = StreamSource(ds, cfg.train_split, per_rank, cfg.seed, dist, device, cfg.num_workers,
-                              cfg.allow_reuse, -(-cfg.eval_train_samples // dist.world))
+        source = StreamSource(
+            ds,
+            cfg.train_split,
+            per_rank,
+            cfg.seed,
+            dist,
+            device,
+            cfg.num_workers,
+            cfg.allow_reuse,
+            -(-cfg.eval_train_samples // dist.world),
+        )
         source.check_pool(cfg.steps)
         return source
     if stream:
@@ -220,8 +256,10 @@ def _train_source(cfg: RunConfig, ds: Dataset, sampler, dist: ddp.Dist, device: 
 def build_run_data(cfg: RunConfig, dist: ddp.Dist, device: torch.device, progress: bool) -> RunData:
     """Open, check and load the data of a run; TrainError for any bad input, before training starts."""
     if cfg.batch_size % dist.world:
-        raise TrainError(f"--batch-size={cfg.batch_size}: the global batch must split evenly over "
-                         f"{dist.world} ranks; use a multiple of {dist.world}")
+        raise TrainError(
+            f"--batch-size={cfg.batch_size}: the global batch must split evenly over "
+            f"{dist.world} ranks; use a multiple of {dist.world}"
+        )
     cfg = resolve_data_path(cfg, device)  # run_training resolved it already; a caller of ours may not have
     stream = cfg.data_path == "stream"
     ds, extras = _open_all(cfg, dist, stream, progress)
@@ -235,7 +273,6 @@ def build_run_data(cfg: RunConfig, dist: ddp.Dist, device: torch.device, progres
     source = _train_source(cfg, ds, sampler, dist, device, stream)
     names = list(ds.manifest.class_names)
     eval_sets = [_eval_set("test", ds, cfg.test_split, cfg, dist, device, stream, cfg.test_samples, c, names)]
-    eval_sets += [_eval_set(name, d, _test_split(d), cfg, dist, device, stream, None, c, names)
-                  for name, d in extras]
+    eval_sets += [_eval_set(name, d, _test_split(d), cfg, dist, device, stream, None, c, names) for name, d in extras]
     augment = source.view if isinstance(source, JpegSource) else None
     return RunData(sampler, source, eval_sets, num_classes, c, cfg.image_size or h, augment)

@@ -10,6 +10,7 @@ shards dealt to ranks and workers, so no sample is read twice in a pass) through
 pinned memory and prefetch, re-cut into batches of exactly the per-rank size. Resuming re-reads the
 stream up to the checkpoint's step (correct, but it costs one read of what was already trained on).
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,16 +49,28 @@ def collect_rows(ds: Dataset, split: str, rows: np.ndarray) -> tuple[np.ndarray,
 def _stream_workers(num_shards: int, world: int, wanted: int) -> int:
     # StreamingBatches needs a shard for every rank x worker; 0 workers reads in the main process.
     if num_shards < world:
-        raise TrainError(f"{num_shards} train shards for {world} ranks: every rank needs a shard to stream; "
-                         "use fewer ranks, the memory path (--data-path memory) or smaller shards")
+        raise TrainError(
+            f"{num_shards} train shards for {world} ranks: every rank needs a shard to stream; "
+            "use fewer ranks, the memory path (--data-path memory) or smaller shards"
+        )
     return min(wanted, num_shards // world)
 
 
 class StreamSource:
     """Per-rank batches of exactly `batch_size` from a shuffled shard stream, with the ledger's indices."""
 
-    def __init__(self, ds: Dataset, split: str, batch_size: int, seed: int, dist: ddp.Dist,
-                 device: torch.device, num_workers: int, allow_reuse: bool, keep: int):
+    def __init__(
+        self,
+        ds: Dataset,
+        split: str,
+        batch_size: int,
+        seed: int,
+        dist: ddp.Dist,
+        device: torch.device,
+        num_workers: int,
+        allow_reuse: bool,
+        keep: int,
+    ):
         self.ds, self.split, self.batch_size, self.seed = ds, split, batch_size, seed
         self.dist, self.device, self.allow_reuse = dist, device, allow_reuse
         self.urls = ds.shard_urls(split)
@@ -74,17 +87,25 @@ class StreamSource:
         self._staging = (PinnedStaging(device), PinnedStaging(device)) if device.type == "cuda" else None
 
     def _dataset(self, epoch: int):
-        return shards.StreamingBatches(self.urls, self.batch_size, seed=self.seed, epoch=epoch,
-                                       rank=self.dist.rank, world_size=self.dist.world, shuffle=True,
-                                       channels=self.ds.manifest.image_shape[2],
-                                       entries=self.ds.split(self.split).shards)
+        return shards.StreamingBatches(
+            self.urls,
+            self.batch_size,
+            seed=self.seed,
+            epoch=epoch,
+            rank=self.dist.rank,
+            world_size=self.dist.world,
+            shuffle=True,
+            channels=self.ds.manifest.image_shape[2],
+            entries=self.ds.split(self.split).shards,
+        )
 
     def rank_samples(self, epoch: int, rank: int) -> int:
         """Samples rank `rank` reads in pass `epoch` (from the shard deal and the manifest counts)."""
         data = self._dataset(epoch)
         data.rank = rank
-        return sum(self.counts[u] for w in range(max(1, self.workers))
-                   for u in data.shards_for(w, max(1, self.workers)))
+        return sum(
+            self.counts[u] for w in range(max(1, self.workers)) for u in data.shards_for(w, max(1, self.workers))
+        )
 
     def check_pool(self, steps: int) -> None:
         """Every rank must get steps x batch samples from the first pass, or reuse must be allowed."""
@@ -93,12 +114,17 @@ class StreamSource:
             raise TrainError(
                 f"streaming: {steps:,} steps x {self.batch_size:,} per rank need {steps * self.batch_size:,} "
                 f"samples per rank, but the shard deal gives the smallest rank {least:,}: the Ideal World would "
-                "reuse samples; lower --steps, use smaller shards, or pass --allow-reuse")
+                "reuse samples; lower --steps, use smaller shards, or pass --allow-reuse"
+            )
 
     def _open(self, epoch: int):
         loader = torch.utils.data.DataLoader(
-            self._dataset(epoch), batch_size=None, num_workers=self.workers,
-            pin_memory=self.device.type == "cuda", prefetch_factor=4 if self.workers else None)
+            self._dataset(epoch),
+            batch_size=None,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if self.workers else None,
+        )
         return iter(loader)
 
     def _next_chunk(self) -> dict[str, torch.Tensor]:
@@ -108,8 +134,10 @@ class StreamSource:
             except StopIteration:
                 self.passes += 1
                 if not self.allow_reuse:
-                    raise TrainError(f"streaming: rank {self.dist.rank} ran out of samples at step {self.step:,}; "
-                                     "pass --allow-reuse to start another pass") from None
+                    raise TrainError(
+                        f"streaming: rank {self.dist.rank} ran out of samples at step {self.step:,}; "
+                        "pass --allow-reuse to start another pass"
+                    ) from None
                 log.info("rank %d: starting pass %d over the stream", self.dist.rank, self.passes + 1)
                 self._loader = self._open(self.passes)
 
@@ -127,16 +155,15 @@ class StreamSource:
         bad = ((labels < 0) | (labels >= len(self.ds.manifest.class_names))).nonzero()
         if len(bad):  # a cheap check on the CPU batch: an IndexError in the loss would name nothing
             i = int(bad[0])
-            check_sample(self.ds, f"{self.ds.location}/{self.split}", f"{int(index[i]):09d}", images[i],
-                         int(labels[i]))
+            check_sample(self.ds, f"{self.ds.location}/{self.split}", f"{int(index[i]):09d}", images[i], int(labels[i]))
         return images, labels, index
 
     def _remember(self, images: torch.Tensor, labels: torch.Tensor) -> None:
         # The first samples this rank trains on are its share of the Ideal World's train-eval set.
         room = min(len(labels), len(self.keep_labels) - self.kept)
         if room > 0:
-            self.keep[self.kept:self.kept + room] = images[:room].to(self.device)
-            self.keep_labels[self.kept:self.kept + room] = labels[:room].to(self.device)
+            self.keep[self.kept : self.kept + room] = images[:room].to(self.device)
+            self.keep_labels[self.kept : self.kept + room] = labels[:room].to(self.device)
             self.kept += room
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:

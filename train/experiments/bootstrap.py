@@ -16,6 +16,7 @@ model and init seed, optimiser, schedule, batch, augmentation, precision and eva
 construction. Re-running resumes: a finished run returns its summary, a killed one continues from its
 checkpoint.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,14 +62,26 @@ def plan_bootstrap(cfg: RunConfig, seeds: int = 1, margin: Margin | None = None)
         runs += world_configs(dataclasses.replace(cfg, seed=seed), exp_dir / folder)
         prefix = "" if folder == "." else f"{folder}/"
         entries.append({"seed": seed, "real": f"{prefix}real", "ideal": f"{prefix}ideal"})
-    spec = {"kind": "bootstrap", "config": dataclasses.replace(cfg, mode="real").to_dict(),
-            "config_hash": config_hash(runs[0]), "seeds": seeds, "runs": entries,
-            "margin": (margin or Margin.parse(DEFAULT_MARGIN)).to_dict()}
+    spec = {
+        "kind": "bootstrap",
+        "config": dataclasses.replace(cfg, mode="real").to_dict(),
+        "config_hash": config_hash(runs[0]),
+        "seeds": seeds,
+        "runs": entries,
+        "margin": (margin or Margin.parse(DEFAULT_MARGIN)).to_dict(),
+    }
     return spec, runs
 
 
-def bootstrap(cfg: RunConfig, seeds: int = 1, resume: bool = False, overwrite: bool = False,
-              progress: bool = True, pack: int | None = None, margin: Margin | None = None) -> dict:
+def bootstrap(
+    cfg: RunConfig,
+    seeds: int = 1,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    pack: int | None = None,
+    margin: Margin | None = None,
+) -> dict:
     """Run Real (n) and Ideal with identical settings for each seed into cfg.out_dir, then the report.
 
     `margin`: the equivalence margin the verdict tests against, declared now (default DEFAULT_MARGIN); an
@@ -82,9 +95,15 @@ def bootstrap(cfg: RunConfig, seeds: int = 1, resume: bool = False, overwrite: b
     preflight(runs)
     if is_main_process():
         # seed_entries reads the one-seed layout of older experiment.json files too
-        claim_experiment(exp_dir, spec, overwrite, same=lambda old: (
-            old.get("config_hash"), seed_entries(old), Margin.from_dict(old.get("margin")).to_dict())
-            == (spec["config_hash"], spec["runs"], spec["margin"]))
+        claim_experiment(
+            exp_dir,
+            spec,
+            overwrite,
+            same=lambda old: (
+                (old.get("config_hash"), seed_entries(old), Margin.from_dict(old.get("margin")).to_dict())
+                == (spec["config_hash"], spec["runs"], spec["margin"])
+            ),
+        )
     for group in plan_packs(runs, pack):
         if len(group) > 1:
             log.info("%d runs packed as one model: %s", len(group), ", ".join(r.out_dir for r in group))

@@ -3,6 +3,7 @@
 An experiment folder holds `experiment.json` (its kind, shared config and runs) beside its run folders;
 `train.reporting.render` reads it back.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,13 +36,15 @@ def preflight(cfgs: list[RunConfig]) -> None:
             except ShardsError as exc:
                 raise TrainError(f"--data {cfg.data}: {exc}") from exc
             if cfg.train_split not in manifest.splits:
-                raise TrainError(f"--data {cfg.data}: no {cfg.train_split!r} split; it has "
-                                 f"{', '.join(manifest.splits)}")
+                raise TrainError(
+                    f"--data {cfg.data}: no {cfg.train_split!r} split; it has {', '.join(manifest.splits)}"
+                )
             pools[cfg.data] = manifest.splits[cfg.train_split].count
         pool = pools[cfg.data]
         if cfg.mode == "real" and cfg.n > pool:
-            raise TrainError(f"--n={cfg.n:,}: larger than the train pool of {pool:,} samples in {cfg.data}; "
-                             f"choose n <= {pool:,}")
+            raise TrainError(
+                f"--n={cfg.n:,}: larger than the train pool of {pool:,} samples in {cfg.data}; choose n <= {pool:,}"
+            )
         check_pool(cfg.mode, cfg.steps, cfg.batch_size, pool, cfg.allow_reuse)
 
 
@@ -65,15 +68,19 @@ def claim_experiment(exp_dir: Path, spec: dict, overwrite: bool, same) -> None:
     if exp_dir.is_dir() and not path.is_file() and not overwrite:
         found = sorted(p.name for p in exp_dir.iterdir() if p.name not in BEFORE_CLAIM and not _only_runs_of_ours(p))
         if found:
-            raise TrainError(f"--out={exp_dir}: not empty and not an experiment folder of this toolkit (found "
-                             f"{', '.join(found[:5])}{', ...' if len(found) > 5 else ''}; no {EXPERIMENT}); "
-                             "choose an empty or new --out, or pass --overwrite to write the experiment there "
-                             "(none of those files is deleted)")
+            raise TrainError(
+                f"--out={exp_dir}: not empty and not an experiment folder of this toolkit (found "
+                f"{', '.join(found[:5])}{', ...' if len(found) > 5 else ''}; no {EXPERIMENT}); "
+                "choose an empty or new --out, or pass --overwrite to write the experiment there "
+                "(none of those files is deleted)"
+            )
     if path.is_file() and not overwrite:
         old = read_experiment(exp_dir)
         if old.get("kind") != spec["kind"] or not same(old):
-            raise TrainError(f"{exp_dir}: holds another {old.get('kind')} experiment (different settings); "
-                             "choose another --out or pass --overwrite")
+            raise TrainError(
+                f"{exp_dir}: holds another {old.get('kind')} experiment (different settings); "
+                "choose another --out or pass --overwrite"
+            )
     exp_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, spec)  # a killed command never leaves half a description
 

@@ -14,6 +14,7 @@ Folder layout (`<exp>` = cfg.out_dir; <cell> = <model>-lr<lr>-s<seed>):
 Every run is `dataclasses.replace` on one base config, so the worlds differ only in mode, n and folder.
 Re-running resumes: finished runs are skipped and killed ones continue from their checkpoints.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,8 +42,9 @@ log = logging.getLogger(__name__)
 _GRID_FIELDS = ("mode", "n", "model", "seed", "lr", "out_dir")
 
 
-def plan_sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[int],
-               lrs: list[float] | None = None) -> tuple[list[dict], list[RunConfig]]:
+def plan_sweep(
+    base: RunConfig, ns: list[int], models: list[str], seeds: list[int], lrs: list[float] | None = None
+) -> tuple[list[dict], list[RunConfig]]:
     """The grid's entries (for experiment.json) and its unique runs, Ideal runs first per (model, lr, seed)."""
     exp_dir = Path(base.out_dir)
     ns, models, seeds = sorted(set(ns)), list(dict.fromkeys(models)), sorted(set(seeds))
@@ -52,13 +54,33 @@ def plan_sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[in
         for lr in lrs:
             for seed in seeds:
                 cell = f"runs/{folder_name(model)}-lr{lr:g}-s{seed}"
-                runs.append(dataclasses.replace(base, mode="ideal", n=None, model=model, seed=seed, lr=lr,
-                                                out_dir=str(exp_dir / cell / "ideal")))
+                runs.append(
+                    dataclasses.replace(
+                        base, mode="ideal", n=None, model=model, seed=seed, lr=lr, out_dir=str(exp_dir / cell / "ideal")
+                    )
+                )
                 for n in ns:
-                    runs.append(dataclasses.replace(base, mode="real", n=n, model=model, seed=seed, lr=lr,
-                                                    out_dir=str(exp_dir / cell / f"real-n{n}")))
-                    entries.append({"model": model, "lr": lr, "n": n, "seed": seed, "real": f"{cell}/real-n{n}",
-                                    "ideal": f"{cell}/ideal"})
+                    runs.append(
+                        dataclasses.replace(
+                            base,
+                            mode="real",
+                            n=n,
+                            model=model,
+                            seed=seed,
+                            lr=lr,
+                            out_dir=str(exp_dir / cell / f"real-n{n}"),
+                        )
+                    )
+                    entries.append(
+                        {
+                            "model": model,
+                            "lr": lr,
+                            "n": n,
+                            "seed": seed,
+                            "real": f"{cell}/real-n{n}",
+                            "ideal": f"{cell}/ideal",
+                        }
+                    )
     return entries, runs
 
 
@@ -67,9 +89,18 @@ def shared_settings(cfg: RunConfig) -> dict:
     return {k: v for k, v in identity_dict(cfg).items() if k not in _GRID_FIELDS}
 
 
-def sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[int], lrs: list[float] | None = None,
-          use_ray: bool = False, overwrite: bool = False, progress: bool = True, pack: int | None = None,
-          margin: Margin | None = None) -> dict:
+def sweep(
+    base: RunConfig,
+    ns: list[int],
+    models: list[str],
+    seeds: list[int],
+    lrs: list[float] | None = None,
+    use_ray: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    pack: int | None = None,
+    margin: Margin | None = None,
+) -> dict:
     """Run (or finish) the grid n x models x lrs x seeds into base.out_dir, then write the sweep report.
 
     `margin`: the equivalence margin of every cell's verdict, declared now (default DEFAULT_MARGIN).
@@ -88,17 +119,25 @@ def sweep(base: RunConfig, ns: list[int], models: list[str], seeds: list[int], l
     if is_main_process():
         spec = _merge_sweep_spec(exp_dir, base, entries, overwrite)
         spec["margin"] = (margin or Margin.parse(DEFAULT_MARGIN)).to_dict()
-        claim_experiment(exp_dir, spec, overwrite, same=lambda old: (
-            old.get("shared"), Margin.from_dict(old.get("margin")).to_dict()) == (spec["shared"], spec["margin"]))
+        claim_experiment(
+            exp_dir,
+            spec,
+            overwrite,
+            same=lambda old: (
+                (old.get("shared"), Margin.from_dict(old.get("margin")).to_dict()) == (spec["shared"], spec["margin"])
+            ),
+        )
     failures = run_many(runs, use_ray=use_ray, overwrite=overwrite, progress=progress, pack=pack)
     if not is_main_process():
         return {}
     headline = render_sweep(exp_dir)
     if failures:
         listed = "; ".join(f"{path}: {error}" for path, error in failures)
-        raise TrainError(f"{len(failures)} of {len(runs)} sweep runs failed ({listed}); the report at "
-                         f"{exp_dir / REPORT} shows the finished ones; fix the cause and re-run the "
-                         "same command to finish the rest")
+        raise TrainError(
+            f"{len(failures)} of {len(runs)} sweep runs failed ({listed}); the report at "
+            f"{exp_dir / REPORT} shows the finished ones; fix the cause and re-run the "
+            "same command to finish the rest"
+        )
     return headline
 
 
@@ -107,6 +146,7 @@ def _merge_sweep_spec(exp_dir: Path, base: RunConfig, entries: list[dict], overw
     old = read_experiment(exp_dir) if not overwrite else {}
     shared = json.loads(json.dumps(shared_settings(base)))  # as stored: tuples become lists
     if old.get("kind") == "sweep" and old.get("shared") == shared:
+
         def key(e: dict) -> tuple:
             return e["model"], e.get("lr", base.lr), e["n"], e["seed"]
 
@@ -114,16 +154,20 @@ def _merge_sweep_spec(exp_dir: Path, base: RunConfig, entries: list[dict], overw
         entries = [e for e in old["runs"] if key(e) not in known] + entries
     entries.sort(key=lambda e: (e["model"], -e.get("lr", base.lr), e["n"], e["seed"]))
     return {
-        "kind": "sweep", "shared": shared,
+        "kind": "sweep",
+        "shared": shared,
         "config": {k: v for k, v in base.to_dict().items() if k not in ("mode", "n", "model", "seed")},
-        "models": sorted({e["model"] for e in entries}), "ns": sorted({e["n"] for e in entries}),
+        "models": sorted({e["model"] for e in entries}),
+        "ns": sorted({e["n"] for e in entries}),
         "lrs": sorted({e.get("lr", base.lr) for e in entries}, reverse=True),
-        "seeds": sorted({e["seed"] for e in entries}), "runs": entries,
+        "seeds": sorted({e["seed"] for e in entries}),
+        "runs": entries,
     }
 
 
-def run_many(runs: list[RunConfig], use_ray: bool = False, overwrite: bool = False,
-             progress: bool = True, pack: int | None = 1) -> list[tuple[str, str]]:
+def run_many(
+    runs: list[RunConfig], use_ray: bool = False, overwrite: bool = False, progress: bool = True, pack: int | None = 1
+) -> list[tuple[str, str]]:
     """Run each config (finished ones return at once), `pack` at a time as one packed model; return
     (run folder, error) for failed runs (a failed pack fails each of its runs)."""
     packs = plan_packs(runs, pack)
@@ -145,8 +189,7 @@ def run_many(runs: list[RunConfig], use_ray: bool = False, overwrite: bool = Fal
     return failures
 
 
-def run_on_ray(packs: list[list[RunConfig]], overwrite: bool = False,
-               progress: bool = True) -> list[tuple[str, str]]:
+def run_on_ray(packs: list[list[RunConfig]], overwrite: bool = False, progress: bool = True) -> list[tuple[str, str]]:
     """One Ray task per pack of runs: a whole GPU each when the cluster has GPUs, else one CPU each.
 
     Connects to the cluster in RAY_ADDRESS, or starts a local one. Tasks run in this process's
@@ -158,8 +201,10 @@ def run_on_ray(packs: list[list[RunConfig]], overwrite: bool = False,
 
     options = {"num_gpus": 1} if start_ray() == "cuda" else {"num_cpus": 1}
     task = ray.remote(_run_pack).options(**options)
-    folders = {task.remote([cfg.to_dict() for cfg in group], overwrite, os.getcwd()): [cfg.out_dir for cfg in group]
-               for group in packs}
+    folders = {
+        task.remote([cfg.to_dict() for cfg in group], overwrite, os.getcwd()): [cfg.out_dir for cfg in group]
+        for group in packs
+    }
     log.info("%d packs of runs on Ray, each with %s", len(folders), options)
     failures, pending = [], list(folders)
     with tqdm(total=len(folders), desc="sweep packs", unit="pack", disable=not progress) as bar:

@@ -9,6 +9,7 @@ the model's input size (its config's interpolation, antialiased when shrinking),
 scaled to [0, 1] and normalised with the config's mean and std. So the accuracy measured here is the
 accuracy of the labels the model will write.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -62,13 +63,16 @@ def load_classifier(spec: str) -> torch.nn.Module:
     import timm  # deferred: heavy (seconds)
 
     if not spec.startswith(("local-dir:", "hf-hub:")):
-        raise TrainError(f"--model {spec}: give local-dir:DIR (a folder saved by timm, e.g. by `train finetune`) "
-                         "or hf-hub:ORG/NAME")
+        raise TrainError(
+            f"--model {spec}: give local-dir:DIR (a folder saved by timm, e.g. by `train finetune`) or hf-hub:ORG/NAME"
+        )
     try:
         model = timm.create_model(spec, pretrained=True)
     except Exception as exc:  # noqa: BLE001 - timm and the Hub raise many types; all mean "cannot load it"
-        raise TrainError(f"--model {spec}: cannot load it ({type(exc).__name__}: {exc}); check the folder holds "
-                         "timm's config.json and model.safetensors, or the Hub id") from None
+        raise TrainError(
+            f"--model {spec}: cannot load it ({type(exc).__name__}: {exc}); check the folder holds "
+            "timm's config.json and model.safetensors, or the Hub id"
+        ) from None
     return model.eval().requires_grad_(False)
 
 
@@ -92,27 +96,44 @@ class Preprocess:
             x = x.expand(-1, 3, -1, -1)
         if tuple(x.shape[2:]) != self.size:
             smooth = self.mode != "nearest"
-            x = F.interpolate(x, size=self.size, mode=self.mode, align_corners=False if smooth else None,
-                              antialias=smooth and x.shape[2] > self.size[0])
+            x = F.interpolate(
+                x,
+                size=self.size,
+                mode=self.mode,
+                align_corners=False if smooth else None,
+                antialias=smooth and x.shape[2] > self.size[0],
+            )
         return (x - self.mean) / self.std
 
 
 def _check_classes(model: torch.nn.Module, class_names: list[str], location: str) -> None:
     if model.num_classes != len(class_names):
-        raise TrainError(f"{location}: {len(class_names)} classes ({', '.join(class_names[:10])}), the model has "
-                         f"{model.num_classes} outputs; evaluate it on a dataset with its classes")
+        raise TrainError(
+            f"{location}: {len(class_names)} classes ({', '.join(class_names[:10])}), the model has "
+            f"{model.num_classes} outputs; evaluate it on a dataset with its classes"
+        )
     names = getattr(model, "pretrained_cfg", {}).get("label_names")
     if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-        raise TrainError(f"the model's label_names is {names!r}, not a list of class names; fix that field of its "
-                         "config.json or re-save it (`train finetune` writes it)")
+        raise TrainError(
+            f"the model's label_names is {names!r}, not a list of class names; fix that field of its "
+            "config.json or re-save it (`train finetune` writes it)"
+        )
     if names and list(names) != list(class_names):
-        raise TrainError(f"{location}: class names {list(class_names)[:10]} differ from the model's label_names "
-                         f"{list(names)[:10]}; the labels would not mean the same classes")
+        raise TrainError(
+            f"{location}: class names {list(class_names)[:10]} differ from the model's label_names "
+            f"{list(names)[:10]}; the labels would not mean the same classes"
+        )
 
 
 @torch.no_grad()
-def evaluate_classifier(model: torch.nn.Module, data: str, split: str = "test", device: torch.device | None = None,
-                        batch_size: int = 256, limit: int | None = None) -> EvalResult:
+def evaluate_classifier(
+    model: torch.nn.Module,
+    data: str,
+    split: str = "test",
+    device: torch.device | None = None,
+    batch_size: int = 256,
+    limit: int | None = None,
+) -> EvalResult:
     """Accuracy, per-class accuracy and ECE of `model` on the first `limit` samples (all when None) of a split."""
     device = device or torch.device("cpu")
     ds = open_dataset(data)
@@ -124,7 +145,7 @@ def evaluate_classifier(model: torch.nn.Module, data: str, split: str = "test", 
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     probs = []
     for start in range(0, len(labels), batch_size):
-        x = torch.from_numpy(np.require(images[start:start + batch_size], requirements=["C", "W"])).to(device)
+        x = torch.from_numpy(np.require(images[start : start + batch_size], requirements=["C", "W"])).to(device)
         with autocast:
             logits = model(prep(x))
         probs.append(torch.softmax(logits.float(), dim=1).cpu())
@@ -133,7 +154,14 @@ def evaluate_classifier(model: torch.nn.Module, data: str, split: str = "test", 
         raise TrainError(f"{ds.location}: split {split!r} is empty; nothing to evaluate")
     predicted = p.argmax(1)
     correct = predicted == labels
-    per_class = {name: (float(correct[labels == c].mean()) if (labels == c).any() else None)
-                 for c, name in enumerate(names)}
-    return EvalResult(ds.name, split, len(labels), float(correct.mean()), per_class,
-                      calibration_error(p.max(1), correct.astype(np.float64)))
+    per_class = {
+        name: (float(correct[labels == c].mean()) if (labels == c).any() else None) for c, name in enumerate(names)
+    }
+    return EvalResult(
+        ds.name,
+        split,
+        len(labels),
+        float(correct.mean()),
+        per_class,
+        calibration_error(p.max(1), correct.astype(np.float64)),
+    )

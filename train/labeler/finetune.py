@@ -10,6 +10,7 @@
 3. the exported folder is loaded back and evaluated on the test split; `label_accuracy` and
    `label_accuracy_on` (plus per-class accuracy and ECE) are written into its config.json.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,8 +42,10 @@ def _check_out(out: Path) -> None:
     """OUT may be new or a folder `train finetune` wrote; never another timm model's folder."""
     config = out / "config.json"
     if config.is_file() and "finetune" not in (_read(config) or {}):
-        raise TrainError(f"--out={out}: holds a model config.json not written by `train finetune`; choose "
-                         "another --out (nothing there is changed)")
+        raise TrainError(
+            f"--out={out}: holds a model config.json not written by `train finetune`; choose "
+            "another --out (nothing there is changed)"
+        )
     if out.exists() and not out.is_dir():
         raise TrainError(f"--out={out}: exists and is not a folder; choose another --out")
 
@@ -76,13 +79,23 @@ def export_timm(model: torch.nn.Module, out: Path, class_names: list[str], chann
     # The trainer's input: bilinear resize to `size`, uint8 / 255 then (x - 0.5) / 0.5 (train.core.augment),
     # or uint8 / 255 alone with --input-range unit.
     mean, std = (0.5, 0.5) if run_cfg.input_range == "signed" else (0.0, 1.0)
-    data_config = {"input_size": (channels, size, size), "interpolation": "bilinear", "crop_pct": 1.0,
-                   "crop_mode": "center", "mean": (mean,) * channels, "std": (std,) * channels}
+    data_config = {
+        "input_size": (channels, size, size),
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+        "crop_mode": "center",
+        "mean": (mean,) * channels,
+        "std": (std,) * channels,
+    }
     tmp = out / EXPORT_TMP
     shutil.rmtree(tmp, ignore_errors=True)  # our own scratch folder from an interrupted export
-    save_for_hf(model, str(tmp), model_config={"label_names": list(class_names), "pretrained_cfg": data_config,
-                                               "finetune": run_cfg.to_dict()},
-                data_config=data_config, safe_serialization=True)
+    save_for_hf(
+        model,
+        str(tmp),
+        model_config={"label_names": list(class_names), "pretrained_cfg": data_config, "finetune": run_cfg.to_dict()},
+        data_config=data_config,
+        safe_serialization=True,
+    )
     os.replace(tmp / "model.safetensors", out / "model.safetensors")
     os.replace(tmp / "config.json", out / "config.json")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -91,8 +104,12 @@ def export_timm(model: torch.nn.Module, out: Path, class_names: list[str], chann
 def record_accuracy(folder: Path, result: EvalResult) -> None:
     """Write the measurement into the model's config.json, where `cifar5m generate` reads it."""
     config = read_json(folder / "config.json")
-    config.update(label_accuracy=result.accuracy, label_accuracy_on=result.on, label_ece=result.ece,
-                  label_per_class_accuracy=result.per_class)
+    config.update(
+        label_accuracy=result.accuracy,
+        label_accuracy_on=result.on,
+        label_ece=result.ece,
+        label_per_class_accuracy=result.per_class,
+    )
     write_json_atomic(folder / "config.json", config)
 
 
@@ -103,8 +120,9 @@ def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False, prog
     run_cfg = run_config(cfg)
     validate(run_cfg)
     if not cfg.model.startswith("timm:"):
-        raise TrainError(f"--model={cfg.model}: finetune saves timm models; give timm:NAME (e.g. "
-                         "timm:resnetv2_152x2_bit.goog_in21k)")
+        raise TrainError(
+            f"--model={cfg.model}: finetune saves timm models; give timm:NAME (e.g. timm:resnetv2_152x2_bit.goog_in21k)"
+        )
     if cfg.image_size is None:
         raise TrainError("--image-size is not set: the exported model records its input size; pass it (BiT: 128)")
     out = Path(cfg.out_dir)
@@ -117,9 +135,16 @@ def finetune(cfg: RunConfig, resume: bool = False, overwrite: bool = False, prog
     model = _trained_model(run_cfg, len(manifest.class_names), channels)
     export_timm(model, out, manifest.class_names, channels, run_cfg)
     device = resolve_device(cfg.device, TrainError)
-    result = evaluate_classifier(load_classifier(f"local-dir:{out.resolve()}"), cfg.data, cfg.test_split, device,
-                                 batch_size=cfg.eval_batch_size)
+    result = evaluate_classifier(
+        load_classifier(f"local-dir:{out.resolve()}"), cfg.data, cfg.test_split, device, batch_size=cfg.eval_batch_size
+    )
     record_accuracy(out, result)
-    log.info("%s: test accuracy %.2f%% on %s (ECE %.4f); use it as --labeler local-dir:%s", out,
-             100 * result.accuracy, result.on, result.ece, out)
+    log.info(
+        "%s: test accuracy %.2f%% on %s (ECE %.4f); use it as --labeler local-dir:%s",
+        out,
+        100 * result.accuracy,
+        result.on,
+        result.ece,
+        out,
+    )
     return {"summary": summary, "eval": result.to_dict(), "out": str(out)}

@@ -11,6 +11,7 @@ declared in experiment.json, the generalisation gap, and the per-seed time-avera
 [n / batch, read-out] with its CI. The verdict is the paired inference's outcome (`statistics.verdict`,
 shared with the sweep report); figures are rounded to what their SE supports.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,31 +77,43 @@ def render_bootstrap(exp_dir: str | Path) -> dict:
     stats = compare_seeds(pairs, Margin.from_dict(spec.get("margin")))
     config = spec.get("config") or pairs[0][0].config
     counts = eval_counts(pairs[0][0], config)
-    figures = [world_figure(exp_dir / "soft_error.png", pairs, stats, config),
-               gap_figure(exp_dir / "gap.png", pairs, stats)]
+    figures = [
+        world_figure(exp_dir / "soft_error.png", pairs, stats, config),
+        gap_figure(exp_dir / "gap.png", pairs, stats),
+    ]
     combined = combined_interval(pairs, stats["test"]["soft_error"])
     headline = bootstrap_headline(exp_dir, config, stats, counts, combined)
     text = bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline, counts)
     plan, plan_text = planning(pairs, stats["test"]["soft_error"])
     regime = regime_checks(config.get("data"), stats)
     write_text_atomic(exp_dir / REPORT, text.replace(PLAN_SLOT, plan_text).replace(REGIME_SLOT, regime.describe()))
-    write_results(exp_dir, {"headline": headline.to_dict(), "plan": {**(plan.to_dict() if plan else {}),
-                                                                     "text": plan_text},
-                            "regime": regime.to_dict(),
-                            "statistics": {n: {m: st.to_dict() for m, st in ms.items()} for n, ms in stats.items()},
-                            "per_seed": per_seed_rows(entries, pairs, stats["test"]["soft_error"])})
+    write_results(
+        exp_dir,
+        {
+            "headline": headline.to_dict(),
+            "plan": {**(plan.to_dict() if plan else {}), "text": plan_text},
+            "regime": regime.to_dict(),
+            "statistics": {n: {m: st.to_dict() for m, st in ms.items()} for n, ms in stats.items()},
+            "per_seed": per_seed_rows(entries, pairs, stats["test"]["soft_error"]),
+        },
+    )
     return json_safe(headline.to_dict())
 
 
 def compare_seeds(pairs: list[tuple[RunRecord, RunRecord]], margin: Margin | None = None) -> dict:
     """{set: {metric: SeedStatistics}} for every test set and metric both worlds of every seed logged."""
-    sets = [name for name in pairs[0][0].eval_sets()
-            if all(name in run.eval_sets() for pair in pairs for run in pair)]
+    sets = [name for name in pairs[0][0].eval_sets() if all(name in run.eval_sets() for pair in pairs for run in pair)]
     out = {}
     for name in sets:
-        out[name] = {metric: seed_statistics(seed_curves(pairs, name, metric), margin) for metric in METRICS
-                     if all(len(run.series(f"{name}/{metric}")[0]) and len(run.series(f"train/{metric}")[0])
-                            for pair in pairs for run in pair)}
+        out[name] = {
+            metric: seed_statistics(seed_curves(pairs, name, metric), margin)
+            for metric in METRICS
+            if all(
+                len(run.series(f"{name}/{metric}")[0]) and len(run.series(f"train/{metric}")[0])
+                for pair in pairs
+                for run in pair
+            )
+        }
     return out
 
 
@@ -139,9 +152,18 @@ def per_seed_rows(entries: list[dict], pairs, st: SeedStatistics) -> list[dict]:
     """Each seed's T(n) and its test soft-error gap at the common read-out (or apart, if it never fit)."""
     gaps = dict(zip(st.used, st.per_seed_gap))
     unfit = dict(st.unfit_gap)
-    return [{"seed": e["seed"], "fit_step": real.fit_step(), "gap": gaps.get(i, unfit.get(i)),
-             "in_inference": i in gaps, "real_dir": e["real"], "ideal_dir": e["ideal"], "finished": real.finished}
-            for i, (e, (real, _)) in enumerate(zip(entries, pairs))]
+    return [
+        {
+            "seed": e["seed"],
+            "fit_step": real.fit_step(),
+            "gap": gaps.get(i, unfit.get(i)),
+            "in_inference": i in gaps,
+            "real_dir": e["real"],
+            "ideal_dir": e["ideal"],
+            "finished": real.finished,
+        }
+        for i, (e, (real, _)) in enumerate(zip(entries, pairs))
+    ]
 
 
 def _mean_band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -162,19 +184,29 @@ def world_figure(path: Path, pairs, stats: dict, config: dict) -> Path:
     c = seed_curves(pairs, "test", "soft_error")
     ideal_train = np.array([np.interp(c.steps, *ideal.series("train/soft_error")) for _, ideal in pairs])
     lines = []
-    for label, curves, color, style in (("Real test", c.real, REAL_COLOR, "-"), ("Ideal test", c.ideal, IDEAL_COLOR, "-"),
-                                        ("Real train", c.real_train, REAL_COLOR, "--"),
-                                        ("Ideal train", ideal_train, IDEAL_COLOR, "--")):
+    for label, curves, color, style in (
+        ("Real test", c.real, REAL_COLOR, "-"),
+        ("Ideal test", c.ideal, IDEAL_COLOR, "-"),
+        ("Real train", c.real_train, REAL_COLOR, "--"),
+        ("Ideal train", ideal_train, IDEAL_COLOR, "--"),
+    ):
         mean, band = _mean_band(curves)
         lines.append(Line(c.steps, mean, label, color, style, band=band))
     for i, name in enumerate(n for n in stats if n != "test"):
         extra = seed_curves(pairs, name, "soft_error")
         for world, curves, color in (("Real", extra.real, REAL_COLOR), ("Ideal", extra.ideal, IDEAL_COLOR)):
-            lines.append(Line(extra.steps, curves.mean(axis=0), f"{world} {name}", color, "-.", MARKERS[i % len(MARKERS)]))
+            lines.append(
+                Line(extra.steps, curves.mean(axis=0), f"{world} {name}", color, "-.", MARKERS[i % len(MARKERS)])
+            )
     soft = stats["test"]["soft_error"]
     seeds = f", mean ± sd over {soft.seeds} seeds" if soft.seeds > 1 else ", one seed"
-    panel = Panel(tuple(lines), "soft-error", vline=soft.readout_step, vline_label=_readout_label(soft),
-                  title=f"Real World (n = {fmt_int(config.get('n'))}) vs Ideal World{seeds}")
+    panel = Panel(
+        tuple(lines),
+        "soft-error",
+        vline=soft.readout_step,
+        vline_label=_readout_label(soft),
+        title=f"Real World (n = {fmt_int(config.get('n'))}) vs Ideal World{seeds}",
+    )
     return save_panels(path, [panel])
 
 
@@ -198,10 +230,18 @@ def gap_figure(path: Path, pairs, stats: dict) -> Path:
             window = window or st.window
         test = stats["test"].get(metric) or stats["test"]["soft_error"]
         shade = window if window and window[1] > window[0] else None
-        panels.append(Panel(tuple(lines), f"Real - Ideal test {METRIC_NAMES[metric]}", vline=test.readout_step,
-                            vline_label=_readout_label(test), zero_line=True, shade=shade,
-                            shade_label="time-average window" if shade else "",
-                            title=f"paired gap, 95% CI: {METRIC_NAMES[metric]}"))
+        panels.append(
+            Panel(
+                tuple(lines),
+                f"Real - Ideal test {METRIC_NAMES[metric]}",
+                vline=test.readout_step,
+                vline_label=_readout_label(test),
+                zero_line=True,
+                shade=shade,
+                shade_label="time-average window" if shade else "",
+                title=f"paired gap, 95% CI: {METRIC_NAMES[metric]}",
+            )
+        )
     return save_panels(path, panels)
 
 
@@ -250,8 +290,11 @@ class BootstrapHeadline:
 
     @classmethod
     def from_dict(cls, data: dict) -> BootstrapHeadline:
-        kwargs: dict[str, Any] = {k: (math.nan if v is None and k not in ("n", "model", "steps", "fit_step") else v)
-                                  for k, v in data.items() if k in cls.__dataclass_fields__}
+        kwargs: dict[str, Any] = {
+            k: (math.nan if v is None and k not in ("n", "model", "steps", "fit_step") else v)
+            for k, v in data.items()
+            if k in cls.__dataclass_fields__
+        }
         return cls(**kwargs)
 
 
@@ -262,28 +305,53 @@ def _gap_dict(st: SeedStatistics) -> dict:
     return {"mean": g.mean, "ci_low": g.ci_low, "ci_high": g.ci_high, "p_value": g.p_value, "outcome": g.outcome}
 
 
-def bootstrap_headline(exp_dir: Path, config: dict, stats: dict, counts: dict,
-                       combined: BootstrapInterval | None = None) -> BootstrapHeadline:
+def bootstrap_headline(
+    exp_dir: Path, config: dict, stats: dict, counts: dict, combined: BootstrapInterval | None = None
+) -> BootstrapHeadline:
     soft = stats["test"]["soft_error"]
     judged, g, t = verdict(soft), soft.gap, soft.time_avg
     nan = math.nan
     return BootstrapHeadline(
-        kind="bootstrap", dir=str(exp_dir), report=str(exp_dir / REPORT), n=config.get("n"),
-        model=config.get("model"), steps=config.get("steps"), seeds=soft.seeds, fitted=soft.fitted,
-        fit_step=soft.fit_step.mean if soft.fitted else None, fit_step_sd=soft.fit_step.sd,
-        fit_threshold=config.get("fit_threshold", 0.01), at=soft.at, ref_step=soft.readout_step,
-        readout_steps=list(soft.readout_steps), resolution=soft.resolution,
-        real_test_soft_error=soft.real.mean, ideal_test_soft_error=soft.ideal.mean,
-        test_se=se_of(soft, "soft_error", counts.get("test")), gap=g.mean if g else _gap_dict(soft)["mean"],
-        gap_sd=g.sd if g else nan, gap_se=g.se if g else nan, ci_low=g.ci_low if g else nan,
-        ci_high=g.ci_high if g else nan, p_value=g.p_value if g else nan, tost_p=g.tost_p if g else nan,
-        margin=soft.margin, margin_text=soft.margin_text, generalisation_gap=soft.generalisation_gap.mean,
-        time_avg_gap=t.mean if t else nan, time_avg_ci=[t.ci_low, t.ci_high] if t else [nan, nan],
+        kind="bootstrap",
+        dir=str(exp_dir),
+        report=str(exp_dir / REPORT),
+        n=config.get("n"),
+        model=config.get("model"),
+        steps=config.get("steps"),
+        seeds=soft.seeds,
+        fitted=soft.fitted,
+        fit_step=soft.fit_step.mean if soft.fitted else None,
+        fit_step_sd=soft.fit_step.sd,
+        fit_threshold=config.get("fit_threshold", 0.01),
+        at=soft.at,
+        ref_step=soft.readout_step,
+        readout_steps=list(soft.readout_steps),
+        resolution=soft.resolution,
+        real_test_soft_error=soft.real.mean,
+        ideal_test_soft_error=soft.ideal.mean,
+        test_se=se_of(soft, "soft_error", counts.get("test")),
+        gap=g.mean if g else _gap_dict(soft)["mean"],
+        gap_sd=g.sd if g else nan,
+        gap_se=g.se if g else nan,
+        ci_low=g.ci_low if g else nan,
+        ci_high=g.ci_high if g else nan,
+        p_value=g.p_value if g else nan,
+        tost_p=g.tost_p if g else nan,
+        margin=soft.margin,
+        margin_text=soft.margin_text,
+        generalisation_gap=soft.generalisation_gap.mean,
+        time_avg_gap=t.mean if t else nan,
+        time_avg_ci=[t.ci_low, t.ci_high] if t else [nan, nan],
         seed_test_ci=[combined.ci_low, combined.ci_high] if combined else [nan, nan],
         other_gaps={m: _gap_dict(st) for m, st in stats["test"].items() if m != "soft_error"},
-        extra={name: {"real": m["soft_error"].real.mean, "ideal": m["soft_error"].ideal.mean,
-                      **_gap_dict(m["soft_error"])} for name, m in stats.items() if name != "test" and "soft_error" in m},
-        verdict_code=judged.code, verdict=judged.text)
+        extra={
+            name: {"real": m["soft_error"].real.mean, "ideal": m["soft_error"].ideal.mean, **_gap_dict(m["soft_error"])}
+            for name, m in stats.items()
+            if name != "test" and "soft_error" in m
+        },
+        verdict_code=judged.code,
+        verdict=judged.text,
+    )
 
 
 def bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline, counts) -> str:
@@ -292,17 +360,22 @@ def bootstrap_markdown(exp_dir, entries, pairs, stats, config, figures, headline
     lines += [REGIME_SLOT, ""] + _notes(pairs, stats)
     lines += ["## Figures", ""]
     lines += [f"![{fig.stem}]({fig.relative_to(exp_dir).as_posix()})" for fig in figures] + [""]
-    lines += ["`soft_error.png`: test soft-error of both worlds (solid) and train soft-error (dashed), mean over "
-              "seeds with ± sd bands; extra test sets dash-dot; the read-out dotted. `gap.png`: the paired gap "
-              "Real - Ideal on each test set, mean over the seeds in the inference with its 95% CI band "
-              "(t-quantile, step by step: a pointwise band, not a simultaneous one) for soft-error, error and "
-              "loss; the shaded window [n / batch, read-out] is where the time-averaged gap is taken (the first "
-              "epoch is left out: there both worlds draw fresh samples, so they are the same random process).", ""]
+    lines += [
+        "`soft_error.png`: test soft-error of both worlds (solid) and train soft-error (dashed), mean over "
+        "seeds with ± sd bands; extra test sets dash-dot; the read-out dotted. `gap.png`: the paired gap "
+        "Real - Ideal on each test set, mean over the seeds in the inference with its 95% CI band "
+        "(t-quantile, step by step: a pointwise band, not a simultaneous one) for soft-error, error and "
+        "loss; the shaded window [n / batch, read-out] is where the time-averaged gap is taken (the first "
+        "epoch is left out: there both worlds draw fresh samples, so they are the same random process).",
+        "",
+    ]
     soft = stats["test"]["soft_error"]
     lines += ["## Planning", "", PLAN_SLOT, ""]
     lines += seed_table(per_seed_rows(entries, pairs, soft), soft.gap.se if soft.gap else math.nan)
     lines += statistics_table(stats, counts)
-    runs = [(f"{world} s{e['seed']}", run) for e, pair in zip(entries, pairs) for world, run in zip(("Real", "Ideal"), pair)]
+    runs = [
+        (f"{world} s{e['seed']}", run) for e, pair in zip(entries, pairs) for world, run in zip(("Real", "Ideal"), pair)
+    ]
     lines += ledger_table(runs) + runs_table(exp_dir, runs)
     for section in sorted((exp_dir / "sections").glob("*.md")):
         lines += [section.read_text().rstrip(), ""]
@@ -328,20 +401,26 @@ def _combined_text(h: BootstrapHeadline) -> str:
     """The seed-only CI holds the test set fixed; this one also resamples its examples."""
     se = h.gap_se if math.isfinite(h.gap_se) else h.test_se
     if not math.isfinite(h.seed_test_ci[0]):
-        return ("The test set's own sampling error is not in the CIs above: the runs kept no per-example test "
-                "outputs (multi-process runs do not).")
-    return (f"Counting the test set's sampling error too (its per-example outputs at the read-out; seed and "
-            f"test-set variance components, Welch-Satterthwaite df): 95% CI {fmt_ci(h.seed_test_ci[0], h.seed_test_ci[1], se)}, beside the seed-only "
-            f"CI {fmt_ci(h.ci_low, h.ci_high, se)}. The verdict above holds this test set fixed; for the "
-            "distribution the test set was drawn from, use the CI over seeds and test examples.")
+        return (
+            "The test set's own sampling error is not in the CIs above: the runs kept no per-example test "
+            "outputs (multi-process runs do not)."
+        )
+    return (
+        f"Counting the test set's sampling error too (its per-example outputs at the read-out; seed and "
+        f"test-set variance components, Welch-Satterthwaite df): 95% CI {fmt_ci(h.seed_test_ci[0], h.seed_test_ci[1], se)}, beside the seed-only "
+        f"CI {fmt_ci(h.ci_low, h.ci_high, se)}. The verdict above holds this test set fixed; for the "
+        "distribution the test set was drawn from, use the CI over seeds and test examples."
+    )
 
 
 def _settings_line(config: dict, entries: list[dict]) -> str:
     seeds = ", ".join(str(e["seed"]) for e in entries)
-    return (f"Data `{config.get('data')}`, model `{config.get('model')}`, {fmt_int(config.get('steps'))} "
-            f"SGD steps at batch {fmt_int(config.get('batch_size'))}, seeds {seeds}. Both worlds of a seed "
-            "share one config (same model and init, optimiser, schedule, batch, augmentation, evaluation "
-            "steps); only the sampler differs.")
+    return (
+        f"Data `{config.get('data')}`, model `{config.get('model')}`, {fmt_int(config.get('steps'))} "
+        f"SGD steps at batch {fmt_int(config.get('batch_size'))}, seeds {seeds}. Both worlds of a seed "
+        "share one config (same model and init, optimiser, schedule, batch, augmentation, evaluation "
+        "steps); only the sampler differs."
+    )
 
 
 def _notes(pairs, stats: dict) -> list[str]:
@@ -349,55 +428,76 @@ def _notes(pairs, stats: dict) -> list[str]:
     for real, ideal in pairs:
         for world, run in (("Real", real), ("Ideal", ideal)):
             if not run.finished:
-                notes.append(f"{run.run_dir} ({world}) has not finished (last evaluated step "
-                             f"{run.last_step():,}); re-run the same command to complete it.")
+                notes.append(
+                    f"{run.run_dir} ({world}) has not finished (last evaluated step "
+                    f"{run.last_step():,}); re-run the same command to complete it."
+                )
         diffs = config_differences(real, ideal)
         if diffs:
             shown = ", ".join(f"{k}: {a!r} vs {b!r}" for k, a, b in ((k, *v) for k, v in diffs.items()))
             notes.append(f"Warning: {real.run_dir} and {ideal.run_dir} differ beyond mode and folder ({shown}).")
         for run in (real, ideal):
             if (run.summary or {}).get("batchnorm") == "per-rank":
-                notes.append(f"{run.run_dir}: BatchNorm statistics were per rank ({run.summary.get('world_size')} "
-                             "DDP processes on CPU, where SyncBatchNorm cannot run), so each normalised "
-                             "batch / world samples: not the same computation as one process.")
+                notes.append(
+                    f"{run.run_dir}: BatchNorm statistics were per rank ({run.summary.get('world_size')} "
+                    "DDP processes on CPU, where SyncBatchNorm cannot run), so each normalised "
+                    "batch / world samples: not the same computation as one process."
+                )
         ledger = (ideal.summary or {}).get("ledger") or {}
         if ledger and not ledger.get("no_reuse", True):
-            notes.append(f"{ideal.run_dir} reused samples ({ledger.get('passes')} passes over the pool), "
-                         "so it is not a pure Ideal World.")
+            notes.append(
+                f"{ideal.run_dir} reused samples ({ledger.get('passes')} passes over the pool), "
+                "so it is not a pure Ideal World."
+            )
     notes += provenance_notes([run for pair in pairs for run in pair])
     return ([f"- {note}" for note in notes] + [""]) if notes else []
 
 
 def seed_table(rows: list[dict], se: float) -> list[str]:
-    lines = ["## Each seed (test soft-error gap at the common read-out)", "",
-             "| seed | T(n) | gap (Real - Ideal) | in the inference | Real run | Ideal run |", "|---|---|---|---|---|---|"]
+    lines = [
+        "## Each seed (test soft-error gap at the common read-out)",
+        "",
+        "| seed | T(n) | gap (Real - Ideal) | in the inference | Real run | Ideal run |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         t = fmt_int(r["fit_step"]) if r["fit_step"] is not None else "never fit"
         used = "yes" if r["in_inference"] else "no: never fit (gap at the end)"
-        lines.append(f"| {r['seed']} | {t} | {fmt_se(r['gap'], se, True)} | {used} | `{r['real_dir']}` | "
-                     f"`{r['ideal_dir']}` |")
+        lines.append(
+            f"| {r['seed']} | {t} | {fmt_se(r['gap'], se, True)} | {used} | `{r['real_dir']}` | `{r['ideal_dir']}` |"
+        )
     return lines + [""]
 
 
 def statistics_table(stats: dict, counts: dict) -> list[str]:
-    lines = ["## Real vs Ideal on each test set", "",
-             "| test set | metric | Real | Ideal | test-set SE | gap [95% CI] | p | TOST p | outcome | "
-             "generalisation gap | time-averaged gap [95% CI] |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Real vs Ideal on each test set",
+        "",
+        "| test set | metric | Real | Ideal | test-set SE | gap [95% CI] | p | TOST p | outcome | "
+        "generalisation gap | time-averaged gap [95% CI] |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, metrics in stats.items():
         for metric, st in metrics.items():
             se = se_of(st, metric, counts.get(name))
-            lines.append(f"| {name} | {METRIC_NAMES[metric]} | {_world(st.real, se)} | {_world(st.ideal, se)} | "
-                         f"{fmt(se, 4) if math.isfinite(se) else 'n/a'} | {_inference(st.gap)} | "
-                         f"{_p(st.gap, 'p_value')} | {_p(st.gap, 'tost_p')} | {st.gap.outcome if st.gap else 'no-verdict'} | "
-                         f"{fmt_se(st.generalisation_gap.mean, se, True)} | {_inference(st.time_avg)} |")
+            lines.append(
+                f"| {name} | {METRIC_NAMES[metric]} | {_world(st.real, se)} | {_world(st.ideal, se)} | "
+                f"{fmt(se, 4) if math.isfinite(se) else 'n/a'} | {_inference(st.gap)} | "
+                f"{_p(st.gap, 'p_value')} | {_p(st.gap, 'tost_p')} | {st.gap.outcome if st.gap else 'no-verdict'} | "
+                f"{fmt_se(st.generalisation_gap.mean, se, True)} | {_inference(st.time_avg)} |"
+            )
     first = next(iter(next(iter(stats.values())).values()))
-    return lines + ["", f"{readout_text(first)} Values are mean ± sd over the seeds in the inference, rounded to "
-                    "what the test set's sampling SE supports (that SE is for one seed's figure: sqrt(p (1 - p) / "
-                    "N), exact for the error, an upper bound for the soft-error; n/a for the loss). gap = Real - "
-                    "Ideal, paired by seed; its CI and p come from the paired t-test over seeds (the test set is "
-                    "held fixed), TOST against the declared margin. Generalisation gap: Real test - Real train. "
-                    f"Time-averaged gap: each seed's signed gap averaged over [n / batch, read-out] (trapezoid rule), "
-                    f"then a t CI over seeds. Read-out: the mean of {READOUT_EVALS} evaluations.", ""]
+    return lines + [
+        "",
+        f"{readout_text(first)} Values are mean ± sd over the seeds in the inference, rounded to "
+        "what the test set's sampling SE supports (that SE is for one seed's figure: sqrt(p (1 - p) / "
+        "N), exact for the error, an upper bound for the soft-error; n/a for the loss). gap = Real - "
+        "Ideal, paired by seed; its CI and p come from the paired t-test over seeds (the test set is "
+        "held fixed), TOST against the declared margin. Generalisation gap: Real test - Real train. "
+        f"Time-averaged gap: each seed's signed gap averaged over [n / batch, read-out] (trapezoid rule), "
+        f"then a t CI over seeds. Read-out: the mean of {READOUT_EVALS} evaluations.",
+        "",
+    ]
 
 
 def _world(stat, se) -> str:
@@ -421,22 +521,27 @@ def format_bootstrap_headline(headline: dict) -> str:
     h = BootstrapHeadline.from_dict(headline)
     at = "T(n)" if h.at == "T(n)" else "end"
     se = h.gap_se if math.isfinite(h.gap_se) else h.test_se
-    out = [f"report: {h.report}",
-           f"  {h.seeds} seed(s), {h.fitted} fit; read-out at {at}: steps {', '.join(f'{s:,}' for s in h.readout_steps)}",
-           f"  test soft-error at {at}: Real {fmt_se(h.real_test_soft_error, h.test_se)}  Ideal "
-           f"{fmt_se(h.ideal_test_soft_error, h.test_se)} (test-set SE {fmt(h.test_se, 4)})  gap "
-           f"{fmt_se(h.gap, se, True)} 95% CI {fmt_ci(h.ci_low, h.ci_high, se)}  generalisation gap "
-           f"{fmt_se(h.generalisation_gap, se, True)}",
-           f"  time-averaged gap over [n / batch, read-out]: {fmt_se(h.time_avg_gap, se, True)} 95% CI "
-           f"{fmt_ci(h.time_avg_ci[0], h.time_avg_ci[1], se)}",
-           f"  gap's 95% CI over seeds and test examples together: {fmt_ci(h.seed_test_ci[0], h.seed_test_ci[1], se)}"]
+    out = [
+        f"report: {h.report}",
+        f"  {h.seeds} seed(s), {h.fitted} fit; read-out at {at}: steps {', '.join(f'{s:,}' for s in h.readout_steps)}",
+        f"  test soft-error at {at}: Real {fmt_se(h.real_test_soft_error, h.test_se)}  Ideal "
+        f"{fmt_se(h.ideal_test_soft_error, h.test_se)} (test-set SE {fmt(h.test_se, 4)})  gap "
+        f"{fmt_se(h.gap, se, True)} 95% CI {fmt_ci(h.ci_low, h.ci_high, se)}  generalisation gap "
+        f"{fmt_se(h.generalisation_gap, se, True)}",
+        f"  time-averaged gap over [n / batch, read-out]: {fmt_se(h.time_avg_gap, se, True)} 95% CI "
+        f"{fmt_ci(h.time_avg_ci[0], h.time_avg_ci[1], se)}",
+        f"  gap's 95% CI over seeds and test examples together: {fmt_ci(h.seed_test_ci[0], h.seed_test_ci[1], se)}",
+    ]
     for metric, g in h.other_gaps.items():
         out.append(f"  test {METRIC_NAMES[metric]} gap: {fmt_se(g['mean'], se, True)} ({g['outcome']})")
     for name, e in h.extra.items():
-        out.append(f"  {name} soft-error at {at}: Real {fmt(e['real'], 3)}  Ideal {fmt(e['ideal'], 3)}  "
-                   f"gap {fmt_se(e['mean'], se, True)} ({e['outcome']})")
-    out += textwrap.wrap(f"verdict ({h.verdict_code}): {h.verdict}", width=110,
-                         initial_indent="  ", subsequent_indent="    ")
+        out.append(
+            f"  {name} soft-error at {at}: Real {fmt(e['real'], 3)}  Ideal {fmt(e['ideal'], 3)}  "
+            f"gap {fmt_se(e['mean'], se, True)} ({e['outcome']})"
+        )
+    out += textwrap.wrap(
+        f"verdict ({h.verdict_code}): {h.verdict}", width=110, initial_indent="  ", subsequent_indent="    "
+    )
     return "\n".join(out)
 
 
@@ -445,7 +550,9 @@ def plan_from_pilot(pilot_dir: str | Path, margin: Margin) -> Plan:
     pilot_dir = Path(pilot_dir)
     spec = read_experiment(pilot_dir)
     if spec.get("kind") != "bootstrap":
-        raise TrainError(f"--plan {pilot_dir}: not a bootstrap experiment folder (no experiment.json of kind "
-                         "bootstrap); give the --out folder of a `train bootstrap --seeds 3` pilot")
+        raise TrainError(
+            f"--plan {pilot_dir}: not a bootstrap experiment folder (no experiment.json of kind "
+            "bootstrap); give the --out folder of a `train bootstrap --seeds 3` pilot"
+        )
     pairs = [(load_run(pilot_dir / e["real"]), load_run(pilot_dir / e["ideal"])) for e in seed_entries(spec)]
     return make_plan(pairs, compare_seeds(pairs, margin)["test"]["soft_error"])

@@ -1,5 +1,6 @@
 """The files of an experiment folder (bootstrap or sweep) beside its run folders: `experiment.json`
 (kind, shared config, the runs), and what a report writes (`report.md`, `results.json`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,12 @@ RESULTS = "results.json"
 def read_experiment(exp_dir: str | Path) -> dict[str, Any]:
     """The experiment's description, {} when the folder has none; unreadable JSON is a TrainError."""
     try:
-        return read_json_object(Path(exp_dir) / EXPERIMENT, default={}, fix="re-run the experiment with "
-                                "--overwrite", expected="an experiment description (a JSON object)")
+        return read_json_object(
+            Path(exp_dir) / EXPERIMENT,
+            default={},
+            fix="re-run the experiment with --overwrite",
+            expected="an experiment description (a JSON object)",
+        )
     except ShardsError as exc:
         raise TrainError(str(exc)) from None
 

@@ -2,6 +2,7 @@
 
 The run, bootstrap and sweep reports all import these, so they never import each other.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,31 +48,45 @@ def fmt_int(value) -> str:
 
 
 def ledger_table(runs: list[tuple[str, RunRecord]]) -> list[str]:
-    lines = ["## Sample ledger", "",
-             "| run | unique samples | total draws | pool size | passes | no reuse | within subset | subset hash |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Sample ledger",
+        "",
+        "| run | unique samples | total draws | pool size | passes | no reuse | within subset | subset hash |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for label, run in runs:
         led = (run.summary or {}).get("ledger")
         if not led:
             lines.append(f"| {label} | run not finished | | | | | | |")
             continue
         passes = led.get("passes")
-        lines.append(f"| {label} | {fmt_int(led.get('unique_samples'))} | {fmt_int(led.get('total_draws'))} | "
-                     f"{fmt_int(led.get('pool_size'))} | {fmt(passes, 3) if passes is not None else 'n/a'} | "
-                     f"{led.get('no_reuse')} | {led.get('within_subset', '-')} | `{led.get('subset_hash') or '-'}` |")
-    return lines + ["", "Passes are over the n-subset for Real (many expected) and over the pool for Ideal, "
-                    "which must show no reuse.", ""]
+        lines.append(
+            f"| {label} | {fmt_int(led.get('unique_samples'))} | {fmt_int(led.get('total_draws'))} | "
+            f"{fmt_int(led.get('pool_size'))} | {fmt(passes, 3) if passes is not None else 'n/a'} | "
+            f"{led.get('no_reuse')} | {led.get('within_subset', '-')} | `{led.get('subset_hash') or '-'}` |"
+        )
+    return lines + [
+        "",
+        "Passes are over the n-subset for Real (many expected) and over the pool for Ideal, which must show no reuse.",
+        "",
+    ]
 
 
 def runs_table(base: Path, runs: list[tuple[str, RunRecord]]) -> list[str]:
-    lines = ["## Runs", "", "| run | folder | steps done | img/s | wall time (s) | config hash |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "## Runs",
+        "",
+        "| run | folder | steps done | img/s | wall time (s) | config hash |",
+        "|---|---|---|---|---|---|",
+    ]
     for label, run in runs:
         s = run.summary or {}
         done = s.get("steps_done", run.last_step())
         folder = run.run_dir.relative_to(base).as_posix() if run.run_dir.is_relative_to(base) else run.run_dir
-        lines.append(f"| {label} | `{folder}` | {fmt_int(done)} / {fmt_int(run.config.get('steps'))} | "
-                     f"{fmt(s.get('img_per_s'), 0)} | {fmt(s.get('wall_s'), 1)} | `{s.get('config_hash', '-')}` |")
+        lines.append(
+            f"| {label} | `{folder}` | {fmt_int(done)} / {fmt_int(run.config.get('steps'))} | "
+            f"{fmt(s.get('img_per_s'), 0)} | {fmt(s.get('wall_s'), 1)} | `{s.get('config_hash', '-')}` |"
+        )
     return lines + [""]
 
 
@@ -80,9 +95,14 @@ def provenance_notes(runs: list[RunRecord]) -> list[str]:
     devices, torch versions): each is another float path, and SGD amplifies float differences."""
     summaries = [RunSummary.from_dict(run.summary) for run in runs if run.summary]
     packs = {s.pack_size for s in summaries if s.pack_size is not None}
-    mixed = {"packed and unpacked runs": sorted(f"pack size {p}" for p in packs) if 1 in packs and len(packs) > 1 else [],
-             "devices": sorted({s.device for s in summaries if s.device}),
-             "torch versions": sorted({s.torch_version for s in summaries if s.torch_version})}
-    return [f"This comparison mixes {label} ({', '.join(values)}): their float paths differ, so their runs agree "
-            "only in distribution, and a paired gap may carry that difference." for label, values in mixed.items()
-            if len(values) > 1]
+    mixed = {
+        "packed and unpacked runs": sorted(f"pack size {p}" for p in packs) if 1 in packs and len(packs) > 1 else [],
+        "devices": sorted({s.device for s in summaries if s.device}),
+        "torch versions": sorted({s.torch_version for s in summaries if s.torch_version}),
+    }
+    return [
+        f"This comparison mixes {label} ({', '.join(values)}): their float paths differ, so their runs agree "
+        "only in distribution, and a paired gap may carry that difference."
+        for label, values in mixed.items()
+        if len(values) > 1
+    ]

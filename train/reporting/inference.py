@@ -17,6 +17,7 @@ d_s = Real_s - Ideal_s (Student's paired t, e.g. NIST/SEMATECH e-Handbook 7.3.1)
 
 t and noncentral-t quantiles come from scipy.stats (scipy is a dependency of the toolkit).
 """
+
 from __future__ import annotations
 
 import math
@@ -83,17 +84,22 @@ class PairedInference:
     @classmethod
     def from_dict(cls, data: dict) -> PairedInference:
         floats = ("mean", "sd", "se", "ci_low", "ci_high", "p_value", "margin", "tost_p", "alpha")
-        kwargs: dict[str, Any] = {key: (math.nan if key in floats and data.get(key) is None else data[key])
-                                  for key in cls.__dataclass_fields__ if key in data}
+        kwargs: dict[str, Any] = {
+            key: (math.nan if key in floats and data.get(key) is None else data[key])
+            for key in cls.__dataclass_fields__
+            if key in data
+        }
         return cls(**kwargs)
 
     def describe(self, metric: str = "test soft-error") -> str:
         """One paragraph with the numbers; inconclusive never reads as evidence of equality."""
         d = decimals_for(self.se)
         level = f"{1 - self.alpha:.0%}"
-        head = (f"Real - Ideal {metric}: mean {_num(self.mean, d, True)} over {self.k} seeds "
-                f"(sd {_num(self.sd, d)}, SE {_num(self.se, d)}), {level} CI [{_num(self.ci_low, d, True)}, "
-                f"{_num(self.ci_high, d, True)}], paired t({self.df}) = {self.t:.2f}, p = {_p(self.p_value)}")
+        head = (
+            f"Real - Ideal {metric}: mean {_num(self.mean, d, True)} over {self.k} seeds "
+            f"(sd {_num(self.sd, d)}, SE {_num(self.se, d)}), {level} CI [{_num(self.ci_low, d, True)}, "
+            f"{_num(self.ci_high, d, True)}], paired t({self.df}) = {self.t:.2f}, p = {_p(self.p_value)}"
+        )
         if math.isfinite(self.margin):
             head += f"; equivalence within ±{_num(self.margin, d)}: TOST p = {_p(self.tost_p)}."
         else:
@@ -103,18 +109,24 @@ class PairedInference:
     def _conclusion(self, d: int) -> str:
         margin = _num(self.margin, d)
         if self.outcome == "differ":
-            tail = (f", and it was not shown to lie within ±{margin}" if math.isfinite(self.margin) else "")
+            tail = f", and it was not shown to lie within ±{margin}" if math.isfinite(self.margin) else ""
             return f"The worlds differ: the CI excludes 0{tail}."
         if self.outcome == "differ-within-margin":
-            return (f"The worlds differ (the CI excludes 0), but by less than the declared margin ±{margin} "
-                    "(equivalence shown).")
+            return (
+                f"The worlds differ (the CI excludes 0), but by less than the declared margin ±{margin} "
+                "(equivalence shown)."
+            )
         if self.outcome == "equivalent":
-            return (f"Equivalent within ±{margin}: the difference was shown to be smaller than the declared "
-                    "margin.")
-        shown = (f"neither shown to be non-zero nor shown to be within ±{margin}" if math.isfinite(self.margin)
-                 else "not shown to be non-zero")
-        return (f"Inconclusive: the difference was {shown}; this is not evidence that the worlds agree. More "
-                "seeds (or a larger test set) are needed.")
+            return f"Equivalent within ±{margin}: the difference was shown to be smaller than the declared margin."
+        shown = (
+            f"neither shown to be non-zero nor shown to be within ±{margin}"
+            if math.isfinite(self.margin)
+            else "not shown to be non-zero"
+        )
+        return (
+            f"Inconclusive: the difference was {shown}; this is not evidence that the worlds agree. More "
+            "seeds (or a larger test set) are needed."
+        )
 
 
 def outcome_of(p_value: float, tost_p: float, alpha: float = 0.05) -> str:
@@ -129,8 +141,10 @@ def outcome_of(p_value: float, tost_p: float, alpha: float = 0.05) -> str:
 def _finite(values, what: str) -> np.ndarray:
     arr = np.asarray(values, dtype=float)
     if arr.size and not np.isfinite(arr).all():
-        raise InferenceError(f"{what}: non-finite values {arr[~np.isfinite(arr)][:3].tolist()}; every seed "
-                             "needs a number at the read-out")
+        raise InferenceError(
+            f"{what}: non-finite values {arr[~np.isfinite(arr)][:3].tolist()}; every seed "
+            "needs a number at the read-out"
+        )
     return arr
 
 
@@ -144,8 +158,9 @@ def paired_inference(diffs, margin: float, alpha: float = 0.05) -> PairedInferen
     """
     d = _finite(diffs, "paired differences").ravel()
     if len(d) < 2:
-        raise InferenceError(f"{len(d)} paired difference(s): a paired test needs at least 2 seeds; "
-                             "run with --seeds 3 or more")
+        raise InferenceError(
+            f"{len(d)} paired difference(s): a paired test needs at least 2 seeds; run with --seeds 3 or more"
+        )
     if not (margin is None or math.isnan(margin) or margin > 0):
         raise InferenceError(f"margin {margin}: must be > 0 (or undefined)")
     if not 0 < alpha < 0.5:
@@ -157,14 +172,18 @@ def paired_inference(diffs, margin: float, alpha: float = 0.05) -> PairedInferen
     if se > 0:
         p_value = float(2 * stats.t.sf(abs(mean) / se, df))
         # TOST: H0 mean <= -margin (reject when t_low large) and H0 mean >= +margin; p = the larger.
-        tost_p = max(float(stats.t.sf((mean + margin) / se, df)),
-                     float(stats.t.cdf((mean - margin) / se, df))) if math.isfinite(margin) else math.nan
+        tost_p = (
+            max(float(stats.t.sf((mean + margin) / se, df)), float(stats.t.cdf((mean - margin) / se, df)))
+            if math.isfinite(margin)
+            else math.nan
+        )
     else:  # identical differences: no spread, so each test is decided by the mean alone
         p_value = 1.0 if mean == 0 else 0.0
         tost_p = (0.0 if abs(mean) < margin else 1.0) if math.isfinite(margin) else math.nan
     ci_low, ci_high = mean - half, mean + half
-    return PairedInference(k, mean, sd, se, df, ci_low, ci_high, p_value, margin, tost_p,
-                           outcome_of(p_value, tost_p, alpha), alpha)
+    return PairedInference(
+        k, mean, sd, se, df, ci_low, ci_high, p_value, margin, tost_p, outcome_of(p_value, tost_p, alpha), alpha
+    )
 
 
 @dataclass(frozen=True)
@@ -188,8 +207,9 @@ class BootstrapInterval:
         return cls(**{key: data[key] for key in cls.__dataclass_fields__ if key in data})
 
 
-def seed_test_bootstrap(real, ideal, draws: int = 2000, seed: int = 0, level: float = 0.95,
-                        chunk: int = 256) -> BootstrapInterval:
+def seed_test_bootstrap(
+    real, ideal, draws: int = 2000, seed: int = 0, level: float = 0.95, chunk: int = 256
+) -> BootstrapInterval:
     """CI of mean(Real - Ideal) resampling seeds and test examples together.
 
     `real`, `ideal`: (K seeds, N test examples) per-example values (e.g. soft-error 1 - p_label) at the
@@ -201,8 +221,10 @@ def seed_test_bootstrap(real, ideal, draws: int = 2000, seed: int = 0, level: fl
     """
     real, ideal = _finite(real, "per-example Real values"), _finite(ideal, "per-example Ideal values")
     if real.ndim != 2 or real.shape != ideal.shape or real.size == 0:
-        raise InferenceError(f"per-example values: Real {real.shape} and Ideal {ideal.shape} must both be "
-                             "(seeds, test examples) and non-empty")
+        raise InferenceError(
+            f"per-example values: Real {real.shape} and Ideal {ideal.shape} must both be "
+            "(seeds, test examples) and non-empty"
+        )
     if draws < 100:
         raise InferenceError(f"draws {draws}: a percentile bootstrap needs at least 100 draws")
     diff = real - ideal
@@ -231,14 +253,16 @@ def seed_test_interval(real, ideal, level: float = 0.95) -> BootstrapInterval:
     """
     real, ideal = _finite(real, "per-example Real values"), _finite(ideal, "per-example Ideal values")
     if real.ndim != 2 or real.shape != ideal.shape or real.shape[0] < 2 or real.shape[1] < 2:
-        raise InferenceError(f"per-example values: Real {real.shape} and Ideal {ideal.shape} must both be "
-                             "(seeds >= 2, test examples >= 2)")
+        raise InferenceError(
+            f"per-example values: Real {real.shape} and Ideal {ideal.shape} must both be "
+            "(seeds >= 2, test examples >= 2)"
+        )
     diff = real - ideal
     k, n = diff.shape
     v_seed = float(diff.mean(axis=1).var(ddof=1)) / k
     v_test = float(diff.mean(axis=0).var(ddof=1)) / n
     total = v_seed + v_test
-    df = total ** 2 / (v_seed ** 2 / (k - 1) + v_test ** 2 / (n - 1)) if total > 0 else k - 1
+    df = total**2 / (v_seed**2 / (k - 1) + v_test**2 / (n - 1)) if total > 0 else k - 1
     half = float(stats.t.ppf((1 + level) / 2, df)) * math.sqrt(total)
     mean = float(diff.mean())
     return BootstrapInterval(mean, mean - half, mean + half, k, n, 0, 0, level)
@@ -309,8 +333,14 @@ def _fewest(power_at, power: float, most: int, what: str) -> int:
     return high
 
 
-def seeds_needed(sd_of_diffs: float, margin: float, true_gap: float = 0.0, power: float = 0.8,
-                 alpha: float = 0.05, most: int = 100_000) -> int:
+def seeds_needed(
+    sd_of_diffs: float,
+    margin: float,
+    true_gap: float = 0.0,
+    power: float = 0.8,
+    alpha: float = 0.05,
+    most: int = 100_000,
+) -> int:
     """Fewest seeds (>= 2) for the resolving test to reach `power` at a true gap `true_gap`.
 
     With |true_gap| < margin the resolving test is the equivalence test (TOST within ±margin); with
@@ -321,12 +351,12 @@ def seeds_needed(sd_of_diffs: float, margin: float, true_gap: float = 0.0, power
         return seeds_to_detect(sd_of_diffs, true_gap, power, alpha, most)
     if sd_of_diffs == 0:
         return 2
-    return _fewest(lambda k: tost_power(sd_of_diffs, margin, k, true_gap, alpha), power, most,
-                   f"at margin {margin}")
+    return _fewest(lambda k: tost_power(sd_of_diffs, margin, k, true_gap, alpha), power, most, f"at margin {margin}")
 
 
-def seeds_to_detect(sd_of_diffs: float, true_gap: float, power: float = 0.8, alpha: float = 0.05,
-                    most: int = 100_000) -> int:
+def seeds_to_detect(
+    sd_of_diffs: float, true_gap: float, power: float = 0.8, alpha: float = 0.05, most: int = 100_000
+) -> int:
     """Fewest seeds (>= 2) for the two-sided paired t-test to tell a true gap `true_gap` from 0."""
     _check_plan(sd_of_diffs, abs(true_gap) or math.nan, power)
     if sd_of_diffs == 0:

@@ -10,6 +10,7 @@ far better than the Real World's train error does (Nakkiran et al. 2021, Sec. 1)
 the generalisation gap keeps four fifths of that advantage, and a relative margin means the same thing on
 CIFAR-5m, DogBird and the digits, whose generalisation gaps differ tenfold.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,8 +38,10 @@ class Margin:
         except ValueError:
             value = math.nan
         if not (math.isfinite(value) and value > 0) or (relative and value > 100):
-            raise TrainError(f"--margin={text}: give an absolute margin > 0 (e.g. 0.01) or a percentage of the "
-                             "generalisation gap in (0%, 100%] (e.g. 20%)")
+            raise TrainError(
+                f"--margin={text}: give an absolute margin > 0 (e.g. 0.01) or a percentage of the "
+                "generalisation gap in (0%, 100%] (e.g. 20%)"
+            )
         return cls(value / 100 if relative else value, relative)
 
     def resolve(self, generalisation_gap_low: float) -> float:

@@ -7,6 +7,7 @@ From a finished (or partly finished) bootstrap folder with >= 2 seeds: the sd of
 per-example paired differences. `inference.seeds_needed` and `inference.examples_needed` turn them into
 the seeds and test examples the margin needs at 80% power.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,21 +52,29 @@ class Plan:
 
     def describe(self) -> str:
         d = decimals_for(self.sd_of_gaps / math.sqrt(self.pilot_seeds))
-        head = (f"From {self.pilot_seeds} pilot seeds: sd of the paired gap {self.sd_of_gaps:.{d}f}, mean "
-                f"{self.observed_gap:+.{d}f}; margin {self.margin_text}"
-                + (f" = ±{self.margin:.{d}f}." if math.isfinite(self.margin) else ", undefined here."))
+        head = (
+            f"From {self.pilot_seeds} pilot seeds: sd of the paired gap {self.sd_of_gaps:.{d}f}, mean "
+            f"{self.observed_gap:+.{d}f}; margin {self.margin_text}"
+            + (f" = ±{self.margin:.{d}f}." if math.isfinite(self.margin) else ", undefined here.")
+        )
         if not math.isfinite(self.margin):
             return head + " No plan for equivalence is possible without a margin; give an absolute --margin."
-        parts = [f"At the measured sd, its {self.pilot_seeds} seeds had {self.power_now:.0%} power to show "
-                 f"equivalence within the margin at no true gap. At {self.power:.0%} power and alpha 0.05: "
-                 f"{self.seeds_for_equivalence} seeds show equivalence within the margin if the true gap is 0"]
+        parts = [
+            f"At the measured sd, its {self.pilot_seeds} seeds had {self.power_now:.0%} power to show "
+            f"equivalence within the margin at no true gap. At {self.power:.0%} power and alpha 0.05: "
+            f"{self.seeds_for_equivalence} seeds show equivalence within the margin if the true gap is 0"
+        ]
         if self.seeds_for_observed_gap is not None:
-            parts.append(f"{self.seeds_for_observed_gap} seeds tell a true gap of the observed size "
-                         f"({self.observed_gap:+.{d}f}) from 0")
+            parts.append(
+                f"{self.seeds_for_observed_gap} seeds tell a true gap of the observed size "
+                f"({self.observed_gap:+.{d}f}) from 0"
+            )
         if self.test_examples is not None:
-            parts.append(f"the test set's own sampling error (per-example sd {self.example_sd:.2f}) allows "
-                         f"equivalence with {self.test_examples:,} test examples or more "
-                         f"(this pilot evaluated {self.test_examples_now:,})")
+            parts.append(
+                f"the test set's own sampling error (per-example sd {self.example_sd:.2f}) allows "
+                f"equivalence with {self.test_examples:,} test examples or more "
+                f"(this pilot evaluated {self.test_examples_now:,})"
+            )
         else:
             parts.append("the test-set size cannot be planned: the pilot kept no per-example test outputs")
         return head + " " + "; ".join(parts) + "."
@@ -86,8 +95,10 @@ def example_sd(pairs, st: SeedStatistics) -> float:
 def make_plan(pairs, st: SeedStatistics, power: float = POWER) -> Plan:
     """The plan from the pilot's statistics of test soft-error (`st`, with its margin resolved)."""
     if st.gap is None:
-        raise TrainError(f"the pilot has {len(st.used)} usable seed(s): planning needs the spread of at least 2 "
-                         "(seeds whose Real World fit); run the pilot with --seeds 3 or more")
+        raise TrainError(
+            f"the pilot has {len(st.used)} usable seed(s): planning needs the spread of at least 2 "
+            "(seeds whose Real World fit); run the pilot with --seeds 3 or more"
+        )
     margin, sd, gap = st.margin, st.gap.sd, st.gap.mean
     ex_sd = example_sd(pairs, st)
     count = pairs[0][0].rows[-1].get("test/count")

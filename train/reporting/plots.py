@@ -8,6 +8,7 @@ stays fast.
     from train.reporting.plots import Line, Panel, save_panels
     save_panels("fig.png", [Panel(lines=(Line(x, y, "Real"),), ylabel="test soft-error")])
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -85,8 +86,14 @@ def _draw_panel(ax, panel: Panel) -> None:
         keep = np.isfinite(x) & np.isfinite(y)
         if panel.logx:
             keep &= x > 0  # a log axis cannot show step 0 (the evaluation before training)
-        style = dict(label=line.label, color=line.color, linestyle=line.linestyle, marker=line.marker,
-                     markersize=4 if line.linestyle != "none" else 6, linewidth=1.5)
+        style = dict(
+            label=line.label,
+            color=line.color,
+            linestyle=line.linestyle,
+            marker=line.marker,
+            markersize=4 if line.linestyle != "none" else 6,
+            linewidth=1.5,
+        )
         if line.yerr is not None:
             yerr = np.nan_to_num(np.asarray(line.yerr, dtype=float)[keep])
             ax.errorbar(x[keep], y[keep], yerr=yerr, capsize=3, **style)

@@ -9,6 +9,7 @@ than the online-vs-offline effect the Deep Bootstrap is about. Two checks, where
   (noisier) than the real ones.
 Labeler disagreement (two labelers of equal accuracy) is not recorded in a dataset, so it is not checked here.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,15 +37,22 @@ class RegimeChecks:
         return cls(dict(data["low_confidence"]), dict(data["error_ratio"]))
 
     def describe(self) -> str:
-        parts = [f"the labeler's top probability is below {LOW_CONFIDENCE:g} on {share:.1%} of the {split} images"
-                 for split, share in sorted(self.low_confidence.items())]
-        parts += [f"the Real World's test error on the test split is {ratio:.1f} times its error on {name}"
-                  for name, ratio in sorted(self.error_ratio.items()) if math.isfinite(ratio)]
+        parts = [
+            f"the labeler's top probability is below {LOW_CONFIDENCE:g} on {share:.1%} of the {split} images"
+            for split, share in sorted(self.low_confidence.items())
+        ]
+        parts += [
+            f"the Real World's test error on the test split is {ratio:.1f} times its error on {name}"
+            for name, ratio in sorted(self.error_ratio.items())
+            if math.isfinite(ratio)
+        ]
         if not parts:
             return ""
-        return ("Regime checks: " + "; ".join(parts) + ". Many ambiguous labels make the soft-error gap measure "
-                "the memorising of ambiguous labels more than online-vs-offline training; the hard-error and "
-                "loss gaps in the table below are the cross-check.")
+        return (
+            "Regime checks: " + "; ".join(parts) + ". Many ambiguous labels make the soft-error gap measure "
+            "the memorising of ambiguous labels more than online-vs-offline training; the hard-error and "
+            "loss gaps in the table below are the cross-check."
+        )
 
 
 def low_confidence_rates(data: str | Path | None) -> dict:
@@ -73,6 +81,9 @@ def low_confidence_rates(data: str | Path | None) -> dict:
 def regime_checks(data, stats: dict) -> RegimeChecks:
     """The checks for one comparison: `stats` is {set: {metric: SeedStatistics}} of the bootstrap report."""
     test_error = stats["test"]["error"].real.mean if "error" in stats["test"] else math.nan
-    ratios = {name: test_error / m["error"].real.mean for name, m in stats.items()
-              if name != "test" and "error" in m and m["error"].real.mean > 0}
+    ratios = {
+        name: test_error / m["error"].real.mean
+        for name, m in stats.items()
+        if name != "test" and "error" in m and m["error"].real.mean > 0
+    }
     return RegimeChecks(low_confidence_rates(data), ratios)

@@ -7,6 +7,7 @@ DIR is recognised as:
 Each writes `report.md`, its PNGs and (experiments) `results.json` into DIR; `format_headline` prints
 the figures a render returns.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -13,6 +13,7 @@ Definitions (Nakkiran et al. 2021, "The Deep Bootstrap"):
     from train.reporting.results import load_run, compare_worlds
     cmp = compare_worlds(load_run("exp/real"), load_run("exp/ideal"))
 """
+
 from __future__ import annotations
 
 import math
@@ -169,8 +170,11 @@ def compare_worlds(real: RunRecord, ideal: RunRecord) -> dict:
     if "test" not in sets:
         raise TrainError(f"{real.run_dir}, {ideal.run_dir}: no test/soft_error logged in both runs")
     per_set = {
-        name: {m: compare_metric(real, ideal, f"{name}/{m}", fit_step) for m in METRICS
-               if len(real.series(f"{name}/{m}")[0]) and len(ideal.series(f"{name}/{m}")[0])}
+        name: {
+            m: compare_metric(real, ideal, f"{name}/{m}", fit_step)
+            for m in METRICS
+            if len(real.series(f"{name}/{m}")[0]) and len(ideal.series(f"{name}/{m}")[0])
+        }
         for name in sets
     }
     ref_step = fit_step if fit_step is not None else int(align(real, ideal, "test/soft_error").steps[-1])
@@ -222,16 +226,23 @@ def seed_curves(pairs: list[tuple[RunRecord, RunRecord]], name: str, metric: str
     first_steps = series[0][0][0]
     steps = first_steps[(first_steps >= low) & (first_steps <= high)]
     if len(steps) == 0:
-        raise TrainError(f"{pairs[0][0].run_dir}: no evaluated steps common to every run for {key}; "
-                         "run every seed and world with the same --steps and evaluation schedule")
+        raise TrainError(
+            f"{pairs[0][0].run_dir}: no evaluated steps common to every run for {key}; "
+            "run every seed and world with the same --steps and evaluation schedule"
+        )
 
     def on_steps(index: int) -> np.ndarray:
         return np.array([np.interp(steps, *trio[index]) for trio in series])
 
     real_cfg = pairs[0][0].config
-    return SeedCurves(steps=steps, real=on_steps(0), ideal=on_steps(1), real_train=on_steps(2),
-                      fit_steps=tuple(real.fit_step() for real, _ in pairs),
-                      first_epoch_step=(real_cfg.get("n") or 0) / (real_cfg.get("batch_size") or 1))
+    return SeedCurves(
+        steps=steps,
+        real=on_steps(0),
+        ideal=on_steps(1),
+        real_train=on_steps(2),
+        fit_steps=tuple(real.fit_step() for real, _ in pairs),
+        first_epoch_step=(real_cfg.get("n") or 0) / (real_cfg.get("batch_size") or 1),
+    )
 
 
 def json_safe(value):

@@ -17,6 +17,7 @@ Given K seeds of one comparison (seed s: a Real and an Ideal run sharing an init
     stats = seed_statistics(SeedCurves(steps, real, ideal, real_train, fit_steps, first_epoch_step=8), margin)
     verdict(stats).text
 """
+
 from __future__ import annotations
 
 import math
@@ -118,24 +119,41 @@ class SeedStatistics:
         out = {k: getattr(self, k) for k in self.__dataclass_fields__}
         for key in ("fit_step", "real", "ideal", "generalisation_gap", "gap", "time_avg"):
             out[key] = None if out[key] is None else out[key].to_dict()
-        out.update(used=list(self.used), readout_steps=list(self.readout_steps), window=list(self.window),
-                   per_seed_gap=list(self.per_seed_gap), unfit_gap=[list(u) for u in self.unfit_gap],
-                   per_seed_time_avg=[None if not math.isfinite(v) else v for v in self.per_seed_time_avg])
+        out.update(
+            used=list(self.used),
+            readout_steps=list(self.readout_steps),
+            window=list(self.window),
+            per_seed_gap=list(self.per_seed_gap),
+            unfit_gap=[list(u) for u in self.unfit_gap],
+            per_seed_time_avg=[None if not math.isfinite(v) else v for v in self.per_seed_time_avg],
+        )
         return _json(out)
 
     @classmethod
     def from_dict(cls, d: dict) -> SeedStatistics:
         def inf(key):
             return None if d.get(key) is None else PairedInference.from_dict(d[key])
+
         return cls(
-            seeds=d["seeds"], used=tuple(d["used"]), fit_step=MeanSd.from_dict(d["fit_step"]), at=d["at"],
-            readout_steps=tuple(d["readout_steps"]), resolution=_nan(d["resolution"]),
-            real=MeanSd.from_dict(d["real"]), ideal=MeanSd.from_dict(d["ideal"]),
-            per_seed_gap=tuple(d["per_seed_gap"]), unfit_gap=tuple(tuple(u) for u in d["unfit_gap"]),
+            seeds=d["seeds"],
+            used=tuple(d["used"]),
+            fit_step=MeanSd.from_dict(d["fit_step"]),
+            at=d["at"],
+            readout_steps=tuple(d["readout_steps"]),
+            resolution=_nan(d["resolution"]),
+            real=MeanSd.from_dict(d["real"]),
+            ideal=MeanSd.from_dict(d["ideal"]),
+            per_seed_gap=tuple(d["per_seed_gap"]),
+            unfit_gap=tuple(tuple(u) for u in d["unfit_gap"]),
             generalisation_gap=MeanSd.from_dict(d["generalisation_gap"]),
-            generalisation_low=_nan(d["generalisation_low"]), margin=_nan(d["margin"]),
-            margin_text=d["margin_text"], gap=inf("gap"), window=tuple(d["window"]),
-            per_seed_time_avg=tuple(_nan(v) for v in d["per_seed_time_avg"]), time_avg=inf("time_avg"))
+            generalisation_low=_nan(d["generalisation_low"]),
+            margin=_nan(d["margin"]),
+            margin_text=d["margin_text"],
+            gap=inf("gap"),
+            window=tuple(d["window"]),
+            per_seed_time_avg=tuple(_nan(v) for v in d["per_seed_time_avg"]),
+            time_avg=inf("time_avg"),
+        )
 
     @property
     def fitted(self) -> int:
@@ -173,17 +191,29 @@ def seed_statistics(c: SeedCurves, margin: Margin | None = None) -> SeedStatisti
     resolved = margin.resolve(gen_low)
     window = (float(c.first_epoch_step), float(c.steps[centre]))
     averaged = time_averages(c.steps, (c.real - c.ideal)[list(used)], *window)
-    unfit = tuple((i, float(c.real[i, -1] - c.ideal[i, -1])) for i in range(len(c.fit_steps))
-                  if at == "T(n)" and i not in used)
+    unfit = tuple(
+        (i, float(c.real[i, -1] - c.ideal[i, -1])) for i in range(len(c.fit_steps)) if at == "T(n)" and i not in used
+    )
     return SeedStatistics(
-        seeds=len(c.real), used=used, fit_step=mean_sd(fits), at=at,
+        seeds=len(c.real),
+        used=used,
+        fit_step=mean_sd(fits),
+        at=at,
         readout_steps=tuple(int(s) for s in c.steps[idx]),
         resolution=float(c.steps[centre] - c.steps[centre - 1]) if centre > 0 else math.nan,
-        real=mean_sd(real), ideal=mean_sd(ideal), per_seed_gap=tuple(float(g) for g in gaps), unfit_gap=unfit,
-        generalisation_gap=mean_sd(gen), generalisation_low=gen_low, margin=resolved,
-        margin_text=margin.describe(), gap=paired_inference(gaps, resolved) if len(used) > 1 else None,
-        window=window, per_seed_time_avg=tuple(float(v) for v in averaged),
-        time_avg=(paired_inference(averaged, resolved) if len(used) > 1 and np.isfinite(averaged).all() else None))
+        real=mean_sd(real),
+        ideal=mean_sd(ideal),
+        per_seed_gap=tuple(float(g) for g in gaps),
+        unfit_gap=unfit,
+        generalisation_gap=mean_sd(gen),
+        generalisation_low=gen_low,
+        margin=resolved,
+        margin_text=margin.describe(),
+        gap=paired_inference(gaps, resolved) if len(used) > 1 else None,
+        window=window,
+        per_seed_time_avg=tuple(float(v) for v in averaged),
+        time_avg=(paired_inference(averaged, resolved) if len(used) > 1 and np.isfinite(averaged).all() else None),
+    )
 
 
 @dataclass(frozen=True)
@@ -205,14 +235,21 @@ def readout_text(st: SeedStatistics) -> str:
     """Where the figures are read: the steps averaged, and T(n) with its grid resolution."""
     steps = ", ".join(f"{s:,}" for s in st.readout_steps)
     if st.at == "end":
-        return (f"Read at end (no seed's Real World reached the fit threshold, so T(n) is undefined): the mean of "
-                f"the last {len(st.readout_steps)} evaluations (steps {steps}).")
+        return (
+            f"Read at end (no seed's Real World reached the fit threshold, so T(n) is undefined): the mean of "
+            f"the last {len(st.readout_steps)} evaluations (steps {steps})."
+        )
     spread = f" ± {st.fit_step.sd:,.0f}" if math.isfinite(st.fit_step.sd) else ""
-    grid = (f"; the evaluation grid there is {st.resolution:,.0f} steps apart, so T(n) is known to within that"
-            if math.isfinite(st.resolution) else "")
-    return (f"T(n) = {st.fit_step.mean:,.0f}{spread} over {st.fitted} seed{'s' if st.fitted != 1 else ''}{grid}. "
-            f"Every seed is read at the same steps: the mean of the {len(st.readout_steps)} evaluations around "
-            f"the median T(n) (steps {steps}).")
+    grid = (
+        f"; the evaluation grid there is {st.resolution:,.0f} steps apart, so T(n) is known to within that"
+        if math.isfinite(st.resolution)
+        else ""
+    )
+    return (
+        f"T(n) = {st.fit_step.mean:,.0f}{spread} over {st.fitted} seed{'s' if st.fitted != 1 else ''}{grid}. "
+        f"Every seed is read at the same steps: the mean of the {len(st.readout_steps)} evaluations around "
+        f"the median T(n) (steps {steps})."
+    )
 
 
 def _no_margin(st: SeedStatistics) -> str:
@@ -224,22 +261,35 @@ def verdict(st: SeedStatistics, metric: str = "test soft-error") -> Verdict:
     """What the numbers support, worded with them; 'as the Deep Bootstrap claims' only for equivalence."""
     gen = st.generalisation_gap
     d = decimals_for(st.gap.se if st.gap else math.nan)
-    context = (f"The Real World's generalisation gap (test - train) at the read-out is {gen.mean:+.{d}f}"
-               + (f" (95% CI lower bound {st.generalisation_low:+.{d}f})" if math.isfinite(st.generalisation_low) else "")
-               + f"; the margin declared before the run is {st.margin_text}"
-               + (f" = ±{st.margin:.{d}f}." if math.isfinite(st.margin) else _no_margin(st)))
+    context = (
+        f"The Real World's generalisation gap (test - train) at the read-out is {gen.mean:+.{d}f}"
+        + (f" (95% CI lower bound {st.generalisation_low:+.{d}f})" if math.isfinite(st.generalisation_low) else "")
+        + f"; the margin declared before the run is {st.margin_text}"
+        + (f" = ±{st.margin:.{d}f}." if math.isfinite(st.margin) else _no_margin(st))
+    )
     apart = ""
     if st.unfit_gap:
-        apart = (f" {len(st.unfit_gap)} seed(s) never fit and are reported apart (gap at the end: "
-                 + ", ".join(f"{g:+.{d}f}" for _, g in st.unfit_gap) + ").")
+        apart = (
+            f" {len(st.unfit_gap)} seed(s) never fit and are reported apart (gap at the end: "
+            + ", ".join(f"{g:+.{d}f}" for _, g in st.unfit_gap)
+            + ")."
+        )
     if st.gap is None:
-        return Verdict("no-verdict", f"{readout_text(st)} With one seed no verdict is possible: the seed-to-seed "
-                       f"noise is unknown. {context}{apart} Run with --seeds 3 or more.")
+        return Verdict(
+            "no-verdict",
+            f"{readout_text(st)} With one seed no verdict is possible: the seed-to-seed "
+            f"noise is unknown. {context}{apart} Run with --seeds 3 or more.",
+        )
     text = f"{readout_text(st)} {st.gap.describe(metric)} {context}{apart}"
     if st.gap.outcome == "equivalent":
-        text += " Within that margin the Ideal World's test error predicts the Real World's, as the Deep Bootstrap claims."
-    elif st.gap.outcome == "differ-within-margin" or (st.gap.outcome == "differ" and st.gap.ci_high < gen.mean
-                                                       and st.gap.ci_low > -gen.mean):
-        text += (" The whole CI is smaller in size than the generalisation gap: the Ideal World predicts the Real "
-                 "World's test error better than its train error does.")
+        text += (
+            " Within that margin the Ideal World's test error predicts the Real World's, as the Deep Bootstrap claims."
+        )
+    elif st.gap.outcome == "differ-within-margin" or (
+        st.gap.outcome == "differ" and st.gap.ci_high < gen.mean and st.gap.ci_low > -gen.mean
+    ):
+        text += (
+            " The whole CI is smaller in size than the generalisation gap: the Ideal World predicts the Real "
+            "World's test error better than its train error does."
+        )
     return Verdict(st.gap.outcome, text)

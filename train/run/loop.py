@@ -13,6 +13,7 @@
 Every random draw is a function of (seed, step, rank): the sampler's indices, the augmentation generator
 and torch's global RNG (dropout) are re-derived each step, so a resumed run repeats an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -61,14 +62,17 @@ def refuse_diverged(cfg: RunConfig, summary: dict) -> dict:
     """The summary of a run that ended normally; a diverged run's raises its one-line error every time."""
     step = summary.get("diverged_by_step")
     if step is not None:
-        raise TrainError(f"{cfg.out_dir}: training diverged (NaN or infinite loss or outputs) by step {step:,}, "
-                         f"at lr {lr_at(cfg, max(step - 1, 0)):.3g}; its summary.json says so. Lower --lr (now "
-                         f"{cfg.lr:g}) or check the data, then re-run with --overwrite")
+        raise TrainError(
+            f"{cfg.out_dir}: training diverged (NaN or infinite loss or outputs) by step {step:,}, "
+            f"at lr {lr_at(cfg, max(step - 1, 0)):.3g}; its summary.json says so. Lower --lr (now "
+            f"{cfg.lr:g}) or check the data, then re-run with --overwrite"
+        )
     return summary
 
 
-def open_run(cfg: RunConfig, resume: bool,
-             overwrite: bool) -> tuple[RunConfig, ddp.Dist, torch.device, runfolder.Start]:
+def open_run(
+    cfg: RunConfig, resume: bool, overwrite: bool
+) -> tuple[RunConfig, ddp.Dist, torch.device, runfolder.Start]:
     """Validate, pin the data hashes, set up the device (DDP under torchrun), lock the run folder and decide
     how the run starts; `close_run` frees the folder."""
     validate(cfg)
@@ -157,8 +161,9 @@ class Trainer:
     prebuilt `data` and call `train_step` directly; `train.run.packed` drives several through `begin`,
     `record_row`, `_checkpoint` and `_finish` while one packed model trains them all."""
 
-    def __init__(self, cfg: RunConfig, dist: ddp.Dist, device: torch.device, *, progress: bool,
-                 data: RunData | None = None):
+    def __init__(
+        self, cfg: RunConfig, dist: ddp.Dist, device: torch.device, *, progress: bool, data: RunData | None = None
+    ):
         self.cfg, self.dist, self.device, self.progress = cfg, dist, device, progress
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -169,8 +174,9 @@ class Trainer:
         self.optimizer = self._optimizer()
         self.ledger = self._ledger()
         # A source that crops while decoding (JPEG datasets) brings its own view of the batch.
-        self.augment = self.data.augment or TrainAugment(cfg.aug, cfg.crop_padding, self.data.image_size,
-                                                         cfg.resize_size)
+        self.augment = self.data.augment or TrainAugment(
+            cfg.aug, cfg.crop_padding, self.data.image_size, cfg.resize_size
+        )
         self.view = EvalView(self.data.image_size)
         self.generator = torch.Generator(device)
         # Whether a training loss was NaN or infinite: kept on the device (no sync per step), read at
@@ -209,8 +215,9 @@ class Trainer:
         cfg, params = self.cfg, self.model.parameters()
         fused: dict[str, Any] = {"fused": True} if self.device.type == "cuda" else {}
         if cfg.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                                   nesterov=cfg.nesterov, **fused)
+            return torch.optim.SGD(
+                params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov, **fused
+            )
         adams = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
         if cfg.optimizer not in adams:
             raise TrainError(f"--optimizer {cfg.optimizer}: must be one of sgd, {', '.join(adams)}")
@@ -219,8 +226,10 @@ class Trainer:
     def _restore(self) -> None:
         state = runfolder.load_checkpoint(self.cfg.out_dir)
         if state.get("config_hash") != config_hash(self.cfg) or state.get("sampler") != self.data.sampler.state_dict():
-            raise TrainError(f"{self.cfg.out_dir}: its checkpoint belongs to another config or dataset; pass "
-                             "--overwrite to start again")
+            raise TrainError(
+                f"{self.cfg.out_dir}: its checkpoint belongs to another config or dataset; pass "
+                "--overwrite to start again"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -229,12 +238,15 @@ class Trainer:
             wall_s, train_s = float(state["wall_s"]), float(state["train_s"])
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
             reason = (str(exc).splitlines() or [""])[0][:200]
-            raise TrainError(f"{self.cfg.out_dir}: its checkpoint does not fit this run's model or optimizer "
-                             f"({type(exc).__name__}: {reason}); pass --overwrite to start again") from None
+            raise TrainError(
+                f"{self.cfg.out_dir}: its checkpoint does not fit this run's model or optimizer "
+                f"({type(exc).__name__}: {reason}); pass --overwrite to start again"
+            ) from None
         if self.dist.is_main:  # the checkpoint holds the global ledger; other ranks add from zero
             self.ledger = self._ledger(ledger)
-        self.clock = _Clock(wall_before=wall_s, train_s=train_s,
-                            row_samples=self.step * self.cfg.batch_size, row_train_s=train_s)
+        self.clock = _Clock(
+            wall_before=wall_s, train_s=train_s, row_samples=self.step * self.cfg.batch_size, row_train_s=train_s
+        )
         # Rank 0 drops the rows after the checkpoint; every rank needs them (T(n), what is logged).
         self.rows = ddp.run_on_main(self.dist, lambda: runfolder.truncate_metrics(self.cfg.out_dir, self.step))
         self._check_rows()
@@ -247,10 +259,12 @@ class Trainer:
         have = {r["step"] for r in self.rows}
         lost = sorted(s for s in self.eval_steps if s < self.step and s not in have)
         if lost:
-            raise TrainError(f"{self.cfg.out_dir}/{runfolder.METRICS}: the rows of steps {lost[:5]}"
-                             f"{' ...' if len(lost) > 5 else ''} logged before the checkpoint (step {self.step:,}) "
-                             "are missing (deleted or edited), so T(n) would be wrong; restore the file, or pass "
-                             "--overwrite to start again")
+            raise TrainError(
+                f"{self.cfg.out_dir}/{runfolder.METRICS}: the rows of steps {lost[:5]}"
+                f"{' ...' if len(lost) > 5 else ''} logged before the checkpoint (step {self.step:,}) "
+                "are missing (deleted or edited), so T(n) would be wrong; restore the file, or pass "
+                "--overwrite to start again"
+            )
 
     def _global_ledger(self) -> Ledger:
         counts = ddp.all_reduce_sum(torch.from_numpy(self.ledger.counts.copy()), self.dist)
@@ -265,31 +279,45 @@ class Trainer:
         self.stop_if_diverged()
         ledger = self._global_ledger()
         if self.dist.is_main:
-            runfolder.save_checkpoint(self.cfg.out_dir, {
-                "step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "sampler": self.data.sampler.state_dict(), "ledger": torch.from_numpy(ledger.counts),
-                "rng": {"scheme": "derive_seed(seed, purpose, step, rank) each step", "seed": self.cfg.seed},
-                "config": self.cfg.to_dict(), "config_hash": config_hash(self.cfg),
-                "wall_s": self.clock.wall(), "train_s": self.clock.train_s,
-            })
+            runfolder.save_checkpoint(
+                self.cfg.out_dir,
+                {
+                    "step": self.step,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "sampler": self.data.sampler.state_dict(),
+                    "ledger": torch.from_numpy(ledger.counts),
+                    "rng": {"scheme": "derive_seed(seed, purpose, step, rank) each step", "seed": self.cfg.seed},
+                    "config": self.cfg.to_dict(),
+                    "config_hash": config_hash(self.cfg),
+                    "wall_s": self.clock.wall(),
+                    "train_s": self.clock.train_s,
+                },
+            )
 
     def _evaluate(self) -> dict[str, Any]:
         cfg, step = self.cfg, self.step
         samples = step * cfg.batch_size
-        row = {"step": step, "epoch": samples / self.data.sampler.epoch_size, "samples_seen": samples,
-               "lr": lr_at(cfg, max(step - 1, 0)), "wall_s": self.clock.wall(),
-               "img_per_s": self.clock.rate(samples)}
+        row = {
+            "step": step,
+            "epoch": samples / self.data.sampler.epoch_size,
+            "samples_seen": samples,
+            "lr": lr_at(cfg, max(step - 1, 0)),
+            "wall_s": self.clock.wall(),
+            "img_per_s": self.clock.rate(samples),
+        }
         ddp.broadcast_buffers(self.model, self.dist)
-        sets = [("test", self.data.eval_sets[0].images, self.data.eval_sets[0].labels),
-                ("train", *self.data.source.train_eval(step))]
+        sets = [
+            ("test", self.data.eval_sets[0].images, self.data.eval_sets[0].labels),
+            ("train", *self.data.source.train_eval(step)),
+        ]
         sets += [(s.name, s.images, s.labels) for s in self.data.eval_sets[1:]]
         for name, images, labels in sets:
             view = self._train_eval_view(step) if name == "train" else self.view
             # Per-example test outputs let reports count the test set's sampling error; a rank under DDP
             # holds only its share, so they are kept in single-process runs only.
             outputs: list | None = [] if name == "test" and self.dist.world == 1 else None
-            result = evaluate(self.model, images, labels, view, cfg.eval_batch_size, self.dist, self.autocast,
-                              outputs)
+            result = evaluate(self.model, images, labels, view, cfg.eval_batch_size, self.dist, self.autocast, outputs)
             row.update({f"{name}/{k}": v for k, v in result.items()})
             if outputs:
                 test_outputs.save(cfg.out_dir, step, torch.cat(outputs, dim=1).numpy())
@@ -316,14 +344,16 @@ class Trainer:
         self.ledger.record(indices)
         x = self.augment(images, self.generator)
         if cfg.mixup_alpha > 0:
-            x, partners, lam = mixup(x, labels, cfg.mixup_alpha, derive_seed(cfg.seed, "mixup", step, rank),
-                                     self.generator)
+            x, partners, lam = mixup(
+                x, labels, cfg.mixup_alpha, derive_seed(cfg.seed, "mixup", step, rank), self.generator
+            )
         with self.autocast:
             logits = model(x)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=cfg.label_smoothing)
         if cfg.mixup_alpha > 0:
-            loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), partners,
-                                                            label_smoothing=cfg.label_smoothing)
+            loss = lam * loss + (1 - lam) * F.cross_entropy(
+                logits.float(), partners, label_smoothing=cfg.label_smoothing
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.bad_loss |= ~torch.isfinite(loss.detach())
         loss.backward()
@@ -342,7 +372,8 @@ class Trainer:
         model = self.model
         if self.dist.active:
             model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         return cast(torch.nn.Module, torch.compile(model)) if self.cfg.compile else model
 
     def _log_row(self, bar) -> bool:
@@ -379,8 +410,14 @@ class Trainer:
         model = self.wrapped()
         model.train()
         stopped, first = False, self.step
-        with tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, unit="step",
-                  desc=f"{cfg.mode} {cfg.model}", dynamic_ncols=True) as bar:
+        with tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            disable=not self.progress,
+            unit="step",
+            desc=f"{cfg.mode} {cfg.model}",
+            dynamic_ncols=True,
+        ) as bar:
             self.clock.go()
             while True:
                 logged = self.rows and self.rows[-1]["step"] == self.step
@@ -401,21 +438,38 @@ class Trainer:
         cfg = self.cfg
         fit = fit_step(self.rows, cfg.fit_threshold)
         summary = RunSummary(
-            mode=cfg.mode, n=cfg.n if cfg.mode == "real" else None, steps=cfg.steps, steps_done=self.step,
-            batch_size=cfg.batch_size, model=cfg.model, seed=cfg.seed, data=cfg.data,
-            fit_threshold=cfg.fit_threshold, fit_step=fit, at_fit=next((r for r in self.rows if r["step"] == fit), None),
-            final=self.rows[-1] if self.rows else None, stopped_at_fit=stopped,
+            mode=cfg.mode,
+            n=cfg.n if cfg.mode == "real" else None,
+            steps=cfg.steps,
+            steps_done=self.step,
+            batch_size=cfg.batch_size,
+            model=cfg.model,
+            seed=cfg.seed,
+            data=cfg.data,
+            fit_threshold=cfg.fit_threshold,
+            fit_step=fit,
+            at_fit=next((r for r in self.rows if r["step"] == fit), None),
+            final=self.rows[-1] if self.rows else None,
+            stopped_at_fit=stopped,
             diverged_by_step=self.step if diverged else None,
             ledger=self._global_ledger().summary(self.data.sampler.subset, self.data.sampler.subset_hash),
             img_per_s=self.step * cfg.batch_size / self.clock.train_s if self.clock.train_s > 0 else None,
-            wall_s=self.clock.wall(), world_size=self.dist.world, config_hash=config_hash(cfg),
-            batchnorm=self.batchnorm_kind(self.model), pack_size=self.pack_size, device=device_name(self.device),
+            wall_s=self.clock.wall(),
+            world_size=self.dist.world,
+            config_hash=config_hash(cfg),
+            batchnorm=self.batchnorm_kind(self.model),
+            pack_size=self.pack_size,
+            device=device_name(self.device),
             torch_version=torch.__version__,
         ).to_dict()
         if self.dist.is_main:
             runfolder.write_summary(cfg.out_dir, summary)
         if self.dist.is_main and not diverged:
-            log.info("%s: done at step %s; T(n) = %s; final test error %.4f", cfg.out_dir, f"{self.step:,}",
-                     fit, summary["final"]["test/error"])
+            log.info(
+                "%s: done at step %s; T(n) = %s; final test error %.4f",
+                cfg.out_dir,
+                f"{self.step:,}",
+                fit,
+                summary["final"]["test/error"],
+            )
         return summary
-

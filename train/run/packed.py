@@ -17,6 +17,7 @@ Runs pack together when they may differ only in world, n, seed and lr (`pack_key
 the pack, which is re-packed from the others. Resumed runs pack with the runs that stopped at the same
 step (a kill between two runs' checkpoints gives two packs).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,7 +62,8 @@ def pack_key(cfg: RunConfig) -> str | None:
 
 def default_pack(cfgs: list[RunConfig]) -> int:
     on_cuda = any(c.device.startswith("cuda") for c in cfgs) or (
-        any(c.device == "auto" for c in cfgs) and torch.cuda.is_available())
+        any(c.device == "auto" for c in cfgs) and torch.cuda.is_available()
+    )
     return DEFAULT_PACK["cuda" if on_cuda else "cpu"]
 
 
@@ -84,17 +86,20 @@ def plan_packs(cfgs: list[RunConfig], pack: int | None = None) -> list[list[RunC
     return packs
 
 
-def run_packed(cfgs: list[RunConfig], resume: bool = True, overwrite: bool = False,
-               progress: bool = True) -> list[dict]:
+def run_packed(
+    cfgs: list[RunConfig], resume: bool = True, overwrite: bool = False, progress: bool = True
+) -> list[dict]:
     """Train `cfgs` (one pack: equal pack_key) together; return their summaries in order.
 
     Finished runs return their summaries at once; every run folder is checked before any trains.
     """
     keys = {pack_key(cfg) for cfg in cfgs}
     if None in keys or len(keys) != 1:
-        raise TrainError(f"{', '.join(cfg.out_dir for cfg in cfgs)}: these runs cannot train as one packed model "
-                         "(they must share model, schedule, batch and data settings, with SGD); group them with "
-                         "plan_packs or train them with --pack 1")
+        raise TrainError(
+            f"{', '.join(cfg.out_dir for cfg in cfgs)}: these runs cannot train as one packed model "
+            "(they must share model, schedule, batch and data settings, with SGD); group them with "
+            "plan_packs or train them with --pack 1"
+        )
     opened = []
     try:
         for cfg in cfgs:
@@ -114,8 +119,13 @@ def run_packed(cfgs: list[RunConfig], resume: bool = True, overwrite: bool = Fal
         show = progress and all(d.is_main for _, d, _, _ in opened)
         for _, same_step in groupby(sorted(lanes, key=lambda lane: lane.step), key=lambda lane: lane.step):
             group = list(same_step)
-            log.info("%d %s runs trained as one packed model from step %s: %s", len(group), group[0].cfg.model,
-                     f"{group[0].step:,}", ", ".join(lane.cfg.out_dir for lane in group))
+            log.info(
+                "%d %s runs trained as one packed model from step %s: %s",
+                len(group),
+                group[0].cfg.model,
+                f"{group[0].step:,}",
+                ", ".join(lane.cfg.out_dir for lane in group),
+            )
             for lane, summary in zip(group, PackedTrainer(group, show).train()):
                 summaries[lane.cfg.out_dir] = summary
         return [summaries[cfg.out_dir] for cfg, *_ in opened]
@@ -166,7 +176,8 @@ class PackedTrainer:
         self.wrapped = self.model
         if self.dist.active:
             self.wrapped = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         if cfg.compile:
             self.wrapped = cast(torch.nn.Module, torch.compile(self.wrapped))
         self.wrapped.train()
@@ -248,8 +259,9 @@ class PackedTrainer:
         cfg, first = self.cfg, self.step
         eval_steps = order[0].eval_steps
         desc = f"{len(order)} packed {cfg.model} runs"
-        with tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, unit="step", desc=desc,
-                  dynamic_ncols=True) as bar:
+        with tqdm(
+            total=cfg.steps, initial=self.step, disable=not self.progress, unit="step", desc=desc, dynamic_ncols=True
+        ) as bar:
             self._clocks(go=True)
             while self.lanes:
                 if self.step in eval_steps:

@@ -17,6 +17,7 @@ being written, and readers drop that partial last line (`shards.jsonio.read_json
 (unless --overwrite, and then only the run's own files are ever replaced), a folder another process is
 running in ("in use by pid N"), and a folder it cannot write.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -68,19 +69,21 @@ def _differences(old: dict[str, Any], new: RunConfig) -> dict[str, str]:
     keys = sorted(set(before) | set(after))
     # `--data-path auto` is recorded resolved: the Ideal World's sample order depends on the path.
     hint = {"data_path": f" (a run never switches path: pass --data-path {before.get('data_path')} to go on with it)"}
-    return {k: f"{before.get(k)!r} -> {after.get(k)!r}{hint.get(k, '')}" for k in keys
-            if before.get(k) != after.get(k)}
+    return {k: f"{before.get(k)!r} -> {after.get(k)!r}{hint.get(k, '')}" for k in keys if before.get(k) != after.get(k)}
 
 
 def _refusal(out: Path, diff: dict[str, str]) -> TrainError:
     """One line: the data changed (its content, under any config), or which settings did."""
     if list(diff) == ["data_hashes"]:
-        return TrainError(f"{out}: holds a run trained on other data (content hashes {diff['data_hashes']}: a "
-                          "dataset was rebuilt with other bytes); its results and checkpoint are not this data's: "
-                          "pass --overwrite to train anew on the data as it is now, or choose another --out")
+        return TrainError(
+            f"{out}: holds a run trained on other data (content hashes {diff['data_hashes']}: a "
+            "dataset was rebuilt with other bytes); its results and checkpoint are not this data's: "
+            "pass --overwrite to train anew on the data as it is now, or choose another --out"
+        )
     shown = "; ".join(f"{k}: {v}" for k, v in list(diff.items())[:6]) + ("; ..." if len(diff) > 6 else "")
-    return TrainError(f"{out}: holds a run with another config ({shown}); choose another --out, or pass "
-                      "--overwrite to replace it")
+    return TrainError(
+        f"{out}: holds a run with another config ({shown}); choose another --out, or pass --overwrite to replace it"
+    )
 
 
 def _clear(out: Path) -> None:
@@ -108,9 +111,11 @@ def claim_run_dir(out_dir: str | os.PathLike, overwrite: bool) -> None:
     if out.is_dir() and not (out / MARKER).is_file() and not overwrite:
         found = sorted(p.name for p in out.iterdir())
         if found:
-            raise TrainError(f"--out={out}: not empty and not a run folder of this toolkit (found "
-                             f"{', '.join(found[:5])}{', ...' if len(found) > 5 else ''}); choose an empty or new "
-                             "--out, or pass --overwrite to write the run there (only a run's own files are replaced)")
+            raise TrainError(
+                f"--out={out}: not empty and not a run folder of this toolkit (found "
+                f"{', '.join(found[:5])}{', ...' if len(found) > 5 else ''}); choose an empty or new "
+                "--out, or pass --overwrite to write the run there (only a run's own files are replaced)"
+            )
     try:
         out.mkdir(parents=True, exist_ok=True)
         hold_lock(out / LOCK, f"run folder {out}")
@@ -119,8 +124,9 @@ def claim_run_dir(out_dir: str | os.PathLike, overwrite: bool) -> None:
     except InUseError as exc:
         raise TrainError(str(exc)) from None
     except OSError as exc:
-        raise TrainError(f"--out={out}: cannot write there ({exc.strerror or exc}); choose another --out or fix "
-                         "its permissions") from None
+        raise TrainError(
+            f"--out={out}: cannot write there ({exc.strerror or exc}); choose another --out or fix its permissions"
+        ) from None
 
 
 def prepare_run_dir(cfg: RunConfig, resume: bool, overwrite: bool) -> Start:
@@ -136,8 +142,10 @@ def prepare_run_dir(cfg: RunConfig, resume: bool, overwrite: bool) -> Start:
         if (out / CHECKPOINT).is_file():
             if resume:
                 return Start("resume")
-            raise TrainError(f"{out}: holds an unfinished run of this config; pass --resume to continue it from "
-                             "its last checkpoint, or --overwrite to start again")
+            raise TrainError(
+                f"{out}: holds an unfinished run of this config; pass --resume to continue it from "
+                "its last checkpoint, or --overwrite to start again"
+            )
     return Start("fresh")
 
 
@@ -170,8 +178,10 @@ def _no_space_is_one_line(folder: Path):
         yield
     except OSError as exc:
         if is_no_space(exc):
-            raise TrainError(f"no space left on {folder}: free some space and re-run the same command (with "
-                             "--resume to continue from the last checkpoint)") from None
+            raise TrainError(
+                f"no space left on {folder}: free some space and re-run the same command (with "
+                "--resume to continue from the last checkpoint)"
+            ) from None
         raise
 
 
@@ -213,8 +223,10 @@ def read_metrics(out: str | os.PathLike) -> list[dict[str, Any]]:
     for number, row in enumerate(rows, 1):
         problem = _row_problem(row)
         if problem:
-            raise TrainError(f"{Path(out) / METRICS}: row {number} {problem}; restore the file as the run wrote "
-                             "it, or re-run the run with --overwrite")
+            raise TrainError(
+                f"{Path(out) / METRICS}: row {number} {problem}; restore the file as the run wrote "
+                "it, or re-run the run with --overwrite"
+            )
     return rows
 
 
@@ -294,8 +306,10 @@ def save_checkpoint(out: str | os.PathLike, state: dict[str, Any]) -> None:
     except (OSError, RuntimeError, ShardsError) as exc:
         # torch.save reports a failed write as RuntimeError ("... file write failed"), not as ENOSPC.
         if isinstance(exc, ShardsError) or is_no_space(exc) or "write failed" in str(exc):
-            raise TrainError(f"no space left on {path.parent} for a {max(1, need // 1_000_000):,} MB checkpoint: "
-                             "free that much and re-run with --resume; the previous checkpoint is kept") from None
+            raise TrainError(
+                f"no space left on {path.parent} for a {max(1, need // 1_000_000):,} MB checkpoint: "
+                "free that much and re-run with --resume; the previous checkpoint is kept"
+            ) from None
         raise
 
 
@@ -319,8 +333,10 @@ def load_checkpoint(out: str | os.PathLike) -> dict[str, Any]:
         raise TrainError(f"{sums}: missing or empty, so {path} cannot be checked; {again}")
     actual = _sha256(path)
     if actual not in recorded:
-        raise TrainError(f"{path}: sha256 {actual[:12]}... differs from the recorded {recorded[0][:12]}... "
-                         f"(the file was changed or damaged); {again}")
+        raise TrainError(
+            f"{path}: sha256 {actual[:12]}... differs from the recorded {recorded[0][:12]}... "
+            f"(the file was changed or damaged); {again}"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the bytes matched their recorded sha256, yet are no checkpoint: torch's

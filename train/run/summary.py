@@ -6,6 +6,7 @@ follow different float paths, and SGD amplifies such differences, so a report th
 
     summary = RunSummary.from_dict(json.loads(path.read_text())); summary.to_dict()
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,8 +50,11 @@ class RunSummary:
         """A saved summary; fields missing from older files take their defaults (None for provenance)."""
         names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         known = {k: v for k, v in data.items() if k in names}
-        defaults = {f.name: None for f in dataclasses.fields(cls)
-                    if f.name in names and f.name not in known and f.default is dataclasses.MISSING}
+        defaults = {
+            f.name: None
+            for f in dataclasses.fields(cls)
+            if f.name in names and f.name not in known and f.default is dataclasses.MISSING
+        }
         return cls(**defaults, **known, extra={k: v for k, v in data.items() if k not in names})
 
 

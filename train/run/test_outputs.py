@@ -7,6 +7,7 @@ single-process run (under DDP each rank holds only its share of the test set, an
 
     save(run_dir, step, values); steps, values = load(run_dir, [100, 120])
 """
+
 from __future__ import annotations
 
 import os

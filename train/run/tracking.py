@@ -11,6 +11,7 @@ tracker run). Each tracker is an optional extra (`pip install
 sync` uploads later), TensorBoard event files in RUN/tensorboard, MLflow in a file store RUN/mlruns unless
 MLFLOW_TRACKING_URI is set.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,14 +38,20 @@ class RunRecord:
 
     def metrics(self, row: dict[str, Any]) -> dict[str, float]:
         """The row's numbers (JSON null and the step itself left out)."""
-        return {k: float(v) for k, v in row.items()
-                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        return {
+            k: float(v)
+            for k, v in row.items()
+            if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
 
     def results(self) -> dict[str, float]:
         """T(n) and the final test figures, the summary numbers a tracker shows beside the curves."""
         final = self.summary.get("final") or {}
-        found = {"fit_step": self.summary.get("fit_step"), "steps_done": self.summary.get("steps_done"),
-                 **{f"final/{k}": v for k, v in final.items() if k.startswith("test")}}
+        found = {
+            "fit_step": self.summary.get("fit_step"),
+            "steps_done": self.summary.get("steps_done"),
+            **{f"final/{k}": v for k, v in final.items() if k.startswith("test")},
+        }
         return {k: float(v) for k, v in found.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
@@ -61,8 +68,7 @@ def read_run(run_dir: str | os.PathLike) -> RunRecord:
     summary = runfolder.read_summary(run_dir)
     if summary is None:
         raise TrainError(f"{run_dir}: no summary.json (the run has not finished); nothing to log")
-    return RunRecord(Path(run_dir).name, runfolder.read_config(run_dir) or {}, runfolder.read_metrics(run_dir),
-                     summary)
+    return RunRecord(Path(run_dir).name, runfolder.read_config(run_dir) or {}, runfolder.read_metrics(run_dir), summary)
 
 
 def export_run(run_dir: str | os.PathLike, trackers: tuple[str, ...]) -> None:
@@ -72,13 +78,17 @@ def export_run(run_dir: str | os.PathLike, trackers: tuple[str, ...]) -> None:
         try:
             EXPORTERS[name](record, Path(run_dir))
         except ImportError as exc:
-            raise TrainError(f"--log-to {name}: {exc.name or name} is not installed; pip install "
-                             f"'deep-bootstrap-data[tracking]' (the run itself is complete in {run_dir})") from exc
+            raise TrainError(
+                f"--log-to {name}: {exc.name or name} is not installed; pip install "
+                f"'deep-bootstrap-data[tracking]' (the run itself is complete in {run_dir})"
+            ) from exc
         except TrainError:
             raise
         except Exception as exc:  # noqa: BLE001 - each tracker raises its own types; the run is safe on disk
-            raise TrainError(f"--log-to {name}: logging {run_dir} failed ({type(exc).__name__}: {exc}); the run "
-                             "is complete on disk, re-run the same command to log it again") from exc
+            raise TrainError(
+                f"--log-to {name}: logging {run_dir} failed ({type(exc).__name__}: {exc}); the run "
+                "is complete on disk, re-run the same command to log it again"
+            ) from exc
 
 
 def to_tensorboard(record: RunRecord, run_dir: Path) -> None:
@@ -94,7 +104,11 @@ def to_tensorboard(record: RunRecord, run_dir: Path) -> None:
 
 
 _WANDB_MODES: dict[str, Literal["online", "offline", "disabled", "shared"]] = {
-    "online": "online", "offline": "offline", "disabled": "disabled", "shared": "shared"}
+    "online": "online",
+    "offline": "offline",
+    "disabled": "disabled",
+    "shared": "shared",
+}
 
 
 def to_wandb(record: RunRecord, run_dir: Path) -> None:
@@ -104,8 +118,14 @@ def to_wandb(record: RunRecord, run_dir: Path) -> None:
     mode = _WANDB_MODES.get(given)
     if mode is None:
         raise TrainError(f"WANDB_MODE={given}: use one of {', '.join(_WANDB_MODES)}")
-    run = wandb.init(project=os.environ.get("WANDB_PROJECT", "deep-bootstrap"), name=record.name,
-                     config=record.config, dir=str(run_dir), mode=mode, reinit="create_new")
+    run = wandb.init(
+        project=os.environ.get("WANDB_PROJECT", "deep-bootstrap"),
+        name=record.name,
+        config=record.config,
+        dir=str(run_dir),
+        mode=mode,
+        reinit="create_new",
+    )
     try:
         for row in record.rows:
             run.log(record.metrics(row), step=row["step"])
@@ -131,4 +151,7 @@ def to_mlflow(record: RunRecord, run_dir: Path) -> None:
 
 
 EXPORTERS: dict[str, Callable[[RunRecord, Path], None]] = {
-    "wandb": to_wandb, "tensorboard": to_tensorboard, "mlflow": to_mlflow}
+    "wandb": to_wandb,
+    "tensorboard": to_tensorboard,
+    "mlflow": to_mlflow,
+}

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import functools
 import operator
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -71,16 +72,13 @@ class PackedConv2d(nn.Conv2d):
     """
 
     def __init__(self, k: int, conv: nn.Conv2d):
+        # nn.Conv2d stores its sizes as tuple[int, ...]; its __init__ is typed for pairs: pass them through.
+        sizes: dict[str, Any] = dict(
+            kernel_size=conv.kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation
+        )
         super().__init__(
-            k * conv.in_channels,
-            k * conv.out_channels,
-            conv.kernel_size,
-            conv.stride,  # type: ignore[arg-type]
-            conv.padding,
-            conv.dilation,
-            k * conv.groups,
-            conv.bias is not None,
-        )  # type: ignore[arg-type]
+            k * conv.in_channels, k * conv.out_channels, groups=k * conv.groups, bias=conv.bias is not None, **sizes
+        )
         self.k = k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ session (a random diffusers pipeline folder and a timm labeler saved as local-di
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -99,3 +100,11 @@ def tiny_models(tmp_path_factory) -> Path:
         root / "digits-labeler", in_chans=1, input_size=16, label_names=CLASS_NAMES, image_shape=(8, 8, 1)
     )
     return root
+
+
+def pytest_configure(config) -> None:
+    """Tests that interrupt a child process need SIGINT to reach it: a shell's background job (`cmd &`)
+    starts with SIGINT ignored, which Python keeps and every child inherits through exec. A handler here
+    is reset to the default in each child, so the children get Python's KeyboardInterrupt again."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

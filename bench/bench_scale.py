@@ -59,6 +59,28 @@ HOST_BYTES = 24 * 2**30
 TEST_SIZE = 1000
 SHARD_SIZE = 10_000
 PNG_POOL = 4096
+# The first 100 steps of an Ideal World run of mcnn (width 16), as train-100 and stream-100 run them.
+TRAIN_100 = [
+    "--mode",
+    "ideal",
+    "--steps",
+    "100",
+    "--batch-size",
+    "64",
+    "--model",
+    "mcnn",
+    "--width",
+    "16",
+    "--eval-schedule",
+    "every:100",
+    "--test-samples",
+    "1000",
+    "--eval-train-samples",
+    "128",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 # --- the operations, each run in a child process (`--op NAME --data DIR --size N`) ----------------------
@@ -249,29 +271,7 @@ def merged(paths: list[str]) -> list[Measure]:
 
 def measure_size(size: int, root: Path, ops: set[str] | None = None) -> list[Measure]:
     data, out = root / f"ds-{size}", root / f"runs-{size}"
-    train_args = [
-        "--data",
-        str(data),
-        "--mode",
-        "ideal",
-        "--steps",
-        "100",
-        "--batch-size",
-        "64",
-        "--model",
-        "mcnn",
-        "--width",
-        "16",
-        "--eval-schedule",
-        "every:100",
-        "--test-samples",
-        "1000",
-        "--eval-train-samples",
-        "128",
-        "--no-progress",
-        "--device",
-        "cpu",
-    ]
+    train_args = ["--data", str(data), *TRAIN_100]
     plans: list[tuple[str, list[str], dict, object]] = [
         ("write", op_child("write", data, size), {}, None),
         ("verify", python("-m", "shards", "verify", str(data)), {}, None),
@@ -345,27 +345,9 @@ def measure_stream(size: int, data: Path, out: Path) -> Measure:
                 url,
                 "--data-path",
                 "stream",
-                "--mode",
-                "ideal",
-                "--steps",
-                "100",
-                "--batch-size",
-                "64",
-                "--model",
-                "mcnn",
-                "--width",
-                "16",
-                "--eval-schedule",
-                "every:100",
-                "--test-samples",
-                "1000",
-                "--eval-train-samples",
-                "128",
+                *TRAIN_100,
                 "--num-workers",
                 "1",
-                "--no-progress",
-                "--device",
-                "cpu",
                 "--out",
                 str(out / "stream"),
             )

@@ -8,11 +8,11 @@ The public names are listed in `__all__`; torch and diffusers load only when an 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cifar5m.config import GenerateConfig
 from cifar5m.errors import Cifar5mError
+from shards.lazy import lazy_attributes
 
 _LAZY = {  # name -> module: these import torch, diffusers or timm
     "generate_dataset": "cifar5m.api",
@@ -47,10 +47,7 @@ if TYPE_CHECKING:
     from cifar5m.report import write_report as write_report
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'cifar5m' has no attribute {name!r}")
+__getattr__ = lazy_attributes("cifar5m", _LAZY)
 
 
 __all__ = ["Cifar5mError", "GenerateConfig", *_LAZY]

@@ -96,7 +96,7 @@ def test_augment_is_reproducible_from_the_generator_and_views_normalise():
 @pytest.mark.parametrize("name", ["preact-resnet18", "mcnn", "vgg11-bn", "mlp"])
 @pytest.mark.parametrize("chans, size", [(1, 8), (3, 32)])
 def test_builtin_models_take_any_size_and_channels(name, chans, size):
-    cfg = RunConfig(model=name, width=4, mlp_widths=(16, 8))
+    cfg = RunConfig(model=name, width=8, mlp_widths=(16, 8))
     model = build_model(cfg, num_classes=7, in_chans=chans, image_size=size)
     model.train()
     assert model(torch.zeros(2, chans, size, size)).shape == (2, 7)

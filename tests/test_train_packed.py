@@ -172,7 +172,7 @@ def test_a_run_stopping_at_fit_leaves_the_pack(tmp_path):
 
 def test_packed_model_and_sgd_match_each_run_and_torch_sgd():
     cfgs = [
-        RunConfig(model=name, width=4, mlp_widths=(8, 8)) for name in ("mcnn", "preact-resnet18", "mlp", "vgg11-bn")
+        RunConfig(model=name, width=8, mlp_widths=(8, 8)) for name in ("mcnn", "preact-resnet18", "mlp", "vgg11-bn")
     ]
     for cfg in cfgs:
         models = []

@@ -17,9 +17,9 @@ Torch is imported only when an entry call is first used, so `import train` stays
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from shards.lazy import lazy_attributes
 from shards.version import __version__
 from train.core.config import PRESETS, RunConfig, apply_preset, config_hash
 from train.core.schedule import parse_eval_schedule
@@ -55,10 +55,7 @@ if TYPE_CHECKING:
     from train.run.loop import run_training as run_training
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'train' has no attribute {name!r}")
+__getattr__ = lazy_attributes("train", _LAZY)
 
 
 __all__ = [
